@@ -1,0 +1,66 @@
+// Command authd is a login / refresh / logout token server for PostgREST
+// and other JWT-checking APIs, backed by PostgreSQL.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage: authd <command> [arguments]
+
+commands:
+  serve                        run the HTTP server
+  migrate up|down|status       apply, revert (one step) or list migrations
+  seed                         add the demo role and user (development only)
+  user add NAME --role ROLE    add a user; password from stdin or a prompt
+  user passwd NAME             change a user's password
+  user del NAME                delete a user and their sessions
+  user list                    list users
+
+Configuration comes from the environment; see README.md.
+`
+
+// errUsage marks a command line that could not be understood.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintf(os.Stderr, "authd: %v\n", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// run is the whole program, with its dependencies as arguments so tests can
+// drive it as a user would.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) < 2 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	cmd, rest := args[1], args[2:]
+	switch cmd {
+	case "serve":
+		return runServe(ctx, rest, getenv, stdout, stderr)
+	case "migrate":
+		return runMigrate(ctx, rest, getenv, stdout)
+	case "seed":
+		return runSeed(ctx, getenv, stdout)
+	case "user":
+		return runUser(ctx, rest, getenv, stdin, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "authd: unknown command %q\n\n%s", cmd, usage)
+	return errUsage
+}

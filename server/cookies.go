@@ -1,0 +1,69 @@
+package server
+
+import (
+	"net/http"
+	"time"
+)
+
+// Cookie names and paths. SuperStack's clients know these names, and its
+// Caddyfile copies access_token into Authorization.
+const (
+	accessCookie  = "access_token"
+	refreshCookie = "refresh_token"
+)
+
+// refreshPaths are the only paths the refresh cookie is sent to. It is
+// set once per path (a cookie's identity is name+domain+path): at
+// /rpc/refresh_token, as SuperStack did, and at /rpc/logout, so that a
+// browser whose access cookie has already expired can still end its
+// session. It never travels to PostgREST or any other route.
+var refreshPaths = [...]string{"/rpc/refresh_token", "/rpc/logout"}
+
+// CookieConfig holds the cookie attributes an operator chooses.
+type CookieConfig struct {
+	// Secure adds the Secure attribute; on for anything served over HTTPS.
+	Secure bool
+	// SameSite applies to the access cookie (Lax by default, so links into
+	// the app from elsewhere arrive logged in).
+	SameSite http.SameSite
+	// RefreshSameSite applies to the refresh cookie (Strict by default: it
+	// is only ever sent by the app's own fetch to /rpc/refresh_token).
+	RefreshSameSite http.SameSite
+	// Domain, when set, shares the cookies with subdomains.
+	Domain string
+}
+
+func (cc CookieConfig) access(value string, maxAge int) *http.Cookie {
+	return cc.cookie(accessCookie, value, "/", cc.SameSite, maxAge)
+}
+
+func (cc CookieConfig) refresh(value string, maxAge int) []*http.Cookie {
+	out := make([]*http.Cookie, 0, len(refreshPaths))
+	for _, p := range refreshPaths {
+		out = append(out, cc.cookie(refreshCookie, value, p, cc.RefreshSameSite, maxAge))
+	}
+	return out
+}
+
+// cleared returns cookies that delete both tokens, with the same name,
+// path and domain they were set with; otherwise the browser keeps them.
+func (cc CookieConfig) cleared() []*http.Cookie {
+	return append([]*http.Cookie{cc.access("", -1)}, cc.refresh("", -1)...)
+}
+
+func (cc CookieConfig) cookie(name, value, path string, sameSite http.SameSite, maxAge int) *http.Cookie {
+	c := &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     path,
+		Domain:   cc.Domain,
+		MaxAge:   maxAge,
+		HttpOnly: true,
+		Secure:   cc.Secure,
+		SameSite: sameSite,
+	}
+	if maxAge < 0 {
+		c.Expires = time.Unix(0, 0)
+	}
+	return c
+}

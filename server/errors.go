@@ -1,0 +1,181 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+)
+
+// Error is an error a client sees, in PostgREST's shape. Cause, when set,
+// is logged for 5xx answers and never sent.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	Details *string
+	Hint    *string
+	// Header is added to the response (WWW-Authenticate, Allow, Retry-After).
+	Header http.Header
+	Cause  error
+}
+
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Cause)
+	}
+	return e.Code + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Cause }
+
+func ptr(s string) *string { return &s }
+
+// body is the PostgREST error body; the field order is PostgREST's, which
+// sorts its keys, and nulls are explicit.
+type body struct {
+	Code    string  `json:"code"`
+	Details *string `json:"details"`
+	Hint    *string `json:"hint"`
+	Message string  `json:"message"`
+}
+
+// The errors below are the ones a client can provoke. Their codes and
+// messages are PostgREST's where PostgREST has one, so clients written
+// against SuperStack keep working.
+
+func errInvalidLogin() *Error {
+	return &Error{
+		Status: http.StatusUnauthorized, Code: "PT401", Message: "Invalid user or password",
+		Header: http.Header{"WWW-Authenticate": {"Bearer"}},
+	}
+}
+
+func errInvalidRefresh() *Error {
+	return &Error{
+		Status: http.StatusUnauthorized, Code: "PT401", Message: "Invalid or expired refresh token",
+		Header: http.Header{"WWW-Authenticate": {"Bearer"}},
+	}
+}
+
+func errRoleMissing(role string) *Error {
+	return &Error{
+		Status: http.StatusForbidden, Code: "PT403",
+		Message: fmt.Sprintf("role %q does not exist", role),
+		Hint:    ptr("The user's database role was dropped; an administrator must recreate it or change the user's role."),
+	}
+}
+
+func errSchema(schema string) *Error {
+	return &Error{
+		Status: http.StatusNotAcceptable, Code: "PGRST106",
+		Message: "Invalid schema: " + schema,
+		Hint:    ptr("Only the following schemas are exposed: " + schemaName),
+	}
+}
+
+func errMethod(method string) *Error {
+	return &Error{
+		Status: http.StatusMethodNotAllowed, Code: "PGRST101",
+		Message: "Cannot use the " + method + " method on RPC",
+		Header:  http.Header{"Allow": {http.MethodPost}},
+	}
+}
+
+func errNotFound() *Error {
+	return &Error{Status: http.StatusNotFound, Code: "PGRST125", Message: "Invalid path specified in request URL"}
+}
+
+func errMediaType(mediaType string) *Error {
+	return &Error{Status: http.StatusUnsupportedMediaType, Code: "PGRST102", Message: "Content-Type not acceptable: " + mediaType}
+}
+
+func errInvalidBody() *Error {
+	return &Error{Status: http.StatusBadRequest, Code: "PGRST102", Message: "Empty or invalid json"}
+}
+
+func errTooLarge(limit int64) *Error {
+	return &Error{
+		Status: http.StatusRequestEntityTooLarge, Code: "PT413",
+		Message: fmt.Sprintf("Request body is larger than %d bytes", limit),
+	}
+}
+
+func errCrossSite() *Error {
+	return &Error{
+		Status: http.StatusForbidden, Code: "PT403",
+		Message: "Cross-site form login refused",
+		Hint:    ptr("Log in with a JSON request from the application's own origin."),
+	}
+}
+
+// errUnknownArgs mirrors PostgREST's PGRST202 for a function called with
+// arguments it does not take (or without ones it needs).
+func errUnknownArgs(fn string, got, want []string) *Error {
+	return &Error{
+		Status: http.StatusNotFound, Code: "PGRST202",
+		Message: fmt.Sprintf("Could not find the function %s(%s) in the schema cache", fn, strings.Join(got, ", ")),
+		Details: ptr(fmt.Sprintf("Searched for the function %s with parameters %s or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.",
+			fn, strings.Join(got, ", "))),
+		Hint: ptr(fmt.Sprintf("Perhaps you meant to call the function %s(%s)", fn, strings.Join(want, ", "))),
+	}
+}
+
+func errTimeout() *Error {
+	return &Error{Status: http.StatusServiceUnavailable, Code: "PT503", Message: "Request timed out", Header: http.Header{"Retry-After": {"1"}}}
+}
+
+func errInternal(cause error) *Error {
+	return &Error{Status: http.StatusInternalServerError, Code: "PT500", Message: "Internal server error", Cause: cause}
+}
+
+// errorHandler renders every error in PostgREST's shape. It is the one
+// place errors are logged: 5xx with their cause, 4xx not at all (they are
+// the client's business and would let a client flood the log).
+func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		e := toError(err, c.Request().Method)
+		if e.Status >= 500 {
+			log.ErrorContext(c.Request().Context(), "request failed",
+				"method", c.Request().Method, "path", c.Request().URL.Path, "status", e.Status, "err", e.Cause)
+		}
+		h := c.Response().Header()
+		for k, vs := range e.Header {
+			h[k] = vs
+		}
+		h.Set("Cache-Control", "no-store")
+		b, _ := json.Marshal(body{Code: e.Code, Details: e.Details, Hint: e.Hint, Message: e.Message})
+		_ = c.Blob(e.Status, jsonType, b)
+	}
+}
+
+func toError(err error, method string) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		switch he.Code {
+		case http.StatusNotFound:
+			return errNotFound()
+		case http.StatusMethodNotAllowed:
+			return errMethod(method)
+		case http.StatusRequestEntityTooLarge:
+			return errTooLarge(bodyLimit)
+		case http.StatusServiceUnavailable:
+			return errTimeout()
+		}
+		if he.Code < 500 {
+			return &Error{Status: he.Code, Code: fmt.Sprintf("PT%d", he.Code), Message: http.StatusText(he.Code)}
+		}
+	}
+	return errInternal(err)
+}

@@ -1,0 +1,79 @@
+package server
+
+import (
+	"errors"
+
+	"github.com/labstack/echo/v4"
+
+	"authd/store"
+	"authd/token"
+)
+
+// handleLogin is POST /rpc/login {"user_", "pass"}: SuperStack's
+// auth.login, answered from Go.
+func (s *Server) handleLogin() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		// An HTML form post is a CORS "simple request": any site could log
+		// a visitor into an account of the attacker's choosing. Browsers
+		// say where the request comes from; believe them.
+		if kind, _ := bodyKind(r.Header.Get("Content-Type")); kind == kindForm &&
+			r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+			return errCrossSite()
+		}
+		args, err := decodeArgs(r, "auth.login", []string{"pass", "user_"}, nil)
+		if err != nil {
+			return err
+		}
+		ctx := r.Context()
+		username, password := args["user_"], args["pass"]
+
+		u, err := s.db.User(ctx, username)
+		found := err == nil
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return errInternal(err)
+		}
+		// Compare against a dummy hash for an unknown user, so that the
+		// answer takes as long as for a wrong password.
+		hash := s.dummyHash
+		if found {
+			hash = u.PasswordHash
+		}
+		if ok := store.CheckPassword(hash, password); !ok || !found {
+			return errInvalidLogin()
+		}
+		if !u.RoleExists {
+			return errRoleMissing(u.Role)
+		}
+		if store.NeedsRehash(u.PasswordHash, s.cfg.BcryptCost) {
+			s.upgradeHash(c, u, password)
+		}
+
+		refresh, refreshHash, err := token.NewRefresh()
+		if err != nil {
+			return errInternal(err)
+		}
+		g, err := s.db.StartSession(ctx, u.Username, refreshHash, s.cfg.RefreshTTL)
+		if err != nil {
+			return errInternal(err)
+		}
+		g.Role = u.Role
+		return s.respondTokens(c, g, refresh)
+	}
+}
+
+// upgradeHash re-hashes a password stored below the configured cost (such
+// as SuperStack's cost-6 pgcrypto hashes) now that the plaintext is at hand.
+// A failure only delays the upgrade to the next login.
+func (s *Server) upgradeHash(c echo.Context, u store.User, password string) {
+	ctx := c.Request().Context()
+	h, err := store.HashPassword(password, s.cfg.BcryptCost)
+	if err == nil {
+		err = s.db.UpgradePasswordHash(ctx, u.Username, u.PasswordHash, h)
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "password hash upgrade failed", "user", u.Username, "err", err)
+		return
+	}
+	s.log.InfoContext(ctx, "password hash upgraded", "user", u.Username, "cost", s.cfg.BcryptCost)
+}

@@ -1,0 +1,62 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"authd/token"
+)
+
+// handleLogout is POST /rpc/logout: revoke the session server-side and
+// delete both cookies. The session is found from the refresh token (cookie
+// or body) and from the access token (header or cookie, expired or not);
+// either is enough, and neither is required: logging out twice, or with
+// nothing, is still 204.
+func (s *Server) handleLogout() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		args, err := decodeArgs(r, "auth.logout", nil, []string{"refresh_token"})
+		if err != nil {
+			return err
+		}
+		ctx := r.Context()
+		if rt := presentedRefresh(c, args); rt != "" && len(rt) <= maxRefreshLen {
+			if err := s.db.RevokeSessionOfRefresh(ctx, token.HashRefresh(rt)); err != nil {
+				return errInternal(err)
+			}
+		}
+		if sid, ok := s.accessSession(c); ok {
+			if err := s.db.RevokeSession(ctx, sid); err != nil {
+				return errInternal(err)
+			}
+		}
+		c.Response().Header().Set("Cache-Control", "no-store")
+		for _, ck := range s.cfg.Cookie.cleared() {
+			http.SetCookie(c.Response(), ck)
+		}
+		return c.NoContent(http.StatusNoContent)
+	}
+}
+
+// accessSession returns the session named by a validly signed access
+// token. Expiry is ignored on purpose: revoking is harmless, and an
+// expired token still proves which session it came from.
+func (s *Server) accessSession(c echo.Context) (uuid.UUID, bool) {
+	raw := bearerToken(c.Request().Header)
+	if raw == "" {
+		if ck, err := c.Cookie(accessCookie); err == nil {
+			raw = ck.Value
+		}
+	}
+	if raw == "" {
+		return uuid.UUID{}, false
+	}
+	claims, err := s.tokens.VerifySignature(raw)
+	if err != nil {
+		return uuid.UUID{}, false
+	}
+	sid, err := uuid.Parse(claims.SessionID)
+	return sid, err == nil
+}

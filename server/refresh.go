@@ -1,0 +1,62 @@
+package server
+
+import (
+	"errors"
+
+	"github.com/labstack/echo/v4"
+
+	"authd/store"
+	"authd/token"
+)
+
+// maxRefreshLen bounds what is hashed and looked up; authd's tokens are 43
+// characters.
+const maxRefreshLen = 256
+
+// handleRefresh is POST /rpc/refresh_token: spend the presented refresh
+// token (cookie, or {"refresh_token"} for clients without cookies) and
+// answer with a new access token and a rotated refresh token.
+func (s *Server) handleRefresh() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		args, err := decodeArgs(r, "auth.refresh_token", nil, []string{"refresh_token"})
+		if err != nil {
+			return err
+		}
+		presented := presentedRefresh(c, args)
+		if presented == "" || len(presented) > maxRefreshLen {
+			return errInvalidRefresh()
+		}
+		next, nextHash, err := token.NewRefresh()
+		if err != nil {
+			return errInternal(err)
+		}
+		g, err := s.db.Refresh(r.Context(), token.HashRefresh(presented), nextHash, s.cfg.RefreshTTL, s.cfg.ReuseGrace)
+		var missing *store.RoleMissingError
+		switch {
+		case errors.Is(err, store.ErrRefreshReused):
+			// The same answer as any dead token: the client cannot tell
+			// whether it or a thief spent the token first.
+			s.log.WarnContext(r.Context(), "refresh token reused after rotation; session revoked")
+			return errInvalidRefresh()
+		case errors.Is(err, store.ErrInvalidRefresh):
+			return errInvalidRefresh()
+		case errors.As(err, &missing):
+			return errRoleMissing(missing.Role)
+		case err != nil:
+			return errInternal(err)
+		}
+		return s.respondTokens(c, g, next)
+	}
+}
+
+// presentedRefresh is the refresh token in the body, else in the cookie.
+func presentedRefresh(c echo.Context, args rpcArgs) string {
+	if t := args["refresh_token"]; t != "" {
+		return t
+	}
+	if ck, err := c.Cookie(refreshCookie); err == nil {
+		return ck.Value
+	}
+	return ""
+}

@@ -1,0 +1,93 @@
+// Package server is authd's HTTP API: PostgREST-compatible /rpc/login,
+// /rpc/refresh_token and /rpc/logout, plus health checks.
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"authd/store"
+	"authd/token"
+)
+
+// Config is what the HTTP API needs beyond its dependencies.
+type Config struct {
+	RefreshTTL time.Duration
+	// ReuseGrace is how long a spent refresh token still earns tokens
+	// (concurrent tabs, SSR) before its reuse counts as theft.
+	ReuseGrace     time.Duration
+	BcryptCost     int
+	Cookie         CookieConfig
+	RequestTimeout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server holds the API's dependencies.
+type Server struct {
+	cfg    Config
+	db     *store.DB
+	tokens *token.Issuer
+	log    *slog.Logger
+	// dummyHash is compared against when a login names no known user, so
+	// that an unknown user costs the same bcrypt work as a wrong password.
+	dummyHash string
+}
+
+// New returns the API as an http.Handler.
+func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (http.Handler, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 10 * time.Second
+	}
+	dummy, err := store.HashPassword("authd-timing-equaliser", cfg.BcryptCost)
+	if err != nil {
+		return nil, fmt.Errorf("make dummy hash: %w", err)
+	}
+	s := &Server{cfg: cfg, db: db, tokens: tokens, log: log, dummyHash: dummy}
+
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = errorHandler(log)
+	// authd sits behind a gateway; the peer address is what it logs, and
+	// nothing is decided on a client-supplied X-Forwarded-For.
+	e.IPExtractor = echo.ExtractIPDirect()
+	e.Use(
+		requestLogger(log),
+		middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}),
+		middleware.ContextTimeout(cfg.RequestTimeout),
+	)
+	s.routes(e)
+	return e, nil
+}
+
+// requestLogger logs one line per request: never headers, cookies, query
+// strings or bodies, which carry tokens and passwords.
+func requestLogger(log *slog.Logger) echo.MiddlewareFunc {
+	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogStatus:   true,
+		LogURIPath:  true,
+		LogMethod:   true,
+		LogLatency:  true,
+		LogRemoteIP: true,
+		HandleError: true,
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
+				slog.String("method", v.Method),
+				slog.String("path", v.URIPath),
+				slog.Int("status", v.Status),
+				slog.Duration("latency", v.Latency),
+				slog.String("remote_ip", v.RemoteIP),
+			)
+			return nil
+		},
+	})
+}

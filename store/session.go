@@ -1,0 +1,192 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Grant is what a successful login or refresh hands out: who the tokens
+// are for and until when the new refresh token is valid.
+type Grant struct {
+	Username         string
+	Role             string
+	SessionID        uuid.UUID
+	RefreshExpiresAt time.Time
+}
+
+// ErrInvalidRefresh covers every refresh token that earns no new tokens:
+// unknown, expired, revoked, of a revoked session or deleted user.
+var ErrInvalidRefresh = errors.New("invalid or expired refresh token")
+
+// ErrRefreshReused is returned when a spent refresh token is presented
+// after the grace window; its whole session has just been revoked.
+var ErrRefreshReused = errors.New("refresh token reused: session revoked")
+
+// StartSession opens a session for username with its first refresh token.
+func (db *DB) StartSession(ctx context.Context, username string, tokenHash []byte, ttl time.Duration) (Grant, error) {
+	g := Grant{Username: username, SessionID: uuid.New()}
+	err := db.pool.QueryRow(ctx, `
+		with s as (
+		    insert into auth.session (id, username) values ($1, $2)
+		    returning id
+		)
+		insert into auth.refresh_token (token_hash, session_id, expires_at)
+		select $3, s.id, now() + make_interval(secs => $4) from s
+		returning expires_at`,
+		g.SessionID, username, tokenHash, ttl.Seconds()).Scan(&g.RefreshExpiresAt)
+	if err != nil {
+		return Grant{}, fmt.Errorf("start session for %q: %w", username, err)
+	}
+	return g, nil
+}
+
+// Refresh spends the refresh token whose hash is oldHash and stores its
+// successor newHash, valid for ttl. The happy path is one statement; a
+// token that fails it costs one more, which tells why and acts on it:
+//
+//   - spent less than grace ago (two tabs, or SSR, refreshing at once): a
+//     sibling token is issued and nothing is revoked;
+//   - spent longer ago: a replay (RFC 9700 §4.14.2). The session is revoked,
+//     the newest token with it, and ErrRefreshReused is returned;
+//   - the user's role was dropped: *RoleMissingError, nothing spent;
+//   - anything else: ErrInvalidRefresh.
+func (db *DB) Refresh(ctx context.Context, oldHash, newHash []byte, ttl, grace time.Duration) (Grant, error) {
+	g, err := db.rotate(ctx, oldHash, newHash, ttl)
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return g, err
+	}
+	return db.refreshSlowPath(ctx, oldHash, newHash, ttl, grace)
+}
+
+// rotate is the happy path. Concurrent refreshes of one token all try to
+// update the same row; the row lock makes them queue, and each waiter
+// re-checks "revoked_at is null" after the winner commits, so exactly one
+// of them gets a row back — on one authd or many.
+func (db *DB) rotate(ctx context.Context, oldHash, newHash []byte, ttl time.Duration) (Grant, error) {
+	var g Grant
+	err := db.pool.QueryRow(ctx, `
+		with spent as (
+		    update auth.refresh_token t
+		       set revoked_at = now(), revoked_reason = 'rotated'
+		      from auth.session s
+		      join auth.user u on u.username = s.username
+		      join pg_roles r on r.rolname = u.role
+		     where t.token_hash = $1
+		       and t.revoked_at is null
+		       and t.expires_at > now()
+		       and s.id = t.session_id
+		       and s.revoked_at is null
+		    returning t.id, t.session_id, u.username, u.role
+		), child as (
+		    insert into auth.refresh_token (token_hash, session_id, parent_id, expires_at)
+		    select $2, spent.session_id, spent.id, now() + make_interval(secs => $3) from spent
+		    returning expires_at
+		)
+		select spent.username, spent.role, spent.session_id, child.expires_at
+		  from spent, child`,
+		oldHash, newHash, ttl.Seconds()).Scan(&g.Username, &g.Role, &g.SessionID, &g.RefreshExpiresAt)
+	if err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return Grant{}, err
+		}
+		return Grant{}, fmt.Errorf("rotate refresh token: %w", err)
+	}
+	return g, nil
+}
+
+// refreshSlowPath classifies a token that rotate did not accept, and in
+// the same statement either issues a sibling (grace) or revokes the
+// session (replay).
+func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl, grace time.Duration) (Grant, error) {
+	var (
+		g         Grant
+		active    bool // unspent, unexpired, session live
+		roleOK    bool
+		sibling   *time.Time
+		revoked   bool
+		foundRows = true
+	)
+	err := db.pool.QueryRow(ctx, `
+		with found as (
+		    select t.id, t.session_id, t.revoked_at, t.revoked_reason, t.expires_at,
+		           s.revoked_at as session_revoked_at, u.username, u.role,
+		           exists (select 1 from pg_roles r where r.rolname = u.role) as role_ok
+		      from auth.refresh_token t
+		      join auth.session s on s.id = t.session_id
+		      join auth.user u on u.username = s.username
+		     where t.token_hash = $1
+		), sibling as (
+		    insert into auth.refresh_token (token_hash, session_id, parent_id, expires_at)
+		    select $2, f.session_id, f.id, now() + make_interval(secs => $3)
+		      from found f
+		     where f.revoked_reason = 'rotated'
+		       and f.revoked_at >= now() - make_interval(secs => $4)
+		       and f.session_revoked_at is null
+		       and f.expires_at > now()
+		       and f.role_ok
+		    returning expires_at
+		), replay as (
+		    update auth.session s
+		       set revoked_at = now()
+		      from found f
+		     where s.id = f.session_id
+		       and f.revoked_reason = 'rotated'
+		       and f.revoked_at < now() - make_interval(secs => $4)
+		       and s.revoked_at is null
+		    returning s.id
+		)
+		select f.username, f.role, f.session_id, f.role_ok,
+		       f.revoked_at is null and f.expires_at > now() and f.session_revoked_at is null,
+		       (select expires_at from sibling),
+		       exists (select 1 from replay)
+		  from found f`,
+		oldHash, newHash, ttl.Seconds(), grace.Seconds()).Scan(
+		&g.Username, &g.Role, &g.SessionID, &roleOK, &active, &sibling, &revoked)
+	if errors.Is(err, pgx.ErrNoRows) {
+		foundRows = false
+	} else if err != nil {
+		return Grant{}, fmt.Errorf("check refresh token: %w", err)
+	}
+	switch {
+	case !foundRows:
+		return Grant{}, ErrInvalidRefresh
+	case revoked:
+		return Grant{}, ErrRefreshReused
+	case sibling != nil:
+		g.RefreshExpiresAt = *sibling
+		return g, nil
+	case !roleOK && active:
+		return Grant{}, &RoleMissingError{Role: g.Role}
+	}
+	return Grant{}, ErrInvalidRefresh
+}
+
+// RevokeSession ends a session: none of its refresh tokens works any more.
+// Revoking a revoked or unknown session is not an error.
+func (db *DB) RevokeSession(ctx context.Context, sessionID uuid.UUID) error {
+	_, err := db.pool.Exec(ctx, `
+		update auth.session set revoked_at = now()
+		 where id = $1 and revoked_at is null`, sessionID)
+	if err != nil {
+		return fmt.Errorf("revoke session %s: %w", sessionID, err)
+	}
+	return nil
+}
+
+// RevokeSessionOfRefresh ends the session that the refresh token with hash
+// tokenHash belongs to, whether or not that token is still usable.
+func (db *DB) RevokeSessionOfRefresh(ctx context.Context, tokenHash []byte) error {
+	_, err := db.pool.Exec(ctx, `
+		update auth.session s set revoked_at = now()
+		  from auth.refresh_token t
+		 where t.token_hash = $1 and s.id = t.session_id and s.revoked_at is null`, tokenHash)
+	if err != nil {
+		return fmt.Errorf("revoke session of refresh token: %w", err)
+	}
+	return nil
+}

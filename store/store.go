@@ -1,0 +1,73 @@
+// Package store is authd's PostgreSQL data layer: users, sessions and
+// refresh tokens in the auth schema. Every rule that must hold across
+// several authd processes (one winner in a refresh race, a role that must
+// exist) is enforced in SQL.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrNotFound is returned when the row asked for does not exist.
+var ErrNotFound = errors.New("not found")
+
+// DB is the auth schema on one connection pool.
+type DB struct {
+	pool *pgxpool.Pool
+}
+
+// Open connects to databaseURL and checks that the server answers, so an
+// unreachable database fails at start-up rather than on the first request.
+func Open(ctx context.Context, databaseURL string) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		// pgx's message can echo the URL, password included: keep only
+		// the fact that it did not parse.
+		return nil, errors.New("parse DATABASE_URL: invalid connection string")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create connection pool: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to database %s@%s:%d/%s: %w",
+			cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, unwrapConnectError(err))
+	}
+	return &DB{pool: pool}, nil
+}
+
+// unwrapConnectError keeps the last, most specific cause of a failed
+// connection ("connection refused", "password authentication failed").
+func unwrapConnectError(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr
+	}
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err
+		}
+		err = next
+	}
+}
+
+// Pool exposes the connection pool for migrations and health checks.
+func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+
+// Close closes every connection.
+func (db *DB) Close() { db.pool.Close() }
+
+// Ping reports whether the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping database: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,204 @@
+// Package storetest gives each test a fresh, migrated authd database on the
+// real PostgreSQL server, cloned from a template that Main migrates once
+// per test binary. There is no fallback: no PostgreSQL means failing tests.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"authd/store"
+)
+
+// AdminURLEnv names the variable holding a superuser URL of the test
+// server; its default is the local trust-auth server of the dev machines.
+const AdminURLEnv = "AUTHD_TEST_DATABASE_URL"
+
+const defaultAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// template is the migrated database that NewDB clones; set by Main.
+var template string
+
+// AdminURL is the superuser URL tests connect with to create databases and
+// roles.
+func AdminURL() string {
+	if u := os.Getenv(AdminURLEnv); u != "" {
+		return u
+	}
+	return defaultAdminURL
+}
+
+// Main creates and migrates the template database, runs the tests, and
+// drops it. Call it from TestMain.
+func Main(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	template = "authd_tpl_" + Unique()
+	if err := createDB(ctx, template, ""); err != nil {
+		fmt.Fprintf(os.Stderr, "storetest: %v (set %s to a superuser URL)\n", err, AdminURLEnv)
+		return 1
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = dropDB(ctx, template)
+	}()
+	db, err := store.Open(ctx, WithDatabase(AdminURL(), template))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "storetest: %v\n", err)
+		return 1
+	}
+	p, err := db.Migrator()
+	if err == nil {
+		_, err = p.Up(ctx)
+	}
+	db.Close()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "storetest: migrate template: %v\n", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// Unique returns a short random suffix for database and role names, which
+// are cluster-wide and shared with every other test binary running now.
+func Unique() string {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// WithDatabase returns rawURL pointing at database name.
+func WithDatabase(rawURL, name string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		panic(fmt.Sprintf("storetest: bad admin URL: %v", err))
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// NewURL creates a fresh migrated database for t and returns its URL. The
+// database is dropped when t passes; a failed test's database is kept and
+// its URL logged, outside CI.
+func NewURL(t testing.TB) string {
+	t.Helper()
+	if template == "" {
+		t.Fatal("storetest: call storetest.Main from TestMain")
+	}
+	return newDB(t, template)
+}
+
+// NewEmptyURL creates an empty database (no migrations) for t.
+func NewEmptyURL(t testing.TB) string {
+	t.Helper()
+	return newDB(t, "")
+}
+
+func newDB(t testing.TB, from string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := "authd_test_" + Unique()
+	if err := createDB(ctx, name, from); err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	u := WithDatabase(AdminURL(), name)
+	t.Cleanup(func() {
+		if t.Failed() && os.Getenv("CI") == "" {
+			t.Logf("storetest: kept database of failed test: %s", u)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := dropDB(ctx, name); err != nil {
+			t.Errorf("storetest: %v", err)
+		}
+	})
+	return u
+}
+
+// NewDB opens a fresh migrated database for t.
+func NewDB(t testing.TB) *store.DB {
+	t.Helper()
+	return Open(t, NewURL(t))
+}
+
+// Open opens the database at url for t, closing it at cleanup.
+func Open(t testing.TB, url string) *store.DB {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := store.Open(ctx, url)
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	t.Cleanup(db.Close)
+	return db
+}
+
+// NewRole creates a cluster-wide role with a unique name and drops it at
+// cleanup (after the databases that may reference it).
+func NewRole(t testing.TB) string {
+	t.Helper()
+	role := "authd_role_" + Unique()
+	Exec(t, AdminURL(), "create role "+pgx.Identifier{role}.Sanitize())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = adminExec(ctx, AdminURL(), "drop role if exists "+pgx.Identifier{role}.Sanitize())
+	})
+	return role
+}
+
+// Exec runs sql on the database at url, failing t on error.
+func Exec(t testing.TB, url, sql string, args ...any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := adminExec(ctx, url, sql, args...); err != nil {
+		t.Fatalf("storetest: %s: %v", sql, err)
+	}
+}
+
+func adminExec(ctx context.Context, url, sql string, args ...any) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return fmt.Errorf("connect to test server: %w", err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sql, args...)
+	return err
+}
+
+func createDB(ctx context.Context, name, from string) error {
+	sql := "create database " + pgx.Identifier{name}.Sanitize()
+	if from != "" {
+		sql += " template " + pgx.Identifier{from}.Sanitize()
+	}
+	if err := adminExec(ctx, AdminURL(), sql); err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	return nil
+}
+
+func dropDB(ctx context.Context, name string) error {
+	if err := adminExec(ctx, AdminURL(), "drop database if exists "+pgx.Identifier{name}.Sanitize()+" with (force)"); err != nil {
+		return fmt.Errorf("drop database %s: %w", name, err)
+	}
+	return nil
+}
