@@ -1,0 +1,433 @@
+package authd_test
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// testJWTSecret stands in for the developer's .env: base64 of 32 bytes, as
+// `openssl rand -base64 32` prints it.
+const testJWTSecret = "dGVzdC1vbmx5LXNlY3JldC0zMi1ieXRlcy1sb25nISE="
+
+// loadCompose loads compose.yaml the way `docker compose` does, with env as
+// the only environment: neither the OS environment nor a local .env leaks in.
+func loadCompose(t *testing.T, env ...string) (*types.Project, error) {
+	t.Helper()
+	opts, err := cli.NewProjectOptions([]string{"compose.yaml"},
+		cli.WithWorkingDirectory("."),
+		cli.WithEnv(env),
+	)
+	if err != nil {
+		t.Fatalf("compose project options: %v", err)
+	}
+	return opts.LoadProject(t.Context())
+}
+
+func mustLoadCompose(t *testing.T) *types.Project {
+	t.Helper()
+	p, err := loadCompose(t, "JWT_SECRET="+testJWTSecret)
+	if err != nil {
+		t.Fatalf("load compose.yaml: %v", err)
+	}
+	return p
+}
+
+func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
+	t.Helper()
+	s, err := p.GetService(name)
+	if err != nil {
+		t.Fatalf("compose.yaml: %v", err)
+	}
+	return s
+}
+
+func env(t *testing.T, s types.ServiceConfig, key string) string {
+	t.Helper()
+	v, ok := s.Environment[key]
+	if !ok || v == nil {
+		t.Fatalf("service %s: environment %s is not set", s.Name, key)
+	}
+	return *v
+}
+
+func parseDBURL(t *testing.T, s types.ServiceConfig, key string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(env(t, s, key))
+	if err != nil {
+		t.Fatalf("service %s: %s does not parse as a URL: %v", s.Name, key, err)
+	}
+	return u
+}
+
+// bindSource returns the host path bind-mounted at target in s.
+func bindSource(t *testing.T, s types.ServiceConfig, target string) string {
+	t.Helper()
+	for _, v := range s.Volumes {
+		if v.Target == target {
+			if v.Type != types.VolumeTypeBind {
+				t.Fatalf("service %s: %s is mounted as %q, want a bind mount", s.Name, target, v.Type)
+			}
+			return v.Source
+		}
+	}
+	t.Fatalf("service %s: nothing is mounted at %s", s.Name, target)
+	return ""
+}
+
+func TestComposeRequiresJWTSecret(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+	}{
+		{"unset", nil},
+		{"empty", []string{"JWT_SECRET="}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadCompose(t, tc.env...)
+			if err == nil {
+				t.Fatal("compose.yaml loaded without JWT_SECRET; want the ${JWT_SECRET:?...} guard to fail")
+			}
+			for _, want := range []string{"JWT_SECRET", "openssl rand -base64 32"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error = %q, want it to mention %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestComposeServices(t *testing.T) {
+	p := mustLoadCompose(t)
+	want := []string{"authd", "caddy", "migrate", "postgres", "postgrest", "seed"}
+	got := p.ServiceNames()
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("services = %q, want %q", got, want)
+	}
+}
+
+// TestComposeJWTSecretHasNoDefault reads the secrets before interpolation:
+// each service must take JWT_SECRET from the environment through the
+// guard, never from a literal or a ${JWT_SECRET:-default}.
+func TestComposeJWTSecretHasNoDefault(t *testing.T) {
+	opts, err := cli.NewProjectOptions([]string{"compose.yaml"},
+		cli.WithWorkingDirectory("."),
+		cli.WithInterpolation(false),
+	)
+	if err != nil {
+		t.Fatalf("compose project options: %v", err)
+	}
+	p, err := opts.LoadProject(t.Context())
+	if err != nil {
+		t.Fatalf("load compose.yaml without interpolation: %v", err)
+	}
+	const want = "${JWT_SECRET:?set JWT_SECRET, e.g. openssl rand -base64 32}"
+	for _, tc := range []struct{ svc, key string }{
+		{"authd", "JWT_SECRET"},
+		{"postgrest", "PGRST_JWT_SECRET"},
+	} {
+		if got := env(t, service(t, p, tc.svc), tc.key); got != want {
+			t.Errorf("%s %s = %q, want %q", tc.svc, tc.key, got, want)
+		}
+	}
+}
+
+func TestComposeSharedJWTSecret(t *testing.T) {
+	p := mustLoadCompose(t)
+	authd := service(t, p, "authd")
+	postgrest := service(t, p, "postgrest")
+	for _, tc := range []struct {
+		svc       types.ServiceConfig
+		key, want string
+	}{
+		{authd, "JWT_SECRET", testJWTSecret},
+		{authd, "JWT_SECRET_IS_BASE64", "true"},
+		{postgrest, "PGRST_JWT_SECRET", testJWTSecret},
+		{postgrest, "PGRST_JWT_SECRET_IS_BASE64", "true"},
+	} {
+		if got := env(t, tc.svc, tc.key); got != tc.want {
+			t.Errorf("%s %s = %q, want %q", tc.svc.Name, tc.key, got, tc.want)
+		}
+	}
+}
+
+func TestComposeAuthdWiring(t *testing.T) {
+	p := mustLoadCompose(t)
+	postgres := service(t, p, "postgres")
+	pgPassword := env(t, postgres, "POSTGRES_PASSWORD")
+	pgDB := env(t, postgres, "POSTGRES_DB")
+
+	for _, tc := range []struct {
+		name      string
+		command   []string
+		restart   string
+		dependsOn string
+		condition string
+	}{
+		{"migrate", []string{"migrate", "up"}, "no", "postgres", types.ServiceConditionHealthy},
+		{"seed", []string{"seed"}, "no", "migrate", types.ServiceConditionCompletedSuccessfully},
+		{"authd", []string{"serve"}, "", "migrate", types.ServiceConditionCompletedSuccessfully},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := service(t, p, tc.name)
+			if !slices.Equal(s.Command, tc.command) {
+				t.Errorf("command = %q, want %q", s.Command, tc.command)
+			}
+			if s.Restart != tc.restart {
+				t.Errorf("restart = %q, want %q", s.Restart, tc.restart)
+			}
+			dep, ok := s.DependsOn[tc.dependsOn]
+			if !ok {
+				t.Errorf("depends_on = %v, want it to include %s", s.DependsOn, tc.dependsOn)
+			} else if dep.Condition != tc.condition {
+				t.Errorf("depends_on %s condition = %q, want %q", tc.dependsOn, dep.Condition, tc.condition)
+			}
+
+			// Built from this repository's Dockerfile, not pulled.
+			if s.Build == nil {
+				t.Fatalf("build is not set, want the repository's Dockerfile")
+			}
+			wd, err := os.Getwd()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Build.Context != wd {
+				t.Errorf("build context = %q, want %q", s.Build.Context, wd)
+			}
+			if s.Build.Dockerfile != "Dockerfile" {
+				t.Errorf("build dockerfile = %q, want %q", s.Build.Dockerfile, "Dockerfile")
+			}
+
+			u := parseDBURL(t, s, "DATABASE_URL")
+			if u.Hostname() != "postgres" {
+				t.Errorf("DATABASE_URL host = %q, want %q", u.Hostname(), "postgres")
+			}
+			if got, _ := u.User.Password(); got != pgPassword {
+				t.Errorf("DATABASE_URL password = %q, want postgres's POSTGRES_PASSWORD %q", got, pgPassword)
+			}
+			if got := strings.TrimPrefix(u.Path, "/"); got != pgDB {
+				t.Errorf("DATABASE_URL database = %q, want POSTGRES_DB %q", got, pgDB)
+			}
+		})
+	}
+
+	authd := service(t, p, "authd")
+	if got, want := env(t, authd, "AUTHD_ADDR"), ":3001"; got != want {
+		t.Errorf("authd AUTHD_ADDR = %q, want %q", got, want)
+	}
+}
+
+func TestComposeDockerfile(t *testing.T) {
+	src, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatalf("read Dockerfile: %v", err)
+	}
+	for _, want := range []string{
+		"FROM golang:1.26 AS build",
+		"CGO_ENABLED=0 go build -trimpath",
+		"-o /authd ./cmd/authd",
+		"FROM gcr.io/distroless/static-debian12:nonroot",
+		`ENTRYPOINT ["/authd"]`,
+		`CMD ["serve"]`,
+		"EXPOSE 3001",
+	} {
+		if !strings.Contains(string(src), want) {
+			t.Errorf("Dockerfile does not contain %q", want)
+		}
+	}
+
+	ignore, err := os.ReadFile(".dockerignore")
+	if err != nil {
+		t.Fatalf("read .dockerignore: %v", err)
+	}
+	var patterns []string
+	for _, line := range strings.Split(string(ignore), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			patterns = append(patterns, line)
+		}
+	}
+	if !slices.Contains(patterns, ".env") {
+		t.Errorf(".dockerignore does not exclude %q: the JWT secret would reach the build context", ".env")
+	}
+}
+
+func TestComposePostgres(t *testing.T) {
+	p := mustLoadCompose(t)
+	s := service(t, p, "postgres")
+	if got, want := s.Image, "postgres:15"; got != want {
+		t.Errorf("postgres image = %q, want %q", got, want)
+	}
+	if s.HealthCheck == nil || !strings.Contains(strings.Join(s.HealthCheck.Test, " "), "pg_isready") {
+		t.Errorf("postgres healthcheck = %+v, want a pg_isready test", s.HealthCheck)
+	}
+
+	var dataVolume string
+	for _, v := range s.Volumes {
+		if v.Target == "/var/lib/postgresql/data" {
+			if v.Type != types.VolumeTypeVolume {
+				t.Errorf("postgres data mount type = %q, want %q", v.Type, types.VolumeTypeVolume)
+			}
+			dataVolume = v.Source
+		}
+	}
+	if _, ok := p.Volumes[dataVolume]; dataVolume == "" || !ok {
+		t.Errorf("postgres data volume = %q, want a named volume declared under volumes: (have %v)", dataVolume, p.VolumeNames())
+	}
+
+	initdb := bindSource(t, s, "/docker-entrypoint-initdb.d")
+	script, err := os.ReadFile(filepath.Join(initdb, "00-roles.sql"))
+	if err != nil {
+		t.Fatalf("initdb script: %v", err)
+	}
+	sql := strings.Join(strings.Fields(strings.ToLower(string(script))), " ")
+	for _, want := range []string{
+		"create role anon nologin",
+		"create role authenticator login noinherit password",
+		"grant anon to authenticator",
+		// The password is the one compose gives the container, the same
+		// one PostgREST logs in with (TestComposePostgREST).
+		"\\getenv authenticator_password authenticator_password",
+	} {
+		if !strings.Contains(sql, want) {
+			t.Errorf("%s does not contain %q", filepath.Join(initdb, "00-roles.sql"), want)
+		}
+	}
+}
+
+func TestComposePostgREST(t *testing.T) {
+	p := mustLoadCompose(t)
+	s := service(t, p, "postgrest")
+	if !strings.HasPrefix(s.Image, "postgrest/postgrest:v12.") {
+		t.Errorf("postgrest image = %q, want a pinned postgrest/postgrest:v12.x.y", s.Image)
+	}
+	for _, tc := range []struct{ key, want string }{
+		{"PGRST_DB_ANON_ROLE", "anon"},
+		{"PGRST_DB_SCHEMAS", "public"},
+	} {
+		if got := env(t, s, tc.key); got != tc.want {
+			t.Errorf("postgrest %s = %q, want %q", tc.key, got, tc.want)
+		}
+	}
+
+	u := parseDBURL(t, s, "PGRST_DB_URI")
+	if u.Hostname() != "postgres" {
+		t.Errorf("PGRST_DB_URI host = %q, want %q", u.Hostname(), "postgres")
+	}
+	if got, want := u.User.Username(), "authenticator"; got != want {
+		t.Errorf("PGRST_DB_URI user = %q, want %q", got, want)
+	}
+	// authd grants user roles to this role; it must be the one PostgREST
+	// logs in as.
+	if got, want := env(t, service(t, p, "authd"), "AUTHD_AUTHENTICATOR_ROLE"), u.User.Username(); got != want {
+		t.Errorf("authd AUTHD_AUTHENTICATOR_ROLE = %q, want PGRST_DB_URI's user %q", got, want)
+	}
+	if got, want := u.User.String(), "authenticator:"+env(t, service(t, p, "postgres"), "AUTHENTICATOR_PASSWORD"); got != want {
+		t.Errorf("PGRST_DB_URI credentials = %q, want the postgres service's AUTHENTICATOR_PASSWORD: %q", got, want)
+	}
+	if dep, ok := s.DependsOn["migrate"]; !ok || dep.Condition != types.ServiceConditionCompletedSuccessfully {
+		t.Errorf("postgrest depends_on = %v, want migrate with %q", s.DependsOn, types.ServiceConditionCompletedSuccessfully)
+	}
+}
+
+func TestComposeCaddy(t *testing.T) {
+	p := mustLoadCompose(t)
+	s := service(t, p, "caddy")
+	if got, want := s.Image, "caddy:2"; got != want {
+		t.Errorf("caddy image = %q, want %q", got, want)
+	}
+	var published []string
+	for _, port := range s.Ports {
+		published = append(published, fmt.Sprintf("%s->%d", port.Published, port.Target))
+	}
+	if !slices.Contains(published, "8000->80") {
+		t.Errorf("caddy ports = %q, want 8000->80", published)
+	}
+
+	path := bindSource(t, s, "/etc/caddy/Caddyfile")
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("Caddyfile mounted into caddy: %v", err)
+	}
+	caddyfile := string(src)
+
+	copyLine := regexp.MustCompile(`^request_header (@\S+ )?Authorization "Bearer \{cookie\.access_token\}"$`)
+	for _, tc := range []struct {
+		block    string
+		upstream string
+		copies   bool
+	}{
+		{"handle /rpc/login", "authd:3001", false},
+		{"handle /rpc/refresh_token", "authd:3001", false},
+		{"handle /rpc/logout", "authd:3001", false},
+		{"handle_path /rest/*", "postgrest:3000", true},
+		{"handle /rpc/*", "postgrest:3000", true},
+	} {
+		t.Run(tc.block, func(t *testing.T) {
+			body := caddyBlock(t, caddyfile, tc.block)
+			if want := "reverse_proxy " + tc.upstream; !slices.Contains(body, want) {
+				t.Errorf("%s block = %q, want a line %q", tc.block, body, want)
+			}
+			var copyLines []string
+			for _, line := range body {
+				if copyLine.MatchString(line) {
+					copyLines = append(copyLines, line)
+				}
+			}
+			if got := len(copyLines) > 0; got != tc.copies {
+				t.Errorf("%s copies the access_token cookie into Authorization: got %v, want %v (block %q)", tc.block, got, tc.copies, body)
+			}
+			// A named matcher on the copy must keep a client's own
+			// Authorization header.
+			for _, line := range copyLines {
+				if m := strings.TrimSpace(copyLine.FindStringSubmatch(line)[1]); m != "" {
+					def := caddyBlock(t, caddyfile, m)
+					if !slices.Contains(def, "not header Authorization *") {
+						t.Errorf("matcher %s = %q, want it to skip requests that have an Authorization header", m, def)
+					}
+				}
+			}
+		})
+	}
+}
+
+// caddyBlock returns the trimmed, non-comment lines inside the Caddyfile
+// block opened by the line "opener {".
+func caddyBlock(t *testing.T, caddyfile, opener string) []string {
+	t.Helper()
+	lines := strings.Split(caddyfile, "\n")
+	start := slices.IndexFunc(lines, func(l string) bool {
+		return strings.TrimSpace(l) == opener+" {"
+	})
+	if start < 0 {
+		t.Fatalf("Caddyfile has no block %q", opener+" {")
+	}
+	var body []string
+	depth := 1
+	for _, l := range lines[start+1:] {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if strings.HasSuffix(l, "{") {
+			depth++
+		}
+		if l == "}" {
+			depth--
+			if depth == 0 {
+				return body
+			}
+		}
+		body = append(body, l)
+	}
+	t.Fatalf("Caddyfile block %q is not closed", opener)
+	return nil
+}
