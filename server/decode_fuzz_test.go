@@ -1,0 +1,75 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzDecodeArgs feeds arbitrary bodies, content types and profiles to the
+// RPC body parser: it must never panic, must refuse with a 4xx *Error, and
+// must never accept an argument the function does not take.
+func FuzzDecodeArgs(f *testing.F) {
+	f.Add("application/json", "auth", `{"user_": "alice", "pass": "secret"}`)
+	f.Add("", "", `{"user_": "alice", "pass": "secret"}`)
+	f.Add("application/x-www-form-urlencoded", "", "user_=alice&pass=s%20e")
+	f.Add("application/json; charset=utf-8", "auth", `{"user_": 1, "pass": null}`)
+	f.Add("text/plain", "", "hello")
+	f.Add("application/json", "api", `{}`)
+	f.Add("multipart/form-data; boundary=x", "", "--x--")
+	f.Add("application/json", "", `[1,2]`)
+	f.Add("application/json", "", `{"user_":"a"} {"pass":"b"}`)
+	f.Add("application/json;;", "", ``)
+	f.Fuzz(func(t *testing.T, contentType, profile, body string) {
+		r, err := http.NewRequest(http.MethodPost, "/rpc/login", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Header.Set("Content-Type", contentType)
+		r.Header.Set("Content-Profile", profile)
+		args, err := decodeArgs(r, "auth.login", []string{"pass", "user_"}, nil)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Status < 400 || e.Status > 499 {
+				t.Fatalf("got %v, want a 4xx *Error", err)
+			}
+			if e.Code == "" || e.Message == "" || !utf8.ValidString(e.Code) {
+				t.Fatalf("error without code or message: %+v", e)
+			}
+			return
+		}
+		if len(args) != 2 {
+			t.Fatalf("accepted %d arguments %v, want exactly user_ and pass", len(args), args)
+		}
+		for k := range args {
+			if k != "user_" && k != "pass" {
+				t.Fatalf("accepted unknown argument %q", k)
+			}
+		}
+	})
+}
+
+// FuzzHeaders covers the header parsers: Prefer and Authorization.
+func FuzzHeaders(f *testing.F) {
+	f.Add("return=representation", "Bearer abc.def.ghi")
+	f.Add("tx=commit, return=representation", "bearer x")
+	f.Add("return = representation ,count=exact", "Basic dXNlcjpwYXNz")
+	f.Add("return=minimal", "Bearer")
+	f.Add(",,,=", " Bearer  tok ")
+	f.Fuzz(func(t *testing.T, prefer, authorization string) {
+		h := http.Header{"Prefer": {prefer}, "Authorization": {authorization}}
+		rep := wantsRepresentation(h)
+		if rep && !strings.Contains(strings.ToLower(prefer), "representation") {
+			t.Fatalf("Prefer %q read as return=representation", prefer)
+		}
+		tok := bearerToken(h)
+		if tok != "" && !strings.Contains(authorization, tok) {
+			t.Fatalf("token %q is not in Authorization %q", tok, authorization)
+		}
+		if tok != "" && !strings.EqualFold(strings.Fields(authorization + " x")[0], "bearer") && !strings.HasPrefix(strings.ToLower(authorization), "bearer ") {
+			t.Fatalf("non-Bearer Authorization %q gave token %q", authorization, tok)
+		}
+	})
+}

@@ -1,0 +1,192 @@
+package server_test
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"authd/server"
+	"authd/store/storetest"
+	"authd/token"
+)
+
+// TestClientErrors: everything a client can get wrong is a 4xx in
+// PostgREST's shape, sets no cookie and writes nothing.
+func TestClientErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	big := `{"user_": "alice", "pass": "` + strings.Repeat("x", 9000) + `"}`
+	cases := []struct {
+		name    string
+		method  string
+		path    string
+		header  http.Header
+		body    string
+		status  int
+		want    string
+		allowed string
+	}{
+		{
+			name: "other schema", method: "POST", path: "/rpc/login",
+			header: http.Header{"Content-Profile": {"api"}}, body: loginBody(testUser, testPassword),
+			status: 406, want: `{"code":"PGRST106","details":null,"hint":"Only the following schemas are exposed: auth","message":"Invalid schema: api"}`,
+		},
+		{
+			name: "other schema on refresh", method: "POST", path: "/rpc/refresh_token",
+			header: http.Header{"Content-Profile": {"public"}},
+			status: 406, want: `{"code":"PGRST106","details":null,"hint":"Only the following schemas are exposed: auth","message":"Invalid schema: public"}`,
+		},
+		{
+			name: "text/plain", method: "POST", path: "/rpc/login",
+			header: http.Header{"Content-Type": {"text/plain"}}, body: "alice",
+			status: 415, want: `{"code":"PGRST102","details":null,"hint":null,"message":"Content-Type not acceptable: text/plain"}`,
+		},
+		{
+			name: "malformed json", method: "POST", path: "/rpc/login",
+			header: jsonHeader(), body: `{"user_": "alice", `,
+			status: 400, want: `{"code":"PGRST102","details":null,"hint":null,"message":"Empty or invalid json"}`,
+		},
+		{
+			name: "json array", method: "POST", path: "/rpc/login",
+			header: jsonHeader(), body: `[{"user_": "alice", "pass": "x"}]`,
+			status: 400, want: `{"code":"PGRST102","details":null,"hint":null,"message":"Empty or invalid json"}`,
+		},
+		{
+			name: "trailing garbage", method: "POST", path: "/rpc/login",
+			header: jsonHeader(), body: loginBody(testUser, testPassword) + `x`,
+			status: 400, want: `{"code":"PGRST102","details":null,"hint":null,"message":"Empty or invalid json"}`,
+		},
+		{
+			name: "unknown argument", method: "POST", path: "/rpc/login",
+			header: jsonHeader(), body: `{"user_": "alice", "pass": "x", "remember": true}`,
+			status: 404,
+			want: `{"code":"PGRST202","details":"Searched for the function auth.login with parameters pass, remember, user_ or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.",` +
+				`"hint":"Perhaps you meant to call the function auth.login(pass, user_)","message":"Could not find the function auth.login(pass, remember, user_) in the schema cache"}`,
+		},
+		{
+			name: "missing argument", method: "POST", path: "/rpc/login",
+			header: jsonHeader(), body: `{"user_": "alice"}`,
+			status: 404,
+			want: `{"code":"PGRST202","details":"Searched for the function auth.login with parameters user_ or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.",` +
+				`"hint":"Perhaps you meant to call the function auth.login(pass, user_)","message":"Could not find the function auth.login(user_) in the schema cache"}`,
+		},
+		{
+			name: "empty body", method: "POST", path: "/rpc/login",
+			header: jsonHeader(), body: ``,
+			status: 404,
+			want: `{"code":"PGRST202","details":"Searched for the function auth.login with parameters  or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.",` +
+				`"hint":"Perhaps you meant to call the function auth.login(pass, user_)","message":"Could not find the function auth.login() in the schema cache"}`,
+		},
+		{
+			name: "unknown argument on logout", method: "POST", path: "/rpc/logout",
+			header: jsonHeader(), body: `{"everywhere": true}`,
+			status: 404,
+			want: `{"code":"PGRST202","details":"Searched for the function auth.logout with parameters everywhere or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.",` +
+				`"hint":"Perhaps you meant to call the function auth.logout()","message":"Could not find the function auth.logout(everywhere) in the schema cache"}`,
+		},
+		{
+			name: "repeated form field", method: "POST", path: "/rpc/login",
+			header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, body: "user_=alice&user_=bob&pass=x",
+			status: 400, want: `{"code":"PGRST102","details":null,"hint":null,"message":"Invalid form data: repeated field user_"}`,
+		},
+		{
+			name: "bad form encoding", method: "POST", path: "/rpc/login",
+			header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, body: "user_=%zz&pass=x",
+			status: 400, want: `{"code":"PGRST102","details":null,"hint":null,"message":"Invalid form data"}`,
+		},
+		{
+			name: "body too large", method: "POST", path: "/rpc/login",
+			header: jsonHeader(), body: big,
+			status: 413, want: `{"code":"PT413","details":null,"hint":null,"message":"Request body is larger than 8192 bytes"}`,
+		},
+		{
+			name: "GET login", method: "GET", path: "/rpc/login",
+			status: 405, want: `{"code":"PGRST101","details":null,"hint":null,"message":"Cannot use the GET method on RPC"}`, allowed: "POST",
+		},
+		{
+			name: "PUT logout", method: "PUT", path: "/rpc/logout",
+			status: 405, want: `{"code":"PGRST101","details":null,"hint":null,"message":"Cannot use the PUT method on RPC"}`, allowed: "POST",
+		},
+		{
+			name: "unknown path", method: "POST", path: "/rpc/signup",
+			status: 404, want: `{"code":"PGRST125","details":null,"hint":null,"message":"Invalid path specified in request URL"}`,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := do(t, nil, tc.method, e.srv.URL+tc.path, tc.header, tc.body)
+			wantStatus(t, r, tc.status)
+			wantBody(t, r, tc.want)
+			if got := r.header.Get("Allow"); got != tc.allowed {
+				t.Errorf("got Allow %q, want %q", got, tc.allowed)
+			}
+			if len(r.cookies) != 0 {
+				t.Errorf("got cookies %q", r.setCookies())
+			}
+		})
+	}
+	if n := e.count(`select count(*) from auth.session`); n != 0 {
+		t.Errorf("bad requests wrote %d sessions", n)
+	}
+}
+
+func TestHealth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := do(t, nil, "GET", e.srv.URL+"/healthz", nil, "")
+	wantStatus(t, r, http.StatusOK)
+	wantBody(t, r, `{"status":"ok"}`)
+	r = do(t, nil, "GET", e.srv.URL+"/readyz", nil, "")
+	wantStatus(t, r, http.StatusOK)
+	wantBody(t, r, `{"status":"ok","database":"ok"}`)
+}
+
+func TestReadyzWithoutDatabase(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, storetest.NewURL(t))
+	iss, _ := token.NewIssuer([]byte(testSecret), time.Hour, "", nil)
+	h, err := server.New(server.Config{BcryptCost: testCost, Cookie: defaultCookies()}, db, iss, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	db.Close() // the database goes away
+	r := do(t, nil, "GET", srv.URL+"/readyz", nil, "")
+	wantStatus(t, r, http.StatusServiceUnavailable)
+	wantBody(t, r, `{"code":"PT503","details":null,"hint":null,"message":"Database unavailable"}`)
+	wantStatus(t, do(t, nil, "GET", srv.URL+"/healthz", nil, ""), http.StatusOK)
+	// A login while the database is down is a 500, not a hang or a crash.
+	r = do(t, nil, "POST", srv.URL+"/rpc/login", jsonHeader(), loginBody(testUser, testPassword))
+	wantStatus(t, r, http.StatusInternalServerError)
+	wantBody(t, r, `{"code":"PT500","details":null,"hint":null,"message":"Internal server error"}`)
+}
+
+// TestLogsHoldNoSecrets: a full session's log has no password and no
+// token, but does have one line per request.
+func TestLogsHoldNoSecrets(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withGrace(0))
+	login := e.login()
+	e.post("/rpc/login", jsonHeader(), loginBody(testUser, "wrong-password-here"))
+	access, refresh := accessValue(t, login), refreshValue(t, login)
+	r := e.refreshWith(refresh)
+	e.refreshWith(refresh) // reuse: logged as a warning
+	h := jsonHeader()
+	h.Set("Authorization", "Bearer "+accessValue(t, r))
+	e.post("/rpc/logout", h, "")
+
+	logs := e.logs.String()
+	for _, secret := range []string{testPassword, "wrong-password-here", access, refresh, refreshValue(t, r), testSecret, strings.Split(access, ".")[2]} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("log contains a secret %.12q…:\n%s", secret, logs)
+		}
+	}
+	if n := strings.Count(logs, `"msg":"request"`); n != 5 {
+		t.Errorf("got %d request log lines, want 5:\n%s", n, logs)
+	}
+}

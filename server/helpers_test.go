@@ -1,0 +1,276 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"authd/server"
+	"authd/store"
+	"authd/store/storetest"
+	"authd/token"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+const (
+	testSecret   = "test-secret-that-is-at-least-32-bytes-long"
+	testUser     = "alice"
+	testPassword = "correct horse battery staple"
+	testCost     = 4 // bcrypt's minimum: fast tests; cost itself is tested where it matters
+)
+
+// env is one authd API on a fresh database, with one user.
+type env struct {
+	t      *testing.T
+	url    string // database URL
+	db     *store.DB
+	role   string
+	srv    *httptest.Server
+	tokens *token.Issuer
+	logs   *syncBuffer
+	cfg    server.Config
+}
+
+type option func(*server.Config, *envOpts)
+
+type envOpts struct {
+	accessTTL time.Duration
+	audience  string
+}
+
+func withGrace(d time.Duration) option {
+	return func(c *server.Config, _ *envOpts) { c.ReuseGrace = d }
+}
+
+func withAccessTTL(d time.Duration) option {
+	return func(_ *server.Config, o *envOpts) { o.accessTTL = d }
+}
+
+func withCost(n int) option { return func(c *server.Config, _ *envOpts) { c.BcryptCost = n } }
+
+func withCookie(cc server.CookieConfig) option {
+	return func(c *server.Config, _ *envOpts) { c.Cookie = cc }
+}
+
+func withAudience(aud string) option { return func(_ *server.Config, o *envOpts) { o.audience = aud } }
+
+func defaultCookies() server.CookieConfig {
+	return server.CookieConfig{SameSite: http.SameSiteLaxMode, RefreshSameSite: http.SameSiteStrictMode}
+}
+
+func newEnv(t *testing.T, opts ...option) *env {
+	t.Helper()
+	url := storetest.NewURL(t)
+	e := &env{t: t, url: url, db: storetest.Open(t, url), role: storetest.NewRole(t)}
+	e.addUser(testUser, testPassword, e.role)
+	e.srv, e.cfg, e.tokens, e.logs = e.newServer(opts...)
+	return e
+}
+
+// newServer starts one more authd API on e's database: several servers
+// on one database behave as several authd processes.
+func (e *env) newServer(opts ...option) (*httptest.Server, server.Config, *token.Issuer, *syncBuffer) {
+	e.t.Helper()
+	cfg := server.Config{
+		RefreshTTL: 30 * 24 * time.Hour,
+		ReuseGrace: 10 * time.Second,
+		BcryptCost: testCost,
+		Cookie:     defaultCookies(),
+	}
+	o := envOpts{accessTTL: time.Hour}
+	for _, opt := range opts {
+		opt(&cfg, &o)
+	}
+	iss, err := token.NewIssuer([]byte(testSecret), o.accessTTL, o.audience, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	h, err := server.New(cfg, e.db, iss, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	e.t.Cleanup(srv.Close)
+	return srv, cfg, iss, logs
+}
+
+func (e *env) addUser(name, password, role string) {
+	e.t.Helper()
+	hash, err := store.HashPassword(password, testCost)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.db.AddUser(context.Background(), name, hash, role); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// response is what a client sees.
+type response struct {
+	status  int
+	header  http.Header
+	body    string
+	cookies []*http.Cookie
+	elapsed time.Duration
+}
+
+func (r response) setCookies() []string { return r.header.Values("Set-Cookie") }
+
+// cookie returns the Set-Cookie named name with path path.
+func (r response) cookie(name, path string) *http.Cookie {
+	for _, c := range r.cookies {
+		if c.Name == name && c.Path == path {
+			return c
+		}
+	}
+	return nil
+}
+
+func do(t *testing.T, client *http.Client, method, url string, header http.Header, body string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	if client == nil {
+		client = http.DefaultClient
+	}
+	start := time.Now()
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{status: res.StatusCode, header: res.Header, body: string(b), cookies: res.Cookies(), elapsed: time.Since(start)}
+}
+
+func (e *env) post(path string, header http.Header, body string) response {
+	e.t.Helper()
+	return do(e.t, nil, http.MethodPost, e.srv.URL+path, header, body)
+}
+
+func jsonHeader() http.Header {
+	return http.Header{"Content-Type": {"application/json"}, "Content-Profile": {"auth"}}
+}
+
+func loginBody(user, pass string) string {
+	return `{"user_": "` + user + `", "pass": "` + pass + `"}`
+}
+
+// login logs testUser in and returns the response, failing on anything
+// but 204.
+func (e *env) login() response {
+	e.t.Helper()
+	r := e.post("/rpc/login", jsonHeader(), loginBody(testUser, testPassword))
+	if r.status != http.StatusNoContent {
+		e.t.Fatalf("login: got status %d (%s), want 204", r.status, r.body)
+	}
+	return r
+}
+
+func (e *env) refreshWith(token string) response {
+	e.t.Helper()
+	h := jsonHeader()
+	h.Set("Cookie", "refresh_token="+token)
+	return e.post("/rpc/refresh_token", h, "")
+}
+
+func refreshValue(t *testing.T, r response) string {
+	t.Helper()
+	c := r.cookie("refresh_token", "/rpc/refresh_token")
+	if c == nil || c.Value == "" {
+		t.Fatalf("no refresh_token cookie at /rpc/refresh_token in %q", r.setCookies())
+	}
+	return c.Value
+}
+
+func accessValue(t *testing.T, r response) string {
+	t.Helper()
+	c := r.cookie("access_token", "/")
+	if c == nil || c.Value == "" {
+		t.Fatalf("no access_token cookie at / in %q", r.setCookies())
+	}
+	return c.Value
+}
+
+// verifyJWT checks an access token with the shared secret, as PostgREST
+// would, independently of authd's own parser.
+func verifyJWT(t *testing.T, raw string) jwt.MapClaims {
+	t.Helper()
+	claims := jwt.MapClaims{}
+	_, err := jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired()).
+		ParseWithClaims(raw, claims, func(*jwt.Token) (any, error) { return []byte(testSecret), nil })
+	if err != nil {
+		t.Fatalf("access token does not verify with the shared secret: %v", err)
+	}
+	return claims
+}
+
+func (e *env) count(sql string, args ...any) int {
+	e.t.Helper()
+	var n int
+	if err := e.db.Pool().QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		e.t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+func (e *env) exec(sql string, args ...any) {
+	e.t.Helper()
+	if _, err := e.db.Pool().Exec(context.Background(), sql, args...); err != nil {
+		e.t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func wantStatus(t *testing.T, r response, want int) {
+	t.Helper()
+	if r.status != want {
+		t.Fatalf("got status %d, want %d (body %s)", r.status, want, r.body)
+	}
+}
+
+func wantBody(t *testing.T, r response, want string) {
+	t.Helper()
+	if r.body != want {
+		t.Errorf("got body %s, want %s", r.body, want)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
+		t.Errorf("got Content-Type %q, want %q", ct, "application/json; charset=utf-8")
+	}
+}
+
+// syncBuffer collects log output from concurrent handlers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

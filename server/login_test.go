@@ -1,0 +1,305 @@
+package server_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"authd/server"
+	"authd/store"
+)
+
+func TestLoginSetsHttpOnlyCookies(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.login()
+
+	if r.body != "" {
+		t.Errorf("got body %q, want none", r.body)
+	}
+	if got := r.header.Get("Cache-Control"); got != "no-store" {
+		t.Errorf("got Cache-Control %q, want no-store", got)
+	}
+	// Exact attributes, with the token values masked.
+	want := []string{
+		"access_token=JWT; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax",
+		"refresh_token=RT; Path=/rpc/refresh_token; Max-Age=2592000; HttpOnly; SameSite=Strict",
+		"refresh_token=RT; Path=/rpc/logout; Max-Age=2592000; HttpOnly; SameSite=Strict",
+	}
+	got := maskCookies(r.setCookies())
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got Set-Cookie\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	refresh := refreshValue(t, r)
+	if other := r.cookie("refresh_token", "/rpc/logout").Value; other != refresh {
+		t.Errorf("got logout-path refresh cookie %q, want the same token %q", other, refresh)
+	}
+	if !regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`).MatchString(refresh) {
+		t.Errorf("got refresh token %q, want 43 base64url characters (256 bits)", refresh)
+	}
+	// Stored as a hash, never as itself.
+	sum := sha256.Sum256([]byte(refresh))
+	if n := e.count(`select count(*) from auth.refresh_token where token_hash = $1`, sum[:]); n != 1 {
+		t.Errorf("got %d rows with the token's SHA-256, want 1", n)
+	}
+	if n := e.count(`select count(*) from auth.refresh_token t where position(convert_to($1, 'utf8') in t.token_hash) > 0
+		or t::text like '%' || $1 || '%'`, refresh); n != 0 {
+		t.Errorf("the plaintext refresh token is stored in %d rows", n)
+	}
+}
+
+func maskCookies(cookies []string) []string {
+	out := make([]string, len(cookies))
+	re := regexp.MustCompile(`^(access_token|refresh_token)=[^;]+`)
+	for i, c := range cookies {
+		out[i] = re.ReplaceAllStringFunc(c, func(s string) string {
+			if strings.HasPrefix(s, "access_token=") {
+				return "access_token=JWT"
+			}
+			return "refresh_token=RT"
+		})
+	}
+	return out
+}
+
+func TestAccessTokenClaims(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	before := time.Now().Unix()
+	r := e.login()
+	c := verifyJWT(t, accessValue(t, r))
+
+	for k, want := range map[string]string{"role": e.role, "username": testUser, "sub": testUser} {
+		if got, _ := c[k].(string); got != want {
+			t.Errorf("got claim %s = %q, want %q", k, got, want)
+		}
+	}
+	iat, _ := c["iat"].(float64)
+	exp, _ := c["exp"].(float64)
+	if int64(iat) < before-1 || int64(iat) > time.Now().Unix()+1 {
+		t.Errorf("got iat %v, want about now (%d)", iat, before)
+	}
+	if exp-iat != 3600 {
+		t.Errorf("got exp-iat %v, want 3600", exp-iat)
+	}
+	if jti, _ := c["jti"].(string); len(jti) < 16 {
+		t.Errorf("got jti %q, want a unique id", jti)
+	}
+	sid, _ := c["sid"].(string)
+	if n := e.count(`select count(*) from auth.session where id::text = $1 and username = $2`, sid, testUser); n != 1 {
+		t.Errorf("sid %q names %d sessions of %s, want 1", sid, n, testUser)
+	}
+	if _, ok := c["aud"]; ok {
+		t.Errorf("got aud %v with no audience configured", c["aud"])
+	}
+	// Two logins: two sessions, two token ids.
+	c2 := verifyJWT(t, accessValue(t, e.login()))
+	if c2["jti"] == c["jti"] || c2["sid"] == c["sid"] {
+		t.Errorf("two logins share jti or sid: %v / %v", c, c2)
+	}
+}
+
+func TestAccessTokenAudience(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withAudience("postgrest"))
+	c := verifyJWT(t, accessValue(t, e.login()))
+	aud, _ := c.GetAudience()
+	if len(aud) != 1 || aud[0] != "postgrest" {
+		t.Errorf("got aud %v, want [postgrest]", aud)
+	}
+}
+
+func TestLoginBodyFormats(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	cases := []struct {
+		name   string
+		header http.Header
+		body   string
+	}{
+		{"json", http.Header{"Content-Type": {"application/json"}}, loginBody(testUser, testPassword)},
+		{"json with charset", http.Header{"Content-Type": {"application/json; charset=utf-8"}}, loginBody(testUser, testPassword)},
+		{"no content type is json", http.Header{}, loginBody(testUser, testPassword)},
+		{"html form", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, "user_=alice&pass=correct+horse+battery+staple"},
+		{"same-origin form", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Sec-Fetch-Site": {"same-origin"}}, "user_=alice&pass=correct%20horse%20battery%20staple"},
+		{"profile auth", http.Header{"Content-Profile": {"auth"}}, loginBody(testUser, testPassword)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.post("/rpc/login", tc.header, tc.body)
+			wantStatus(t, r, http.StatusNoContent)
+			verifyJWT(t, accessValue(t, r))
+		})
+	}
+}
+
+func TestLoginCrossSiteFormRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.post("/rpc/login", http.Header{
+		"Content-Type":   {"application/x-www-form-urlencoded"},
+		"Sec-Fetch-Site": {"cross-site"},
+	}, "user_=alice&pass=correct+horse+battery+staple")
+	wantStatus(t, r, http.StatusForbidden)
+	if len(r.cookies) != 0 {
+		t.Errorf("got cookies %q on a refused login", r.setCookies())
+	}
+	if n := e.count(`select count(*) from auth.session`); n != 0 {
+		t.Errorf("got %d sessions after a refused login, want 0", n)
+	}
+}
+
+func TestLoginRepresentation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	h := jsonHeader()
+	h.Set("Prefer", "return=representation")
+	r := e.post("/rpc/login", h, loginBody(testUser, testPassword))
+	wantStatus(t, r, http.StatusOK)
+	var body map[string]any
+	if err := json.Unmarshal([]byte(r.body), &body); err != nil {
+		t.Fatalf("body %q: %v", r.body, err)
+	}
+	keys := make([]string, 0, len(body))
+	for k := range body {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if got, want := strings.Join(keys, ","), "access_token,expires_in,refresh_token,token_type"; got != want {
+		t.Errorf("got keys %q, want %q", got, want)
+	}
+	if body["token_type"] != "bearer" || body["expires_in"] != float64(3600) {
+		t.Errorf("got token_type %v expires_in %v, want bearer 3600", body["token_type"], body["expires_in"])
+	}
+	if body["access_token"] != accessValue(t, r) || body["refresh_token"] != refreshValue(t, r) {
+		t.Errorf("body tokens differ from the cookies")
+	}
+	verifyJWT(t, body["access_token"].(string))
+	if got := r.header.Get("Preference-Applied"); got != "return=representation" {
+		t.Errorf("got Preference-Applied %q", got)
+	}
+}
+
+const invalidLoginBody = `{"code":"PT401","details":null,"hint":null,"message":"Invalid user or password"}`
+
+func TestLoginFailureIsTheSameForUnknownUserAndWrongPassword(t *testing.T) {
+	t.Parallel()
+	// Real cost, so that skipping bcrypt for an unknown user would show.
+	e := newEnv(t, withCost(10))
+	hash, err := store.HashPassword(testPassword, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`update auth.user set password_hash = $1`, hash)
+
+	median := func(user, pass string) time.Duration {
+		var ds []time.Duration
+		for range 5 {
+			r := e.post("/rpc/login", jsonHeader(), loginBody(user, pass))
+			wantStatus(t, r, http.StatusUnauthorized)
+			wantBody(t, r, invalidLoginBody)
+			if got := r.header.Get("WWW-Authenticate"); got != "Bearer" {
+				t.Errorf("got WWW-Authenticate %q, want Bearer", got)
+			}
+			if len(r.cookies) != 0 {
+				t.Errorf("got cookies on a failed login: %q", r.setCookies())
+			}
+			ds = append(ds, r.elapsed)
+		}
+		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+		return ds[len(ds)/2]
+	}
+	wrong := median(testUser, "wrong password")
+	unknown := median("nobody-here", "wrong password")
+	// Loose: without a bcrypt compare an unknown user answers in well
+	// under a millisecond, against tens of milliseconds at cost 10.
+	if unknown < wrong/2 {
+		t.Errorf("unknown user answered in %s, wrong password in %s: the difference tells who exists", unknown, wrong)
+	}
+	if n := e.count(`select count(*) from auth.session`); n != 0 {
+		t.Errorf("got %d sessions after failed logins, want 0", n)
+	}
+}
+
+func TestLoginPasswordOverBcryptLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pw72 := strings.Repeat("p", 72)
+	e.addUser("long72", pw72, e.role)
+	wantStatus(t, e.post("/rpc/login", jsonHeader(), loginBody("long72", pw72)), http.StatusNoContent)
+	// bcrypt would compare only the first 72 bytes and let this in.
+	r := e.post("/rpc/login", jsonHeader(), loginBody("long72", pw72+"extra"))
+	wantStatus(t, r, http.StatusUnauthorized)
+	wantBody(t, r, invalidLoginBody)
+}
+
+func TestLoginUpgradesWeakHash(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withCost(6))
+	// A cost-4 hash, as SuperStack's cost-6 ones are below authd's 10.
+	var before string
+	if err := e.db.Pool().QueryRow(context.Background(), `select password_hash from auth.user where username = $1`, testUser).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(before, "$2a$04$") {
+		t.Fatalf("got hash %q, want a cost-4 hash to start with", before)
+	}
+	e.login()
+	u, err := e.db.User(context.Background(), testUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(u.PasswordHash, "$2a$06$") {
+		t.Errorf("got hash %q after login, want cost 6", u.PasswordHash)
+	}
+	if !store.CheckPassword(u.PasswordHash, testPassword) {
+		t.Errorf("upgraded hash does not match the password")
+	}
+	e.login() // still logs in
+}
+
+func TestLoginRoleDropped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	refresh := refreshValue(t, e.login())
+	e.exec(`drop role ` + e.role)
+
+	r := e.post("/rpc/login", jsonHeader(), loginBody(testUser, testPassword))
+	wantStatus(t, r, http.StatusForbidden)
+	wantBody(t, r, `{"code":"PT403","details":null,"hint":"The user's database role was dropped; an administrator must recreate it or change the user's role.","message":"role \"`+e.role+`\" does not exist"}`)
+	if len(r.cookies) != 0 {
+		t.Errorf("got cookies %q for a user without a role", r.setCookies())
+	}
+
+	r = e.refreshWith(refresh)
+	wantStatus(t, r, http.StatusForbidden)
+	if len(r.cookies) != 0 {
+		t.Errorf("refresh gave cookies %q for a user without a role", r.setCookies())
+	}
+	// Nothing was spent: with the role back, the same token works.
+	e.exec(`create role ` + e.role)
+	wantStatus(t, e.refreshWith(refresh), http.StatusNoContent)
+}
+
+func TestCookieSettings(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withAccessTTL(15*time.Minute), withCookie(server.CookieConfig{
+		Secure: true, SameSite: http.SameSiteStrictMode, RefreshSameSite: http.SameSiteStrictMode, Domain: "example.com",
+	}))
+	want := []string{
+		"access_token=JWT; Path=/; Domain=example.com; Max-Age=900; HttpOnly; Secure; SameSite=Strict",
+		"refresh_token=RT; Path=/rpc/refresh_token; Domain=example.com; Max-Age=2592000; HttpOnly; Secure; SameSite=Strict",
+		"refresh_token=RT; Path=/rpc/logout; Domain=example.com; Max-Age=2592000; HttpOnly; Secure; SameSite=Strict",
+	}
+	got := maskCookies(e.login().setCookies())
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got Set-Cookie\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
