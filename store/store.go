@@ -50,6 +50,14 @@ func unwrapConnectError(err error) error {
 		return pgErr
 	}
 	for {
+		// With sslmode=prefer pgx tries twice and joins both errors;
+		// the last attempt's is the one to show.
+		if multi, ok := err.(interface{ Unwrap() []error }); ok {
+			if errs := multi.Unwrap(); len(errs) > 0 {
+				err = errs[len(errs)-1]
+				continue
+			}
+		}
 		next := errors.Unwrap(err)
 		if next == nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/term"
 
 	"authd/store"
@@ -116,7 +117,7 @@ func userAdd(ctx context.Context, db *store.DB, name, role, password string, cos
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("user add %q: role %q does not exist (create it first: create role %s;)", name, role, role)
+		return fmt.Errorf("user add %q: role %q does not exist (create it first: create role %s;)", name, role, pgx.Identifier{role}.Sanitize())
 	}
 	hash, err := store.HashPassword(password, cost)
 	if err != nil {
@@ -137,7 +138,7 @@ func userAdd(ctx context.Context, db *store.DB, name, role, password string, cos
 	}
 	if exists && !can {
 		fmt.Fprintf(stderr, "warning: role %q cannot switch to %q, so PostgREST will refuse this user's tokens; fix with: grant %s to %s;\n",
-			auth, role, role, auth)
+			auth, role, pgx.Identifier{role}.Sanitize(), pgx.Identifier{auth}.Sanitize())
 	}
 	return nil
 }

@@ -1,0 +1,367 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// secret32 is a valid raw secret: exactly the 32-byte minimum.
+const secret32 = "0123456789abcdef0123456789abcdef"
+
+// withSecret returns env plus a valid JWT_SECRET, unless env sets one of
+// the secret variables itself.
+func withSecret(env map[string]string) map[string]string {
+	out := map[string]string{"JWT_SECRET": secret32}
+	if _, ok := env["PGRST_JWT_SECRET"]; ok {
+		delete(out, "JWT_SECRET")
+	}
+	for k, v := range env {
+		out[k] = v
+	}
+	return out
+}
+
+func TestConfigDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := loadConfig(getenv(map[string]string{"JWT_SECRET": secret32}))
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	for _, tt := range []struct {
+		name      string
+		got, want any
+	}{
+		{"Addr", c.Addr, ":3001"},
+		{"AccessTTL", c.AccessTTL, time.Hour},
+		{"RefreshTTL", c.RefreshTTL, 720 * time.Hour},
+		{"ReuseGrace", c.ReuseGrace, 10 * time.Second},
+		{"BcryptCost", c.BcryptCost, 10},
+		{"Cookie.SameSite", c.Cookie.SameSite, http.SameSiteLaxMode},
+		{"Cookie.RefreshSameSite", c.Cookie.RefreshSameSite, http.SameSiteStrictMode},
+		{"Cookie.Secure", c.Cookie.Secure, false},
+		{"Cookie.Domain", c.Cookie.Domain, ""},
+		{"JWTAudience", c.JWTAudience, ""},
+		{"AuthenticatorRole", c.AuthenticatorRole, "authenticator"},
+		{"LogLevel", c.LogLevel, "info"},
+		{"ShutdownGracePeriod", c.ShutdownGracePeriod, 10 * time.Second},
+		{"DatabaseURL", c.DatabaseURL, ""},
+		{"JWTSecret", string(c.JWTSecret), secret32},
+	} {
+		if !reflect.DeepEqual(tt.got, tt.want) {
+			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
+}
+
+func TestConfigValues(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"JWT_SECRET":                    secret32,
+		"DATABASE_URL":                  "postgres://authd@db/app",
+		"AUTHD_ADDR":                    "127.0.0.1:9000",
+		"AUTHD_JWT_AUD":                 "my-api",
+		"AUTHD_ACCESS_TTL":              "15m",
+		"AUTHD_REFRESH_TTL":             "168h",
+		"AUTHD_REFRESH_REUSE_GRACE":     "0s",
+		"AUTHD_BCRYPT_COST":             "12",
+		"AUTHD_COOKIE_SECURE":           "true",
+		"AUTHD_COOKIE_SAMESITE":         "strict",
+		"AUTHD_REFRESH_COOKIE_SAMESITE": "NONE",
+		"AUTHD_COOKIE_DOMAIN":           "example.com",
+		"AUTHD_AUTHENTICATOR_ROLE":      "pgrst",
+		"AUTHD_LOG_LEVEL":               "debug",
+		"AUTHD_SHUTDOWN_GRACE":          "30s",
+	}
+	c, err := loadConfig(getenv(env))
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	for _, tt := range []struct {
+		name      string
+		got, want any
+	}{
+		{"DatabaseURL", c.DatabaseURL, "postgres://authd@db/app"},
+		{"Addr", c.Addr, "127.0.0.1:9000"},
+		{"JWTAudience", c.JWTAudience, "my-api"},
+		{"AccessTTL", c.AccessTTL, 15 * time.Minute},
+		{"RefreshTTL", c.RefreshTTL, 168 * time.Hour},
+		{"ReuseGrace", c.ReuseGrace, time.Duration(0)},
+		{"BcryptCost", c.BcryptCost, 12},
+		{"Cookie.Secure", c.Cookie.Secure, true},
+		{"Cookie.SameSite", c.Cookie.SameSite, http.SameSiteStrictMode},
+		{"Cookie.RefreshSameSite", c.Cookie.RefreshSameSite, http.SameSiteNoneMode},
+		{"Cookie.Domain", c.Cookie.Domain, "example.com"},
+		{"AuthenticatorRole", c.AuthenticatorRole, "pgrst"},
+		{"LogLevel", c.LogLevel, "debug"},
+		{"ShutdownGracePeriod", c.ShutdownGracePeriod, 30 * time.Second},
+	} {
+		if !reflect.DeepEqual(tt.got, tt.want) {
+			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
+}
+
+func TestConfigSecret(t *testing.T) {
+	t.Parallel()
+	// 32 bytes whose standard base64 has '+' and '/' in it.
+	raw := bytes.Repeat([]byte{0xfb, 0xff, 0xbf, 0x01}, 8)
+	std := base64.StdEncoding.EncodeToString(raw)
+	if !strings.ContainsAny(std, "+/") {
+		t.Fatalf("test secret %q has no +/ to translate", std)
+	}
+	url := base64.URLEncoding.EncodeToString(raw)
+	rawURL := base64.RawURLEncoding.EncodeToString(raw)
+	short := base64.StdEncoding.EncodeToString(raw[:31]) // 44 characters, 31 bytes
+	other := "another-secret-of-32-bytes-or-more!!"
+
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []byte
+	}{
+		{"JWT_SECRET raw", map[string]string{"JWT_SECRET": secret32}, []byte(secret32)},
+		{"JWT_SECRET base64", map[string]string{"JWT_SECRET": std, "JWT_SECRET_IS_BASE64": "true"}, raw},
+		{"JWT_SECRET base64 url-safe", map[string]string{"JWT_SECRET": url, "JWT_SECRET_IS_BASE64": "true"}, raw},
+		{"JWT_SECRET base64 unpadded", map[string]string{"JWT_SECRET": rawURL, "JWT_SECRET_IS_BASE64": "true"}, raw},
+		{"JWT_SECRET base64 text used raw", map[string]string{"JWT_SECRET": std}, []byte(std)},
+		{"PGRST_JWT_SECRET fallback", map[string]string{"PGRST_JWT_SECRET": other}, []byte(other)},
+		{"PGRST_JWT_SECRET base64", map[string]string{"PGRST_JWT_SECRET": std, "PGRST_JWT_SECRET_IS_BASE64": "true"}, raw},
+		{"PGRST_JWT_SECRET base64 url-safe", map[string]string{"PGRST_JWT_SECRET": url, "PGRST_JWT_SECRET_IS_BASE64": "true"}, raw},
+		{"PGRST_JWT_SECRET base64 unpadded", map[string]string{"PGRST_JWT_SECRET": rawURL, "PGRST_JWT_SECRET_IS_BASE64": "True"}, raw},
+		{"JWT_SECRET wins", map[string]string{"JWT_SECRET": secret32, "PGRST_JWT_SECRET": other}, []byte(secret32)},
+		{"JWT_SECRET_IS_BASE64 goes with JWT_SECRET",
+			map[string]string{"JWT_SECRET": std, "JWT_SECRET_IS_BASE64": "true", "PGRST_JWT_SECRET": other}, raw},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadConfig(getenv(tt.env))
+			if err != nil {
+				t.Fatalf("loadConfig: %v", err)
+			}
+			if !bytes.Equal(c.JWTSecret, tt.want) {
+				t.Errorf("secret: got %q, want %q", c.JWTSecret, tt.want)
+			}
+		})
+	}
+
+	refused := []struct {
+		name   string
+		env    map[string]string
+		names  string // the variable the error must name
+		secret string // must not appear in the error
+	}{
+		{"no secret", map[string]string{}, "JWT_SECRET", ""},
+		{"JWT_SECRET of 31 bytes", map[string]string{"JWT_SECRET": secret32[:31]}, "JWT_SECRET", secret32[:31]},
+		{"JWT_SECRET base64 of 31 bytes", map[string]string{"JWT_SECRET": short, "JWT_SECRET_IS_BASE64": "true"}, "JWT_SECRET", short},
+		{"JWT_SECRET not base64", map[string]string{"JWT_SECRET": "not base64 at all, but 32 bytes long!", "JWT_SECRET_IS_BASE64": "true"},
+			"JWT_SECRET", "not base64 at all, but 32 bytes long!"},
+		{"PGRST_JWT_SECRET of 31 bytes", map[string]string{"PGRST_JWT_SECRET": secret32[:31]}, "PGRST_JWT_SECRET", secret32[:31]},
+		{"PGRST_JWT_SECRET base64 of 31 bytes", map[string]string{"PGRST_JWT_SECRET": short, "PGRST_JWT_SECRET_IS_BASE64": "true"},
+			"PGRST_JWT_SECRET", short},
+		{"PGRST_JWT_SECRET not base64", map[string]string{"PGRST_JWT_SECRET": "not base64 at all, but 32 bytes long!", "PGRST_JWT_SECRET_IS_BASE64": "true"},
+			"PGRST_JWT_SECRET", "not base64 at all, but 32 bytes long!"},
+		{"bad JWT_SECRET_IS_BASE64", map[string]string{"JWT_SECRET": secret32, "JWT_SECRET_IS_BASE64": "yes please"}, "JWT_SECRET_IS_BASE64", secret32},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadConfig(getenv(tt.env))
+			if err == nil {
+				t.Fatalf("loadConfig: got no error, want one naming %s", tt.names)
+			}
+			if !strings.Contains(err.Error(), tt.names) {
+				t.Errorf("error %q does not name %s", err, tt.names)
+			}
+			if tt.secret != "" && strings.Contains(err.Error(), tt.secret) {
+				t.Errorf("error %q contains the secret's value", err)
+			}
+		})
+	}
+}
+
+func TestConfigAccessTTL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  map[string]string
+		want time.Duration
+	}{
+		{"PGRST_APP_SETTINGS_JWT_EXP seconds", map[string]string{"PGRST_APP_SETTINGS_JWT_EXP": "600"}, 10 * time.Minute},
+		{"SuperStack's 3600", map[string]string{"PGRST_APP_SETTINGS_JWT_EXP": "3600"}, time.Hour},
+		{"AUTHD_ACCESS_TTL wins", map[string]string{"PGRST_APP_SETTINGS_JWT_EXP": "600", "AUTHD_ACCESS_TTL": "5m"}, 5 * time.Minute},
+		{"AUTHD_ACCESS_TTL alone", map[string]string{"AUTHD_ACCESS_TTL": "90s"}, 90 * time.Second},
+		// A bad PGRST value is not even read when AUTHD_ACCESS_TTL is set.
+		{"AUTHD_ACCESS_TTL shadows a bad PGRST value", map[string]string{"PGRST_APP_SETTINGS_JWT_EXP": "soon", "AUTHD_ACCESS_TTL": "5m"}, 5 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadConfig(getenv(withSecret(tt.env)))
+			if err != nil {
+				t.Fatalf("loadConfig: %v", err)
+			}
+			if c.AccessTTL != tt.want {
+				t.Errorf("AccessTTL: got %s, want %s", c.AccessTTL, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, value string
+		extra       map[string]string
+	}{
+		{"AUTHD_ACCESS_TTL", "1 hour", nil},
+		{"AUTHD_ACCESS_TTL", "3600", nil}, // a number without unit is not a Go duration
+		{"AUTHD_ACCESS_TTL", "0s", nil},
+		{"AUTHD_ACCESS_TTL", "-5m", nil},
+		{"PGRST_APP_SETTINGS_JWT_EXP", "1h", nil},
+		{"PGRST_APP_SETTINGS_JWT_EXP", "0", nil},
+		{"PGRST_APP_SETTINGS_JWT_EXP", "-60", nil},
+		{"AUTHD_REFRESH_TTL", "30d", nil},
+		{"AUTHD_REFRESH_TTL", "0", nil},
+		{"AUTHD_REFRESH_REUSE_GRACE", "ten seconds", nil},
+		{"AUTHD_REFRESH_REUSE_GRACE", "-1s", nil},
+		{"AUTHD_SHUTDOWN_GRACE", "soon", nil},
+		{"AUTHD_BCRYPT_COST", "3", nil},
+		{"AUTHD_BCRYPT_COST", "32", nil},
+		{"AUTHD_BCRYPT_COST", "ten", nil},
+		{"AUTHD_COOKIE_SECURE", "maybe", nil},
+		{"AUTHD_COOKIE_SAMESITE", "sideways", nil},
+		{"AUTHD_REFRESH_COOKIE_SAMESITE", "loose", nil},
+		{"AUTHD_COOKIE_SAMESITE", "None", nil},
+		{"AUTHD_COOKIE_SAMESITE", "none", map[string]string{"AUTHD_COOKIE_SECURE": "false"}},
+		{"AUTHD_REFRESH_COOKIE_SAMESITE", "None", nil},
+		{"AUTHD_LOG_LEVEL", "verbose", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
+			env := withSecret(map[string]string{tt.name: tt.value})
+			for k, v := range tt.extra {
+				env[k] = v
+			}
+			_, err := loadConfig(getenv(env))
+			if err == nil {
+				t.Fatalf("loadConfig with %s=%q: got no error", tt.name, tt.value)
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, tt.name+": ") {
+				t.Errorf("error: got %q, want it to start with %q", msg, tt.name+": ")
+			}
+			if strings.Contains(msg, "\n") {
+				t.Errorf("one bad variable gave several errors: %q", msg)
+			}
+			if strings.Contains(msg, secret32) {
+				t.Errorf("error %q contains the secret", msg)
+			}
+		})
+	}
+
+	t.Run("SameSite None with Secure", func(t *testing.T) {
+		c, err := loadConfig(getenv(withSecret(map[string]string{
+			"AUTHD_COOKIE_SECURE":           "true",
+			"AUTHD_COOKIE_SAMESITE":         "None",
+			"AUTHD_REFRESH_COOKIE_SAMESITE": "none",
+		})))
+		if err != nil {
+			t.Fatalf("loadConfig: %v", err)
+		}
+		if c.Cookie.SameSite != http.SameSiteNoneMode || c.Cookie.RefreshSameSite != http.SameSiteNoneMode {
+			t.Errorf("SameSite: got %v/%v, want None/None", c.Cookie.SameSite, c.Cookie.RefreshSameSite)
+		}
+	})
+
+	t.Run("all reported together", func(t *testing.T) {
+		secret := "short-secret-value"
+		bad := map[string]string{
+			"JWT_SECRET":                    secret,
+			"AUTHD_ACCESS_TTL":              "forever",
+			"AUTHD_REFRESH_TTL":             "30d",
+			"AUTHD_REFRESH_REUSE_GRACE":     "a bit",
+			"AUTHD_SHUTDOWN_GRACE":          "soon",
+			"AUTHD_BCRYPT_COST":             "99",
+			"AUTHD_COOKIE_SECURE":           "perhaps",
+			"AUTHD_COOKIE_SAMESITE":         "sideways",
+			"AUTHD_REFRESH_COOKIE_SAMESITE": "loose",
+			"AUTHD_LOG_LEVEL":               "loud",
+		}
+		_, err := loadConfig(getenv(bad))
+		if err == nil {
+			t.Fatal("loadConfig: got no error")
+		}
+		msg := err.Error()
+		lines := strings.Split(msg, "\n")
+		if len(lines) != len(bad) {
+			t.Errorf("error: got %d lines, want one per bad variable (%d):\n%s", len(lines), len(bad), msg)
+		}
+		for name, value := range bad {
+			if !strings.Contains(msg, name+": ") {
+				t.Errorf("error does not name %s:\n%s", name, msg)
+			}
+			if name != "JWT_SECRET" && !strings.Contains(msg, `"`+value+`"`) {
+				t.Errorf("error does not quote the bad value %q of %s:\n%s", value, name, msg)
+			}
+		}
+		if strings.Contains(msg, secret) {
+			t.Errorf("error contains the secret's value:\n%s", msg)
+		}
+	})
+}
+
+// TestServeBadConfig: serve checks its configuration before it touches the
+// database or the network.
+func TestServeBadConfig(t *testing.T) {
+	t.Parallel()
+	secret := "too-short-secret"
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"short secret", map[string]string{"JWT_SECRET": secret}, []string{"JWT_SECRET"}},
+		{"bad duration", map[string]string{"JWT_SECRET": secret32, "AUTHD_ACCESS_TTL": "1 hour"}, []string{"AUTHD_ACCESS_TTL"}},
+		{"several", map[string]string{"JWT_SECRET": secret, "AUTHD_BCRYPT_COST": "1", "AUTHD_COOKIE_SAMESITE": "None"},
+			[]string{"JWT_SECRET", "AUTHD_BCRYPT_COST", "AUTHD_COOKIE_SAMESITE"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{
+				// Nothing listens here; serve must not get as far as trying.
+				"DATABASE_URL": "postgres://postgres@127.0.0.1:1/postgres?connect_timeout=5",
+				"AUTHD_ADDR":   "127.0.0.1:0",
+			}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var stdout, stderr bytes.Buffer
+			err := run(ctx, []string{"authd", "serve"}, getenv(env), strings.NewReader(""), &stdout, &stderr)
+			if err == nil {
+				t.Fatal("serve with a bad configuration: got no error")
+			}
+			msg := err.Error()
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w+": ") {
+					t.Errorf("error %q does not name %s", msg, w)
+				}
+			}
+			if strings.Contains(msg, "connect") || strings.Contains(msg, "refused") {
+				t.Errorf("serve tried the database before checking its configuration: %q", msg)
+			}
+			if strings.Contains(msg, secret) || strings.Contains(stderr.String(), secret) {
+				t.Errorf("the secret's value appears in the error or logs: %q / %q", msg, stderr.String())
+			}
+			if strings.Contains(stdout.String(), "listening") {
+				t.Errorf("serve started listening: %q", stdout.String())
+			}
+		})
+	}
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"authd/store/storetest"
+)
+
+func serveEnv(url string) map[string]string {
+	env := baseEnv(url)
+	env["AUTHD_ADDR"] = "127.0.0.1:0"
+	env["JWT_SECRET"] = secret32
+	return env
+}
+
+// TestServeRefusesToStart: problems serve can see at start-up stop it with
+// an error instead of a server that fails every request.
+func TestServeRefusesToStart(t *testing.T) {
+	t.Parallel()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { busy.Close() }) // not defer: the subtests run after this function returns
+
+	unmigrated := serveEnv(storetest.NewEmptyURL(t))
+	busyPort := serveEnv(storetest.NewURL(t))
+	busyPort["AUTHD_ADDR"] = busy.Addr().String()
+	unreachable := serveEnv("postgres://postgres@127.0.0.1:1/postgres")
+
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"unmigrated database", unmigrated, "authd migrate up"},
+		{"port in use", busyPort, "listen on " + busy.Addr().String()},
+		{"unreachable database", unreachable, "127.0.0.1:1"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var stdout, stderr bytes.Buffer
+			err := run(ctx, []string{"authd", "serve"}, getenv(tt.env), strings.NewReader(""), &stdout, &stderr)
+			if err == nil {
+				t.Fatal("serve: got no error")
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("serve only returned when the test's context expired: %v", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+			if strings.Contains(stdout.String(), "listening") {
+				t.Errorf("stdout: got %q, want no listening line", stdout.String())
+			}
+		})
+	}
+
+	if r := runCLI(t, serveEnv(""), "", "serve", "extra"); r.err == nil {
+		t.Error("serve extra: got no error")
+	}
+}
+
+// TestServeDrain: cancelling serve's context (SIGTERM in main) lets a
+// request in flight finish, then run returns nil.
+func TestServeDrain(t *testing.T) {
+	t.Parallel()
+	url := storetest.NewURL(t)
+	role := storetest.NewRole(t)
+	mustRun(t, baseEnv(url), "pw\n", "user", "add", "alice", "--role", role)
+	srv := startServer(t, url, nil)
+
+	// Send all of a login but the last byte of its body, so the server
+	// holds an active connection when it is told to stop.
+	body := `{"user_":"alice","pass":"pw"}`
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /rpc/login HTTP/1.1\r\nHost: authd\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		len(body), body[:len(body)-1])
+	time.Sleep(200 * time.Millisecond)
+
+	srv.cancel()
+	// The listener closes; new connections are refused.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", strings.TrimPrefix(srv.base, "http://"), time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("still accepting connections 10s after cancel")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case err := <-srv.done:
+		t.Fatalf("run returned (%v) with a request in flight", err)
+	default:
+	}
+
+	if _, err := conn.Write([]byte(body[len(body)-1:])); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("response to the request in flight: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Errorf("login in flight during shutdown: got %d, want 204", resp.StatusCode)
+	}
+
+	logs := srv.stop(t)
+	if !strings.Contains(logs, "shutting down") {
+		t.Errorf("logs do not record the shutdown:\n%s", logs)
+	}
+	if n := count(t, url, `select count(*) from auth.session where username = 'alice'`); n != 1 {
+		t.Errorf("sessions of the login in flight: got %d, want 1", n)
+	}
+}
