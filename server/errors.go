@@ -78,11 +78,14 @@ func errSchema(schema string) *Error {
 	}
 }
 
-func errMethod(method string) *Error {
+func errMethod(method, path string) *Error {
+	where := "RPC"
+	if !strings.HasPrefix(path, "/rpc/") {
+		where = path
+	}
 	return &Error{
 		Status: http.StatusMethodNotAllowed, Code: "PGRST101",
-		Message: "Cannot use the " + method + " method on RPC",
-		Header:  http.Header{"Allow": {http.MethodPost}},
+		Message: "Cannot use the " + method + " method on " + where,
 	}
 }
 
@@ -141,7 +144,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		if c.Response().Committed {
 			return
 		}
-		e := toError(err, c.Request().Method)
+		e := toError(err, c.Request())
 		if e.Status >= 500 {
 			log.ErrorContext(c.Request().Context(), "request failed",
 				"method", c.Request().Method, "path", c.Request().URL.Path, "status", e.Status, "err", e.Cause)
@@ -156,7 +159,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 	}
 }
 
-func toError(err error, method string) *Error {
+func toError(err error, r *http.Request) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
@@ -167,7 +170,7 @@ func toError(err error, method string) *Error {
 		case http.StatusNotFound:
 			return errNotFound()
 		case http.StatusMethodNotAllowed:
-			return errMethod(method)
+			return errMethod(r.Method, r.URL.Path)
 		case http.StatusRequestEntityTooLarge:
 			return errTooLarge(bodyLimit)
 		case http.StatusServiceUnavailable:

@@ -105,11 +105,15 @@ func TestClientErrors(t *testing.T) {
 		},
 		{
 			name: "GET login", method: "GET", path: "/rpc/login",
-			status: 405, want: `{"code":"PGRST101","details":null,"hint":null,"message":"Cannot use the GET method on RPC"}`, allowed: "POST",
+			status: 405, want: `{"code":"PGRST101","details":null,"hint":null,"message":"Cannot use the GET method on RPC"}`, allowed: "OPTIONS, POST",
 		},
 		{
 			name: "PUT logout", method: "PUT", path: "/rpc/logout",
-			status: 405, want: `{"code":"PGRST101","details":null,"hint":null,"message":"Cannot use the PUT method on RPC"}`, allowed: "POST",
+			status: 405, want: `{"code":"PGRST101","details":null,"hint":null,"message":"Cannot use the PUT method on RPC"}`, allowed: "OPTIONS, POST",
+		},
+		{
+			name: "POST healthz", method: "POST", path: "/healthz",
+			status: 405, want: `{"code":"PGRST101","details":null,"hint":null,"message":"Cannot use the POST method on /healthz"}`, allowed: "OPTIONS, GET",
 		},
 		{
 			name: "unknown path", method: "POST", path: "/rpc/signup",

@@ -62,6 +62,10 @@ func withCookie(cc server.CookieConfig) option {
 	return func(c *server.Config, _ *envOpts) { c.Cookie = cc }
 }
 
+func withRequestTimeout(d time.Duration) option {
+	return func(c *server.Config, _ *envOpts) { c.RequestTimeout = d }
+}
+
 func withAudience(aud string) option { return func(_ *server.Config, o *envOpts) { o.audience = aud } }
 
 func defaultCookies() server.CookieConfig {

@@ -39,7 +39,11 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 		if found {
 			hash = u.PasswordHash
 		}
-		if ok := store.CheckPassword(hash, password); !ok || !found {
+		var ok bool
+		if err := s.withBcrypt(ctx, func() { ok = store.CheckPassword(hash, password) }); err != nil {
+			return err
+		}
+		if !ok || !found {
 			return errInvalidLogin()
 		}
 		if !u.RoleExists {
@@ -67,7 +71,14 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 // A failure only delays the upgrade to the next login.
 func (s *Server) upgradeHash(c echo.Context, u store.User, password string) {
 	ctx := c.Request().Context()
-	h, err := store.HashPassword(password, s.cfg.BcryptCost)
+	var (
+		h       string
+		hashErr error
+	)
+	err := s.withBcrypt(ctx, func() { h, hashErr = store.HashPassword(password, s.cfg.BcryptCost) })
+	if err == nil {
+		err = hashErr
+	}
 	if err == nil {
 		err = s.db.UpgradePasswordHash(ctx, u.Username, u.PasswordHash, h)
 	}

@@ -303,3 +303,37 @@ func TestCookieSettings(t *testing.T) {
 		t.Errorf("got Set-Cookie\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestLoginFloodIsShed: bcrypt work is bounded to the CPUs; logins that
+// wait past their deadline get 503 + Retry-After, never a hang or a 500.
+func TestLoginFloodIsShed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withCost(12), withRequestTimeout(150*time.Millisecond))
+	const n = 12
+	statuses := make(chan response, n)
+	for range n {
+		// Unknown users: the dummy hash is at the server's cost, 12.
+		go func() { statuses <- e.post("/rpc/login", jsonHeader(), loginBody("nobody-here", "wrong password")) }()
+	}
+	shed := 0
+	for range n {
+		r := <-statuses
+		switch r.status {
+		case http.StatusUnauthorized:
+		case http.StatusServiceUnavailable:
+			shed++
+			wantBody(t, r, `{"code":"PT503","details":null,"hint":null,"message":"Request timed out"}`)
+			if r.header.Get("Retry-After") == "" {
+				t.Errorf("503 without Retry-After")
+			}
+		default:
+			t.Errorf("got status %d (%s), want 401 or 503", r.status, r.body)
+		}
+		if r.elapsed > 10*time.Second {
+			t.Errorf("a login took %s", r.elapsed)
+		}
+	}
+	if shed == 0 {
+		t.Errorf("no login of %d concurrent ones at cost 12 was shed with a 150 ms deadline", n)
+	}
+}

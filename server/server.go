@@ -3,9 +3,11 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -37,6 +39,10 @@ type Server struct {
 	// dummyHash is compared against when a login names no known user, so
 	// that an unknown user costs the same bcrypt work as a wrong password.
 	dummyHash string
+	// bcryptSlots bounds concurrent bcrypt work to the number of CPUs: a
+	// flood of logins queues here (and times out as 503) instead of
+	// starving refreshes and health checks of CPU.
+	bcryptSlots chan struct{}
 }
 
 // New returns the API as an http.Handler.
@@ -51,7 +57,10 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (http
 	if err != nil {
 		return nil, fmt.Errorf("make dummy hash: %w", err)
 	}
-	s := &Server{cfg: cfg, db: db, tokens: tokens, log: log, dummyHash: dummy}
+	s := &Server{
+		cfg: cfg, db: db, tokens: tokens, log: log, dummyHash: dummy,
+		bcryptSlots: make(chan struct{}, runtime.GOMAXPROCS(0)),
+	}
 
 	e := echo.New()
 	e.HideBanner = true
@@ -90,4 +99,17 @@ func requestLogger(log *slog.Logger) echo.MiddlewareFunc {
 			return nil
 		},
 	})
+}
+
+// withBcrypt runs f, which does bcrypt work, once a CPU slot is free or
+// fails when the request's deadline passes first.
+func (s *Server) withBcrypt(ctx context.Context, f func()) error {
+	select {
+	case s.bcryptSlots <- struct{}{}:
+	case <-ctx.Done():
+		return errTimeout()
+	}
+	defer func() { <-s.bcryptSlots }()
+	f()
+	return nil
 }
