@@ -1,0 +1,1475 @@
+// Command authd-bench measures authd under load on real PostgreSQL: login,
+// refresh and logout throughput, p50/p99 latency and server CPU per request,
+// beside the bcrypt-only ceiling that bounds login on this machine.
+//
+// Everything it touches is its own and on 127.0.0.1: a throwaway database
+// (authd_bench_<random>) and role on the server at -admin-url, an authd
+// binary built into a temporary directory, and a server on a free port. All
+// of it is removed at exit, on error and on Ctrl-C too.
+//
+//	go run ./cmd/authd-bench [-duration 10s] [-concurrency 8] [-scenarios login,refresh,logout]
+//
+// The report is a Markdown table on standard output; progress goes to
+// standard error. The exit status is non-zero when any request failed.
+//
+// How the numbers are taken:
+//
+//   - CPU per request is the delta of utime+stime in /proc/<pid>/stat over
+//     the timed window, divided by the requests answered in it, for the
+//     authd process (all threads), for the PostgreSQL backends serving it
+//     (found by application_name in pg_stat_activity) and for this process.
+//     The unit is the clock tick (getconf CLK_TCK, 100 on Linux: 10 ms), so
+//     short runs are coarse. The client, authd and PostgreSQL share the
+//     machine; the report also splits the machine's CPU (/proc/stat) over
+//     each window and warns when other processes took a large share.
+//   - Database round trips per request are counted exactly, not timed: a
+//     second authd instance talks to PostgreSQL through a small proxy here
+//     that reads the frontend wire protocol and counts Sync and Query
+//     messages (each one ends in a ReadyForQuery the client waits for), with
+//     pgxpool's liveness pings ("-- ping") reported apart. The timed server
+//     connects directly, so the proxy costs it nothing.
+//     pg_stat_database.xact_commit was not used: since PostgreSQL 15 a busy
+//     backend flushes its counters at most once a second and an idle one
+//     only after 10 s, so a before/after delta misses up to a second of
+//     traffic per backend.
+//   - The logout scenario needs one live session per request, more than
+//     logging in (bcrypt-bound) could create in reasonable time, so its
+//     sessions are inserted with COPY into auth.session and
+//     auth.refresh_token before timing, each with a fresh random refresh
+//     token stored as token.HashRefresh, as authd stores its own. After the
+//     run, the number of sessions revoked must equal the 204s counted.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/crypto/bcrypt"
+
+	"authd/token"
+)
+
+const (
+	defaultAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	adminURLEnv     = "AUTHD_TEST_DATABASE_URL"
+
+	bcryptCost    = 10
+	benchPassword = "authd-bench-password"
+
+	// application_name of each client of the bench database, so that CPU
+	// is charged to the right PostgreSQL backends.
+	benchAppName  = "authd-bench"
+	serverAppName = "authd-bench-server"
+	rtAppName     = "authd-bench-roundtrips"
+
+	refreshPath = "/rpc/refresh_token"
+)
+
+var allScenarios = []string{"login", "bcrypt", "refresh", "logout"}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintln(os.Stderr, "authd-bench: interrupted; cleaned up")
+		os.Exit(1)
+	default:
+		fmt.Fprintf(os.Stderr, "authd-bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	duration       time.Duration
+	concurrency    int
+	users          int
+	adminURL       string
+	authd          string
+	scenarios      map[string]bool
+	logLevel       string
+	logoutSessions int
+	roundTrips     bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	fs := flag.NewFlagSet("authd-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	adminDefault := defaultAdminURL
+	if v := os.Getenv(adminURLEnv); v != "" {
+		adminDefault = v
+	}
+	o := &options{}
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "timed length of each scenario")
+	fs.IntVar(&o.concurrency, "concurrency", 8, "concurrent clients (keep-alive connections)")
+	fs.IntVar(&o.users, "users", 100, "users to create; login cycles through them")
+	fs.StringVar(&o.adminURL, "admin-url", adminDefault, "superuser postgres:// URL of the server to create the throwaway database on (default from $"+adminURLEnv+")")
+	fs.StringVar(&o.authd, "authd", "", "prebuilt authd binary; empty builds ./cmd/authd")
+	scen := fs.String("scenarios", "login,refresh,logout", "comma list of login, refresh, logout (and bcrypt; the bcrypt ceiling always runs with login)")
+	fs.StringVar(&o.logLevel, "server-log-level", "warn", "AUTHD_LOG_LEVEL of the server (request lines are logged at info)")
+	fs.IntVar(&o.logoutSessions, "logout-sessions", 0, "sessions to pre-create for logout; 0 sizes the pool from the refresh rate")
+	fs.BoolVar(&o.roundTrips, "roundtrips", true, "count database round trips per request through a wire-protocol proxy")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() != 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	switch {
+	case o.duration <= 0:
+		return nil, errors.New("-duration must be positive")
+	case o.concurrency < 1:
+		return nil, errors.New("-concurrency must be at least 1")
+	case o.users < 1:
+		return nil, errors.New("-users must be at least 1")
+	case o.logoutSessions < 0:
+		return nil, errors.New("-logout-sessions must not be negative")
+	}
+	o.scenarios = map[string]bool{}
+	for _, s := range strings.Split(*scen, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !slices.Contains(allScenarios, s) {
+			return nil, fmt.Errorf("-scenarios: unknown scenario %q (want %s)", s, strings.Join(allScenarios, ", "))
+		}
+		o.scenarios[s] = true
+	}
+	if len(o.scenarios) == 0 {
+		return nil, errors.New("-scenarios: none given")
+	}
+	if o.scenarios["login"] {
+		o.scenarios["bcrypt"] = true
+	}
+	return o, nil
+}
+
+// run is the whole program; main only wires it to the process.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "authd-bench: "+format+"\n", a...) }
+
+	// Cleanups run in reverse order, whatever happens after this point.
+	var cleanups []func()
+	defer func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}()
+
+	tmp, err := os.MkdirTemp("", "authd-bench-")
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, func() { _ = os.RemoveAll(tmp) })
+
+	bin := o.authd
+	if bin == "" {
+		logf("building ./cmd/authd")
+		if bin, err = buildAuthd(ctx, tmp); err != nil {
+			return err
+		}
+	}
+
+	suffix := randomHex(6)
+	dbName, roleName := "authd_bench_"+suffix, "authd_bench_role_"+suffix
+	dbURL, err := pgURL(o.adminURL, func(u *url.URL, q url.Values) { u.Path = "/" + dbName })
+	if err != nil {
+		return err
+	}
+	if err := adminExec(ctx, o.adminURL, "create database "+pgx.Identifier{dbName}.Sanitize()); err != nil {
+		return fmt.Errorf("create database %s: %w", dbName, err)
+	}
+	cleanups = append(cleanups, func() {
+		if err := adminExec(context.Background(), o.adminURL, "drop database if exists "+pgx.Identifier{dbName}.Sanitize()+" with (force)"); err != nil {
+			logf("cleanup: drop database %s: %v", dbName, err)
+		}
+	})
+	if err := adminExec(ctx, o.adminURL, "create role "+pgx.Identifier{roleName}.Sanitize()+" nologin"); err != nil {
+		return fmt.Errorf("create role %s: %w", roleName, err)
+	}
+	cleanups = append(cleanups, func() {
+		if err := adminExec(context.Background(), o.adminURL, "drop role if exists "+pgx.Identifier{roleName}.Sanitize()); err != nil {
+			logf("cleanup: drop role %s: %v", roleName, err)
+		}
+	})
+	logf("database %s, role %s", dbName, roleName)
+
+	secret := make([]byte, 48)
+	_, _ = rand.Read(secret)
+	serverDBURL, err := pgURL(dbURL, func(u *url.URL, q url.Values) { q.Set("application_name", serverAppName) })
+	if err != nil {
+		return err
+	}
+	baseEnv := []string{
+		"JWT_SECRET=" + base64.RawURLEncoding.EncodeToString(secret),
+		"AUTHD_BCRYPT_COST=" + strconv.Itoa(bcryptCost),
+		"AUTHD_LOG_LEVEL=" + o.logLevel,
+	}
+	cmd := exec.CommandContext(ctx, bin, "migrate", "up")
+	cmd.Env = authdEnv(append(baseEnv, "DATABASE_URL="+serverDBURL))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("authd migrate up: %v\n%s", err, out)
+	}
+
+	benchURL, err := pgURL(dbURL, func(u *url.URL, q url.Values) { q.Set("application_name", benchAppName) })
+	if err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, benchURL)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", dbName, err)
+	}
+	cleanups = append(cleanups, pool.Close)
+	var pgVersion string
+	if err := pool.QueryRow(ctx, "show server_version").Scan(&pgVersion); err != nil {
+		return fmt.Errorf("connect to %s: %w", dbName, err)
+	}
+
+	logf("creating %d users (bcrypt cost %d)", o.users, bcryptCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(benchPassword), bcryptCost)
+	if err != nil {
+		return err
+	}
+	users := make([]string, o.users)
+	for i := range users {
+		users[i] = fmt.Sprintf("bench_%06d", i+1)
+	}
+	if _, err := pool.Exec(ctx, `
+		insert into auth.user (username, password_hash, role)
+		select u, $2, $3 from unnest($1::text[]) u`, users, string(hash), roleName); err != nil {
+		return fmt.Errorf("create users: %w", err)
+	}
+
+	srv, err := startServer(ctx, bin, authdEnv(append(baseEnv, "DATABASE_URL="+serverDBURL)), filepath.Join(tmp, "authd.log"))
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, func() {
+		if err := srv.stop(); err != nil {
+			logf("cleanup: stop authd: %v", err)
+		}
+	})
+	logf("authd serving on %s (pid %d)", srv.addr, srv.cmd.Process.Pid)
+	defer func() {
+		if err != nil {
+			select {
+			case <-srv.exited:
+				err = fmt.Errorf("%w\nauthd exited during the run (%v); its log ends:\n%s", err, srv.waitErr, srv.logTail())
+			default:
+			}
+		}
+	}()
+
+	tick := clockTick()
+	probe := &cpuProbe{serverPID: srv.cmd.Process.Pid, pool: pool, dbName: dbName, appName: serverAppName}
+	b := &bench{base: "http://" + srv.addr, client: newClient(o.concurrency)}
+	defer b.client.CloseIdleConnections()
+
+	rep := &report{opts: o, pgVersion: pgVersion, tick: tick}
+	if o.scenarios["login"] {
+		logf("login: %s, %d clients", o.duration, o.concurrency)
+		r, err := runScenario(ctx, "login", o, probe, func(ctx context.Context, w int) (func(context.Context) error, error) {
+			i := w
+			return func(ctx context.Context) error {
+				u := users[i%len(users)]
+				i += o.concurrency
+				_, err := b.login(ctx, u)
+				return err
+			}, nil
+		})
+		if err != nil {
+			return err
+		}
+		rep.add(r)
+	}
+	if o.scenarios["bcrypt"] {
+		logf("bcrypt ceiling: %s, %d goroutines", o.duration, runtime.GOMAXPROCS(0))
+		r, err := bcryptCeiling(ctx, o.duration, hash, probe)
+		if err != nil {
+			return err
+		}
+		rep.add(r)
+	}
+	var refreshRate float64
+	if o.scenarios["refresh"] {
+		logf("refresh: %s, %d clients", o.duration, o.concurrency)
+		r, err := runScenario(ctx, "refresh", o, probe, func(ctx context.Context, w int) (func(context.Context) error, error) {
+			user := users[w%len(users)]
+			current, err := b.login(ctx, user)
+			if err != nil {
+				return nil, fmt.Errorf("prime refresh token: %w", err)
+			}
+			return func(ctx context.Context) error {
+				if current == "" { // the last refresh failed: start a new session
+					if current, err = b.login(ctx, user); err != nil {
+						return err
+					}
+				}
+				next, err := b.refresh(ctx, current)
+				current = next
+				return err
+			}, nil
+		})
+		if err != nil {
+			return err
+		}
+		refreshRate = r.rate()
+		rep.add(r)
+	}
+	if o.scenarios["logout"] {
+		n := o.logoutSessions
+		if n == 0 {
+			// Logout is one UPDATE against refresh's UPDATE+INSERT: size
+			// for three times the refresh rate, which is cheap (COPY).
+			rate := max(3*refreshRate, 5000)
+			n = int(math.Ceil(rate * o.duration.Seconds()))
+		}
+		logf("logout: creating %d sessions", n)
+		tokens, err := createSessions(ctx, pool, users, n)
+		if err != nil {
+			return err
+		}
+		revokedBefore, err := revokedSessions(ctx, pool)
+		if err != nil {
+			return err
+		}
+		logf("logout: %s, %d clients", o.duration, o.concurrency)
+		var next atomic.Int64
+		var exhausted atomic.Bool
+		r, err := runScenario(ctx, "logout", o, probe, func(ctx context.Context, w int) (func(context.Context) error, error) {
+			return func(ctx context.Context) error {
+				i := next.Add(1) - 1
+				if i >= int64(len(tokens)) {
+					exhausted.Store(true)
+					return errStop
+				}
+				return b.logout(ctx, tokens[i])
+			}, nil
+		})
+		if err != nil {
+			return err
+		}
+		if exhausted.Load() {
+			r.notes = append(r.notes, fmt.Sprintf("the %d pre-created sessions ran out after %s; raise -logout-sessions for a full-length run", n, r.elapsed.Round(time.Millisecond)))
+		}
+		revokedAfter, err := revokedSessions(ctx, pool)
+		if err != nil {
+			return err
+		}
+		if ok := r.requests - r.errors; revokedAfter-revokedBefore != ok {
+			r.errors++
+			r.addErr(fmt.Sprintf("%d logouts answered 204 but %d sessions were revoked", ok, revokedAfter-revokedBefore))
+		}
+		rep.add(r)
+	}
+
+	if o.roundTrips && (o.scenarios["login"] || o.scenarios["refresh"] || o.scenarios["logout"]) {
+		logf("counting database round trips per request")
+		rows, note, err := countRoundTrips(ctx, o, bin, baseEnv, dbURL, pool, users, tmp)
+		if err != nil {
+			return fmt.Errorf("count round trips: %w", err)
+		}
+		rep.roundTrips, rep.rtNote = rows, note
+	}
+
+	rep.serverLog = serverLogProblems(srv.logPath)
+	rep.write(stdout)
+	for _, r := range rep.results {
+		for _, e := range r.errSamples {
+			logf("%s error: %s", r.name, e)
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if n := rep.errorCount(); n > 0 {
+		return fmt.Errorf("%d request(s) failed", n)
+	}
+	return nil
+}
+
+// ---- the authd process -----------------------------------------------------
+
+// buildAuthd builds ./cmd/authd of this module into dir.
+func buildAuthd(ctx context.Context, dir string) (string, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("build authd: %w (or pass -authd)", err)
+	}
+	out, err := exec.CommandContext(ctx, goBin, "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		return "", errors.New("build authd: not inside the authd module (run from the repository, or pass -authd)")
+	}
+	bin := filepath.Join(dir, "authd")
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./cmd/authd")
+	cmd.Dir = filepath.Dir(gomod)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build authd: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// authdEnv is this process's environment without any authd, JWT or
+// PostgREST setting that could leak into the server, plus set.
+func authdEnv(set []string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "AUTHD_") || strings.HasPrefix(k, "JWT_") || strings.HasPrefix(k, "PGRST_") || k == "DATABASE_URL" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, set...)
+}
+
+type server struct {
+	cmd     *exec.Cmd
+	addr    string
+	logPath string
+	exited  chan struct{}
+	waitErr error
+}
+
+// startServer runs `authd serve` on a free loopback port and waits until
+// GET /healthz answers.
+func startServer(ctx context.Context, bin string, env []string, logPath string) (*server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	// Not CommandContext: the server is stopped with SIGTERM, in stop.
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = append(env, "AUTHD_ADDR="+addr)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		_ = logFile.Close()
+		return nil, fmt.Errorf("start authd: %w", err)
+	}
+	s := &server{cmd: cmd, addr: addr, logPath: logPath, exited: make(chan struct{})}
+	go func() {
+		s.waitErr = cmd.Wait()
+		_ = logFile.Close()
+		close(s.exited)
+	}()
+
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := client.Get("http://" + addr + "/healthz")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s, nil
+			}
+		}
+		var why string
+		select {
+		case <-s.exited:
+			why = fmt.Sprintf("authd exited (%v)", s.waitErr)
+		case <-ctx.Done():
+			why = ctx.Err().Error()
+		case <-time.After(50 * time.Millisecond):
+			if time.Now().Before(deadline) {
+				continue
+			}
+			why = "GET /healthz did not answer 200 within 30s"
+		}
+		_ = s.stop()
+		return nil, fmt.Errorf("start authd: %s\n%s", why, s.logTail())
+	}
+}
+
+// stop sends SIGTERM, waits for the drain, and kills after 15 s.
+func (s *server) stop() error {
+	select {
+	case <-s.exited:
+		return nil
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+		return nil
+	case <-time.After(15 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+		return errors.New("authd did not stop within 15s of SIGTERM; killed")
+	}
+}
+
+// serverLogProblems summarises the WARN and ERROR lines authd logged.
+func serverLogProblems(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	var n int
+	var first string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
+			if n == 0 {
+				first = line
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("authd logged %d warning/error line(s); the first: %s", n, first)
+}
+
+func (s *server) logTail() string {
+	b, _ := os.ReadFile(s.logPath)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// ---- HTTP client -------------------------------------------------------------
+
+type bench struct {
+	base   string
+	client *http.Client
+}
+
+func newClient(concurrency int) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        2 * concurrency,
+			MaxIdleConnsPerHost: 2 * concurrency,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		},
+		Timeout:       30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// post sends a POST and checks the status; the body is read and dropped so
+// the connection is reused.
+func (b *bench) post(ctx context.Context, path string, body []byte, cookie string, want int) (http.Header, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if cookie != "" {
+		req.Header.Set("Cookie", cookie)
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != want {
+		return nil, fmt.Errorf("POST %s: status %d, want %d: %s", path, resp.StatusCode, want, bytes.TrimSpace(msg))
+	}
+	return resp.Header, nil
+}
+
+func loginBody(user string) []byte {
+	body, _ := json.Marshal(map[string]string{"user_": user, "pass": benchPassword})
+	return body
+}
+
+// login logs user in and returns the refresh token it was given.
+func (b *bench) login(ctx context.Context, user string) (string, error) {
+	h, err := b.post(ctx, "/rpc/login", loginBody(user), "", http.StatusNoContent)
+	if err != nil {
+		return "", err
+	}
+	return refreshCookie(h)
+}
+
+// refresh spends token and returns its rotated successor.
+func (b *bench) refresh(ctx context.Context, tok string) (string, error) {
+	h, err := b.post(ctx, refreshPath, nil, "refresh_token="+tok, http.StatusNoContent)
+	if err != nil {
+		return "", err
+	}
+	return refreshCookie(h)
+}
+
+func (b *bench) logout(ctx context.Context, tok string) error {
+	_, err := b.post(ctx, "/rpc/logout", nil, "refresh_token="+tok, http.StatusNoContent)
+	return err
+}
+
+// browserCookies is the Cookie header a browser would send to /rpc/logout
+// after a login that answered with h.
+func browserCookies(h http.Header) string {
+	var parts []string
+	for _, c := range (&http.Response{Header: h}).Cookies() {
+		if c.Value != "" && (c.Path == "/" || c.Path == "/rpc/logout") {
+			parts = append(parts, c.Name+"="+c.Value)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// refreshCookie is the refresh token set for the refresh path, as a
+// browser would send it to POST /rpc/refresh_token.
+func refreshCookie(h http.Header) (string, error) {
+	for _, c := range (&http.Response{Header: h}).Cookies() {
+		if c.Name == "refresh_token" && c.Path == refreshPath && c.Value != "" {
+			return c.Value, nil
+		}
+	}
+	return "", fmt.Errorf("no refresh_token cookie with Path=%s in the answer", refreshPath)
+}
+
+// ---- scenarios -----------------------------------------------------------------
+
+// errStop ends a worker's loop without counting the iteration.
+var errStop = errors.New("stop")
+
+type result struct {
+	name       string
+	requests   int64
+	errors     int64
+	elapsed    time.Duration
+	lat        []time.Duration
+	cpu        cpuDelta
+	notes      []string
+	errSamples []string
+	ceiling    bool
+}
+
+func (r *result) rate() float64 {
+	if r.elapsed <= 0 {
+		return 0
+	}
+	return float64(r.requests) / r.elapsed.Seconds()
+}
+
+func (r *result) addErr(msg string) {
+	if len(r.errSamples) < 5 && !slices.Contains(r.errSamples, msg) {
+		r.errSamples = append(r.errSamples, msg)
+	}
+}
+
+// runScenario prepares one iteration function per worker (untimed), then
+// runs them all for o.duration and measures.
+func runScenario(ctx context.Context, name string, o *options, probe *cpuProbe,
+	setup func(ctx context.Context, worker int) (func(context.Context) error, error)) (*result, error) {
+	iters := make([]func(context.Context) error, o.concurrency)
+	for w := range iters {
+		it, err := setup(ctx, w)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		iters[w] = it
+	}
+
+	type workerOut struct {
+		requests, errors int64
+		lat              []time.Duration
+		errs             []string
+	}
+	outs := make([]workerOut, o.concurrency)
+	before, err := probe.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	deadline := start.Add(o.duration)
+	var wg sync.WaitGroup
+	for w := range iters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out := &outs[w]
+			out.lat = make([]time.Duration, 0, 4096)
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				t0 := time.Now()
+				err := iters[w](ctx)
+				d := time.Since(t0)
+				if errors.Is(err, errStop) || ctx.Err() != nil {
+					return
+				}
+				out.requests++
+				out.lat = append(out.lat, d)
+				if err != nil {
+					out.errors++
+					if len(out.errs) < 5 {
+						out.errs = append(out.errs, err.Error())
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	after, err := probe.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r := &result{name: name, elapsed: elapsed, cpu: after.sub(before)}
+	for _, out := range outs {
+		r.requests += out.requests
+		r.errors += out.errors
+		r.lat = append(r.lat, out.lat...)
+		for _, e := range out.errs {
+			r.addErr(e)
+		}
+	}
+	return r, nil
+}
+
+// bcryptCeiling compares a cost-10 hash on GOMAXPROCS goroutines in this
+// process: what login could reach here if bcrypt were all it did.
+func bcryptCeiling(ctx context.Context, d time.Duration, hash []byte, probe *cpuProbe) (*result, error) {
+	n := runtime.GOMAXPROCS(0)
+	lats := make([][]time.Duration, n)
+	var failed atomic.Int64
+	before, err := probe.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	for g := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				t0 := time.Now()
+				if bcrypt.CompareHashAndPassword(hash, []byte(benchPassword)) != nil {
+					failed.Add(1)
+				}
+				lats[g] = append(lats[g], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	after, err := probe.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r := &result{name: fmt.Sprintf("bcrypt ceiling (cost %d, %d goroutines)", bcryptCost, n), elapsed: elapsed, cpu: after.sub(before), ceiling: true}
+	for _, l := range lats {
+		r.lat = append(r.lat, l...)
+	}
+	r.requests = int64(len(r.lat))
+	if f := failed.Load(); f > 0 {
+		r.errors = f
+		r.addErr("bcrypt compare failed")
+	}
+	return r, nil
+}
+
+// createSessions inserts n live sessions with one unspent refresh token
+// each and returns the tokens, in random user order.
+func createSessions(ctx context.Context, pool *pgxpool.Pool, users []string, n int) ([]string, error) {
+	tokens := make([]string, n)
+	sessions := make([][]any, n)
+	refresh := make([][]any, n)
+	expires := time.Now().Add(30 * 24 * time.Hour)
+	for i := range n {
+		plain, hash, err := token.NewRefresh()
+		if err != nil {
+			return nil, err
+		}
+		id := uuid.New()
+		tokens[i] = plain
+		sessions[i] = []any{id, users[i%len(users)]}
+		refresh[i] = []any{hash, id, expires}
+	}
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "session"}, []string{"id", "username"}, pgx.CopyFromRows(sessions)); err != nil {
+			return err
+		}
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "refresh_token"}, []string{"token_hash", "session_id", "expires_at"}, pgx.CopyFromRows(refresh))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create logout sessions: %w", err)
+	}
+	// Settle the new rows (visibility hints, statistics) now, so neither
+	// that work nor an autovacuum lands in the timed window.
+	if _, err := pool.Exec(ctx, "vacuum (analyze) auth.session, auth.refresh_token"); err != nil {
+		return nil, fmt.Errorf("vacuum after creating sessions: %w", err)
+	}
+	return tokens, nil
+}
+
+func revokedSessions(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
+	var n int64
+	err := pool.QueryRow(ctx, "select count(*) from auth.session where revoked_at is not null").Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count revoked sessions: %w", err)
+	}
+	return n, nil
+}
+
+// ---- CPU accounting ------------------------------------------------------------
+
+// clockTick is the unit of /proc/<pid>/stat times: 1/CLK_TCK seconds,
+// read once from getconf (100 Hz if that fails: Linux's USER_HZ).
+var clockTick = sync.OnceValue(func() time.Duration {
+	hz := 100
+	if out, err := exec.Command("getconf", "CLK_TCK").Output(); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(out))); err == nil && n > 0 {
+			hz = n
+		}
+	}
+	return time.Second / time.Duration(hz)
+})
+
+// procTicks returns utime+stime of pid and its command name.
+func procTicks(pid int) (int64, string, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, "", err
+	}
+	s := string(b)
+	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || closing < open {
+		return 0, "", fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	comm := s[open+1 : closing]
+	f := strings.Fields(s[closing+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, "", fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, "", fmt.Errorf("/proc/%d/stat: bad times", pid)
+	}
+	return ut + st, comm, nil
+}
+
+type cpuProbe struct {
+	serverPID int
+	pool      *pgxpool.Pool
+	dbName    string
+	appName   string
+}
+
+type cpuSnap struct {
+	server, self int64
+	serverOK     bool
+	selfOK       bool
+	db           map[int]int64
+	dbOK         bool
+	busy, idle   int64 // machine-wide, from /proc/stat
+	machineOK    bool
+	at           time.Time
+}
+
+type cpuDelta struct {
+	server, db, self       time.Duration
+	serverOK, dbOK, selfOK bool
+	// busy and idle are machine-wide CPU time over the window; busy minus
+	// the three processes above is what everything else on the machine
+	// took (a shared machine skews results).
+	busy, idle time.Duration
+	machineOK  bool
+	wall       time.Duration
+}
+
+// machineTicks returns busy and idle ticks summed over all CPUs.
+func machineTicks() (busy, idle int64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, 0, errors.New("/proc/stat: unexpected format")
+	}
+	// user nice system idle iowait irq softirq steal [guest guest_nice]
+	for i, v := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, 0, err
+		}
+		if i == 3 || i == 4 {
+			idle += n
+		} else {
+			busy += n
+		}
+	}
+	return busy, idle, nil
+}
+
+func (p *cpuProbe) snapshot(ctx context.Context) (cpuSnap, error) {
+	var s cpuSnap
+	var err error
+	if s.server, _, err = procTicks(p.serverPID); err == nil {
+		s.serverOK = true
+	}
+	if s.self, _, err = procTicks(os.Getpid()); err == nil {
+		s.selfOK = true
+	}
+	if s.busy, s.idle, err = machineTicks(); err == nil {
+		s.machineOK = true
+	}
+	s.at = time.Now()
+	rows, _ := p.pool.Query(ctx, `
+		select pid from pg_stat_activity
+		 where datname = $1 and application_name = $2`, p.dbName, p.appName)
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return s, fmt.Errorf("list the server's database backends: %w", err)
+	}
+	s.db, s.dbOK = map[int]int64{}, true
+	for _, pid := range pids {
+		t, comm, err := procTicks(int(pid))
+		// The database may be on another host or in another container,
+		// where these pids mean nothing here.
+		if err != nil || comm != "postgres" {
+			s.dbOK = false
+			break
+		}
+		s.db[int(pid)] = t
+	}
+	return s, nil
+}
+
+// sub is the CPU used between before and s. A backend that appeared in
+// between counts in full (connection start-up is part of the load); one
+// that ended in between is lost, which pgxpool's hour-long connection
+// lifetime makes unlikely.
+func (s cpuSnap) sub(before cpuSnap) cpuDelta {
+	tick := func(n int64) time.Duration { return time.Duration(n) * clockTick() }
+	d := cpuDelta{
+		serverOK: s.serverOK && before.serverOK,
+		selfOK:   s.selfOK && before.selfOK,
+		dbOK:     s.dbOK && before.dbOK,
+	}
+	d.machineOK = s.machineOK && before.machineOK
+	d.busy, d.idle = tick(s.busy-before.busy), tick(s.idle-before.idle)
+	d.wall = s.at.Sub(before.at)
+	d.server = tick(s.server - before.server)
+	d.self = tick(s.self - before.self)
+	var db int64
+	for pid, t := range s.db {
+		db += t - before.db[pid]
+	}
+	d.db = tick(db)
+	return d
+}
+
+// ---- database round trips --------------------------------------------------------
+
+type rtRow struct {
+	name                             string
+	n                                int
+	roundTrips, statements, prepares float64
+	pings                            int64
+}
+
+// countRoundTrips starts a second authd whose database connections go
+// through a counting proxy, and sends requests one at a time: after a
+// warm-up (pgx prepares each statement once per connection), the counts
+// per request are exact.
+func countRoundTrips(ctx context.Context, o *options, bin string, baseEnv []string, dbURL string, pool *pgxpool.Pool, users []string, tmp string) ([]rtRow, string, error) {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return nil, "", err
+	}
+	host, port := u.Hostname(), u.Port()
+	if host == "" || strings.HasPrefix(host, "/") || u.Query().Get("host") != "" {
+		return nil, "skipped: -admin-url does not name a TCP host and port", nil
+	}
+	if port == "" {
+		port = "5432"
+	}
+	px, err := startProxy(net.JoinHostPort(host, port))
+	if err != nil {
+		return nil, "", err
+	}
+	defer px.close()
+	rtURL, err := pgURL(dbURL, func(u *url.URL, q url.Values) {
+		u.Host = px.addr()
+		q.Set("sslmode", "disable") // the proxy must see plain protocol
+		q.Set("application_name", rtAppName)
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	srv, err := startServer(ctx, bin, authdEnv(append(baseEnv, "DATABASE_URL="+rtURL)), filepath.Join(tmp, "authd-roundtrips.log"))
+	if err != nil {
+		return nil, "", err
+	}
+	defer func() { _ = srv.stop() }()
+	b := &bench{base: "http://" + srv.addr, client: newClient(1)}
+	defer b.client.CloseIdleConnections()
+
+	var rows []rtRow
+	measure := func(name string, warm, n int, op func(i int) error) error {
+		for i := range warm {
+			if err := op(i); err != nil {
+				return fmt.Errorf("%s (warm-up): %w", name, err)
+			}
+		}
+		before := px.counts.snapshot()
+		for i := range n {
+			if err := op(warm + i); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+		d := px.counts.snapshot().sub(before)
+		k := float64(n)
+		rows = append(rows, rtRow{
+			name:       name,
+			n:          n,
+			roundTrips: float64(d.syncs+d.queries-d.pings) / k,
+			statements: float64(d.executes+d.queries-d.pings) / k,
+			prepares:   float64(d.parses) / k,
+			pings:      d.pings,
+		})
+		return nil
+	}
+
+	if o.scenarios["login"] {
+		if err := measure("login", 2, 5, func(i int) error {
+			_, err := b.login(ctx, users[i%len(users)])
+			return err
+		}); err != nil {
+			return nil, "", err
+		}
+	}
+	if o.scenarios["refresh"] {
+		tok, err := b.login(ctx, users[0])
+		if err != nil {
+			return nil, "", err
+		}
+		if err := measure("refresh", 3, 50, func(int) error {
+			tok, err = b.refresh(ctx, tok)
+			return err
+		}); err != nil {
+			return nil, "", err
+		}
+		if err := measure("refresh, unknown token (401)", 2, 20, func(int) error {
+			plain, _, _ := token.NewRefresh()
+			_, err := b.post(ctx, refreshPath, nil, "refresh_token="+plain, http.StatusUnauthorized)
+			return err
+		}); err != nil {
+			return nil, "", err
+		}
+	}
+	if o.scenarios["logout"] {
+		tokens, err := createSessions(ctx, pool, users, 60)
+		if err != nil {
+			return nil, "", err
+		}
+		if err := measure("logout (refresh cookie)", 3, 50, func(i int) error {
+			return b.logout(ctx, tokens[i])
+		}); err != nil {
+			return nil, "", err
+		}
+		// A browser also sends the access cookie (Path=/), which names the
+		// session too. The logins happen before each counted window.
+		cookies := make([]string, 7)
+		for i := range cookies {
+			h, err := b.post(ctx, "/rpc/login", loginBody(users[i%len(users)]), "", http.StatusNoContent)
+			if err != nil {
+				return nil, "", err
+			}
+			cookies[i] = browserCookies(h)
+		}
+		if err := measure("logout (browser: both cookies)", 2, 5, func(i int) error {
+			_, err := b.post(ctx, "/rpc/logout", nil, cookies[i], http.StatusNoContent)
+			return err
+		}); err != nil {
+			return nil, "", err
+		}
+	}
+	return rows, "", nil
+}
+
+type wireCounts struct {
+	syncs, queries, pings, parses, executes int64
+}
+
+func (a wireCounts) sub(b wireCounts) wireCounts {
+	return wireCounts{a.syncs - b.syncs, a.queries - b.queries, a.pings - b.pings, a.parses - b.parses, a.executes - b.executes}
+}
+
+type wireCounter struct {
+	syncs, queries, pings, parses, executes atomic.Int64
+}
+
+func (c *wireCounter) snapshot() wireCounts {
+	return wireCounts{c.syncs.Load(), c.queries.Load(), c.pings.Load(), c.parses.Load(), c.executes.Load()}
+}
+
+// pgProxy forwards TCP connections to PostgreSQL and counts the
+// frontend's protocol messages on the way.
+type pgProxy struct {
+	ln     net.Listener
+	target string
+	counts wireCounter
+	mu     sync.Mutex
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func startProxy(target string) (*pgProxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &pgProxy{ln: ln, target: target}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				p.serve(c)
+			}()
+		}
+	}()
+	return p, nil
+}
+
+func (p *pgProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *pgProxy) track(c net.Conn) {
+	p.mu.Lock()
+	p.conns = append(p.conns, c)
+	p.mu.Unlock()
+}
+
+func (p *pgProxy) close() {
+	_ = p.ln.Close()
+	p.mu.Lock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+func (p *pgProxy) serve(client net.Conn) {
+	p.track(client)
+	defer client.Close()
+	upstream, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+	if err != nil {
+		return
+	}
+	p.track(upstream)
+	defer upstream.Close()
+	go func() {
+		_, _ = io.Copy(client, upstream)
+		_ = client.Close()
+	}()
+	_ = p.forwardFrontend(client, upstream)
+}
+
+// forwardFrontend copies the client's messages to the server, counting
+// them. Before start-up, messages carry no type byte; an SSL or GSS
+// encryption request is followed by another untyped message, which is
+// why the URL through the proxy says sslmode=disable.
+func (p *pgProxy) forwardFrontend(client, upstream net.Conn) error {
+	r := bufio.NewReaderSize(client, 64<<10)
+	w := bufio.NewWriterSize(upstream, 64<<10)
+	var hdr [5]byte
+	startup := true
+	for {
+		if r.Buffered() == 0 {
+			if err := w.Flush(); err != nil {
+				return err
+			}
+		}
+		var typ byte
+		var n int
+		if startup {
+			if _, err := io.ReadFull(r, hdr[:4]); err != nil {
+				return err
+			}
+			n = int(binary.BigEndian.Uint32(hdr[:4]))
+			if _, err := w.Write(hdr[:4]); err != nil {
+				return err
+			}
+		} else {
+			if _, err := io.ReadFull(r, hdr[:5]); err != nil {
+				return err
+			}
+			typ = hdr[0]
+			n = int(binary.BigEndian.Uint32(hdr[1:5]))
+			if _, err := w.Write(hdr[:5]); err != nil {
+				return err
+			}
+		}
+		if n < 4 {
+			return errors.New("bad message length")
+		}
+		payload := make([]byte, n-4)
+		if _, err := io.ReadFull(r, payload); err != nil {
+			return err
+		}
+		if _, err := w.Write(payload); err != nil {
+			return err
+		}
+		if startup {
+			code := uint32(0)
+			if len(payload) >= 4 {
+				code = binary.BigEndian.Uint32(payload[:4])
+			}
+			const sslRequest, gssRequest = 80877103, 80877104
+			startup = code == sslRequest || code == gssRequest
+			continue
+		}
+		switch typ {
+		case 'S':
+			p.counts.syncs.Add(1)
+		case 'Q':
+			p.counts.queries.Add(1)
+			if bytes.HasPrefix(payload, []byte("-- ping")) {
+				p.counts.pings.Add(1)
+			}
+		case 'P':
+			p.counts.parses.Add(1)
+		case 'E':
+			p.counts.executes.Add(1)
+		}
+	}
+}
+
+// ---- report ------------------------------------------------------------------------
+
+type report struct {
+	opts       *options
+	pgVersion  string
+	tick       time.Duration
+	results    []*result
+	roundTrips []rtRow
+	rtNote     string
+	serverLog  string
+}
+
+func (rep *report) add(r *result) { rep.results = append(rep.results, r) }
+
+func (rep *report) errorCount() int64 {
+	var n int64
+	for _, r := range rep.results {
+		n += r.errors
+	}
+	return n
+}
+
+func (rep *report) find(name string) *result {
+	for _, r := range rep.results {
+		if r.name == name || (name == "bcrypt" && r.ceiling) {
+			return r
+		}
+	}
+	return nil
+}
+
+func (rep *report) write(w io.Writer) {
+	o := rep.opts
+	fmt.Fprintf(w, "## authd-bench\n\n")
+	fmt.Fprintf(w, "- %s/%s, %d CPUs (GOMAXPROCS %d), %s, PostgreSQL %s\n",
+		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), rep.pgVersion)
+	fmt.Fprintf(w, "- %s per scenario, %d keep-alive clients, %d users, bcrypt cost %d, server AUTHD_LOG_LEVEL=%s\n",
+		o.duration, o.concurrency, o.users, bcryptCost, o.logLevel)
+	fmt.Fprintf(w, "- CPU/req from /proc/<pid>/stat utime+stime (tick %s, CLK_TCK=%d): authd process, its PostgreSQL backends, this bench client; all on the same machine\n\n",
+		rep.tick, int(time.Second/rep.tick))
+
+	fmt.Fprintln(w, "| scenario | requests | req/s | p50 | p99 | server CPU/req | DB CPU/req | bench CPU/req | errors |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range rep.results {
+		p50, p99 := percentile(r.lat, 0.50), percentile(r.lat, 0.99)
+		server, db := "–", "–"
+		if !r.ceiling {
+			server = perReq(r.cpu.server, r.cpu.serverOK, r.requests)
+			db = perReq(r.cpu.db, r.cpu.dbOK, r.requests)
+		}
+		fmt.Fprintf(w, "| %s | %d | %.0f | %s | %s | %s | %s | %s | %d |\n",
+			r.name, r.requests, r.rate(), ms(p50), ms(p99), server, db,
+			perReq(r.cpu.self, r.cpu.selfOK, r.requests), r.errors)
+	}
+	fmt.Fprintln(w)
+	if login, ceil := rep.find("login"), rep.find("bcrypt"); login != nil && ceil != nil && ceil.rate() > 0 {
+		fmt.Fprintf(w, "login as %% of bcrypt ceiling: %.1f%% (%.0f of %.0f per second, measured in two successive windows)\n\n",
+			100*login.rate()/ceil.rate(), login.rate(), ceil.rate())
+		// On a shared machine the ratio of rates moves with whatever else
+		// runs in either window; the ratio of CPU per request does not.
+		if login.cpu.serverOK && ceil.cpu.selfOK && login.requests > 0 && ceil.requests > 0 {
+			l := float64(login.cpu.server) / float64(login.requests)
+			c := float64(ceil.cpu.self) / float64(ceil.requests)
+			fmt.Fprintf(w, "by CPU, which other load does not skew: a compare costs %.2f ms, a login %.2f ms of authd CPU, so login runs at %.1f%% of bcrypt's efficiency (the ceiling from CPU cost is %d CPUs / %.2f ms = %.1f logins/s)\n\n",
+				c/1e6, l/1e6, 100*c/l, runtime.NumCPU(), c/1e6, float64(runtime.NumCPU())/(c/1e9))
+		}
+	}
+	fmt.Fprintln(w, "Where the machine's CPU went during each window, in cores (CPU seconds per second):")
+	fmt.Fprintln(w)
+	for _, r := range rep.results {
+		if c := r.cpu; c.machineOK && c.wall > 0 {
+			cores := func(d time.Duration) float64 { return d.Seconds() / c.wall.Seconds() }
+			other := max(cores(c.busy-c.server-c.db-c.self), 0)
+			fmt.Fprintf(w, "- %s: authd %.2f, postgres backends %.2f, bench %.2f, everything else %.2f, idle %.2f\n",
+				r.name, cores(c.server), cores(c.db), cores(c.self), other, cores(c.idle))
+			// Kernel networking, the WAL writer and fsync account for a
+			// little of "everything else"; much more is another workload.
+			if other > 0.3 {
+				fmt.Fprintf(w, "  - warning: other processes took %.2f cores in this window; its req/s and latencies are low\n", other)
+			}
+		}
+		for _, n := range r.notes {
+			fmt.Fprintf(w, "- %s: %s\n", r.name, n)
+		}
+	}
+
+	if rep.serverLog != "" {
+		fmt.Fprintf(w, "- %s\n", rep.serverLog)
+	}
+
+	if len(rep.roundTrips) > 0 || rep.rtNote != "" {
+		fmt.Fprintf(w, "\n### Database round trips per request\n\n")
+		if rep.rtNote != "" {
+			fmt.Fprintf(w, "%s\n", rep.rtNote)
+		}
+		if len(rep.roundTrips) > 0 {
+			fmt.Fprintln(w, "Counted on the PostgreSQL wire (Sync and simple Query messages from authd) with requests sent one at a time after a warm-up; an autocommit statement is one round trip and one commit.")
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, "| request | sample | round trips | statements | prepares | pool pings |")
+			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
+			for _, r := range rep.roundTrips {
+				fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %d |\n", r.name, r.n, num(r.roundTrips), num(r.statements), num(r.prepares), r.pings)
+			}
+		}
+	}
+}
+
+func percentile(lat []time.Duration, p float64) time.Duration {
+	if len(lat) == 0 {
+		return 0
+	}
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	i := int(math.Ceil(p*float64(len(s)))) - 1
+	return s[max(i, 0)]
+}
+
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
+
+func perReq(d time.Duration, ok bool, n int64) string {
+	if !ok {
+		return "n/a"
+	}
+	if n == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)/float64(n))
+}
+
+func num(f float64) string {
+	return strconv.FormatFloat(f, 'f', -1, 64)
+}
+
+// ---- PostgreSQL helpers ----------------------------------------------------------------
+
+// pgURL parses a postgres:// URL and lets mutate change it.
+func pgURL(base string, mutate func(u *url.URL, q url.Values)) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		// The URL may carry a password: do not echo it.
+		return "", errors.New("-admin-url: want a postgres:// URL")
+	}
+	q := u.Query()
+	mutate(u, q)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// adminExec runs one statement on its own connection to the admin URL, so
+// that cleanup works after the run's context is cancelled.
+func adminExec(ctx context.Context, adminURL, sql string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("connect to -admin-url (set %s or -admin-url to a superuser URL): %w", adminURLEnv, err)
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
