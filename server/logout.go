@@ -21,14 +21,13 @@ func (s *Server) handleLogout() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		ctx := r.Context()
+		var refreshHash []byte
 		if rt := presentedRefresh(c, args); rt != "" && len(rt) <= maxRefreshLen {
-			if err := s.db.RevokeSessionOfRefresh(ctx, token.HashRefresh(rt)); err != nil {
-				return errInternal(err)
-			}
+			refreshHash = token.HashRefresh(rt)
 		}
-		if sid, ok := s.accessSession(c); ok {
-			if err := s.db.RevokeSession(ctx, sid); err != nil {
+		sid := s.accessSession(c)
+		if refreshHash != nil || sid != uuid.Nil {
+			if err := s.db.RevokeSessions(r.Context(), sid, refreshHash); err != nil {
 				return errInternal(err)
 			}
 		}
@@ -41,9 +40,9 @@ func (s *Server) handleLogout() echo.HandlerFunc {
 }
 
 // accessSession returns the session named by a validly signed access
-// token. Expiry is ignored on purpose: revoking is harmless, and an
+// token, or uuid.Nil. Expiry is ignored on purpose: revoking is harmless, and an
 // expired token still proves which session it came from.
-func (s *Server) accessSession(c echo.Context) (uuid.UUID, bool) {
+func (s *Server) accessSession(c echo.Context) uuid.UUID {
 	raw := bearerToken(c.Request().Header)
 	if raw == "" {
 		if ck, err := c.Cookie(accessCookie); err == nil {
@@ -51,12 +50,15 @@ func (s *Server) accessSession(c echo.Context) (uuid.UUID, bool) {
 		}
 	}
 	if raw == "" {
-		return uuid.UUID{}, false
+		return uuid.Nil
 	}
 	claims, err := s.tokens.VerifySignature(raw)
 	if err != nil {
-		return uuid.UUID{}, false
+		return uuid.Nil
 	}
 	sid, err := uuid.Parse(claims.SessionID)
-	return sid, err == nil
+	if err != nil {
+		return uuid.Nil
+	}
+	return sid
 }

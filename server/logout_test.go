@@ -121,3 +121,18 @@ func TestBrowserFlow(t *testing.T) {
 		t.Errorf("got %d revoked sessions, want 1", n)
 	}
 }
+
+// TestLogoutWithBothTokens: a browser sends the access cookie and the
+// refresh cookie; each names a session (normally the same one) and both
+// end.
+func TestLogoutWithBothTokens(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a, b, other := e.login(), e.login(), e.login()
+	h := jsonHeader()
+	h.Set("Cookie", "access_token="+accessValue(t, a)+"; refresh_token="+refreshValue(t, b))
+	wantStatus(t, e.post("/rpc/logout", h, ""), http.StatusNoContent)
+	wantStatus(t, e.refreshWith(refreshValue(t, a)), http.StatusUnauthorized)
+	wantStatus(t, e.refreshWith(refreshValue(t, b)), http.StatusUnauthorized)
+	wantStatus(t, e.refreshWith(refreshValue(t, other)), http.StatusNoContent)
+}

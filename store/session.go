@@ -166,27 +166,20 @@ func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl,
 	return Grant{}, ErrInvalidRefresh
 }
 
-// RevokeSession ends a session: none of its refresh tokens works any more.
-// Revoking a revoked or unknown session is not an error.
-func (db *DB) RevokeSession(ctx context.Context, sessionID uuid.UUID) error {
-	_, err := db.pool.Exec(ctx, `
-		update auth.session set revoked_at = now()
-		 where id = $1 and revoked_at is null`, sessionID)
-	if err != nil {
-		return fmt.Errorf("revoke session %s: %w", sessionID, err)
-	}
-	return nil
-}
-
-// RevokeSessionOfRefresh ends the session that the refresh token with hash
-// tokenHash belongs to, whether or not that token is still usable.
-func (db *DB) RevokeSessionOfRefresh(ctx context.Context, tokenHash []byte) error {
+// RevokeSessions ends the session named by sessionID (a zero UUID names
+// none) and the one the refresh token with hash refreshHash belongs to
+// (nil names none), whether or not that token is still usable: one
+// statement for a browser's logout, which carries both. Revoking a revoked
+// or unknown session is not an error.
+func (db *DB) RevokeSessions(ctx context.Context, sessionID uuid.UUID, refreshHash []byte) error {
 	_, err := db.pool.Exec(ctx, `
 		update auth.session s set revoked_at = now()
-		  from auth.refresh_token t
-		 where t.token_hash = $1 and s.id = t.session_id and s.revoked_at is null`, tokenHash)
+		 where s.revoked_at is null
+		   and (s.id = $1
+		        or s.id = (select t.session_id from auth.refresh_token t where t.token_hash = $2))`,
+		sessionID, refreshHash)
 	if err != nil {
-		return fmt.Errorf("revoke session of refresh token: %w", err)
+		return fmt.Errorf("revoke session: %w", err)
 	}
 	return nil
 }
