@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
+
+	"authd/store"
+	"authd/store/storetest"
+)
+
+// TestUserAddPromptsWithoutEcho runs `authd user add` with a terminal on
+// standard input: it must prompt twice and the terminal must not echo what
+// is typed.
+func TestUserAddPromptsWithoutEcho(t *testing.T) {
+	t.Parallel()
+	url := storetest.NewURL(t)
+	role := storetest.NewRole(t)
+	master, tty, err := pty.Open()
+	if err != nil {
+		t.Fatalf("open pty: %v", err)
+	}
+	defer master.Close()
+	defer tty.Close()
+
+	// Everything the terminal shows (echo included) arrives on master.
+	var screen syncBuffer
+	var copied sync.WaitGroup
+	copied.Add(1)
+	go func() { defer copied.Done(); _, _ = io.Copy(&screen, master) }()
+
+	var prompts syncBuffer
+	done := make(chan error, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		done <- run(ctx, []string{"authd", "user", "add", "carol", "--role", role}, getenv(baseEnv(url)), tty, io.Discard, &prompts)
+	}()
+
+	const password = "typed-at-the-terminal"
+	for _, prompt := range []string{"Password: ", "Repeat password: "} {
+		waitFor(t, func() bool { return strings.HasSuffix(prompts.String(), prompt) })
+		waitFor(t, func() bool { return !echoOn(t, tty) }) // ReadPassword has turned echo off
+		if _, err := master.Write([]byte(password + "\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("user add: %v (prompts %q)", err, prompts.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("user add did not finish")
+	}
+	if !echoOn(t, tty) {
+		t.Error("the terminal's echo was not restored")
+	}
+	tty.Close()
+	time.Sleep(100 * time.Millisecond)
+	if strings.Contains(screen.String(), password) {
+		t.Errorf("the terminal echoed the password: %q", screen.String())
+	}
+	if !store.CheckPassword(passwordHash(t, url, "carol"), password) {
+		t.Error("the stored hash does not match the typed password")
+	}
+}
+
+func echoOn(t *testing.T, tty *os.File) bool {
+	t.Helper()
+	tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatalf("get termios: %v", err)
+	}
+	return tio.Lflag&unix.ECHO != 0
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
