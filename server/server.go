@@ -25,9 +25,8 @@ type Config struct {
 	ReuseGrace     time.Duration
 	BcryptCost     int
 	Cookie         CookieConfig
+	// RequestTimeout bounds each request; 0 means 10 s.
 	RequestTimeout time.Duration
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
 }
 
 // Server holds the API's dependencies.
@@ -47,9 +46,6 @@ type Server struct {
 
 // New returns the API as an http.Handler.
 func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (http.Handler, error) {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second
 	}
