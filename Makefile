@@ -40,6 +40,7 @@ test:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeArgs$$' -fuzztime $(FUZZTIME) ./server
 	$(GO) test -run '^$$' -fuzz '^FuzzHeaders$$' -fuzztime $(FUZZTIME) ./server
+	$(GO) test -run '^$$' -fuzz '^FuzzPresentedAccess$$' -fuzztime $(FUZZTIME) ./server
 
 bench:
 	$(GO) run ./cmd/authd-bench -duration $(BENCH_DURATION)

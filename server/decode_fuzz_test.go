@@ -73,3 +73,41 @@ func FuzzHeaders(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPresentedAccess covers token extraction for /auth/verify: any
+// Authorization and Cookie header gives a token or a 401 in PostgREST's
+// shape, never a panic or another status.
+func FuzzPresentedAccess(f *testing.F) {
+	f.Add("Bearer a.b.c", "")
+	f.Add("", "access_token=a.b.c")
+	f.Add("bearer ", "access_token=")
+	f.Add("Basic x", "access_token=a.b.c; refresh_token=x")
+	f.Add("Bearer "+strings.Repeat("a", 9000), "")
+	f.Add("", "access_token=\"quoted\"; access_token=second")
+	f.Fuzz(func(t *testing.T, authorization, cookie string) {
+		r, err := http.NewRequest(http.MethodGet, "/auth/verify", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if authorization != "" {
+			r.Header.Set("Authorization", authorization)
+		}
+		if cookie != "" {
+			r.Header.Set("Cookie", cookie)
+		}
+		raw, err := presentedAccess(r)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Status != http.StatusUnauthorized || len(e.Header["WWW-Authenticate"]) == 0 {
+				t.Fatalf("got %v, want a 401 *Error with WWW-Authenticate", err)
+			}
+			return
+		}
+		if raw == "" || len(raw) > maxTokenLen {
+			t.Fatalf("accepted token of length %d", len(raw))
+		}
+		if authorization != "" && !strings.Contains(authorization, raw) {
+			t.Fatalf("token %q not from the Authorization header %q", raw, authorization)
+		}
+	})
+}

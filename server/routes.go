@@ -8,6 +8,10 @@ func (s *Server) routes(e *echo.Echo) {
 	e.POST("/rpc/refresh_token", s.handleRefresh())
 	e.POST("/rpc/logout", s.handleLogout())
 
+	// Forward-auth for gateways; they may send any method.
+	e.Any("/auth/verify", s.handleVerify())
+
 	e.GET("/healthz", handleHealthz())
+	e.GET("/auth/health", handleHealthz()) // the seed's nginx gateway path
 	e.GET("/readyz", s.handleReadyz())
 }

@@ -22,9 +22,9 @@ type Config struct {
 	RefreshTTL time.Duration
 	// ReuseGrace is how long a spent refresh token still earns tokens
 	// (concurrent tabs, SSR) before its reuse counts as theft.
-	ReuseGrace     time.Duration
-	BcryptCost     int
-	Cookie         CookieConfig
+	ReuseGrace time.Duration
+	BcryptCost int
+	Cookie     CookieConfig
 	// RequestTimeout bounds each request; 0 means 10 s.
 	RequestTimeout time.Duration
 }

@@ -5,6 +5,7 @@ package token
 
 import (
 	"crypto/rand"
+	"errors"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
@@ -116,12 +117,31 @@ func (i *Issuer) VerifySignature(raw string) (*Claims, error) {
 	return i.parse(i.parserNoTime, raw)
 }
 
+// ErrAlgorithm reports a token signed with an algorithm authd does not
+// accept (anything but HS256, "none" included).
+var ErrAlgorithm = errors.New("wrong or unsupported signing algorithm")
+
+// ErrKeyID reports a token naming a key (kid) that authd does not have. As
+// in PostgREST, a token with a kid is checked only against that key.
+var ErrKeyID = errors.New("no key with the token's kid")
+
 func (i *Issuer) parse(p *jwt.Parser, raw string) (*Claims, error) {
 	var c Claims
-	if _, err := p.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return i.secret, nil }); err != nil {
+	tok, err := p.ParseWithClaims(raw, &c, i.key)
+	if err != nil {
+		if tok != nil && errors.Is(err, jwt.ErrTokenSignatureInvalid) && tok.Header["alg"] != jwt.SigningMethodHS256.Alg() {
+			err = fmt.Errorf("%w: %q", ErrAlgorithm, tok.Header["alg"])
+		}
 		return nil, fmt.Errorf("verify access token: %w", err)
 	}
 	return &c, nil
+}
+
+func (i *Issuer) key(t *jwt.Token) (any, error) {
+	if _, ok := t.Header["kid"]; ok {
+		return nil, ErrKeyID
+	}
+	return i.secret, nil
 }
 
 // refreshBytes is the refresh token's entropy: 256 bits.
