@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 )
@@ -125,6 +127,14 @@ func errUnknownArgs(fn string, got, want []string) *Error {
 		Details: ptr(fmt.Sprintf("Searched for the function %s with parameters %s or with a single unnamed json/jsonb parameter, but no matches were found in the schema cache.",
 			fn, strings.Join(got, ", "))),
 		Hint: ptr(fmt.Sprintf("Perhaps you meant to call the function %s(%s)", fn, strings.Join(want, ", "))),
+	}
+}
+
+func errTooManyLogins(wait time.Duration) *Error {
+	return &Error{
+		Status: http.StatusTooManyRequests, Code: "PT429",
+		Message: "Too many failed logins; try again later",
+		Header:  http.Header{"Retry-After": {strconv.Itoa(retryAfter(wait))}},
 	}
 }
 

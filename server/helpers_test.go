@@ -66,6 +66,12 @@ func withRequestTimeout(d time.Duration) option {
 	return func(c *server.Config, _ *envOpts) { c.RequestTimeout = d }
 }
 
+func withLoginLimits(perUser, perIP int) option {
+	return func(c *server.Config, _ *envOpts) {
+		c.LoginFailuresPerUser, c.LoginFailuresPerIP = perUser, perIP
+	}
+}
+
 func withAudience(aud string) option { return func(_ *server.Config, o *envOpts) { o.audience = aud } }
 
 func defaultCookies() server.CookieConfig {

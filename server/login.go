@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -28,6 +29,14 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 		ctx := r.Context()
 		username, password := args["user_"], args["pass"]
 
+		// Brute-force protection: refuse before any bcrypt work when this
+		// username or this client has failed too often. Only failures
+		// count, so a user who knows their password is never slowed.
+		ip := c.RealIP()
+		if d := max(s.failuresByUser.wait(username, time.Now()), s.failuresByIP.wait(ip, time.Now())); d > 0 {
+			return errTooManyLogins(d)
+		}
+
 		u, err := s.db.User(ctx, username)
 		found := err == nil
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -44,6 +53,9 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 			return err
 		}
 		if !ok || !found {
+			now := time.Now()
+			s.failuresByUser.take(username, now)
+			s.failuresByIP.take(ip, now)
 			return errInvalidLogin()
 		}
 		if !u.RoleExists {

@@ -27,6 +27,11 @@ type Config struct {
 	Cookie     CookieConfig
 	// RequestTimeout bounds each request; 0 means 10 s.
 	RequestTimeout time.Duration
+	// LoginFailuresPerUser and LoginFailuresPerIP are the failed logins
+	// allowed per minute for one username and from one client address;
+	// 0 means no limit.
+	LoginFailuresPerUser int
+	LoginFailuresPerIP   int
 }
 
 // Server holds the API's dependencies.
@@ -42,6 +47,9 @@ type Server struct {
 	// flood of logins queues here (and times out as 503) instead of
 	// starving refreshes and health checks of CPU.
 	bcryptSlots chan struct{}
+
+	failuresByUser *keyedLimiter
+	failuresByIP   *keyedLimiter
 }
 
 // New returns the API as an http.Handler.
@@ -55,16 +63,20 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (http
 	}
 	s := &Server{
 		cfg: cfg, db: db, tokens: tokens, log: log, dummyHash: dummy,
-		bcryptSlots: make(chan struct{}, runtime.GOMAXPROCS(0)),
+		bcryptSlots:    make(chan struct{}, runtime.GOMAXPROCS(0)),
+		failuresByUser: newKeyedLimiter(cfg.LoginFailuresPerUser),
+		failuresByIP:   newKeyedLimiter(cfg.LoginFailuresPerIP),
 	}
 
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(log)
-	// authd sits behind a gateway; the peer address is what it logs, and
-	// nothing is decided on a client-supplied X-Forwarded-For.
-	e.IPExtractor = echo.ExtractIPDirect()
+	// authd sits behind a gateway: the client address (for logs and login
+	// throttling) is taken from X-Forwarded-For, but only as far as the hops
+	// are loopback or private addresses — a client on the internet cannot
+	// pick its own address with that header.
+	e.IPExtractor = echo.ExtractIPFromXFFHeader()
 	e.Use(
 		requestLogger(log),
 		middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}),

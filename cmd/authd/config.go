@@ -27,6 +27,9 @@ type config struct {
 	AuthenticatorRole   string
 	LogLevel            string
 	ShutdownGracePeriod time.Duration
+	// Failed logins allowed per minute per username and per client address.
+	LoginFailuresPerUser int
+	LoginFailuresPerIP   int
 }
 
 // env reads variables and collects every problem, so a bad env file is
@@ -58,6 +61,19 @@ func (e *env) duration(name string, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+func (e *env) count(name string, def int) int {
+	v := e.getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		e.fail(name, "want a whole number, 0 or more, got %q", v)
+		return def
+	}
+	return n
 }
 
 func (e *env) boolean(name string, def bool) bool {
@@ -112,7 +128,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 			RefreshSameSite: e.sameSite("AUTHD_REFRESH_COOKIE_SAMESITE", http.SameSiteStrictMode),
 			Domain:          e.getenv("AUTHD_COOKIE_DOMAIN"),
 		},
-		ShutdownGracePeriod: e.duration("AUTHD_SHUTDOWN_GRACE", 10*time.Second),
+		ShutdownGracePeriod:  e.duration("AUTHD_SHUTDOWN_GRACE", 10*time.Second),
+		LoginFailuresPerUser: e.count("AUTHD_LOGIN_FAILURES_PER_USER", 10),
+		LoginFailuresPerIP:   e.count("AUTHD_LOGIN_FAILURES_PER_IP", 60),
 	}
 	c.JWTSecret = jwtSecret(e)
 	c.AccessTTL = accessTTL(e)

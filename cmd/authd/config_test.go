@@ -50,6 +50,8 @@ func TestConfigDefaults(t *testing.T) {
 		{"AuthenticatorRole", c.AuthenticatorRole, "authenticator"},
 		{"LogLevel", c.LogLevel, "info"},
 		{"ShutdownGracePeriod", c.ShutdownGracePeriod, 10 * time.Second},
+		{"LoginFailuresPerUser", c.LoginFailuresPerUser, 10},
+		{"LoginFailuresPerIP", c.LoginFailuresPerIP, 60},
 		{"DatabaseURL", c.DatabaseURL, ""},
 		{"JWTSecret", string(c.JWTSecret), secret32},
 	} {
@@ -363,5 +365,22 @@ func TestServeBadConfig(t *testing.T) {
 				t.Errorf("serve started listening: %q", stdout.String())
 			}
 		})
+	}
+}
+
+func TestConfigLoginLimits(t *testing.T) {
+	t.Parallel()
+	c, err := loadConfig(getenv(map[string]string{
+		"JWT_SECRET": secret32, "AUTHD_LOGIN_FAILURES_PER_USER": "5", "AUTHD_LOGIN_FAILURES_PER_IP": "0",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LoginFailuresPerUser != 5 || c.LoginFailuresPerIP != 0 {
+		t.Errorf("got %d per user, %d per IP; want 5 and 0", c.LoginFailuresPerUser, c.LoginFailuresPerIP)
+	}
+	_, err = loadConfig(getenv(map[string]string{"JWT_SECRET": secret32, "AUTHD_LOGIN_FAILURES_PER_IP": "-1"}))
+	if err == nil || !strings.Contains(err.Error(), "AUTHD_LOGIN_FAILURES_PER_IP") {
+		t.Errorf("got %v, want an error naming AUTHD_LOGIN_FAILURES_PER_IP", err)
 	}
 }

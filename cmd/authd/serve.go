@@ -47,6 +47,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		ReuseGrace: cfg.ReuseGrace,
 		BcryptCost: cfg.BcryptCost,
 		Cookie:     cfg.Cookie,
+
+		LoginFailuresPerUser: cfg.LoginFailuresPerUser,
+		LoginFailuresPerIP:   cfg.LoginFailuresPerIP,
 	}, db, tokens, log)
 	if err != nil {
 		return err
