@@ -72,6 +72,10 @@ func withLoginLimits(perUser, perIP int) option {
 	}
 }
 
+func withAPIKeyTTL(d time.Duration) option {
+	return func(c *server.Config, _ *envOpts) { c.APIKeyTokenTTL = d }
+}
+
 func withAudience(aud string) option { return func(_ *server.Config, o *envOpts) { o.audience = aud } }
 
 func defaultCookies() server.CookieConfig {

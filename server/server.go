@@ -32,6 +32,9 @@ type Config struct {
 	// 0 means no limit.
 	LoginFailuresPerUser int
 	LoginFailuresPerIP   int
+	// APIKeyTokenTTL is the life of the JWTs minted for API keys; 0 means
+	// 5 minutes.
+	APIKeyTokenTTL time.Duration
 }
 
 // Server holds the API's dependencies.
@@ -50,10 +53,15 @@ type Server struct {
 
 	failuresByUser *keyedLimiter
 	failuresByIP   *keyedLimiter
+
+	keys keyCache
 }
 
 // New returns the API as an http.Handler.
 func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (http.Handler, error) {
+	if cfg.APIKeyTokenTTL <= 0 {
+		cfg.APIKeyTokenTTL = 5 * time.Minute
+	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second
 	}

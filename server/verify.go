@@ -27,6 +27,13 @@ const maxTokenLen = 8 << 10
 func (s *Server) handleVerify() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
+		if key := r.Header.Get("X-API-Key"); key != "" {
+			if err := s.verifyAPIKey(r.Context(), key, c.Response().Header()); err != nil {
+				return err
+			}
+			c.Response().Header().Set("Cache-Control", "no-store")
+			return c.NoContent(http.StatusOK)
+		}
 		raw, err := presentedAccess(r)
 		if err != nil {
 			return err

@@ -5,9 +5,9 @@ package token
 
 import (
 	"crypto/rand"
-	"errors"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"time"
 
@@ -82,8 +82,14 @@ func (i *Issuer) TTL() time.Duration { return i.ttl }
 // Issue signs an access token for username acting as role in session
 // sessionID, returning the token and its expiry.
 func (i *Issuer) Issue(username, role, sessionID string) (string, time.Time, error) {
+	return i.IssueFor(username, role, sessionID, i.ttl)
+}
+
+// IssueFor is Issue with another lifetime (the short tokens minted for API
+// keys).
+func (i *Issuer) IssueFor(username, role, sessionID string, ttl time.Duration) (string, time.Time, error) {
 	now := i.now().Truncate(time.Second)
-	exp := now.Add(i.ttl)
+	exp := now.Add(ttl)
 	c := Claims{
 		Role:      role,
 		Username:  username,

@@ -30,6 +30,7 @@ type config struct {
 	// Failed logins allowed per minute per username and per client address.
 	LoginFailuresPerUser int
 	LoginFailuresPerIP   int
+	APIKeyTokenTTL       time.Duration
 }
 
 // env reads variables and collects every problem, so a bad env file is
@@ -131,6 +132,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ShutdownGracePeriod:  e.duration("AUTHD_SHUTDOWN_GRACE", 10*time.Second),
 		LoginFailuresPerUser: e.count("AUTHD_LOGIN_FAILURES_PER_USER", 10),
 		LoginFailuresPerIP:   e.count("AUTHD_LOGIN_FAILURES_PER_IP", 60),
+		APIKeyTokenTTL:       e.duration("AUTHD_APIKEY_TOKEN_TTL", 5*time.Minute),
+	}
+	if c.APIKeyTokenTTL < time.Minute {
+		e.fail("AUTHD_APIKEY_TOKEN_TTL", "must be at least 1m, got %s", c.APIKeyTokenTTL)
 	}
 	c.JWTSecret = jwtSecret(e)
 	c.AccessTTL = accessTTL(e)

@@ -52,6 +52,7 @@ func TestConfigDefaults(t *testing.T) {
 		{"ShutdownGracePeriod", c.ShutdownGracePeriod, 10 * time.Second},
 		{"LoginFailuresPerUser", c.LoginFailuresPerUser, 10},
 		{"LoginFailuresPerIP", c.LoginFailuresPerIP, 60},
+		{"APIKeyTokenTTL", c.APIKeyTokenTTL, 5 * time.Minute},
 		{"DatabaseURL", c.DatabaseURL, ""},
 		{"JWTSecret", string(c.JWTSecret), secret32},
 	} {
@@ -378,6 +379,10 @@ func TestConfigLoginLimits(t *testing.T) {
 	}
 	if c.LoginFailuresPerUser != 5 || c.LoginFailuresPerIP != 0 {
 		t.Errorf("got %d per user, %d per IP; want 5 and 0", c.LoginFailuresPerUser, c.LoginFailuresPerIP)
+	}
+	_, err = loadConfig(getenv(map[string]string{"JWT_SECRET": secret32, "AUTHD_APIKEY_TOKEN_TTL": "10s"}))
+	if err == nil || !strings.Contains(err.Error(), "AUTHD_APIKEY_TOKEN_TTL") {
+		t.Errorf("got %v, want an error naming AUTHD_APIKEY_TOKEN_TTL", err)
 	}
 	_, err = loadConfig(getenv(map[string]string{"JWT_SECRET": secret32, "AUTHD_LOGIN_FAILURES_PER_IP": "-1"}))
 	if err == nil || !strings.Contains(err.Error(), "AUTHD_LOGIN_FAILURES_PER_IP") {

@@ -22,6 +22,12 @@ commands:
   user passwd NAME             change a user's password
   user del NAME                delete a user and their sessions
   user list                    list users
+  apikey create --plan PLAN [--role ROLE] [--expires 30d]
+                               add an API key (role and expiry default to
+                               the plan's); prints the key once
+  apikey list                  list API keys (ids only, never the keys)
+  apikey disable ID            disable an API key
+  apikey rotate ID             give an API key a new secret; prints it once
 
 Configuration comes from the environment; see README.md.
 `
@@ -57,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runSeed(ctx, getenv, stdout)
 	case "user":
 		return runUser(ctx, rest, getenv, stdin, stdout, stderr)
+	case "apikey":
+		return runAPIKey(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -72,6 +72,6 @@ func runSeed(ctx context.Context, getenv func(string) string, stdout io.Writer) 
 	if err := seed.Apply(ctx, db); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "seed: demo user %q (password %q, role %q) is in place\n", seed.DemoUser, seed.DemoPassword, seed.DemoRole)
+	fmt.Fprintf(stdout, "seed: demo user %q (password %q, role %q) and plans free, free_trial, pro are in place\n", seed.DemoUser, seed.DemoPassword, seed.DemoRole)
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,11 +14,15 @@ import (
 	"authd/store/storetest"
 )
 
-// authTables are the tables the migration creates.
-var authTables = []string{"auth.user", "auth.session", "auth.refresh_token"}
+// authTables are the tables migration 00001 creates, apiKeyTables those
+// of 00002.
+var (
+	authTables   = []string{"auth.user", "auth.session", "auth.refresh_token"}
+	apiKeyTables = []string{"auth.plan", "auth.api_key"}
+)
 
-// checkSchema asserts that the auth schema and its tables all exist, or
-// that none of them does.
+// checkSchema asserts that the auth schema and the tables of every
+// migration all exist, or that none of them does.
 func checkSchema(t *testing.T, url string, want bool) {
 	t.Helper()
 	var ns *string
@@ -25,7 +30,14 @@ func checkSchema(t *testing.T, url string, want bool) {
 	if (ns != nil) != want {
 		t.Errorf("schema auth exists: got %v, want %v", ns != nil, want)
 	}
-	for _, tbl := range authTables {
+	checkTables(t, url, authTables, want)
+	checkTables(t, url, apiKeyTables, want)
+}
+
+// checkTables asserts that each of tables exists, or that none does.
+func checkTables(t *testing.T, url string, tables []string, want bool) {
+	t.Helper()
+	for _, tbl := range tables {
 		var reg *string
 		queryRow(t, url, `select to_regclass($1)::text`, []any{tbl}, &reg)
 		if (reg != nil) != want {
@@ -33,6 +45,9 @@ func checkSchema(t *testing.T, url string, want bool) {
 		}
 	}
 }
+
+// migrationFiles are the migrations, in version order.
+var migrationFiles = []string{"00001_create_auth_schema.sql", "00002_create_api_keys.sql"}
 
 // statusLine matches the line of migration version in `authd migrate
 // status` and captures its state.
@@ -58,17 +73,21 @@ func TestMigrate(t *testing.T) {
 	checkSchema(t, url, false)
 
 	r = mustRun(t, env, "", "migrate", "up")
-	if !strings.Contains(r.stdout, "00001_create_auth_schema.sql") {
-		t.Errorf("migrate up: got %q, want it to name the applied file", r.stdout)
+	for _, f := range migrationFiles {
+		if !strings.Contains(r.stdout, f) {
+			t.Errorf("migrate up: got %q, want it to name the applied file %s", r.stdout, f)
+		}
 	}
 	checkSchema(t, url, true)
 
 	r = mustRun(t, env, "", "migrate", "status")
-	if got := statusState(t, r.stdout, "1"); got != "applied" {
-		t.Errorf("status after up: got %q, want %q\n%s", got, "applied", r.stdout)
-	}
-	if !strings.Contains(r.stdout, "00001_create_auth_schema.sql") {
-		t.Errorf("status: got %q, want it to name the file", r.stdout)
+	for i, f := range migrationFiles {
+		if got := statusState(t, r.stdout, strconv.Itoa(i+1)); got != "applied" {
+			t.Errorf("status of %s after up: got %q, want %q\n%s", f, got, "applied", r.stdout)
+		}
+		if !strings.Contains(r.stdout, f) {
+			t.Errorf("status: got %q, want it to name the file %s", r.stdout, f)
+		}
 	}
 
 	r = mustRun(t, env, "", "migrate", "up")
@@ -76,9 +95,24 @@ func TestMigrate(t *testing.T) {
 		t.Errorf("second up: got %q, want %q", r.stdout, "already up to date")
 	}
 
+	// Down reverts one migration at a time, newest first.
+	r = mustRun(t, env, "", "migrate", "down")
+	if !strings.Contains(r.stdout, "00002_create_api_keys.sql") {
+		t.Errorf("first migrate down: got %q, want it to name 00002_create_api_keys.sql", r.stdout)
+	}
+	checkTables(t, url, authTables, true)
+	checkTables(t, url, apiKeyTables, false)
+	r = mustRun(t, env, "", "migrate", "status")
+	if got := statusState(t, r.stdout, "1"); got != "applied" {
+		t.Errorf("status of 1 after one down: got %q, want %q", got, "applied")
+	}
+	if got := statusState(t, r.stdout, "2"); got != "pending" {
+		t.Errorf("status of 2 after one down: got %q, want %q", got, "pending")
+	}
+
 	r = mustRun(t, env, "", "migrate", "down")
 	if !strings.Contains(r.stdout, "00001_create_auth_schema.sql") {
-		t.Errorf("migrate down: got %q, want it to name the reverted file", r.stdout)
+		t.Errorf("second migrate down: got %q, want it to name 00001_create_auth_schema.sql", r.stdout)
 	}
 	checkSchema(t, url, false)
 	r = mustRun(t, env, "", "migrate", "status")
@@ -156,21 +190,26 @@ func TestGooseCLI(t *testing.T) {
 		}
 		return out.String()
 	}
+	// authdStatus is authd's view of the newest migration.
 	authdStatus := func() string {
 		t.Helper()
-		return statusState(t, mustRun(t, env, "", "migrate", "status").stdout, "1")
+		return statusState(t, mustRun(t, env, "", "migrate", "status").stdout, strconv.Itoa(len(migrationFiles)))
 	}
 
 	out := runGoose("up")
-	if !strings.Contains(out, "00001_create_auth_schema.sql") {
-		t.Errorf("goose up: got %q, want it to name the file", out)
+	for _, f := range migrationFiles {
+		if !strings.Contains(out, f) {
+			t.Errorf("goose up: got %q, want it to name %s", out, f)
+		}
 	}
 	checkSchema(t, url, true)
 	if got := authdStatus(); got != "applied" {
 		t.Errorf("authd status after goose up: got %q, want %q", got, "applied")
 	}
-	if n := count(t, url, `select count(*) from goose_db_version where version_id = 1 and is_applied`); n != 1 {
-		t.Errorf("goose_db_version rows for version 1: got %d, want 1", n)
+	for v := 1; v <= len(migrationFiles); v++ {
+		if n := count(t, url, `select count(*) from goose_db_version where version_id = $1 and is_applied`, v); n != 1 {
+			t.Errorf("goose_db_version rows for version %d: got %d, want 1", v, n)
+		}
 	}
 	if r := mustRun(t, env, "", "migrate", "up"); !strings.Contains(r.stdout, "already up to date") {
 		t.Errorf("authd up after goose up: got %q, want %q", r.stdout, "already up to date")
@@ -190,13 +229,28 @@ func TestGooseCLI(t *testing.T) {
 
 	// And the other way: what authd reverts and applies, goose sees.
 	mustRun(t, env, "", "migrate", "down")
+	if out := runGoose("version"); !strings.Contains(out, "version 1") {
+		t.Errorf("goose version after authd migrate down: got %q, want version 1", out)
+	}
+	checkTables(t, url, authTables, true)
+	checkTables(t, url, apiKeyTables, false)
+	mustRun(t, env, "", "migrate", "down")
 	if out := runGoose("version"); !strings.Contains(out, "version 0") {
-		t.Errorf("goose version after authd migrate down: got %q, want version 0", out)
+		t.Errorf("goose version after two authd migrate down: got %q, want version 0", out)
 	}
 	mustRun(t, env, "", "migrate", "up")
-	if out := runGoose("version"); !strings.Contains(out, "version 1") {
-		t.Errorf("goose version after authd migrate up: got %q, want version 1", out)
+	if out := runGoose("version"); !strings.Contains(out, "version 2") {
+		t.Errorf("goose version after authd migrate up: got %q, want version 2", out)
 	}
+	// goose down reverts 00002 alone, as authd's does.
+	runGoose("down")
+	checkTables(t, url, authTables, true)
+	checkTables(t, url, apiKeyTables, false)
+	if got := statusState(t, mustRun(t, env, "", "migrate", "status").stdout, "2"); got != "pending" {
+		t.Errorf("authd status of 2 after goose down: got %q, want %q", got, "pending")
+	}
+	runGoose("up")
+	checkSchema(t, url, true)
 	if n := count(t, url, `select count(*) from pg_tables where tablename like '%goose%' or tablename like '%migration%'`); n != 1 {
 		t.Errorf("version tables: got %d, want only goose_db_version", n)
 	}

@@ -10,14 +10,16 @@ import (
 
 func TestSeed(t *testing.T) {
 	t.Parallel()
-	// basic_subscriber is the seed's fixed, cluster-wide role name. Drop
-	// it afterwards only if it is this test that created it.
-	var existed bool
-	queryRow(t, storetest.AdminURL(), `select exists (select 1 from pg_roles where rolname = 'basic_subscriber')`, nil, &existed)
-	if !existed {
-		t.Cleanup(func() {
-			storetest.Exec(t, storetest.AdminURL(), `drop role if exists basic_subscriber`)
-		})
+	// The seed's roles have fixed, cluster-wide names. Drop each one
+	// afterwards only if it is this test that created it.
+	for _, role := range seedRoles {
+		var existed bool
+		queryRow(t, storetest.AdminURL(), `select exists (select 1 from pg_roles where rolname = $1)`, []any{role}, &existed)
+		if !existed {
+			t.Cleanup(func() {
+				storetest.Exec(t, storetest.AdminURL(), `drop role if exists `+role)
+			})
+		}
 	}
 
 	url := storetest.NewURL(t)
@@ -37,6 +39,17 @@ func TestSeed(t *testing.T) {
 	if n := count(t, storetest.AdminURL(), `select count(*) from pg_roles where rolname = 'basic_subscriber'`); n != 1 {
 		t.Errorf("role basic_subscriber: got %d rows in pg_roles, want 1", n)
 	}
+	for _, role := range seedRoles {
+		if n := count(t, storetest.AdminURL(), `select count(*) from pg_roles where rolname = $1`, role); n != 1 {
+			t.Errorf("role %s: got %d rows in pg_roles, want 1", role, n)
+		}
+	}
+	const plansSQL = `select string_agg(format('%s %s %s %s', name, role, requests_per_minute, coalesce(key_lifetime::text, 'none')), ', ' order by name) from auth.plan`
+	var plans string
+	queryRow(t, url, plansSQL, nil, &plans)
+	if want := "free web_anon 60 none, free_trial web_trial 60 30 days, pro web_paid 600 none"; plans != want {
+		t.Errorf("plans: got %q, want %q", plans, want)
+	}
 	hash := passwordHash(t, url, "demo")
 	if !store.CheckPassword(hash, "demo") {
 		t.Errorf("demo's hash %q does not verify the password demo", hash)
@@ -48,6 +61,11 @@ func TestSeed(t *testing.T) {
 	mustRun(t, env, "", "seed")
 	if n := count(t, url, `select count(*) from auth.user`); n != 1 {
 		t.Errorf("users after the second seed: got %d, want 1", n)
+	}
+	var plans2 string
+	queryRow(t, url, plansSQL, nil, &plans2)
+	if plans2 != plans {
+		t.Errorf("plans after the second seed: got %q, want %q", plans2, plans)
 	}
 	if h := passwordHash(t, url, "demo"); h != hash {
 		t.Errorf("demo's hash after the second seed: got %q, want unchanged %q", h, hash)
@@ -65,7 +83,17 @@ func TestSeed(t *testing.T) {
 	if h := passwordHash(t, url, "demo"); h != changed {
 		t.Errorf("seed overwrote a changed password: got %q, want %q", h, changed)
 	}
+
+	// So is a plan an operator changed.
+	storetest.Exec(t, url, `update auth.plan set requests_per_minute = 1000 where name = 'pro'`)
+	mustRun(t, env, "", "seed")
+	if n := count(t, url, `select requests_per_minute from auth.plan where name = 'pro'`); n != 1000 {
+		t.Errorf("seed overwrote a changed plan: pro has %d requests per minute, want 1000", n)
+	}
 }
+
+// seedRoles are the roles seed/demo.sql creates when they are missing.
+var seedRoles = []string{"basic_subscriber", "web_anon", "web_trial", "web_paid"}
 
 func TestSeedUnmigrated(t *testing.T) {
 	t.Parallel()

@@ -50,6 +50,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 		LoginFailuresPerUser: cfg.LoginFailuresPerUser,
 		LoginFailuresPerIP:   cfg.LoginFailuresPerIP,
+		APIKeyTokenTTL:       cfg.APIKeyTokenTTL,
 	}, db, tokens, log)
 	if err != nil {
 		return err

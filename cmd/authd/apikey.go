@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"authd/store"
+	"authd/token"
+)
+
+func runAPIKey(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: authd apikey create|list|disable|rotate")
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("apikey "+sub, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	plan := fs.String("plan", "", "plan of the key")
+	role := fs.String("role", "", "database role of the key (default: the plan's)")
+	expires := fs.String("expires", "", "lifetime of the key (default: the plan's)")
+	ids, err := parseInterspersed(fs, args)
+	if err != nil {
+		return fmt.Errorf("apikey %s: %w", sub, err)
+	}
+	want := map[string]int{"create": 0, "list": 0, "disable": 1, "rotate": 1}
+	n, ok := want[sub]
+	if !ok {
+		return fmt.Errorf("unknown apikey command %q: want create, list, disable or rotate", sub)
+	}
+	if len(ids) != n {
+		return fmt.Errorf("apikey %s: want %d id argument(s), got %d", sub, n, len(ids))
+	}
+	if sub != "create" && (*plan != "" || *role != "" || *expires != "") {
+		return fmt.Errorf("apikey %s: --plan, --role and --expires apply only to apikey create", sub)
+	}
+
+	// Check what needs no database before connecting.
+	var lifetime time.Duration
+	if sub == "create" {
+		if *plan == "" {
+			return errors.New("apikey create: --plan PLAN is required")
+		}
+		if *expires != "" {
+			if lifetime, err = parseLifetime(*expires); err != nil {
+				return fmt.Errorf("apikey create: %w", err)
+			}
+		}
+	}
+	if sub == "disable" || sub == "rotate" {
+		if id, _, ok := token.ParseAPIKey(ids[0]); ok {
+			// Not echoed: the key is a secret, and this line may end up
+			// in a log.
+			return fmt.Errorf("apikey %s: give the key's id (%s), not the key itself", sub, id)
+		}
+		if !token.ValidAPIKeyID(ids[0]) {
+			return fmt.Errorf("apikey %s: %q is not an api key id (%d characters of a-z and 2-7, as in apikey list)", sub, ids[0], token.APIKeyIDLen)
+		}
+	}
+
+	db, err := store.Open(ctx, databaseURL(getenv))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	switch sub {
+	case "create":
+		return apiKeyCreate(ctx, db, *plan, *role, lifetime, getenv, stdout, stderr)
+	case "list":
+		return apiKeyList(ctx, db, stdout)
+	case "disable":
+		if err := db.DisableAPIKey(ctx, ids[0]); err != nil {
+			return notFoundAPIKey(err, ids[0])
+		}
+		fmt.Fprintf(stdout, "api key %s disabled\n", ids[0])
+	case "rotate":
+		plain, hash, err := token.NewAPIKeySecret(ids[0])
+		if err != nil {
+			return err
+		}
+		if err := db.RotateAPIKey(ctx, ids[0], hash); err != nil {
+			return notFoundAPIKey(err, ids[0])
+		}
+		k, err := db.APIKey(ctx, ids[0])
+		if err != nil {
+			return err
+		}
+		printAPIKey(stdout, plain, k)
+		fmt.Fprintln(stderr, "The old key is revoked. Store the new one now: it cannot be shown again.")
+	}
+	return nil
+}
+
+// apiKeyCreate creates a key and prints it, the only time it is ever
+// shown: only its hash is stored.
+func apiKeyCreate(ctx context.Context, db *store.DB, plan, role string, lifetime time.Duration, getenv func(string) string, stdout, stderr io.Writer) error {
+	id, plain, hash, err := token.NewAPIKey()
+	if err != nil {
+		return err
+	}
+	var expiresAt *time.Time
+	if lifetime > 0 {
+		t := time.Now().Add(lifetime)
+		expiresAt = &t
+	}
+	if err := db.CreateAPIKey(ctx, id, hash, role, plan, expiresAt); err != nil {
+		var missing *store.RoleMissingError
+		switch {
+		case errors.Is(err, store.ErrPlanNotFound):
+			return fmt.Errorf("apikey create: plan %q does not exist (plans are rows of auth.plan)", plan)
+		case errors.As(err, &missing):
+			return fmt.Errorf("apikey create: role %q does not exist (create it first: create role %s;)", missing.Role, pgx.Identifier{missing.Role}.Sanitize())
+		}
+		return err
+	}
+	k, err := db.APIKey(ctx, id)
+	if err != nil {
+		return err
+	}
+	printAPIKey(stdout, plain, k)
+	fmt.Fprintln(stderr, "Store the key now: it cannot be shown again.")
+
+	auth := getenv("AUTHD_AUTHENTICATOR_ROLE")
+	if auth == "" {
+		auth = "authenticator"
+	}
+	exists, can, err := db.CanSwitchRole(ctx, auth, k.Role)
+	if err != nil {
+		return err
+	}
+	if exists && !can {
+		fmt.Fprintf(stderr, "warning: role %q cannot switch to %q, so PostgREST will refuse this key's tokens; fix with: grant %s to %s;\n",
+			auth, k.Role, pgx.Identifier{k.Role}.Sanitize(), pgx.Identifier{auth}.Sanitize())
+	}
+	return nil
+}
+
+// printAPIKey prints a new or rotated key with its details. The key line
+// is the only place the plaintext ever appears.
+func printAPIKey(w io.Writer, plain string, k store.APIKey) {
+	fmt.Fprintf(w, "key:     %s\n", plain)
+	fmt.Fprintf(w, "id:      %s\n", k.ID)
+	fmt.Fprintf(w, "role:    %s\n", k.Role)
+	fmt.Fprintf(w, "plan:    %s\n", k.Plan)
+	fmt.Fprintf(w, "expires: %s\n", formatTime(k.ExpiresAt, "never"))
+}
+
+func apiKeyList(ctx context.Context, db *store.DB, stdout io.Writer) error {
+	keys, err := db.APIKeys(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tROLE\tPLAN\tENABLED\tEXPIRES\tLAST USED\tCREATED")
+	for _, k := range keys {
+		r := k.Role
+		if !k.RoleExists {
+			r += " (missing)"
+		}
+		enabled := "yes"
+		if !k.Enabled {
+			enabled = "no"
+		}
+		exp := formatTime(k.ExpiresAt, "never")
+		if k.ExpiresAt != nil && !k.ExpiresAt.After(now) {
+			exp += " (expired)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, r, k.Plan, enabled, exp,
+			formatTime(k.LastUsedAt, "never"), formatTime(&k.CreatedAt, ""))
+	}
+	return tw.Flush()
+}
+
+func formatTime(t *time.Time, none string) string {
+	if t == nil {
+		return none
+	}
+	return t.UTC().Format("2006-01-02 15:04:05")
+}
+
+func notFoundAPIKey(err error, id string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("api key %s does not exist", id)
+	}
+	return err
+}
+
+var daysRe = regexp.MustCompile(`^([0-9]+)d(.*)$`)
+
+// parseLifetime reads --expires: a Go duration (12h, 90m), a number of days
+// (30d), or both (1d12h).
+func parseLifetime(s string) (time.Duration, error) {
+	bad := fmt.Errorf("bad --expires %q: want a positive duration such as 30d, 12h or 1d12h", s)
+	var d time.Duration
+	rest := s
+	if m := daysRe.FindStringSubmatch(s); m != nil {
+		days, err := strconv.Atoi(m[1])
+		if err != nil || days > 100*365 {
+			return 0, bad
+		}
+		d = time.Duration(days) * 24 * time.Hour
+		rest = m[2]
+	}
+	if rest != "" {
+		r, err := time.ParseDuration(rest)
+		if err != nil || r < 0 {
+			return 0, bad
+		}
+		d += r
+	}
+	if d <= 0 {
+		return 0, bad
+	}
+	return d, nil
+}

@@ -1,0 +1,176 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"authd/store"
+	"authd/token"
+)
+
+// keyRecheck is how long a cached API key row is trusted before it is read
+// again: disabling a key takes effect within this time on every instance.
+const keyRecheck = time.Second
+
+// keyCache holds, per API key id, the key's row (re-read every keyRecheck),
+// its rate limiter and the JWT minted for it. A busy key thus costs one
+// database read per second and one signature per token lifetime, not one
+// of each per request.
+type keyCache struct {
+	mu      sync.Mutex
+	entries map[string]*keyEntry
+	// unknown remembers ids not found, for keyRecheck, so a flood of
+	// made-up keys costs one query per id per second, not one per request.
+	unknown map[string]time.Time
+}
+
+// maxUnknown bounds the negative cache; past it, it starts over.
+const maxUnknown = 10000
+
+type keyEntry struct {
+	mu        sync.Mutex
+	key       store.APIKey
+	loadedAt  time.Time
+	touchedAt time.Time
+	limiter   *rate.Limiter
+	rpm       int
+	token     string
+	tokenExp  time.Time
+}
+
+func (kc *keyCache) entry(id string) *keyEntry {
+	kc.mu.Lock()
+	defer kc.mu.Unlock()
+	if kc.entries == nil {
+		kc.entries = map[string]*keyEntry{}
+	}
+	e, ok := kc.entries[id]
+	if !ok {
+		e = &keyEntry{}
+		kc.entries[id] = e
+	}
+	return e
+}
+
+// knownMissing reports whether id was looked up and not found less than
+// keyRecheck ago.
+func (kc *keyCache) knownMissing(id string, now time.Time) bool {
+	kc.mu.Lock()
+	defer kc.mu.Unlock()
+	at, ok := kc.unknown[id]
+	return ok && now.Sub(at) < keyRecheck
+}
+
+// missing records that id does not exist, and drops any entry for it.
+func (kc *keyCache) missing(id string, now time.Time) {
+	kc.mu.Lock()
+	defer kc.mu.Unlock()
+	delete(kc.entries, id)
+	if kc.unknown == nil || len(kc.unknown) >= maxUnknown {
+		kc.unknown = map[string]time.Time{}
+	}
+	kc.unknown[id] = now
+}
+
+// verifyAPIKey answers /auth/verify for an X-API-Key: a short-lived JWT for
+// the key's role, or 401 (unknown, disabled, expired) or 403 (over the
+// plan's rate, role dropped). Never another status: nginx's auth_request
+// would turn it into a 500.
+func (s *Server) verifyAPIKey(ctx context.Context, plain string, h http.Header) error {
+	id, hash, ok := token.ParseAPIKey(plain)
+	if !ok {
+		return errInvalidAPIKey("Invalid API key")
+	}
+	now := time.Now()
+	if s.keys.knownMissing(id, now) {
+		return errInvalidAPIKey("Invalid API key")
+	}
+	e := s.keys.entry(id)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+
+	if now.Sub(e.loadedAt) >= keyRecheck {
+		k, err := s.db.APIKey(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			s.keys.missing(id, now)
+			return errInvalidAPIKey("Invalid API key")
+		}
+		if err != nil {
+			return errInternal(err)
+		}
+		if k.RequestsPerMinute != e.rpm || e.limiter == nil {
+			e.limiter = rate.NewLimiter(rate.Limit(float64(k.RequestsPerMinute)/60), k.RequestsPerMinute)
+			e.rpm = k.RequestsPerMinute
+		}
+		if k.Role != e.key.Role || !k.Enabled {
+			e.token = "" // never hand out a token minted for another role
+		}
+		e.key, e.loadedAt = k, now
+	}
+	k := e.key
+	// The id is public; the hash is the secret part. Compare in constant
+	// time so response timing says nothing about how much of it matched.
+	if subtle.ConstantTimeCompare(k.SecretHash, hash) != 1 {
+		return errInvalidAPIKey("Invalid API key")
+	}
+	switch {
+	case !k.Enabled:
+		return errInvalidAPIKey("API key disabled")
+	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
+		return errInvalidAPIKey("API key expired")
+	case !k.RoleExists:
+		return &Error{Status: http.StatusForbidden, Code: "PT403", Message: "role \"" + k.Role + "\" does not exist"}
+	}
+	if r := e.limiter.ReserveN(now, 1); r.DelayFrom(now) > 0 {
+		wait := r.DelayFrom(now)
+		r.CancelAt(now)
+		return &Error{
+			Status: http.StatusForbidden, Code: "PT403",
+			Message: "API key rate limit exceeded (" + strconv.Itoa(k.RequestsPerMinute) + " requests per minute)",
+			Header:  http.Header{"Retry-After": {strconv.Itoa(retryAfter(wait))}},
+		}
+	}
+	if now.Sub(e.touchedAt) >= keyRecheck {
+		e.touchedAt = now
+		s.touchAPIKey(id)
+	}
+	// Re-mint when less than a fifth of the token's life is left, so the
+	// upstream never receives a token about to expire.
+	if e.token == "" || e.tokenExp.Sub(now) < s.cfg.APIKeyTokenTTL/5 {
+		tok, exp, err := s.tokens.IssueFor("apikey:"+k.ID, k.Role, "", s.cfg.APIKeyTokenTTL)
+		if err != nil {
+			return errInternal(err)
+		}
+		e.token, e.tokenExp = tok, exp
+	}
+	h.Set("Authorization", "Bearer "+e.token)
+	h.Set("X-Auth-User", "apikey:"+k.ID)
+	h.Set("X-Auth-Role", k.Role)
+	return nil
+}
+
+// touchAPIKey records that a key passed; last_used_at is written in the
+// background, at most once per keyRecheck per key, off the request path.
+func (s *Server) touchAPIKey(id string) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.db.TouchAPIKeys(ctx, []string{id}); err != nil {
+			s.log.Warn("record api key use", "key_id", id, "err", err)
+		}
+	}()
+}
+
+func errInvalidAPIKey(message string) *Error {
+	return &Error{
+		Status: http.StatusUnauthorized, Code: "PT401", Message: message,
+		Header: http.Header{"WWW-Authenticate": {`Bearer error="invalid_token", error_description="` + message + `"`}},
+	}
+}

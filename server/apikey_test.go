@@ -1,0 +1,154 @@
+package server_test
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"authd/token"
+)
+
+// newKey creates a plan with rpm requests per minute and a key on it.
+func (e *env) newKey(rpm int, expiresAt *time.Time) (id, plain string) {
+	e.t.Helper()
+	plan := "plan-" + strconv.Itoa(rpm) + "-" + e.role
+	e.exec(`insert into auth.plan (name, role, requests_per_minute) values ($1, $2, $3) on conflict do nothing`, plan, e.role, rpm)
+	id, plain, hash, err := token.NewAPIKey()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.db.CreateAPIKey(context.Background(), id, hash, "", plan, expiresAt); err != nil {
+		e.t.Fatal(err)
+	}
+	return id, plain
+}
+
+func apiKeyHeader(k string) http.Header { return http.Header{"X-Api-Key": {k}} }
+
+func TestVerifyAPIKeyMintsReusedToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id, key := e.newKey(600, nil)
+
+	r := e.verify(http.MethodGet, apiKeyHeader(key))
+	wantStatus(t, r, http.StatusOK)
+	tok, ok := strings.CutPrefix(r.header.Get("Authorization"), "Bearer ")
+	if !ok {
+		t.Fatalf("got Authorization %q, want a Bearer token", r.header.Get("Authorization"))
+	}
+	c := verifyJWT(t, tok)
+	if c["role"] != e.role || c["sub"] != "apikey:"+id {
+		t.Errorf("got role %v sub %v, want %s apikey:%s", c["role"], c["sub"], e.role, id)
+	}
+	if exp, iat := c["exp"].(float64), c["iat"].(float64); exp-iat != 300 {
+		t.Errorf("got a token for %v s, want 300 (5 min)", exp-iat)
+	}
+	if got := r.header.Get("X-Auth-User") + " " + r.header.Get("X-Auth-Role"); got != "apikey:"+id+" "+e.role {
+		t.Errorf("got X-Auth-User/Role %q", got)
+	}
+	// A busy key reuses its token: no signing per request.
+	for range 5 {
+		again := e.verify(http.MethodGet, apiKeyHeader(key))
+		wantStatus(t, again, http.StatusOK)
+		if again.header.Get("Authorization") != "Bearer "+tok {
+			t.Fatalf("token re-minted within its life")
+		}
+	}
+	// Use is recorded (in the background).
+	deadline := time.Now().Add(5 * time.Second)
+	for e.count(`select count(*) from auth.api_key where id = $1 and last_used_at is not null`, id) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("last_used_at was never set")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The X-API-Key is never logged.
+	if strings.Contains(e.logs.String(), key) || strings.Contains(e.logs.String(), key[len(key)-43:]) {
+		t.Errorf("log contains the API key")
+	}
+}
+
+func TestVerifyAPIKeyDisabledWithinASecond(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	other, _, _, _ := e.newServer() // a second authd instance
+	id, key := e.newKey(600, nil)
+	for _, url := range []string{e.srv.URL, other.URL} {
+		wantStatus(t, do(t, nil, http.MethodGet, url+"/auth/verify", apiKeyHeader(key), ""), http.StatusOK)
+	}
+	e.exec(`update auth.api_key set enabled = false where id = $1`, id)
+	time.Sleep(1100 * time.Millisecond)
+	for _, url := range []string{e.srv.URL, other.URL} {
+		r := do(t, nil, http.MethodGet, url+"/auth/verify", apiKeyHeader(key), "")
+		wantStatus(t, r, http.StatusUnauthorized)
+		wantBody(t, r, `{"code":"PT401","details":null,"hint":null,"message":"API key disabled"}`)
+		if r.header.Get("Authorization") != "" {
+			t.Errorf("a disabled key still got a token")
+		}
+	}
+}
+
+func TestVerifyAPIKeyRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, key := e.newKey(600, nil)
+	past := time.Now().Add(-time.Minute)
+	_, expired := e.newKey(600, &past)
+	_, other := e.newKey(600, nil)
+	wrongSecret := key[:len(key)-43] + other[len(other)-43:]
+	for _, tc := range []struct{ name, key, message string }{
+		{"malformed", "not-a-key", "Invalid API key"},
+		{"unknown id", "authd_aaaaaaaaaaaa_" + key[len(key)-43:], "Invalid API key"},
+		{"right id, wrong secret", wrongSecret, "Invalid API key"},
+		{"expired", expired, "API key expired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.verify(http.MethodGet, apiKeyHeader(tc.key))
+			wantStatus(t, r, http.StatusUnauthorized)
+			wantBody(t, r, `{"code":"PT401","details":null,"hint":null,"message":"`+tc.message+`"}`)
+			if got := r.header.Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_token"`) {
+				t.Errorf("got WWW-Authenticate %q", got)
+			}
+		})
+	}
+	wantStatus(t, e.verify(http.MethodGet, apiKeyHeader(key)), http.StatusOK)
+}
+
+func TestVerifyAPIKeyRateLimitedPerPlan(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, slow := e.newKey(3, nil)
+	_, fast := e.newKey(600, nil)
+	for range 3 {
+		wantStatus(t, e.verify(http.MethodGet, apiKeyHeader(slow)), http.StatusOK)
+	}
+	r := e.verify(http.MethodGet, apiKeyHeader(slow))
+	// 403, not 429: nginx's auth_request turns anything but 2xx/401/403
+	// into a 500.
+	wantStatus(t, r, http.StatusForbidden)
+	wantBody(t, r, `{"code":"PT403","details":null,"hint":null,"message":"API key rate limit exceeded (3 requests per minute)"}`)
+	if secs, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || secs < 1 || secs > 20 {
+		t.Errorf("got Retry-After %q, want 1 to 20 s", r.header.Get("Retry-After"))
+	}
+	// Another key on another plan is unaffected.
+	for range 10 {
+		wantStatus(t, e.verify(http.MethodGet, apiKeyHeader(fast)), http.StatusOK)
+	}
+}
+
+func TestVerifyAPIKeyRoleDropped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withAPIKeyTTL(time.Minute))
+	_, key := e.newKey(600, nil)
+	wantStatus(t, e.verify(http.MethodGet, apiKeyHeader(key)), http.StatusOK)
+	e.exec(`drop role ` + e.role)
+	time.Sleep(1100 * time.Millisecond)
+	r := e.verify(http.MethodGet, apiKeyHeader(key))
+	wantStatus(t, r, http.StatusForbidden)
+	if r.header.Get("Authorization") != "" {
+		t.Errorf("a key whose role was dropped still got a token")
+	}
+}
