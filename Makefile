@@ -1,12 +1,12 @@
 # authd — the two commands a fresh machine needs:
 #   make run    serve on :3001 against a local PostgreSQL, with demo data
-#   make test   vet, race-enabled tests (fuzz seed corpora included)
+#   make test   test deps if missing, vet, race-enabled tests (fuzz seed corpora included)
 SHELL := /bin/bash
 GO ?= go
 FUZZTIME ?= 1m
 BENCH_DURATION ?= 10s
 
-.PHONY: run test bench fuzz build clean-dev
+.PHONY: run test test-deps bench fuzz build clean-dev
 
 build:
 	$(GO) build -o bin/authd ./cmd/authd
@@ -31,7 +31,12 @@ run: build
 	echo; \
 	exec bin/authd serve
 
-test:
+# test-deps installs the real gateways (and browser) the tests drive, when
+# missing: as root with apt-get, otherwise it prints the command.
+test-deps:
+	scripts/test-deps.sh
+
+test: test-deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 

@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -358,65 +357,110 @@ func TestComposeCaddy(t *testing.T) {
 		t.Fatalf("Caddyfile mounted into caddy: %v", err)
 	}
 	caddyfile := string(src)
+	site := caddyBlock(t, caddyfile, ":80")
 
-	copyLine := regexp.MustCompile(`^request_header (@\S+ )?Authorization "Bearer \{cookie\.access_token\}"$`)
+	// No client may claim an identity: the site drops both headers before
+	// any route (forward_auth then sets them from authd's answer).
+	top := topLevel(site)
+	for _, want := range []string{"request_header -X-Auth-User", "request_header -X-Auth-Role"} {
+		if !slices.Contains(top, want) {
+			t.Errorf("site :80 does not strip a client's identity header: no top-level line %q (have %q)", want, top)
+		}
+	}
+	// authd's verdict replaced the cookie-to-header copy: PostgREST gets
+	// the Authorization header authd returns, never one made from a cookie.
+	if strings.Contains(caddyfile, "{cookie.access_token}") {
+		t.Errorf("Caddyfile still copies the access_token cookie into a header; forward_auth replaces that")
+	}
+
+	// The port authd listens on in compose.
+	authdPort := strings.TrimPrefix(env(t, service(t, p, "authd"), "AUTHD_ADDR"), ":")
+	authdUpstream := "authd:" + authdPort
 	for _, tc := range []struct {
-		block    string
-		upstream string
-		copies   bool
+		block     string
+		upstream  string
+		protected bool
 	}{
-		{"handle /rpc/login", "authd:3001", false},
-		{"handle /rpc/refresh_token", "authd:3001", false},
-		{"handle /rpc/logout", "authd:3001", false},
+		{"handle /rpc/login", authdUpstream, false},
+		{"handle /rpc/refresh_token", authdUpstream, false},
+		{"handle /rpc/logout", authdUpstream, false},
 		{"handle_path /rest/*", "postgrest:3000", true},
 		{"handle /rpc/*", "postgrest:3000", true},
 	} {
 		t.Run(tc.block, func(t *testing.T) {
-			body := caddyBlock(t, caddyfile, tc.block)
-			if want := "reverse_proxy " + tc.upstream; !slices.Contains(body, want) {
+			body := blockIn(t, site, tc.block)
+			if want := "reverse_proxy " + tc.upstream; !slices.Contains(topLevel(body), want) {
 				t.Errorf("%s block = %q, want a line %q", tc.block, body, want)
 			}
-			var copyLines []string
-			for _, line := range body {
-				if copyLine.MatchString(line) {
-					copyLines = append(copyLines, line)
-				}
+			opener := "forward_auth " + authdUpstream
+			hasAuth := slices.Contains(body, opener+" {")
+			if hasAuth != tc.protected {
+				t.Fatalf("%s has %q: got %v, want %v (block %q)", tc.block, opener, hasAuth, tc.protected, body)
 			}
-			if got := len(copyLines) > 0; got != tc.copies {
-				t.Errorf("%s copies the access_token cookie into Authorization: got %v, want %v (block %q)", tc.block, got, tc.copies, body)
+			if !tc.protected {
+				return
 			}
-			// A named matcher on the copy must keep a client's own
-			// Authorization header.
-			for _, line := range copyLines {
-				if m := strings.TrimSpace(copyLine.FindStringSubmatch(line)[1]); m != "" {
-					def := caddyBlock(t, caddyfile, m)
-					if !slices.Contains(def, "not header Authorization *") {
-						t.Errorf("matcher %s = %q, want it to skip requests that have an Authorization header", m, def)
-					}
+			fa := blockIn(t, body, opener)
+			for _, want := range []string{"uri /auth/verify", "copy_headers Authorization X-Auth-User X-Auth-Role"} {
+				if !slices.Contains(fa, want) {
+					t.Errorf("%s: forward_auth block = %q, want a line %q", tc.block, fa, want)
 				}
 			}
 		})
 	}
+
+	// Anything else is the login page, from the mounted deploy/web.
+	fallback := blockIn(t, site, "handle")
+	if !slices.Contains(fallback, "file_server") {
+		t.Errorf("catch-all handle = %q, want file_server", fallback)
+	}
+	var root string
+	for _, line := range fallback {
+		if r, ok := strings.CutPrefix(line, "root * "); ok {
+			root = r
+		}
+	}
+	if root == "" {
+		t.Fatalf("catch-all handle = %q, want a root * line", fallback)
+	}
+	web := bindSource(t, s, root)
+	if want, _ := filepath.Abs(filepath.Join("deploy", "web")); web != want {
+		t.Errorf("%s is mounted from %q, want %q", root, web, want)
+	}
+	if page, err := os.ReadFile(filepath.Join(web, "index.html")); err != nil {
+		t.Errorf("login page: %v", err)
+	} else if !strings.Contains(string(page), "/rpc/login") {
+		t.Errorf("%s does not post to /rpc/login", filepath.Join(web, "index.html"))
+	}
+	if !s.Volumes[slices.IndexFunc(s.Volumes, func(v types.ServiceVolumeConfig) bool { return v.Target == root })].ReadOnly {
+		t.Errorf("%s is mounted read-write, want :ro", root)
+	}
 }
 
 // caddyBlock returns the trimmed, non-comment lines inside the Caddyfile
-// block opened by the line "opener {".
+// block opened by the line "opener {", nested blocks included.
 func caddyBlock(t *testing.T, caddyfile, opener string) []string {
 	t.Helper()
-	lines := strings.Split(caddyfile, "\n")
-	start := slices.IndexFunc(lines, func(l string) bool {
-		return strings.TrimSpace(l) == opener+" {"
-	})
+	var lines []string
+	for _, l := range strings.Split(caddyfile, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			lines = append(lines, l)
+		}
+	}
+	return blockIn(t, lines, opener)
+}
+
+// blockIn returns the lines inside the first block of lines opened by
+// "opener {".
+func blockIn(t *testing.T, lines []string, opener string) []string {
+	t.Helper()
+	start := slices.Index(lines, opener+" {")
 	if start < 0 {
 		t.Fatalf("Caddyfile has no block %q", opener+" {")
 	}
 	var body []string
 	depth := 1
 	for _, l := range lines[start+1:] {
-		l = strings.TrimSpace(l)
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
 		if strings.HasSuffix(l, "{") {
 			depth++
 		}
@@ -430,4 +474,23 @@ func caddyBlock(t *testing.T, caddyfile, opener string) []string {
 	}
 	t.Fatalf("Caddyfile block %q is not closed", opener)
 	return nil
+}
+
+// topLevel returns the lines of a block's body that are not inside a
+// nested block (the openers of nested blocks included).
+func topLevel(body []string) []string {
+	var out []string
+	depth := 0
+	for _, l := range body {
+		if depth == 0 {
+			out = append(out, l)
+		}
+		if strings.HasSuffix(l, "{") {
+			depth++
+		}
+		if l == "}" {
+			depth--
+		}
+	}
+	return out
 }
