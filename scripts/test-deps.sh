@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
-# Installs what the gateway tests need, if it is missing (Debian bookworm):
-#   caddy, nginx   real gateways for deploy/gateway_test.go
+# Installs what the gateway and browser tests need, if it is missing
+# (Debian bookworm):
+#   caddy, nginx      real gateways for deploy/gateway_test.go
+#   chromium          Debian's browser, driven by deploy/browser_test.go
+#   node, npm         to run deploy/e2e/browser.mjs (nodejs and npm packages
+#                     when missing; a Node.js that ships its own npm is kept)
+#   playwright-core   from npm, the exact version in package-lock.json, into
+#                     ./node_modules with `npm ci` (it downloads no browser:
+#                     the test points it at /usr/bin/chromium)
 # Idempotent and quick when everything is there: it only looks for the
 # programs. As root it runs `apt-get update` once and
 # `apt-get install -y --no-install-recommends ...`; otherwise it prints that
@@ -28,18 +35,23 @@ have() {
 apt_needs=(
 	caddy:caddy
 	nginx:nginx
-	# Browser test (issue 3, point 6) — add when it lands:
-	# chromium:chromium
+	chromium:chromium
+	node:nodejs
+	npm:npm
 )
 # npm packages for the browser test, installed into the repository's
-# node_modules (not global). Add when it lands, with node/npm above:
-#   node:nodejs npm:npm in apt_needs, and "playwright-core" here.
-npm_needs=()
+# node_modules (not global) from package-lock.json; if any is missing the
+# whole lockfile is installed again with `npm ci`.
+npm_needs=(playwright-core)
 
 missing_pkgs=()
 for pair in "${apt_needs[@]}"; do
 	prog=${pair%%:*} pkg=${pair#*:}
-	have "$prog" || missing_pkgs+=("$pkg")
+	have "$prog" && continue
+	# Without node, npm waits: a Node.js from another apt source (such as
+	# NodeSource's) ships npm itself and conflicts with Debian's npm.
+	[ "$prog" = npm ] && ! have node && continue
+	missing_pkgs+=("$pkg")
 done
 missing_npm=()
 for pkg in "${npm_needs[@]}"; do
@@ -51,7 +63,7 @@ if [ ${#missing_pkgs[@]} -eq 0 ] && [ ${#missing_npm[@]} -eq 0 ]; then
 fi
 
 apt_cmd="apt-get update && apt-get install -y --no-install-recommends ${missing_pkgs[*]}"
-npm_cmd="npm install --no-save --no-audit --no-fund ${missing_npm[*]}"
+npm_cmd="npm ci --ignore-scripts --no-audit --no-fund"
 if [ "$(id -u)" != 0 ] && [ ${#missing_pkgs[@]} -gt 0 ]; then
 	say "missing Debian packages: ${missing_pkgs[*]}; install them as root:"
 	echo "sudo sh -c '$apt_cmd'" >&2
@@ -73,6 +85,10 @@ if [ ${#missing_pkgs[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update >&2
 	apt-get install -y --no-install-recommends "${missing_pkgs[@]}" >&2
+	if ! have npm; then
+		say "installing npm"
+		apt-get install -y --no-install-recommends npm >&2
+	fi
 	if [ -n "$made_policy" ]; then
 		rm -f /usr/sbin/policy-rc.d
 		trap - EXIT
@@ -94,8 +110,13 @@ fi
 
 if [ ${#missing_npm[@]} -gt 0 ]; then
 	have npm || { say "npm is missing: add nodejs and npm to apt_needs"; exit 1; }
-	say "installing npm packages ${missing_npm[*]}"
-	npm install --no-save --no-audit --no-fund "${missing_npm[@]}" >&2
+	say "installing npm packages ${missing_npm[*]} (npm ci, from package-lock.json)"
+	# No package here needs an install script, and none may fetch a
+	# browser build of its own.
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $npm_cmd >&2
+	for pkg in "${missing_npm[@]}"; do
+		[ -d "node_modules/$pkg" ] || { say "node_modules/$pkg still missing after npm ci"; exit 1; }
+	done
 fi
 
 for pair in "${apt_needs[@]}"; do
