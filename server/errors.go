@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -142,7 +143,15 @@ func errTimeout() *Error {
 	return &Error{Status: http.StatusServiceUnavailable, Code: "PT503", Message: "Request timed out", Header: http.Header{"Retry-After": {"1"}}}
 }
 
+// errInternal is a failure on authd's side. One that is only the request's
+// deadline passing (a slow or saturated database) is a 503 the client may
+// retry, not a 500.
 func errInternal(cause error) *Error {
+	if errors.Is(cause, context.DeadlineExceeded) {
+		e := errTimeout()
+		e.Cause = cause
+		return e
+	}
 	return &Error{Status: http.StatusInternalServerError, Code: "PT500", Message: "Internal server error", Cause: cause}
 }
 

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -192,5 +193,27 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	}
 	if n := strings.Count(logs, `"msg":"request"`); n != 5 {
 		t.Errorf("got %d request log lines, want 5:\n%s", n, logs)
+	}
+}
+
+// TestDeadlineIsA503: a request whose deadline passes while it waits on the
+// database is told to retry (503), not that authd broke (500).
+func TestDeadlineIsA503(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withRequestTimeout(300*time.Millisecond))
+	// Hold a lock on the user's row so the login's session insert waits.
+	tx, err := e.db.Pool().Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(context.Background(), `select 1 from auth.user where username = $1 for update`, testUser); err != nil {
+		t.Fatal(err)
+	}
+	r := e.post("/rpc/login", jsonHeader(), loginBody(testUser, testPassword))
+	wantStatus(t, r, http.StatusServiceUnavailable)
+	wantBody(t, r, `{"code":"PT503","details":null,"hint":null,"message":"Request timed out"}`)
+	if r.header.Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
 	}
 }
