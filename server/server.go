@@ -54,7 +54,8 @@ type Server struct {
 	failuresByUser *keyedLimiter
 	failuresByIP   *keyedLimiter
 
-	keys keyCache
+	keys     keyCache
+	verified verifiedCache
 }
 
 // New returns the API as an http.Handler.

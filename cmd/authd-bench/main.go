@@ -1,13 +1,15 @@
 // Command authd-bench measures authd under load on real PostgreSQL: login,
 // refresh and logout throughput, p50/p99 latency and server CPU per request,
-// beside the bcrypt-only ceiling that bounds login on this machine.
+// beside the bcrypt-only ceiling that bounds login on this machine; and the
+// gateway check GET /auth/verify (a JWT in Authorization or in the access
+// cookie, or an X-API-Key) beside a bare endpoint on the same server.
 //
 // Everything it touches is its own and on 127.0.0.1: a throwaway database
 // (authd_bench_<random>) and role on the server at -admin-url, an authd
 // binary built into a temporary directory, and a server on a free port. All
 // of it is removed at exit, on error and on Ctrl-C too.
 //
-//	go run ./cmd/authd-bench [-duration 10s] [-concurrency 8] [-scenarios login,refresh,logout]
+//	go run ./cmd/authd-bench [-duration 10s] [-concurrency 8] [-scenarios login,refresh,logout,bare,verify-jwt,verify-cookie,verify-apikey]
 //
 // The report is a Markdown table on standard output; progress goes to
 // standard error. The exit status is non-zero when any request failed.
@@ -38,6 +40,21 @@
 //     auth.refresh_token before timing, each with a fresh random refresh
 //     token stored as token.HashRefresh, as authd stores its own. After the
 //     run, the number of sessions revoked must equal the 204s counted.
+//   - The bare scenario is GET /healthz: the same echo middleware chain
+//     (request logger, recover, timeout) answering a constant 15-byte body,
+//     the floor under any endpoint of this server. The verify scenarios
+//     present one access token from one login (verify-jwt as
+//     "Authorization: Bearer", verify-cookie as the access_token cookie)
+//     or one API key, created with `authd apikey create` for a plan made
+//     here with a rate so high it never trips. Each 200 must name the
+//     bench role in X-Auth-Role and carry a Bearer Authorization. Every
+//     verify scenario brings bare along, and the report gives each one's
+//     throughput as a share of bare's, measured in successive windows.
+//   - For API keys the round-trip count is taken twice on the counting
+//     server: 200 sequential requests spread over one second (authd
+//     re-reads a cached key at most once a second and records last_used_at
+//     at most once a second, in the background) and all clients at full
+//     speed; both also list the statements seen, by table.
 package main
 
 import (
@@ -61,6 +78,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -92,9 +110,21 @@ const (
 	rtAppName     = "authd-bench-roundtrips"
 
 	refreshPath = "/rpc/refresh_token"
+	verifyPath  = "/auth/verify"
+	barePath    = "/healthz"
+
+	// The API key's plan: a rate no bench can reach, so that the limiter
+	// is consulted on every request but never refuses.
+	benchPlan    = "authd-bench"
+	benchPlanRPM = 100_000_000
 )
 
-var allScenarios = []string{"login", "bcrypt", "refresh", "logout"}
+var allScenarios = []string{"login", "bcrypt", "refresh", "logout", "bare", "verify-jwt", "verify-cookie", "verify-apikey"}
+
+// verifyScenarios are compared with bare, which each of them brings along.
+var verifyScenarios = []string{"verify-jwt", "verify-cookie", "verify-apikey"}
+
+const defaultScenarios = "login,refresh,logout,bare,verify-jwt,verify-cookie,verify-apikey"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -136,7 +166,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.users, "users", 100, "users to create; login cycles through them")
 	fs.StringVar(&o.adminURL, "admin-url", adminDefault, "superuser postgres:// URL of the server to create the throwaway database on (default from $"+adminURLEnv+")")
 	fs.StringVar(&o.authd, "authd", "", "prebuilt authd binary; empty builds ./cmd/authd")
-	scen := fs.String("scenarios", "login,refresh,logout", "comma list of login, refresh, logout (and bcrypt; the bcrypt ceiling always runs with login)")
+	scen := fs.String("scenarios", defaultScenarios, "comma list of login, refresh, logout, bare, verify-jwt, verify-cookie, verify-apikey (and bcrypt; the bcrypt ceiling always runs with login, bare with any verify scenario)")
 	fs.StringVar(&o.logLevel, "server-log-level", "warn", "AUTHD_LOG_LEVEL of the server (request lines are logged at info)")
 	fs.IntVar(&o.logoutSessions, "logout-sessions", 0, "sessions to pre-create for logout; 0 sizes the pool from the refresh rate")
 	fs.BoolVar(&o.roundTrips, "roundtrips", true, "count database round trips per request through a wire-protocol proxy")
@@ -172,6 +202,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.scenarios["login"] {
 		o.scenarios["bcrypt"] = true
+	}
+	for _, v := range verifyScenarios {
+		if o.scenarios[v] {
+			o.scenarios["bare"] = true
+		}
 	}
 	return o, nil
 }
@@ -399,9 +434,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		rep.add(r)
 	}
 
-	if o.roundTrips && (o.scenarios["login"] || o.scenarios["refresh"] || o.scenarios["logout"]) {
+	fx := &fixtures{role: roleName}
+	if o.scenarios["verify-jwt"] || o.scenarios["verify-cookie"] {
+		if fx.access, err = b.accessToken(ctx, users[0]); err != nil {
+			return fmt.Errorf("log in for an access token: %w", err)
+		}
+	}
+	if o.scenarios["verify-apikey"] {
+		logf("creating plan %s (%d requests per minute) and an API key with authd apikey create", benchPlan, benchPlanRPM)
+		if fx.apiKey, err = createAPIKey(ctx, bin, authdEnv(append(baseEnv, "DATABASE_URL="+benchURL)), pool, roleName); err != nil {
+			return err
+		}
+	}
+	for _, g := range fx.gets() {
+		if !o.scenarios[g.name] {
+			continue
+		}
+		logf("%s: %s, %d clients", g.name, o.duration, o.concurrency)
+		r, err := runScenario(ctx, g.name, o, probe, func(ctx context.Context, w int) (func(context.Context) error, error) {
+			return func(ctx context.Context) error { return b.get(ctx, g) }, nil
+		})
+		if err != nil {
+			return err
+		}
+		rep.add(r)
+	}
+
+	if o.roundTrips && !(len(o.scenarios) == 1 && o.scenarios["bcrypt"]) {
 		logf("counting database round trips per request")
-		rows, note, err := countRoundTrips(ctx, o, bin, baseEnv, dbURL, pool, users, tmp)
+		rows, note, err := countRoundTrips(ctx, o, bin, baseEnv, dbURL, pool, users, fx, tmp)
 		if err != nil {
 			return fmt.Errorf("count round trips: %w", err)
 		}
@@ -674,6 +735,113 @@ func refreshCookie(h http.Header) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no refresh_token cookie with Path=%s in the answer", refreshPath)
+}
+
+// accessToken logs user in and returns the access token it was given (the
+// access_token cookie, Path=/).
+func (b *bench) accessToken(ctx context.Context, user string) (string, error) {
+	h, err := b.post(ctx, "/rpc/login", loginBody(user), "", http.StatusNoContent)
+	if err != nil {
+		return "", err
+	}
+	for _, c := range (&http.Response{Header: h}).Cookies() {
+		if c.Name == "access_token" && c.Path == "/" && c.Value != "" {
+			return c.Value, nil
+		}
+	}
+	return "", errors.New("no access_token cookie with Path=/ in the answer")
+}
+
+// fixtures are the credentials the verify scenarios present.
+type fixtures struct {
+	role   string // the bench users' role, and the API key's
+	access string // an access token from one login
+	apiKey string // a key of benchPlan
+}
+
+// getReq is one GET scenario: a path, at most one credential header, and
+// the X-Auth-Role a 200 must carry (none for bare).
+type getReq struct {
+	name, path    string
+	header, value string
+	role          string
+}
+
+func (fx *fixtures) gets() []getReq {
+	return []getReq{
+		{name: "bare", path: barePath},
+		{name: "verify-jwt", path: verifyPath, header: "Authorization", value: "Bearer " + fx.access, role: fx.role},
+		{name: "verify-cookie", path: verifyPath, header: "Cookie", value: "access_token=" + fx.access, role: fx.role},
+		{name: "verify-apikey", path: verifyPath, header: "X-API-Key", value: fx.apiKey, role: fx.role},
+	}
+}
+
+func (fx *fixtures) get(name string) getReq {
+	for _, g := range fx.gets() {
+		if g.name == name {
+			return g
+		}
+	}
+	panic("no GET scenario " + name)
+}
+
+// get sends g and wants a 200; a verify answer must also pass the request
+// on as the expected role, with a Bearer token for the upstream. Error
+// messages never repeat the credential.
+func (b *bench) get(ctx context.Context, g getReq) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.base+g.path, nil)
+	if err != nil {
+		return err
+	}
+	if g.header != "" {
+		req.Header.Set(g.header, g.value)
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return fmt.Errorf("GET %s: status %d, want 200: %s", g.path, resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if g.role != "" {
+		if got := resp.Header.Get("X-Auth-Role"); got != g.role {
+			return fmt.Errorf("GET %s: X-Auth-Role %q, want %q", g.path, got, g.role)
+		}
+		if !strings.HasPrefix(resp.Header.Get("Authorization"), "Bearer ") {
+			return fmt.Errorf("GET %s: 200 without a Bearer Authorization for the upstream", g.path)
+		}
+	}
+	return nil
+}
+
+// createAPIKey makes benchPlan for role and creates a key of it with the
+// CLI, as an operator would; it returns the key, printed once.
+func createAPIKey(ctx context.Context, bin string, env []string, pool *pgxpool.Pool, role string) (string, error) {
+	if _, err := pool.Exec(ctx, `insert into auth.plan (name, role, requests_per_minute) values ($1, $2, $3)`,
+		benchPlan, role, benchPlanRPM); err != nil {
+		return "", fmt.Errorf("create plan %s: %w", benchPlan, err)
+	}
+	cmd := exec.CommandContext(ctx, bin, "apikey", "create", "--plan", benchPlan)
+	cmd.Env = env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("authd apikey create: %v\n%s", err, stderr.String())
+	}
+	for _, line := range strings.Split(stdout.String(), "\n") {
+		if k, ok := strings.CutPrefix(line, "key:"); ok {
+			k = strings.TrimSpace(k)
+			if _, _, ok := token.ParseAPIKey(k); ok {
+				return k, nil
+			}
+		}
+	}
+	// Not echoed: stdout holds the key if the format merely changed.
+	return "", errors.New("authd apikey create: no \"key: authd_…\" line in its output")
 }
 
 // ---- scenarios -----------------------------------------------------------------
@@ -1025,15 +1193,25 @@ func (s cpuSnap) sub(before cpuSnap) cpuDelta {
 type rtRow struct {
 	name                             string
 	n                                int
+	window                           time.Duration
+	total                            int64 // round trips in the window
 	roundTrips, statements, prepares float64
 	pings                            int64
+	// stmts counts the statements executed in the window by what they
+	// touch ("select auth.api_key, auth.plan"), in first-seen order.
+	stmts []stmtCount
+}
+
+type stmtCount struct {
+	label string
+	n     int64
 }
 
 // countRoundTrips starts a second authd whose database connections go
 // through a counting proxy, and sends requests one at a time: after a
 // warm-up (pgx prepares each statement once per connection), the counts
 // per request are exact.
-func countRoundTrips(ctx context.Context, o *options, bin string, baseEnv []string, dbURL string, pool *pgxpool.Pool, users []string, tmp string) ([]rtRow, string, error) {
+func countRoundTrips(ctx context.Context, o *options, bin string, baseEnv []string, dbURL string, pool *pgxpool.Pool, users []string, fx *fixtures, tmp string) ([]rtRow, string, error) {
 	u, err := url.Parse(dbURL)
 	if err != nil {
 		return nil, "", err
@@ -1067,33 +1245,59 @@ func countRoundTrips(ctx context.Context, o *options, bin string, baseEnv []stri
 	defer b.client.CloseIdleConnections()
 
 	var rows []rtRow
-	measure := func(name string, warm, n int, op func(i int) error) error {
+	// record adds the row for n requests answered between the snapshots.
+	record := func(name string, n int, before, after wireCounts, from, to time.Time) {
+		d := after.sub(before)
+		k := float64(n)
+		rows = append(rows, rtRow{
+			name:       name,
+			n:          n,
+			window:     to.Sub(from),
+			total:      d.syncs + d.queries - d.pings,
+			roundTrips: float64(d.syncs+d.queries-d.pings) / k,
+			statements: float64(d.executes+d.queries-d.pings) / k,
+			prepares:   float64(d.parses) / k,
+			pings:      d.pings,
+			stmts:      subStmts(after.stmts, before.stmts),
+		})
+	}
+	// settle lets authd's background writes (an API key's last_used_at)
+	// land on the side of a snapshot they belong to.
+	const settle = 100 * time.Millisecond
+	// measure sends warm requests, then n counted ones, each after the
+	// last has been answered; with spread > 0, the counted ones are paced
+	// evenly over spread.
+	measure := func(name string, warm, n int, spread time.Duration, op func(i int) error) error {
 		for i := range warm {
 			if err := op(i); err != nil {
 				return fmt.Errorf("%s (warm-up): %w", name, err)
 			}
 		}
-		before := px.counts.snapshot()
+		if spread > 0 {
+			time.Sleep(settle)
+		}
+		before, from := px.counts.snapshot(), time.Now()
 		for i := range n {
+			if spread > 0 {
+				time.Sleep(time.Until(from.Add(spread * time.Duration(i) / time.Duration(n))))
+			}
 			if err := op(warm + i); err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 		}
-		d := px.counts.snapshot().sub(before)
-		k := float64(n)
-		rows = append(rows, rtRow{
-			name:       name,
-			n:          n,
-			roundTrips: float64(d.syncs+d.queries-d.pings) / k,
-			statements: float64(d.executes+d.queries-d.pings) / k,
-			prepares:   float64(d.parses) / k,
-			pings:      d.pings,
-		})
+		if spread > 0 {
+			time.Sleep(time.Until(from.Add(spread)))
+		}
+		to := time.Now()
+		if spread > 0 {
+			time.Sleep(settle)
+		}
+		record(name, n, before, px.counts.snapshot(), from, to)
 		return nil
 	}
 
 	if o.scenarios["login"] {
-		if err := measure("login", 2, 5, func(i int) error {
+		if err := measure("login", 2, 5, 0, func(i int) error {
 			_, err := b.login(ctx, users[i%len(users)])
 			return err
 		}); err != nil {
@@ -1105,13 +1309,13 @@ func countRoundTrips(ctx context.Context, o *options, bin string, baseEnv []stri
 		if err != nil {
 			return nil, "", err
 		}
-		if err := measure("refresh", 3, 50, func(int) error {
+		if err := measure("refresh", 3, 50, 0, func(int) error {
 			tok, err = b.refresh(ctx, tok)
 			return err
 		}); err != nil {
 			return nil, "", err
 		}
-		if err := measure("refresh, unknown token (401)", 2, 20, func(int) error {
+		if err := measure("refresh, unknown token (401)", 2, 20, 0, func(int) error {
 			plain, _, _ := token.NewRefresh()
 			_, err := b.post(ctx, refreshPath, nil, "refresh_token="+plain, http.StatusUnauthorized)
 			return err
@@ -1124,7 +1328,7 @@ func countRoundTrips(ctx context.Context, o *options, bin string, baseEnv []stri
 		if err != nil {
 			return nil, "", err
 		}
-		if err := measure("logout (refresh cookie)", 3, 50, func(i int) error {
+		if err := measure("logout (refresh cookie)", 3, 50, 0, func(i int) error {
 			return b.logout(ctx, tokens[i])
 		}); err != nil {
 			return nil, "", err
@@ -1139,30 +1343,168 @@ func countRoundTrips(ctx context.Context, o *options, bin string, baseEnv []stri
 			}
 			cookies[i] = browserCookies(h)
 		}
-		if err := measure("logout (browser: both cookies)", 2, 5, func(i int) error {
+		if err := measure("logout (browser: both cookies)", 2, 5, 0, func(i int) error {
 			_, err := b.post(ctx, "/rpc/logout", nil, cookies[i], http.StatusNoContent)
 			return err
 		}); err != nil {
 			return nil, "", err
 		}
 	}
+	for _, g := range fx.gets() {
+		if !o.scenarios[g.name] || g.name == "verify-apikey" {
+			continue
+		}
+		if err := measure(g.name, 3, 200, 0, func(int) error { return b.get(ctx, g) }); err != nil {
+			return nil, "", err
+		}
+	}
+	if o.scenarios["verify-apikey"] {
+		g := fx.get("verify-apikey")
+		// The first request loads the key and mints its token; what
+		// follows is the steady state.
+		if err := measure("verify-apikey, steady state: 200 over 1 s", 3, 200, time.Second, func(int) error {
+			return b.get(ctx, g)
+		}); err != nil {
+			return nil, "", err
+		}
+		// The same at full speed, all clients: the reads stay at one a
+		// second however many requests there are.
+		d := min(o.duration, 2*time.Second)
+		n, before, from, to, err := burst(ctx, o.concurrency, d, settle, px, srv.addr, g)
+		if err != nil {
+			return nil, "", fmt.Errorf("verify-apikey burst: %w", err)
+		}
+		record(fmt.Sprintf("verify-apikey, %d clients for %s", o.concurrency, d), int(n), before, px.counts.snapshot(), from, to)
+	}
 	return rows, "", nil
+}
+
+// burst sends g from c clients for d and returns the requests answered and
+// the counts at the start of the window; the caller snapshots the end
+// (settle after the window closes, for background writes).
+func burst(ctx context.Context, c int, d, settle time.Duration, px *pgProxy, addr string, g getReq) (int64, wireCounts, time.Time, time.Time, error) {
+	b := &bench{base: "http://" + addr, client: newClient(c)}
+	defer b.client.CloseIdleConnections()
+	// One request per connection first, so that each client's dial is out
+	// of the window.
+	var wg sync.WaitGroup
+	errs := make([]error, c)
+	for w := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[w] = b.get(ctx, g)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, wireCounts{}, time.Time{}, time.Time{}, err
+	}
+	time.Sleep(settle)
+	var n atomic.Int64
+	before, from := px.counts.snapshot(), time.Now()
+	deadline := from.Add(d)
+	for w := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				if errs[w] = b.get(ctx, g); errs[w] != nil {
+					return
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	to := time.Now()
+	if err := errors.Join(errs...); err != nil {
+		return 0, wireCounts{}, time.Time{}, time.Time{}, err
+	}
+	if n.Load() == 0 {
+		return 0, wireCounts{}, time.Time{}, time.Time{}, errors.New("no request answered")
+	}
+	time.Sleep(settle)
+	return n.Load(), before, from, to, nil
 }
 
 type wireCounts struct {
 	syncs, queries, pings, parses, executes int64
+	stmts                                   []stmtCount // cumulative, first-seen order
 }
 
+// sub leaves stmts alone: see subStmts.
 func (a wireCounts) sub(b wireCounts) wireCounts {
-	return wireCounts{a.syncs - b.syncs, a.queries - b.queries, a.pings - b.pings, a.parses - b.parses, a.executes - b.executes}
+	return wireCounts{syncs: a.syncs - b.syncs, queries: a.queries - b.queries, pings: a.pings - b.pings, parses: a.parses - b.parses, executes: a.executes - b.executes}
+}
+
+// subStmts is after minus before, without the labels that did not run.
+func subStmts(after, before []stmtCount) []stmtCount {
+	var out []stmtCount
+	for _, a := range after {
+		n := a.n
+		for _, b := range before {
+			if b.label == a.label {
+				n -= b.n
+			}
+		}
+		if n > 0 {
+			out = append(out, stmtCount{a.label, n})
+		}
+	}
+	return out
 }
 
 type wireCounter struct {
 	syncs, queries, pings, parses, executes atomic.Int64
+
+	mu    sync.Mutex
+	stmts []stmtCount
 }
 
 func (c *wireCounter) snapshot() wireCounts {
-	return wireCounts{c.syncs.Load(), c.queries.Load(), c.pings.Load(), c.parses.Load(), c.executes.Load()}
+	c.mu.Lock()
+	stmts := slices.Clone(c.stmts)
+	c.mu.Unlock()
+	return wireCounts{c.syncs.Load(), c.queries.Load(), c.pings.Load(), c.parses.Load(), c.executes.Load(), stmts}
+}
+
+// ran counts one execution of sql.
+func (c *wireCounter) ran(sql string) {
+	label := stmtLabel(sql)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.stmts {
+		if c.stmts[i].label == label {
+			c.stmts[i].n++
+			return
+		}
+	}
+	c.stmts = append(c.stmts, stmtCount{label, 1})
+}
+
+var authTableRe = regexp.MustCompile(`\bauth\.[a-z_]+`)
+
+// stmtLabel names a statement by its verb and the auth tables it names:
+// "select auth.api_key, auth.plan". Others keep their first words.
+func stmtLabel(sql string) string {
+	f := strings.Fields(sql)
+	if len(f) == 0 {
+		return "(empty)"
+	}
+	var tables []string
+	for _, t := range authTableRe.FindAllString(strings.ToLower(sql), -1) {
+		if !slices.Contains(tables, t) {
+			tables = append(tables, t)
+		}
+	}
+	if len(tables) == 0 {
+		if s := strings.Join(f, " "); len(s) > 40 {
+			return s[:40] + "…"
+		}
+		return strings.Join(f, " ")
+	}
+	return strings.ToLower(f[0]) + " " + strings.Join(tables, ", ")
 }
 
 // pgProxy forwards TCP connections to PostgreSQL and counts the
@@ -1243,6 +1585,9 @@ func (p *pgProxy) forwardFrontend(client, upstream net.Conn) error {
 	w := bufio.NewWriterSize(upstream, 64<<10)
 	var hdr [5]byte
 	startup := true
+	// The SQL of this connection's prepared statements, by name ("" is the
+	// unnamed one), so that each Bind can be told apart.
+	prepared := map[string]string{}
 	for {
 		if r.Buffered() == 0 {
 			if err := w.Flush(); err != nil {
@@ -1295,13 +1640,31 @@ func (p *pgProxy) forwardFrontend(client, upstream net.Conn) error {
 			p.counts.queries.Add(1)
 			if bytes.HasPrefix(payload, []byte("-- ping")) {
 				p.counts.pings.Add(1)
+			} else {
+				sql, _ := cstring(payload)
+				p.counts.ran(sql)
 			}
-		case 'P':
+		case 'P': // Parse: statement name, query, parameter types
 			p.counts.parses.Add(1)
+			name, rest := cstring(payload)
+			prepared[name], _ = cstring(rest)
+		case 'B': // Bind: portal name, statement name, ...
+			_, rest := cstring(payload)
+			name, _ := cstring(rest)
+			p.counts.ran(prepared[name])
 		case 'E':
 			p.counts.executes.Add(1)
 		}
 	}
+}
+
+// cstring splits a NUL-terminated string off the front of b.
+func cstring(b []byte) (string, []byte) {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 {
+		return string(b), nil
+	}
+	return string(b[:i]), b[i+1:]
 }
 
 // ---- report ------------------------------------------------------------------------
@@ -1371,6 +1734,38 @@ func (rep *report) write(w io.Writer) {
 				c/1e6, l/1e6, 100*c/l, runtime.NumCPU(), c/1e6, float64(runtime.NumCPU())/(c/1e9))
 		}
 	}
+	if bare := rep.find("bare"); bare != nil && bare.rate() > 0 {
+		var lines []string
+		for _, name := range verifyScenarios {
+			v := rep.find(name)
+			if v == nil {
+				continue
+			}
+			pct := 100 * v.rate() / bare.rate()
+			verdict := "met"
+			if pct < 80 {
+				verdict = "NOT met"
+			}
+			line := fmt.Sprintf("- %s: %.1f%% of bare's throughput (%.0f of %.0f req/s; target ≥ 80%%: %s); p50 %s, p99 %s (bare %s, %s)",
+				name, pct, v.rate(), bare.rate(), verdict,
+				ms(percentile(v.lat, 0.50)), ms(percentile(v.lat, 0.99)), ms(percentile(bare.lat, 0.50)), ms(percentile(bare.lat, 0.99)))
+			if v.cpu.serverOK && bare.cpu.serverOK && v.requests > 0 && bare.requests > 0 && bare.cpu.server > 0 {
+				vc := float64(v.cpu.server) / float64(v.requests)
+				bc := float64(bare.cpu.server) / float64(bare.requests)
+				line += fmt.Sprintf("; authd CPU %.1f µs/req against bare's %.1f µs (%.2f×)", vc/1e3, bc/1e3, vc/bc)
+			}
+			lines = append(lines, line)
+		}
+		if len(lines) > 0 {
+			fmt.Fprintf(w, "Verify beside the bare endpoint (GET %s on the same server: same middleware, no work), each in its own window:\n\n", barePath)
+			for _, l := range lines {
+				fmt.Fprintln(w, l)
+			}
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, "The bench client shares the machine: its CPU per request is about the same for every GET, so it caps both rates alike and the throughput ratio understates authd's own difference, which the CPU ratio shows.")
+			fmt.Fprintln(w)
+		}
+	}
 	fmt.Fprintln(w, "Where the machine's CPU went during each window, in cores (CPU seconds per second):")
 	fmt.Fprintln(w)
 	for _, r := range rep.results {
@@ -1400,12 +1795,25 @@ func (rep *report) write(w io.Writer) {
 			fmt.Fprintf(w, "%s\n", rep.rtNote)
 		}
 		if len(rep.roundTrips) > 0 {
-			fmt.Fprintln(w, "Counted on the PostgreSQL wire (Sync and simple Query messages from authd) with requests sent one at a time after a warm-up; an autocommit statement is one round trip and one commit.")
+			fmt.Fprintln(w, "Counted on the PostgreSQL wire (Sync and simple Query messages from authd) with requests sent one at a time after a warm-up, except the last row; an autocommit statement is one round trip and one commit. Round trips, statements and prepares are per request; total is the round trips in the whole window, background writes included.")
 			fmt.Fprintln(w)
-			fmt.Fprintln(w, "| request | sample | round trips | statements | prepares | pool pings |")
-			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
+			fmt.Fprintln(w, "| request | sample | window | total | round trips | statements | prepares | pool pings |")
+			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
 			for _, r := range rep.roundTrips {
-				fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %d |\n", r.name, r.n, num(r.roundTrips), num(r.statements), num(r.prepares), r.pings)
+				fmt.Fprintf(w, "| %s | %d | %s | %d | %s | %s | %s | %d |\n", r.name, r.n, ms(r.window), r.total, num(r.roundTrips), num(r.statements), num(r.prepares), r.pings)
+			}
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, "Statements executed in each window, by the auth tables they name:")
+			fmt.Fprintln(w)
+			for _, r := range rep.roundTrips {
+				var parts []string
+				for _, st := range r.stmts {
+					parts = append(parts, fmt.Sprintf("%d× %s", st.n, st.label))
+				}
+				if len(parts) == 0 {
+					parts = []string{"none"}
+				}
+				fmt.Fprintf(w, "- %s: %s\n", r.name, strings.Join(parts, "; "))
 			}
 		}
 	}
@@ -1435,8 +1843,10 @@ func perReq(d time.Duration, ok bool, n int64) string {
 	return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)/float64(n))
 }
 
+// num prints f to four significant digits, never in exponent form.
 func num(f float64) string {
-	return strconv.FormatFloat(f, 'f', -1, 64)
+	r, _ := strconv.ParseFloat(strconv.FormatFloat(f, 'g', 4, 64), 64)
+	return strconv.FormatFloat(r, 'f', -1, 64)
 }
 
 // ---- PostgreSQL helpers ----------------------------------------------------------------
