@@ -39,12 +39,13 @@ func (s *Server) handleVerify() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		claims, ok := s.verified.get(raw, time.Now())
+		gen := s.tokens.Generation()
+		claims, ok := s.verified.get(raw, gen, time.Now())
 		if !ok {
 			if claims, err = s.tokens.Verify(raw); err != nil {
 				return errInvalidToken(raw, err)
 			}
-			s.verified.put(raw, claims)
+			s.verified.put(raw, gen, claims)
 		}
 		if claims.Role == "" {
 			return invalidToken("PGRST303", "JWT has no role claim", nil)

@@ -15,20 +15,28 @@ const maxVerified = 10000
 // keyed by the whole token (signature included), as PostgREST's JWT cache
 // does: a browser sends the same token on every request, and decoding its
 // JSON costs more than everything else /auth/verify does. A hit still
-// checks expiry; nbf, iat and aud cannot turn bad once they were good.
+// checks expiry; nbf, iat and aud cannot turn bad once they were good. An
+// entry counts only for the key-set generation that verified it, so a key
+// removed by a reload stops verifying its tokens at once.
 type verifiedCache struct {
 	mu sync.RWMutex
-	m  map[string]*token.Claims
+	m  map[string]verified
 }
 
-func (vc *verifiedCache) get(raw string, now time.Time) (*token.Claims, bool) {
+type verified struct {
+	claims *token.Claims
+	gen    uint64
+}
+
+func (vc *verifiedCache) get(raw string, gen uint64, now time.Time) (*token.Claims, bool) {
 	vc.mu.RLock()
-	c, ok := vc.m[raw]
+	v, ok := vc.m[raw]
 	vc.mu.RUnlock()
 	if !ok {
 		return nil, false
 	}
-	if c.ExpiresAt == nil || now.Add(-token.Leeway).After(c.ExpiresAt.Time) {
+	c := v.claims
+	if v.gen != gen || c.ExpiresAt == nil || now.Add(-token.Leeway).After(c.ExpiresAt.Time) {
 		vc.mu.Lock()
 		delete(vc.m, raw)
 		vc.mu.Unlock()
@@ -37,11 +45,11 @@ func (vc *verifiedCache) get(raw string, now time.Time) (*token.Claims, bool) {
 	return c, true
 }
 
-func (vc *verifiedCache) put(raw string, c *token.Claims) {
+func (vc *verifiedCache) put(raw string, gen uint64, c *token.Claims) {
 	vc.mu.Lock()
 	defer vc.mu.Unlock()
 	if vc.m == nil {
-		vc.m = make(map[string]*token.Claims)
+		vc.m = make(map[string]verified)
 	}
 	if len(vc.m) >= maxVerified {
 		for k := range vc.m {
@@ -49,5 +57,5 @@ func (vc *verifiedCache) put(raw string, c *token.Claims) {
 			break
 		}
 	}
-	vc.m[raw] = c
+	vc.m[raw] = verified{claims: c, gen: gen}
 }

@@ -1,6 +1,7 @@
-// Package token issues and verifies authd's tokens: HS256 access JWTs that
-// PostgREST accepts with the same jwt-secret, and opaque refresh tokens that
-// are stored only as hashes.
+// Package token issues and verifies authd's tokens: access JWTs that
+// PostgREST accepts (HS256 with the shared jwt-secret, or ES256, EdDSA or
+// RS256 with a kid from authd's published JWKS), and opaque refresh tokens
+// and API keys that are stored only as hashes.
 package token
 
 import (
@@ -9,6 +10,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -32,49 +35,86 @@ type Claims struct {
 	jwt.RegisteredClaims
 }
 
-// Issuer signs and verifies access tokens with one HMAC secret.
+// Issuer signs and verifies access tokens with its current KeySet, which
+// a reload may swap at any time without a lock on the request path.
 type Issuer struct {
-	secret   []byte
+	keys     atomic.Pointer[KeySet]
+	gen      atomic.Uint64
 	ttl      time.Duration
 	audience string
+	issuer   string
 	now      func() time.Time
 
 	parser       *jwt.Parser // full validation: signature, exp (required), nbf, iat, aud
 	parserNoTime *jwt.Parser // signature only, for logout with an expired token
 }
 
-// NewIssuer returns an Issuer. audience may be empty; now may be nil for
-// time.Now.
+// Options are an Issuer's settings besides its keys.
+type Options struct {
+	TTL      time.Duration
+	Audience string // aud claim, and required on verification; may be empty
+	Issuer   string // iss claim; may be empty
+	Now      func() time.Time
+}
+
+// NewIssuer returns an HS256-only Issuer for secret. audience may be
+// empty; now may be nil for time.Now.
 func NewIssuer(secret []byte, ttl time.Duration, audience string, now func() time.Time) (*Issuer, error) {
-	if len(secret) < MinSecretLen {
-		return nil, fmt.Errorf("JWT secret must be at least %d bytes, got %d", MinSecretLen, len(secret))
+	ks, err := NewKeySet(secret, nil, "")
+	if err != nil {
+		return nil, err
 	}
-	if ttl <= 0 {
-		return nil, fmt.Errorf("access token lifetime must be positive, got %s", ttl)
+	return New(ks, Options{TTL: ttl, Audience: audience, Now: now})
+}
+
+// New returns an Issuer for the key set ks.
+func New(ks *KeySet, o Options) (*Issuer, error) {
+	if o.TTL <= 0 {
+		return nil, fmt.Errorf("access token lifetime must be positive, got %s", o.TTL)
 	}
-	if now == nil {
-		now = time.Now
+	if o.Now == nil {
+		o.Now = time.Now
 	}
-	// The algorithm list is explicit: a token claiming "none" or an
-	// asymmetric algorithm (the HMAC-key-as-public-key confusion) never
-	// reaches the key function.
+	// The algorithm list is explicit and the key function then insists on
+	// the algorithm of the key the kid names: "none", an HMAC "signature"
+	// made with a public key, or an RS256 token for an ES256 kid never
+	// verify.
 	opts := []jwt.ParserOption{
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithTimeFunc(now),
+		jwt.WithValidMethods([]string{HS256, ES256, EdDSA, RS256}),
+		jwt.WithTimeFunc(o.Now),
 	}
 	full := append(opts[:len(opts):len(opts)], jwt.WithLeeway(Leeway), jwt.WithExpirationRequired(), jwt.WithIssuedAt())
-	if audience != "" {
-		full = append(full, jwt.WithAudience(audience))
+	if o.Audience != "" {
+		full = append(full, jwt.WithAudience(o.Audience))
 	}
-	return &Issuer{
-		secret:       append([]byte(nil), secret...),
-		ttl:          ttl,
-		audience:     audience,
-		now:          now,
+	i := &Issuer{
+		ttl:          o.TTL,
+		audience:     o.Audience,
+		issuer:       o.Issuer,
+		now:          o.Now,
 		parser:       jwt.NewParser(full...),
 		parserNoTime: jwt.NewParser(append(opts, jwt.WithoutClaimsValidation())...),
-	}, nil
+	}
+	i.SetKeys(ks)
+	return i, nil
 }
+
+// SetKeys replaces the key set: tokens are signed with the new signing key
+// from now on, and only the new set's keys verify.
+func (i *Issuer) SetKeys(ks *KeySet) {
+	i.keys.Store(ks)
+	i.gen.Add(1)
+}
+
+// Keys returns the current key set.
+func (i *Issuer) Keys() *KeySet { return i.keys.Load() }
+
+// Generation changes whenever the key set does; caches of verified
+// tokens compare it to drop what an old key set verified.
+func (i *Issuer) Generation() uint64 { return i.gen.Load() }
+
+// IssuerName is the iss claim, if any.
+func (i *Issuer) IssuerName() string { return i.issuer }
 
 // TTL is the lifetime of the access tokens this Issuer signs.
 func (i *Issuer) TTL() time.Duration { return i.ttl }
@@ -104,7 +144,19 @@ func (i *Issuer) IssueFor(username, role, sessionID string, ttl time.Duration) (
 	if i.audience != "" {
 		c.Audience = jwt.ClaimStrings{i.audience}
 	}
-	signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(i.secret)
+	c.Issuer = i.issuer
+	ks := i.keys.Load()
+	var (
+		signed string
+		err    error
+	)
+	if k := ks.signing; k != nil {
+		t := jwt.NewWithClaims(k.method(), c)
+		t.Header["kid"] = k.ID
+		signed, err = t.SignedString(k.private)
+	} else {
+		signed, err = jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(ks.secret)
+	}
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("sign access token: %w", err)
 	}
@@ -133,21 +185,18 @@ var ErrKeyID = errors.New("no key with the token's kid")
 
 func (i *Issuer) parse(p *jwt.Parser, raw string) (*Claims, error) {
 	var c Claims
-	tok, err := p.ParseWithClaims(raw, &c, i.key)
+	ks := i.keys.Load()
+	tok, err := p.ParseWithClaims(raw, &c, ks.keyFor)
 	if err != nil {
-		if tok != nil && errors.Is(err, jwt.ErrTokenSignatureInvalid) && tok.Header["alg"] != jwt.SigningMethodHS256.Alg() {
-			err = fmt.Errorf("%w: %q", ErrAlgorithm, tok.Header["alg"])
+		// An algorithm outside the parser's list never reaches keyFor.
+		if tok != nil && errors.Is(err, jwt.ErrTokenSignatureInvalid) && !errors.Is(err, ErrAlgorithm) {
+			if alg, _ := tok.Header["alg"].(string); !slices.Contains([]string{HS256, ES256, EdDSA, RS256}, alg) {
+				err = fmt.Errorf("%w: %q", ErrAlgorithm, alg)
+			}
 		}
 		return nil, fmt.Errorf("verify access token: %w", err)
 	}
 	return &c, nil
-}
-
-func (i *Issuer) key(t *jwt.Token) (any, error) {
-	if _, ok := t.Header["kid"]; ok {
-		return nil, ErrKeyID
-	}
-	return i.secret, nil
 }
 
 // refreshBytes is the refresh token's entropy: 256 bits.
