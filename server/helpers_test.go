@@ -46,6 +46,8 @@ type option func(*server.Config, *envOpts)
 type envOpts struct {
 	accessTTL time.Duration
 	audience  string
+	issuer    string
+	keys      *token.KeySet
 }
 
 func withGrace(d time.Duration) option {
@@ -76,6 +78,10 @@ func withAPIKeyTTL(d time.Duration) option {
 	return func(c *server.Config, _ *envOpts) { c.APIKeyTokenTTL = d }
 }
 
+func withKeys(ks *token.KeySet) option { return func(_ *server.Config, o *envOpts) { o.keys = ks } }
+
+func withIssuer(iss string) option { return func(_ *server.Config, o *envOpts) { o.issuer = iss } }
+
 func withAudience(aud string) option { return func(_ *server.Config, o *envOpts) { o.audience = aud } }
 
 func defaultCookies() server.CookieConfig {
@@ -105,7 +111,14 @@ func (e *env) newServer(opts ...option) (*httptest.Server, server.Config, *token
 	for _, opt := range opts {
 		opt(&cfg, &o)
 	}
-	iss, err := token.NewIssuer([]byte(testSecret), o.accessTTL, o.audience, nil)
+	ks := o.keys
+	if ks == nil {
+		var err error
+		if ks, err = token.NewKeySet([]byte(testSecret), nil, ""); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	iss, err := token.New(ks, token.Options{TTL: o.accessTTL, Audience: o.audience, Issuer: o.issuer})
 	if err != nil {
 		e.t.Fatal(err)
 	}

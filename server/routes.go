@@ -11,6 +11,10 @@ func (s *Server) routes(e *echo.Echo) {
 	// Forward-auth for gateways; they may send any method.
 	e.Any("/auth/verify", s.handleVerify())
 
+	// Key publication for verifiers (PostgREST, caddy-jwt, NATS callouts).
+	e.GET("/.well-known/jwks.json", s.handleJWKS())
+	e.GET("/.well-known/openid-configuration", s.handleOpenIDConfiguration())
+
 	e.GET("/healthz", handleHealthz())
 	e.GET("/auth/health", handleHealthz()) // the seed's nginx gateway path
 	e.GET("/readyz", s.handleReadyz())

@@ -66,7 +66,11 @@ func runAPIKey(ctx context.Context, args []string, getenv func(string) string, s
 		}
 	}
 
-	db, err := store.Open(ctx, databaseURL(getenv))
+	dbURL, err := databaseURL(getenv)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, dbURL)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +18,9 @@ import (
 type config struct {
 	DatabaseURL         string
 	Addr                string
-	JWTSecret           []byte
+	Secret              secretSource
+	SigningKeysDir      string
+	JWTIssuer           string
 	JWTAudience         string
 	AccessTTL           time.Duration
 	RefreshTTL          time.Duration
@@ -106,17 +109,35 @@ func (e *env) sameSite(name string, def http.SameSite) http.SameSite {
 	return def
 }
 
-// databaseURL is DATABASE_URL; empty means libpq's defaults (PGHOST,
-// PGUSER, … or the local socket), which pgx understands.
-func databaseURL(getenv func(string) string) string {
-	return getenv("DATABASE_URL")
+// databaseURL is DATABASE_URL, or the contents of DATABASE_URL_FILE (a
+// mounted Kubernetes or Vault secret); empty means libpq's defaults
+// (PGHOST, PGUSER, … or the local socket), which pgx understands.
+func databaseURL(getenv func(string) string) (string, error) {
+	v, f := getenv("DATABASE_URL"), getenv("DATABASE_URL_FILE")
+	switch {
+	case v != "" && f != "":
+		return "", errors.New("DATABASE_URL and DATABASE_URL_FILE are both set: use one")
+	case f != "":
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("DATABASE_URL_FILE: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return v, nil
 }
 
 // loadConfig reads authd serve's configuration.
 func loadConfig(getenv func(string) string) (config, error) {
 	e := &env{getenv: getenv}
+	dbURL, err := databaseURL(getenv)
+	if err != nil {
+		e.errs = append(e.errs, err)
+	}
 	c := config{
-		DatabaseURL:       databaseURL(getenv),
+		DatabaseURL:       dbURL,
+		JWTIssuer:         e.getenv("AUTHD_JWT_ISS"),
+		SigningKeysDir:    e.getenv("AUTHD_SIGNING_KEYS_DIR"),
 		Addr:              e.str("AUTHD_ADDR", ":3001"),
 		JWTAudience:       e.getenv("AUTHD_JWT_AUD"),
 		RefreshTTL:        e.duration("AUTHD_REFRESH_TTL", 30*24*time.Hour),
@@ -137,7 +158,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.APIKeyTokenTTL < time.Minute {
 		e.fail("AUTHD_APIKEY_TOKEN_TTL", "must be at least 1m, got %s", c.APIKeyTokenTTL)
 	}
-	c.JWTSecret = jwtSecret(e)
+	c.Secret = jwtSecret(e)
+	if c.Secret.name == "" && c.SigningKeysDir == "" {
+		e.fail("JWT_SECRET", "not set (nor JWT_SECRET_FILE, PGRST_JWT_SECRET or AUTHD_SIGNING_KEYS_DIR); generate one with: openssl rand -base64 32")
+	} else {
+		// Load the keys once now, so that a bad secret or key file stops
+		// start-up; reloads read them again with keySet.
+		if _, err := c.keySet(); err != nil {
+			e.errs = append(e.errs, err)
+		}
+	}
 	c.AccessTTL = accessTTL(e)
 	c.BcryptCost = bcryptCost(e)
 	if c.RefreshTTL == 0 {
@@ -157,32 +187,83 @@ func loadConfig(getenv func(string) string) (config, error) {
 	return c, errors.Join(e.errs...)
 }
 
-// jwtSecret reads JWT_SECRET, else PGRST_JWT_SECRET, so that one env file
-// serves PostgREST and authd. The secret's value never appears in errors.
-func jwtSecret(e *env) []byte {
-	name, b64name := "JWT_SECRET", "JWT_SECRET_IS_BASE64"
-	if e.getenv(name) == "" && e.getenv("PGRST_JWT_SECRET") != "" {
-		name, b64name = "PGRST_JWT_SECRET", "PGRST_JWT_SECRET_IS_BASE64"
+// secretSource says where the HMAC secret comes from, so that a reload can
+// read a JWT_SECRET_FILE again.
+type secretSource struct {
+	name   string // the variable it came from, for messages; "" for none
+	value  string // the variable's value, or
+	file   string // the file to read
+	base64 bool
+}
+
+// jwtSecret finds the HMAC secret: JWT_SECRET or JWT_SECRET_FILE, else
+// PGRST_JWT_SECRET (so that one env file serves PostgREST and authd), each
+// with its *_IS_BASE64. None at all is allowed when asymmetric keys sign.
+func jwtSecret(e *env) secretSource {
+	switch {
+	case e.getenv("JWT_SECRET") != "" && e.getenv("JWT_SECRET_FILE") != "":
+		e.fail("JWT_SECRET", "JWT_SECRET and JWT_SECRET_FILE are both set: use one")
+		return secretSource{}
+	case e.getenv("JWT_SECRET") != "":
+		return secretSource{name: "JWT_SECRET", value: e.getenv("JWT_SECRET"), base64: e.boolean("JWT_SECRET_IS_BASE64", false)}
+	case e.getenv("JWT_SECRET_FILE") != "":
+		return secretSource{name: "JWT_SECRET_FILE", file: e.getenv("JWT_SECRET_FILE"), base64: e.boolean("JWT_SECRET_IS_BASE64", false)}
+	case e.getenv("PGRST_JWT_SECRET") != "":
+		return secretSource{name: "PGRST_JWT_SECRET", value: e.getenv("PGRST_JWT_SECRET"), base64: e.boolean("PGRST_JWT_SECRET_IS_BASE64", false)}
 	}
-	raw := e.getenv(name)
-	if raw == "" {
-		e.fail("JWT_SECRET", "not set (nor PGRST_JWT_SECRET); generate one with: openssl rand -base64 32")
-		return nil
+	return secretSource{}
+}
+
+// load reads the secret. Its value never appears in errors.
+func (s secretSource) load() ([]byte, error) {
+	if s.name == "" {
+		return nil, nil
+	}
+	raw := s.value
+	if s.file != "" {
+		b, err := os.ReadFile(s.file)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		// One trailing newline is the file's, not the secret's (as in
+		// PostgREST's @filename).
+		raw = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
 	}
 	secret := []byte(raw)
-	if e.boolean(b64name, false) {
+	if s.base64 {
 		dec, err := decodeBase64Secret(raw)
 		if err != nil {
-			e.fail(name, "%s=true but the value is not base64", b64name)
-			return nil
+			return nil, fmt.Errorf("%s: marked base64 (*_IS_BASE64=true) but the value is not base64", s.name)
 		}
 		secret = dec
 	}
 	if len(secret) < token.MinSecretLen {
-		e.fail(name, "must be at least %d bytes (PostgREST refuses shorter ones too), got %d", token.MinSecretLen, len(secret))
-		return nil
+		return nil, fmt.Errorf("%s: must be at least %d bytes (PostgREST refuses shorter ones too), got %d", s.name, token.MinSecretLen, len(secret))
 	}
-	return secret
+	return secret, nil
+}
+
+// keySet reads the secret and the key directory into a key set. serve
+// calls it at start-up and on every reload.
+func (c config) keySet() (*token.KeySet, error) {
+	secret, err := c.Secret.load()
+	if err != nil {
+		return nil, err
+	}
+	var (
+		keys       []*token.Key
+		signingKID string
+	)
+	if c.SigningKeysDir != "" {
+		if keys, signingKID, err = token.LoadKeyDir(c.SigningKeysDir); err != nil {
+			return nil, fmt.Errorf("AUTHD_SIGNING_KEYS_DIR: %w", err)
+		}
+	}
+	ks, err := token.NewKeySet(secret, keys, signingKID)
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	return ks, nil
 }
 
 // decodeBase64Secret decodes as PostgREST does: URL-safe characters are

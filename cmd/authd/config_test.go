@@ -1,10 +1,13 @@
 package main
 
 import (
+	"authd/token"
 	"bytes"
 	"context"
 	"encoding/base64"
 	"net/http"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -54,7 +57,7 @@ func TestConfigDefaults(t *testing.T) {
 		{"LoginFailuresPerIP", c.LoginFailuresPerIP, 60},
 		{"APIKeyTokenTTL", c.APIKeyTokenTTL, 5 * time.Minute},
 		{"DatabaseURL", c.DatabaseURL, ""},
-		{"JWTSecret", string(c.JWTSecret), secret32},
+		{"JWTSecret", string(mustSecret(t, c)), secret32},
 	} {
 		if !reflect.DeepEqual(tt.got, tt.want) {
 			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
@@ -147,8 +150,8 @@ func TestConfigSecret(t *testing.T) {
 			if err != nil {
 				t.Fatalf("loadConfig: %v", err)
 			}
-			if !bytes.Equal(c.JWTSecret, tt.want) {
-				t.Errorf("secret: got %q, want %q", c.JWTSecret, tt.want)
+			if got := mustSecret(t, c); !bytes.Equal(got, tt.want) {
+				t.Errorf("secret: got %q, want %q", got, tt.want)
 			}
 		})
 	}
@@ -387,5 +390,68 @@ func TestConfigLoginLimits(t *testing.T) {
 	_, err = loadConfig(getenv(map[string]string{"JWT_SECRET": secret32, "AUTHD_LOGIN_FAILURES_PER_IP": "-1"}))
 	if err == nil || !strings.Contains(err.Error(), "AUTHD_LOGIN_FAILURES_PER_IP") {
 		t.Errorf("got %v, want an error naming AUTHD_LOGIN_FAILURES_PER_IP", err)
+	}
+}
+
+func mustSecret(t *testing.T, c config) []byte {
+	t.Helper()
+	b, err := c.Secret.load()
+	if err != nil {
+		t.Fatalf("load secret: %v", err)
+	}
+	return b
+}
+
+func TestConfigFromFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	secretFile := write("jwt-secret", secret32+"\n")
+	urlFile := write("database-url", "postgres://authd@db/app\n")
+	c, err := loadConfig(getenv(map[string]string{"JWT_SECRET_FILE": secretFile, "DATABASE_URL_FILE": urlFile}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(mustSecret(t, c)); got != secret32 {
+		t.Errorf("got secret %q, want the file's content without its newline", got)
+	}
+	if c.DatabaseURL != "postgres://authd@db/app" {
+		t.Errorf("got DATABASE_URL %q", c.DatabaseURL)
+	}
+	for name, env := range map[string]map[string]string{
+		"JWT_SECRET_FILE":        {"JWT_SECRET_FILE": filepath.Join(dir, "missing")},
+		"DATABASE_URL_FILE":      {"JWT_SECRET": secret32, "DATABASE_URL_FILE": filepath.Join(dir, "missing")},
+		"both JWT_SECRET":        {"JWT_SECRET": secret32, "JWT_SECRET_FILE": secretFile},
+		"AUTHD_SIGNING_KEYS_DIR": {"AUTHD_SIGNING_KEYS_DIR": filepath.Join(dir, "missing")},
+	} {
+		_, err := loadConfig(getenv(env))
+		want := strings.TrimPrefix(name, "both ")
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), secret32) {
+			t.Errorf("%s: got %v, want an error naming %s without the secret", name, err, want)
+		}
+	}
+	// Asymmetric keys alone are enough: no HMAC secret needed.
+	keys := t.TempDir()
+	k, err := token.GenerateKey(token.ES256, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBytes, _ := k.MarshalPEM()
+	if err := os.WriteFile(filepath.Join(keys, k.ID+".pem"), pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = loadConfig(getenv(map[string]string{"AUTHD_SIGNING_KEYS_DIR": keys, "AUTHD_JWT_ISS": "https://auth.example.com"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := c.keySet()
+	if err != nil || ks.SigningKeyID() != k.ID || c.JWTIssuer != "https://auth.example.com" {
+		t.Errorf("got signing kid %q (%v), issuer %q", ks.SigningKeyID(), err, c.JWTIssuer)
 	}
 }

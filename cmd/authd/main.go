@@ -28,6 +28,10 @@ commands:
   apikey list                  list API keys (ids only, never the keys)
   apikey disable ID            disable an API key
   apikey rotate ID             give an API key a new secret; prints it once
+  keygen --alg ES256 --out DIR write a new signing key DIR/<kid>.pem
+                               (ES256, EdDSA or RS256)
+  jwks [--dir DIR]             print the public keys as a JWKS, for
+                               PostgREST's jwt-secret
 
 Configuration comes from the environment; see README.md.
 `
@@ -65,6 +69,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runUser(ctx, rest, getenv, stdin, stdout, stderr)
 	case "apikey":
 		return runAPIKey(ctx, rest, getenv, stdout, stderr)
+	case "keygen":
+		return runKeygen(rest, stdout)
+	case "jwks":
+		return runJWKS(rest, getenv, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -15,7 +15,11 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	if len(args) != 1 {
 		return errors.New("usage: authd migrate up|down|status")
 	}
-	db, err := store.Open(ctx, databaseURL(getenv))
+	dbURL, err := databaseURL(getenv)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, dbURL)
 	if err != nil {
 		return err
 	}
@@ -64,7 +68,11 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 }
 
 func runSeed(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
-	db, err := store.Open(ctx, databaseURL(getenv))
+	dbURL, err := databaseURL(getenv)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, dbURL)
 	if err != nil {
 		return err
 	}

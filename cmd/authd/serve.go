@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"authd/server"
@@ -38,10 +41,22 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return errors.New("database schema is not up to date: run `authd migrate up` first")
 	}
 
-	tokens, err := token.NewIssuer(cfg.JWTSecret, cfg.AccessTTL, cfg.JWTAudience, nil)
+	ks, err := cfg.keySet()
 	if err != nil {
 		return err
 	}
+	tokens, err := token.New(ks, token.Options{TTL: cfg.AccessTTL, Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer})
+	if err != nil {
+		return err
+	}
+	// Keys and secrets change without a restart: on SIGHUP, and when their
+	// files change (Vault agents and Kubernetes rewrite mounted secrets).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go watchKeys(wctx, cfg, tokens, hup, log)
 	handler, err := server.New(server.Config{
 		RefreshTTL: cfg.RefreshTTL,
 		ReuseGrace: cfg.ReuseGrace,
@@ -70,7 +85,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		MaxHeaderBytes:    64 << 10, // room for a 50 kB hostile header to reach verify and get a 401
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("authd listening", "addr", ln.Addr().String(),
+	log.Info("authd listening", "addr", ln.Addr().String(), "signing_kid", ks.SigningKeyID(), "algorithms", ks.Algorithms(),
 		"access_ttl", cfg.AccessTTL.String(), "refresh_ttl", cfg.RefreshTTL.String(), "bcrypt_cost", cfg.BcryptCost)
 	fmt.Fprintf(stdout, "authd listening on %s\n", ln.Addr())
 

@@ -67,7 +67,11 @@ func runUser(ctx context.Context, args []string, getenv func(string) string, std
 		}
 	}
 
-	db, err := store.Open(ctx, databaseURL(getenv))
+	dbURL, err := databaseURL(getenv)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, dbURL)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"authd/token"
+)
+
+// runKeygen is `authd keygen --alg ES256 --out DIR`: a new private key in
+// DIR/<kid>.pem, readable by its owner only.
+func runKeygen(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	alg := fs.String("alg", token.ES256, "ES256, EdDSA or RS256")
+	out := fs.String("out", "", "directory to write the key to")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	if *out == "" || fs.NArg() != 0 {
+		return errors.New("usage: authd keygen --alg ES256|EdDSA|RS256 --out DIR")
+	}
+	k, err := token.GenerateKey(*alg, time.Now())
+	if err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	b, err := k.MarshalPEM()
+	if err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	if err := os.MkdirAll(*out, 0o700); err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	path := filepath.Join(*out, k.ID+".pem")
+	// O_EXCL: never overwrite a key that may still be signing.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("keygen: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("keygen: write %s: %w", path, err)
+	}
+	fmt.Fprintf(stdout, "kid: %s\nalg: %s\nfile: %s\n", k.ID, k.Alg, path)
+	return nil
+}
+
+// runJWKS is `authd jwks`: the public keys of AUTHD_SIGNING_KEYS_DIR (or
+// --dir) as a JWKS, to paste into PostgREST's jwt-secret.
+func runJWKS(args []string, getenv func(string) string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("jwks", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	dir := fs.String("dir", getenv("AUTHD_SIGNING_KEYS_DIR"), "key directory")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("jwks: %w", err)
+	}
+	if *dir == "" {
+		return errors.New("jwks: set AUTHD_SIGNING_KEYS_DIR or pass --dir DIR")
+	}
+	keys, signing, err := token.LoadKeyDir(*dir)
+	if err != nil {
+		return fmt.Errorf("jwks: %w", err)
+	}
+	if len(keys) == 0 {
+		return fmt.Errorf("jwks: no keys in %s (make one with: authd keygen --alg ES256 --out %s)", *dir, *dir)
+	}
+	ks, err := token.NewKeySet(nil, keys, signing)
+	if err != nil {
+		return fmt.Errorf("jwks: %w", err)
+	}
+	b, err := ks.JWKS()
+	if err != nil {
+		return fmt.Errorf("jwks: %w", err)
+	}
+	_, err = fmt.Fprintf(stdout, "%s\n", b)
+	return err
+}
