@@ -222,3 +222,33 @@ func TestLoadKeyDir(t *testing.T) {
 		t.Errorf("got %v, want an error naming broken.pem", err)
 	}
 }
+
+func TestNestedRoleClaim(t *testing.T) {
+	ks := keySet(t, []byte(strings.Repeat("s", 32)), "")
+	iss, err := token.New(ks, token.Options{TTL: time.Hour, RolePath: "resource_access.postgrest_api.roles"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _, err := iss.Issue("alice", "web_user", "sid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jwt.MapClaims{}
+	if _, err := jwt.ParseWithClaims(raw, c, func(*jwt.Token) (any, error) { return []byte(strings.Repeat("s", 32)), nil },
+		jwt.WithValidMethods([]string{"HS256"})); err != nil {
+		t.Fatal(err)
+	}
+	// Where Keycloak puts it, and where PostgREST's default looks.
+	got, _ := json.Marshal(c["resource_access"])
+	if string(got) != `{"postgrest_api":{"roles":["web_user"]}}` || c["role"] != "web_user" {
+		t.Errorf("got resource_access %s and role %v", got, c["role"])
+	}
+	if v, err := iss.Verify(raw); err != nil || v.Role != "web_user" {
+		t.Errorf("authd's own Verify: %+v, %v", v, err)
+	}
+	for _, bad := range []string{"a..b", "exp.x", "role"} {
+		if _, err := token.New(ks, token.Options{TTL: time.Hour, RolePath: bad}); err == nil {
+			t.Errorf("RolePath %q accepted", bad)
+		}
+	}
+}

@@ -8,9 +8,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +45,7 @@ type Issuer struct {
 	ttl      time.Duration
 	audience string
 	issuer   string
+	rolePath []string
 	now      func() time.Time
 
 	parser       *jwt.Parser // full validation: signature, exp (required), nbf, iat, aud
@@ -54,6 +57,11 @@ type Options struct {
 	TTL      time.Duration
 	Audience string // aud claim, and required on verification; may be empty
 	Issuer   string // iss claim; may be empty
+	// RolePath, when set, also places the role as a one-element list at
+	// this dotted path (e.g. "resource_access.postgrest_api.roles", where
+	// Keycloak puts client roles), so a PostgREST configured with a nested
+	// jwt-role-claim-key for Keycloak accepts authd's tokens unchanged.
+	RolePath string
 	Now      func() time.Time
 }
 
@@ -75,6 +83,19 @@ func New(ks *KeySet, o Options) (*Issuer, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	var rolePath []string
+	if o.RolePath != "" {
+		rolePath = strings.Split(o.RolePath, ".")
+		for _, seg := range rolePath {
+			if seg == "" {
+				return nil, fmt.Errorf("role claim path %q has an empty segment", o.RolePath)
+			}
+		}
+		switch rolePath[0] {
+		case "role", "username", "sid", "sub", "iss", "aud", "exp", "nbf", "iat", "jti":
+			return nil, fmt.Errorf("role claim path %q would overwrite the %q claim", o.RolePath, rolePath[0])
+		}
+	}
 	// The algorithm list is explicit and the key function then insists on
 	// the algorithm of the key the kid names: "none", an HMAC "signature"
 	// made with a public key, or an RS256 token for an ES256 kid never
@@ -91,6 +112,7 @@ func New(ks *KeySet, o Options) (*Issuer, error) {
 		ttl:          o.TTL,
 		audience:     o.Audience,
 		issuer:       o.Issuer,
+		rolePath:     rolePath,
 		now:          o.Now,
 		parser:       jwt.NewParser(full...),
 		parserNoTime: jwt.NewParser(append(opts, jwt.WithoutClaimsValidation())...),
@@ -145,17 +167,21 @@ func (i *Issuer) IssueFor(username, role, sessionID string, ttl time.Duration) (
 		c.Audience = jwt.ClaimStrings{i.audience}
 	}
 	c.Issuer = i.issuer
+	var claims jwt.Claims = c
+	if i.rolePath != nil {
+		claims = nestedRole{Claims: c, path: i.rolePath}
+	}
 	ks := i.keys.Load()
 	var (
 		signed string
 		err    error
 	)
 	if k := ks.signing; k != nil {
-		t := jwt.NewWithClaims(k.method(), c)
+		t := jwt.NewWithClaims(k.method(), claims)
 		t.Header["kid"] = k.ID
 		signed, err = t.SignedString(k.private)
 	} else {
-		signed, err = jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(ks.secret)
+		signed, err = jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(ks.secret)
 	}
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("sign access token: %w", err)
@@ -219,4 +245,29 @@ func NewRefresh() (plain string, hash []byte, err error) {
 func HashRefresh(plain string) []byte {
 	sum := sha256.Sum256([]byte(plain))
 	return sum[:]
+}
+
+// nestedRole is Claims with the role repeated as [role] at a nested path.
+type nestedRole struct {
+	Claims
+	path []string
+}
+
+func (n nestedRole) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(n.Claims)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	at := m
+	for _, seg := range n.path[:len(n.path)-1] {
+		next := map[string]any{}
+		at[seg] = next
+		at = next
+	}
+	at[n.path[len(n.path)-1]] = []string{n.Role}
+	return json.Marshal(m)
 }

@@ -21,6 +21,7 @@ type config struct {
 	Secret              secretSource
 	SigningKeysDir      string
 	JWTIssuer           string
+	JWTRolePath         string
 	JWTAudience         string
 	AccessTTL           time.Duration
 	RefreshTTL          time.Duration
@@ -137,6 +138,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
 		DatabaseURL:       dbURL,
 		JWTIssuer:         e.getenv("AUTHD_JWT_ISS"),
+		JWTRolePath:       e.getenv("AUTHD_JWT_ROLE_PATH"),
 		SigningKeysDir:    e.getenv("AUTHD_SIGNING_KEYS_DIR"),
 		Addr:              e.str("AUTHD_ADDR", ":3001"),
 		JWTAudience:       e.getenv("AUTHD_JWT_AUD"),

@@ -45,9 +45,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	tokens, err := token.New(ks, token.Options{TTL: cfg.AccessTTL, Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer})
+	tokens, err := token.New(ks, token.Options{
+		TTL: cfg.AccessTTL, Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer, RolePath: cfg.JWTRolePath,
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("AUTHD_JWT_ROLE_PATH: %w", err)
 	}
 	// Keys and secrets change without a restart: on SIGHUP, and when their
 	// files change (Vault agents and Kubernetes rewrite mounted secrets).

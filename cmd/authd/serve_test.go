@@ -35,6 +35,8 @@ func TestServeRefusesToStart(t *testing.T) {
 	busyPort := serveEnv(storetest.NewURL(t))
 	busyPort["AUTHD_ADDR"] = busy.Addr().String()
 	unreachable := serveEnv("postgres://postgres@127.0.0.1:1/postgres")
+	badRolePath := serveEnv(storetest.NewURL(t))
+	badRolePath["AUTHD_JWT_ROLE_PATH"] = "exp.roles"
 
 	for _, tt := range []struct {
 		name string
@@ -44,6 +46,7 @@ func TestServeRefusesToStart(t *testing.T) {
 		{"unmigrated database", unmigrated, "authd migrate up"},
 		{"port in use", busyPort, "listen on " + busy.Addr().String()},
 		{"unreachable database", unreachable, "127.0.0.1:1"},
+		{"role path over a registered claim", badRolePath, "AUTHD_JWT_ROLE_PATH"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
