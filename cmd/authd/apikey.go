@@ -66,11 +66,7 @@ func runAPIKey(ctx context.Context, args []string, getenv func(string) string, s
 		}
 	}
 
-	dbURL, err := databaseURL(getenv)
-	if err != nil {
-		return err
-	}
-	db, err := store.Open(ctx, dbURL)
+	db, err := openDB(ctx, getenv)
 	if err != nil {
 		return err
 	}

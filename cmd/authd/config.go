@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"authd/server"
+	"authd/store"
 	"authd/token"
 )
 
@@ -126,6 +128,16 @@ func databaseURL(getenv func(string) string) (string, error) {
 		return strings.TrimSpace(string(b)), nil
 	}
 	return v, nil
+}
+
+// openDB connects to the database of DATABASE_URL or DATABASE_URL_FILE,
+// for the commands that need nothing else.
+func openDB(ctx context.Context, getenv func(string) string) (*store.DB, error) {
+	dbURL, err := databaseURL(getenv)
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(ctx, dbURL)
 }
 
 // loadConfig reads authd serve's configuration.

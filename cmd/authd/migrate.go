@@ -8,18 +8,13 @@ import (
 	"text/tabwriter"
 
 	"authd/seed"
-	"authd/store"
 )
 
 func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) != 1 {
 		return errors.New("usage: authd migrate up|down|status")
 	}
-	dbURL, err := databaseURL(getenv)
-	if err != nil {
-		return err
-	}
-	db, err := store.Open(ctx, dbURL)
+	db, err := openDB(ctx, getenv)
 	if err != nil {
 		return err
 	}
@@ -68,11 +63,7 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 }
 
 func runSeed(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
-	dbURL, err := databaseURL(getenv)
-	if err != nil {
-		return err
-	}
-	db, err := store.Open(ctx, dbURL)
+	db, err := openDB(ctx, getenv)
 	if err != nil {
 		return err
 	}

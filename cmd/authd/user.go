@@ -67,11 +67,7 @@ func runUser(ctx context.Context, args []string, getenv func(string) string, std
 		}
 	}
 
-	dbURL, err := databaseURL(getenv)
-	if err != nil {
-		return err
-	}
-	db, err := store.Open(ctx, dbURL)
+	db, err := openDB(ctx, getenv)
 	if err != nil {
 		return err
 	}
