@@ -8,6 +8,8 @@
 #   playwright-core   from npm, the exact version in package-lock.json, into
 #                     ./node_modules with `npm ci` (it downloads no browser:
 #                     the test points it at /usr/bin/chromium)
+#   jose              from npm the same way: the independent JWT verifier of
+#                     deploy/jose_test.go (deploy/e2e/jose-verify.mjs)
 # Idempotent and quick when everything is there: it only looks for the
 # programs. As root it runs `apt-get update` once and
 # `apt-get install -y --no-install-recommends ...`; otherwise it prints that
@@ -39,10 +41,10 @@ apt_needs=(
 	node:nodejs
 	npm:npm
 )
-# npm packages for the browser test, installed into the repository's
-# node_modules (not global) from package-lock.json; if any is missing the
-# whole lockfile is installed again with `npm ci`.
-npm_needs=(playwright-core)
+# npm packages for the browser and jose tests, installed into the
+# repository's node_modules (not global) from package-lock.json; if any is
+# missing the whole lockfile is installed again with `npm ci`.
+npm_needs=(playwright-core jose)
 
 missing_pkgs=()
 for pair in "${apt_needs[@]}"; do
