@@ -218,7 +218,9 @@ func GenerateKey(alg string, now time.Time) (*Key, error) {
 	if _, err := rand.Read(suffix); err != nil {
 		return nil, err
 	}
-	kid := now.UTC().Format("20060102T150405Z") + "-" + strings.ToLower(alg) + "-" + hex.EncodeToString(suffix)
+	// Microseconds, fixed width: two keygens in the same second still sort
+	// in creation order, and the newest signs.
+	kid := now.UTC().Format("20060102T150405.000000Z") + "-" + strings.ToLower(alg) + "-" + hex.EncodeToString(suffix)
 	return NewKey(kid, priv)
 }
 

@@ -252,3 +252,17 @@ func TestNestedRoleClaim(t *testing.T) {
 		}
 	}
 }
+
+func TestKeygenKidsSortByCreation(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 17, 5, 12, 0, time.UTC)
+	prev := ""
+	for i := range 20 {
+		// Same second, a microsecond apart: creation order must win over
+		// the random suffix.
+		k := genKey(t, token.EdDSA, t0.Add(time.Duration(i)*time.Microsecond))
+		if k.ID <= prev {
+			t.Fatalf("kid %q sorts before the older %q", k.ID, prev)
+		}
+		prev = k.ID
+	}
+}
