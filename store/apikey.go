@@ -43,7 +43,7 @@ const apiKeyColumns = `
 // inserts, so a plan changed meanwhile cannot mix old and new. An unknown
 // plan is ErrPlanNotFound, a role missing from pg_roles *RoleMissingError.
 func (db *DB) CreateAPIKey(ctx context.Context, id string, hash []byte, role, plan string, expiresAt *time.Time) error {
-	tag, err := db.pool.Exec(ctx, `
+	tag, err := db.p().Exec(ctx, `
 		insert into auth.api_key (id, secret_hash, role, plan, expires_at)
 		select $1, $2, coalesce(nullif($3::text, ''), p.role), p.name,
 		       coalesce($5::timestamptz, now() + p.key_lifetime)
@@ -70,7 +70,7 @@ func (db *DB) apiKeyError(ctx context.Context, err error, role, plan string) err
 	switch pgErr.ConstraintName {
 	case "": // check_role_exists trigger
 		if role == "" {
-			_ = db.pool.QueryRow(ctx, `select role from auth.plan where name = $1`, plan).Scan(&role)
+			_ = db.p().QueryRow(ctx, `select role from auth.plan where name = $1`, plan).Scan(&role)
 		}
 		return &RoleMissingError{Role: role}
 	case "api_key_plan_fkey": // the plan was deleted under the insert
@@ -81,7 +81,7 @@ func (db *DB) apiKeyError(ctx context.Context, err error, role, plan string) err
 
 // APIKey loads one key with its plan's rate. An unknown id is ErrNotFound.
 func (db *DB) APIKey(ctx context.Context, id string) (APIKey, error) {
-	rows, _ := db.pool.Query(ctx, `
+	rows, _ := db.p().Query(ctx, `
 		select `+apiKeyColumns+`
 		  from auth.api_key k
 		  join auth.plan p on p.name = k.plan
@@ -98,7 +98,7 @@ func (db *DB) APIKey(ctx context.Context, id string) (APIKey, error) {
 
 // APIKeys lists every key, oldest first.
 func (db *DB) APIKeys(ctx context.Context) ([]APIKey, error) {
-	rows, _ := db.pool.Query(ctx, `
+	rows, _ := db.p().Query(ctx, `
 		select `+apiKeyColumns+`
 		  from auth.api_key k
 		  join auth.plan p on p.name = k.plan
@@ -113,7 +113,7 @@ func (db *DB) APIKeys(ctx context.Context) ([]APIKey, error) {
 // DisableAPIKey disables a key for good (disabling twice is not an error).
 // The update notifies authd_api_key, so caches may drop the key at once.
 func (db *DB) DisableAPIKey(ctx context.Context, id string) error {
-	tag, err := db.pool.Exec(ctx, `update auth.api_key set enabled = false where id = $1`, id)
+	tag, err := db.p().Exec(ctx, `update auth.api_key set enabled = false where id = $1`, id)
 	if err != nil {
 		return fmt.Errorf("disable api key %s: %w", id, err)
 	}
@@ -126,7 +126,7 @@ func (db *DB) DisableAPIKey(ctx context.Context, id string) error {
 // RotateAPIKey replaces a key's secret: same id, role, plan, expiry and
 // enabled flag; the old secret stops matching when this commits.
 func (db *DB) RotateAPIKey(ctx context.Context, id string, newHash []byte) error {
-	tag, err := db.pool.Exec(ctx, `update auth.api_key set secret_hash = $2 where id = $1`, id, newHash)
+	tag, err := db.p().Exec(ctx, `update auth.api_key set secret_hash = $2 where id = $1`, id, newHash)
 	if err != nil {
 		return fmt.Errorf("rotate api key %s: %w", id, err)
 	}
@@ -147,7 +147,7 @@ func (db *DB) TouchAPIKeys(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := db.pool.Exec(ctx, `
+	_, err := db.p().Exec(ctx, `
 		update auth.api_key k set last_used_at = now()
 		  from (select id from auth.api_key where id = any($1) for update skip locked) l
 		 where k.id = l.id`, ids)

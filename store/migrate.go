@@ -20,7 +20,7 @@ func (db *DB) Migrator() (*goose.Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create migration lock: %w", err)
 	}
-	p, err := goose.NewProvider(goose.DialectPostgres, stdlib.OpenDBFromPool(db.pool), migrations.FS,
+	p, err := goose.NewProvider(goose.DialectPostgres, stdlib.OpenDBFromPool(db.p()), migrations.FS,
 		goose.WithSessionLocker(locker))
 	if err != nil {
 		return nil, fmt.Errorf("load migrations: %w", err)

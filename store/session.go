@@ -30,7 +30,7 @@ var ErrRefreshReused = errors.New("refresh token reused: session revoked")
 // StartSession opens a session for username with its first refresh token.
 func (db *DB) StartSession(ctx context.Context, username string, tokenHash []byte, ttl time.Duration) (Grant, error) {
 	g := Grant{Username: username, SessionID: uuid.New()}
-	err := db.pool.QueryRow(ctx, `
+	err := db.p().QueryRow(ctx, `
 		with s as (
 		    insert into auth.session (id, username) values ($1, $2)
 		    returning id
@@ -69,7 +69,7 @@ func (db *DB) Refresh(ctx context.Context, oldHash, newHash []byte, ttl, grace t
 // of them gets a row back — on one authd or many.
 func (db *DB) rotate(ctx context.Context, oldHash, newHash []byte, ttl time.Duration) (Grant, error) {
 	var g Grant
-	err := db.pool.QueryRow(ctx, `
+	err := db.p().QueryRow(ctx, `
 		with spent as (
 		    update auth.refresh_token t
 		       set revoked_at = now(), revoked_reason = 'rotated'
@@ -111,7 +111,7 @@ func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl,
 		revoked   bool
 		foundRows = true
 	)
-	err := db.pool.QueryRow(ctx, `
+	err := db.p().QueryRow(ctx, `
 		with found as (
 		    select t.id, t.session_id, t.revoked_at, t.revoked_reason, t.expires_at,
 		           s.revoked_at as session_revoked_at, u.username, u.role,
@@ -172,7 +172,7 @@ func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl,
 // statement for a browser's logout, which carries both. Revoking a revoked
 // or unknown session is not an error.
 func (db *DB) RevokeSessions(ctx context.Context, sessionID uuid.UUID, refreshHash []byte) error {
-	_, err := db.pool.Exec(ctx, `
+	_, err := db.p().Exec(ctx, `
 		update auth.session s set revoked_at = now()
 		 where s.revoked_at is null
 		   and (s.id = $1

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -16,14 +17,42 @@ import (
 // ErrNotFound is returned when the row asked for does not exist.
 var ErrNotFound = errors.New("not found")
 
-// DB is the auth schema on one connection pool.
+// DB is the auth schema on one connection pool, which Reconnect may swap
+// for a pool to another URL (a rotated database password) at any time.
 type DB struct {
-	pool *pgxpool.Pool
+	pool atomic.Pointer[pgxpool.Pool]
 }
+
+func (db *DB) p() *pgxpool.Pool { return db.pool.Load() }
 
 // Open connects to databaseURL and checks that the server answers, so an
 // unreachable database fails at start-up rather than on the first request.
 func Open(ctx context.Context, databaseURL string) (*DB, error) {
+	pool, err := connect(ctx, databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	db := &DB{}
+	db.pool.Store(pool)
+	return db, nil
+}
+
+// Reconnect opens a pool to databaseURL and, once it answers, makes it the
+// pool every new query uses. The old pool is closed after the queries
+// running on it finish, so no request fails during the switch. On error
+// the old pool stays.
+func (db *DB) Reconnect(ctx context.Context, databaseURL string) error {
+	pool, err := connect(ctx, databaseURL)
+	if err != nil {
+		return err
+	}
+	old := db.pool.Swap(pool)
+	// Close waits for acquired connections to be released.
+	go old.Close()
+	return nil
+}
+
+func connect(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		// pgx's message can echo the URL, password included: keep only
@@ -39,7 +68,7 @@ func Open(ctx context.Context, databaseURL string) (*DB, error) {
 		return nil, fmt.Errorf("connect to database %s@%s:%d/%s: %w",
 			cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, unwrapConnectError(err))
 	}
-	return &DB{pool: pool}, nil
+	return pool, nil
 }
 
 // unwrapConnectError keeps the last, most specific cause of a failed
@@ -67,14 +96,14 @@ func unwrapConnectError(err error) error {
 }
 
 // Pool exposes the connection pool for migrations and health checks.
-func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+func (db *DB) Pool() *pgxpool.Pool { return db.p() }
 
 // Close closes every connection.
-func (db *DB) Close() { db.pool.Close() }
+func (db *DB) Close() { db.p().Close() }
 
 // Ping reports whether the database answers.
 func (db *DB) Ping(ctx context.Context) error {
-	if err := db.pool.Ping(ctx); err != nil {
+	if err := db.p().Ping(ctx); err != nil {
 		return fmt.Errorf("ping database: %w", err)
 	}
 	return nil

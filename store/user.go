@@ -36,7 +36,7 @@ var ErrUsernameTooShort = errors.New("username must be at least 3 characters")
 
 // User loads one user with its password hash and whether its role exists.
 func (db *DB) User(ctx context.Context, username string) (User, error) {
-	rows, _ := db.pool.Query(ctx, `
+	rows, _ := db.p().Query(ctx, `
 		select u.username, u.password_hash, u.role,
 		       exists (select 1 from pg_roles r where r.rolname = u.role) as role_exists,
 		       u.created_at, u.updated_at
@@ -54,7 +54,7 @@ func (db *DB) User(ctx context.Context, username string) (User, error) {
 
 // Users lists every user, by name.
 func (db *DB) Users(ctx context.Context) ([]User, error) {
-	rows, _ := db.pool.Query(ctx, `
+	rows, _ := db.p().Query(ctx, `
 		select u.username, u.password_hash, u.role,
 		       exists (select 1 from pg_roles r where r.rolname = u.role) as role_exists,
 		       u.created_at, u.updated_at
@@ -71,7 +71,7 @@ func (db *DB) Users(ctx context.Context) ([]User, error) {
 // pg_roles (constraint trigger) and a short username (check constraint);
 // both come back as typed errors.
 func (db *DB) AddUser(ctx context.Context, username, passwordHash, role string) error {
-	_, err := db.pool.Exec(ctx, `
+	_, err := db.p().Exec(ctx, `
 		insert into auth.user (username, password_hash, role)
 		values ($1, $2, $3)`, username, passwordHash, role)
 	if err != nil {
@@ -82,7 +82,7 @@ func (db *DB) AddUser(ctx context.Context, username, passwordHash, role string) 
 
 // SetPassword replaces a user's password hash.
 func (db *DB) SetPassword(ctx context.Context, username, passwordHash string) error {
-	tag, err := db.pool.Exec(ctx, `
+	tag, err := db.p().Exec(ctx, `
 		update auth.user set password_hash = $2, updated_at = now()
 		 where username = $1`, username, passwordHash)
 	if err != nil {
@@ -97,7 +97,7 @@ func (db *DB) SetPassword(ctx context.Context, username, passwordHash string) er
 // UpgradePasswordHash replaces oldHash by newHash, only if the user still
 // has oldHash: a password changed meanwhile by an operator wins.
 func (db *DB) UpgradePasswordHash(ctx context.Context, username, oldHash, newHash string) error {
-	_, err := db.pool.Exec(ctx, `
+	_, err := db.p().Exec(ctx, `
 		update auth.user set password_hash = $3
 		 where username = $1 and password_hash = $2`, username, oldHash, newHash)
 	if err != nil {
@@ -108,7 +108,7 @@ func (db *DB) UpgradePasswordHash(ctx context.Context, username, oldHash, newHas
 
 // DeleteUser removes a user; their sessions and refresh tokens go with them.
 func (db *DB) DeleteUser(ctx context.Context, username string) error {
-	tag, err := db.pool.Exec(ctx, `delete from auth.user where username = $1`, username)
+	tag, err := db.p().Exec(ctx, `delete from auth.user where username = $1`, username)
 	if err != nil {
 		return fmt.Errorf("delete user %q: %w", username, err)
 	}
@@ -121,7 +121,7 @@ func (db *DB) DeleteUser(ctx context.Context, username string) error {
 // RoleExists reports whether role is in pg_roles.
 func (db *DB) RoleExists(ctx context.Context, role string) (bool, error) {
 	var ok bool
-	err := db.pool.QueryRow(ctx, `select exists (select 1 from pg_roles where rolname = $1)`, role).Scan(&ok)
+	err := db.p().QueryRow(ctx, `select exists (select 1 from pg_roles where rolname = $1)`, role).Scan(&ok)
 	if err != nil {
 		return false, fmt.Errorf("look up role %q: %w", role, err)
 	}
@@ -131,7 +131,7 @@ func (db *DB) RoleExists(ctx context.Context, role string) (bool, error) {
 // CanSwitchRole reports whether the role authenticator exists and, if so,
 // whether it may SET ROLE to role, as PostgREST does for every request.
 func (db *DB) CanSwitchRole(ctx context.Context, authenticator, role string) (exists, can bool, err error) {
-	err = db.pool.QueryRow(ctx, `
+	err = db.p().QueryRow(ctx, `
 		select exists (select 1 from pg_roles where rolname = $1),
 		       coalesce((select pg_has_role($1, $2, 'MEMBER')
 		                  where exists (select 1 from pg_roles where rolname = $1)

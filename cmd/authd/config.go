@@ -18,12 +18,14 @@ import (
 
 // config is authd serve's configuration, read from the environment only.
 type config struct {
-	DatabaseURL         string
-	Addr                string
-	Secret              secretSource
-	SigningKeysDir      string
-	JWTIssuer           string
-	JWTRolePath         string
+	DatabaseURL    string
+	Addr           string
+	Secret         secretSource
+	SigningKeysDir string
+	JWTIssuer      string
+	JWTRolePath    string
+	// getenv is kept for reloads, which read the *_FILE variables again.
+	getenv              func(string) string
 	JWTAudience         string
 	AccessTTL           time.Duration
 	RefreshTTL          time.Duration
@@ -148,6 +150,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		e.errs = append(e.errs, err)
 	}
 	c := config{
+		getenv:            getenv,
 		DatabaseURL:       dbURL,
 		JWTIssuer:         e.getenv("AUTHD_JWT_ISS"),
 		JWTRolePath:       e.getenv("AUTHD_JWT_ROLE_PATH"),

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"authd/store"
 	"authd/token"
 )
 
@@ -16,11 +17,12 @@ import (
 // (Kubernetes swaps a ..data symlink; editors write, rename and chmod).
 const reloadDebounce = 200 * time.Millisecond
 
-// watchKeys reloads the key set whenever hup fires (SIGHUP) or the secret
-// file or key directory changes, until ctx ends. A set that fails to load
-// is logged and the keys in use stay: a half-written file never logs
-// everyone out.
-func watchKeys(ctx context.Context, cfg config, tokens *token.Issuer, hup <-chan os.Signal, log *slog.Logger) {
+// watchSecrets reloads the key set whenever hup fires (SIGHUP) or the
+// secret file or key directory changes, and reconnects to the database
+// when DATABASE_URL_FILE changes (a rotated password), until ctx ends.
+// What fails to load is logged and what is in use stays: a half-written
+// file never logs everyone out or drops the database.
+func watchSecrets(ctx context.Context, cfg config, tokens *token.Issuer, db *store.DB, hup <-chan os.Signal, log *slog.Logger) {
 	var dirs []string
 	if cfg.SigningKeysDir != "" {
 		dirs = append(dirs, cfg.SigningKeysDir)
@@ -28,6 +30,11 @@ func watchKeys(ctx context.Context, cfg config, tokens *token.Issuer, hup <-chan
 	if cfg.Secret.file != "" {
 		dirs = append(dirs, filepath.Dir(cfg.Secret.file))
 	}
+	urlFile := cfg.getenv("DATABASE_URL_FILE")
+	if urlFile != "" {
+		dirs = append(dirs, filepath.Dir(urlFile))
+	}
+	currentURL := cfg.DatabaseURL
 	var events <-chan fsnotify.Event
 	var errs <-chan error
 	if len(dirs) > 0 {
@@ -46,13 +53,30 @@ func watchKeys(ctx context.Context, cfg config, tokens *token.Issuer, hup <-chan
 	}
 
 	reload := func(why string) {
-		ks, err := cfg.keySet()
-		if err != nil {
+		if ks, err := cfg.keySet(); err != nil {
 			log.Error("key reload failed; keeping the keys in use", "trigger", why, "err", err)
+		} else {
+			tokens.SetKeys(ks)
+			log.Info("keys reloaded", "trigger", why, "signing_kid", ks.SigningKeyID(), "algorithms", ks.Algorithms())
+		}
+		if urlFile == "" {
 			return
 		}
-		tokens.SetKeys(ks)
-		log.Info("keys reloaded", "trigger", why, "signing_kid", ks.SigningKeyID(), "algorithms", ks.Algorithms())
+		url, err := databaseURL(cfg.getenv)
+		if err != nil || url == currentURL {
+			if err != nil {
+				log.Error("database URL reload failed; keeping the connection in use", "trigger", why, "err", err)
+			}
+			return
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := db.Reconnect(rctx, url); err != nil {
+			log.Error("database reconnect failed; keeping the connection in use", "trigger", why, "err", err)
+			return
+		}
+		currentURL = url
+		log.Info("database reconnected with the new DATABASE_URL_FILE", "trigger", why)
 	}
 
 	var debounce <-chan time.Time

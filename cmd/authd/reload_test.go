@@ -129,3 +129,55 @@ func TestServeReloadsKeys(t *testing.T) {
 		t.Errorf("no SIGHUP reload in the logs")
 	}
 }
+
+// TestServeReconnectsOnNewDatabaseURL: a rewritten DATABASE_URL_FILE (a
+// rotated password) moves authd to the new URL without a restart; an
+// unusable one is logged and the connection in use stays.
+func TestServeReconnectsOnNewDatabaseURL(t *testing.T) {
+	t.Parallel()
+	urlA, urlB := storetest.NewURL(t), storetest.NewURL(t)
+	role := storetest.NewRole(t)
+	mustRun(t, baseEnv(urlB), "pw-of-ann\n", "user", "add", "ann", "--role", role)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "database-url")
+	write := func(url string) {
+		tmp := filepath.Join(dir, ".tmp")
+		if err := os.WriteFile(tmp, []byte(url+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(urlA)
+	env := map[string]string{"DATABASE_URL_FILE": file}
+	s := startServer(t, "", env)
+	login := func() int {
+		return s.post(t, "/rpc/login", `{"user_":"ann","pass":"pw-of-ann"}`, nil).StatusCode
+	}
+	if got := login(); got != http.StatusUnauthorized {
+		t.Fatalf("ann is only in database B: got %d, want 401", got)
+	}
+	write("postgres://postgres@127.0.0.1:1/nowhere")
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(s.stderr.String(), "database reconnect failed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("unusable URL not logged:\n%s", s.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := login(); got != http.StatusUnauthorized {
+		t.Errorf("after an unusable URL: got %d, want 401 from database A still", got)
+	}
+	write(urlB)
+	deadline = time.Now().Add(10 * time.Second)
+	for login() != http.StatusNoContent {
+		if time.Now().After(deadline) {
+			t.Fatalf("authd did not move to the new URL:\n%s", s.stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if strings.Contains(s.stop(t), "127.0.0.1:5432/authd_test") {
+		t.Error("the logs show a database URL")
+	}
+}

@@ -51,14 +51,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("AUTHD_JWT_ROLE_PATH: %w", err)
 	}
-	// Keys and secrets change without a restart: on SIGHUP, and when their
-	// files change (Vault agents and Kubernetes rewrite mounted secrets).
+	// Keys, secrets and the database URL change without a restart: on
+	// SIGHUP, and when their files change (Vault agents and Kubernetes
+	// rewrite mounted secrets).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go watchKeys(wctx, cfg, tokens, hup, log)
+	go watchSecrets(wctx, cfg, tokens, db, hup, log)
 	handler, err := server.New(server.Config{
 		RefreshTTL: cfg.RefreshTTL,
 		ReuseGrace: cfg.ReuseGrace,
