@@ -79,18 +79,19 @@ func (kc *keyCache) missing(id string, now time.Time) {
 	kc.unknown[id] = now
 }
 
-// verifyAPIKey answers /auth/verify for an X-API-Key: a short-lived JWT for
-// the key's role, or 401 (unknown, disabled, expired) or 403 (over the
-// plan's rate, role dropped). Never another status: nginx's auth_request
-// would turn it into a 500.
-func (s *Server) verifyAPIKey(ctx context.Context, plain string, h http.Header) error {
+// IdentifyAPIKey checks an API key (X-API-Key, or a NATS client's key):
+// the identity carries a short-lived JWT for the key's role. Refusals are
+// 401 (unknown, disabled, expired) or 403 (over the plan's rate, role
+// dropped), never another status: nginx's auth_request would turn it into
+// a 500.
+func (s *Server) IdentifyAPIKey(ctx context.Context, plain string) (Identity, error) {
 	id, hash, ok := token.ParseAPIKey(plain)
 	if !ok {
-		return errInvalidAPIKey("Invalid API key")
+		return Identity{}, errInvalidAPIKey("Invalid API key")
 	}
 	now := time.Now()
 	if s.keys.knownMissing(id, now) {
-		return errInvalidAPIKey("Invalid API key")
+		return Identity{}, errInvalidAPIKey("Invalid API key")
 	}
 	e := s.keys.entry(id)
 	e.mu.Lock()
@@ -100,10 +101,10 @@ func (s *Server) verifyAPIKey(ctx context.Context, plain string, h http.Header) 
 		k, err := s.db.APIKey(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
 			s.keys.missing(id, now)
-			return errInvalidAPIKey("Invalid API key")
+			return Identity{}, errInvalidAPIKey("Invalid API key")
 		}
 		if err != nil {
-			return errInternal(err)
+			return Identity{}, errInternal(err)
 		}
 		if k.RequestsPerMinute != e.rpm || e.limiter == nil {
 			e.limiter = rate.NewLimiter(rate.Limit(float64(k.RequestsPerMinute)/60), k.RequestsPerMinute)
@@ -118,20 +119,20 @@ func (s *Server) verifyAPIKey(ctx context.Context, plain string, h http.Header) 
 	// The id is public; the hash is the secret part. Compare in constant
 	// time so response timing says nothing about how much of it matched.
 	if subtle.ConstantTimeCompare(k.SecretHash, hash) != 1 {
-		return errInvalidAPIKey("Invalid API key")
+		return Identity{}, errInvalidAPIKey("Invalid API key")
 	}
 	switch {
 	case !k.Enabled:
-		return errInvalidAPIKey("API key disabled")
+		return Identity{}, errInvalidAPIKey("API key disabled")
 	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
-		return errInvalidAPIKey("API key expired")
+		return Identity{}, errInvalidAPIKey("API key expired")
 	case !k.RoleExists:
-		return &Error{Status: http.StatusForbidden, Code: "PT403", Message: "role \"" + k.Role + "\" does not exist"}
+		return Identity{}, &Error{Status: http.StatusForbidden, Code: "PT403", Message: "role \"" + k.Role + "\" does not exist"}
 	}
 	if r := e.limiter.ReserveN(now, 1); r.DelayFrom(now) > 0 {
 		wait := r.DelayFrom(now)
 		r.CancelAt(now)
-		return &Error{
+		return Identity{}, &Error{
 			Status: http.StatusForbidden, Code: "PT403",
 			Message: "API key rate limit exceeded (" + strconv.Itoa(k.RequestsPerMinute) + " requests per minute)",
 			Header:  http.Header{"Retry-After": {strconv.Itoa(retryAfter(wait))}},
@@ -146,14 +147,11 @@ func (s *Server) verifyAPIKey(ctx context.Context, plain string, h http.Header) 
 	if e.token == "" || e.tokenExp.Sub(now) < s.cfg.APIKeyTokenTTL/5 {
 		tok, exp, err := s.tokens.IssueFor("apikey:"+k.ID, k.Role, "", s.cfg.APIKeyTokenTTL)
 		if err != nil {
-			return errInternal(err)
+			return Identity{}, errInternal(err)
 		}
 		e.token, e.tokenExp = tok, exp
 	}
-	h.Set("Authorization", "Bearer "+e.token)
-	h.Set("X-Auth-User", "apikey:"+k.ID)
-	h.Set("X-Auth-Role", k.Role)
-	return nil
+	return Identity{User: "apikey:" + k.ID, Role: k.Role, Token: e.token, Expires: e.tokenExp}, nil
 }
 
 // touchAPIKey records that a key passed; last_used_at is written in the

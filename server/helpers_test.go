@@ -36,6 +36,7 @@ type env struct {
 	db     *store.DB
 	role   string
 	srv    *httptest.Server
+	api    *server.Server
 	tokens *token.Issuer
 	logs   *syncBuffer
 	cfg    server.Config
@@ -94,6 +95,7 @@ func newEnv(t *testing.T, opts ...option) *env {
 	e := &env{t: t, url: url, db: storetest.Open(t, url), role: storetest.NewRole(t)}
 	e.addUser(testUser, testPassword, e.role)
 	e.srv, e.cfg, e.tokens, e.logs = e.newServer(opts...)
+	e.api = e.srv.Config.Handler.(*server.Server)
 	return e
 }
 

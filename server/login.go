@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -27,44 +28,10 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 			return err
 		}
 		ctx := r.Context()
-		username, password := args["user_"], args["pass"]
-
-		// Brute-force protection: refuse before any bcrypt work when this
-		// username or this client has failed too often. Only failures
-		// count, so a user who knows their password is never slowed.
-		ip := c.RealIP()
-		if d := max(s.failuresByUser.wait(username, time.Now()), s.failuresByIP.wait(ip, time.Now())); d > 0 {
-			return errTooManyLogins(d)
-		}
-
-		u, err := s.db.User(ctx, username)
-		found := err == nil
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return errInternal(err)
-		}
-		// Compare against a dummy hash for an unknown user, so that the
-		// answer takes as long as for a wrong password.
-		hash := s.dummyHash
-		if found {
-			hash = u.PasswordHash
-		}
-		var ok bool
-		if err := s.withBcrypt(ctx, func() { ok = store.CheckPassword(hash, password) }); err != nil {
+		u, err := s.checkPassword(ctx, args["user_"], args["pass"], c.RealIP())
+		if err != nil {
 			return err
 		}
-		if !ok || !found {
-			now := time.Now()
-			s.failuresByUser.take(username, now)
-			s.failuresByIP.take(ip, now)
-			return errInvalidLogin()
-		}
-		if !u.RoleExists {
-			return errRoleMissing(u.Role)
-		}
-		if store.NeedsRehash(u.PasswordHash, s.cfg.BcryptCost) {
-			s.upgradeHash(c, u, password)
-		}
-
 		refresh, refreshHash, err := token.NewRefresh()
 		if err != nil {
 			return errInternal(err)
@@ -78,11 +45,51 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 	}
 }
 
+// checkPassword is the one password check, for /rpc/login and for NATS
+// clients: throttling per username and client, bcrypt in a bounded slot,
+// a dummy compare for unknown users, the role check and the hash upgrade.
+// Its errors are *Error, ready to answer with.
+func (s *Server) checkPassword(ctx context.Context, username, password, client string) (store.User, error) {
+	// Brute-force protection: refuse before any bcrypt work when this
+	// username or this client has failed too often. Only failures count,
+	// so a user who knows their password is never slowed.
+	if d := max(s.failuresByUser.wait(username, time.Now()), s.failuresByIP.wait(client, time.Now())); d > 0 {
+		return store.User{}, errTooManyLogins(d)
+	}
+	u, err := s.db.User(ctx, username)
+	found := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.User{}, errInternal(err)
+	}
+	// Compare against a dummy hash for an unknown user, so that the
+	// answer takes as long as for a wrong password.
+	hash := s.dummyHash
+	if found {
+		hash = u.PasswordHash
+	}
+	var ok bool
+	if err := s.withBcrypt(ctx, func() { ok = store.CheckPassword(hash, password) }); err != nil {
+		return store.User{}, err
+	}
+	if !ok || !found {
+		now := time.Now()
+		s.failuresByUser.take(username, now)
+		s.failuresByIP.take(client, now)
+		return store.User{}, errInvalidLogin()
+	}
+	if !u.RoleExists {
+		return store.User{}, errRoleMissing(u.Role)
+	}
+	if store.NeedsRehash(u.PasswordHash, s.cfg.BcryptCost) {
+		s.upgradeHash(ctx, u, password)
+	}
+	return u, nil
+}
+
 // upgradeHash re-hashes a password stored below the configured cost (such
 // as SuperStack's cost-6 pgcrypto hashes) now that the plaintext is at hand.
 // A failure only delays the upgrade to the next login.
-func (s *Server) upgradeHash(c echo.Context, u store.User, password string) {
-	ctx := c.Request().Context()
+func (s *Server) upgradeHash(ctx context.Context, u store.User, password string) {
 	var (
 		h       string
 		hashErr error

@@ -56,10 +56,13 @@ type Server struct {
 
 	keys     keyCache
 	verified verifiedCache
+
+	handler http.Handler
 }
 
-// New returns the API as an http.Handler.
-func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (http.Handler, error) {
+// New returns the API. It is an http.Handler, and its Identify methods
+// serve other front doors (the NATS callout) with the same rules.
+func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Server, error) {
 	if cfg.APIKeyTokenTTL <= 0 {
 		cfg.APIKeyTokenTTL = 5 * time.Minute
 	}
@@ -92,8 +95,12 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (http
 		middleware.ContextTimeout(cfg.RequestTimeout),
 	)
 	s.routes(e)
-	return e, nil
+	s.handler = e
+	return s, nil
 }
+
+// ServeHTTP serves the HTTP API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 // requestLogger logs one line per request: never headers, cookies, query
 // strings or bodies, which carry tokens and passwords.

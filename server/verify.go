@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/labstack/echo/v4"
@@ -28,37 +27,26 @@ const maxTokenLen = 8 << 10
 func (s *Server) handleVerify() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
+		var (
+			id  Identity
+			err error
+		)
 		if key := r.Header.Get("X-API-Key"); key != "" {
-			if err := s.verifyAPIKey(r.Context(), key, c.Response().Header()); err != nil {
-				return err
+			id, err = s.IdentifyAPIKey(r.Context(), key)
+		} else {
+			var raw string
+			if raw, err = presentedAccess(r); err == nil {
+				id, err = s.IdentifyToken(raw)
 			}
-			c.Response().Header().Set("Cache-Control", "no-store")
-			return c.NoContent(http.StatusOK)
 		}
-		raw, err := presentedAccess(r)
 		if err != nil {
 			return err
 		}
-		gen := s.tokens.Generation()
-		claims, ok := s.verified.get(raw, gen, time.Now())
-		if !ok {
-			if claims, err = s.tokens.Verify(raw); err != nil {
-				return errInvalidToken(raw, err)
-			}
-			s.verified.put(raw, gen, claims)
-		}
-		if claims.Role == "" {
-			return invalidToken("PGRST303", "JWT has no role claim", nil)
-		}
-		user := claims.Username
-		if user == "" {
-			user = claims.Subject
-		}
 		h := c.Response().Header()
 		h.Set("Cache-Control", "no-store")
-		h.Set("Authorization", "Bearer "+raw)
-		h.Set("X-Auth-User", user)
-		h.Set("X-Auth-Role", claims.Role)
+		h.Set("Authorization", "Bearer "+id.Token)
+		h.Set("X-Auth-User", id.User)
+		h.Set("X-Auth-Role", id.Role)
 		return c.NoContent(http.StatusOK)
 	}
 }

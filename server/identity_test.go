@@ -1,0 +1,60 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"authd/server"
+)
+
+// TestIdentifyPasswordSharesLoginRules: the password check other front
+// doors use (NATS) is /rpc/login's: same answer, same throttle, no session.
+func TestIdentifyPasswordSharesLoginRules(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withLoginLimits(2, 0))
+	ctx := context.Background()
+
+	id, err := e.api.IdentifyPassword(ctx, testUser, testPassword, "192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.User != testUser || id.Role != e.role || time.Until(id.Expires) < 59*time.Minute {
+		t.Errorf("got %+v", id)
+	}
+	c := verifyJWT(t, id.Token)
+	if c["role"] != e.role || c["sid"] != nil {
+		t.Errorf("got claims %v, want the role and no session", c)
+	}
+	if n := e.count(`select count(*) from auth.session`); n != 0 {
+		t.Errorf("a password check opened %d sessions", n)
+	}
+	var apiErr *server.Error
+	for range 2 {
+		_, err := e.api.IdentifyPassword(ctx, testUser, "wrong", "192.0.2.1")
+		if !errors.As(err, &apiErr) || apiErr.Status != http.StatusUnauthorized || apiErr.Message != "Invalid user or password" {
+			t.Fatalf("wrong password: got %v", err)
+		}
+	}
+	// The same buckets as /rpc/login: two failures here throttle the HTTP login.
+	wantThrottled(t, loginFrom(e, "192.0.2.9", testUser, testPassword))
+	if _, err := e.api.IdentifyPassword(ctx, testUser, testPassword, "192.0.2.1"); !errors.As(err, &apiErr) || apiErr.Status != http.StatusTooManyRequests {
+		t.Errorf("throttled: got %v, want 429", err)
+	}
+}
+
+func TestIdentifyToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	access := accessValue(t, e.login())
+	id, err := e.api.IdentifyToken(access)
+	if err != nil || id.User != testUser || id.Role != e.role || id.Token != access {
+		t.Fatalf("got %+v, %v", id, err)
+	}
+	var apiErr *server.Error
+	if _, err := e.api.IdentifyToken(access + "x"); !errors.As(err, &apiErr) || apiErr.Status != http.StatusUnauthorized {
+		t.Errorf("tampered token: got %v, want 401", err)
+	}
+}
