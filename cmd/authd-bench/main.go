@@ -9,7 +9,7 @@
 // binary built into a temporary directory, and a server on a free port. All
 // of it is removed at exit, on error and on Ctrl-C too.
 //
-//	go run ./cmd/authd-bench [-duration 10s] [-concurrency 8] [-scenarios login,refresh,logout,bare,verify-jwt,verify-cookie,verify-apikey]
+//	go run ./cmd/authd-bench [-duration 10s] [-concurrency 8] [-scenarios login,refresh,logout,bare,verify-jwt,verify-cookie,verify-apikey,verify-fresh] [-algs HS256,ES256,EdDSA]
 //
 // The report is a Markdown table on standard output; progress goes to
 // standard error. The exit status is non-zero when any request failed.
@@ -55,6 +55,35 @@
 //     re-reads a cached key at most once a second and records last_used_at
 //     at most once a second, in the background) and all clients at full
 //     speed; both also list the statements seen, by table.
+//
+// Signing algorithms (-algs, default HS256,ES256,EdDSA; RS256 too): the
+// scenarios of -alg-scenarios (default refresh, verify-fresh, verify-jwt)
+// run once per algorithm, each algorithm on its own authd server; their
+// rows are labelled "refresh (ES256)" and so on. The HS256 server gets
+// JWT_SECRET only; each other one gets AUTHD_SIGNING_KEYS_DIR holding one
+// key made for it with `authd keygen --alg ALG`, and no JWT_SECRET, so
+// that its key set is that key alone. Every token a server hands out is
+// checked to carry the expected alg and kid. The remaining scenarios
+// (login, bcrypt-bound, among them) run once, on the primary server: HS256
+// if listed, else the first algorithm; it runs first.
+//
+//   - verify-fresh presents a different access token on every request, so
+//     that /auth/verify really checks a signature: verify-jwt repeats one
+//     token, which after the first request is answered from authd's
+//     verified-token cache (keyed by the token's bytes). The tokens are
+//     made before the timed window: the access tokens the refresh scenario
+//     received on the same server, topped up to -verify-tokens by
+//     inserting sessions with COPY and refreshing each once. Each token is
+//     used once; when the pool runs out it is cycled, and the report says
+//     when that happened and how many requests may have been cache hits
+//     (the cache holds 10,000 tokens and evicts at random, so a pool
+//     several times that size keeps them rare).
+//   - The comparison table gives, per algorithm, the authd CPU per refresh
+//     (which signs one token) and per verify-fresh, and each one's
+//     difference from HS256's; and the cost of signing and of verifying one
+//     token measured in this process with authd's own token package and
+//     the same key (one goroutine, no HTTP), which is exact where the
+//     differences between server runs are within their noise.
 package main
 
 import (
@@ -119,12 +148,23 @@ const (
 	benchPlanRPM = 100_000_000
 )
 
-var allScenarios = []string{"login", "bcrypt", "refresh", "logout", "bare", "verify-jwt", "verify-cookie", "verify-apikey"}
+var allScenarios = []string{"login", "bcrypt", "refresh", "logout", "bare", "verify-jwt", "verify-cookie", "verify-apikey", "verify-fresh"}
 
 // verifyScenarios are compared with bare, which each of them brings along.
-var verifyScenarios = []string{"verify-jwt", "verify-cookie", "verify-apikey"}
+var verifyScenarios = []string{"verify-fresh", "verify-jwt", "verify-cookie", "verify-apikey"}
 
-const defaultScenarios = "login,refresh,logout,bare,verify-jwt,verify-cookie,verify-apikey"
+const defaultScenarios = "login,refresh,logout,bare,verify-jwt,verify-cookie,verify-apikey,verify-fresh"
+
+// allAlgs are the signing algorithms authd supports.
+var allAlgs = []string{token.HS256, token.ES256, token.EdDSA, token.RS256}
+
+const (
+	defaultAlgs         = "HS256,ES256,EdDSA"
+	defaultAlgScenarios = "refresh,verify-fresh,verify-jwt"
+	// verifyCacheSize is maxVerified in server/verifycache.go: how many
+	// verified tokens authd remembers, evicting one at random when full.
+	verifyCacheSize = 10000
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -151,6 +191,9 @@ type options struct {
 	logLevel       string
 	logoutSessions int
 	roundTrips     bool
+	algs           []string        // in the order given
+	algScenarios   map[string]bool // run once per algorithm
+	verifyTokens   int
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -166,7 +209,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.users, "users", 100, "users to create; login cycles through them")
 	fs.StringVar(&o.adminURL, "admin-url", adminDefault, "superuser postgres:// URL of the server to create the throwaway database on (default from $"+adminURLEnv+")")
 	fs.StringVar(&o.authd, "authd", "", "prebuilt authd binary; empty builds ./cmd/authd")
-	scen := fs.String("scenarios", defaultScenarios, "comma list of login, refresh, logout, bare, verify-jwt, verify-cookie, verify-apikey (and bcrypt; the bcrypt ceiling always runs with login, bare with any verify scenario)")
+	scen := fs.String("scenarios", defaultScenarios, "comma list of login, refresh, logout, bare, verify-jwt, verify-cookie, verify-apikey, verify-fresh (and bcrypt; the bcrypt ceiling always runs with login, bare with any verify scenario)")
+	algs := fs.String("algs", defaultAlgs, "comma list of signing algorithms (HS256, ES256, EdDSA, RS256), each on its own authd server")
+	algScen := fs.String("alg-scenarios", defaultAlgScenarios, "the scenarios (of -scenarios) to run once per algorithm; the others run once, on the HS256 server (else the first algorithm's)")
+	fs.IntVar(&o.verifyTokens, "verify-tokens", 40000, "distinct access tokens for verify-fresh, per algorithm (cycled if the run outlasts them)")
 	fs.StringVar(&o.logLevel, "server-log-level", "warn", "AUTHD_LOG_LEVEL of the server (request lines are logged at info)")
 	fs.IntVar(&o.logoutSessions, "logout-sessions", 0, "sessions to pre-create for logout; 0 sizes the pool from the refresh rate")
 	fs.BoolVar(&o.roundTrips, "roundtrips", true, "count database round trips per request through a wire-protocol proxy")
@@ -185,6 +231,35 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-users must be at least 1")
 	case o.logoutSessions < 0:
 		return nil, errors.New("-logout-sessions must not be negative")
+	case o.verifyTokens < 1:
+		return nil, errors.New("-verify-tokens must be at least 1")
+	}
+	for _, a := range strings.Split(*algs, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		i := slices.IndexFunc(allAlgs, func(k string) bool { return strings.EqualFold(k, a) })
+		if i < 0 {
+			return nil, fmt.Errorf("-algs: unknown algorithm %q (want %s)", a, strings.Join(allAlgs, ", "))
+		}
+		if !slices.Contains(o.algs, allAlgs[i]) {
+			o.algs = append(o.algs, allAlgs[i])
+		}
+	}
+	if len(o.algs) == 0 {
+		return nil, errors.New("-algs: none given")
+	}
+	o.algScenarios = map[string]bool{}
+	for _, s := range strings.Split(*algScen, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !slices.Contains(allScenarios, s) || s == "bcrypt" {
+			return nil, fmt.Errorf("-alg-scenarios: %q is not a scenario that runs on a server", s)
+		}
+		o.algScenarios[s] = true
 	}
 	o.scenarios = map[string]bool{}
 	for _, s := range strings.Split(*scen, ",") {
@@ -267,17 +342,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 
 	secret := make([]byte, 48)
 	_, _ = rand.Read(secret)
+	hmacSecret := base64.RawURLEncoding.EncodeToString(secret)
 	serverDBURL, err := pgURL(dbURL, func(u *url.URL, q url.Values) { q.Set("application_name", serverAppName) })
 	if err != nil {
 		return err
 	}
+	// baseEnv is every server's; the key material is each algorithm's.
 	baseEnv := []string{
-		"JWT_SECRET=" + base64.RawURLEncoding.EncodeToString(secret),
 		"AUTHD_BCRYPT_COST=" + strconv.Itoa(bcryptCost),
 		"AUTHD_LOG_LEVEL=" + o.logLevel,
 	}
+	hmacEnv := append(slices.Clone(baseEnv), "JWT_SECRET="+hmacSecret)
 	cmd := exec.CommandContext(ctx, bin, "migrate", "up")
-	cmd.Env = authdEnv(append(baseEnv, "DATABASE_URL="+serverDBURL))
+	cmd.Env = authdEnv(append(slices.Clone(hmacEnv), "DATABASE_URL="+serverDBURL))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("authd migrate up: %v\n%s", err, out)
 	}
@@ -311,35 +388,310 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return fmt.Errorf("create users: %w", err)
 	}
 
-	srv, err := startServer(ctx, bin, authdEnv(append(baseEnv, "DATABASE_URL="+serverDBURL)), filepath.Join(tmp, "authd.log"))
+	algs, err := prepareAlgs(ctx, o, bin, tmp, hmacSecret, logf)
 	if err != nil {
 		return err
 	}
-	cleanups = append(cleanups, func() {
-		if err := srv.stop(); err != nil {
-			logf("cleanup: stop authd: %v", err)
+	rep := &report{opts: o, pgVersion: pgVersion, tick: clockTick()}
+	rn := &runner{
+		o: o, logf: logf, bin: bin, tmp: tmp,
+		baseEnv: baseEnv, hmacEnv: hmacEnv,
+		serverDBURL: serverDBURL, benchURL: benchURL, dbName: dbName,
+		pool: pool, role: roleName, users: users, hash: hash, rep: rep,
+	}
+	for _, a := range algs {
+		if err := rn.runAlg(ctx, a); err != nil {
+			return err
 		}
+	}
+
+	if o.roundTrips && !(len(o.scenarios) == 1 && o.scenarios["bcrypt"]) {
+		logf("counting database round trips per request (%s server)", algs[0].alg)
+		env := append(slices.Clone(baseEnv), algs[0].env...)
+		rows, note, err := countRoundTrips(ctx, o, bin, env, dbURL, pool, users, rn.fx, rn.freshPool, tmp)
+		if err != nil {
+			return fmt.Errorf("count round trips: %w", err)
+		}
+		rep.roundTrips, rep.rtNote = rows, note
+	}
+
+	rep.write(stdout)
+	for _, r := range rep.results {
+		for _, e := range r.errSamples {
+			logf("%s error: %s", r.name, e)
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if n := rep.errorCount(); n > 0 {
+		return fmt.Errorf("%d request(s) failed", n)
+	}
+	return nil
+}
+
+// ---- signing algorithms ------------------------------------------------------
+
+// algSetup is one signing algorithm's server configuration.
+type algSetup struct {
+	alg     string
+	primary bool     // runs the scenarios that are not per algorithm
+	env     []string // the key material: JWT_SECRET, or AUTHD_SIGNING_KEYS_DIR
+	kid     string   // the key's id; "" for HS256
+	keyDir  string   // AUTHD_SIGNING_KEYS_DIR
+	secret  []byte   // HS256: the secret as authd reads JWT_SECRET
+}
+
+// prepareAlgs makes a key for each asymmetric algorithm with authd
+// keygen, and returns the algorithms with the primary one first.
+func prepareAlgs(ctx context.Context, o *options, bin, tmp, hmacSecret string, logf func(string, ...any)) ([]*algSetup, error) {
+	var algs []*algSetup
+	for _, alg := range o.algs {
+		a := &algSetup{alg: alg}
+		if alg == token.HS256 {
+			a.env = []string{"JWT_SECRET=" + hmacSecret}
+			a.secret = []byte(hmacSecret)
+		} else {
+			a.keyDir = filepath.Join(tmp, "keys-"+alg)
+			kid, err := keygen(ctx, bin, alg, a.keyDir)
+			if err != nil {
+				return nil, err
+			}
+			a.kid = kid
+			a.env = []string{"AUTHD_SIGNING_KEYS_DIR=" + a.keyDir}
+			logf("%s: key %s made with authd keygen", alg, kid)
+		}
+		algs = append(algs, a)
+	}
+	p := max(slices.IndexFunc(algs, func(a *algSetup) bool { return a.alg == token.HS256 }), 0)
+	algs[p].primary = true
+	return append([]*algSetup{algs[p]}, append(algs[:p:p], algs[p+1:]...)...), nil
+}
+
+// keygen runs `authd keygen --alg alg --out dir` and returns the new kid.
+func keygen(ctx context.Context, bin, alg, dir string) (string, error) {
+	cmd := exec.CommandContext(ctx, bin, "keygen", "--alg", alg, "--out", dir)
+	cmd.Env = authdEnv(nil)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("authd keygen --alg %s: %v\n%s", alg, err, stderr.String())
+	}
+	for _, line := range strings.Split(stdout.String(), "\n") {
+		if kid, ok := strings.CutPrefix(line, "kid:"); ok && strings.TrimSpace(kid) != "" {
+			return strings.TrimSpace(kid), nil
+		}
+	}
+	return "", fmt.Errorf("authd keygen --alg %s: no \"kid:\" line in its output:\n%s", alg, stdout.String())
+}
+
+// tokenHeader returns a JWT's alg and kid, unverified.
+func tokenHeader(raw string) (alg, kid string, err error) {
+	h, _, ok := strings.Cut(raw, ".")
+	if !ok {
+		return "", "", errors.New("not a JWT")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil {
+		return "", "", fmt.Errorf("JWT header: %w", err)
+	}
+	var hdr struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+	}
+	if err := json.Unmarshal(b, &hdr); err != nil {
+		return "", "", fmt.Errorf("JWT header: %w", err)
+	}
+	return hdr.Alg, hdr.Kid, nil
+}
+
+// algResult is what the report says about one algorithm.
+type algResult struct {
+	alg, kid   string
+	primary    bool
+	tokenBytes int
+	// signNS and verifyNS are one access token's cost in this process.
+	signNS, verifyNS float64
+	refresh          *result // signs one token per request
+	fresh            *result // verify-fresh: verifies one per request
+	cached           *result // verify-jwt: answered from the cache
+	pool             *poolStats
+}
+
+// check makes sure authd signed tok with the algorithm and key it was
+// given, and records the token's size.
+func (ar *algResult) check(tok, from string) error {
+	alg, kid, err := tokenHeader(tok)
+	if err != nil {
+		return fmt.Errorf("%s: token from %s: %w", ar.alg, from, err)
+	}
+	if alg != ar.alg || kid != ar.kid {
+		return fmt.Errorf("%s server: token from %s has alg %q, kid %q; want %q, %q", ar.alg, from, alg, kid, ar.alg, ar.kid)
+	}
+	if ar.tokenBytes == 0 {
+		ar.tokenBytes = len(tok)
+	}
+	return nil
+}
+
+// poolStats describe verify-fresh's tokens and how far they went.
+type poolStats struct {
+	size, fromRefresh, minted int
+	requests                  int64
+	ranOutAfter               time.Duration // 0: never
+}
+
+// reused is the number of requests that presented a token again.
+func (p *poolStats) reused() int64 { return max(p.requests-int64(p.size), 0) }
+
+// cacheHitShare estimates the share of verify-fresh requests that authd
+// answered from its verified-token cache: only reused tokens can hit, and
+// one comes back after size-1 other tokens, each a miss that (the cache
+// being full) evicted a random entry, so it survives with probability
+// (1-1/C)^(size-1).
+func cacheHitShare(size int, requests int64) float64 {
+	if requests <= 0 || int64(size) >= requests {
+		return 0
+	}
+	survive := 1.0
+	if size-1 >= verifyCacheSize {
+		survive = math.Pow(1-1.0/verifyCacheSize, float64(size-1))
+	}
+	return float64(requests-int64(size)) / float64(requests) * survive
+}
+
+// measureToken times signing and verifying one access token with authd's
+// token package and a's key, in this process, on one goroutine, for about
+// d each. The verify is the uncached one: the package has no cache.
+func measureToken(a *algSetup, role string, d time.Duration) (signNS, verifyNS float64, err error) {
+	var iss *token.Issuer
+	if a.alg == token.HS256 {
+		iss, err = token.NewIssuer(a.secret, time.Hour, "", nil)
+	} else {
+		var keys []*token.Key
+		var signing string
+		if keys, signing, err = token.LoadKeyDir(a.keyDir); err != nil {
+			return 0, 0, err
+		}
+		var ks *token.KeySet
+		if ks, err = token.NewKeySet(nil, keys, signing); err != nil {
+			return 0, 0, err
+		}
+		iss, err = token.New(ks, token.Options{TTL: time.Hour})
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	sid := uuid.NewString()
+	var tok string
+	timeIt := func(op func() error) (float64, error) {
+		n, start := 0, time.Now()
+		for n == 0 || time.Since(start) < d {
+			for range 8 {
+				if err := op(); err != nil {
+					return 0, err
+				}
+			}
+			n += 8
+		}
+		return float64(time.Since(start)) / float64(n), nil
+	}
+	if signNS, err = timeIt(func() (err error) {
+		tok, _, err = iss.Issue("bench_000001", role, sid)
+		return err
+	}); err != nil {
+		return 0, 0, err
+	}
+	if alg, _, err := tokenHeader(tok); err != nil || alg != a.alg {
+		return 0, 0, fmt.Errorf("in-process %s token has alg %q (%v)", a.alg, alg, err)
+	}
+	verifyNS, err = timeIt(func() error {
+		_, err := iss.Verify(tok)
+		return err
 	})
-	logf("authd serving on %s (pid %d)", srv.addr, srv.cmd.Process.Pid)
+	return signNS, verifyNS, err
+}
+
+// runner holds what every algorithm's run shares.
+type runner struct {
+	o                     *options
+	logf                  func(string, ...any)
+	bin, tmp              string
+	baseEnv, hmacEnv      []string
+	serverDBURL, benchURL string
+	dbName, role          string
+	pool                  *pgxpool.Pool
+	users                 []string
+	hash                  []byte
+	rep                   *report
+	apiKey                string // made once, used by every server
+	// The primary server's, for the round-trip count.
+	fx        *fixtures
+	freshPool []string
+}
+
+// runAlg starts a server signing with a and runs its scenarios: all of
+// them on the primary server, those of -alg-scenarios on the others.
+func (rn *runner) runAlg(ctx context.Context, a *algSetup) (err error) {
+	o, logf, users := rn.o, rn.logf, rn.users
+	ar := &algResult{alg: a.alg, kid: a.kid, primary: a.primary}
+	rn.rep.algs = append(rn.rep.algs, ar)
+
+	has := func(s string) bool { return o.scenarios[s] && (a.primary || o.algScenarios[s]) }
+	label := func(s string) string {
+		if o.algScenarios[s] {
+			return s + " (" + a.alg + ")"
+		}
+		return s
+	}
+
+	// Before the server starts, so that nothing else competes for the CPU.
+	d := min(max(o.duration/10, 20*time.Millisecond), time.Second)
+	if ar.signNS, ar.verifyNS, err = measureToken(a, rn.role, d); err != nil {
+		return fmt.Errorf("%s: in-process sign/verify: %w", a.alg, err)
+	}
+	if !slices.ContainsFunc(allScenarios, has) {
+		return nil // none of -scenarios is in -alg-scenarios
+	}
+
+	env := append(slices.Clone(rn.baseEnv), a.env...)
+	srv, err := startServer(ctx, rn.bin, authdEnv(append(env, "DATABASE_URL="+rn.serverDBURL)), filepath.Join(rn.tmp, "authd-"+a.alg+".log"))
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.alg, err)
+	}
 	defer func() {
 		if err != nil {
 			select {
 			case <-srv.exited:
-				err = fmt.Errorf("%w\nauthd exited during the run (%v); its log ends:\n%s", err, srv.waitErr, srv.logTail())
+				err = fmt.Errorf("%w\nauthd (%s) exited during the run (%v); its log ends:\n%s", err, a.alg, srv.waitErr, srv.logTail())
 			default:
 			}
 		}
+		if p := serverLogProblems(srv.logPath); p != "" {
+			rn.rep.serverLogs = append(rn.rep.serverLogs, a.alg+" server: "+p)
+		}
+		if err := srv.stop(); err != nil {
+			logf("stop authd (%s): %v", a.alg, err)
+		}
 	}()
+	keyNote := "JWT_SECRET"
+	if a.kid != "" {
+		keyNote = "key " + a.kid
+	}
+	logf("%s: authd serving on %s (pid %d), signing with %s", a.alg, srv.addr, srv.cmd.Process.Pid, keyNote)
 
-	tick := clockTick()
-	probe := &cpuProbe{serverPID: srv.cmd.Process.Pid, pool: pool, dbName: dbName, appName: serverAppName}
+	probe := &cpuProbe{serverPID: srv.cmd.Process.Pid, pool: rn.pool, dbName: rn.dbName, appName: serverAppName}
 	b := &bench{base: "http://" + srv.addr, client: newClient(o.concurrency)}
 	defer b.client.CloseIdleConnections()
 
-	rep := &report{opts: o, pgVersion: pgVersion, tick: tick}
-	if o.scenarios["login"] {
-		logf("login: %s, %d clients", o.duration, o.concurrency)
-		r, err := runScenario(ctx, "login", o, probe, func(ctx context.Context, w int) (func(context.Context) error, error) {
+	add := func(r *result, scenario string) {
+		r.scenario, r.alg = scenario, a.alg
+		rn.rep.add(r)
+	}
+
+	if has("login") {
+		logf("%s: %s, %d clients", label("login"), o.duration, o.concurrency)
+		r, err := runScenario(ctx, label("login"), o, probe, func(ctx context.Context, w int) (func(context.Context) error, error) {
 			i := w
 			return func(ctx context.Context) error {
 				u := users[i%len(users)]
@@ -351,20 +703,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		if err != nil {
 			return err
 		}
-		rep.add(r)
+		add(r, "login")
 	}
-	if o.scenarios["bcrypt"] {
+	if a.primary && o.scenarios["bcrypt"] {
 		logf("bcrypt ceiling: %s, %d goroutines", o.duration, runtime.GOMAXPROCS(0))
-		r, err := bcryptCeiling(ctx, o.duration, hash, probe)
+		r, err := bcryptCeiling(ctx, o.duration, rn.hash, probe)
 		if err != nil {
 			return err
 		}
-		rep.add(r)
+		add(r, "bcrypt")
 	}
 	var refreshRate float64
-	if o.scenarios["refresh"] {
-		logf("refresh: %s, %d clients", o.duration, o.concurrency)
-		r, err := runScenario(ctx, "refresh", o, probe, func(ctx context.Context, w int) (func(context.Context) error, error) {
+	// The access tokens refresh is given, never yet verified: the start
+	// of verify-fresh's pool.
+	var collected [][]string
+	if has("refresh") {
+		logf("%s: %s, %d clients", label("refresh"), o.duration, o.concurrency)
+		collected = make([][]string, o.concurrency)
+		r, err := runScenario(ctx, label("refresh"), o, probe, func(ctx context.Context, w int) (func(context.Context) error, error) {
 			user := users[w%len(users)]
 			current, err := b.login(ctx, user)
 			if err != nil {
@@ -376,18 +732,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 						return err
 					}
 				}
-				next, err := b.refresh(ctx, current)
+				next, access, err := b.refreshAccess(ctx, current)
 				current = next
+				if access != "" {
+					collected[w] = append(collected[w], access)
+				}
 				return err
 			}, nil
 		})
 		if err != nil {
 			return err
 		}
+		for _, c := range collected {
+			if len(c) > 0 {
+				if err := ar.check(c[0], "refresh"); err != nil {
+					return err
+				}
+				break
+			}
+		}
 		refreshRate = r.rate()
-		rep.add(r)
+		ar.refresh = r
+		add(r, "refresh")
 	}
-	if o.scenarios["logout"] {
+	if has("logout") {
 		n := o.logoutSessions
 		if n == 0 {
 			// Logout is one UPDATE against refresh's UPDATE+INSERT: size
@@ -395,19 +763,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			rate := max(3*refreshRate, 5000)
 			n = int(math.Ceil(rate * o.duration.Seconds()))
 		}
-		logf("logout: creating %d sessions", n)
-		tokens, err := createSessions(ctx, pool, users, n)
+		logf("%s: creating %d sessions", label("logout"), n)
+		tokens, err := createSessions(ctx, rn.pool, users, n)
 		if err != nil {
 			return err
 		}
-		revokedBefore, err := revokedSessions(ctx, pool)
+		revokedBefore, err := revokedSessions(ctx, rn.pool)
 		if err != nil {
 			return err
 		}
-		logf("logout: %s, %d clients", o.duration, o.concurrency)
+		logf("%s: %s, %d clients", label("logout"), o.duration, o.concurrency)
 		var next atomic.Int64
 		var exhausted atomic.Bool
-		r, err := runScenario(ctx, "logout", o, probe, func(ctx context.Context, w int) (func(context.Context) error, error) {
+		r, err := runScenario(ctx, label("logout"), o, probe, func(ctx context.Context, w int) (func(context.Context) error, error) {
 			return func(ctx context.Context) error {
 				i := next.Add(1) - 1
 				if i >= int64(len(tokens)) {
@@ -423,7 +791,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		if exhausted.Load() {
 			r.notes = append(r.notes, fmt.Sprintf("the %d pre-created sessions ran out after %s; raise -logout-sessions for a full-length run", n, r.elapsed.Round(time.Millisecond)))
 		}
-		revokedAfter, err := revokedSessions(ctx, pool)
+		revokedAfter, err := revokedSessions(ctx, rn.pool)
 		if err != nil {
 			return err
 		}
@@ -431,58 +799,169 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			r.errors++
 			r.addErr(fmt.Sprintf("%d logouts answered 204 but %d sessions were revoked", ok, revokedAfter-revokedBefore))
 		}
-		rep.add(r)
+		add(r, "logout")
 	}
 
-	fx := &fixtures{role: roleName}
-	if o.scenarios["verify-jwt"] || o.scenarios["verify-cookie"] {
+	fx := &fixtures{role: rn.role}
+	if has("verify-jwt") || has("verify-cookie") {
 		if fx.access, err = b.accessToken(ctx, users[0]); err != nil {
 			return fmt.Errorf("log in for an access token: %w", err)
 		}
-	}
-	if o.scenarios["verify-apikey"] {
-		logf("creating plan %s (%d requests per minute) and an API key with authd apikey create", benchPlan, benchPlanRPM)
-		if fx.apiKey, err = createAPIKey(ctx, bin, authdEnv(append(baseEnv, "DATABASE_URL="+benchURL)), pool, roleName); err != nil {
+		if err := ar.check(fx.access, "login"); err != nil {
 			return err
 		}
 	}
-	for _, g := range fx.gets() {
-		if !o.scenarios[g.name] {
+	if has("verify-apikey") {
+		if rn.apiKey == "" {
+			logf("creating plan %s (%d requests per minute) and an API key with authd apikey create", benchPlan, benchPlanRPM)
+			if rn.apiKey, err = createAPIKey(ctx, rn.bin, authdEnv(append(slices.Clone(rn.hmacEnv), "DATABASE_URL="+rn.benchURL)), rn.pool, rn.role); err != nil {
+				return err
+			}
+		}
+		fx.apiKey = rn.apiKey
+	}
+	if a.primary {
+		rn.fx = fx
+	}
+	for _, s := range []string{"bare", "verify-fresh", "verify-jwt", "verify-cookie", "verify-apikey"} {
+		if !has(s) {
 			continue
 		}
-		logf("%s: %s, %d clients", g.name, o.duration, o.concurrency)
-		r, err := runScenario(ctx, g.name, o, probe, func(ctx context.Context, w int) (func(context.Context) error, error) {
-			return func(ctx context.Context) error { return b.get(ctx, g) }, nil
-		})
-		if err != nil {
-			return err
+		var r *result
+		if s == "verify-fresh" {
+			toks, err := rn.freshTokens(ctx, b, ar, collected)
+			if err != nil {
+				return err
+			}
+			if a.primary {
+				rn.freshPool = toks
+			}
+			logf("%s: %s, %d clients, %d distinct tokens", label(s), o.duration, o.concurrency, len(toks))
+			if r, err = verifyFresh(ctx, label(s), o, probe, b, toks, rn.role, ar.pool); err != nil {
+				return err
+			}
+			ar.fresh = r
+		} else {
+			g := fx.get(s)
+			logf("%s: %s, %d clients", label(s), o.duration, o.concurrency)
+			if r, err = runScenario(ctx, label(s), o, probe, func(ctx context.Context, w int) (func(context.Context) error, error) {
+				return func(ctx context.Context) error { return b.get(ctx, g) }, nil
+			}); err != nil {
+				return err
+			}
+			if s == "verify-jwt" {
+				ar.cached = r
+			}
 		}
-		rep.add(r)
-	}
-
-	if o.roundTrips && !(len(o.scenarios) == 1 && o.scenarios["bcrypt"]) {
-		logf("counting database round trips per request")
-		rows, note, err := countRoundTrips(ctx, o, bin, baseEnv, dbURL, pool, users, fx, tmp)
-		if err != nil {
-			return fmt.Errorf("count round trips: %w", err)
-		}
-		rep.roundTrips, rep.rtNote = rows, note
-	}
-
-	rep.serverLog = serverLogProblems(srv.logPath)
-	rep.write(stdout)
-	for _, r := range rep.results {
-		for _, e := range r.errSamples {
-			logf("%s error: %s", r.name, e)
-		}
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if n := rep.errorCount(); n > 0 {
-		return fmt.Errorf("%d request(s) failed", n)
+		add(r, s)
 	}
 	return nil
+}
+
+// freshTokens is verify-fresh's pool: the access tokens the refresh
+// scenario was given, topped up to -verify-tokens by inserting sessions
+// and refreshing each once. All of them are checked to carry the server's
+// alg and kid (cheaply: the header only).
+func (rn *runner) freshTokens(ctx context.Context, b *bench, ar *algResult, collected [][]string) ([]string, error) {
+	var toks []string
+	for _, c := range collected {
+		toks = append(toks, c...)
+	}
+	ar.pool = &poolStats{fromRefresh: len(toks)}
+	if need := rn.o.verifyTokens - len(toks); need > 0 {
+		rn.logf("verify-fresh (%s): minting %d access tokens (%d came from the refresh run): sessions inserted with COPY, one refresh each", ar.alg, need, len(toks))
+		minted, err := mintTokens(ctx, rn.pool, b, rn.users, need, rn.o.concurrency)
+		if err != nil {
+			return nil, fmt.Errorf("verify-fresh (%s): %w", ar.alg, err)
+		}
+		toks = append(toks, minted...)
+		ar.pool.minted = len(minted)
+	}
+	seen := make(map[string]bool, len(toks))
+	for _, t := range toks {
+		if seen[t] {
+			return nil, fmt.Errorf("verify-fresh (%s): authd handed out the same access token twice", ar.alg)
+		}
+		seen[t] = true
+		if err := ar.check(t, "refresh"); err != nil {
+			return nil, err
+		}
+	}
+	ar.pool.size = len(toks)
+	return toks, nil
+}
+
+// mintTokens inserts n sessions and refreshes each once, from c clients,
+// returning the access tokens authd answered with.
+func mintTokens(ctx context.Context, pool *pgxpool.Pool, b *bench, users []string, n, c int) ([]string, error) {
+	refresh, err := createSessions(ctx, pool, users, n)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, n)
+	var next atomic.Int64
+	errs := make([]error, c)
+	var wg sync.WaitGroup
+	for w := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				_, access, err := b.refreshAccess(ctx, refresh[i])
+				if err == nil && access == "" {
+					err = errors.New("no access_token cookie with Path=/ in the refresh answer")
+				}
+				if err != nil {
+					errs[w] = fmt.Errorf("mint access tokens: %w", err)
+					return
+				}
+				out[i] = access
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// As createSessions does: settle the rows the refreshes wrote.
+	if _, err := pool.Exec(ctx, "vacuum (analyze) auth.session, auth.refresh_token"); err != nil {
+		return nil, fmt.Errorf("vacuum after minting tokens: %w", err)
+	}
+	return out, nil
+}
+
+// verifyFresh runs GET /auth/verify with the next unused token of toks on
+// every request, cycling when they run out, and records how far the pool
+// went in ps.
+func verifyFresh(ctx context.Context, name string, o *options, probe *cpuProbe, b *bench, toks []string, role string, ps *poolStats) (*result, error) {
+	var next atomic.Int64
+	var ranOut atomic.Int64 // unix ns when the first reused token was sent
+	n := int64(len(toks))
+	start := time.Now()
+	r, err := runScenario(ctx, name, o, probe, func(ctx context.Context, w int) (func(context.Context) error, error) {
+		return func(ctx context.Context) error {
+			i := next.Add(1) - 1
+			if i == n {
+				ranOut.Store(time.Now().UnixNano())
+			}
+			return b.get(ctx, getReq{name: "verify-fresh", path: verifyPath, header: "Authorization", value: "Bearer " + toks[i%n], role: role})
+		}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ps.requests = r.requests
+	if t := ranOut.Load(); t != 0 {
+		ps.ranOutAfter = time.Unix(0, t).Sub(start)
+	}
+	return r, nil
 }
 
 // ---- the authd process -----------------------------------------------------
@@ -700,13 +1179,25 @@ func (b *bench) login(ctx context.Context, user string) (string, error) {
 	return refreshCookie(h)
 }
 
-// refresh spends token and returns its rotated successor.
-func (b *bench) refresh(ctx context.Context, tok string) (string, error) {
+// refreshAccess spends tok and returns its rotated successor and the new
+// access token (the access_token cookie, Path=/).
+func (b *bench) refreshAccess(ctx context.Context, tok string) (next, access string, err error) {
 	h, err := b.post(ctx, refreshPath, nil, "refresh_token="+tok, http.StatusNoContent)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return refreshCookie(h)
+	for _, c := range (&http.Response{Header: h}).Cookies() {
+		switch {
+		case c.Name == "refresh_token" && c.Path == refreshPath && c.Value != "":
+			next = c.Value
+		case c.Name == "access_token" && c.Path == "/" && c.Value != "":
+			access = c.Value
+		}
+	}
+	if next == "" {
+		return "", "", fmt.Errorf("no refresh_token cookie with Path=%s in the answer", refreshPath)
+	}
+	return next, access, nil
 }
 
 func (b *bench) logout(ctx context.Context, tok string) error {
@@ -850,7 +1341,9 @@ func createAPIKey(ctx context.Context, bin string, env []string, pool *pgxpool.P
 var errStop = errors.New("stop")
 
 type result struct {
-	name       string
+	name       string // the row's label: "refresh (ES256)"
+	scenario   string // "refresh"
+	alg        string // the server's signing algorithm
 	requests   int64
 	errors     int64
 	elapsed    time.Duration
@@ -1017,7 +1510,7 @@ func createSessions(ctx context.Context, pool *pgxpool.Pool, users []string, n i
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create logout sessions: %w", err)
+		return nil, fmt.Errorf("create sessions: %w", err)
 	}
 	// Settle the new rows (visibility hints, statistics) now, so neither
 	// that work nor an autovacuum lands in the timed window.
@@ -1211,7 +1704,7 @@ type stmtCount struct {
 // through a counting proxy, and sends requests one at a time: after a
 // warm-up (pgx prepares each statement once per connection), the counts
 // per request are exact.
-func countRoundTrips(ctx context.Context, o *options, bin string, baseEnv []string, dbURL string, pool *pgxpool.Pool, users []string, fx *fixtures, tmp string) ([]rtRow, string, error) {
+func countRoundTrips(ctx context.Context, o *options, bin string, env []string, dbURL string, pool *pgxpool.Pool, users []string, fx *fixtures, fresh []string, tmp string) ([]rtRow, string, error) {
 	u, err := url.Parse(dbURL)
 	if err != nil {
 		return nil, "", err
@@ -1236,7 +1729,7 @@ func countRoundTrips(ctx context.Context, o *options, bin string, baseEnv []stri
 	if err != nil {
 		return nil, "", err
 	}
-	srv, err := startServer(ctx, bin, authdEnv(append(baseEnv, "DATABASE_URL="+rtURL)), filepath.Join(tmp, "authd-roundtrips.log"))
+	srv, err := startServer(ctx, bin, authdEnv(append(slices.Clone(env), "DATABASE_URL="+rtURL)), filepath.Join(tmp, "authd-roundtrips.log"))
 	if err != nil {
 		return nil, "", err
 	}
@@ -1310,7 +1803,7 @@ func countRoundTrips(ctx context.Context, o *options, bin string, baseEnv []stri
 			return nil, "", err
 		}
 		if err := measure("refresh", 3, 50, 0, func(int) error {
-			tok, err = b.refresh(ctx, tok)
+			tok, _, err = b.refreshAccess(ctx, tok)
 			return err
 		}); err != nil {
 			return nil, "", err
@@ -1350,6 +1843,14 @@ func countRoundTrips(ctx context.Context, o *options, bin string, baseEnv []stri
 			return nil, "", err
 		}
 	}
+	if o.scenarios["verify-fresh"] && len(fresh) > 0 && fx != nil {
+		// A new server: none of these tokens is in its cache.
+		if err := measure("verify-fresh", 3, 200, 0, func(i int) error {
+			return b.get(ctx, getReq{name: "verify-fresh", path: verifyPath, header: "Authorization", value: "Bearer " + fresh[i%len(fresh)], role: fx.role})
+		}); err != nil {
+			return nil, "", err
+		}
+	}
 	for _, g := range fx.gets() {
 		if !o.scenarios[g.name] || g.name == "verify-apikey" {
 			continue
@@ -1358,7 +1859,7 @@ func countRoundTrips(ctx context.Context, o *options, bin string, baseEnv []stri
 			return nil, "", err
 		}
 	}
-	if o.scenarios["verify-apikey"] {
+	if o.scenarios["verify-apikey"] && fx.apiKey != "" {
 		g := fx.get("verify-apikey")
 		// The first request loads the key and mints its token; what
 		// follows is the steady state.
@@ -1676,7 +2177,8 @@ type report struct {
 	results    []*result
 	roundTrips []rtRow
 	rtNote     string
-	serverLog  string
+	serverLogs []string
+	algs       []*algResult // in the order run
 }
 
 func (rep *report) add(r *result) { rep.results = append(rep.results, r) }
@@ -1689,9 +2191,11 @@ func (rep *report) errorCount() int64 {
 	return n
 }
 
-func (rep *report) find(name string) *result {
+// find returns the first result of a scenario: the primary server's,
+// which runs first.
+func (rep *report) find(scenario string) *result {
 	for _, r := range rep.results {
-		if r.name == name || (name == "bcrypt" && r.ceiling) {
+		if r.scenario == scenario {
 			return r
 		}
 	}
@@ -1705,8 +2209,30 @@ func (rep *report) write(w io.Writer) {
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), rep.pgVersion)
 	fmt.Fprintf(w, "- %s per scenario, %d keep-alive clients, %d users, bcrypt cost %d, server AUTHD_LOG_LEVEL=%s\n",
 		o.duration, o.concurrency, o.users, bcryptCost, o.logLevel)
-	fmt.Fprintf(w, "- CPU/req from /proc/<pid>/stat utime+stime (tick %s, CLK_TCK=%d): authd process, its PostgreSQL backends, this bench client; all on the same machine\n\n",
+	fmt.Fprintf(w, "- CPU/req from /proc/<pid>/stat utime+stime (tick %s, CLK_TCK=%d): authd process, its PostgreSQL backends, this bench client; all on the same machine\n",
 		rep.tick, int(time.Second/rep.tick))
+	if len(rep.algs) > 0 {
+		var keys []string
+		for _, a := range rep.algs {
+			if a.kid == "" {
+				keys = append(keys, a.alg+" (JWT_SECRET)")
+			} else {
+				keys = append(keys, fmt.Sprintf("%s (key %s from authd keygen in AUTHD_SIGNING_KEYS_DIR, no JWT_SECRET)", a.alg, a.kid))
+			}
+		}
+		var per []string
+		for _, s := range allScenarios {
+			if o.algScenarios[s] && o.scenarios[s] {
+				per = append(per, s)
+			}
+		}
+		line := "- signing: " + strings.Join(keys, ", ") + ", each on its own authd server"
+		if len(per) > 0 {
+			line += "; " + strings.Join(per, ", ") + " ran on each (rows marked with the algorithm), the rest on the " + rep.algs[0].alg + " server only"
+		}
+		fmt.Fprintln(w, line)
+	}
+	fmt.Fprintln(w)
 
 	fmt.Fprintln(w, "| scenario | requests | req/s | p50 | p99 | server CPU/req | DB CPU/req | bench CPU/req | errors |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -1736,11 +2262,11 @@ func (rep *report) write(w io.Writer) {
 	}
 	if bare := rep.find("bare"); bare != nil && bare.rate() > 0 {
 		var lines []string
-		for _, name := range verifyScenarios {
-			v := rep.find(name)
-			if v == nil {
+		for _, v := range rep.results {
+			if !slices.Contains(verifyScenarios, v.scenario) {
 				continue
 			}
+			name := v.name
 			pct := 100 * v.rate() / bare.rate()
 			verdict := "met"
 			if pct < 80 {
@@ -1785,9 +2311,11 @@ func (rep *report) write(w io.Writer) {
 		}
 	}
 
-	if rep.serverLog != "" {
-		fmt.Fprintf(w, "- %s\n", rep.serverLog)
+	for _, l := range rep.serverLogs {
+		fmt.Fprintf(w, "- %s\n", l)
 	}
+
+	rep.writeAlgs(w)
 
 	if len(rep.roundTrips) > 0 || rep.rtNote != "" {
 		fmt.Fprintf(w, "\n### Database round trips per request\n\n")
@@ -1817,6 +2345,125 @@ func (rep *report) write(w io.Writer) {
 			}
 		}
 	}
+}
+
+// writeAlgs compares the signing algorithms.
+func (rep *report) writeAlgs(w io.Writer) {
+	if len(rep.algs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n### Signing algorithms\n\n")
+	var loaded bool
+	for _, a := range rep.algs {
+		loaded = loaded || a.refresh != nil || a.fresh != nil || a.cached != nil
+	}
+	if loaded {
+		fmt.Fprintln(w, "Under load, each algorithm on its own authd server (same database, same clients, successive windows). refresh signs one access token per request; verify-fresh verifies a token never presented before on each request, so the signature is checked every time; verify-jwt presents one token throughout, answered from authd's verified-token cache after the first request.")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| alg | refresh req/s | refresh p50 | refresh p99 | refresh authd CPU/req | verify-fresh req/s | verify-fresh p99 | verify-fresh authd CPU/req | verify-jwt (cached) req/s | verify-jwt authd CPU/req |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		for _, a := range rep.algs {
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", a.alg,
+				rateCell(a.refresh), latCell(a.refresh, 0.50), latCell(a.refresh, 0.99), cpuCell(a.refresh),
+				rateCell(a.fresh), latCell(a.fresh, 0.99), cpuCell(a.fresh),
+				rateCell(a.cached), cpuCell(a.cached))
+		}
+		fmt.Fprintln(w)
+	}
+
+	ref := rep.algs[0]
+	for _, a := range rep.algs {
+		if a.alg == token.HS256 {
+			ref = a
+		}
+	}
+	fmt.Fprintf(w, "Cost of one access token by algorithm. In-process: signing and verifying with authd's token package and the same key, in this process on one goroutine, no HTTP. From the server runs: authd CPU per refresh (one signature) and per verify-fresh (one verification), and each one's difference from %s's; differences smaller than a few µs are within the noise of separate runs. The last column is what a full verification costs authd over a cache hit, on the same server.\n\n", ref.alg)
+	fmt.Fprintf(w, "| alg | token bytes | sign, in-process | verify, in-process | refresh authd CPU/req | vs %s | verify-fresh authd CPU/req | vs %s | verify-fresh − verify-jwt (cached) |\n", ref.alg, ref.alg)
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, a := range rep.algs {
+		bytesCell := "–"
+		if a.tokenBytes > 0 {
+			bytesCell = strconv.Itoa(a.tokenBytes)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", a.alg, bytesCell,
+			us(a.signNS/1e3), us(a.verifyNS/1e3),
+			cpuCell(a.refresh), deltaCell(a.refresh, ref.refresh, a == ref),
+			cpuCell(a.fresh), deltaCell(a.fresh, ref.fresh, a == ref),
+			deltaCell(a.fresh, a.cached, false))
+	}
+	fmt.Fprintln(w)
+	for _, a := range rep.algs {
+		if p := a.pool; p != nil && a.fresh != nil {
+			fmt.Fprintf(w, "- %s: %s\n", a.fresh.name, p.describe())
+		}
+	}
+}
+
+// describe says where verify-fresh's tokens came from and whether any
+// request could have been a cache hit.
+func (p *poolStats) describe() string {
+	var from []string
+	if p.fromRefresh > 0 {
+		from = append(from, fmt.Sprintf("%d from the refresh run", p.fromRefresh))
+	}
+	if p.minted > 0 {
+		from = append(from, fmt.Sprintf("%d minted beforehand by refreshing sessions inserted with COPY", p.minted))
+	}
+	s := fmt.Sprintf("%d distinct tokens (%s); %d requests", p.size, strings.Join(from, ", "), p.requests)
+	if p.reused() == 0 {
+		return s + ", each with a token of its own: every request checked a signature"
+	}
+	hit := cacheHitShare(p.size, p.requests)
+	s += fmt.Sprintf(": the pool ran out after %s and %d requests (%.1f%%) presented a token again, cycling through the pool (%.1f passes)",
+		p.ranOutAfter.Round(time.Millisecond), p.reused(), 100*float64(p.reused())/float64(p.requests), float64(p.requests)/float64(p.size))
+	if p.size-1 < verifyCacheSize {
+		return s + fmt.Sprintf("; the pool is smaller than authd's %d-token verified cache, so those were cache hits (%.1f%% of requests): raise -verify-tokens", verifyCacheSize, 100*hit)
+	}
+	return s + fmt.Sprintf("; a token comes back after %d others, each a miss that evicts a random entry of authd's %d-token verified cache, so it is still cached with probability ≈ %.1f%%: about %.1f%% of all requests were cache hits", p.size-1, verifyCacheSize, 100*math.Pow(1-1.0/verifyCacheSize, float64(p.size-1)), 100*hit)
+}
+
+func rateCell(r *result) string {
+	if r == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f", r.rate())
+}
+
+func latCell(r *result, p float64) string {
+	if r == nil {
+		return "–"
+	}
+	return ms(percentile(r.lat, p))
+}
+
+// serverCPU is authd's CPU per request in µs.
+func serverCPU(r *result) (float64, bool) {
+	if r == nil || !r.cpu.serverOK || r.requests == 0 {
+		return 0, false
+	}
+	return float64(r.cpu.server) / float64(r.requests) / 1e3, true
+}
+
+func cpuCell(r *result) string {
+	if v, ok := serverCPU(r); ok {
+		return us(v)
+	}
+	return "–"
+}
+
+// deltaCell is r's authd CPU per request minus base's; "–" for the
+// reference row itself or when either is missing.
+func deltaCell(r, base *result, self bool) string {
+	v, ok1 := serverCPU(r)
+	b, ok2 := serverCPU(base)
+	if self || !ok1 || !ok2 {
+		return "–"
+	}
+	return fmt.Sprintf("%+.1f µs", v-b)
+}
+
+func us(v float64) string {
+	return fmt.Sprintf("%.1f µs", v)
 }
 
 func percentile(lat []time.Duration, p float64) time.Duration {

@@ -3,7 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"io"
+	"math"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,20 +15,24 @@ import (
 )
 
 // TestSmoke runs the whole benchmark briefly against the real PostgreSQL
-// server (AUTHD_TEST_DATABASE_URL or the local default) and checks that
-// the report has every row and that no request failed.
+// server (AUTHD_TEST_DATABASE_URL or the local default), with two signing
+// algorithms, and checks that the report has every row and that no
+// request failed.
 func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	err := run(ctx, []string{"-duration", "700ms", "-concurrency", "2", "-users", "4"}, &stdout, &stderr)
+	err := run(ctx, []string{"-duration", "300ms", "-concurrency", "2", "-users", "4",
+		"-algs", "HS256,ES256", "-verify-tokens", "600"}, &stdout, &stderr)
 	t.Logf("report:\n%s", stdout.String())
 	if err != nil {
 		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
 	}
 	out := stdout.String()
 
-	for _, name := range []string{"login", "bcrypt ceiling", "refresh", "logout", "bare", "verify-jwt", "verify-cookie", "verify-apikey"} {
+	perAlg := []string{"refresh (HS256)", "refresh (ES256)", "verify-fresh (HS256)", "verify-fresh (ES256)", "verify-jwt (HS256)", "verify-jwt (ES256)"}
+	once := []string{"login", "bcrypt ceiling", "logout", "bare", "verify-cookie", "verify-apikey"}
+	for _, name := range append(once, perAlg...) {
 		row := tableRow(out, name)
 		if row == nil {
 			t.Errorf("no %q row in the table", name)
@@ -37,24 +45,81 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: no requests", name)
 		}
 	}
+	// login is bcrypt-bound and runs on the HS256 server only.
+	mainTable := out[:strings.Index(out, "### ")]
+	for _, name := range once {
+		for _, alg := range []string{"HS256", "ES256"} {
+			if tableRow(mainTable, name+" ("+alg+")") != nil {
+				t.Errorf("%s runs once, but there is a %s row", name, alg)
+			}
+		}
+	}
 	if !strings.Contains(out, "login as % of bcrypt ceiling:") {
 		t.Error("no login / bcrypt ceiling ratio")
 	}
-	for _, name := range verifyScenarios {
+	for _, name := range []string{"verify-fresh (HS256)", "verify-fresh (ES256)", "verify-jwt (HS256)", "verify-jwt (ES256)", "verify-cookie", "verify-apikey"} {
 		if !strings.Contains(out, "- "+name+": ") || !strings.Contains(out, "of bare's throughput") {
 			t.Errorf("no %s / bare throughput ratio", name)
 		}
 	}
+	if !strings.Contains(out, "HS256 (JWT_SECRET)") || !regexp.MustCompile(`ES256 \(key \S+-es256-\S+ from authd keygen`).MatchString(out) {
+		t.Error("the report does not say how each server signed")
+	}
 
-	rt := out[strings.Index(out, "round trips per request"):]
+	i := strings.Index(out, "### Signing algorithms")
+	j := strings.Index(out, "### Database round trips")
+	if i < 0 || j < i {
+		t.Fatal("no signing-algorithm section before the round trips")
+	}
+	algs := out[i:j]
+	// Two tables with a row per algorithm: the first under load, the
+	// second the cost of one token. Every cell is filled, but for HS256's
+	// own differences from HS256 (columns 5 and 7 of the second).
+	tokenBytes := map[string]int{}
+	for _, alg := range []string{"HS256", "ES256"} {
+		var rows [][]string
+		for _, line := range strings.Split(algs, "\n") {
+			if strings.HasPrefix(line, "| "+alg+" |") {
+				rows = append(rows, cells(line))
+			}
+		}
+		if len(rows) != 2 {
+			t.Errorf("%s: %d rows in the signing tables, want 2", alg, len(rows))
+			continue
+		}
+		for r, row := range rows {
+			for k, c := range row {
+				if c == "–" && !(r == 1 && alg == "HS256" && (k == 5 || k == 7)) {
+					t.Errorf("%s: empty cell %d in %q", alg, k, row)
+				}
+			}
+		}
+		tokenBytes[alg], _ = strconv.Atoi(rows[1][1])
+		note := regexp.MustCompile(`- verify-fresh \(` + alg + `\): (\d+) distinct tokens`).FindStringSubmatch(algs)
+		if note == nil {
+			t.Errorf("%s: no note on verify-fresh's token pool", alg)
+		} else if n, _ := strconv.Atoi(note[1]); n < 600 {
+			t.Errorf("%s: %d tokens in the pool, want at least -verify-tokens 600", alg, n)
+		}
+	}
+	// An ES256 token carries a kid and a 64-byte signature, against
+	// HS256's 32 bytes and no kid.
+	if tokenBytes["HS256"] < 100 || tokenBytes["ES256"] <= tokenBytes["HS256"] {
+		t.Errorf("token bytes: %v", tokenBytes)
+	}
+	if !strings.Contains(algs, "presented a token again") || !strings.Contains(algs, "raise -verify-tokens") {
+		t.Error("a pool far smaller than the run: no note that it was cycled through the cache")
+	}
+
+	rt := out[j:]
 	for _, name := range []string{"login", "refresh", "logout"} {
 		if row := tableRow(rt, name); row == nil {
 			t.Errorf("no %q row in the round-trip table", name)
 		}
 	}
 	// Cells: request, sample, window, total, round trips per request, ...
-	// The token path does no database work at all.
-	for _, name := range []string{"bare", "verify-jwt", "verify-cookie"} {
+	// The token path does no database work at all, cached or not.
+	for _, name := range []string{"bare", "verify-jwt", "verify-cookie", "verify-fresh"} {
 		row := tableRow(rt, name)
 		if row == nil {
 			t.Errorf("no %q row in the round-trip table", name)
@@ -95,13 +160,76 @@ func TestParseFlags(t *testing.T) {
 			t.Errorf("scenario %s is not in the default list", s)
 		}
 	}
+	if want := []string{"HS256", "ES256", "EdDSA"}; !slices.Equal(o.algs, want) {
+		t.Errorf("default -algs: %v, want %v", o.algs, want)
+	}
+	if !o.algScenarios["refresh"] || !o.algScenarios["verify-fresh"] || !o.algScenarios["verify-jwt"] || len(o.algScenarios) != 3 {
+		t.Errorf("default -alg-scenarios: %v, want refresh, verify-fresh, verify-jwt", o.algScenarios)
+	}
 	// A verify scenario brings bare, as login brings the bcrypt ceiling.
-	o, err = parseFlags([]string{"-scenarios", "verify-apikey"}, io.Discard)
+	for _, v := range verifyScenarios {
+		o, err = parseFlags([]string{"-scenarios", v}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !o.scenarios["bare"] || !o.scenarios[v] || len(o.scenarios) != 2 {
+			t.Errorf("-scenarios %s: got %v, want bare and %s", v, o.scenarios, v)
+		}
+	}
+	// Algorithm names in any case, once each, in the order given.
+	o, err = parseFlags([]string{"-algs", "rs256, eddsa,RS256", "-alg-scenarios", "login,refresh"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !o.scenarios["bare"] || !o.scenarios["verify-apikey"] || len(o.scenarios) != 2 {
-		t.Errorf("-scenarios verify-apikey: got %v, want bare and verify-apikey", o.scenarios)
+	if want := []string{"RS256", "EdDSA"}; !slices.Equal(o.algs, want) {
+		t.Errorf("-algs rs256, eddsa,RS256: %v, want %v", o.algs, want)
+	}
+	if !o.algScenarios["login"] || len(o.algScenarios) != 2 {
+		t.Errorf("-alg-scenarios login,refresh: %v", o.algScenarios)
+	}
+	for _, args := range [][]string{
+		{"-algs", "PS256"},
+		{"-algs", ","},
+		{"-alg-scenarios", "bcrypt"},
+		{"-alg-scenarios", "verify-everything"},
+		{"-verify-tokens", "0"},
+	} {
+		if _, err := parseFlags(args, io.Discard); err == nil {
+			t.Errorf("%q: no error", args)
+		}
+	}
+}
+
+func TestCacheHitShare(t *testing.T) {
+	for _, c := range []struct {
+		size     int
+		requests int64
+		want     float64
+	}{
+		{40000, 40000, 0},
+		{40000, 1000, 0},
+		// Smaller than the cache: every reuse hits.
+		{500, 2000, 0.75},
+		// 60% of requests reuse a token, each still cached with
+		// probability (1-1/10000)^39999 ≈ e^-4.
+		{40000, 100000, 0.6 * math.Exp(-4)},
+	} {
+		if got := cacheHitShare(c.size, c.requests); math.Abs(got-c.want) > 1e-4 {
+			t.Errorf("cacheHitShare(%d, %d) = %.5f, want %.5f", c.size, c.requests, got, c.want)
+		}
+	}
+}
+
+func TestTokenHeader(t *testing.T) {
+	enc := base64.RawURLEncoding.EncodeToString
+	alg, kid, err := tokenHeader(enc([]byte(`{"alg":"ES256","kid":"k1","typ":"JWT"}`)) + ".e30.sig")
+	if err != nil || alg != "ES256" || kid != "k1" {
+		t.Errorf("tokenHeader: %q, %q, %v", alg, kid, err)
+	}
+	for _, bad := range []string{"", "no-dots", "!!.e30.sig", enc([]byte("[1]")) + ".e30.sig"} {
+		if _, _, err := tokenHeader(bad); err == nil {
+			t.Errorf("tokenHeader(%q): no error", bad)
+		}
 	}
 }
 
@@ -124,19 +252,25 @@ func TestStmtLabel(t *testing.T) {
 }
 
 // tableRow returns the cells of the first Markdown table row whose first
-// cell starts with name.
+// cell is name or starts with name and a space.
 func tableRow(out, name string) []string {
 	for _, line := range strings.Split(out, "\n") {
 		if !strings.HasPrefix(line, "| ") {
 			continue
 		}
-		cells := strings.Split(strings.Trim(line, "|"), "|")
-		for i := range cells {
-			cells[i] = strings.TrimSpace(cells[i])
-		}
-		if cells[0] == name || strings.HasPrefix(cells[0], name+" ") {
-			return cells
+		c := cells(line)
+		if c[0] == name || strings.HasPrefix(c[0], name+" ") {
+			return c
 		}
 	}
 	return nil
+}
+
+// cells splits a Markdown table row.
+func cells(line string) []string {
+	c := strings.Split(strings.Trim(line, "|"), "|")
+	for i := range c {
+		c[i] = strings.TrimSpace(c[i])
+	}
+	return c
 }
