@@ -139,6 +139,14 @@ func errTooManyLogins(wait time.Duration) *Error {
 	}
 }
 
+func errBusy() *Error {
+	return &Error{
+		Status: http.StatusServiceUnavailable, Code: "PT503",
+		Message: "Too many logins at once; try again shortly",
+		Header:  http.Header{"Retry-After": {"1"}},
+	}
+}
+
 func errTimeout() *Error {
 	return &Error{Status: http.StatusServiceUnavailable, Code: "PT503", Message: "Request timed out", Header: http.Header{"Retry-After": {"1"}}}
 }

@@ -83,6 +83,10 @@ func withKeys(ks *token.KeySet) option { return func(_ *server.Config, o *envOpt
 
 func withIssuer(iss string) option { return func(_ *server.Config, o *envOpts) { o.issuer = iss } }
 
+func withBcryptWait(d time.Duration) option {
+	return func(c *server.Config, _ *envOpts) { c.BcryptWait = d }
+}
+
 func withAudience(aud string) option { return func(_ *server.Config, o *envOpts) { o.audience = aud } }
 
 func defaultCookies() server.CookieConfig {

@@ -337,3 +337,38 @@ func TestLoginFloodIsShed(t *testing.T) {
 		t.Errorf("no login of %d concurrent ones at cost 12 was shed with a 150 ms deadline", n)
 	}
 }
+
+// TestLoginStormIsShedFast: logins wait at most BcryptWait for a bcrypt
+// slot; the rest get 503 quickly rather than queueing for the whole
+// request deadline.
+func TestLoginStormIsShedFast(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withCost(12), withBcryptWait(100*time.Millisecond))
+	const n = 12
+	results := make(chan response, n)
+	for range n {
+		go func() { results <- e.post("/rpc/login", jsonHeader(), loginBody("nobody-here", "wrong password")) }()
+	}
+	shed := 0
+	for range n {
+		r := <-results
+		switch r.status {
+		case http.StatusUnauthorized:
+		case http.StatusServiceUnavailable:
+			shed++
+			wantBody(t, r, `{"code":"PT503","details":null,"hint":null,"message":"Too many logins at once; try again shortly"}`)
+			if r.header.Get("Retry-After") != "1" {
+				t.Errorf("got Retry-After %q, want 1", r.header.Get("Retry-After"))
+			}
+			// Shed after the bounded wait, not after the 10 s deadline.
+			if r.elapsed > 5*time.Second {
+				t.Errorf("a shed login took %s", r.elapsed)
+			}
+		default:
+			t.Errorf("got status %d (%s)", r.status, r.body)
+		}
+	}
+	if shed == 0 {
+		t.Error("no login was shed")
+	}
+}

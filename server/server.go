@@ -27,6 +27,9 @@ type Config struct {
 	Cookie     CookieConfig
 	// RequestTimeout bounds each request; 0 means 10 s.
 	RequestTimeout time.Duration
+	// BcryptWait bounds how long a login waits for a bcrypt slot before
+	// it is shed with 503; 0 means 2 s.
+	BcryptWait time.Duration
 	// LoginFailuresPerUser and LoginFailuresPerIP are the failed logins
 	// allowed per minute for one username and from one client address;
 	// 0 means no limit.
@@ -65,6 +68,9 @@ type Server struct {
 func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Server, error) {
 	if cfg.APIKeyTokenTTL <= 0 {
 		cfg.APIKeyTokenTTL = 5 * time.Minute
+	}
+	if cfg.BcryptWait <= 0 {
+		cfg.BcryptWait = 2 * time.Second
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second
@@ -125,13 +131,23 @@ func requestLogger(log *slog.Logger) echo.MiddlewareFunc {
 	})
 }
 
-// withBcrypt runs f, which does bcrypt work, once a CPU slot is free or
-// fails when the request's deadline passes first.
+// withBcrypt runs f, which does bcrypt work, once a CPU slot is free. A
+// login waits for a slot at most BcryptWait (or until its deadline): in a
+// login storm the excess is shed fast with 503 + Retry-After instead of
+// queueing without bound.
 func (s *Server) withBcrypt(ctx context.Context, f func()) error {
 	select {
-	case s.bcryptSlots <- struct{}{}:
-	case <-ctx.Done():
-		return errTimeout()
+	case s.bcryptSlots <- struct{}{}: // a free slot: no timer needed
+	default:
+		wait := time.NewTimer(s.cfg.BcryptWait)
+		defer wait.Stop()
+		select {
+		case s.bcryptSlots <- struct{}{}:
+		case <-wait.C:
+			return errBusy()
+		case <-ctx.Done():
+			return errTimeout()
+		}
 	}
 	defer func() { <-s.bcryptSlots }()
 	f()

@@ -39,6 +39,7 @@ type config struct {
 	LoginFailuresPerUser int
 	LoginFailuresPerIP   int
 	APIKeyTokenTTL       time.Duration
+	LoginQueueWait       time.Duration
 }
 
 // env reads variables and collects every problem, so a bad env file is
@@ -171,6 +172,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LoginFailuresPerUser: e.count("AUTHD_LOGIN_FAILURES_PER_USER", 10),
 		LoginFailuresPerIP:   e.count("AUTHD_LOGIN_FAILURES_PER_IP", 60),
 		APIKeyTokenTTL:       e.duration("AUTHD_APIKEY_TOKEN_TTL", 5*time.Minute),
+		LoginQueueWait:       e.duration("AUTHD_LOGIN_QUEUE_WAIT", 2*time.Second),
 	}
 	if c.APIKeyTokenTTL < time.Minute {
 		e.fail("AUTHD_APIKEY_TOKEN_TTL", "must be at least 1m, got %s", c.APIKeyTokenTTL)

@@ -56,6 +56,7 @@ func TestConfigDefaults(t *testing.T) {
 		{"LoginFailuresPerUser", c.LoginFailuresPerUser, 10},
 		{"LoginFailuresPerIP", c.LoginFailuresPerIP, 60},
 		{"APIKeyTokenTTL", c.APIKeyTokenTTL, 5 * time.Minute},
+		{"LoginQueueWait", c.LoginQueueWait, 2 * time.Second},
 		{"DatabaseURL", c.DatabaseURL, ""},
 		{"JWTSecret", string(mustSecret(t, c)), secret32},
 	} {

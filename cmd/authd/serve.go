@@ -69,6 +69,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		LoginFailuresPerUser: cfg.LoginFailuresPerUser,
 		LoginFailuresPerIP:   cfg.LoginFailuresPerIP,
 		APIKeyTokenTTL:       cfg.APIKeyTokenTTL,
+		BcryptWait:           cfg.LoginQueueWait,
 	}, db, tokens, log)
 	if err != nil {
 		return err
