@@ -534,8 +534,9 @@ func authObjects(t *testing.T, url string) string {
 	return s
 }
 
-// TestAPIKeyMigrationDownUp reverts and reapplies 00002 on a database in
-// use: 00001's schema and data come out exactly as 00001 alone leaves them.
+// TestAPIKeyMigrationDownUp reverts and reapplies 00002 (after 00003,
+// which depends on nothing of it) on a database in use: 00001's schema and
+// data come out exactly as 00001 alone leaves them.
 func TestAPIKeyMigrationDownUp(t *testing.T) {
 	t.Parallel()
 	// What 00001 alone creates.
@@ -555,6 +556,9 @@ func TestAPIKeyMigrationDownUp(t *testing.T) {
 	mustRun(t, env, "pw\n", "user", "add", "alice", "--role", role)
 	mustRun(t, env, "", "apikey", "create", "--plan", newPlan(t, url, role, 60, "1 day"))
 
+	if r := mustRun(t, env, "", "migrate", "down"); !strings.Contains(r.stdout, "00003_create_nats_permissions.sql") {
+		t.Fatalf("first migrate down: got %q, want it to revert 00003_create_nats_permissions.sql", r.stdout)
+	}
 	r := mustRun(t, env, "", "migrate", "down")
 	if !strings.Contains(r.stdout, "00002_create_api_keys.sql") {
 		t.Errorf("migrate down: got %q, want it to revert 00002_create_api_keys.sql", r.stdout)
@@ -580,7 +584,7 @@ func TestAPIKeyMigrationDownUp(t *testing.T) {
 
 	r = mustRun(t, env, "", "migrate", "up")
 	if !strings.Contains(r.stdout, "00002_create_api_keys.sql") || strings.Contains(r.stdout, "00001") {
-		t.Errorf("migrate up: got %q, want it to apply 00002_create_api_keys.sql alone", r.stdout)
+		t.Errorf("migrate up: got %q, want it to apply 00002_create_api_keys.sql and not 00001", r.stdout)
 	}
 	checkSchema(t, url, true)
 	keyFrom(t, mustRun(t, env, "", "apikey", "create", "--plan", newPlan(t, url, role, 60, "")))

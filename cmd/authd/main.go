@@ -28,6 +28,15 @@ commands:
   apikey list                  list API keys (ids only, never the keys)
   apikey disable ID            disable an API key
   apikey rotate ID             give an API key a new secret; prints it once
+  nats grant ROLE [--pub S] [--sub S] [--deny-pub S] [--deny-sub S]
+                 [--allow-responses [--max-responses N] [--response-ttl 1m]]
+                               let a role publish or subscribe to NATS
+                               subjects S, or deny it (flags repeatable;
+                               wildcards * and >), or answer requests
+  nats revoke ROLE [--pub S] [--sub S] [--deny-pub S] [--deny-sub S]
+                   [--responses]
+                               take NATS grants back from a role
+  nats list [ROLE]             list NATS grants and response settings
   keygen --alg ES256 --out DIR write a new signing key DIR/<kid>.pem
                                (ES256, EdDSA or RS256)
   jwks [--dir DIR]             print the public keys as a JWKS, for
@@ -69,6 +78,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runUser(ctx, rest, getenv, stdin, stdout, stderr)
 	case "apikey":
 		return runAPIKey(ctx, rest, getenv, stdout, stderr)
+	case "nats":
+		return runNATS(ctx, rest, getenv, stdout)
 	case "keygen":
 		return runKeygen(rest, stdout)
 	case "jwks":

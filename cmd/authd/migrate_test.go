@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -15,10 +16,11 @@ import (
 )
 
 // authTables are the tables migration 00001 creates, apiKeyTables those
-// of 00002.
+// of 00002, natsTables those of 00003.
 var (
 	authTables   = []string{"auth.user", "auth.session", "auth.refresh_token"}
 	apiKeyTables = []string{"auth.plan", "auth.api_key"}
+	natsTables   = []string{"auth.nats_permission", "auth.nats_role"}
 )
 
 // checkSchema asserts that the auth schema and the tables of every
@@ -32,6 +34,7 @@ func checkSchema(t *testing.T, url string, want bool) {
 	}
 	checkTables(t, url, authTables, want)
 	checkTables(t, url, apiKeyTables, want)
+	checkTables(t, url, natsTables, want)
 }
 
 // checkTables asserts that each of tables exists, or that none does.
@@ -47,7 +50,7 @@ func checkTables(t *testing.T, url string, tables []string, want bool) {
 }
 
 // migrationFiles are the migrations, in version order.
-var migrationFiles = []string{"00001_create_auth_schema.sql", "00002_create_api_keys.sql"}
+var migrationFiles = []string{"00001_create_auth_schema.sql", "00002_create_api_keys.sql", "00003_create_nats_permissions.sql"}
 
 // statusLine matches the line of migration version in `authd migrate
 // status` and captures its state.
@@ -97,22 +100,36 @@ func TestMigrate(t *testing.T) {
 
 	// Down reverts one migration at a time, newest first.
 	r = mustRun(t, env, "", "migrate", "down")
+	if !strings.Contains(r.stdout, "00003_create_nats_permissions.sql") {
+		t.Errorf("first migrate down: got %q, want it to name 00003_create_nats_permissions.sql", r.stdout)
+	}
+	checkTables(t, url, authTables, true)
+	checkTables(t, url, apiKeyTables, true)
+	checkTables(t, url, natsTables, false)
+	r = mustRun(t, env, "", "migrate", "status")
+	for v, want := range map[string]string{"1": "applied", "2": "applied", "3": "pending"} {
+		if got := statusState(t, r.stdout, v); got != want {
+			t.Errorf("status of %s after one down: got %q, want %q", v, got, want)
+		}
+	}
+
+	r = mustRun(t, env, "", "migrate", "down")
 	if !strings.Contains(r.stdout, "00002_create_api_keys.sql") {
-		t.Errorf("first migrate down: got %q, want it to name 00002_create_api_keys.sql", r.stdout)
+		t.Errorf("second migrate down: got %q, want it to name 00002_create_api_keys.sql", r.stdout)
 	}
 	checkTables(t, url, authTables, true)
 	checkTables(t, url, apiKeyTables, false)
+	checkTables(t, url, natsTables, false)
 	r = mustRun(t, env, "", "migrate", "status")
-	if got := statusState(t, r.stdout, "1"); got != "applied" {
-		t.Errorf("status of 1 after one down: got %q, want %q", got, "applied")
-	}
-	if got := statusState(t, r.stdout, "2"); got != "pending" {
-		t.Errorf("status of 2 after one down: got %q, want %q", got, "pending")
+	for v, want := range map[string]string{"1": "applied", "2": "pending", "3": "pending"} {
+		if got := statusState(t, r.stdout, v); got != want {
+			t.Errorf("status of %s after two downs: got %q, want %q", v, got, want)
+		}
 	}
 
 	r = mustRun(t, env, "", "migrate", "down")
 	if !strings.Contains(r.stdout, "00001_create_auth_schema.sql") {
-		t.Errorf("second migrate down: got %q, want it to name 00001_create_auth_schema.sql", r.stdout)
+		t.Errorf("third migrate down: got %q, want it to name 00001_create_auth_schema.sql", r.stdout)
 	}
 	checkSchema(t, url, false)
 	r = mustRun(t, env, "", "migrate", "status")
@@ -228,26 +245,26 @@ func TestGooseCLI(t *testing.T) {
 	}
 
 	// And the other way: what authd reverts and applies, goose sees.
-	mustRun(t, env, "", "migrate", "down")
-	if out := runGoose("version"); !strings.Contains(out, "version 1") {
-		t.Errorf("goose version after authd migrate down: got %q, want version 1", out)
+	last := len(migrationFiles)
+	for v := last - 1; v >= 0; v-- {
+		mustRun(t, env, "", "migrate", "down")
+		if out, want := runGoose("version"), fmt.Sprintf("version %d", v); !strings.Contains(out, want) {
+			t.Errorf("goose version after %d authd migrate down: got %q, want %s", last-v, out, want)
+		}
 	}
-	checkTables(t, url, authTables, true)
-	checkTables(t, url, apiKeyTables, false)
-	mustRun(t, env, "", "migrate", "down")
-	if out := runGoose("version"); !strings.Contains(out, "version 0") {
-		t.Errorf("goose version after two authd migrate down: got %q, want version 0", out)
-	}
+	checkSchema(t, url, false)
 	mustRun(t, env, "", "migrate", "up")
-	if out := runGoose("version"); !strings.Contains(out, "version 2") {
-		t.Errorf("goose version after authd migrate up: got %q, want version 2", out)
+	if out, want := runGoose("version"), fmt.Sprintf("version %d", last); !strings.Contains(out, want) {
+		t.Errorf("goose version after authd migrate up: got %q, want %s", out, want)
 	}
-	// goose down reverts 00002 alone, as authd's does.
+	// goose down reverts the newest migration (00003) alone, as authd's
+	// does.
 	runGoose("down")
 	checkTables(t, url, authTables, true)
-	checkTables(t, url, apiKeyTables, false)
-	if got := statusState(t, mustRun(t, env, "", "migrate", "status").stdout, "2"); got != "pending" {
-		t.Errorf("authd status of 2 after goose down: got %q, want %q", got, "pending")
+	checkTables(t, url, apiKeyTables, true)
+	checkTables(t, url, natsTables, false)
+	if got := statusState(t, mustRun(t, env, "", "migrate", "status").stdout, strconv.Itoa(last)); got != "pending" {
+		t.Errorf("authd status of %d after goose down: got %q, want %q", last, got, "pending")
 	}
 	runGoose("up")
 	checkSchema(t, url, true)

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"authd/store"
+)
+
+// stringList is a flag that may be given several times.
+type stringList []string
+
+func (l *stringList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}
+
+func (l *stringList) Set(s string) error {
+	*l = append(*l, s)
+	return nil
+}
+
+// natsSubjectFlags are the flags of nats grant and revoke that name
+// subjects, with the permission kind of each.
+var natsSubjectFlags = []struct{ name, kind, usage string }{
+	{"pub", store.NATSPubAllow, "subject the role may publish to (repeatable)"},
+	{"sub", store.NATSSubAllow, "subject the role may subscribe to (repeatable)"},
+	{"deny-pub", store.NATSPubDeny, "subject the role may not publish to (repeatable)"},
+	{"deny-sub", store.NATSSubDeny, "subject the role may not subscribe to (repeatable)"},
+}
+
+// natsChange is one grant or revocation of the command line.
+type natsChange struct{ flag, kind, subject string }
+
+func runNATS(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: authd nats grant|revoke|list")
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("nats "+sub, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	lists := make([]stringList, len(natsSubjectFlags))
+	for i, f := range natsSubjectFlags {
+		fs.Var(&lists[i], f.name, f.usage)
+	}
+	allowResponses := fs.Bool("allow-responses", false, "grant: the role may answer requests")
+	maxResponses := fs.Int("max-responses", 0, "grant: responses allowed per request (default: the NATS server's, 1)")
+	responseTTL := fs.Duration("response-ttl", 0, "grant: how long a request may be answered (default: the NATS server's, 2m)")
+	responses := fs.Bool("responses", false, "revoke: the role may no longer answer requests")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return fmt.Errorf("nats %s: %w", sub, err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	// Check what needs no database before connecting.
+	var changes []natsChange
+	seen := map[natsChange]bool{}
+	for i, f := range natsSubjectFlags {
+		for _, s := range lists[i] {
+			if err := store.CheckNATSSubject(s); err != nil {
+				return fmt.Errorf("nats %s: --%s: %w", sub, f.name, err)
+			}
+			if c := (natsChange{f.name, f.kind, s}); !seen[c] { // a repeated flag counts once
+				seen[c] = true
+				changes = append(changes, c)
+			}
+		}
+	}
+	switch sub {
+	case "grant":
+		if len(pos) != 1 {
+			return fmt.Errorf("nats grant: want 1 role argument, got %d", len(pos))
+		}
+		if set["responses"] {
+			return errors.New("nats grant: --responses applies only to nats revoke (grant them with --allow-responses)")
+		}
+		if (set["max-responses"] || set["response-ttl"]) && !*allowResponses {
+			return errors.New("nats grant: --max-responses and --response-ttl need --allow-responses")
+		}
+		if set["max-responses"] && *maxResponses <= 0 {
+			return fmt.Errorf("nats grant: bad --max-responses %d: want a positive number", *maxResponses)
+		}
+		if set["response-ttl"] && (*responseTTL <= 0 || *responseTTL%time.Microsecond != 0) {
+			return fmt.Errorf("nats grant: bad --response-ttl %s: want a positive duration such as 30s or 5m", *responseTTL)
+		}
+		if len(changes) == 0 && !*allowResponses {
+			return errors.New("nats grant: nothing to grant: give --pub, --sub, --deny-pub, --deny-sub or --allow-responses")
+		}
+	case "revoke":
+		if len(pos) != 1 {
+			return fmt.Errorf("nats revoke: want 1 role argument, got %d", len(pos))
+		}
+		if set["allow-responses"] || set["max-responses"] || set["response-ttl"] {
+			return errors.New("nats revoke: --allow-responses, --max-responses and --response-ttl apply only to nats grant (revoke responses with --responses)")
+		}
+		if len(changes) == 0 && !*responses {
+			return errors.New("nats revoke: nothing to revoke: give --pub, --sub, --deny-pub, --deny-sub or --responses")
+		}
+	case "list":
+		if len(pos) > 1 {
+			return fmt.Errorf("nats list: want at most 1 role argument, got %d", len(pos))
+		}
+		if len(set) > 0 {
+			return errors.New("nats list: flags apply only to nats grant and nats revoke")
+		}
+	default:
+		return fmt.Errorf("unknown nats command %q: want grant, revoke or list", sub)
+	}
+
+	db, err := openDB(ctx, getenv)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	switch sub {
+	case "grant":
+		return natsGrant(ctx, db, pos[0], changes, *allowResponses, *maxResponses, *responseTTL, stdout)
+	case "revoke":
+		return natsRevoke(ctx, db, pos[0], changes, *responses, stdout)
+	}
+	role := ""
+	if len(pos) == 1 {
+		role = pos[0]
+	}
+	return natsList(ctx, db, role, stdout)
+}
+
+// natsGrant grants changes to role, and lets it answer requests if
+// allowResponses, printing each as it is done. The database checks the
+// role on the first write, so a missing role changes nothing.
+func natsGrant(ctx context.Context, db *store.DB, role string, changes []natsChange, allowResponses bool, max int, ttl time.Duration, stdout io.Writer) error {
+	for _, c := range changes {
+		if err := db.GrantNATS(ctx, role, c.kind, c.subject); err != nil {
+			return natsRoleError("grant", role, err)
+		}
+		fmt.Fprintf(stdout, "granted NATS %s %s to %s\n", c.kind, c.subject, role)
+	}
+	if allowResponses {
+		if err := db.SetNATSResponses(ctx, role, true, max, ttl); err != nil {
+			return natsRoleError("grant", role, err)
+		}
+		fmt.Fprintf(stdout, "granted NATS allow_responses to %s (max %s, ttl %s)\n", role, formatResponseMax(max), formatResponseTTL(ttl))
+	}
+	return nil
+}
+
+// natsRevoke revokes changes from role, and its responses if responses,
+// printing each as it is done. Every one must be there: otherwise nothing
+// is revoked.
+func natsRevoke(ctx context.Context, db *store.DB, role string, changes []natsChange, responses bool, stdout io.Writer) error {
+	perms, err := db.NATSPermissions(ctx, role)
+	if err != nil {
+		return err
+	}
+	have := map[string][]string{
+		store.NATSPubAllow: perms.PubAllow, store.NATSPubDeny: perms.PubDeny,
+		store.NATSSubAllow: perms.SubAllow, store.NATSSubDeny: perms.SubDeny,
+	}
+	for _, c := range changes {
+		if !slices.Contains(have[c.kind], c.subject) {
+			return fmt.Errorf("nats revoke %s: no %s grant of %q (--%s): nothing to revoke", role, c.kind, c.subject, c.flag)
+		}
+	}
+	if responses && !perms.AllowResponses {
+		return fmt.Errorf("nats revoke %s: responses are not allowed (--responses): nothing to revoke", role)
+	}
+	for _, c := range changes {
+		if err := db.RevokeNATS(ctx, role, c.kind, c.subject); err != nil {
+			if errors.Is(err, store.ErrNotFound) { // revoked meanwhile
+				return fmt.Errorf("nats revoke %s: no %s grant of %q (--%s): nothing to revoke", role, c.kind, c.subject, c.flag)
+			}
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked NATS %s %s from %s\n", c.kind, c.subject, role)
+	}
+	if responses {
+		if err := db.SetNATSResponses(ctx, role, false, 0, 0); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked NATS allow_responses from %s\n", role)
+	}
+	return nil
+}
+
+// natsList prints the grants and response settings of role, or of every
+// role if role is "".
+func natsList(ctx context.Context, db *store.DB, role string, stdout io.Writer) error {
+	grants, err := db.NATSGrants(ctx)
+	if err != nil {
+		return err
+	}
+	settings, err := db.NATSResponseSettings(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROLE\tKIND\tSUBJECT")
+	for _, g := range grants {
+		if role == "" || g.Role == role {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", markMissing(g.Role, g.RoleExists), g.Kind, g.Subject)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var rows []store.NATSResponses
+	for _, s := range settings {
+		if role == "" || s.Role == role {
+			rows = append(rows, s)
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	fmt.Fprintln(stdout)
+	fmt.Fprintln(tw, "ROLE\tRESPONSES\tMAX\tTTL")
+	for _, s := range rows {
+		allowed := "allowed"
+		if !s.Allow {
+			allowed = "no"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", markMissing(s.Role, s.RoleExists), allowed, formatResponseMax(s.Max), formatResponseTTL(s.TTL))
+	}
+	return tw.Flush()
+}
+
+func markMissing(role string, exists bool) string {
+	if exists {
+		return role
+	}
+	return role + " (missing)"
+}
+
+func formatResponseMax(n int) string {
+	if n == 0 {
+		return "1 (default)"
+	}
+	return strconv.Itoa(n)
+}
+
+func formatResponseTTL(d time.Duration) string {
+	if d == 0 {
+		return "2m0s (default)"
+	}
+	return d.String()
+}
+
+// natsRoleError words the store's typed errors as one line for the CLI.
+func natsRoleError(cmd, role string, err error) error {
+	var missing *store.RoleMissingError
+	if errors.As(err, &missing) {
+		return fmt.Errorf("nats %s: role %q does not exist (create it first: create role %s;)", cmd, role, pgx.Identifier{role}.Sanitize())
+	}
+	return err
+}
