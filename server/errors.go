@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
 )
 
@@ -152,10 +153,12 @@ func errTimeout() *Error {
 }
 
 // errInternal is a failure on authd's side. One that is only the request's
-// deadline passing (a slow or saturated database) is a 503 the client may
-// retry, not a 500.
+// deadline or the statement timeout passing (a slow, locked or saturated
+// database) is a 503 the client may retry, not a 500.
 func errInternal(cause error) *Error {
-	if errors.Is(cause, context.DeadlineExceeded) {
+	var pgErr *pgconn.PgError
+	if errors.Is(cause, context.DeadlineExceeded) ||
+		errors.As(cause, &pgErr) && pgErr.Code == "57014" { // statement_timeout
 		e := errTimeout()
 		e.Cause = cause
 		return e

@@ -8,7 +8,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -21,18 +25,36 @@ var ErrNotFound = errors.New("not found")
 // for a pool to another URL (a rotated database password) at any time.
 type DB struct {
 	pool atomic.Pointer[pgxpool.Pool]
+	opts options
+}
+
+// Option changes how Open connects.
+type Option func(*options)
+
+type options struct{ statementTimeout time.Duration }
+
+// WithStatementTimeout makes every statement fail after d (unless the URL
+// sets statement_timeout itself): for serve, so a stuck query fails its
+// request instead of holding a connection and the client. Migrations run
+// without it.
+func WithStatementTimeout(d time.Duration) Option {
+	return func(o *options) { o.statementTimeout = d }
 }
 
 func (db *DB) p() *pgxpool.Pool { return db.pool.Load() }
 
 // Open connects to databaseURL and checks that the server answers, so an
 // unreachable database fails at start-up rather than on the first request.
-func Open(ctx context.Context, databaseURL string) (*DB, error) {
-	pool, err := connect(ctx, databaseURL)
+func Open(ctx context.Context, databaseURL string, opts ...Option) (*DB, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	pool, err := connect(ctx, databaseURL, o)
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{}
+	db := &DB{opts: o}
 	db.pool.Store(pool)
 	return db, nil
 }
@@ -42,7 +64,7 @@ func Open(ctx context.Context, databaseURL string) (*DB, error) {
 // running on it finish, so no request fails during the switch. On error
 // the old pool stays.
 func (db *DB) Reconnect(ctx context.Context, databaseURL string) error {
-	pool, err := connect(ctx, databaseURL)
+	pool, err := connect(ctx, databaseURL, db.opts)
 	if err != nil {
 		return err
 	}
@@ -52,13 +74,14 @@ func (db *DB) Reconnect(ctx context.Context, databaseURL string) error {
 	return nil
 }
 
-func connect(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
+func connect(ctx context.Context, databaseURL string, o options) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		// pgx's message can echo the URL, password included: keep only
 		// the fact that it did not parse.
 		return nil, errors.New("parse DATABASE_URL: invalid connection string")
 	}
+	applyPoolDefaults(cfg, databaseURL, o)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create connection pool: %w", err)
@@ -69,6 +92,26 @@ func connect(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 			cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, unwrapConnectError(err))
 	}
 	return pool, nil
+}
+
+// applyPoolDefaults sets what authd needs unless the URL says otherwise
+// (pool_max_conns=…, options=-c statement_timeout=…):
+//   - the statement timeout asked for, if any;
+//   - more connections than pgx's default of max(4, CPUs): every refresh is
+//     one short statement whose time is mostly the commit's disk flush, so
+//     a few more connections than cores keep the CPUs busy;
+//   - two warm connections, so the first requests after a quiet spell do
+//     not pay for a connection and its TLS handshake.
+func applyPoolDefaults(cfg *pgxpool.Config, databaseURL string, o options) {
+	if !strings.Contains(databaseURL, "pool_max_conns") {
+		cfg.MaxConns = int32(max(8, 4*runtime.GOMAXPROCS(0)))
+	}
+	if !strings.Contains(databaseURL, "pool_min_conns") {
+		cfg.MinConns = 2
+	}
+	if o.statementTimeout > 0 && !strings.Contains(databaseURL, "statement_timeout") {
+		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(o.statementTimeout.Milliseconds(), 10)
+	}
 }
 
 // unwrapConnectError keeps the last, most specific cause of a failed

@@ -40,6 +40,7 @@ type config struct {
 	LoginFailuresPerIP   int
 	APIKeyTokenTTL       time.Duration
 	LoginQueueWait       time.Duration
+	StatementTimeout     time.Duration
 }
 
 // env reads variables and collects every problem, so a bad env file is
@@ -173,6 +174,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LoginFailuresPerIP:   e.count("AUTHD_LOGIN_FAILURES_PER_IP", 60),
 		APIKeyTokenTTL:       e.duration("AUTHD_APIKEY_TOKEN_TTL", 5*time.Minute),
 		LoginQueueWait:       e.duration("AUTHD_LOGIN_QUEUE_WAIT", 2*time.Second),
+		StatementTimeout:     e.duration("AUTHD_STATEMENT_TIMEOUT", 5*time.Second),
 	}
 	if c.APIKeyTokenTTL < time.Minute {
 		e.fail("AUTHD_APIKEY_TOKEN_TTL", "must be at least 1m, got %s", c.APIKeyTokenTTL)

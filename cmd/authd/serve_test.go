@@ -138,3 +138,39 @@ func TestServeDrain(t *testing.T) {
 		t.Errorf("sessions of the login in flight: got %d, want 1", n)
 	}
 }
+
+// TestServeStatementTimeout: a statement stuck behind a lock fails after
+// AUTHD_STATEMENT_TIMEOUT with a 503 the client may retry, and the server
+// is fine once the lock goes.
+func TestServeStatementTimeout(t *testing.T) {
+	t.Parallel()
+	url := storetest.NewURL(t)
+	role := storetest.NewRole(t)
+	mustRun(t, baseEnv(url), "pw-of-tim\n", "user", "add", "tim", "--role", role)
+	s := startServer(t, url, map[string]string{"AUTHD_STATEMENT_TIMEOUT": "300ms"})
+
+	conn := connect(t, url)
+	ctx := context.Background()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The session insert needs a key-share lock on the user's row.
+	if _, err := tx.Exec(ctx, `select 1 from auth.user where username = 'tim' for update`); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := s.post(t, "/rpc/login", `{"user_":"tim","pass":"pw-of-tim"}`, nil)
+	if r.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(r.body), "PT503") {
+		t.Errorf("login behind a lock: got %d %s, want 503 PT503", r.StatusCode, r.body)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("login behind a lock took %s, want about the 300 ms timeout", d)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.post(t, "/rpc/login", `{"user_":"tim","pass":"pw-of-tim"}`, nil); r.StatusCode != http.StatusNoContent {
+		t.Errorf("login after the lock: got %d %s", r.StatusCode, r.body)
+	}
+}
