@@ -49,14 +49,15 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 // clients: throttling per username and client, bcrypt in a bounded slot,
 // a dummy compare for unknown users, the role check and the hash upgrade.
 // Its errors are *Error, ready to answer with.
-func (s *Server) checkPassword(ctx context.Context, username, password, client string) (store.User, error) {
+func (s *Server) checkPassword(ctx context.Context, username, password, client string) (u store.User, err error) {
+	defer func() { s.metrics.loginResult(err) }()
 	// Brute-force protection: refuse before any bcrypt work when this
 	// username or this client has failed too often. Only failures count,
 	// so a user who knows their password is never slowed.
 	if d := max(s.failuresByUser.wait(username, time.Now()), s.failuresByIP.wait(client, time.Now())); d > 0 {
 		return store.User{}, errTooManyLogins(d)
 	}
-	u, err := s.db.User(ctx, username)
+	u, err = s.db.User(ctx, username)
 	found := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.User{}, errInternal(err)

@@ -35,6 +35,7 @@ func (s *Server) handleRefresh() echo.HandlerFunc {
 		var missing *store.RoleMissingError
 		switch {
 		case errors.Is(err, store.ErrRefreshReused):
+			s.metrics.refreshReuse.Inc()
 			// The same answer as any dead token: the client cannot tell
 			// whether it or a thief spent the token first.
 			s.log.WarnContext(r.Context(), "refresh token reused after rotation; session revoked")

@@ -18,4 +18,5 @@ func (s *Server) routes(e *echo.Echo) {
 	e.GET("/healthz", handleHealthz())
 	e.GET("/auth/health", handleHealthz()) // the seed's nginx gateway path
 	e.GET("/readyz", s.handleReadyz())
+	e.GET("/metrics", s.metrics.handler())
 }

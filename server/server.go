@@ -12,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"authd/store"
 	"authd/token"
@@ -27,6 +28,9 @@ type Config struct {
 	Cookie     CookieConfig
 	// RequestTimeout bounds each request; 0 means 10 s.
 	RequestTimeout time.Duration
+	// Metrics is the registry authd's series are registered on and
+	// GET /metrics serves; nil means a registry of its own.
+	Metrics *prometheus.Registry
 	// BcryptWait bounds how long a login waits for a bcrypt slot before
 	// it is shed with 503; 0 means 2 s.
 	BcryptWait time.Duration
@@ -60,6 +64,7 @@ type Server struct {
 	keys     keyCache
 	verified verifiedCache
 
+	metrics *metrics
 	handler http.Handler
 }
 
@@ -95,8 +100,13 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Ser
 	// are loopback or private addresses — a client on the internet cannot
 	// pick its own address with that header.
 	e.IPExtractor = echo.ExtractIPFromXFFHeader()
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
+	s.metrics = newMetrics(cfg.Metrics, db)
 	e.Use(
 		requestLogger(log),
+		s.metrics.middleware,
 		middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}),
 		middleware.ContextTimeout(cfg.RequestTimeout),
 	)
@@ -131,6 +141,20 @@ func requestLogger(log *slog.Logger) echo.MiddlewareFunc {
 	})
 }
 
+// waitForBcrypt takes a bcrypt slot, waiting at most BcryptWait.
+func (s *Server) waitForBcrypt(ctx context.Context) error {
+	wait := time.NewTimer(s.cfg.BcryptWait)
+	defer wait.Stop()
+	select {
+	case s.bcryptSlots <- struct{}{}:
+		return nil
+	case <-wait.C:
+		return errBusy()
+	case <-ctx.Done():
+		return errTimeout()
+	}
+}
+
 // withBcrypt runs f, which does bcrypt work, once a CPU slot is free. A
 // login waits for a slot at most BcryptWait (or until its deadline): in a
 // login storm the excess is shed fast with 503 + Retry-After instead of
@@ -138,15 +162,15 @@ func requestLogger(log *slog.Logger) echo.MiddlewareFunc {
 func (s *Server) withBcrypt(ctx context.Context, f func()) error {
 	select {
 	case s.bcryptSlots <- struct{}{}: // a free slot: no timer needed
+		s.metrics.bcryptWait.Observe(0)
 	default:
-		wait := time.NewTimer(s.cfg.BcryptWait)
-		defer wait.Stop()
-		select {
-		case s.bcryptSlots <- struct{}{}:
-		case <-wait.C:
-			return errBusy()
-		case <-ctx.Done():
-			return errTimeout()
+		start := time.Now()
+		s.metrics.bcryptWaiting.Inc()
+		err := s.waitForBcrypt(ctx)
+		s.metrics.bcryptWaiting.Dec()
+		s.metrics.bcryptWait.Observe(time.Since(start).Seconds())
+		if err != nil {
+			return err
 		}
 	}
 	defer func() { <-s.bcryptSlots }()

@@ -1,0 +1,50 @@
+package server_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withGrace(0), withLoginLimits(1, 0))
+	first := refreshValue(t, e.login())
+	e.refreshWith(first)
+	e.refreshWith(first) // reuse: detected, session revoked
+	wantStatus(t, e.post("/rpc/login", jsonHeader(), loginBody(testUser, "wrong")), http.StatusUnauthorized)
+	wantStatus(t, e.post("/rpc/login", jsonHeader(), loginBody(testUser, "wrong")), http.StatusTooManyRequests)
+	do(t, nil, http.MethodGet, e.srv.URL+"/no/such/path", nil, "")
+
+	r := do(t, nil, http.MethodGet, e.srv.URL+"/metrics", nil, "")
+	wantStatus(t, r, http.StatusOK)
+	for _, want := range []string{
+		`authd_logins_total{result="succeeded"} 1`,
+		`authd_logins_total{result="failed"} 1`,
+		`authd_logins_total{result="throttled"} 1`,
+		`authd_logins_total{result="shed"} 0`,
+		`authd_refresh_reuse_detected_total 1`,
+		`authd_http_requests_total{method="POST",route="/rpc/login",status="204"} 1`,
+		`authd_http_requests_total{method="POST",route="/rpc/login",status="401"} 1`,
+		`authd_http_requests_total{method="POST",route="/rpc/login",status="429"} 1`,
+		`authd_http_requests_total{method="POST",route="/rpc/refresh_token",status="204"} 1`,
+		`authd_http_requests_total{method="POST",route="/rpc/refresh_token",status="401"} 1`,
+		`authd_http_requests_total{method="GET",route="unmatched",status="404"} 1`,
+		`authd_http_request_duration_seconds_bucket{route="/rpc/login",le=`,
+		`authd_bcrypt_queue_depth 0`,
+		`authd_bcrypt_wait_seconds_count 2`,
+		`authd_db_pool_connections{state="idle"}`,
+		`authd_db_pool_max_connections`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	// Labels never carry who or what.
+	for _, secret := range []string{testUser, first, e.role} {
+		if strings.Contains(r.body, secret) {
+			t.Errorf("metrics contain %q", secret)
+		}
+	}
+}
