@@ -25,6 +25,7 @@ type metrics struct {
 	refreshReuse  prometheus.Counter
 	bcryptWaiting prometheus.Gauge
 	bcryptWait    prometheus.Histogram
+	purged        *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry, db *store.DB) *metrics {
@@ -50,11 +51,16 @@ func newMetrics(reg *prometheus.Registry, db *store.DB) *metrics {
 			Name: "authd_bcrypt_wait_seconds", Help: "Time logins waited for a bcrypt slot.",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2, 5},
 		}),
+		purged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authd_purged_total", Help: "Dead sessions and expired refresh tokens deleted by the purge job.",
+		}, []string{"kind"}),
 	}
+	m.purged.WithLabelValues("session")
+	m.purged.WithLabelValues("refresh_token")
 	for _, l := range []string{"succeeded", "failed", "throttled", "shed"} {
 		m.logins.WithLabelValues(l) // export zeros, so rates work from the start
 	}
-	reg.MustRegister(m.requests, m.latency, m.logins, m.refreshReuse, m.bcryptWaiting, m.bcryptWait,
+	reg.MustRegister(m.requests, m.latency, m.logins, m.refreshReuse, m.bcryptWaiting, m.bcryptWait, m.purged,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		poolCollector{db: db})
 	return m

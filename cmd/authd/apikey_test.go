@@ -556,8 +556,8 @@ func TestAPIKeyMigrationDownUp(t *testing.T) {
 	mustRun(t, env, "pw\n", "user", "add", "alice", "--role", role)
 	mustRun(t, env, "", "apikey", "create", "--plan", newPlan(t, url, role, 60, "1 day"))
 
-	if r := mustRun(t, env, "", "migrate", "down"); !strings.Contains(r.stdout, "00003_create_nats_permissions.sql") {
-		t.Fatalf("first migrate down: got %q, want it to revert 00003_create_nats_permissions.sql", r.stdout)
+	if r := mustRun(t, env, "", "migrate", "down-to", "2"); !strings.Contains(r.stdout, "00003_create_nats_permissions.sql") {
+		t.Fatalf("migrate down-to 2: got %q, want it to revert 00003_create_nats_permissions.sql", r.stdout)
 	}
 	r := mustRun(t, env, "", "migrate", "down")
 	if !strings.Contains(r.stdout, "00002_create_api_keys.sql") {

@@ -41,6 +41,7 @@ type config struct {
 	APIKeyTokenTTL       time.Duration
 	LoginQueueWait       time.Duration
 	StatementTimeout     time.Duration
+	PurgeInterval        time.Duration
 }
 
 // env reads variables and collects every problem, so a bad env file is
@@ -175,6 +176,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		APIKeyTokenTTL:       e.duration("AUTHD_APIKEY_TOKEN_TTL", 5*time.Minute),
 		LoginQueueWait:       e.duration("AUTHD_LOGIN_QUEUE_WAIT", 2*time.Second),
 		StatementTimeout:     e.duration("AUTHD_STATEMENT_TIMEOUT", 5*time.Second),
+		PurgeInterval:        e.duration("AUTHD_PURGE_INTERVAL", 10*time.Minute),
 	}
 	if c.APIKeyTokenTTL < time.Minute {
 		e.fail("AUTHD_APIKEY_TOKEN_TTL", "must be at least 1m, got %s", c.APIKeyTokenTTL)

@@ -17,6 +17,7 @@ const usage = `usage: authd <command> [arguments]
 commands:
   serve                        run the HTTP server
   migrate up|down|status       apply, revert (one step) or list migrations
+  migrate down-to VERSION      revert every migration above VERSION
   seed                         add the demo role and user (development only)
   user add NAME --role ROLE    add a user; password from stdin or a prompt
   user passwd NAME             change a user's password

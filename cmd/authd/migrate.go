@@ -5,14 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"text/tabwriter"
 
 	"authd/seed"
 )
 
 func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	if len(args) != 1 {
-		return errors.New("usage: authd migrate up|down|status")
+	if len(args) == 0 || len(args) > 2 || (len(args) == 2) != (args[0] == "down-to") {
+		return errors.New("usage: authd migrate up|down|down-to VERSION|status")
 	}
 	db, err := openDB(ctx, getenv)
 	if err != nil {
@@ -41,6 +42,21 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 			return fmt.Errorf("migrate down: %w", err)
 		}
 		fmt.Fprintf(stdout, "migrate: reverted %s\n", r.Source.Path)
+	case "down-to":
+		v, err := strconv.ParseInt(args[1], 10, 64)
+		if err != nil || v < 0 {
+			return fmt.Errorf("migrate down-to: want a version number, got %q", args[1])
+		}
+		res, err := p.DownTo(ctx, v)
+		if err != nil {
+			return fmt.Errorf("migrate down-to %d: %w", v, err)
+		}
+		if len(res) == 0 {
+			fmt.Fprintf(stdout, "migrate: already at or below version %d\n", v)
+		}
+		for _, r := range res {
+			fmt.Fprintf(stdout, "migrate: reverted %s\n", r.Source.Path)
+		}
 	case "status":
 		st, err := p.Status(ctx)
 		if err != nil {
@@ -57,7 +73,7 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 		}
 		return tw.Flush()
 	default:
-		return fmt.Errorf("unknown migrate command %q: want up, down or status", args[0])
+		return fmt.Errorf("unknown migrate command %q: want up, down, down-to or status", args[0])
 	}
 	return nil
 }

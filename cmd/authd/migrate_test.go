@@ -50,7 +50,7 @@ func checkTables(t *testing.T, url string, tables []string, want bool) {
 }
 
 // migrationFiles are the migrations, in version order.
-var migrationFiles = []string{"00001_create_auth_schema.sql", "00002_create_api_keys.sql", "00003_create_nats_permissions.sql"}
+var migrationFiles = []string{"00001_create_auth_schema.sql", "00002_create_api_keys.sql", "00003_create_nats_permissions.sql", "00004_purge_friendly_refresh_parent.sql"}
 
 // statusLine matches the line of migration version in `authd migrate
 // status` and captures its state.
@@ -98,7 +98,25 @@ func TestMigrate(t *testing.T) {
 		t.Errorf("second up: got %q, want %q", r.stdout, "already up to date")
 	}
 
-	// Down reverts one migration at a time, newest first.
+	// Down reverts one migration at a time, newest first; down-to reverts
+	// everything above a version.
+	r = mustRun(t, env, "", "migrate", "down")
+	if !strings.Contains(r.stdout, "00004_purge_friendly_refresh_parent.sql") {
+		t.Errorf("first migrate down: got %q, want it to name 00004_purge_friendly_refresh_parent.sql", r.stdout)
+	}
+	if n := count(t, url, `select count(*) from pg_indexes where schemaname = 'auth' and indexname = 'refresh_token_expires_idx'`); n != 0 {
+		t.Errorf("00004's index is still there after its down")
+	}
+	mustRun(t, env, "", "migrate", "up")
+	r = mustRun(t, env, "", "migrate", "down-to", "2")
+	if !strings.Contains(r.stdout, "00004_purge_friendly_refresh_parent.sql") || !strings.Contains(r.stdout, "00003_create_nats_permissions.sql") {
+		t.Errorf("migrate down-to 2: got %q, want it to name 00004 and 00003", r.stdout)
+	}
+	if r := runCLI(t, env, "", "migrate", "down-to", "x"); r.err == nil || !strings.Contains(r.err.Error(), "version number") {
+		t.Errorf("migrate down-to x: got %v", r.err)
+	}
+	mustRun(t, env, "", "migrate", "up")
+	mustRun(t, env, "", "migrate", "down-to", "3")
 	r = mustRun(t, env, "", "migrate", "down")
 	if !strings.Contains(r.stdout, "00003_create_nats_permissions.sql") {
 		t.Errorf("first migrate down: got %q, want it to name 00003_create_nats_permissions.sql", r.stdout)
@@ -149,8 +167,9 @@ func TestMigrate(t *testing.T) {
 		want string
 	}{
 		{"unknown subcommand", []string{"migrate", "sideways"}, `unknown migrate command "sideways"`},
-		{"no subcommand", []string{"migrate"}, "usage: authd migrate up|down|status"},
-		{"two subcommands", []string{"migrate", "up", "down"}, "usage: authd migrate up|down|status"},
+		{"no subcommand", []string{"migrate"}, "usage: authd migrate up|down|down-to VERSION|status"},
+		{"two subcommands", []string{"migrate", "up", "down"}, "usage: authd migrate up|down|down-to VERSION|status"},
+		{"down-to without a version", []string{"migrate", "down-to"}, "usage: authd migrate up|down|down-to VERSION|status"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runCLI(t, env, "", tt.args...)
@@ -257,12 +276,15 @@ func TestGooseCLI(t *testing.T) {
 	if out, want := runGoose("version"), fmt.Sprintf("version %d", last); !strings.Contains(out, want) {
 		t.Errorf("goose version after authd migrate up: got %q, want %s", out, want)
 	}
-	// goose down reverts the newest migration (00003) alone, as authd's
-	// does.
+	// goose down reverts the newest migration (00004: its index) alone,
+	// as authd's does.
 	runGoose("down")
 	checkTables(t, url, authTables, true)
 	checkTables(t, url, apiKeyTables, true)
-	checkTables(t, url, natsTables, false)
+	checkTables(t, url, natsTables, true)
+	if n := count(t, url, `select count(*) from pg_indexes where schemaname = 'auth' and indexname = 'refresh_token_expires_idx'`); n != 0 {
+		t.Errorf("00004's index is still there after goose down")
+	}
 	if got := statusState(t, mustRun(t, env, "", "migrate", "status").stdout, strconv.Itoa(last)); got != "pending" {
 		t.Errorf("authd status of %d after goose down: got %q, want %q", last, got, "pending")
 	}

@@ -576,6 +576,7 @@ func TestNATSMigrationDownUp(t *testing.T) {
 	_, id := keyFrom(t, mustRun(t, env, "", "apikey", "create", "--plan", newPlan(t, url, role, 60, "1 day")))
 	mustRun(t, env, "", "nats", "grant", role, "--pub", "orders.*", "--allow-responses")
 
+	mustRun(t, env, "", "migrate", "down-to", "3") // later migrations first
 	r := mustRun(t, env, "", "migrate", "down")
 	if !strings.Contains(r.stdout, "00003_create_nats_permissions.sql") {
 		t.Errorf("migrate down: got %q, want it to revert 00003_create_nats_permissions.sql", r.stdout)

@@ -75,6 +75,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 
+	if cfg.PurgeInterval > 0 {
+		go handler.RunPurge(wctx, cfg.PurgeInterval)
+	}
+
 	// Listen before serving so that a busy port fails start-up.
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

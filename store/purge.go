@@ -1,0 +1,46 @@
+package store
+
+import (
+	"context"
+	"fmt"
+)
+
+// Purged counts what one PurgeBatch removed.
+type Purged struct{ Sessions, Tokens int64 }
+
+// PurgeBatch deletes at most batch dead sessions (revoked over an hour
+// ago, or with no unexpired refresh token left; their tokens go with them)
+// and at most batch expired refresh tokens of live sessions. Rows another
+// instance is purging are skipped (skip locked), so several authd
+// processes can run it at once. Spent but unexpired tokens stay: they are
+// what recognises a replayed token.
+func (db *DB) PurgeBatch(ctx context.Context, batch int) (Purged, error) {
+	var p Purged
+	tag, err := db.p().Exec(ctx, `
+		with dead as (
+		    select s.id from auth.session s
+		     where s.revoked_at < now() - interval '1 hour'
+		        or not exists (select 1 from auth.refresh_token t
+		                        where t.session_id = s.id and t.expires_at > now())
+		     limit $1
+		       for update skip locked
+		)
+		delete from auth.session s using dead where s.id = dead.id`, batch)
+	if err != nil {
+		return p, fmt.Errorf("purge sessions: %w", err)
+	}
+	p.Sessions = tag.RowsAffected()
+	tag, err = db.p().Exec(ctx, `
+		with expired as (
+		    select t.id from auth.refresh_token t
+		     where t.expires_at < now()
+		     limit $1
+		       for update skip locked
+		)
+		delete from auth.refresh_token t using expired where t.id = expired.id`, batch)
+	if err != nil {
+		return p, fmt.Errorf("purge refresh tokens: %w", err)
+	}
+	p.Tokens = tag.RowsAffected()
+	return p, nil
+}
