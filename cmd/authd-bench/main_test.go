@@ -107,8 +107,20 @@ func TestSmoke(t *testing.T) {
 	if tokenBytes["HS256"] < 100 || tokenBytes["ES256"] <= tokenBytes["HS256"] {
 		t.Errorf("token bytes: %v", tokenBytes)
 	}
-	if !strings.Contains(algs, "presented a token again") || !strings.Contains(algs, "raise -verify-tokens") {
-		t.Error("a pool far smaller than the run: no note that it was cycled through the cache")
+	// When a run sent more requests than its pool held (on a busy machine
+	// 300 ms may not), the report must say the pool was cycled through.
+	exhausted := false
+	for _, alg := range []string{"HS256", "ES256"} {
+		row := regexp.MustCompile(`(?m)^\| verify-fresh \(` + alg + `\) \| (\d+) \|`).FindStringSubmatch(out)
+		pool := regexp.MustCompile(`- verify-fresh \(` + alg + `\): (\d+) distinct tokens`).FindStringSubmatch(algs)
+		if row != nil && pool != nil {
+			sent, _ := strconv.Atoi(row[1])
+			held, _ := strconv.Atoi(pool[1])
+			exhausted = exhausted || sent > held
+		}
+	}
+	if exhausted && (!strings.Contains(algs, "presented a token again") || !strings.Contains(algs, "raise -verify-tokens")) {
+		t.Error("a pool smaller than the run: no note that it was cycled through the cache")
 	}
 
 	rt := out[j:]
