@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -154,14 +156,29 @@ func errTimeout() *Error {
 
 // errInternal is a failure on authd's side. One that is only the request's
 // deadline or the statement timeout passing (a slow, locked or saturated
-// database) is a 503 the client may retry, not a 500.
+// database), or the database being down, is a 503 the client may retry,
+// not a 500.
 func errInternal(cause error) *Error {
-	var pgErr *pgconn.PgError
-	if errors.Is(cause, context.DeadlineExceeded) ||
-		errors.As(cause, &pgErr) && pgErr.Code == "57014" { // statement_timeout
+	var (
+		pgErr   *pgconn.PgError
+		connErr *pgconn.ConnectError
+		netErr  net.Error
+	)
+	switch {
+	case errors.Is(cause, context.DeadlineExceeded),
+		errors.As(cause, &pgErr) && pgErr.Code == "57014": // statement_timeout
 		e := errTimeout()
 		e.Cause = cause
 		return e
+	// The database is down, restarting or unreachable: tell the client to
+	// come back (503, as PostgREST does), not that authd is broken.
+	case errors.As(cause, &connErr), errors.As(cause, &netErr),
+		errors.Is(cause, io.ErrUnexpectedEOF), errors.Is(cause, io.EOF), // the connection died mid-query
+		errors.As(cause, &pgErr) && strings.HasPrefix(pgErr.Code, "57P"): // admin shutdown, crash shutdown, cannot connect now
+		return &Error{
+			Status: http.StatusServiceUnavailable, Code: "PT503", Message: "Database unavailable",
+			Header: http.Header{"Retry-After": {"1"}}, Cause: cause,
+		}
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: "PT500", Message: "Internal server error", Cause: cause}
 }

@@ -4,13 +4,16 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"authd/server"
+	"authd/store"
 	"authd/store/storetest"
 	"authd/token"
 )
@@ -216,4 +219,137 @@ func TestDeadlineIsA503(t *testing.T) {
 	if r.header.Get("Retry-After") == "" {
 		t.Error("503 without Retry-After")
 	}
+}
+
+// TestDatabaseDownIsA503: with the database unreachable, requests that need
+// it fail at once with 503 + Retry-After in PostgREST's shape, /readyz says
+// not ready and /healthz stays up; when the database is back, so is authd.
+func TestDatabaseDownIsA503(t *testing.T) {
+	t.Parallel()
+	url := storetest.NewURL(t)
+	proxy := newTCPProxy(t, "127.0.0.1:5432")
+	viaProxy := strings.Replace(url, "127.0.0.1:5432", proxy.addr(), 1)
+	if viaProxy == url {
+		t.Fatalf("test database URL %s is not on 127.0.0.1:5432", url)
+	}
+	db := storetest.Open(t, viaProxy)
+	role := storetest.NewRole(t)
+	hash, _ := store.HashPassword(testPassword, testCost)
+	if err := db.AddUser(context.Background(), testUser, hash, role); err != nil {
+		t.Fatal(err)
+	}
+	iss, _ := token.NewIssuer([]byte(testSecret), time.Hour, "", nil)
+	h, err := server.New(server.Config{
+		BcryptCost: testCost, Cookie: defaultCookies(), RefreshTTL: time.Hour,
+		// The default grace: a refresh whose answer was lost when the
+		// database went away may be retried with the same token.
+		ReuseGrace: 10 * time.Second,
+	}, db, iss, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	login := func() response {
+		return do(t, nil, http.MethodPost, srv.URL+"/rpc/login", jsonHeader(), loginBody(testUser, testPassword))
+	}
+	refresh := refreshValue(t, login())
+
+	proxy.stop() // the database goes away, connections and all
+	for _, r := range []response{login(), e2eRefresh(t, srv.URL, refresh)} {
+		wantStatus(t, r, http.StatusServiceUnavailable)
+		wantBody(t, r, `{"code":"PT503","details":null,"hint":null,"message":"Database unavailable"}`)
+		if r.header.Get("Retry-After") != "1" || r.elapsed > 5*time.Second {
+			t.Errorf("Retry-After %q after %s", r.header.Get("Retry-After"), r.elapsed)
+		}
+	}
+	wantStatus(t, do(t, nil, "GET", srv.URL+"/readyz", nil, ""), http.StatusServiceUnavailable)
+	wantStatus(t, do(t, nil, "GET", srv.URL+"/healthz", nil, ""), http.StatusOK)
+
+	proxy.start() // back: the session from before the outage still refreshes
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := e2eRefresh(t, srv.URL, refresh)
+		if r.status == http.StatusNoContent {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not recovered within 5 s: %d %s", r.status, r.body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	wantStatus(t, do(t, nil, "GET", srv.URL+"/readyz", nil, ""), http.StatusOK)
+}
+
+func e2eRefresh(t *testing.T, base, tok string) response {
+	h := jsonHeader()
+	h.Set("Cookie", "refresh_token="+tok)
+	return do(t, nil, http.MethodPost, base+"/rpc/refresh_token", h, "")
+}
+
+// tcpProxy forwards a local port to target; stop drops the listener and
+// every open connection, as a database crash would, start listens again
+// on the same port.
+type tcpProxy struct {
+	t      *testing.T
+	target string
+	port   string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+}
+
+func newTCPProxy(t *testing.T, target string) *tcpProxy {
+	p := &tcpProxy{t: t, target: target}
+	p.start()
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *tcpProxy) addr() string { return "127.0.0.1:" + p.port }
+
+func (p *tcpProxy) start() {
+	addr := "127.0.0.1:" + p.port
+	if p.port == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	_, p.port, _ = net.SplitHostPort(ln.Addr().String())
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+}
+
+func (p *tcpProxy) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
 }
