@@ -38,6 +38,8 @@ commands:
                    [--responses]
                                take NATS grants back from a role
   nats list [ROLE]             list NATS grants and response settings
+  nats-callout                 answer NATS auth callout requests with
+                               authd's users, tokens, API keys and grants
   keygen --alg ES256 --out DIR write a new signing key DIR/<kid>.pem
                                (ES256, EdDSA or RS256)
   jwks [--dir DIR]             print the public keys as a JWKS, for
@@ -81,6 +83,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runAPIKey(ctx, rest, getenv, stdout, stderr)
 	case "nats":
 		return runNATS(ctx, rest, getenv, stdout)
+	case "nats-callout":
+		return runNATSCallout(ctx, rest, getenv, stdout, stderr)
 	case "keygen":
 		return runKeygen(rest, stdout)
 	case "jwks":

@@ -8,14 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
-	"authd/server"
-	"authd/store"
-	"authd/token"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -28,52 +23,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log := newLogger(stderr, cfg.LogLevel)
 
-	db, err := store.Open(ctx, cfg.DatabaseURL, store.WithStatementTimeout(cfg.StatementTimeout))
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	pending, err := db.Pending(ctx)
-	if err != nil {
-		return err
-	}
-	if pending {
-		return errors.New("database schema is not up to date: run `authd migrate up` first")
-	}
-
-	ks, err := cfg.keySet()
-	if err != nil {
-		return err
-	}
-	tokens, err := token.New(ks, token.Options{
-		TTL: cfg.AccessTTL, Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer, RolePath: cfg.JWTRolePath,
-	})
-	if err != nil {
-		return fmt.Errorf("AUTHD_JWT_ROLE_PATH: %w", err)
-	}
-	// Keys, secrets and the database URL change without a restart: on
-	// SIGHUP, and when their files change (Vault agents and Kubernetes
-	// rewrite mounted secrets).
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	// The watchers of keys and files stop with wctx, once serve returns.
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go watchSecrets(wctx, cfg, tokens, db, hup, log)
-	handler, err := server.New(server.Config{
-		RefreshTTL: cfg.RefreshTTL,
-		ReuseGrace: cfg.ReuseGrace,
-		BcryptCost: cfg.BcryptCost,
-		Cookie:     cfg.Cookie,
-
-		LoginFailuresPerUser: cfg.LoginFailuresPerUser,
-		LoginFailuresPerIP:   cfg.LoginFailuresPerIP,
-		APIKeyTokenTTL:       cfg.APIKeyTokenTTL,
-		BcryptWait:           cfg.LoginQueueWait,
-	}, db, tokens, log)
+	c, err := openCore(wctx, cfg, prometheus.NewRegistry(), log)
 	if err != nil {
 		return err
 	}
+	defer c.db.Close()
+	handler, ks := c.api, c.tokens.Keys()
 
 	if cfg.PurgeInterval > 0 {
 		go handler.RunPurge(wctx, cfg.PurgeInterval)

@@ -1,0 +1,735 @@
+package natsauth_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"authd/natsauth"
+	"authd/server"
+	"authd/store"
+	"authd/store/storetest"
+	"authd/token"
+)
+
+func TestMain(m *testing.M) {
+	storetest.Main(m)
+}
+
+const (
+	secret         = "a-test-secret-that-is-long-enough-0123456789"
+	calloutPass    = "callout-password-for-tests"
+	targetAccount  = "APP"
+	serverConfPath = "../deploy/nats/server.conf"
+)
+
+// authority is what the callout asks of authd, as `authd nats-callout`
+// assembles it: the HTTP API's identity rules and the store's grants.
+type authority struct {
+	*server.Server
+	*store.DB
+}
+
+// stack is a NATS server configured from deploy/nats/server.conf, with
+// authd's callout answering it against a fresh database.
+type stack struct {
+	db      *store.DB
+	url     string
+	tokens  *token.Issuer
+	svc     *natsauth.Service
+	ns      *natsserver.Server
+	log     *syncBuffer
+	metrics *prometheus.Registry
+}
+
+// stackOptions vary a stack from the default: no encryption, bcrypt cost 4.
+type stackOptions struct {
+	xkey       bool // encrypt requests and answers
+	bcryptCost int
+}
+
+// newStack starts the callout and a NATS server that uses it.
+func newStack(t testing.TB, o stackOptions) *stack {
+	t.Helper()
+	if o.bcryptCost == 0 {
+		o.bcryptCost = 4
+	}
+	st := &stack{url: storetest.NewURL(t), log: &syncBuffer{}, metrics: prometheus.NewRegistry()}
+	st.db = storetest.Open(t, st.url)
+	tokens, err := token.NewIssuer([]byte(secret), time.Hour, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.tokens = tokens
+	log := slog.New(slog.NewJSONHandler(st.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	api, err := server.New(server.Config{BcryptCost: o.bcryptCost, RefreshTTL: time.Hour, Metrics: st.metrics}, st.db, tokens, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	issuer, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := natsauth.Config{Issuer: issuer, Account: targetAccount, Metrics: st.metrics}
+	vars := map[string]string{"AUTHD_NATS_ISSUER": publicKey(t, issuer), "AUTHD_NATS_PASSWORD": calloutPass}
+	if o.xkey {
+		if cfg.XKey, err = nkeys.CreateCurveKeys(); err != nil {
+			t.Fatal(err)
+		}
+		vars["AUTHD_NATS_XKEY"] = publicKey(t, cfg.XKey)
+	}
+	st.ns = startNATS(t, vars)
+
+	st.svc, err = natsauth.New(authority{api, st.db}, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(st.ns.ClientURL(), nats.UserInfo("authd", calloutPass), nats.Name("authd callout"))
+	if err != nil {
+		t.Fatalf("callout connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	if err := st.svc.Start(nc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := st.svc.Stop(ctx); err != nil {
+			t.Errorf("stop callout: %v", err)
+		}
+	})
+	return st
+}
+
+// renderConf returns deploy/nats/server.conf with vars defined at its top,
+// as an operator would set them in nats-server's environment. Without
+// AUTHD_NATS_XKEY, the xkey line is dropped, as the file's comment says.
+func renderConf(t testing.TB, vars map[string]string) string {
+	t.Helper()
+	b, err := os.ReadFile(serverConfPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := string(b)
+	if _, ok := vars["AUTHD_NATS_XKEY"]; !ok {
+		const line = "    xkey: $AUTHD_NATS_XKEY\n"
+		if strings.Count(conf, line) != 1 {
+			t.Fatalf("%s: want one line %q", serverConfPath, line)
+		}
+		conf = strings.Replace(conf, line, "", 1)
+	}
+	var head strings.Builder
+	for k, v := range vars {
+		fmt.Fprintf(&head, "%s: %q\n", k, v)
+	}
+	return head.String() + conf
+}
+
+// startNATS runs nats-server in-process with the rendered example config,
+// on a free port.
+func startNATS(t testing.TB, vars map[string]string) *natsserver.Server {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "server.conf")
+	if err := os.WriteFile(path, []byte(renderConf(t, vars)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := natsserver.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("%s: %v", serverConfPath, err)
+	}
+	opts.Host, opts.Port = "127.0.0.1", -1
+	opts.NoLog, opts.NoSigs = true, true
+	ns, err := natsserver.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	return ns
+}
+
+func publicKey(t testing.TB, kp nkeys.KeyPair) string {
+	t.Helper()
+	pub, err := kp.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub
+}
+
+// client is a NATS connection with its asynchronous errors (permission
+// violations) collected.
+type client struct {
+	*nats.Conn
+	errs chan error
+}
+
+// connect connects as a client would, failing fast: no reconnects.
+func (st *stack) connect(t *testing.T, opts ...nats.Option) (*client, error) {
+	t.Helper()
+	c := &client{errs: make(chan error, 16)}
+	opts = append([]nats.Option{
+		nats.NoReconnect(),
+		nats.Timeout(5 * time.Second),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case c.errs <- err:
+			default:
+			}
+		}),
+	}, opts...)
+	nc, err := nats.Connect(st.ns.ClientURL(), opts...)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(nc.Close)
+	c.Conn = nc
+	return c, nil
+}
+
+func (st *stack) mustConnect(t *testing.T, opts ...nats.Option) *client {
+	t.Helper()
+	c, err := st.connect(t, opts...)
+	if err != nil {
+		t.Fatalf("connect: %v\ncallout log:\n%s", err, st.log)
+	}
+	return c
+}
+
+// refused checks that a client with opts cannot connect, and is told so
+// promptly: an answer, not nats-server's auth timeout (2 s).
+func (st *stack) refused(t *testing.T, what string, opts ...nats.Option) {
+	t.Helper()
+	start := time.Now()
+	c, err := st.connect(t, opts...)
+	if err == nil {
+		c.Close()
+		t.Fatalf("%s: connected, want refused", what)
+	}
+	if !errors.Is(err, nats.ErrAuthorization) {
+		t.Errorf("%s: got error %v, want %v", what, err, nats.ErrAuthorization)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("%s: refused after %s, want an answer well within the 2 s auth timeout", what, took)
+	}
+}
+
+// canPubSub checks that c can subscribe to subject and receive what it
+// publishes there.
+func (c *client) canPubSub(t *testing.T, subject string) {
+	t.Helper()
+	sub, err := c.SubscribeSync(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := c.Publish(subject, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := sub.NextMsg(2 * time.Second)
+	if err != nil {
+		t.Fatalf("publish and subscribe on %q: %v (async: %v)", subject, err, c.pending())
+	}
+	if string(m.Data) != "hello" {
+		t.Fatalf("got %q on %q, want hello", m.Data, subject)
+	}
+}
+
+// violation checks that doing something on subject gets the client a
+// permissions violation from the server.
+func (c *client) violation(t *testing.T, what, subject string, do func(string) error) {
+	t.Helper()
+	c.pending() // forget earlier errors
+	if err := do(subject); err != nil {
+		t.Fatalf("%s %q: %v", what, subject, err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatalf("%s %q: flush: %v", what, subject, err)
+	}
+	select {
+	case err := <-c.errs:
+		if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), subject) {
+			t.Fatalf("%s %q: got async error %v, want a permissions violation for it", what, subject, err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatalf("%s %q: no permissions violation", what, subject)
+	}
+}
+
+func (c *client) pubViolation(t *testing.T, subject string) {
+	t.Helper()
+	c.violation(t, "publish", subject, func(s string) error { return c.Publish(s, []byte("x")) })
+}
+
+func (c *client) subViolation(t *testing.T, subject string) {
+	t.Helper()
+	c.violation(t, "subscribe", subject, func(s string) error { _, err := c.SubscribeSync(s); return err })
+}
+
+// pending drains and returns the asynchronous errors so far.
+func (c *client) pending() []error {
+	var errs []error
+	for {
+		select {
+		case err := <-c.errs:
+			errs = append(errs, err)
+		default:
+			return errs
+		}
+	}
+}
+
+// grant gives role NATS permissions in the store, as `authd nats grant`.
+func (st *stack) grant(t testing.TB, role, kind string, subjects ...string) {
+	t.Helper()
+	for _, s := range subjects {
+		if err := st.db.GrantNATS(context.Background(), role, kind, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (st *stack) token(t testing.TB, user, role string) string {
+	t.Helper()
+	tok, _, err := st.tokens.Issue(user, role, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func (st *stack) addUser(t testing.TB, name, password, role string) {
+	t.Helper()
+	h, err := store.HashPassword(password, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.db.AddUser(context.Background(), name, h, role); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newAPIKey creates an API key for role on a fresh plan.
+func (st *stack) newAPIKey(t *testing.T, role string) (id, plain string) {
+	t.Helper()
+	plan := "plan_" + storetest.Unique()
+	storetest.Exec(t, st.url, `insert into auth.plan (name, role, requests_per_minute) values ($1, $2, 600)`, plan, role)
+	id, plain, hash, err := token.NewAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.db.CreateAPIKey(context.Background(), id, hash, "", plan, nil); err != nil {
+		t.Fatal(err)
+	}
+	return id, plain
+}
+
+// authorizedAs returns the user name and account nats-server holds for c.
+func (st *stack) authorizedAs(t *testing.T, c *client) (user, account string) {
+	t.Helper()
+	cid, err := c.GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cz, err := st.ns.Connz(&natsserver.ConnzOptions{CID: cid, Username: true})
+	if err != nil || len(cz.Conns) != 1 {
+		t.Fatalf("connz for client %d: %v, %d connections", cid, err, len(cz.Conns))
+	}
+	return cz.Conns[0].AuthorizedUser, cz.Conns[0].Account
+}
+
+func TestTokenClient(t *testing.T) {
+	t.Parallel()
+	st := newStack(t, stackOptions{})
+	role := storetest.NewRole(t)
+	st.grant(t, role, store.NATSPubAllow, "orders.>", "public.*")
+	st.grant(t, role, store.NATSPubDeny, "orders.secret")
+	st.grant(t, role, store.NATSSubAllow, "orders.>", "public.*")
+
+	c := st.mustConnect(t, nats.Token(st.token(t, "alice", role)))
+	if user, acc := st.authorizedAs(t, c); user != "alice" || acc != targetAccount {
+		t.Errorf("nats-server has the client as user %q in account %q, want alice in %s", user, acc, targetAccount)
+	}
+	c.canPubSub(t, "orders.new")
+	c.canPubSub(t, "public.news")
+	c.pubViolation(t, "orders.secret")
+	c.pubViolation(t, "admin.shutdown")
+	c.pubViolation(t, "public.news.deep")
+	c.subViolation(t, "admin.>")
+	if c.IsClosed() {
+		t.Fatal("a permissions violation closed the connection")
+	}
+	// The token path touches no bcrypt and no table but the grants.
+	if strings.Contains(st.log.String(), `"level":"ERROR"`) {
+		t.Errorf("callout logged errors:\n%s", st.log)
+	}
+}
+
+func TestRoleWithoutGrantsMayDoNothing(t *testing.T) {
+	t.Parallel()
+	st := newStack(t, stackOptions{})
+	role := storetest.NewRole(t)
+	st.grant(t, role, store.NATSSubAllow, "only.this")
+
+	// A user JWT without a publish allow list would allow every subject.
+	c := st.mustConnect(t, nats.Token(st.token(t, "bob", role)))
+	c.pubViolation(t, "only.this")
+	c.pubViolation(t, "anything")
+
+	none := st.mustConnect(t, nats.Token(st.token(t, "carol", storetest.NewRole(t))))
+	none.pubViolation(t, "anything")
+	none.subViolation(t, "anything")
+	none.subViolation(t, ">")
+}
+
+func TestBadTokensAreRefused(t *testing.T) {
+	t.Parallel()
+	st := newStack(t, stackOptions{})
+	role := storetest.NewRole(t)
+	st.grant(t, role, store.NATSPubAllow, ">")
+
+	past, err := token.NewIssuer([]byte(secret), time.Hour, "", func() time.Time { return time.Now().Add(-2 * time.Hour) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, _, err := past.Issue("alice", role, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := token.NewIssuer([]byte(strings.Repeat("x", 40)), time.Hour, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, _, err := other.Issue("alice", role, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := st.token(t, "alice", role)
+	// Raise the role, keep the signature.
+	parts := strings.Split(good, ".")
+	claims, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts[1] = base64.RawURLEncoding.EncodeToString(bytes.Replace(claims, []byte(role), []byte("postgres"), 1))
+	tampered := strings.Join(parts, ".")
+	if tampered == good {
+		t.Fatal("tampering changed nothing")
+	}
+
+	for _, tc := range []struct{ name, token string }{
+		{"expired", expired},
+		{"tampered", tampered},
+		{"signed with another secret", foreign},
+		{"not a JWT", "hello"},
+		{"API key lookalike", token.APIKeyPrefix + "nope"},
+	} {
+		st.refused(t, tc.name, nats.Token(tc.token))
+	}
+	st.refused(t, "no credentials")
+	st.mustConnect(t, nats.Token(good))
+
+	logs := st.log.String()
+	for _, want := range []string{`"reason":"JWT expired"`, `"code":"no_credentials"`, `"method":"token"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("callout log lacks %s:\n%s", want, logs)
+		}
+	}
+	for _, secret := range []string{expired, tampered, foreign, good} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("callout log holds a token:\n%s", logs)
+		}
+	}
+}
+
+func TestTokenExpiryEndsConnection(t *testing.T) {
+	t.Parallel()
+	st := newStack(t, stackOptions{})
+	role := storetest.NewRole(t)
+	st.grant(t, role, store.NATSSubAllow, ">")
+
+	short, err := token.NewIssuer([]byte(secret), 2*time.Second, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, exp, err := short.Issue("dave", role, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan time.Time, 1)
+	st.mustConnect(t, nats.Token(tok), nats.ClosedHandler(func(*nats.Conn) { closed <- time.Now() }))
+	select {
+	case at := <-closed:
+		// nats-server disconnects at the user JWT's expiry, a whole second.
+		if at.After(exp.Add(time.Second)) {
+			t.Errorf("disconnected at %s, want by the token's expiry %s", at.Format(time.StampMilli), exp.Format(time.StampMilli))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection outlived its token")
+	}
+}
+
+func TestPasswordClient(t *testing.T) {
+	t.Parallel()
+	st := newStack(t, stackOptions{})
+	role := storetest.NewRole(t)
+	st.grant(t, role, store.NATSPubAllow, "chat.>")
+	st.grant(t, role, store.NATSSubAllow, "chat.>")
+	st.addUser(t, "erin", "correct horse", role)
+
+	st.refused(t, "wrong password", nats.UserInfo("erin", "wrong"))
+	st.refused(t, "unknown user", nats.UserInfo("nobody", "correct horse"))
+	c := st.mustConnect(t, nats.UserInfo("erin", "correct horse"))
+	if user, acc := st.authorizedAs(t, c); user != "erin" || acc != targetAccount {
+		t.Errorf("nats-server has the client as user %q in account %q, want erin in %s", user, acc, targetAccount)
+	}
+	c.canPubSub(t, "chat.room1")
+	c.pubViolation(t, "admin.x")
+
+	logs := st.log.String()
+	if !strings.Contains(logs, `"reason":"Invalid user or password"`) || !strings.Contains(logs, `"user":"erin"`) {
+		t.Errorf("callout log lacks the refusal of erin's wrong password:\n%s", logs)
+	}
+	if strings.Contains(logs, "correct horse") || strings.Contains(logs, `"wrong"`) {
+		t.Errorf("callout log holds a password:\n%s", logs)
+	}
+}
+
+func TestAPIKeyClient(t *testing.T) {
+	t.Parallel()
+	st := newStack(t, stackOptions{})
+	role := storetest.NewRole(t)
+	st.grant(t, role, store.NATSPubAllow, "metrics.>")
+	st.grant(t, role, store.NATSSubAllow, "metrics.>")
+	id, key := st.newAPIKey(t, role)
+
+	c := st.mustConnect(t, nats.Token(key))
+	if user, acc := st.authorizedAs(t, c); user != "apikey:"+id || acc != targetAccount {
+		t.Errorf("nats-server has the client as user %q in account %q, want apikey:%s in %s", user, acc, id, targetAccount)
+	}
+	c.canPubSub(t, "metrics.cpu")
+	c.pubViolation(t, "orders.new")
+	st.mustConnect(t, nats.UserInfo(natsauth.APIKeyUser, key)).canPubSub(t, "metrics.mem")
+	st.refused(t, "wrong key", nats.Token(key[:len(key)-1]+"A"))
+
+	if err := st.db.DisableAPIKey(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	disabled := time.Now()
+	for {
+		c, err := st.connect(t, nats.Token(key))
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Since(disabled) > 1500*time.Millisecond {
+			t.Fatal("a disabled API key still connects 1.5 s after it was disabled")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	st.refused(t, "disabled key", nats.Token(key))
+	st.refused(t, "disabled key as password", nats.UserInfo(natsauth.APIKeyUser, key))
+	if logs := st.log.String(); !strings.Contains(logs, `"reason":"API key disabled"`) || strings.Contains(logs, key) {
+		t.Errorf("callout log lacks the disabled key's refusal, or holds the key:\n%s", logs)
+	}
+}
+
+func TestGrantsApplyToNextConnection(t *testing.T) {
+	t.Parallel()
+	st := newStack(t, stackOptions{})
+	role := storetest.NewRole(t)
+	st.grant(t, role, store.NATSSubAllow, "jobs.>")
+	tok := st.token(t, "frank", role)
+
+	before := st.mustConnect(t, nats.Token(tok))
+	before.pubViolation(t, "jobs.run")
+
+	st.grant(t, role, store.NATSPubAllow, "jobs.>")
+	granted := time.Now()
+	// Permissions are cached for a second per role.
+	for {
+		c := st.mustConnect(t, nats.Token(tok))
+		c.pending()
+		if err := c.Publish("jobs.run", nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if len(c.pending()) == 0 {
+			c.canPubSub(t, "jobs.run")
+			break
+		}
+		c.Close()
+		if time.Since(granted) > 1500*time.Millisecond {
+			t.Fatal("a new grant does not apply 1.5 s after it was made")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	if err := st.db.RevokeNATS(context.Background(), role, store.NATSSubAllow, "jobs.>"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	st.mustConnect(t, nats.Token(tok)).subViolation(t, "jobs.run")
+}
+
+func TestResponses(t *testing.T) {
+	t.Parallel()
+	st := newStack(t, stackOptions{})
+	svcRole, callerRole := storetest.NewRole(t), storetest.NewRole(t)
+	st.grant(t, svcRole, store.NATSSubAllow, "svc.echo")
+	if err := st.db.SetNATSResponses(context.Background(), svcRole, true, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	st.grant(t, callerRole, store.NATSPubAllow, "svc.>")
+	st.grant(t, callerRole, store.NATSSubAllow, "_INBOX.>")
+
+	svc := st.mustConnect(t, nats.Token(st.token(t, "service", svcRole)))
+	if _, err := svc.Subscribe("svc.echo", func(m *nats.Msg) { _ = m.Respond(m.Data) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	caller := st.mustConnect(t, nats.Token(st.token(t, "caller", callerRole)))
+	m, err := caller.Request("svc.echo", []byte("ping"), 2*time.Second)
+	if err != nil || string(m.Data) != "ping" {
+		t.Fatalf("request to a role allowed to respond: %v, %v", m, err)
+	}
+	// Responding is not publishing: svc may not publish elsewhere.
+	svc.pubViolation(t, "svc.echo")
+}
+
+func TestEncryptedCallout(t *testing.T) {
+	t.Parallel()
+	st := newStack(t, stackOptions{xkey: true})
+	role := storetest.NewRole(t)
+	st.grant(t, role, store.NATSPubAllow, "secure.>")
+	st.grant(t, role, store.NATSSubAllow, "secure.>")
+	st.addUser(t, "grace", "s3cret", role)
+
+	// A second callout connection sees what nats-server sends: sealed.
+	spy, err := nats.Connect(st.ns.ClientURL(), nats.UserInfo("authd", calloutPass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spy.Close()
+	requests, err := spy.SubscribeSync(natsauth.Subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spy.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	st.mustConnect(t, nats.Token(st.token(t, "grace", role))).canPubSub(t, "secure.a")
+	c := st.mustConnect(t, nats.UserInfo("grace", "s3cret"))
+	c.canPubSub(t, "secure.b")
+	c.pubViolation(t, "plain.x")
+	st.refused(t, "wrong password", nats.UserInfo("grace", "nope"))
+
+	m, err := requests.NextMsg(time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Header.Get("Nats-Server-Xkey") == "" || bytes.HasPrefix(m.Data, []byte("eyJ")) || bytes.Contains(m.Data, []byte("s3cret")) {
+		t.Errorf("request not encrypted: header %v, body %.40q…", m.Header, m.Data)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	st := newStack(t, stackOptions{})
+	role := storetest.NewRole(t)
+	tok := st.token(t, "heidi", role)
+	st.mustConnect(t, nats.Token(tok))
+	st.refused(t, "bad token", nats.Token("x.y.z"))
+	st.refused(t, "no credentials")
+
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(st.metrics, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`authd_nats_auth_requests_total{method="token",result="allowed"} 1`,
+		`authd_nats_auth_requests_total{method="token",result="denied"} 1`,
+		`authd_nats_auth_requests_total{method="password",result="allowed"} 0`,
+		`authd_nats_auth_denied_total{code="no_credentials",method="none"} 1`,
+		`authd_nats_auth_denied_total{code="PGRST301",method="token"} 1`,
+		`authd_nats_auth_duration_seconds_count{method="token"} 2`,
+		`authd_nats_auth_in_flight 0`,
+		`authd_logins_total{result="succeeded"} 0`, // the API's series, on the same registry
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("metrics lack %s:\n%s", want, body)
+		}
+	}
+	for _, secret := range []string{tok, "heidi", role} {
+		if strings.Contains(body, secret) {
+			t.Errorf("metrics contain %q", secret)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to write from the callout's goroutines
+// while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestNewChecksKeys(t *testing.T) {
+	t.Parallel()
+	account, _ := nkeys.CreateAccount()
+	user, _ := nkeys.CreateUser()
+	curve, _ := nkeys.CreateCurveKeys()
+	for _, tc := range []struct {
+		name string
+		cfg  natsauth.Config
+		want string
+	}{
+		{"no issuer", natsauth.Config{Account: "APP"}, "no issuer key"},
+		{"user key as issuer", natsauth.Config{Issuer: user, Account: "APP"}, "is not an account key"},
+		{"account key as xkey", natsauth.Config{Issuer: account, XKey: account, Account: "APP"}, "xkey is not a curve key"},
+		{"no account", natsauth.Config{Issuer: account, XKey: curve}, "no target account"},
+	} {
+		if _, err := natsauth.New(authority{}, tc.cfg, slog.Default()); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+}
