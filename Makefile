@@ -6,7 +6,7 @@ GO ?= go
 FUZZTIME ?= 1m
 BENCH_DURATION ?= 10s
 
-.PHONY: run test test-deps bench fuzz build clean-dev
+.PHONY: run test test-deps bench bench-nats fuzz build clean-dev
 
 build:
 	$(GO) build -o bin/authd ./cmd/authd
@@ -50,6 +50,10 @@ fuzz:
 
 bench:
 	$(GO) run ./cmd/authd-bench -duration $(BENCH_DURATION)
+
+# bench-nats: NATS connections through the auth callout, token and password.
+bench-nats:
+	$(GO) test -run '^$$' -bench Connect -benchtime 3s ./natsauth
 
 # clean-dev stops and removes the private cluster that `make run` may have made.
 clean-dev:
