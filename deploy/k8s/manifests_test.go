@@ -1043,7 +1043,7 @@ func TestKustomization(t *testing.T) {
 	m := load(t)
 	k := m.kustomizations["kustomization.yaml"]
 	if k == nil {
-		t.Skip("no kustomization.yaml")
+		t.Fatal("no kustomization.yaml in deploy/k8s")
 	}
 	want := []string{"deployment.yaml", "namespace.yaml", "service.yaml"}
 	if len(m.pdbs) > 0 {
@@ -1067,7 +1067,7 @@ func TestKustomization(t *testing.T) {
 func TestDockerfileMatches(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join("..", "..", "Dockerfile"))
 	if err != nil {
-		t.Skipf("no Dockerfile: %v", err)
+		t.Fatalf("read the Dockerfile the manifests rely on: %v", err)
 	}
 	for _, want := range []string{":nonroot", "EXPOSE 3001", `ENTRYPOINT ["/authd"]`} {
 		if !bytes.Contains(b, []byte(want)) {
