@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,8 +42,25 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	// While draining, every answer closes its connection, so that clients
+	// and load balancers holding keep-alive connections stop using them.
+	var draining atomic.Bool
+	var open atomic.Int64 // connections not yet closed
 	srv := &http.Server{
-		Handler:           handler,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if draining.Load() {
+				w.Header().Set("Connection", "close")
+			}
+			handler.ServeHTTP(w, r)
+		}),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				open.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				open.Add(-1)
+			}
+		},
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      15 * time.Second,
@@ -66,11 +83,19 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	log.Info("shutting down", "grace", cfg.ShutdownGracePeriod.String())
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGracePeriod)
 	defer cancel()
+	// Shutdown alone closes idle keep-alive connections at once, and drops
+	// without an answer a request it reads after it began: a client that
+	// sent a POST on such a connection sees EOF and cannot retry it. So
+	// first refuse new connections and let the open ones close after their
+	// next answer; Shutdown then closes those left idle.
+	draining.Store(true)
+	ln.Close()
+	<-errc // Serve returns once the listener is closed
+	for deadline := time.Now().Add(min(time.Second, cfg.ShutdownGracePeriod/2)); open.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("drain connections: %w", err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
 	}
 	log.Info("stopped")
 	return nil
