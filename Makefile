@@ -5,8 +5,9 @@ SHELL := /bin/bash
 GO ?= go
 FUZZTIME ?= 1m
 BENCH_DURATION ?= 10s
+SOAK_DURATION ?= 30m
 
-.PHONY: run test test-deps bench bench-nats fuzz build clean-dev
+.PHONY: run test test-deps bench bench-nats soak fuzz build clean-dev
 
 build:
 	$(GO) build -o bin/authd ./cmd/authd
@@ -50,6 +51,9 @@ fuzz:
 
 bench:
 	$(GO) run ./cmd/authd-bench -duration $(BENCH_DURATION)
+
+soak:
+	$(GO) run ./cmd/authd-soak -duration $(SOAK_DURATION)
 
 # bench-nats: NATS connections through the auth callout, token and password.
 bench-nats:

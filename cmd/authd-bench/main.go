@@ -9,7 +9,17 @@
 // binary built into a temporary directory, and a server on a free port. All
 // of it is removed at exit, on error and on Ctrl-C too.
 //
-//	go run ./cmd/authd-bench [-duration 10s] [-concurrency 8] [-scenarios login,refresh,logout,bare,verify-jwt,verify-cookie,verify-apikey,verify-fresh] [-algs HS256,ES256,EdDSA]
+//	go run ./cmd/authd-bench [-duration 10s] [-concurrency 8] [-scenarios login,refresh,logout,bare,verify-jwt,verify-cookie,verify-apikey,verify-fresh,storm] [-algs HS256,ES256,EdDSA]
+//	go run ./cmd/authd-bench -growth [-growth-tokens 1000,100000,1000000] [-growth-rate 1000] [-duration 5s]
+//
+// Beside those scenarios (storm.go has the details): storm, a login flood
+// at 4× the bcrypt ceiling while refresh, verify and /healthz are measured
+// at fixed rates, against the same clients without the flood; with
+// refresh, the database ceiling of refresh, its one statement run directly
+// with pgx, beside refresh over HTTP; and -growth, instead of the
+// scenarios, refresh latency at 1 thousand, 100 thousand and 1 million
+// stored refresh tokens. Every server gets AUTHD_LOGIN_QUEUE_WAIT from
+// -login-queue-wait (2s).
 //
 // The report is a Markdown table on standard output; progress goes to
 // standard error. The exit status is non-zero when any request failed.
@@ -148,12 +158,12 @@ const (
 	benchPlanRPM = 100_000_000
 )
 
-var allScenarios = []string{"login", "bcrypt", "refresh", "logout", "bare", "verify-jwt", "verify-cookie", "verify-apikey", "verify-fresh"}
+var allScenarios = []string{"login", "bcrypt", "refresh", "logout", "bare", "verify-jwt", "verify-cookie", "verify-apikey", "verify-fresh", "storm"}
 
 // verifyScenarios are compared with bare, which each of them brings along.
 var verifyScenarios = []string{"verify-fresh", "verify-jwt", "verify-cookie", "verify-apikey"}
 
-const defaultScenarios = "login,refresh,logout,bare,verify-jwt,verify-cookie,verify-apikey,verify-fresh"
+const defaultScenarios = "login,refresh,logout,bare,verify-jwt,verify-cookie,verify-apikey,verify-fresh,storm"
 
 // allAlgs are the signing algorithms authd supports.
 var allAlgs = []string{token.HS256, token.ES256, token.EdDSA, token.RS256}
@@ -194,6 +204,16 @@ type options struct {
 	algs           []string        // in the order given
 	algScenarios   map[string]bool // run once per algorithm
 	verifyTokens   int
+
+	loginQueueWait   time.Duration // every server's AUTHD_LOGIN_QUEUE_WAIT
+	stormFactor      float64
+	stormRefreshRate float64
+	stormVerifyRate  float64
+	stormHealthRate  float64
+	dbCeiling        bool
+	growth           bool
+	growthTokens     []int64
+	growthRate       float64
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -216,6 +236,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.logLevel, "server-log-level", "warn", "AUTHD_LOG_LEVEL of the server (request lines are logged at info)")
 	fs.IntVar(&o.logoutSessions, "logout-sessions", 0, "sessions to pre-create for logout; 0 sizes the pool from the refresh rate")
 	fs.BoolVar(&o.roundTrips, "roundtrips", true, "count database round trips per request through a wire-protocol proxy")
+	fs.DurationVar(&o.loginQueueWait, "login-queue-wait", 2*time.Second, "AUTHD_LOGIN_QUEUE_WAIT of every server: the longest a login waits for a bcrypt slot before 503")
+	fs.Float64Var(&o.stormFactor, "storm-factor", 4, "storm: logins per second offered, as a multiple of the bcrypt ceiling")
+	fs.Float64Var(&o.stormRefreshRate, "storm-refresh-rate", 200, "storm: refreshes per second sent during both windows")
+	fs.Float64Var(&o.stormVerifyRate, "storm-verify-rate", 500, "storm: GET /auth/verify per second sent during both windows")
+	fs.Float64Var(&o.stormHealthRate, "storm-health-rate", 100, "storm: GET /healthz per second sent during both windows")
+	fs.BoolVar(&o.dbCeiling, "db-ceiling", true, "with refresh: also run the refresh statement alone with pgx, for its database ceiling")
+	fs.BoolVar(&o.growth, "growth", false, "instead of the scenarios: refresh latency at each stored-token count of -growth-tokens")
+	growthTokens := fs.String("growth-tokens", "1000,100000,1000000", "-growth: refresh tokens stored at each step (ascending)")
+	fs.Float64Var(&o.growthRate, "growth-rate", 1000, "-growth: refreshes per second")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -233,6 +262,19 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-logout-sessions must not be negative")
 	case o.verifyTokens < 1:
 		return nil, errors.New("-verify-tokens must be at least 1")
+	case o.loginQueueWait <= 0:
+		return nil, errors.New("-login-queue-wait must be positive")
+	case o.stormFactor <= 0 || o.stormRefreshRate < 0 || o.stormVerifyRate < 0 || o.stormHealthRate < 0:
+		return nil, errors.New("-storm-factor must be positive and the storm rates not negative")
+	case o.growthRate <= 0:
+		return nil, errors.New("-growth-rate must be positive")
+	}
+	for _, f := range strings.Split(*growthTokens, ",") {
+		n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
+		if err != nil || n < 1 || (len(o.growthTokens) > 0 && n <= o.growthTokens[len(o.growthTokens)-1]) {
+			return nil, fmt.Errorf("-growth-tokens: want ascending positive counts, got %q", *growthTokens)
+		}
+		o.growthTokens = append(o.growthTokens, n)
 	}
 	for _, a := range strings.Split(*algs, ",") {
 		a = strings.TrimSpace(a)
@@ -256,7 +298,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		if s == "" {
 			continue
 		}
-		if !slices.Contains(allScenarios, s) || s == "bcrypt" {
+		if !slices.Contains(allScenarios, s) || s == "bcrypt" || s == "storm" {
 			return nil, fmt.Errorf("-alg-scenarios: %q is not a scenario that runs on a server", s)
 		}
 		o.algScenarios[s] = true
@@ -275,8 +317,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if len(o.scenarios) == 0 {
 		return nil, errors.New("-scenarios: none given")
 	}
-	if o.scenarios["login"] {
-		o.scenarios["bcrypt"] = true
+	if o.scenarios["login"] || o.scenarios["storm"] {
+		o.scenarios["bcrypt"] = true // the storm's rate is a multiple of it
 	}
 	for _, v := range verifyScenarios {
 		if o.scenarios[v] {
@@ -351,6 +393,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	baseEnv := []string{
 		"AUTHD_BCRYPT_COST=" + strconv.Itoa(bcryptCost),
 		"AUTHD_LOG_LEVEL=" + o.logLevel,
+		"AUTHD_LOGIN_QUEUE_WAIT=" + o.loginQueueWait.String(),
 	}
 	hmacEnv := append(slices.Clone(baseEnv), "JWT_SECRET="+hmacSecret)
 	cmd := exec.CommandContext(ctx, bin, "migrate", "up")
@@ -398,6 +441,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		baseEnv: baseEnv, hmacEnv: hmacEnv,
 		serverDBURL: serverDBURL, benchURL: benchURL, dbName: dbName,
 		pool: pool, role: roleName, users: users, hash: hash, rep: rep,
+	}
+	if o.growth {
+		rep.growthAlg = algs[0].alg
+		if err := rn.runGrowth(ctx, algs[0]); err != nil {
+			return err
+		}
+		rep.writeGrowth(stdout)
+		if n := rep.errorCount(); n > 0 {
+			return fmt.Errorf("%d request(s) failed", n)
+		}
+		return nil
 	}
 	for _, a := range algs {
 		if err := rn.runAlg(ctx, a); err != nil {
@@ -754,6 +808,14 @@ func (rn *runner) runAlg(ctx context.Context, a *algSetup) (err error) {
 		refreshRate = r.rate()
 		ar.refresh = r
 		add(r, "refresh")
+		if a.primary && o.dbCeiling {
+			logf("refresh statement alone: %s, %d goroutines on as many connections", o.duration, o.concurrency)
+			c, err := rn.dbCeiling(ctx)
+			if err != nil {
+				return fmt.Errorf("refresh statement alone: %w", err)
+			}
+			rn.rep.ceiling, rn.rep.httpRefresh = c, r
+		}
 	}
 	if has("logout") {
 		n := o.logoutSessions
@@ -854,6 +916,17 @@ func (rn *runner) runAlg(ctx context.Context, a *algSetup) (err error) {
 			}
 		}
 		add(r, s)
+	}
+	if a.primary && o.scenarios["storm"] {
+		access := fx.access
+		if access == "" {
+			if access, err = b.accessToken(ctx, users[0]); err != nil {
+				return fmt.Errorf("storm: log in for an access token: %w", err)
+			}
+		}
+		if err := rn.storm(ctx, b.base, probe, access); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -2179,6 +2252,12 @@ type report struct {
 	rtNote     string
 	serverLogs []string
 	algs       []*algResult // in the order run
+
+	storm       *stormResult
+	ceiling     *result // the refresh statement alone
+	httpRefresh *result // the primary server's refresh, beside it
+	growth      []*growthRow
+	growthAlg   string
 }
 
 func (rep *report) add(r *result) { rep.results = append(rep.results, r) }
@@ -2187,6 +2266,15 @@ func (rep *report) errorCount() int64 {
 	var n int64
 	for _, r := range rep.results {
 		n += r.errors
+	}
+	if rep.storm != nil {
+		n += rep.storm.errors()
+	}
+	if rep.ceiling != nil {
+		n += rep.ceiling.errors
+	}
+	for _, g := range rep.growth {
+		n += g.lat.errs
 	}
 	return n
 }
@@ -2315,6 +2403,8 @@ func (rep *report) write(w io.Writer) {
 		fmt.Fprintf(w, "- %s\n", l)
 	}
 
+	rep.writeCeiling(w)
+	rep.writeStorm(w)
 	rep.writeAlgs(w)
 
 	if len(rep.roundTrips) > 0 || rep.rtNote != "" {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"io"
 	"math"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -53,6 +54,32 @@ func TestSmoke(t *testing.T) {
 				t.Errorf("%s runs once, but there is a %s row", name, alg)
 			}
 		}
+	}
+	// The storm: both windows, every request answered, the verdicts.
+	for _, name := range []string{"quiet", "storm"} {
+		row := tableRow(out, name)
+		if row == nil {
+			t.Errorf("no %s row in the login storm table", name)
+			continue
+		}
+		if got := row[len(row)-1]; got != "0" {
+			t.Errorf("storm table, %s: errors = %s, want 0", name, got)
+		}
+	}
+	if row := tableRow(out, "storm"); row != nil && (row[1] == "0" || row[2] == "0") {
+		t.Errorf("storm: %s logins sent, %s answered 204; want some of each", row[1], row[2])
+	}
+	for _, want := range []string{"- refresh p99 under the storm: ", "- verify p99 under the storm: ", "- the longest a login waited for its answer: ", "authd_logins_total succeeded +"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q line in the storm section", want)
+		}
+	}
+	// The refresh statement alone, beside refresh over HTTP.
+	if row := tableRow(out, "rotate statement alone (pgx, 2 connections)"); row == nil || row[1] == "0" || row[len(row)-1] != "0" {
+		t.Errorf("rotate statement row: %q, want requests and no errors", row)
+	}
+	if !strings.Contains(out, "refresh over HTTP runs at ") {
+		t.Error("no refresh over HTTP / statement ratio")
 	}
 	if !strings.Contains(out, "login as % of bcrypt ceiling:") {
 		t.Error("no login / bcrypt ceiling ratio")
@@ -285,4 +312,25 @@ func cells(line string) []string {
 		c[i] = strings.TrimSpace(c[i])
 	}
 	return c
+}
+
+// TestRotateSQLMatchesStore keeps the database ceiling honest: the
+// statement it runs must be the one authd's refresh runs.
+func TestRotateSQLMatchesStore(t *testing.T) {
+	src, err := os.ReadFile("../../store/session.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	norm := func(s string) string { return strings.Join(strings.Fields(s), " ") }
+	if !strings.Contains(norm(string(src)), norm(rotateSQL)) {
+		t.Error("rotateSQL is no longer the statement in store/session.go's rotate: copy it again")
+	}
+}
+
+func TestGroup(t *testing.T) {
+	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567"} {
+		if got := group(n); got != want {
+			t.Errorf("group(%d) = %q, want %q", n, got, want)
+		}
+	}
 }
