@@ -63,13 +63,11 @@ func (db *DB) Refresh(ctx context.Context, oldHash, newHash []byte, ttl, grace t
 	return db.refreshSlowPath(ctx, oldHash, newHash, ttl, grace)
 }
 
-// rotate is the happy path. Concurrent refreshes of one token all try to
-// update the same row; the row lock makes them queue, and each waiter
-// re-checks "revoked_at is null" after the winner commits, so exactly one
-// of them gets a row back — on one authd or many.
-func (db *DB) rotate(ctx context.Context, oldHash, newHash []byte, ttl time.Duration) (Grant, error) {
-	var g Grant
-	err := db.p().QueryRow(ctx, `
+// RotateSQL is the refresh happy path's one statement: spend the token
+// with hash $1 if it is live, insert its child with hash $2 valid for $3
+// seconds, return the grant. Exported so the bench can measure the
+// statement alone against refresh over HTTP.
+const RotateSQL = `
 		with spent as (
 		    update auth.refresh_token t
 		       set revoked_at = now(), revoked_reason = 'rotated'
@@ -88,7 +86,15 @@ func (db *DB) rotate(ctx context.Context, oldHash, newHash []byte, ttl time.Dura
 		    returning expires_at
 		)
 		select spent.username, spent.role, spent.session_id, child.expires_at
-		  from spent, child`,
+		  from spent, child`
+
+// rotate is the happy path. Concurrent refreshes of one token all try to
+// update the same row; the row lock makes them queue, and each waiter
+// re-checks "revoked_at is null" after the winner commits, so exactly one
+// of them gets a row back — on one authd or many.
+func (db *DB) rotate(ctx context.Context, oldHash, newHash []byte, ttl time.Duration) (Grant, error) {
+	var g Grant
+	err := db.p().QueryRow(ctx, RotateSQL,
 		oldHash, newHash, ttl.Seconds()).Scan(&g.Username, &g.Role, &g.SessionID, &g.RefreshExpiresAt)
 	if err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {

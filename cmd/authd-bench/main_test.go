@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"io"
 	"math"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -312,19 +311,6 @@ func cells(line string) []string {
 		c[i] = strings.TrimSpace(c[i])
 	}
 	return c
-}
-
-// TestRotateSQLMatchesStore keeps the database ceiling honest: the
-// statement it runs must be the one authd's refresh runs.
-func TestRotateSQLMatchesStore(t *testing.T) {
-	src, err := os.ReadFile("../../store/session.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	norm := func(s string) string { return strings.Join(strings.Fields(s), " ") }
-	if !strings.Contains(norm(string(src)), norm(rotateSQL)) {
-		t.Error("rotateSQL is no longer the statement in store/session.go's rotate: copy it again")
-	}
 }
 
 func TestGroup(t *testing.T) {

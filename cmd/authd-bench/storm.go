@@ -14,8 +14,8 @@ package main
 // authd_bcrypt_wait_seconds from GET /metrics) is read before and after.
 //
 // Database ceiling (with refresh, on the primary server): the statement a
-// refresh runs on its happy path (rotateSQL, a copy of store/session.go's
-// rotate, kept equal by a test) executed directly with pgx from
+// refresh runs on its happy path (store.RotateSQL, the statement of store/session.go's
+// rotate, the same constant) executed directly with pgx from
 // -concurrency goroutines on as many connections, each rotating its own
 // session's token chain, as a refresh over HTTP does: what PostgreSQL on
 // this machine allows refresh at most, beside what authd reaches.
@@ -47,31 +47,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"authd/store"
 	"authd/token"
 )
 
-// rotateSQL is store/session.go's rotate statement, verbatim
-// (TestRotateSQLMatchesStore keeps it so).
-const rotateSQL = `
-		with spent as (
-		    update auth.refresh_token t
-		       set revoked_at = now(), revoked_reason = 'rotated'
-		      from auth.session s
-		      join auth.user u on u.username = s.username
-		      join pg_roles r on r.rolname = u.role
-		     where t.token_hash = $1
-		       and t.revoked_at is null
-		       and t.expires_at > now()
-		       and s.id = t.session_id
-		       and s.revoked_at is null
-		    returning t.id, t.session_id, u.username, u.role
-		), child as (
-		    insert into auth.refresh_token (token_hash, session_id, parent_id, expires_at)
-		    select $2, spent.session_id, spent.id, now() + make_interval(secs => $3) from spent
-		    returning expires_at
-		)
-		select spent.username, spent.role, spent.session_id, child.expires_at
-		  from spent, child`
+// rotateSQL is the statement authd runs for every refresh.
+const rotateSQL = store.RotateSQL
 
 const (
 	ceilingAppName = "authd-bench-ceiling"
