@@ -192,7 +192,10 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			return
 		}
 		e := toError(err, c.Request())
-		if e.Status >= 500 {
+		// A failure is logged once, here; a 5xx without a cause is load
+		// being shed on purpose (a full login queue), counted in the
+		// metrics and logged as a request, not an error per request.
+		if e.Status >= 500 && e.Cause != nil {
 			log.ErrorContext(c.Request().Context(), "request failed",
 				"method", c.Request().Method, "path", c.Request().URL.Path, "status", e.Status, "err", e.Cause)
 		}

@@ -87,6 +87,10 @@ func withBcryptWait(d time.Duration) option {
 	return func(c *server.Config, _ *envOpts) { c.BcryptWait = d }
 }
 
+func withLoginQueue(slots, queue int) option {
+	return func(c *server.Config, _ *envOpts) { c.BcryptSlots, c.LoginQueue = slots, queue }
+}
+
 func withAudience(aud string) option { return func(_ *server.Config, o *envOpts) { o.audience = aud } }
 
 func defaultCookies() server.CookieConfig {

@@ -69,7 +69,7 @@ func (s *Server) checkPassword(ctx context.Context, username, password, client s
 		hash = u.PasswordHash
 	}
 	var ok bool
-	if err := s.withBcrypt(ctx, func() { ok = store.CheckPassword(hash, password) }); err != nil {
+	if err := s.bcrypt.run(ctx, func() { ok = store.CheckPassword(hash, password) }); err != nil {
 		return store.User{}, err
 	}
 	if !ok || !found {
@@ -95,7 +95,7 @@ func (s *Server) upgradeHash(ctx context.Context, u store.User, password string)
 		h       string
 		hashErr error
 	)
-	err := s.withBcrypt(ctx, func() { h, hashErr = store.HashPassword(password, s.cfg.BcryptCost) })
+	err := s.bcrypt.run(ctx, func() { h, hashErr = store.HashPassword(password, s.cfg.BcryptCost) })
 	if err == nil {
 		err = hashErr
 	}

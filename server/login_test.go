@@ -310,7 +310,8 @@ func TestLoginFloodIsShed(t *testing.T) {
 	t.Parallel()
 	// Cost 10: enough to overrun the 150 ms deadline even alone, and still
 	// well under the 10 s no-hang bound in a race build on a loaded machine.
-	e := newEnv(t, withCost(10), withRequestTimeout(150*time.Millisecond))
+	// A queue that holds them all: here the deadline sheds, not the queue.
+	e := newEnv(t, withCost(10), withRequestTimeout(150*time.Millisecond), withLoginQueue(0, 100))
 	const n = 12
 	statuses := make(chan response, n)
 	for range n {
@@ -345,32 +346,55 @@ func TestLoginFloodIsShed(t *testing.T) {
 // request deadline.
 func TestLoginStormIsShedFast(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, withCost(10), withBcryptWait(100*time.Millisecond))
-	const n = 12
+	// A queue that holds them all: here the wait sheds, not the queue.
+	e := newEnv(t, withCost(10), withBcryptWait(100*time.Millisecond), withLoginQueue(0, 100))
+	// Shed after the bounded wait, not after the 10 s deadline.
+	if _, shed := e.loginFlood(12, 5*time.Second); shed == 0 {
+		t.Error("no login was shed")
+	}
+}
+
+// TestLoginQueueFullIsShedAtOnce: once LoginQueue logins wait for the
+// bcrypt slots, one more is shed with 503 at once — not after the
+// (here very long) bounded wait — while the queued ones are all served.
+func TestLoginQueueFullIsShedAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withCost(12), withLoginQueue(1, 1), withBcryptWait(30*time.Second))
+	// Far from the 30 s wait: shed on arrival.
+	refused, shed := e.loginFlood(6, 5*time.Second)
+	// One in the slot and one queued are always served (401: wrong
+	// password); with six at once, at least one finds the queue full.
+	if refused < 2 || shed < 1 {
+		t.Errorf("got %d answered 401 and %d shed, want at least 2 and 1", refused, shed)
+	}
+}
+
+// loginFlood sends n logins at once for an unknown user (so the dummy
+// hash, at the server's cost, is compared) and counts the 401s and the
+// 503s, each of which must be the busy answer given within shedWithin.
+func (e *env) loginFlood(n int, shedWithin time.Duration) (refused, shed int) {
+	e.t.Helper()
 	results := make(chan response, n)
 	for range n {
 		go func() { results <- e.post("/rpc/login", jsonHeader(), loginBody("nobody-here", "wrong password")) }()
 	}
-	shed := 0
 	for range n {
 		r := <-results
 		switch r.status {
 		case http.StatusUnauthorized:
+			refused++
 		case http.StatusServiceUnavailable:
 			shed++
-			wantBody(t, r, `{"code":"PT503","details":null,"hint":null,"message":"Too many logins at once; try again shortly"}`)
+			wantBody(e.t, r, `{"code":"PT503","details":null,"hint":null,"message":"Too many logins at once; try again shortly"}`)
 			if r.header.Get("Retry-After") != "1" {
-				t.Errorf("got Retry-After %q, want 1", r.header.Get("Retry-After"))
+				e.t.Errorf("got Retry-After %q, want 1", r.header.Get("Retry-After"))
 			}
-			// Shed after the bounded wait, not after the 10 s deadline.
-			if r.elapsed > 5*time.Second {
-				t.Errorf("a shed login took %s", r.elapsed)
+			if r.elapsed > shedWithin {
+				e.t.Errorf("a shed login took %s, want at most %s", r.elapsed, shedWithin)
 			}
 		default:
-			t.Errorf("got status %d (%s)", r.status, r.body)
+			e.t.Errorf("got status %d (%s)", r.status, r.body)
 		}
 	}
-	if shed == 0 {
-		t.Error("no login was shed")
-	}
+	return refused, shed
 }

@@ -24,6 +24,7 @@ type metrics struct {
 	logins        *prometheus.CounterVec
 	refreshReuse  prometheus.Counter
 	bcryptWaiting prometheus.Gauge
+	bcryptSlots   prometheus.Gauge
 	bcryptWait    prometheus.Histogram
 	purged        *prometheus.CounterVec
 }
@@ -47,6 +48,9 @@ func newMetrics(reg *prometheus.Registry, db *store.DB) *metrics {
 		bcryptWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "authd_bcrypt_queue_depth", Help: "Logins waiting for a bcrypt slot.",
 		}),
+		bcryptSlots: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "authd_bcrypt_slots", Help: "Concurrent bcrypt compares allowed (AUTHD_BCRYPT_SLOTS).",
+		}),
 		bcryptWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "authd_bcrypt_wait_seconds", Help: "Time logins waited for a bcrypt slot.",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2, 5},
@@ -60,7 +64,7 @@ func newMetrics(reg *prometheus.Registry, db *store.DB) *metrics {
 	for _, l := range []string{"succeeded", "failed", "throttled", "shed"} {
 		m.logins.WithLabelValues(l) // export zeros, so rates work from the start
 	}
-	reg.MustRegister(m.requests, m.latency, m.logins, m.refreshReuse, m.bcryptWaiting, m.bcryptWait, m.purged,
+	reg.MustRegister(m.requests, m.latency, m.logins, m.refreshReuse, m.bcryptWaiting, m.bcryptSlots, m.bcryptWait, m.purged,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		poolCollector{db: db})
 	return m

@@ -8,7 +8,7 @@ import (
 
 func TestMetrics(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, withGrace(0), withLoginLimits(1, 0))
+	e := newEnv(t, withGrace(0), withLoginLimits(1, 0), withLoginQueue(3, 0))
 	first := refreshValue(t, e.login())
 	e.refreshWith(first)
 	e.refreshWith(first) // reuse: detected, session revoked
@@ -32,6 +32,7 @@ func TestMetrics(t *testing.T) {
 		`authd_http_requests_total{method="GET",route="unmatched",status="404"} 1`,
 		`authd_http_request_duration_seconds_bucket{route="/rpc/login",le=`,
 		`authd_bcrypt_queue_depth 0`,
+		`authd_bcrypt_slots 3`,
 		`authd_bcrypt_wait_seconds_count 2`,
 		`authd_db_pool_connections{state="idle"}`,
 		`authd_db_pool_max_connections`,

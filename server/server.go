@@ -3,7 +3,6 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -31,9 +30,18 @@ type Config struct {
 	// Metrics is the registry authd's series are registered on and
 	// GET /metrics serves; nil means a registry of its own.
 	Metrics *prometheus.Registry
+	// BcryptSlots is how many bcrypt compares run at once; 0 means
+	// DefaultBcryptSlots(GOMAXPROCS).
+	BcryptSlots int
+	// LoginQueue is how many logins may wait for a bcrypt slot; one more
+	// is shed at once with 503. 0 means 4 per slot.
+	LoginQueue int
 	// BcryptWait bounds how long a login waits for a bcrypt slot before
 	// it is shed with 503; 0 means 2 s.
 	BcryptWait time.Duration
+	// BcryptNice is the nice value of the threads bcrypt runs on (Linux);
+	// 0 leaves them at the process's priority.
+	BcryptNice int
 	// LoginFailuresPerUser and LoginFailuresPerIP are the failed logins
 	// allowed per minute for one username and from one client address;
 	// 0 means no limit.
@@ -53,10 +61,9 @@ type Server struct {
 	// dummyHash is compared against when a login names no known user, so
 	// that an unknown user costs the same bcrypt work as a wrong password.
 	dummyHash string
-	// bcryptSlots bounds concurrent bcrypt work to the number of CPUs: a
-	// flood of logins queues here (and times out as 503) instead of
-	// starving refreshes and health checks of CPU.
-	bcryptSlots chan struct{}
+	// bcrypt bounds and deprioritises password hashing, so that a flood
+	// of logins is shed instead of starving everything else of CPU.
+	bcrypt *bcryptGate
 
 	failuresByUser *keyedLimiter
 	failuresByIP   *keyedLimiter
@@ -77,6 +84,12 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Ser
 	if cfg.BcryptWait <= 0 {
 		cfg.BcryptWait = 2 * time.Second
 	}
+	if cfg.BcryptSlots <= 0 {
+		cfg.BcryptSlots = DefaultBcryptSlots(runtime.GOMAXPROCS(0))
+	}
+	if cfg.LoginQueue <= 0 {
+		cfg.LoginQueue = 4 * cfg.BcryptSlots
+	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second
 	}
@@ -86,7 +99,6 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Ser
 	}
 	s := &Server{
 		cfg: cfg, db: db, tokens: tokens, log: log, dummyHash: dummy,
-		bcryptSlots:    make(chan struct{}, runtime.GOMAXPROCS(0)),
 		failuresByUser: newKeyedLimiter(cfg.LoginFailuresPerUser),
 		failuresByIP:   newKeyedLimiter(cfg.LoginFailuresPerIP),
 	}
@@ -104,6 +116,7 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Ser
 		cfg.Metrics = prometheus.NewRegistry()
 	}
 	s.metrics = newMetrics(cfg.Metrics, db)
+	s.bcrypt = newBcryptGate(cfg.BcryptSlots, cfg.LoginQueue, cfg.BcryptWait, cfg.BcryptNice, s.metrics)
 	e.Use(
 		requestLogger(log),
 		s.metrics.middleware,
@@ -139,41 +152,4 @@ func requestLogger(log *slog.Logger) echo.MiddlewareFunc {
 			return nil
 		},
 	})
-}
-
-// waitForBcrypt takes a bcrypt slot, waiting at most BcryptWait.
-func (s *Server) waitForBcrypt(ctx context.Context) error {
-	wait := time.NewTimer(s.cfg.BcryptWait)
-	defer wait.Stop()
-	select {
-	case s.bcryptSlots <- struct{}{}:
-		return nil
-	case <-wait.C:
-		return errBusy()
-	case <-ctx.Done():
-		return errTimeout()
-	}
-}
-
-// withBcrypt runs f, which does bcrypt work, once a CPU slot is free. A
-// login waits for a slot at most BcryptWait (or until its deadline): in a
-// login storm the excess is shed fast with 503 + Retry-After instead of
-// queueing without bound.
-func (s *Server) withBcrypt(ctx context.Context, f func()) error {
-	select {
-	case s.bcryptSlots <- struct{}{}: // a free slot: no timer needed
-		s.metrics.bcryptWait.Observe(0)
-	default:
-		start := time.Now()
-		s.metrics.bcryptWaiting.Inc()
-		err := s.waitForBcrypt(ctx)
-		s.metrics.bcryptWaiting.Dec()
-		s.metrics.bcryptWait.Observe(time.Since(start).Seconds())
-		if err != nil {
-			return err
-		}
-	}
-	defer func() { <-s.bcryptSlots }()
-	f()
-	return nil
 }

@@ -40,8 +40,13 @@ type config struct {
 	LoginFailuresPerIP   int
 	APIKeyTokenTTL       time.Duration
 	LoginQueueWait       time.Duration
-	StatementTimeout     time.Duration
-	PurgeInterval        time.Duration
+	// BcryptSlots and LoginQueue are 0 for their defaults (one slot per
+	// CPU, four waiting logins per slot).
+	BcryptSlots      int
+	LoginQueue       int
+	BcryptNice       int
+	StatementTimeout time.Duration
+	PurgeInterval    time.Duration
 }
 
 // env reads variables and collects every problem, so a bad env file is
@@ -175,8 +180,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LoginFailuresPerIP:   e.count("AUTHD_LOGIN_FAILURES_PER_IP", 60),
 		APIKeyTokenTTL:       e.duration("AUTHD_APIKEY_TOKEN_TTL", 5*time.Minute),
 		LoginQueueWait:       e.duration("AUTHD_LOGIN_QUEUE_WAIT", 2*time.Second),
+		BcryptSlots:          e.count("AUTHD_BCRYPT_SLOTS", 0),
+		LoginQueue:           e.count("AUTHD_LOGIN_QUEUE", 0),
+		BcryptNice:           e.count("AUTHD_BCRYPT_NICE", 10),
 		StatementTimeout:     e.duration("AUTHD_STATEMENT_TIMEOUT", 5*time.Second),
 		PurgeInterval:        e.duration("AUTHD_PURGE_INTERVAL", 10*time.Minute),
+	}
+	if c.BcryptNice > 19 {
+		e.fail("AUTHD_BCRYPT_NICE", "want 0 (normal priority) to 19 (lowest), got %d", c.BcryptNice)
 	}
 	if c.APIKeyTokenTTL < time.Minute {
 		e.fail("AUTHD_APIKEY_TOKEN_TTL", "must be at least 1m, got %s", c.APIKeyTokenTTL)

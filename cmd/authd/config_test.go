@@ -1,6 +1,7 @@
 package main
 
 import (
+	"authd/server"
 	"authd/token"
 	"bytes"
 	"context"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +59,9 @@ func TestConfigDefaults(t *testing.T) {
 		{"LoginFailuresPerIP", c.LoginFailuresPerIP, 60},
 		{"APIKeyTokenTTL", c.APIKeyTokenTTL, 5 * time.Minute},
 		{"LoginQueueWait", c.LoginQueueWait, 2 * time.Second},
+		{"BcryptSlots", c.BcryptSlots, 0},
+		{"LoginQueue", c.LoginQueue, 0},
+		{"BcryptNice", c.BcryptNice, 10},
 		{"DatabaseURL", c.DatabaseURL, ""},
 		{"JWTSecret", string(mustSecret(t, c)), secret32},
 	} {
@@ -84,6 +89,9 @@ func TestConfigValues(t *testing.T) {
 		"AUTHD_AUTHENTICATOR_ROLE":      "pgrst",
 		"AUTHD_LOG_LEVEL":               "debug",
 		"AUTHD_SHUTDOWN_GRACE":          "30s",
+		"AUTHD_BCRYPT_SLOTS":            "3",
+		"AUTHD_LOGIN_QUEUE":             "50",
+		"AUTHD_BCRYPT_NICE":             "0",
 	}
 	c, err := loadConfig(getenv(env))
 	if err != nil {
@@ -107,6 +115,9 @@ func TestConfigValues(t *testing.T) {
 		{"AuthenticatorRole", c.AuthenticatorRole, "pgrst"},
 		{"LogLevel", c.LogLevel, "debug"},
 		{"ShutdownGracePeriod", c.ShutdownGracePeriod, 30 * time.Second},
+		{"BcryptSlots", c.BcryptSlots, 3},
+		{"LoginQueue", c.LoginQueue, 50},
+		{"BcryptNice", c.BcryptNice, 0},
 	} {
 		if !reflect.DeepEqual(tt.got, tt.want) {
 			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
@@ -246,6 +257,10 @@ func TestConfigErrors(t *testing.T) {
 		{"AUTHD_COOKIE_SAMESITE", "none", map[string]string{"AUTHD_COOKIE_SECURE": "false"}},
 		{"AUTHD_REFRESH_COOKIE_SAMESITE", "None", nil},
 		{"AUTHD_LOG_LEVEL", "verbose", nil},
+		{"AUTHD_BCRYPT_NICE", "20", nil},
+		{"AUTHD_BCRYPT_NICE", "-5", nil}, // raising priority needs privilege
+		{"AUTHD_BCRYPT_SLOTS", "two", nil},
+		{"AUTHD_LOGIN_QUEUE", "-1", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
@@ -454,5 +469,29 @@ func TestConfigFromFiles(t *testing.T) {
 	ks, err := c.keySet()
 	if err != nil || ks.SigningKeyID() != k.ID || c.JWTIssuer != "https://auth.example.com" {
 		t.Errorf("got signing kid %q (%v), issuer %q", ks.SigningKeyID(), err, c.JWTIssuer)
+	}
+}
+
+// TestReserveProcs: the bcrypt slots default to all CPUs but one, and
+// GOMAXPROCS is raised by the slots once however often it is called; an
+// operator's GOMAXPROCS is left alone.
+func TestReserveProcs(t *testing.T) {
+	t.Parallel()
+	base := startProcs()
+	want := server.DefaultBcryptSlots(base)
+	for range 2 {
+		if got := reserveProcs(getenv(nil), 0); got != want {
+			t.Errorf("slots: got %d, want %d (%d CPUs)", got, want, base)
+		}
+		if got := runtime.GOMAXPROCS(0); got != base+want {
+			t.Errorf("GOMAXPROCS: got %d, want %d + %d", got, base, want)
+		}
+	}
+	before := runtime.GOMAXPROCS(0)
+	if got := reserveProcs(getenv(map[string]string{"GOMAXPROCS": "2"}), 0); got != server.DefaultBcryptSlots(before) {
+		t.Errorf("with GOMAXPROCS set: got %d slots, want %d", got, server.DefaultBcryptSlots(before))
+	}
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Errorf("with GOMAXPROCS set, GOMAXPROCS changed from %d to %d", before, got)
 	}
 }

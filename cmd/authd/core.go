@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"sync"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,6 +74,9 @@ func buildCore(ctx context.Context, cfg config, db *store.DB, reg *prometheus.Re
 		LoginFailuresPerIP:   cfg.LoginFailuresPerIP,
 		APIKeyTokenTTL:       cfg.APIKeyTokenTTL,
 		BcryptWait:           cfg.LoginQueueWait,
+		BcryptSlots:          reserveProcs(cfg.getenv, cfg.BcryptSlots),
+		LoginQueue:           cfg.LoginQueue,
+		BcryptNice:           cfg.BcryptNice,
 	}, db, tokens, log)
 	if err != nil {
 		return nil, err
@@ -84,3 +89,27 @@ func buildCore(ctx context.Context, cfg config, db *store.DB, reg *prometheus.Re
 	}()
 	return &core{db: db, tokens: tokens, api: api}, nil
 }
+
+// reserveProcs sizes the bcrypt slots (0: server.DefaultBcryptSlots of
+// the CPUs Go uses) and raises GOMAXPROCS by as many, so that compares,
+// which each hold a P while they run, leave the usual number of Ps to
+// refresh, verify and health checks. An operator's GOMAXPROCS stands.
+func reserveProcs(getenv func(string) string, slots int) int {
+	if getenv("GOMAXPROCS") != "" {
+		if slots == 0 {
+			slots = server.DefaultBcryptSlots(runtime.GOMAXPROCS(0))
+		}
+		return slots
+	}
+	base := startProcs()
+	if slots == 0 {
+		slots = server.DefaultBcryptSlots(base)
+	}
+	runtime.GOMAXPROCS(base + slots)
+	return slots
+}
+
+// startProcs is GOMAXPROCS as the process started, before reserveProcs
+// raised it: a process-wide fact, read once, so that several servers in
+// one process (as in tests) do not raise it twice.
+var startProcs = sync.OnceValue(func() int { return runtime.GOMAXPROCS(0) })

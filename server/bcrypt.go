@@ -1,0 +1,105 @@
+package server
+
+import (
+	"context"
+	"runtime"
+	"sync/atomic"
+	"time"
+)
+
+// bcryptGate keeps bcrypt, deliberately the most expensive thing authd
+// does (about 70 ms of a core at cost 10), from starving everything else
+// when logins arrive faster than the CPUs can hash:
+//
+//   - at most `slots` compares run at once: by default one per CPU but
+//     one (DefaultBcryptSlots);
+//   - at most `queue` logins wait for a slot, each at most `wait`; a login
+//     that finds the queue full is shed at once with 503 + Retry-After,
+//     so a flood costs the server almost nothing beyond its ceiling;
+//   - each compare runs on an OS thread of its own at a lower scheduling
+//     priority (nice), so refresh, verify, health and PostgreSQL itself
+//     are scheduled ahead of it whenever they have work — bcrypt gets the
+//     CPU that is left, which in a storm is most of it.
+//
+// Because a compare holds one of Go's Ps while it runs, the process needs
+// more Ps than slots for the rest of its work not to queue behind bcrypt;
+// `authd serve` adds the slots to GOMAXPROCS.
+type bcryptGate struct {
+	slots   chan struct{}
+	waiting atomic.Int64
+	queue   int64
+	wait    time.Duration
+	nice    int
+	m       *metrics
+}
+
+// DefaultBcryptSlots is the number of concurrent bcrypt compares for procs
+// CPUs: all but one, and at least one. The CPU left over is not waste: on
+// the 2-CPU machine of the README's storm figures, compares on both CPUs
+// (even at the lowest priority) made PostgreSQL's commit fsyncs wait —
+// pg_stat_activity showed refreshes in WALSync — and refresh p99 went from
+// 2 ms to 55–160 ms; with one CPU left it stays under 15 ms.
+func DefaultBcryptSlots(procs int) int { return max(1, procs-1) }
+
+func newBcryptGate(slots, queue int, wait time.Duration, nice int, m *metrics) *bcryptGate {
+	m.bcryptSlots.Set(float64(slots))
+	return &bcryptGate{slots: make(chan struct{}, slots), queue: int64(queue), wait: wait, nice: nice, m: m}
+}
+
+// run runs f, which does bcrypt work, in a free slot. It returns errBusy
+// when the queue is full or no slot frees up within the wait, and
+// errTimeout when ctx ends first — also while f runs: f cannot be
+// interrupted, so it finishes (and frees its slot) on its own, and the
+// caller must not read what f writes unless run returned nil.
+func (g *bcryptGate) run(ctx context.Context, f func()) error {
+	if err := g.acquire(ctx); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer func() { <-g.slots }()
+		defer close(done)
+		// A thread of its own, never unlocked: when this goroutine ends
+		// the thread ends with it, so its lower priority never carries
+		// over to other work.
+		runtime.LockOSThread()
+		lowerThreadPriority(g.nice)
+		f()
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return errTimeout()
+	}
+}
+
+func (g *bcryptGate) acquire(ctx context.Context) error {
+	select {
+	case g.slots <- struct{}{}: // a free slot: no queue, no timer
+		g.m.bcryptWait.Observe(0)
+		return nil
+	default:
+	}
+	if g.waiting.Add(1) > g.queue {
+		g.waiting.Add(-1)
+		return errBusy()
+	}
+	g.m.bcryptWaiting.Inc()
+	start := time.Now()
+	defer func() {
+		g.waiting.Add(-1)
+		g.m.bcryptWaiting.Dec()
+		g.m.bcryptWait.Observe(time.Since(start).Seconds())
+	}()
+	timer := time.NewTimer(g.wait)
+	defer timer.Stop()
+	select {
+	case g.slots <- struct{}{}:
+		return nil
+	case <-timer.C:
+		return errBusy()
+	case <-ctx.Done():
+		return errTimeout()
+	}
+}
