@@ -154,6 +154,10 @@ func errTimeout() *Error {
 	return &Error{Status: http.StatusServiceUnavailable, Code: "PT503", Message: "Request timed out", Header: http.Header{"Retry-After": {"1"}}}
 }
 
+// statusClientClosed is nginx's status for a request whose client went
+// away before the answer; it appears in logs and metrics only.
+const statusClientClosed = 499
+
 // errInternal is a failure on authd's side. One that is only the request's
 // deadline or the statement timeout passing (a slow, locked or saturated
 // database), or the database being down, is a 503 the client may retry,
@@ -165,6 +169,11 @@ func errInternal(cause error) *Error {
 		netErr  net.Error
 	)
 	switch {
+	// The client hung up (Go cancels a request's context when its
+	// connection closes): nobody reads the answer, and authd did nothing
+	// wrong — nginx's 499, not a 500 logged as a failure.
+	case errors.Is(cause, context.Canceled):
+		return &Error{Status: statusClientClosed, Code: "PT499", Message: "Client closed the request"}
 	case errors.Is(cause, context.DeadlineExceeded),
 		errors.As(cause, &pgErr) && pgErr.Code == "57014": // statement_timeout
 		e := errTimeout()

@@ -221,6 +221,42 @@ func TestDeadlineIsA503(t *testing.T) {
 	}
 }
 
+// TestClientGoneIsNotAFailure: a client that hangs up while its request
+// waits on the database is counted as 499 (nginx's "client closed
+// request"), not a 500, and nothing is logged as an error.
+func TestClientGoneIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// Hold a lock on the user's row so the login's session insert waits.
+	tx, err := e.db.Pool().Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(context.Background(), `select 1 from auth.user where username = $1 for update`, testUser); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.srv.URL+"/rpc/login", strings.NewReader(loginBody(testUser, testPassword)))
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the login answered %d with the user's row locked", resp.StatusCode)
+	}
+	want := `authd_http_requests_total{method="POST",route="/rpc/login",status="499"} 1`
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(do(t, nil, http.MethodGet, e.srv.URL+"/metrics", nil, "").body, want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack %s", want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if logs := e.logs.String(); strings.Contains(logs, `"level":"ERROR"`) {
+		t.Errorf("a client hanging up was logged as an error:\n%s", logs)
+	}
+}
+
 // TestDatabaseDownIsA503: with the database unreachable, requests that need
 // it fail at once with 503 + Retry-After in PostgREST's shape, /readyz says
 // not ready and /healthz stays up; when the database is back, so is authd.
