@@ -204,15 +204,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 func TestDeadlineIsA503(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, withRequestTimeout(300*time.Millisecond))
-	// Hold a lock on the user's row so the login's session insert waits.
-	tx, err := e.db.Pool().Begin(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(context.Background(), `select 1 from auth.user where username = $1 for update`, testUser); err != nil {
-		t.Fatal(err)
-	}
+	e.lockUser(testUser)
 	r := e.post("/rpc/login", jsonHeader(), loginBody(testUser, testPassword))
 	wantStatus(t, r, http.StatusServiceUnavailable)
 	wantBody(t, r, `{"code":"PT503","details":null,"hint":null,"message":"Request timed out"}`)
@@ -227,15 +219,7 @@ func TestDeadlineIsA503(t *testing.T) {
 func TestClientGoneIsNotAFailure(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	// Hold a lock on the user's row so the login's session insert waits.
-	tx, err := e.db.Pool().Begin(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(context.Background(), `select 1 from auth.user where username = $1 for update`, testUser); err != nil {
-		t.Fatal(err)
-	}
+	e.lockUser(testUser)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.srv.URL+"/rpc/login", strings.NewReader(loginBody(testUser, testPassword)))
@@ -388,4 +372,18 @@ func (p *tcpProxy) stop() {
 		c.Close()
 	}
 	p.conns = nil
+}
+
+// lockUser holds a lock on a user's row until the test ends, so that a
+// login's session insert waits on it.
+func (e *env) lockUser(name string) {
+	e.t.Helper()
+	tx, err := e.db.Pool().Begin(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(context.Background(), `select 1 from auth.user where username = $1 for update`, name); err != nil {
+		e.t.Fatal(err)
+	}
 }
