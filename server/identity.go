@@ -24,22 +24,25 @@ func (s *Server) IdentifyToken(raw string) (Identity, error) {
 		return Identity{}, err
 	}
 	gen := s.tokens.Generation()
-	claims, ok := s.verified.get(raw, gen, time.Now())
+	v, ok := s.verified.get(raw, gen, time.Now())
 	if !ok {
-		var err error
-		if claims, err = s.tokens.Verify(raw); err != nil {
+		claims, err := s.tokens.Verify(raw)
+		if err != nil {
 			return Identity{}, errInvalidToken(raw, err)
 		}
-		s.verified.put(raw, gen, claims)
+		v = verified{user: claims.Username, role: claims.Role, gen: gen}
+		if v.user == "" {
+			v.user = claims.Subject
+		}
+		if claims.ExpiresAt != nil {
+			v.expires = claims.ExpiresAt.Time
+		}
+		s.verified.put(raw, v)
 	}
-	if claims.Role == "" {
+	if v.role == "" {
 		return Identity{}, invalidToken("PGRST303", "JWT has no role claim", nil)
 	}
-	user := claims.Username
-	if user == "" {
-		user = claims.Subject
-	}
-	return Identity{User: user, Role: claims.Role, Token: raw, Expires: claims.ExpiresAt.Time}, nil
+	return Identity{User: v.user, Role: v.role, Token: raw, Expires: v.expires}, nil
 }
 
 // IdentifyPassword checks a username and password with every rule of

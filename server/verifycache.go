@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/sha256"
 	"sync"
 	"time"
 
@@ -11,45 +12,52 @@ import (
 // arbitrary entry makes room.
 const maxVerified = 10000
 
-// verifiedCache remembers access tokens that passed full verification,
-// keyed by the whole token (signature included), as PostgREST's JWT cache
-// does: a browser sends the same token on every request, and decoding its
-// JSON costs more than everything else /auth/verify does. A hit still
-// checks expiry; nbf, iat and aud cannot turn bad once they were good. An
-// entry counts only for the key-set generation that verified it, so a key
-// removed by a reload stops verifying its tokens at once.
+// verifiedCache remembers access tokens that passed full verification, as
+// PostgREST's JWT cache does: a browser sends the same token on every
+// request, and decoding its JSON costs more than everything else
+// /auth/verify does. A hit still checks expiry; nbf, iat and aud cannot
+// turn bad once they were good. An entry counts only for the key-set
+// generation that verified it, so a key removed by a reload stops
+// verifying its tokens at once.
+//
+// Entries are keyed by the token's SHA-256 and keep only what an identity
+// needs — about 100 bytes each, not the token and its parsed claims
+// (about 1 KB): the full cache costs a megabyte, and no token sits in
+// memory longer than its request.
 type verifiedCache struct {
 	mu sync.RWMutex
-	m  map[string]verified
+	m  map[[sha256.Size]byte]verified
 }
 
 type verified struct {
-	claims *token.Claims
-	gen    uint64
+	user, role string
+	expires    time.Time
+	gen        uint64
 }
 
-func (vc *verifiedCache) get(raw string, gen uint64, now time.Time) (*token.Claims, bool) {
+func (vc *verifiedCache) get(raw string, gen uint64, now time.Time) (verified, bool) {
+	key := sha256.Sum256([]byte(raw))
 	vc.mu.RLock()
-	v, ok := vc.m[raw]
+	v, ok := vc.m[key]
 	vc.mu.RUnlock()
 	if !ok {
-		return nil, false
+		return verified{}, false
 	}
-	c := v.claims
-	if v.gen != gen || c.ExpiresAt == nil || now.Add(-token.Leeway).After(c.ExpiresAt.Time) {
+	if v.gen != gen || now.Add(-token.Leeway).After(v.expires) {
 		vc.mu.Lock()
-		delete(vc.m, raw)
+		delete(vc.m, key)
 		vc.mu.Unlock()
-		return nil, false
+		return verified{}, false
 	}
-	return c, true
+	return v, true
 }
 
-func (vc *verifiedCache) put(raw string, gen uint64, c *token.Claims) {
+func (vc *verifiedCache) put(raw string, v verified) {
+	key := sha256.Sum256([]byte(raw))
 	vc.mu.Lock()
 	defer vc.mu.Unlock()
 	if vc.m == nil {
-		vc.m = make(map[string]verified)
+		vc.m = make(map[[sha256.Size]byte]verified)
 	}
 	if len(vc.m) >= maxVerified {
 		for k := range vc.m {
@@ -57,5 +65,5 @@ func (vc *verifiedCache) put(raw string, gen uint64, c *token.Claims) {
 			break
 		}
 	}
-	vc.m[raw] = verified{claims: c, gen: gen}
+	vc.m[key] = v
 }

@@ -1,31 +1,28 @@
 package server
 
 import (
+	"crypto/sha256"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
-
-	"authd/token"
 )
 
 func TestVerifiedCacheChecksExpiryOnEveryHit(t *testing.T) {
 	var vc verifiedCache
 	exp := time.Unix(1_800_000_000, 0)
-	vc.put("tok", 1, &token.Claims{Role: "r", RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(exp)}})
+	vc.put("tok", verified{user: "u", role: "r", expires: exp, gen: 1})
 
-	if _, ok := vc.get("tok", 1, exp.Add(29*time.Second)); !ok {
-		t.Error("miss within PostgREST's 30 s leeway")
+	if v, ok := vc.get("tok", 1, exp.Add(29*time.Second)); !ok || v.user != "u" || v.role != "r" {
+		t.Errorf("got %+v, %v within PostgREST's 30 s leeway, want the entry", v, ok)
 	}
 	if _, ok := vc.get("tok", 2, exp); ok {
 		t.Error("hit for a token verified under another key set")
 	}
-	vc.put("tok", 1, &token.Claims{Role: "r", RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(exp)}})
+	vc.put("tok", verified{user: "u", role: "r", expires: exp, gen: 1})
 	if _, ok := vc.get("tok", 1, exp.Add(31*time.Second)); ok {
 		t.Error("hit for a token expired beyond the leeway")
 	}
-	if _, ok := vc.m["tok"]; ok {
+	if len(vc.m) != 0 {
 		t.Error("expired token kept in the cache")
 	}
 	if _, ok := vc.get("other", 1, exp); ok {
@@ -35,11 +32,23 @@ func TestVerifiedCacheChecksExpiryOnEveryHit(t *testing.T) {
 
 func TestVerifiedCacheIsBounded(t *testing.T) {
 	var vc verifiedCache
-	exp := jwt.NewNumericDate(time.Now().Add(time.Hour))
+	exp := time.Now().Add(time.Hour)
 	for i := range maxVerified + 500 {
-		vc.put(strconv.Itoa(i), 1, &token.Claims{RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: exp}})
+		vc.put(strconv.Itoa(i), verified{role: "r", expires: exp, gen: 1})
 	}
 	if n := len(vc.m); n != maxVerified {
 		t.Errorf("cache holds %d tokens, want at most %d", n, maxVerified)
+	}
+}
+
+// TestVerifiedCacheHoldsNoTokens: the cache is keyed by a digest, so a
+// heap dump of a busy authd does not hand out the tokens it verified.
+func TestVerifiedCacheHoldsNoTokens(t *testing.T) {
+	var vc verifiedCache
+	vc.put("eyJ.secret.token", verified{role: "r", expires: time.Now().Add(time.Hour), gen: 1})
+	for k := range vc.m {
+		if k != sha256.Sum256([]byte("eyJ.secret.token")) {
+			t.Errorf("key %x is not the token's SHA-256", k)
+		}
 	}
 }
