@@ -462,6 +462,10 @@ func (rep *report) writeStorm(w io.Writer) {
 			}
 		}
 		fmt.Fprintln(w, line)
+		if slots := m1["authd_bcrypt_slots"]; slots > 0 && sr.bcryptMS > 0 {
+			fmt.Fprintf(w, "- authd_bcrypt_slots %.0f (AUTHD_BCRYPT_SLOTS; by default all CPUs but one): a login capacity of about %.1f/s at one compare's CPU cost, against the machine's %.1f/s\n",
+				slots, slots*1000/sr.bcryptMS, sr.ceilingRate)
+		}
 	}
 	for _, win := range []*stormWindow{sr.quiet, sr.storm} {
 		if c := win.cpu; c.machineOK && c.wall > 0 {
