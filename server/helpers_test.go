@@ -31,7 +31,7 @@ const (
 
 // env is one authd API on a fresh database, with one user.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	url    string // database URL
 	db     *store.DB
 	role   string
@@ -97,7 +97,7 @@ func defaultCookies() server.CookieConfig {
 	return server.CookieConfig{SameSite: http.SameSiteLaxMode, RefreshSameSite: http.SameSiteStrictMode}
 }
 
-func newEnv(t *testing.T, opts ...option) *env {
+func newEnv(t testing.TB, opts ...option) *env {
 	t.Helper()
 	url := storetest.NewURL(t)
 	e := &env{t: t, url: url, db: storetest.Open(t, url), role: storetest.NewRole(t)}
@@ -174,7 +174,7 @@ func (r response) cookie(name, path string) *http.Cookie {
 	return nil
 }
 
-func do(t *testing.T, client *http.Client, method, url string, header http.Header, body string) response {
+func do(t testing.TB, client *http.Client, method, url string, header http.Header, body string) response {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
@@ -230,7 +230,7 @@ func (e *env) refreshWith(token string) response {
 	return e.post("/rpc/refresh_token", h, "")
 }
 
-func refreshValue(t *testing.T, r response) string {
+func refreshValue(t testing.TB, r response) string {
 	t.Helper()
 	c := r.cookie("refresh_token", "/rpc/refresh_token")
 	if c == nil || c.Value == "" {
@@ -239,7 +239,7 @@ func refreshValue(t *testing.T, r response) string {
 	return c.Value
 }
 
-func accessValue(t *testing.T, r response) string {
+func accessValue(t testing.TB, r response) string {
 	t.Helper()
 	c := r.cookie("access_token", "/")
 	if c == nil || c.Value == "" {
@@ -277,14 +277,14 @@ func (e *env) exec(sql string, args ...any) {
 	}
 }
 
-func wantStatus(t *testing.T, r response, want int) {
+func wantStatus(t testing.TB, r response, want int) {
 	t.Helper()
 	if r.status != want {
 		t.Fatalf("got status %d, want %d (body %s)", r.status, want, r.body)
 	}
 }
 
-func wantBody(t *testing.T, r response, want string) {
+func wantBody(t testing.TB, r response, want string) {
 	t.Helper()
 	if r.body != want {
 		t.Errorf("got body %s, want %s", r.body, want)
