@@ -100,10 +100,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -115,7 +113,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -124,7 +121,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -132,13 +128,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/crypto/bcrypt"
 
+	"authd/cmd/internal/loadtest"
 	"authd/token"
 )
 
 const (
-	defaultAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	adminURLEnv     = "AUTHD_TEST_DATABASE_URL"
-
 	bcryptCost    = 10
 	benchPassword = "authd-bench-password"
 
@@ -148,7 +142,7 @@ const (
 	serverAppName = "authd-bench-server"
 	rtAppName     = "authd-bench-roundtrips"
 
-	refreshPath = "/rpc/refresh_token"
+	refreshPath = loadtest.RefreshPath
 	verifyPath  = "/auth/verify"
 	barePath    = "/healthz"
 
@@ -176,27 +170,13 @@ const (
 	verifyCacheSize = 10000
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-	case errors.Is(err, context.Canceled):
-		fmt.Fprintln(os.Stderr, "authd-bench: interrupted; cleaned up")
-		os.Exit(1)
-	default:
-		fmt.Fprintf(os.Stderr, "authd-bench: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { loadtest.Main("authd-bench", run) }
 
 type options struct {
 	duration       time.Duration
 	concurrency    int
 	users          int
-	adminURL       string
-	authd          string
+	harness        loadtest.Config // -admin-url, -authd
 	scenarios      map[string]bool
 	logLevel       string
 	logoutSessions int
@@ -220,16 +200,11 @@ type options struct {
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("authd-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	adminDefault := defaultAdminURL
-	if v := os.Getenv(adminURLEnv); v != "" {
-		adminDefault = v
-	}
-	o := &options{}
+	o := &options{harness: loadtest.Config{Name: "authd-bench"}}
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "timed length of each scenario")
 	fs.IntVar(&o.concurrency, "concurrency", 8, "concurrent clients (keep-alive connections)")
 	fs.IntVar(&o.users, "users", 100, "users to create; login cycles through them")
-	fs.StringVar(&o.adminURL, "admin-url", adminDefault, "superuser postgres:// URL of the server to create the throwaway database on (default from $"+adminURLEnv+")")
-	fs.StringVar(&o.authd, "authd", "", "prebuilt authd binary; empty builds ./cmd/authd")
+	o.harness.AddFlags(fs)
 	scen := fs.String("scenarios", defaultScenarios, "comma list of login, refresh, logout, bare, verify-jwt, verify-cookie, verify-apikey, verify-fresh (and bcrypt; the bcrypt ceiling always runs with login, bare with any verify scenario)")
 	algs := fs.String("algs", defaultAlgs, "comma list of signing algorithms (HS256, ES256, EdDSA, RS256), each on its own authd server")
 	algScen := fs.String("alg-scenarios", defaultAlgScenarios, "the scenarios (of -scenarios) to run once per algorithm; the others run once, on the HS256 server (else the first algorithm's)")
@@ -344,56 +319,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "authd-bench: "+format+"\n", a...) }
 
-	// Cleanups run in reverse order, whatever happens after this point.
-	var cleanups []func()
-	defer func() {
-		for i := len(cleanups) - 1; i >= 0; i-- {
-			cleanups[i]()
-		}
-	}()
-
-	tmp, err := os.MkdirTemp("", "authd-bench-")
+	// h.Close removes all the run made, whatever happens after this
+	// point; h.Defer adds to it.
+	o.harness.Logf = logf
+	h, err := loadtest.Setup(ctx, o.harness)
 	if err != nil {
 		return err
 	}
-	cleanups = append(cleanups, func() { _ = os.RemoveAll(tmp) })
+	defer h.Close()
+	bin, tmp, dbName, roleName := h.Bin, h.Tmp, h.DBName, h.Role
 
-	bin := o.authd
-	if bin == "" {
-		logf("building ./cmd/authd")
-		if bin, err = buildAuthd(ctx, tmp); err != nil {
-			return err
-		}
-	}
-
-	suffix := randomHex(6)
-	dbName, roleName := "authd_bench_"+suffix, "authd_bench_role_"+suffix
-	dbURL, err := pgURL(o.adminURL, func(u *url.URL, q url.Values) { u.Path = "/" + dbName })
-	if err != nil {
-		return err
-	}
-	if err := adminExec(ctx, o.adminURL, "create database "+pgx.Identifier{dbName}.Sanitize()); err != nil {
-		return fmt.Errorf("create database %s: %w", dbName, err)
-	}
-	cleanups = append(cleanups, func() {
-		if err := adminExec(context.Background(), o.adminURL, "drop database if exists "+pgx.Identifier{dbName}.Sanitize()+" with (force)"); err != nil {
-			logf("cleanup: drop database %s: %v", dbName, err)
-		}
-	})
-	if err := adminExec(ctx, o.adminURL, "create role "+pgx.Identifier{roleName}.Sanitize()+" nologin"); err != nil {
-		return fmt.Errorf("create role %s: %w", roleName, err)
-	}
-	cleanups = append(cleanups, func() {
-		if err := adminExec(context.Background(), o.adminURL, "drop role if exists "+pgx.Identifier{roleName}.Sanitize()); err != nil {
-			logf("cleanup: drop role %s: %v", roleName, err)
-		}
-	})
-	logf("database %s, role %s", dbName, roleName)
-
-	secret := make([]byte, 48)
-	_, _ = rand.Read(secret)
-	hmacSecret := base64.RawURLEncoding.EncodeToString(secret)
-	serverDBURL, err := pgURL(dbURL, func(u *url.URL, q url.Values) { q.Set("application_name", serverAppName) })
+	hmacSecret := loadtest.NewSecret()
+	serverDBURL, err := loadtest.PgURL(h.DBURL, func(u *url.URL, q url.Values) { q.Set("application_name", serverAppName) })
 	if err != nil {
 		return err
 	}
@@ -405,13 +342,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	baseEnv = append(baseEnv, o.serverEnv...)
 	hmacEnv := append(slices.Clone(baseEnv), "JWT_SECRET="+hmacSecret)
-	cmd := exec.CommandContext(ctx, bin, "migrate", "up")
-	cmd.Env = authdEnv(append(slices.Clone(hmacEnv), "DATABASE_URL="+serverDBURL))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("authd migrate up: %v\n%s", err, out)
+	if err := loadtest.Migrate(ctx, bin, loadtest.AuthdEnv(append(slices.Clone(hmacEnv), "DATABASE_URL="+serverDBURL))); err != nil {
+		return err
 	}
 
-	benchURL, err := pgURL(dbURL, func(u *url.URL, q url.Values) { q.Set("application_name", benchAppName) })
+	benchURL, err := loadtest.PgURL(h.DBURL, func(u *url.URL, q url.Values) { q.Set("application_name", benchAppName) })
 	if err != nil {
 		return err
 	}
@@ -419,25 +354,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", dbName, err)
 	}
-	cleanups = append(cleanups, pool.Close)
+	h.Defer(pool.Close)
 	var pgVersion string
 	if err := pool.QueryRow(ctx, "show server_version").Scan(&pgVersion); err != nil {
 		return fmt.Errorf("connect to %s: %w", dbName, err)
 	}
 
 	logf("creating %d users (bcrypt cost %d)", o.users, bcryptCost)
-	hash, err := bcrypt.GenerateFromPassword([]byte(benchPassword), bcryptCost)
-	if err != nil {
-		return err
-	}
 	users := make([]string, o.users)
 	for i := range users {
 		users[i] = fmt.Sprintf("bench_%06d", i+1)
 	}
-	if _, err := pool.Exec(ctx, `
-		insert into auth.user (username, password_hash, role)
-		select u, $2, $3 from unnest($1::text[]) u`, users, string(hash), roleName); err != nil {
-		return fmt.Errorf("create users: %w", err)
+	hash, err := loadtest.CreateUsers(ctx, pool, users, benchPassword, bcryptCost, roleName)
+	if err != nil {
+		return err
 	}
 
 	algs, err := prepareAlgs(ctx, o, bin, tmp, hmacSecret, logf)
@@ -471,7 +401,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if o.roundTrips && !(len(o.scenarios) == 1 && o.scenarios["bcrypt"]) {
 		logf("counting database round trips per request (%s server)", algs[0].alg)
 		env := append(slices.Clone(baseEnv), algs[0].env...)
-		rows, note, err := countRoundTrips(ctx, o, bin, env, dbURL, pool, users, rn.fx, rn.freshPool, tmp)
+		rows, note, err := countRoundTrips(ctx, o, bin, env, h.DBURL, pool, users, rn.fx, rn.freshPool, tmp)
 		if err != nil {
 			return fmt.Errorf("count round trips: %w", err)
 		}
@@ -534,7 +464,7 @@ func prepareAlgs(ctx context.Context, o *options, bin, tmp, hmacSecret string, l
 // keygen runs `authd keygen --alg alg --out dir` and returns the new kid.
 func keygen(ctx context.Context, bin, alg, dir string) (string, error) {
 	cmd := exec.CommandContext(ctx, bin, "keygen", "--alg", alg, "--out", dir)
-	cmd.Env = authdEnv(nil)
+	cmd.Env = loadtest.AuthdEnv(nil)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -718,22 +648,18 @@ func (rn *runner) runAlg(ctx context.Context, a *algSetup) (err error) {
 	}
 
 	env := append(slices.Clone(rn.baseEnv), a.env...)
-	srv, err := startServer(ctx, rn.bin, authdEnv(append(env, "DATABASE_URL="+rn.serverDBURL)), filepath.Join(rn.tmp, "authd-"+a.alg+".log"))
+	srv, err := loadtest.StartServer(ctx, rn.bin, loadtest.AuthdEnv(append(env, "DATABASE_URL="+rn.serverDBURL)), filepath.Join(rn.tmp, "authd-"+a.alg+".log"))
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.alg, err)
 	}
 	defer func() {
-		if err != nil {
-			select {
-			case <-srv.exited:
-				err = fmt.Errorf("%w\nauthd (%s) exited during the run (%v); its log ends:\n%s", err, a.alg, srv.waitErr, srv.logTail())
-			default:
-			}
+		if exited, why := srv.Exited(); err != nil && exited {
+			err = fmt.Errorf("%w\nauthd (%s) exited during the run (%v); its log ends:\n%s", err, a.alg, why, srv.LogTail())
 		}
-		if p := serverLogProblems(srv.logPath); p != "" {
+		if p := srv.LogProblems(); p != "" {
 			rn.rep.serverLogs = append(rn.rep.serverLogs, a.alg+" server: "+p)
 		}
-		if err := srv.stop(); err != nil {
+		if err := srv.Stop(); err != nil {
 			logf("stop authd (%s): %v", a.alg, err)
 		}
 	}()
@@ -741,10 +667,10 @@ func (rn *runner) runAlg(ctx context.Context, a *algSetup) (err error) {
 	if a.kid != "" {
 		keyNote = "key " + a.kid
 	}
-	logf("%s: authd serving on %s (pid %d), signing with %s", a.alg, srv.addr, srv.cmd.Process.Pid, keyNote)
+	logf("%s: authd serving on %s (pid %d), signing with %s", a.alg, srv.Addr, srv.PID(), keyNote)
 
-	probe := &cpuProbe{serverPID: srv.cmd.Process.Pid, pool: rn.pool, dbName: rn.dbName, appName: serverAppName}
-	b := &bench{base: "http://" + srv.addr, client: newClient(o.concurrency)}
+	probe := &cpuProbe{serverPID: srv.PID(), pool: rn.pool, dbName: rn.dbName, appName: serverAppName}
+	b := &bench{base: "http://" + srv.Addr, client: newClient(o.concurrency)}
 	defer b.client.CloseIdleConnections()
 
 	add := func(r *result, scenario string) {
@@ -885,7 +811,8 @@ func (rn *runner) runAlg(ctx context.Context, a *algSetup) (err error) {
 	if has("verify-apikey") {
 		if rn.apiKey == "" {
 			logf("creating plan %s (%d requests per minute) and an API key with authd apikey create", benchPlan, benchPlanRPM)
-			if rn.apiKey, err = createAPIKey(ctx, rn.bin, authdEnv(append(slices.Clone(rn.hmacEnv), "DATABASE_URL="+rn.benchURL)), rn.pool, rn.role); err != nil {
+			env := loadtest.AuthdEnv(append(slices.Clone(rn.hmacEnv), "DATABASE_URL="+rn.benchURL))
+			if rn.apiKey, err = loadtest.CreateAPIKey(ctx, rn.bin, env, rn.pool, benchPlan, rn.role, benchPlanRPM); err != nil {
 				return err
 			}
 		}
@@ -1046,155 +973,6 @@ func verifyFresh(ctx context.Context, name string, o *options, probe *cpuProbe, 
 	return r, nil
 }
 
-// ---- the authd process -----------------------------------------------------
-
-// buildAuthd builds ./cmd/authd of this module into dir.
-func buildAuthd(ctx context.Context, dir string) (string, error) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return "", fmt.Errorf("build authd: %w (or pass -authd)", err)
-	}
-	out, err := exec.CommandContext(ctx, goBin, "env", "GOMOD").Output()
-	gomod := strings.TrimSpace(string(out))
-	if err != nil || gomod == "" || gomod == os.DevNull {
-		return "", errors.New("build authd: not inside the authd module (run from the repository, or pass -authd)")
-	}
-	bin := filepath.Join(dir, "authd")
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./cmd/authd")
-	cmd.Dir = filepath.Dir(gomod)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build authd: %v\n%s", err, out)
-	}
-	return bin, nil
-}
-
-// authdEnv is this process's environment without any authd, JWT or
-// PostgREST setting that could leak into the server, plus set.
-func authdEnv(set []string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "AUTHD_") || strings.HasPrefix(k, "JWT_") || strings.HasPrefix(k, "PGRST_") || k == "DATABASE_URL" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, set...)
-}
-
-type server struct {
-	cmd     *exec.Cmd
-	addr    string
-	logPath string
-	exited  chan struct{}
-	waitErr error
-}
-
-// startServer runs `authd serve` on a free loopback port and waits until
-// GET /healthz answers.
-func startServer(ctx context.Context, bin string, env []string, logPath string) (*server, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	// Not CommandContext: the server is stopped with SIGTERM, in stop.
-	cmd := exec.Command(bin, "serve")
-	cmd.Env = append(env, "AUTHD_ADDR="+addr)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		_ = logFile.Close()
-		return nil, fmt.Errorf("start authd: %w", err)
-	}
-	s := &server{cmd: cmd, addr: addr, logPath: logPath, exited: make(chan struct{})}
-	go func() {
-		s.waitErr = cmd.Wait()
-		_ = logFile.Close()
-		close(s.exited)
-	}()
-
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := client.Get("http://" + addr + "/healthz")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
-		}
-		var why string
-		select {
-		case <-s.exited:
-			why = fmt.Sprintf("authd exited (%v)", s.waitErr)
-		case <-ctx.Done():
-			why = ctx.Err().Error()
-		case <-time.After(50 * time.Millisecond):
-			if time.Now().Before(deadline) {
-				continue
-			}
-			why = "GET /healthz did not answer 200 within 30s"
-		}
-		_ = s.stop()
-		return nil, fmt.Errorf("start authd: %s\n%s", why, s.logTail())
-	}
-}
-
-// stop sends SIGTERM, waits for the drain, and kills after 15 s.
-func (s *server) stop() error {
-	select {
-	case <-s.exited:
-		return nil
-	default:
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-		return nil
-	case <-time.After(15 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-		return errors.New("authd did not stop within 15s of SIGTERM; killed")
-	}
-}
-
-// serverLogProblems summarises the WARN and ERROR lines authd logged.
-func serverLogProblems(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	var n int
-	var first string
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
-			if n == 0 {
-				first = line
-			}
-			n++
-		}
-	}
-	if n == 0 {
-		return ""
-	}
-	return fmt.Sprintf("authd logged %d warning/error line(s); the first: %s", n, first)
-}
-
-func (s *server) logTail() string {
-	b, _ := os.ReadFile(s.logPath)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
-}
-
 // ---- HTTP client -------------------------------------------------------------
 
 type bench struct {
@@ -1202,49 +980,17 @@ type bench struct {
 	client *http.Client
 }
 
-func newClient(concurrency int) *http.Client {
-	return &http.Client{
-		Transport: &http.Transport{
-			Proxy:               nil,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        2 * concurrency,
-			MaxIdleConnsPerHost: 2 * concurrency,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-		},
-		Timeout:       30 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
+// newClient is a client for concurrency workers, with room for twice as
+// many idle keep-alive connections.
+func newClient(concurrency int) *http.Client { return loadtest.NewClient(2 * concurrency) }
 
-// post sends a POST and checks the status; the body is read and dropped so
-// the connection is reused.
+// post sends a POST with cookie (if any) and checks the status.
 func (b *bench) post(ctx context.Context, path string, body []byte, cookie string, want int) (http.Header, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	r := loadtest.Request{Method: http.MethodPost, Path: path, Body: body, Want: want}
 	if cookie != "" {
-		req.Header.Set("Cookie", cookie)
+		r.Header, r.Value = "Cookie", cookie
 	}
-	resp, err := b.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != want {
-		return nil, fmt.Errorf("POST %s: status %d, want %d: %s", path, resp.StatusCode, want, bytes.TrimSpace(msg))
-	}
-	return resp.Header, nil
+	return loadtest.Send(ctx, b.client, b.base, r)
 }
 
 func loginBody(user string) []byte {
@@ -1268,15 +1014,7 @@ func (b *bench) refreshAccess(ctx context.Context, tok string) (next, access str
 	if err != nil {
 		return "", "", err
 	}
-	for _, c := range (&http.Response{Header: h}).Cookies() {
-		switch {
-		case c.Name == "refresh_token" && c.Path == refreshPath && c.Value != "":
-			next = c.Value
-		case c.Name == "access_token" && c.Path == "/" && c.Value != "":
-			access = c.Value
-		}
-	}
-	if next == "" {
+	if next, access = loadtest.SessionCookies(h); next == "" {
 		return "", "", fmt.Errorf("no refresh_token cookie with Path=%s in the answer", refreshPath)
 	}
 	return next, access, nil
@@ -1302,10 +1040,8 @@ func browserCookies(h http.Header) string {
 // refreshCookie is the refresh token set for the refresh path, as a
 // browser would send it to POST /rpc/refresh_token.
 func refreshCookie(h http.Header) (string, error) {
-	for _, c := range (&http.Response{Header: h}).Cookies() {
-		if c.Name == "refresh_token" && c.Path == refreshPath && c.Value != "" {
-			return c.Value, nil
-		}
+	if refresh, _ := loadtest.SessionCookies(h); refresh != "" {
+		return refresh, nil
 	}
 	return "", fmt.Errorf("no refresh_token cookie with Path=%s in the answer", refreshPath)
 }
@@ -1317,10 +1053,8 @@ func (b *bench) accessToken(ctx context.Context, user string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, c := range (&http.Response{Header: h}).Cookies() {
-		if c.Name == "access_token" && c.Path == "/" && c.Value != "" {
-			return c.Value, nil
-		}
+	if _, access := loadtest.SessionCookies(h); access != "" {
+		return access, nil
 	}
 	return "", errors.New("no access_token cookie with Path=/ in the answer")
 }
@@ -1362,59 +1096,19 @@ func (fx *fixtures) get(name string) getReq {
 // on as the expected role, with a Bearer token for the upstream. Error
 // messages never repeat the credential.
 func (b *bench) get(ctx context.Context, g getReq) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.base+g.path, nil)
+	h, err := loadtest.Send(ctx, b.client, b.base, loadtest.Request{Method: http.MethodGet, Path: g.path, Header: g.header, Value: g.value, Want: http.StatusOK})
 	if err != nil {
 		return err
 	}
-	if g.header != "" {
-		req.Header.Set(g.header, g.value)
-	}
-	resp, err := b.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return fmt.Errorf("GET %s: status %d, want 200: %s", g.path, resp.StatusCode, bytes.TrimSpace(msg))
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
 	if g.role != "" {
-		if got := resp.Header.Get("X-Auth-Role"); got != g.role {
+		if got := h.Get("X-Auth-Role"); got != g.role {
 			return fmt.Errorf("GET %s: X-Auth-Role %q, want %q", g.path, got, g.role)
 		}
-		if !strings.HasPrefix(resp.Header.Get("Authorization"), "Bearer ") {
+		if !strings.HasPrefix(h.Get("Authorization"), "Bearer ") {
 			return fmt.Errorf("GET %s: 200 without a Bearer Authorization for the upstream", g.path)
 		}
 	}
 	return nil
-}
-
-// createAPIKey makes benchPlan for role and creates a key of it with the
-// CLI, as an operator would; it returns the key, printed once.
-func createAPIKey(ctx context.Context, bin string, env []string, pool *pgxpool.Pool, role string) (string, error) {
-	if _, err := pool.Exec(ctx, `insert into auth.plan (name, role, requests_per_minute) values ($1, $2, $3)`,
-		benchPlan, role, benchPlanRPM); err != nil {
-		return "", fmt.Errorf("create plan %s: %w", benchPlan, err)
-	}
-	cmd := exec.CommandContext(ctx, bin, "apikey", "create", "--plan", benchPlan)
-	cmd.Env = env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("authd apikey create: %v\n%s", err, stderr.String())
-	}
-	for _, line := range strings.Split(stdout.String(), "\n") {
-		if k, ok := strings.CutPrefix(line, "key:"); ok {
-			k = strings.TrimSpace(k)
-			if _, _, ok := token.ParseAPIKey(k); ok {
-				return k, nil
-			}
-		}
-	}
-	// Not echoed: stdout holds the key if the format merely changed.
-	return "", errors.New("authd apikey create: no \"key: authd_…\" line in its output")
 }
 
 // ---- scenarios -----------------------------------------------------------------
@@ -1613,42 +1307,9 @@ func revokedSessions(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 
 // ---- CPU accounting ------------------------------------------------------------
 
-// clockTick is the unit of /proc/<pid>/stat times: 1/CLK_TCK seconds,
-// read once from getconf (100 Hz if that fails: Linux's USER_HZ).
-var clockTick = sync.OnceValue(func() time.Duration {
-	hz := 100
-	if out, err := exec.Command("getconf", "CLK_TCK").Output(); err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(out))); err == nil && n > 0 {
-			hz = n
-		}
-	}
-	return time.Second / time.Duration(hz)
-})
-
-// procTicks returns utime+stime of pid and its command name.
-func procTicks(pid int) (int64, string, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, "", err
-	}
-	s := string(b)
-	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || closing < open {
-		return 0, "", fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	comm := s[open+1 : closing]
-	f := strings.Fields(s[closing+1:])
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(f) < 13 {
-		return 0, "", fmt.Errorf("/proc/%d/stat: too few fields", pid)
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, "", fmt.Errorf("/proc/%d/stat: bad times", pid)
-	}
-	return ut + st, comm, nil
-}
+// clockTick is the unit of /proc/<pid>/stat times, asked of getconf
+// once.
+var clockTick = sync.OnceValue(loadtest.ClockTick)
 
 type cpuProbe struct {
 	serverPID int
@@ -1679,42 +1340,16 @@ type cpuDelta struct {
 	wall       time.Duration
 }
 
-// machineTicks returns busy and idle ticks summed over all CPUs.
-func machineTicks() (busy, idle int64, err error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 8 || f[0] != "cpu" {
-		return 0, 0, errors.New("/proc/stat: unexpected format")
-	}
-	// user nice system idle iowait irq softirq steal [guest guest_nice]
-	for i, v := range f[1:min(len(f), 9)] {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return 0, 0, err
-		}
-		if i == 3 || i == 4 {
-			idle += n
-		} else {
-			busy += n
-		}
-	}
-	return busy, idle, nil
-}
-
 func (p *cpuProbe) snapshot(ctx context.Context) (cpuSnap, error) {
 	var s cpuSnap
 	var err error
-	if s.server, _, err = procTicks(p.serverPID); err == nil {
+	if s.server, _, err = loadtest.ProcCPU(p.serverPID); err == nil {
 		s.serverOK = true
 	}
-	if s.self, _, err = procTicks(os.Getpid()); err == nil {
+	if s.self, _, err = loadtest.ProcCPU(os.Getpid()); err == nil {
 		s.selfOK = true
 	}
-	if s.busy, s.idle, err = machineTicks(); err == nil {
+	if s.busy, s.idle, err = loadtest.MachineCPU(); err == nil {
 		s.machineOK = true
 	}
 	s.at = time.Now()
@@ -1727,7 +1362,7 @@ func (p *cpuProbe) snapshot(ctx context.Context) (cpuSnap, error) {
 	}
 	s.db, s.dbOK = map[int]int64{}, true
 	for _, pid := range pids {
-		t, comm, err := procTicks(int(pid))
+		t, comm, err := loadtest.ProcCPU(int(pid))
 		// The database may be on another host or in another container,
 		// where these pids mean nothing here.
 		if err != nil || comm != "postgres" {
@@ -1803,7 +1438,7 @@ func countRoundTrips(ctx context.Context, o *options, bin string, env []string, 
 		return nil, "", err
 	}
 	defer px.close()
-	rtURL, err := pgURL(dbURL, func(u *url.URL, q url.Values) {
+	rtURL, err := loadtest.PgURL(dbURL, func(u *url.URL, q url.Values) {
 		u.Host = px.addr()
 		q.Set("sslmode", "disable") // the proxy must see plain protocol
 		q.Set("application_name", rtAppName)
@@ -1811,12 +1446,12 @@ func countRoundTrips(ctx context.Context, o *options, bin string, env []string, 
 	if err != nil {
 		return nil, "", err
 	}
-	srv, err := startServer(ctx, bin, authdEnv(append(slices.Clone(env), "DATABASE_URL="+rtURL)), filepath.Join(tmp, "authd-roundtrips.log"))
+	srv, err := loadtest.StartServer(ctx, bin, loadtest.AuthdEnv(append(slices.Clone(env), "DATABASE_URL="+rtURL)), filepath.Join(tmp, "authd-roundtrips.log"))
 	if err != nil {
 		return nil, "", err
 	}
-	defer func() { _ = srv.stop() }()
-	b := &bench{base: "http://" + srv.addr, client: newClient(1)}
+	defer func() { _ = srv.Stop() }()
+	b := &bench{base: "http://" + srv.Addr, client: newClient(1)}
 	defer b.client.CloseIdleConnections()
 
 	var rows []rtRow
@@ -1953,7 +1588,7 @@ func countRoundTrips(ctx context.Context, o *options, bin string, env []string, 
 		// The same at full speed, all clients: the reads stay at one a
 		// second however many requests there are.
 		d := min(o.duration, 2*time.Second)
-		n, before, from, to, err := burst(ctx, o.concurrency, d, settle, px, srv.addr, g)
+		n, before, from, to, err := burst(ctx, o.concurrency, d, settle, px, srv.Addr, g)
 		if err != nil {
 			return nil, "", fmt.Errorf("verify-apikey burst: %w", err)
 		}
@@ -2283,7 +1918,7 @@ func (rep *report) errorCount() int64 {
 		n += rep.ceiling.errors
 	}
 	for _, g := range rep.growth {
-		n += g.lat.errs
+		n += g.lat.Errors()
 	}
 	return n
 }
@@ -2334,14 +1969,14 @@ func (rep *report) write(w io.Writer) {
 	fmt.Fprintln(w, "| scenario | requests | req/s | p50 | p99 | server CPU/req | DB CPU/req | bench CPU/req | errors |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rep.results {
-		p50, p99 := percentile(r.lat, 0.50), percentile(r.lat, 0.99)
+		p50, p99 := loadtest.Percentile(r.lat, 0.50), loadtest.Percentile(r.lat, 0.99)
 		server, db := "–", "–"
 		if !r.ceiling {
 			server = perReq(r.cpu.server, r.cpu.serverOK, r.requests)
 			db = perReq(r.cpu.db, r.cpu.dbOK, r.requests)
 		}
 		fmt.Fprintf(w, "| %s | %d | %.0f | %s | %s | %s | %s | %s | %d |\n",
-			r.name, r.requests, r.rate(), ms(p50), ms(p99), server, db,
+			r.name, r.requests, r.rate(), loadtest.MS(p50), loadtest.MS(p99), server, db,
 			perReq(r.cpu.self, r.cpu.selfOK, r.requests), r.errors)
 	}
 	fmt.Fprintln(w)
@@ -2371,7 +2006,7 @@ func (rep *report) write(w io.Writer) {
 			}
 			line := fmt.Sprintf("- %s: %.1f%% of bare's throughput (%.0f of %.0f req/s; target ≥ 80%%: %s); p50 %s, p99 %s (bare %s, %s)",
 				name, pct, v.rate(), bare.rate(), verdict,
-				ms(percentile(v.lat, 0.50)), ms(percentile(v.lat, 0.99)), ms(percentile(bare.lat, 0.50)), ms(percentile(bare.lat, 0.99)))
+				loadtest.MS(loadtest.Percentile(v.lat, 0.50)), loadtest.MS(loadtest.Percentile(v.lat, 0.99)), loadtest.MS(loadtest.Percentile(bare.lat, 0.50)), loadtest.MS(loadtest.Percentile(bare.lat, 0.99)))
 			if v.cpu.serverOK && bare.cpu.serverOK && v.requests > 0 && bare.requests > 0 && bare.cpu.server > 0 {
 				vc := float64(v.cpu.server) / float64(v.requests)
 				bc := float64(bare.cpu.server) / float64(bare.requests)
@@ -2427,7 +2062,7 @@ func (rep *report) write(w io.Writer) {
 			fmt.Fprintln(w, "| request | sample | window | total | round trips | statements | prepares | pool pings |")
 			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
 			for _, r := range rep.roundTrips {
-				fmt.Fprintf(w, "| %s | %d | %s | %d | %s | %s | %s | %d |\n", r.name, r.n, ms(r.window), r.total, num(r.roundTrips), num(r.statements), num(r.prepares), r.pings)
+				fmt.Fprintf(w, "| %s | %d | %s | %d | %s | %s | %s | %d |\n", r.name, r.n, loadtest.MS(r.window), r.total, num(r.roundTrips), num(r.statements), num(r.prepares), r.pings)
 			}
 			fmt.Fprintln(w)
 			fmt.Fprintln(w, "Statements executed in each window, by the auth tables they name:")
@@ -2532,7 +2167,7 @@ func latCell(r *result, p float64) string {
 	if r == nil {
 		return "–"
 	}
-	return ms(percentile(r.lat, p))
+	return loadtest.MS(loadtest.Percentile(r.lat, p))
 }
 
 // serverCPU is authd's CPU per request in µs.
@@ -2565,20 +2200,6 @@ func us(v float64) string {
 	return fmt.Sprintf("%.1f µs", v)
 }
 
-func percentile(lat []time.Duration, p float64) time.Duration {
-	if len(lat) == 0 {
-		return 0
-	}
-	s := slices.Clone(lat)
-	slices.Sort(s)
-	i := int(math.Ceil(p*float64(len(s)))) - 1
-	return s[max(i, 0)]
-}
-
-func ms(d time.Duration) string {
-	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
-}
-
 func perReq(d time.Duration, ok bool, n int64) string {
 	if !ok {
 		return "n/a"
@@ -2593,39 +2214,4 @@ func perReq(d time.Duration, ok bool, n int64) string {
 func num(f float64) string {
 	r, _ := strconv.ParseFloat(strconv.FormatFloat(f, 'g', 4, 64), 64)
 	return strconv.FormatFloat(r, 'f', -1, 64)
-}
-
-// ---- PostgreSQL helpers ----------------------------------------------------------------
-
-// pgURL parses a postgres:// URL and lets mutate change it.
-func pgURL(base string, mutate func(u *url.URL, q url.Values)) (string, error) {
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		// The URL may carry a password: do not echo it.
-		return "", errors.New("-admin-url: want a postgres:// URL")
-	}
-	q := u.Query()
-	mutate(u, q)
-	u.RawQuery = q.Encode()
-	return u.String(), nil
-}
-
-// adminExec runs one statement on its own connection to the admin URL, so
-// that cleanup works after the run's context is cancelled.
-func adminExec(ctx context.Context, adminURL, sql string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return fmt.Errorf("connect to -admin-url (set %s or -admin-url to a superuser URL): %w", adminURLEnv, err)
-	}
-	defer conn.Close(context.Background())
-	_, err = conn.Exec(ctx, sql)
-	return err
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -26,7 +26,6 @@ package main
 // rotation, one live, as real chains look) and analysed before each window.
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -47,6 +46,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"authd/cmd/internal/loadtest"
 	"authd/store"
 	"authd/token"
 )
@@ -63,112 +63,6 @@ const (
 	refreshRateTarget     = 6000
 )
 
-// ---- paced, open-loop senders ------------------------------------------------------
-
-// latencies collects durations from many goroutines.
-type latencies struct {
-	mu   sync.Mutex
-	lat  []time.Duration
-	errs int64
-	smp  []string
-}
-
-func (l *latencies) add(d time.Duration, err error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lat = append(l.lat, d)
-	if err != nil {
-		l.errs++
-		if len(l.smp) < 5 && !slices.Contains(l.smp, err.Error()) {
-			l.smp = append(l.smp, err.Error())
-		}
-	}
-}
-
-func (l *latencies) n() int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return int64(len(l.lat))
-}
-
-// pace calls fn at rate per second from start until start+d, each call on
-// its own goroutine, whatever the earlier ones are doing (open loop); a
-// slot that finds maxInflight calls running is dropped and counted. It
-// returns when every call has returned.
-func pace(ctx context.Context, start time.Time, d time.Duration, rate float64, maxInflight int, fn func(context.Context)) (dropped int64) {
-	if rate <= 0 {
-		return 0
-	}
-	every := time.Duration(float64(time.Second) / rate)
-	sem := make(chan struct{}, maxInflight)
-	var wg sync.WaitGroup
-	for i := 0; ; i++ {
-		at := start.Add(time.Duration(i) * every)
-		if !at.Before(start.Add(d)) || ctx.Err() != nil {
-			break
-		}
-		if w := time.Until(at); w > 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(w):
-			}
-		}
-		select {
-		case sem <- struct{}{}:
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				fn(ctx)
-			}()
-		default:
-			dropped++
-		}
-	}
-	wg.Wait()
-	return dropped
-}
-
-// ---- GET /metrics ------------------------------------------------------------------
-
-// scrapeMetrics reads authd's GET /metrics into series → value, each
-// series written as in the exposition ("name" or "name{labels}").
-func scrapeMetrics(ctx context.Context, client *http.Client, base string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics: status %d", resp.StatusCode)
-	}
-	return parseMetrics(resp.Body)
-}
-
-func parseMetrics(r io.Reader) (map[string]float64, error) {
-	out := map[string]float64{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out, sc.Err()
-}
-
 // ---- storm ---------------------------------------------------------------------------
 
 // stormWindow is one window of the storm scenario: the paced clients, and
@@ -176,12 +70,12 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 type stormWindow struct {
 	name                    string
 	elapsed                 time.Duration
-	refresh, verify, health latencies
+	refresh, verify, health loadtest.Latencies
 	dropped                 int64 // measuring slots dropped (all in flight)
 	cpu                     cpuDelta
 	// The flood.
 	offered              int64
-	ok, shed, other      latencies // by answer: 204, 503, anything else
+	ok, shed, other      loadtest.Latencies // by answer: 204, 503, anything else
 	loginDropped         int64
 	metricsBefore, after map[string]float64
 }
@@ -201,7 +95,7 @@ func (sr *stormResult) errors() int64 {
 	var n int64
 	for _, w := range []*stormWindow{sr.quiet, sr.storm} {
 		if w != nil {
-			n += w.refresh.errs + w.verify.errs + w.health.errs + int64(len(w.other.lat))
+			n += w.refresh.Errors() + w.verify.Errors() + w.health.Errors() + int64(w.other.Len())
 		}
 	}
 	return n
@@ -245,7 +139,7 @@ func (rn *runner) storm(ctx context.Context, base string, probe *cpuProbe, acces
 	// The ceiling from bcrypt's CPU cost (GOMAXPROCS compares at a time,
 	// each this long), which other load on the machine does not lower as
 	// it lowers the measured rate; the measured rate if that is missing.
-	rate, one := ceil.rate(), float64(percentile(ceil.lat, 0.5))/1e6
+	rate, one := ceil.rate(), float64(loadtest.Percentile(ceil.lat, 0.5))/1e6
 	if ceil.cpu.selfOK && ceil.requests > 0 && ceil.cpu.self > 0 {
 		one = float64(ceil.cpu.self) / float64(ceil.requests) / 1e6
 		rate = max(rate, float64(runtime.GOMAXPROCS(0))/(one/1000))
@@ -289,7 +183,7 @@ func (rn *runner) storm(ctx context.Context, base string, probe *cpuProbe, acces
 		w := &stormWindow{name: name}
 		if floodOn {
 			var err error
-			if w.metricsBefore, err = scrapeMetrics(ctx, meas.client, base); err != nil {
+			if w.metricsBefore, err = loadtest.ScrapeMetrics(ctx, meas.client, base); err != nil {
 				return nil, err
 			}
 		}
@@ -304,7 +198,7 @@ func (rn *runner) storm(ctx context.Context, base string, probe *cpuProbe, acces
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				dropped.Add(pace(ctx, start, o.duration, rate, 256, fn))
+				dropped.Add(loadtest.Pacer{Rate: rate, MaxInflight: 256}.Run(ctx, start, o.duration, fn))
 			}()
 		}
 		run(sr.refreshRate, func(ctx context.Context) {
@@ -317,7 +211,7 @@ func (rn *runner) storm(ctx context.Context, base string, probe *cpuProbe, acces
 			}
 			t0 := time.Now()
 			next, _, err := meas.refreshAccess(ctx, tok)
-			w.refresh.add(time.Since(t0), err)
+			w.refresh.Add(time.Since(t0), err)
 			if err != nil {
 				if next, err = meas.login(ctx, rn.users[0]); err != nil {
 					return // the pool shrinks by one; counted above
@@ -328,12 +222,12 @@ func (rn *runner) storm(ctx context.Context, base string, probe *cpuProbe, acces
 		run(sr.verifyRate, func(ctx context.Context) {
 			t0 := time.Now()
 			err := meas.get(ctx, verify)
-			w.verify.add(time.Since(t0), err)
+			w.verify.Add(time.Since(t0), err)
 		})
 		run(sr.healthRate, func(ctx context.Context) {
 			t0 := time.Now()
 			err := meas.get(ctx, health)
-			w.health.add(time.Since(t0), err)
+			w.health.Add(time.Since(t0), err)
 		})
 		var loginDropped int64
 		if floodOn {
@@ -341,21 +235,21 @@ func (rn *runner) storm(ctx context.Context, base string, probe *cpuProbe, acces
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				loginDropped = pace(ctx, start, o.duration, sr.loginRate, 4096, func(ctx context.Context) {
+				loginDropped = loadtest.Pacer{Rate: sr.loginRate, MaxInflight: 4096}.Run(ctx, start, o.duration, func(ctx context.Context) {
 					u := rn.users[int(next.Add(1)-1)%len(rn.users)]
 					t0 := time.Now()
 					status, err := flood.loginStatus(ctx, u)
 					d := time.Since(t0)
 					switch {
 					case err == nil && status == http.StatusNoContent:
-						w.ok.add(d, nil)
+						w.ok.Add(d, nil)
 					case err == nil && status == http.StatusServiceUnavailable:
-						w.shed.add(d, nil)
+						w.shed.Add(d, nil)
 					default:
 						if err == nil {
 							err = fmt.Errorf("POST /rpc/login: status %d", status)
 						}
-						w.other.add(d, err)
+						w.other.Add(d, err)
 					}
 				})
 			}()
@@ -372,9 +266,9 @@ func (rn *runner) storm(ctx context.Context, base string, probe *cpuProbe, acces
 		w.cpu = after.sub(before)
 		w.dropped = dropped.Load()
 		w.loginDropped = loginDropped
-		w.offered = int64(len(w.ok.lat) + len(w.shed.lat) + len(w.other.lat))
+		w.offered = int64(w.ok.Len() + w.shed.Len() + w.other.Len())
 		if floodOn {
-			if w.after, err = scrapeMetrics(ctx, meas.client, base); err != nil {
+			if w.after, err = loadtest.ScrapeMetrics(ctx, meas.client, base); err != nil {
 				return nil, err
 			}
 		}
@@ -408,16 +302,16 @@ func (rep *report) writeStorm(w io.Writer) {
 		sent, ok, shed, other, done := "–", "–", "–", "–", "–"
 		if win == sr.storm {
 			sent = strconv.FormatInt(win.offered, 10)
-			ok, shed, other = strconv.Itoa(len(win.ok.lat)), strconv.Itoa(len(win.shed.lat)), strconv.Itoa(len(win.other.lat))
-			done = fmt.Sprintf("%.1f", float64(len(win.ok.lat))/win.elapsed.Seconds())
+			ok, shed, other = strconv.Itoa(win.ok.Len()), strconv.Itoa(win.shed.Len()), strconv.Itoa(win.other.Len())
+			done = fmt.Sprintf("%.1f", float64(win.ok.Len())/win.elapsed.Seconds())
 		}
-		errs := win.refresh.errs + win.verify.errs + win.health.errs + int64(len(win.other.lat))
+		errs := win.refresh.Errors() + win.verify.Errors() + win.health.Errors() + int64(win.other.Len())
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d / %d / %d | %d |\n",
 			win.name, sent, ok, shed, other, done,
-			ms(percentile(win.refresh.lat, 0.5)), ms(percentile(win.refresh.lat, 0.99)),
-			ms(percentile(win.verify.lat, 0.5)), ms(percentile(win.verify.lat, 0.99)),
-			ms(percentile(win.health.lat, 0.99)),
-			len(win.refresh.lat), len(win.verify.lat), len(win.health.lat), errs)
+			loadtest.MS(loadtest.Percentile(win.refresh.Durations(), 0.5)), loadtest.MS(loadtest.Percentile(win.refresh.Durations(), 0.99)),
+			loadtest.MS(loadtest.Percentile(win.verify.Durations(), 0.5)), loadtest.MS(loadtest.Percentile(win.verify.Durations(), 0.99)),
+			loadtest.MS(loadtest.Percentile(win.health.Durations(), 0.99)),
+			win.refresh.Len(), win.verify.Len(), win.health.Len(), errs)
 	}
 	fmt.Fprintln(w)
 	st := sr.storm
@@ -427,16 +321,16 @@ func (rep *report) writeStorm(w io.Writer) {
 		}
 		return "NOT met"
 	}
-	rp99, vp99 := percentile(st.refresh.lat, 0.99), percentile(st.verify.lat, 0.99)
-	fmt.Fprintf(w, "- refresh p99 under the storm: %s (target ≤ %s: %s; %s without it)\n", ms(rp99), ms(stormRefreshP99Target), verdict(rp99 <= stormRefreshP99Target), ms(percentile(sr.quiet.refresh.lat, 0.99)))
-	fmt.Fprintf(w, "- verify p99 under the storm: %s (target ≤ %s: %s; %s without it)\n", ms(vp99), ms(stormVerifyP99Target), verdict(vp99 <= stormVerifyP99Target), ms(percentile(sr.quiet.verify.lat, 0.99)))
-	worstOK, worstShed := percentile(st.ok.lat, 1), percentile(st.shed.lat, 1)
+	rp99, vp99 := loadtest.Percentile(st.refresh.Durations(), 0.99), loadtest.Percentile(st.verify.Durations(), 0.99)
+	fmt.Fprintf(w, "- refresh p99 under the storm: %s (target ≤ %s: %s; %s without it)\n", loadtest.MS(rp99), loadtest.MS(stormRefreshP99Target), verdict(rp99 <= stormRefreshP99Target), loadtest.MS(loadtest.Percentile(sr.quiet.refresh.Durations(), 0.99)))
+	fmt.Fprintf(w, "- verify p99 under the storm: %s (target ≤ %s: %s; %s without it)\n", loadtest.MS(vp99), loadtest.MS(stormVerifyP99Target), verdict(vp99 <= stormVerifyP99Target), loadtest.MS(loadtest.Percentile(sr.quiet.verify.Durations(), 0.99)))
+	worstOK, worstShed := loadtest.Percentile(st.ok.Durations(), 1), loadtest.Percentile(st.shed.Durations(), 1)
 	bound := sr.queueWait + time.Duration(sr.bcryptMS*1e6)
-	worst := max(worstOK, worstShed, percentile(st.other.lat, 1))
+	worst := max(worstOK, worstShed, loadtest.Percentile(st.other.Durations(), 1))
 	fmt.Fprintf(w, "- the longest a login waited for its answer: %s (bound: AUTHD_LOGIN_QUEUE_WAIT %s + one bcrypt compare, %.1f ms of CPU = %s: %s). 503s: p50 %s, max %s (%s); 204s: p50 %s, p99 %s, max %s (%s; a login that gets a slot just before the bound then runs its compare on CPUs it shares with everything else)\n",
-		ms(worst), sr.queueWait, sr.bcryptMS, ms(bound), verdict(worst <= bound),
-		ms(percentile(st.shed.lat, 0.5)), ms(worstShed), verdict(worstShed <= bound),
-		ms(percentile(st.ok.lat, 0.5)), ms(percentile(st.ok.lat, 0.99)), ms(worstOK), verdict(worstOK <= bound))
+		loadtest.MS(worst), sr.queueWait, sr.bcryptMS, loadtest.MS(bound), verdict(worst <= bound),
+		loadtest.MS(loadtest.Percentile(st.shed.Durations(), 0.5)), loadtest.MS(worstShed), verdict(worstShed <= bound),
+		loadtest.MS(loadtest.Percentile(st.ok.Durations(), 0.5)), loadtest.MS(loadtest.Percentile(st.ok.Durations(), 0.99)), loadtest.MS(worstOK), verdict(worstOK <= bound))
 	if st.loginDropped > 0 || st.dropped > 0 || sr.quiet.dropped > 0 {
 		fmt.Fprintf(w, "- slots not sent because too many requests were in flight: logins %d, measuring clients %d (quiet %d)\n", st.loginDropped, st.dropped, sr.quiet.dropped)
 	}
@@ -477,9 +371,9 @@ func (rep *report) writeStorm(w io.Writer) {
 	for _, win := range []*stormWindow{sr.quiet, sr.storm} {
 		for _, l := range []struct {
 			kind string
-			l    *latencies
+			l    *loadtest.Latencies
 		}{{"refresh", &win.refresh}, {"verify", &win.verify}, {"healthz", &win.health}, {"login", &win.other}} {
-			for _, e := range l.l.smp {
+			for _, e := range l.l.Samples() {
 				fmt.Fprintf(w, "- %s window, %s error: %s\n", win.name, l.kind, e)
 			}
 		}
@@ -492,7 +386,7 @@ func (rep *report) writeStorm(w io.Writer) {
 // each, for o.duration.
 func (rn *runner) dbCeiling(ctx context.Context) (*result, error) {
 	o := rn.o
-	u, err := pgURL(rn.benchURL, func(u *url.URL, q url.Values) {
+	u, err := loadtest.PgURL(rn.benchURL, func(u *url.URL, q url.Values) {
 		q.Set("application_name", ceilingAppName)
 		q.Set("pool_max_conns", strconv.Itoa(o.concurrency))
 		q.Set("pool_min_conns", strconv.Itoa(o.concurrency))
@@ -559,9 +453,9 @@ func (rep *report) writeCeiling(w io.Writer) {
 	fmt.Fprintf(w, "The refresh happy path is one statement (store/session.go rotate). Below, the %s row from the table above, and the same statement run with pgx straight against the bench database from %d goroutines, each on its own connection rotating its own token chain, in the window right after it: the most refresh can do here with this database, client and CPUs.\n\n", h.name, rep.opts.concurrency)
 	fmt.Fprintln(w, "| | req/s | p50 | p99 | DB CPU/req | authd CPU/req | client CPU/req | errors |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
-	fmt.Fprintf(w, "| %s over HTTP | %.0f | %s | %s | %s | %s | %s | %d |\n", h.name, h.rate(), ms(percentile(h.lat, .5)), ms(percentile(h.lat, .99)),
+	fmt.Fprintf(w, "| %s over HTTP | %.0f | %s | %s | %s | %s | %s | %d |\n", h.name, h.rate(), loadtest.MS(loadtest.Percentile(h.lat, .5)), loadtest.MS(loadtest.Percentile(h.lat, .99)),
 		perReq(h.cpu.db, h.cpu.dbOK, h.requests), perReq(h.cpu.server, h.cpu.serverOK, h.requests), perReq(h.cpu.self, h.cpu.selfOK, h.requests), h.errors)
-	fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | – | %s | %d |\n", c.name, c.rate(), ms(percentile(c.lat, .5)), ms(percentile(c.lat, .99)),
+	fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | – | %s | %d |\n", c.name, c.rate(), loadtest.MS(loadtest.Percentile(c.lat, .5)), loadtest.MS(loadtest.Percentile(c.lat, .99)),
 		perReq(c.cpu.db, c.cpu.dbOK, c.requests), perReq(c.cpu.self, c.cpu.selfOK, c.requests), c.errors)
 	fmt.Fprintln(w)
 	if c.rate() > 0 {
@@ -589,7 +483,7 @@ type growthRow struct {
 	before, after        int64 // refresh tokens stored at the window's ends
 	sessions             int64
 	insert               time.Duration
-	lat                  latencies
+	lat                  loadtest.Latencies
 	elapsed              time.Duration
 	dropped              int64
 	cpu                  cpuDelta
@@ -689,18 +583,18 @@ func planNodes(ctx context.Context, pool *pgxpool.Pool) (string, error) {
 func (rn *runner) runGrowth(ctx context.Context, a *algSetup) error {
 	o, logf := rn.o, rn.logf
 	env := append(slices.Clone(rn.baseEnv), a.env...)
-	srv, err := startServer(ctx, rn.bin, authdEnv(append(env, "DATABASE_URL="+rn.serverDBURL)), rn.tmp+"/authd-growth.log")
+	srv, err := loadtest.StartServer(ctx, rn.bin, loadtest.AuthdEnv(append(env, "DATABASE_URL="+rn.serverDBURL)), rn.tmp+"/authd-growth.log")
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if p := serverLogProblems(srv.logPath); p != "" {
+		if p := srv.LogProblems(); p != "" {
 			rn.rep.serverLogs = append(rn.rep.serverLogs, "growth server: "+p)
 		}
-		_ = srv.stop()
+		_ = srv.Stop()
 	}()
-	probe := &cpuProbe{serverPID: srv.cmd.Process.Pid, pool: rn.pool, dbName: rn.dbName, appName: serverAppName}
-	b := &bench{base: "http://" + srv.addr, client: newClient(64)}
+	probe := &cpuProbe{serverPID: srv.PID(), pool: rn.pool, dbName: rn.dbName, appName: serverAppName}
+	b := &bench{base: "http://" + srv.Addr, client: newClient(64)}
 	defer b.client.CloseIdleConnections()
 
 	for _, target := range o.growthTokens {
@@ -768,7 +662,7 @@ func (rn *runner) runGrowth(ctx context.Context, a *algSetup) error {
 		}
 		start := time.Now()
 		var dropped atomic.Int64
-		dropped.Add(pace(ctx, start, o.duration, o.growthRate, 256, func(ctx context.Context) {
+		dropped.Add(loadtest.Pacer{Rate: o.growthRate, MaxInflight: 256}.Run(ctx, start, o.duration, func(ctx context.Context) {
 			var tok string
 			select {
 			case tok = <-sessions:
@@ -778,7 +672,7 @@ func (rn *runner) runGrowth(ctx context.Context, a *algSetup) error {
 			}
 			t0 := time.Now()
 			next, _, err := b.refreshAccess(ctx, tok)
-			row.lat.add(time.Since(t0), err)
+			row.lat.Add(time.Since(t0), err)
 			if err == nil {
 				sessions <- next
 			}
@@ -811,22 +705,22 @@ func (rep *report) writeGrowth(w io.Writer) {
 	fmt.Fprintln(w, "| refresh tokens stored | sessions | table / token_hash index | refresh/s | p50 | p90 | p99 | max | authd CPU/req | DB CPU/req | other processes (cores) | errors |")
 	fmt.Fprintln(w, "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rep.growth {
-		n := int64(len(r.lat.lat))
+		n := int64(r.lat.Len())
 		other := "n/a"
 		if c := r.cpu; c.machineOK && c.wall > 0 {
 			other = fmt.Sprintf("%.2f", max((c.busy-c.server-c.db-c.self).Seconds()/c.wall.Seconds(), 0))
 		}
 		fmt.Fprintf(w, "| %s → %s | %d | %s / %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %d |\n",
 			group(r.before), group(r.after), r.sessions, r.relSize, r.idxHashSize, float64(n)/r.elapsed.Seconds(),
-			ms(percentile(r.lat.lat, .5)), ms(percentile(r.lat.lat, .9)), ms(percentile(r.lat.lat, .99)), ms(percentile(r.lat.lat, 1)),
-			perReq(r.cpu.server, r.cpu.serverOK, n), perReq(r.cpu.db, r.cpu.dbOK, n), other, r.lat.errs)
+			loadtest.MS(loadtest.Percentile(r.lat.Durations(), .5)), loadtest.MS(loadtest.Percentile(r.lat.Durations(), .9)), loadtest.MS(loadtest.Percentile(r.lat.Durations(), .99)), loadtest.MS(loadtest.Percentile(r.lat.Durations(), 1)),
+			perReq(r.cpu.server, r.cpu.serverOK, n), perReq(r.cpu.db, r.cpu.dbOK, n), other, r.lat.Errors())
 	}
 	fmt.Fprintln(w)
 	if first, last := rep.growth[0], rep.growth[len(rep.growth)-1]; len(rep.growth) > 1 {
-		p0, p1 := percentile(first.lat.lat, .99), percentile(last.lat.lat, .99)
-		m0, m1 := percentile(first.lat.lat, .5), percentile(last.lat.lat, .5)
+		p0, p1 := loadtest.Percentile(first.lat.Durations(), .99), loadtest.Percentile(last.lat.Durations(), .99)
+		m0, m1 := loadtest.Percentile(first.lat.Durations(), .5), loadtest.Percentile(last.lat.Durations(), .5)
 		fmt.Fprintf(w, "From %s to %s stored tokens: p50 %s → %s (%.2f×), p99 %s → %s (%.2f×).\n\n",
-			group(first.before), group(last.before), ms(m0), ms(m1), float64(m1)/math.Max(float64(m0), 1), ms(p0), ms(p1), float64(p1)/math.Max(float64(p0), 1))
+			group(first.before), group(last.before), loadtest.MS(m0), loadtest.MS(m1), float64(m1)/math.Max(float64(m0), 1), loadtest.MS(p0), loadtest.MS(p1), float64(p1)/math.Max(float64(p0), 1))
 	}
 	fmt.Fprintln(w, "The refresh statement's plan at each size (EXPLAIN, scan nodes):")
 	fmt.Fprintln(w)
@@ -838,7 +732,7 @@ func (rep *report) writeGrowth(w io.Writer) {
 		if r.dropped > 0 {
 			fmt.Fprintf(w, "  - %d slots not sent: every session was in flight\n", r.dropped)
 		}
-		for _, e := range r.lat.smp {
+		for _, e := range r.lat.Samples() {
 			fmt.Fprintf(w, "  - error: %s\n", e)
 		}
 	}

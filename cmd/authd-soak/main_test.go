@@ -38,13 +38,3 @@ func TestSmoke(t *testing.T) {
 		t.Error("no RSS summary")
 	}
 }
-
-func TestParseMetrics(t *testing.T) {
-	m, err := parseMetrics(strings.NewReader("# HELP go_goroutines x\ngo_goroutines 12\nauthd_db_pool_connections{state=\"idle\"} 3\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m["go_goroutines"] != 12 || m[`authd_db_pool_connections{state="idle"}`] != 3 {
-		t.Errorf("parseMetrics = %v", m)
-	}
-}

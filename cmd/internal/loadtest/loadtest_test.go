@@ -1,0 +1,563 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"authd/token"
+)
+
+func TestPercentile(t *testing.T) {
+	ms := func(n ...int) []time.Duration {
+		var out []time.Duration
+		for _, v := range n {
+			out = append(out, time.Duration(v)*time.Millisecond)
+		}
+		return out
+	}
+	lat := ms(50, 10, 40, 20, 30, 60, 70, 80, 90, 100) // unsorted on purpose
+	for _, c := range []struct {
+		p    float64
+		want time.Duration
+	}{
+		{0, 10 * time.Millisecond}, // the minimum, not index -1
+		{0.5, 50 * time.Millisecond},
+		{0.9, 90 * time.Millisecond},
+		{0.99, 100 * time.Millisecond}, // nearest rank rounds up
+		{1, 100 * time.Millisecond},
+	} {
+		if got := Percentile(lat, c.p); got != c.want {
+			t.Errorf("Percentile(p=%g) = %s, want %s", c.p, got, c.want)
+		}
+	}
+	if lat[0] != 50*time.Millisecond {
+		t.Error("Percentile sorted its argument in place")
+	}
+	if got := Percentile(nil, 0.99); got != 0 {
+		t.Errorf("Percentile(nil) = %s, want 0", got)
+	}
+}
+
+func TestMS(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0:                         "0.00 ms",
+		1234567 * time.Nanosecond: "1.23 ms",
+		2 * time.Second:           "2000.00 ms",
+	} {
+		if got := MS(d); got != want {
+			t.Errorf("MS(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestFilterEnv(t *testing.T) {
+	environ := []string{
+		"PATH=/usr/bin",
+		"AUTHD_ADDR=:9999",
+		"JWT_SECRET=leaked",
+		"PGRST_JWT_SECRET=leaked",
+		"DATABASE_URL=postgres://prod",
+		"DATABASE_URL_OTHER=kept", // only the exact name is authd's
+		"HOME=/home/x",
+		"MY_AUTHD_THING=kept", // a prefix, not a substring
+	}
+	got := FilterEnv(environ, []string{"AUTHD_LOG_LEVEL=warn", "DATABASE_URL=postgres://bench"})
+	want := []string{"PATH=/usr/bin", "DATABASE_URL_OTHER=kept", "HOME=/home/x", "MY_AUTHD_THING=kept", "AUTHD_LOG_LEVEL=warn", "DATABASE_URL=postgres://bench"}
+	if !slices.Equal(got, want) {
+		t.Errorf("FilterEnv = %q, want %q", got, want)
+	}
+	if !slices.Equal(environ[:2], []string{"PATH=/usr/bin", "AUTHD_ADDR=:9999"}) {
+		t.Error("FilterEnv changed its argument")
+	}
+}
+
+func TestAuthdEnv(t *testing.T) {
+	t.Setenv("AUTHD_BCRYPT_COST", "4")
+	t.Setenv("LOADTEST_KEEP", "yes")
+	env := AuthdEnv([]string{"JWT_SECRET=s"})
+	if slices.Contains(env, "AUTHD_BCRYPT_COST=4") || !slices.Contains(env, "LOADTEST_KEEP=yes") || env[len(env)-1] != "JWT_SECRET=s" {
+		t.Errorf("AuthdEnv: %q", env)
+	}
+}
+
+// A /proc/<pid>/stat line of a process whose name holds spaces and
+// parentheses, as a thread name may.
+const sampleStat = "4242 (authd (x) y) S 1 4242 4242 0 -1 4194560 1234 0 0 0 150 75 0 0 20 0 12 0 99999 1234567 890 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 3 0 0 0 0 0\n"
+
+func TestParseStat(t *testing.T) {
+	ticks, comm, err := parseStat(sampleStat)
+	if err != nil || ticks != 225 || comm != "authd (x) y" {
+		t.Errorf("parseStat = %d, %q, %v; want 225 (150+75), %q", ticks, comm, err, "authd (x) y")
+	}
+	for _, bad := range []string{"", "4242 authd S 1", "4242 (authd) S 1 2 3", "4242 (authd) S 1 4242 4242 0 -1 4194560 1234 0 0 0 x 75 0"} {
+		if _, _, err := parseStat(bad); err == nil {
+			t.Errorf("parseStat(%q): no error", bad)
+		}
+	}
+}
+
+func TestParseMachineStat(t *testing.T) {
+	//        user nice system idle iowait irq softirq steal guest guest_nice
+	s := "cpu  100 5 50 1000 20 3 2 1 40 0\ncpu0 50 2 25 500 10 1 1 0 20 0\nintr 1\n"
+	busy, idle, err := parseMachineStat(s)
+	// guest is part of user already: only the first eight count.
+	if err != nil || busy != 100+5+50+3+2+1 || idle != 1000+20 {
+		t.Errorf("parseMachineStat = %d, %d, %v; want 161, 1020", busy, idle, err)
+	}
+	for _, bad := range []string{"", "cpu0 1 2 3 4 5 6 7\n", "cpu 1 2 3\n", "cpu 1 2 3 x 5 6 7 8\n"} {
+		if _, _, err := parseMachineStat(bad); err == nil {
+			t.Errorf("parseMachineStat(%q): no error", bad)
+		}
+	}
+}
+
+func TestParseVmRSS(t *testing.T) {
+	status := "Name:\tauthd\nVmPeak:\t  999999 kB\nVmRSS:\t   45678 kB\nThreads:\t12\n"
+	if kb, err := parseVmRSS(status); err != nil || kb != 45678 {
+		t.Errorf("parseVmRSS = %d, %v; want 45678", kb, err)
+	}
+	// A kernel thread has no VmRSS line.
+	if _, err := parseVmRSS("Name:\tkthreadd\nThreads:\t1\n"); err == nil {
+		t.Error("parseVmRSS without VmRSS: no error")
+	}
+}
+
+// TestProcSelf reads this process, which certainly exists, through the
+// same paths the harness reads authd's.
+func TestProcSelf(t *testing.T) {
+	// Burn a little CPU so that the count cannot be zero.
+	for start := time.Now(); time.Since(start) < 50*time.Millisecond; {
+	}
+	ticks, _, err := ProcCPU(os.Getpid())
+	if err != nil || ticks <= 0 {
+		t.Errorf("ProcCPU(self) = %d, %v", ticks, err)
+	}
+	if kb, err := VmRSS(os.Getpid()); err != nil || kb <= 0 {
+		t.Errorf("VmRSS(self) = %d, %v", kb, err)
+	}
+	if busy, idle, err := MachineCPU(); err != nil || busy <= 0 || idle < 0 {
+		t.Errorf("MachineCPU = %d, %d, %v", busy, idle, err)
+	}
+	if _, _, err := ProcCPU(-1); err == nil {
+		t.Error("ProcCPU(-1): no error")
+	}
+	if tick := ClockTick(); tick <= 0 || tick > time.Second {
+		t.Errorf("ClockTick = %s", tick)
+	}
+}
+
+func TestLogProblems(t *testing.T) {
+	log := `{"time":"t","level":"INFO","msg":"serving"}
+{"time":"t","level":"WARN","msg":"slow query"}
+{"time":"t","level":"ERROR","msg":"pool closed"}
+`
+	want := `authd logged 2 warning/error line(s); the first: {"time":"t","level":"WARN","msg":"slow query"}`
+	if got := logProblems(log); got != want {
+		t.Errorf("logProblems = %q, want %q", got, want)
+	}
+	if got := logProblems(`{"level":"INFO","msg":"a WARN in the text is not a level"}`); got != "" {
+		t.Errorf("logProblems of a clean log = %q", got)
+	}
+	// Through the file, as after a run; a missing log is no problem.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "authd.log")
+	if err := os.WriteFile(path, []byte(log), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := (&Server{LogPath: path}).LogProblems(); got != want {
+		t.Errorf("Server.LogProblems = %q", got)
+	}
+	if got := (&Server{LogPath: filepath.Join(dir, "none")}).LogProblems(); got != "" {
+		t.Errorf("LogProblems of a missing log = %q", got)
+	}
+	big := strings.Repeat("x", 5000) + "the end"
+	if err := os.WriteFile(path, []byte(big), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if tail := (&Server{LogPath: path}).LogTail(); len(tail) != 4000 || !strings.HasSuffix(tail, "the end") {
+		t.Errorf("LogTail: %d bytes ending %q", len(tail), tail[max(len(tail)-10, 0):])
+	}
+}
+
+func TestAPIKeyFromOutput(t *testing.T) {
+	_, key, _, err := token.NewAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := "id:      abc\nplan:    authd-bench\nkey:     " + key + "\nshown once\n"
+	if got, ok := apiKeyFromOutput(out); !ok || got != key {
+		t.Errorf("apiKeyFromOutput = %q, %v; want the key", got, ok)
+	}
+	// A "key:" line that holds no well-formed key is not taken.
+	if got, ok := apiKeyFromOutput("key: authd_not-a-key\n"); ok {
+		t.Errorf("apiKeyFromOutput took %q", got)
+	}
+}
+
+func TestPgURL(t *testing.T) {
+	got, err := PgURL("postgres://postgres:secret@127.0.0.1:5432/postgres?sslmode=disable", func(u *url.URL, q url.Values) {
+		u.Path = "/authd_bench_x"
+		q.Set("application_name", "authd-bench")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "postgres://postgres:secret@127.0.0.1:5432/authd_bench_x?application_name=authd-bench&sslmode=disable"; got != want {
+		t.Errorf("PgURL = %q, want %q", got, want)
+	}
+	for _, bad := range []string{"http://x/y", "postgres://user:p@ss word@host:bad/db", "host=localhost"} {
+		_, err := PgURL(bad, func(*url.URL, url.Values) {})
+		if err == nil {
+			t.Errorf("PgURL(%q): no error", bad)
+		} else if strings.Contains(err.Error(), "p@ss") {
+			t.Errorf("PgURL(%q): the error repeats the URL: %v", bad, err)
+		}
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	for _, c := range []struct {
+		err    error
+		code   int
+		stderr string
+	}{
+		{nil, 0, ""},
+		{flag.ErrHelp, 0, ""},
+		{fmt.Errorf("storm: %w", context.Canceled), 1, "authd-x: interrupted; cleaned up\n"},
+		{errors.New("3 request(s) failed"), 1, "authd-x: 3 request(s) failed\n"},
+	} {
+		var b bytes.Buffer
+		if code := exitCode("authd-x", c.err, &b); code != c.code || b.String() != c.stderr {
+			t.Errorf("exitCode(%v) = %d, %q; want %d, %q", c.err, code, b.String(), c.code, c.stderr)
+		}
+	}
+}
+
+func TestAddFlags(t *testing.T) {
+	t.Setenv(AdminURLEnv, "")
+	var c Config
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	c.AddFlags(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if c.AdminURL != DefaultAdminURL || c.Authd != "" {
+		t.Errorf("defaults: %+v", c)
+	}
+	t.Setenv(AdminURLEnv, "postgres://ci@db/postgres")
+	fs = flag.NewFlagSet("x", flag.ContinueOnError)
+	c.AddFlags(fs)
+	if err := fs.Parse([]string{"-authd", "/tmp/authd"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.AdminURL != "postgres://ci@db/postgres" || c.Authd != "/tmp/authd" {
+		t.Errorf("from $%s and -authd: %+v", AdminURLEnv, c)
+	}
+}
+
+func TestLatencies(t *testing.T) {
+	var l Latencies
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if i%10 == 0 {
+				err = fmt.Errorf("boom %d", i%30) // three distinct messages
+			}
+			l.Add(time.Duration(i)*time.Millisecond, err)
+		}()
+	}
+	wg.Wait()
+	if l.Len() != 100 || len(l.Durations()) != 100 || l.Errors() != 10 {
+		t.Errorf("Len %d, Durations %d, Errors %d; want 100, 100, 10", l.Len(), len(l.Durations()), l.Errors())
+	}
+	if s := l.Samples(); len(s) != 3 {
+		t.Errorf("Samples = %q, want the 3 distinct messages", s)
+	}
+	for i := range 10 {
+		l.Add(0, fmt.Errorf("other %d", i))
+	}
+	if s := l.Samples(); len(s) != maxSamples {
+		t.Errorf("%d samples kept, want %d", len(s), maxSamples)
+	}
+
+	lat, errs := l.Take()
+	if len(lat) != 110 || errs != 20 {
+		t.Errorf("Take = %d durations, %d errors; want 110, 20", len(lat), errs)
+	}
+	if l.Len() != 0 || l.Errors() != 0 || len(l.Samples()) != maxSamples {
+		t.Errorf("after Take: Len %d, Errors %d, %d samples; want 0, 0 and the samples kept", l.Len(), l.Errors(), len(l.Samples()))
+	}
+	l.Add(time.Second, nil)
+	if lat, errs := l.Take(); len(lat) != 1 || lat[0] != time.Second || errs != 0 {
+		t.Errorf("second Take = %v, %d", lat, errs)
+	}
+}
+
+func TestPacerDropsWhenBusy(t *testing.T) {
+	// 1000/s for 20 ms is 20 slots; two calls that hang for the whole
+	// window take two of them, and the other 18 find no room.
+	release := make(chan struct{})
+	time.AfterFunc(time.Second, func() { close(release) })
+	var calls atomic.Int64
+	dropped := Pacer{Rate: 1000, MaxInflight: 2}.Run(context.Background(), time.Now(), 20*time.Millisecond, func(context.Context) {
+		calls.Add(1)
+		<-release
+	})
+	if calls.Load() != 2 || dropped != 18 {
+		t.Errorf("%d calls, %d dropped; want 2, 18", calls.Load(), dropped)
+	}
+	select {
+	case <-release:
+	default:
+		t.Error("Run returned before its calls did")
+	}
+}
+
+func TestPacerCatchUp(t *testing.T) {
+	// A schedule that started a second ago: without MaxLag the missed
+	// slots are all sent at once, with it they are dropped.
+	var calls atomic.Int64
+	count := func(context.Context) { calls.Add(1) }
+	start := time.Now().Add(-time.Second)
+	Pacer{Rate: 100, MaxInflight: 1000}.Run(context.Background(), start, time.Second+20*time.Millisecond, count)
+	if n := calls.Load(); n != 102 {
+		t.Errorf("no MaxLag: %d calls, want the 102 slots (100 of them late)", n)
+	}
+	calls.Store(0)
+	Pacer{Rate: 100, MaxInflight: 1000, MaxLag: 100 * time.Millisecond}.Run(context.Background(), start, time.Second+20*time.Millisecond, count)
+	if n := calls.Load(); n < 1 || n > 10 {
+		t.Errorf("MaxLag 100ms: %d calls, want the first and the few slots left after it", n)
+	}
+}
+
+func TestPacerUntilCancelled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	var calls atomic.Int64
+	done := make(chan int64)
+	go func() {
+		done <- Pacer{Rate: 200, MaxInflight: 4, MaxLag: time.Second}.Run(ctx, time.Now(), 0, func(context.Context) { calls.Add(1) })
+	}()
+	select {
+	case dropped := <-done:
+		if n := calls.Load(); n < 1 || n > 11 || dropped != 0 {
+			t.Errorf("%d calls, %d dropped in 50 ms at 200/s; want about 10, none dropped", n, dropped)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run with d = 0 did not return when its context ended")
+	}
+	if n := (Pacer{Rate: 0, MaxInflight: 1}).Run(context.Background(), time.Now(), time.Hour, func(context.Context) { t.Error("called at rate 0") }); n != 0 {
+		t.Errorf("rate 0: %d dropped", n)
+	}
+}
+
+func TestSend(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		switch r.URL.Path {
+		case "/rpc/login":
+			if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" || string(body) != `{"user_":"u"}` {
+				http.Error(w, "bad login request", http.StatusBadRequest)
+				return
+			}
+			http.SetCookie(w, &http.Cookie{Name: "access_token", Value: "acc", Path: "/"})
+			http.SetCookie(w, &http.Cookie{Name: "refresh_token", Value: "ref", Path: RefreshPath})
+			http.SetCookie(w, &http.Cookie{Name: "refresh_token", Value: "wrong-path", Path: "/rpc/logout"})
+			w.WriteHeader(http.StatusNoContent)
+		case "/auth/verify":
+			if r.Header.Get("X-API-Key") != "k" || len(body) != 0 || r.Header.Get("Content-Type") != "" {
+				http.Error(w, "  no key  \n", http.StatusUnauthorized)
+				return
+			}
+			w.Header().Set("X-Auth-Role", "bench")
+			_, _ = io.WriteString(w, strings.Repeat("x", 10000)) // read to the end
+		}
+	}))
+	defer srv.Close()
+	client := NewClient(4)
+	defer client.CloseIdleConnections()
+	ctx := context.Background()
+
+	h, err := Send(ctx, client, srv.URL, Request{Method: http.MethodPost, Path: "/rpc/login", Body: []byte(`{"user_":"u"}`), Want: http.StatusNoContent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refresh, access := SessionCookies(h); refresh != "ref" || access != "acc" {
+		t.Errorf("SessionCookies = %q, %q; want ref, acc", refresh, access)
+	}
+	if refresh, access := SessionCookies(http.Header{}); refresh != "" || access != "" {
+		t.Errorf("SessionCookies of no cookies = %q, %q", refresh, access)
+	}
+
+	h, err = Send(ctx, client, srv.URL, Request{Method: http.MethodGet, Path: "/auth/verify", Header: "X-API-Key", Value: "k", Want: http.StatusOK})
+	if err != nil || h.Get("X-Auth-Role") != "bench" {
+		t.Errorf("Send GET: %v, X-Auth-Role %q", err, h.Get("X-Auth-Role"))
+	}
+	_, err = Send(ctx, client, srv.URL, Request{Method: http.MethodGet, Path: "/auth/verify", Header: "X-API-Key", Value: "secret-key", Want: http.StatusOK})
+	if want := "GET /auth/verify: status 401, want 200: no key"; err == nil || err.Error() != want {
+		t.Errorf("Send with a wrong status: %v, want %q", err, want)
+	}
+	if err != nil && strings.Contains(err.Error(), "secret-key") {
+		t.Error("the error repeats the credential")
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	const exposition = `# HELP go_goroutines Number of goroutines.
+# TYPE go_goroutines gauge
+go_goroutines 12
+authd_db_pool_connections{state="idle"} 3
+authd_logins_total{result="shed"} 1.5e+03
+not_a_number NaNish
+
+`
+	m, err := ParseMetrics(strings.NewReader(exposition))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"go_goroutines": 12, `authd_db_pool_connections{state="idle"}`: 3, `authd_logins_total{result="shed"}`: 1500}
+	if len(m) != len(want) {
+		t.Errorf("ParseMetrics = %v, want %v", m, want)
+	}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %g, want %g", k, m[k], v)
+		}
+	}
+
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, exposition)
+	}))
+	defer srv.Close()
+	if m, err := ScrapeMetrics(context.Background(), srv.Client(), srv.URL); err != nil || m["go_goroutines"] != 12 {
+		t.Errorf("ScrapeMetrics = %v, %v", m, err)
+	}
+	if _, err := ScrapeMetrics(context.Background(), srv.Client(), srv.URL+"/nothing"); err == nil || !strings.Contains(err.Error(), "status 404") {
+		t.Errorf("ScrapeMetrics of a 404: %v", err)
+	}
+}
+
+func TestHarnessCloseOrder(t *testing.T) {
+	var order []int
+	h := &Harness{}
+	for i := range 3 {
+		h.Defer(func() { order = append(order, i) })
+	}
+	h.Close()
+	h.Close() // once only
+	if !slices.Equal(order, []int{2, 1, 0}) {
+		t.Errorf("cleanups ran in order %v, want 2 1 0", order)
+	}
+}
+
+// TestSetupFailureCleansUp: a Setup that fails part way removes what it
+// had made (here the temporary directory) and returns no harness.
+func TestSetupFailureCleansUp(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	var logged []string
+	h, err := Setup(context.Background(), Config{
+		Name:     "authd-test",
+		AdminURL: "http://not-postgres/",
+		Authd:    "/nonexistent/authd", // no build
+		Logf:     func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) },
+	})
+	if h != nil || err == nil || err.Error() != "-admin-url: want a postgres:// URL" {
+		t.Fatalf("Setup = %v, %v; want no harness and the -admin-url error", h, err)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("left behind in TMPDIR: %v", left)
+	}
+	if len(logged) != 0 {
+		t.Errorf("logged %q, want nothing (no build, no database)", logged)
+	}
+}
+
+// TestSetupAndClose makes a harness on the real PostgreSQL server
+// ($AUTHD_TEST_DATABASE_URL or the local default), as the commands do,
+// and checks that Close drops the database and role again, after the
+// caller's own cleanups.
+func TestSetupAndClose(t *testing.T) {
+	adminURL := DefaultAdminURL
+	if v := os.Getenv(AdminURLEnv); v != "" {
+		adminURL = v
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	h, err := Setup(ctx, Config{Name: "authd-loadtest", AdminURL: adminURL, Authd: "/prebuilt/authd", Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			h.Close()
+		}
+	}()
+	if h.Bin != "/prebuilt/authd" || !strings.HasPrefix(h.DBName, "authd_loadtest_") || !strings.HasPrefix(h.Role, "authd_loadtest_role_") {
+		t.Errorf("harness: bin %q, database %q, role %q", h.Bin, h.DBName, h.Role)
+	}
+	if fi, err := os.Stat(h.Tmp); err != nil || !fi.IsDir() {
+		t.Errorf("temporary directory %q: %v", h.Tmp, err)
+	}
+	exists := func() (db, role bool) {
+		conn, err := pgx.Connect(ctx, adminURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		if err := conn.QueryRow(ctx, `select exists (select from pg_database where datname = $1), exists (select from pg_roles where rolname = $2)`,
+			h.DBName, h.Role).Scan(&db, &role); err != nil {
+			t.Fatal(err)
+		}
+		return db, role
+	}
+	if db, role := exists(); !db || !role {
+		t.Fatalf("after Setup: database %v, role %v; want both", db, role)
+	}
+	// The database is usable at DBURL, and a connection the caller left
+	// open does not stop the drop (with (force)).
+	conn, err := pgx.Connect(ctx, h.DBURL)
+	if err != nil {
+		t.Fatalf("connect to DBURL: %v", err)
+	}
+	var callerCleanedUp bool
+	h.Defer(func() { callerCleanedUp = true })
+
+	h.Close()
+	closed = true
+	_ = conn.Close(context.Background())
+	if !callerCleanedUp {
+		t.Error("Close did not run the caller's cleanup")
+	}
+	if db, role := exists(); db || role {
+		t.Errorf("after Close: database %v, role %v; want neither", db, role)
+	}
+	if _, err := os.Stat(h.Tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("temporary directory after Close: %v", err)
+	}
+}
