@@ -74,8 +74,13 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	// The refresh statement alone, beside refresh over HTTP.
-	if row := tableRow(out, "rotate statement alone (pgx, 2 connections)"); row == nil || row[1] == "0" || row[len(row)-1] != "0" {
-		t.Errorf("rotate statement row: %q, want requests and no errors", row)
+	for _, name := range []string{"rotate statement alone (pgx, 2 connections)", "rotate statement alone, synchronous_commit=off (pgx, 2 connections)"} {
+		if row := tableRow(out, name); row == nil || row[1] == "0" || row[len(row)-1] != "0" {
+			t.Errorf("%s row: %q, want requests and no errors", name, row)
+		}
+	}
+	if !strings.Contains(out, "Without waiting for the commit flush the statement runs at ") {
+		t.Error("no durable / synchronous_commit=off ratio")
 	}
 	if !strings.Contains(out, "refresh over HTTP runs at ") {
 		t.Error("no refresh over HTTP / statement ratio")
