@@ -17,9 +17,11 @@ import (
 //     that finds the queue full is shed at once with 503 + Retry-After,
 //     so a flood costs the server almost nothing beyond its ceiling;
 //   - each compare runs on an OS thread of its own at a lower scheduling
-//     priority (nice), so refresh, verify, health and PostgreSQL itself
-//     are scheduled ahead of it whenever they have work — bcrypt gets the
-//     CPU that is left, which in a storm is most of it.
+//     priority (nice), so that authd's threads serving refresh, verify
+//     and health run ahead of it whenever they have work. (Only within
+//     the process: the kernel's autogroups and cgroups share CPU between
+//     processes whatever a thread's nice value, which is why one CPU is
+//     left to PostgreSQL and the rest — see DefaultBcryptSlots.)
 //
 // Because a compare holds one of Go's Ps while it runs, the process needs
 // more Ps than slots for the rest of its work not to queue behind bcrypt;
