@@ -248,6 +248,13 @@ func (s *Service) userJWT(ctx context.Context, req *jwt.AuthorizationRequestClai
 	if len(p.SubAllow) == 0 {
 		uc.Sub.Deny = jwt.StringList{">"}
 	}
+	if s.operator {
+		// Users land in the callout account, where nats-server publishes
+		// the authorization requests (every connecting client's token or
+		// password): a grant of ">" must not reach them. nats-server only
+		// denies publishing there.
+		uc.Sub.Deny.Add(Subject)
+	}
 	if p.AllowResponses {
 		// 0 is nats-server's default: 1 response within 2 minutes.
 		uc.Resp = &jwt.ResponsePermission{MaxMsgs: p.ResponseMax, Expires: p.ResponseTTL}

@@ -57,12 +57,20 @@ type stack struct {
 	ns      *natsserver.Server
 	log     *syncBuffer
 	metrics *prometheus.Registry
+	// account is where the callout places users: targetAccount, or in
+	// operator mode the callout account's public key.
+	account string
+	// callout is how the callout logs in: one of the auth users.
+	callout nats.Option
 }
 
-// stackOptions vary a stack from the default: no encryption, bcrypt cost 4.
+// stackOptions vary a stack from the default: config mode, no
+// encryption, bcrypt cost 4.
 type stackOptions struct {
 	xkey       bool // encrypt requests and answers
 	bcryptCost int
+	operator   bool // operator mode (operator_test.go) instead of server.conf
+	signingKey bool // operator mode: sign with a signing key of the account
 }
 
 // newStack starts the callout and a NATS server that uses it.
@@ -84,25 +92,33 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 
-	issuer, err := nkeys.CreateAccount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := natsauth.Config{Issuer: issuer, Account: targetAccount, Metrics: st.metrics}
-	vars := map[string]string{"AUTHD_NATS_ISSUER": publicKey(t, issuer), "AUTHD_NATS_PASSWORD": calloutPass}
-	if o.xkey {
-		if cfg.XKey, err = nkeys.CreateCurveKeys(); err != nil {
+	var cfg natsauth.Config
+	if o.operator {
+		cfg, st.callout, st.ns = startOperatorNATS(t, o)
+	} else {
+		issuer, err := nkeys.CreateAccount()
+		if err != nil {
 			t.Fatal(err)
 		}
-		vars["AUTHD_NATS_XKEY"] = publicKey(t, cfg.XKey)
+		cfg = natsauth.Config{Issuer: issuer, Account: targetAccount}
+		vars := map[string]string{"AUTHD_NATS_ISSUER": publicKey(t, issuer), "AUTHD_NATS_PASSWORD": calloutPass}
+		if o.xkey {
+			if cfg.XKey, err = nkeys.CreateCurveKeys(); err != nil {
+				t.Fatal(err)
+			}
+			vars["AUTHD_NATS_XKEY"] = publicKey(t, cfg.XKey)
+		}
+		st.ns = startNATS(t, vars)
+		st.callout = nats.UserInfo("authd", calloutPass)
 	}
-	st.ns = startNATS(t, vars)
+	cfg.Metrics = st.metrics
+	st.account = cfg.Account
 
 	st.svc, err = natsauth.New(authority{api, st.db}, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(st.ns.ClientURL(), nats.UserInfo("authd", calloutPass), nats.Name("authd callout"))
+	nc, err := nats.Connect(st.ns.ClientURL(), st.callout, nats.Name("authd callout"))
 	if err != nil {
 		t.Fatalf("callout connect: %v", err)
 	}
@@ -156,6 +172,12 @@ func startNATS(t testing.TB, vars map[string]string) *natsserver.Server {
 	if err != nil {
 		t.Fatalf("%s: %v", serverConfPath, err)
 	}
+	return runNATS(t, opts)
+}
+
+// runNATS starts nats-server in-process with opts, on a free port.
+func runNATS(t testing.TB, opts *natsserver.Options) *natsserver.Server {
+	t.Helper()
 	opts.Host, opts.Port = "127.0.0.1", -1
 	opts.NoLog, opts.NoSigs = true, true
 	ns, err := natsserver.NewServer(opts)
@@ -346,8 +368,9 @@ func (st *stack) newAPIKey(t *testing.T, role string) (id, plain string) {
 	return id, plain
 }
 
-// authorizedAs returns the user name and account nats-server holds for c.
-func (st *stack) authorizedAs(t *testing.T, c *client) (user, account string) {
+// authorizedAs checks that nats-server holds c as user, in the account
+// the callout places users in.
+func (st *stack) authorizedAs(t *testing.T, c *client, user string) {
 	t.Helper()
 	cid, err := c.GetClientID()
 	if err != nil {
@@ -357,7 +380,9 @@ func (st *stack) authorizedAs(t *testing.T, c *client) (user, account string) {
 	if err != nil || len(cz.Conns) != 1 {
 		t.Fatalf("connz for client %d: %v, %d connections", cid, err, len(cz.Conns))
 	}
-	return cz.Conns[0].AuthorizedUser, cz.Conns[0].Account
+	if got, acc := cz.Conns[0].AuthorizedUser, cz.Conns[0].Account; got != user || acc != st.account {
+		t.Errorf("nats-server has the client as user %q in account %q, want %s in %s", got, acc, user, st.account)
+	}
 }
 
 func TestTokenClient(t *testing.T) {
@@ -369,9 +394,7 @@ func TestTokenClient(t *testing.T) {
 	st.grant(t, role, store.NATSSubAllow, "orders.>", "public.*")
 
 	c := st.mustConnect(t, nats.Token(st.token(t, "alice", role)))
-	if user, acc := st.authorizedAs(t, c); user != "alice" || acc != targetAccount {
-		t.Errorf("nats-server has the client as user %q in account %q, want alice in %s", user, acc, targetAccount)
-	}
+	st.authorizedAs(t, c, "alice")
 	c.canPubSub(t, "orders.new")
 	c.canPubSub(t, "public.news")
 	c.pubViolation(t, "orders.secret")
@@ -502,9 +525,7 @@ func TestPasswordClient(t *testing.T) {
 	st.refused(t, "wrong password", nats.UserInfo("erin", "wrong"))
 	st.refused(t, "unknown user", nats.UserInfo("nobody", "correct horse"))
 	c := st.mustConnect(t, nats.UserInfo("erin", "correct horse"))
-	if user, acc := st.authorizedAs(t, c); user != "erin" || acc != targetAccount {
-		t.Errorf("nats-server has the client as user %q in account %q, want erin in %s", user, acc, targetAccount)
-	}
+	st.authorizedAs(t, c, "erin")
 	c.canPubSub(t, "chat.room1")
 	c.pubViolation(t, "admin.x")
 
@@ -526,9 +547,7 @@ func TestAPIKeyClient(t *testing.T) {
 	id, key := st.newAPIKey(t, role)
 
 	c := st.mustConnect(t, nats.Token(key))
-	if user, acc := st.authorizedAs(t, c); user != "apikey:"+id || acc != targetAccount {
-		t.Errorf("nats-server has the client as user %q in account %q, want apikey:%s in %s", user, acc, id, targetAccount)
-	}
+	st.authorizedAs(t, c, "apikey:"+id)
 	c.canPubSub(t, "metrics.cpu")
 	c.pubViolation(t, "orders.new")
 	st.mustConnect(t, nats.UserInfo(natsauth.APIKeyUser, key)).canPubSub(t, "metrics.mem")
@@ -638,7 +657,7 @@ func TestEncryptedCallout(t *testing.T) {
 	st.addUser(t, "grace", "s3cret", role)
 
 	// A second callout connection sees what nats-server sends: sealed.
-	spy, err := nats.Connect(st.ns.ClientURL(), nats.UserInfo("authd", calloutPass))
+	spy, err := nats.Connect(st.ns.ClientURL(), st.callout)
 	if err != nil {
 		t.Fatal(err)
 	}
