@@ -608,8 +608,11 @@ func TestGrantsApplyToNextConnection(t *testing.T) {
 			break
 		}
 		c.Close()
-		if time.Since(granted) > 1500*time.Millisecond {
-			t.Fatal("a new grant does not apply 1.5 s after it was made")
+		// The cache lives a second; the bound is far from that, so a
+		// loaded CI machine (connects slowed by the race detector) does
+		// not fail a grant that did apply.
+		if time.Since(granted) > 5*time.Second {
+			t.Fatal("a new grant does not apply 5 s after it was made (the cache lives 1 s)")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
