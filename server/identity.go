@@ -30,19 +30,21 @@ func (s *Server) IdentifyToken(raw string) (Identity, error) {
 		if err != nil {
 			return Identity{}, errInvalidToken(raw, err)
 		}
-		v = verified{user: claims.Username, role: claims.Role, gen: gen}
-		if v.user == "" {
-			v.user = claims.Subject
+		user := claims.Username
+		if user == "" {
+			user = claims.Subject
 		}
+		var exp time.Time
 		if claims.ExpiresAt != nil {
-			v.expires = claims.ExpiresAt.Time
+			exp = claims.ExpiresAt.Time
 		}
+		v = newVerified(user, claims.Role, exp, gen)
 		s.verified.put(raw, v)
 	}
 	if v.role == "" {
 		return Identity{}, invalidToken("PGRST303", "JWT has no role claim", nil)
 	}
-	return Identity{User: v.user, Role: v.role, Token: raw, Expires: v.expires}, nil
+	return Identity{User: v.user, Role: v.role, Token: raw, Expires: time.Unix(v.expires, 0)}, nil
 }
 
 // IdentifyPassword checks a username and password with every rule of

@@ -10,7 +10,7 @@ import (
 func TestVerifiedCacheChecksExpiryOnEveryHit(t *testing.T) {
 	var vc verifiedCache
 	exp := time.Unix(1_800_000_000, 0)
-	vc.put("tok", verified{user: "u", role: "r", expires: exp, gen: 1})
+	vc.put("tok", newVerified("u", "r", exp, 1))
 
 	if v, ok := vc.get("tok", 1, exp.Add(29*time.Second)); !ok || v.user != "u" || v.role != "r" {
 		t.Errorf("got %+v, %v within PostgREST's 30 s leeway, want the entry", v, ok)
@@ -18,7 +18,7 @@ func TestVerifiedCacheChecksExpiryOnEveryHit(t *testing.T) {
 	if _, ok := vc.get("tok", 2, exp); ok {
 		t.Error("hit for a token verified under another key set")
 	}
-	vc.put("tok", verified{user: "u", role: "r", expires: exp, gen: 1})
+	vc.put("tok", newVerified("u", "r", exp, 1))
 	if _, ok := vc.get("tok", 1, exp.Add(31*time.Second)); ok {
 		t.Error("hit for a token expired beyond the leeway")
 	}
@@ -34,7 +34,7 @@ func TestVerifiedCacheIsBounded(t *testing.T) {
 	var vc verifiedCache
 	exp := time.Now().Add(time.Hour)
 	for i := range maxVerified + 500 {
-		vc.put(strconv.Itoa(i), verified{role: "r", expires: exp, gen: 1})
+		vc.put(strconv.Itoa(i), newVerified("", "r", exp, 1))
 	}
 	if n := len(vc.m); n != maxVerified {
 		t.Errorf("cache holds %d tokens, want at most %d", n, maxVerified)
@@ -45,7 +45,7 @@ func TestVerifiedCacheIsBounded(t *testing.T) {
 // heap dump of a busy authd does not hand out the tokens it verified.
 func TestVerifiedCacheHoldsNoTokens(t *testing.T) {
 	var vc verifiedCache
-	vc.put("eyJ.secret.token", verified{role: "r", expires: time.Now().Add(time.Hour), gen: 1})
+	vc.put("eyJ.secret.token", newVerified("", "r", time.Now().Add(time.Hour), 1))
 	for k := range vc.m {
 		if k != sha256.Sum256([]byte("eyJ.secret.token")) {
 			t.Errorf("key %x is not the token's SHA-256", k)
