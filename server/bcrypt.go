@@ -43,6 +43,20 @@ type bcryptGate struct {
 // 2 ms to 55–160 ms; with one CPU left it stays under 15 ms.
 func DefaultBcryptSlots(procs int) int { return max(1, procs-1) }
 
+// DefaultLoginQueue is how many logins may wait for the slots: as many as
+// they finish within wait at one compare per `compare`, and at least 4
+// per slot. A login further back would be shed by the timer anyway, so it
+// is shed at once instead — and a burst that the slots can serve within
+// the wait (eight users pressing "log in" together on a 2-CPU machine) is
+// served, not sent away. On the README's machine: 1 slot, 2 s, 65 ms — 30.
+func DefaultLoginQueue(slots int, wait, compare time.Duration) int {
+	n := 4 * slots
+	if compare > 0 {
+		n = max(n, int(int64(slots)*int64(wait)/int64(compare)))
+	}
+	return min(n, 10000)
+}
+
 func newBcryptGate(slots, queue int, wait time.Duration, nice int, m *metrics) *bcryptGate {
 	m.bcryptSlots.Set(float64(slots))
 	return &bcryptGate{slots: make(chan struct{}, slots), queue: int64(queue), wait: wait, nice: nice, m: m}

@@ -369,6 +369,18 @@ func TestLoginQueueFullIsShedAtOnce(t *testing.T) {
 	}
 }
 
+// TestLoginBurstIsServed: a burst of logins that the bcrypt slot can get
+// through within the wait is queued and served, not shed — with the
+// default queue, sized from the compare time measured at start-up.
+func TestLoginBurstIsServed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withLoginQueue(1, 0))
+	refused, shed := e.loginFlood(16, 5*time.Second)
+	if refused != 16 || shed != 0 {
+		t.Errorf("16 logins at once at cost %d: %d answered 401 and %d shed, want all 16 answered", testCost, refused, shed)
+	}
+}
+
 // loginFlood sends n logins at once for an unknown user (so the dummy
 // hash, at the server's cost, is compared) and counts the 401s and the
 // 503s, each of which must be the busy answer given within shedWithin.

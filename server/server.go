@@ -34,7 +34,8 @@ type Config struct {
 	// DefaultBcryptSlots(GOMAXPROCS).
 	BcryptSlots int
 	// LoginQueue is how many logins may wait for a bcrypt slot; one more
-	// is shed at once with 503. 0 means 4 per slot.
+	// is shed at once with 503. 0 means DefaultLoginQueue, with the
+	// compare time measured by hashing the dummy password at start-up.
 	LoginQueue int
 	// BcryptWait bounds how long a login waits for a bcrypt slot before
 	// it is shed with 503; 0 means 2 s.
@@ -87,15 +88,16 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Ser
 	if cfg.BcryptSlots <= 0 {
 		cfg.BcryptSlots = DefaultBcryptSlots(runtime.GOMAXPROCS(0))
 	}
-	if cfg.LoginQueue <= 0 {
-		cfg.LoginQueue = 4 * cfg.BcryptSlots
-	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second
 	}
+	hashStart := time.Now()
 	dummy, err := store.HashPassword("authd-timing-equaliser", cfg.BcryptCost)
 	if err != nil {
 		return nil, fmt.Errorf("make dummy hash: %w", err)
+	}
+	if cfg.LoginQueue <= 0 {
+		cfg.LoginQueue = DefaultLoginQueue(cfg.BcryptSlots, cfg.BcryptWait, time.Since(hashStart))
 	}
 	s := &Server{
 		cfg: cfg, db: db, tokens: tokens, log: log, dummyHash: dummy,
