@@ -43,16 +43,23 @@ type bcryptGate struct {
 // 2 ms to 55–160 ms; with one CPU left it stays under 15 ms.
 func DefaultBcryptSlots(procs int) int { return max(1, procs-1) }
 
+// loginQueueTarget is how long the default login queue takes the slots
+// to get through: a login queued behind a full queue is answered within
+// about a second, storm or not, instead of after the whole
+// AUTHD_LOGIN_QUEUE_WAIT (which stays the hard bound, for compares that
+// slow down).
+const loginQueueTarget = time.Second
+
 // DefaultLoginQueue is how many logins may wait for the slots: as many as
-// they finish within wait at one compare per `compare`, and at least 4
-// per slot. A login further back would be shed by the timer anyway, so it
-// is shed at once instead — and a burst that the slots can serve within
-// the wait (eight users pressing "log in" together on a 2-CPU machine) is
-// served, not sent away. On the README's machine: 1 slot, 2 s, 65 ms — 30.
-func DefaultLoginQueue(slots int, wait, compare time.Duration) int {
+// they finish in loginQueueTarget at one compare per `compare`, and at
+// least 4 per slot. A burst the slots serve within a second (fifteen
+// users pressing "log in" together on a 2-CPU machine) is served, not sent
+// away; in a flood, everyone past that is told at once to come back. On
+// the README's machine: 1 slot, 65 ms a compare — 15.
+func DefaultLoginQueue(slots int, compare time.Duration) int {
 	n := 4 * slots
 	if compare > 0 {
-		n = max(n, int(int64(slots)*int64(wait)/int64(compare)))
+		n = max(n, int(int64(slots)*int64(loginQueueTarget)/int64(compare)))
 	}
 	return min(n, 10000)
 }

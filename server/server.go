@@ -97,7 +97,7 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Ser
 		return nil, fmt.Errorf("make dummy hash: %w", err)
 	}
 	if cfg.LoginQueue <= 0 {
-		cfg.LoginQueue = DefaultLoginQueue(cfg.BcryptSlots, cfg.BcryptWait, time.Since(hashStart))
+		cfg.LoginQueue = DefaultLoginQueue(cfg.BcryptSlots, time.Since(hashStart))
 	}
 	s := &Server{
 		cfg: cfg, db: db, tokens: tokens, log: log, dummyHash: dummy,
