@@ -9,11 +9,11 @@ import (
 	"authd/token"
 )
 
-// maxVerified bounds the verified-token cache; when it is full an
+// VerifiedCacheSize bounds the verified-token cache; when it is full an
 // arbitrary entry makes room. PostgREST's own JWT cache holds 1,000 by
 // default; 4,096 users active within a token's lifetime is a busy
 // gateway, and a miss only costs one full verification.
-const maxVerified = 4096
+const VerifiedCacheSize = 4096
 
 // verifiedCache remembers access tokens that passed full verification, as
 // PostgREST's JWT cache does: a browser sends the same token on every
@@ -68,7 +68,7 @@ func (vc *verifiedCache) put(raw string, v verified) {
 	if vc.m == nil {
 		vc.m = make(map[[sha256.Size]byte]verified)
 	}
-	if len(vc.m) >= maxVerified {
+	if len(vc.m) >= VerifiedCacheSize {
 		for k := range vc.m {
 			delete(vc.m, k)
 			break

@@ -129,6 +129,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"authd/cmd/internal/loadtest"
+	"authd/server"
 	"authd/token"
 )
 
@@ -165,9 +166,9 @@ var allAlgs = []string{token.HS256, token.ES256, token.EdDSA, token.RS256}
 const (
 	defaultAlgs         = "HS256,ES256,EdDSA"
 	defaultAlgScenarios = "refresh,verify-fresh,verify-jwt"
-	// verifyCacheSize is maxVerified in server/verifycache.go: how many
-	// verified tokens authd remembers, evicting one at random when full.
-	verifyCacheSize = 10000
+	// verifyCacheSize is how many verified tokens authd remembers,
+	// evicting one at random when full.
+	verifyCacheSize = server.VerifiedCacheSize
 )
 
 func main() { loadtest.Main("authd-bench", run) }
