@@ -78,6 +78,10 @@ func (g *bcryptGate) run(ctx context.Context, f func()) error {
 	if err := g.acquire(ctx); err != nil {
 		return err
 	}
+	if ctx.Err() != nil { // the request ended while it waited: skip the compare
+		<-g.slots
+		return errTimeout()
+	}
 	done := make(chan struct{})
 	go func() {
 		defer func() { <-g.slots }()
