@@ -254,8 +254,8 @@ func TestCacheHitShare(t *testing.T) {
 		// Smaller than the cache: every reuse hits.
 		{500, 2000, 0.75},
 		// 60% of requests reuse a token, each still cached with
-		// probability (1-1/10000)^39999 ≈ e^-4.
-		{40000, 100000, 0.6 * math.Exp(-4)},
+		// probability (1-1/cache size)^7999: about 0.085 for 4,096.
+		{8000, 20000, 0.6 * math.Pow(1-1.0/verifyCacheSize, 7999)},
 	} {
 		if got := cacheHitShare(c.size, c.requests); math.Abs(got-c.want) > 1e-4 {
 			t.Errorf("cacheHitShare(%d, %d) = %.5f, want %.5f", c.size, c.requests, got, c.want)
