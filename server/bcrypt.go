@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // bcryptGate keeps bcrypt, deliberately the most expensive thing authd
@@ -65,8 +67,18 @@ func DefaultLoginQueue(slots int, compare time.Duration) int {
 }
 
 func newBcryptGate(slots, queue int, wait time.Duration, nice int, m *metrics) *bcryptGate {
-	m.bcryptSlots.Set(float64(slots))
-	return &bcryptGate{slots: make(chan struct{}, slots), queue: int64(queue), wait: wait, nice: nice, m: m}
+	g := &bcryptGate{slots: make(chan struct{}, slots), queue: int64(queue), wait: wait, nice: nice, m: m}
+	// The gate's own counters, read at scrape time: no second copy to
+	// keep in step.
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authd_bcrypt_queue_depth", Help: "Logins waiting for a bcrypt slot.",
+		}, func() float64 { return float64(g.waiting.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authd_bcrypt_slots", Help: "Concurrent bcrypt compares allowed (AUTHD_BCRYPT_SLOTS).",
+		}, func() float64 { return float64(cap(g.slots)) }),
+	)
+	return g
 }
 
 // run runs f, which does bcrypt work, in a free slot. It returns errBusy
@@ -112,11 +124,9 @@ func (g *bcryptGate) acquire(ctx context.Context) error {
 		g.waiting.Add(-1)
 		return errBusy()
 	}
-	g.m.bcryptWaiting.Inc()
 	start := time.Now()
 	defer func() {
 		g.waiting.Add(-1)
-		g.m.bcryptWaiting.Dec()
 		g.m.bcryptWait.Observe(time.Since(start).Seconds())
 	}()
 	timer := time.NewTimer(g.wait)

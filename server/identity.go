@@ -34,11 +34,8 @@ func (s *Server) IdentifyToken(raw string) (Identity, error) {
 		if user == "" {
 			user = claims.Subject
 		}
-		var exp time.Time
-		if claims.ExpiresAt != nil {
-			exp = claims.ExpiresAt.Time
-		}
-		v = newVerified(user, claims.Role, exp, gen)
+		// Verify requires exp, so ExpiresAt is set.
+		v = newVerified(user, claims.Role, claims.ExpiresAt.Time, gen)
 		s.verified.put(raw, v)
 	}
 	if v.role == "" {

@@ -19,14 +19,12 @@ import (
 type metrics struct {
 	registry *prometheus.Registry
 
-	requests      *prometheus.CounterVec
-	latency       *prometheus.HistogramVec
-	logins        *prometheus.CounterVec
-	refreshReuse  prometheus.Counter
-	bcryptWaiting prometheus.Gauge
-	bcryptSlots   prometheus.Gauge
-	bcryptWait    prometheus.Histogram
-	purged        *prometheus.CounterVec
+	requests     *prometheus.CounterVec
+	latency      *prometheus.HistogramVec
+	logins       *prometheus.CounterVec
+	refreshReuse prometheus.Counter
+	bcryptWait   prometheus.Histogram
+	purged       *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry, db *store.DB) *metrics {
@@ -45,12 +43,6 @@ func newMetrics(reg *prometheus.Registry, db *store.DB) *metrics {
 		refreshReuse: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "authd_refresh_reuse_detected_total", Help: "Spent refresh tokens presented after the grace window; each revoked a session.",
 		}),
-		bcryptWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "authd_bcrypt_queue_depth", Help: "Logins waiting for a bcrypt slot.",
-		}),
-		bcryptSlots: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "authd_bcrypt_slots", Help: "Concurrent bcrypt compares allowed (AUTHD_BCRYPT_SLOTS).",
-		}),
 		bcryptWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "authd_bcrypt_wait_seconds", Help: "Time logins waited for a bcrypt slot.",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2, 5},
@@ -64,7 +56,7 @@ func newMetrics(reg *prometheus.Registry, db *store.DB) *metrics {
 	for _, l := range []string{"succeeded", "failed", "throttled", "shed"} {
 		m.logins.WithLabelValues(l) // export zeros, so rates work from the start
 	}
-	reg.MustRegister(m.requests, m.latency, m.logins, m.refreshReuse, m.bcryptWaiting, m.bcryptSlots, m.bcryptWait, m.purged,
+	reg.MustRegister(m.requests, m.latency, m.logins, m.refreshReuse, m.bcryptWait, m.purged,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		poolCollector{db: db})
 	return m

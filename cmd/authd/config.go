@@ -40,8 +40,8 @@ type config struct {
 	LoginFailuresPerIP   int
 	APIKeyTokenTTL       time.Duration
 	LoginQueueWait       time.Duration
-	// BcryptSlots and LoginQueue are 0 for their defaults (one slot per
-	// CPU, four waiting logins per slot).
+	// BcryptSlots and LoginQueue are 0 for their defaults
+	// (server.DefaultBcryptSlots, server.DefaultLoginQueue).
 	BcryptSlots      int
 	LoginQueue       int
 	BcryptNice       int
