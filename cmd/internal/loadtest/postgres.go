@@ -9,7 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"golang.org/x/crypto/bcrypt"
+
+	"authd/store"
 )
 
 // PgURL parses a postgres:// URL and lets mutate change it and its query,
@@ -43,18 +44,18 @@ func adminExec(ctx context.Context, adminURL, sql string) error {
 }
 
 // CreateUsers inserts the named users with password, all of role, and
-// returns the bcrypt hash they share: one hash at cost serves them all,
-// since hashing is the slow part and every login still compares at that
-// cost.
-func CreateUsers(ctx context.Context, pool *pgxpool.Pool, names []string, password string, cost int, role string) ([]byte, error) {
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), cost)
+// returns the bcrypt hash they share (made by authd's own
+// store.HashPassword): one hash at cost serves them all, since hashing is
+// the slow part and every login still compares at that cost.
+func CreateUsers(ctx context.Context, pool *pgxpool.Pool, names []string, password string, cost int, role string) (string, error) {
+	hash, err := store.HashPassword(password, cost)
 	if err != nil {
-		return nil, fmt.Errorf("create users: %w", err)
+		return "", fmt.Errorf("create users: %w", err)
 	}
 	if _, err := pool.Exec(ctx, `
 		insert into auth.user (username, password_hash, role)
-		select u, $2, $3 from unnest($1::text[]) u`, names, string(hash), role); err != nil {
-		return nil, fmt.Errorf("create users: %w", err)
+		select u, $2, $3 from unnest($1::text[]) u`, names, hash, role); err != nil {
+		return "", fmt.Errorf("create users: %w", err)
 	}
 	return hash, nil
 }
