@@ -3,17 +3,30 @@
 # (Debian bookworm):
 #   caddy, nginx      real gateways for deploy/gateway_test.go
 #   chromium          Debian's browser, driven by deploy/browser_test.go
-#   node, npm         to run deploy/e2e/browser.mjs (nodejs and npm packages
-#                     when missing; a Node.js that ships its own npm is kept)
+#   node, npm         to run deploy/e2e/*.mjs (Debian's nodejs and npm
+#                     packages when node is missing; a Node.js that ships its
+#                     own npm is kept). Node.js 18, bookworm's, is enough:
+#                     package.json's engines say >=18.
 #   playwright-core   from npm, the exact version in package-lock.json, into
 #                     ./node_modules with `npm ci` (it downloads no browser:
 #                     the test points it at /usr/bin/chromium)
 #   jose              from npm the same way: the independent JWT verifier of
 #                     deploy/jose_test.go (deploy/e2e/jose-verify.mjs)
+#   .dev/node18       Debian bookworm's own Node.js 18 (packages nodejs and
+#                     libnode108, and those of their libraries that are not
+#                     installed), fetched with `apt-get download` and
+#                     unpacked with `dpkg -x`, never installed: whatever node
+#                     this machine has, deploy/node18_test.go runs the e2e
+#                     scripts on the Node.js a fresh bookworm has. About 11 MB
+#                     to download, 45 MB unpacked. Its built-in undici, acorn
+#                     and cjs-module-lexer are read from /usr/share/nodejs,
+#                     so the small packages node-undici, node-acorn and
+#                     node-cjs-module-lexer are installed when missing (a
+#                     bookworm with Debian's nodejs has them already).
 # Idempotent and quick when everything is there: it only looks for the
-# programs. As root it runs `apt-get update` once and
-# `apt-get install -y --no-install-recommends ...`; otherwise it prints that
-# command and exits 1.
+# programs, the files and the installed npm versions. As root it runs
+# `apt-get update` once and `apt-get install -y --no-install-recommends ...`;
+# otherwise it prints that command and exits 1.
 #
 # The packages' own daemons are not wanted: the tests run their own caddy
 # and nginx on free 127.0.0.1 ports with private config, pid and log files.
@@ -41,10 +54,25 @@ apt_needs=(
 	node:nodejs
 	npm:npm
 )
+# Files that only a package provides, as "file:package": what Debian's
+# libnode108 loads at start from fixed paths (it aborts without them).
+apt_files=(
+	/usr/share/nodejs/undici/undici-fetch.js:node-undici
+	/usr/share/nodejs/acorn/dist/acorn.js:node-acorn
+	/usr/share/nodejs/acorn-walk/dist/walk.js:node-acorn
+	/usr/share/nodejs/cjs-module-lexer/lexer.js:node-cjs-module-lexer
+	/usr/share/nodejs/cjs-module-lexer/dist/lexer.js:node-cjs-module-lexer
+)
 # npm packages for the browser and jose tests, installed into the
 # repository's node_modules (not global) from package-lock.json; if any is
-# missing the whole lockfile is installed again with `npm ci`.
+# missing, or not the version the lockfile names, the whole lockfile is
+# installed again with `npm ci`.
 npm_needs=(playwright-core jose)
+# The oldest Node.js the e2e scripts and their npm packages support
+# (package.json's engines): Debian bookworm's.
+node_min=18
+# Debian's Node.js 18 for deploy/node18_test.go.
+node18_dir=.dev/node18
 
 missing_pkgs=()
 for pair in "${apt_needs[@]}"; do
@@ -55,12 +83,48 @@ for pair in "${apt_needs[@]}"; do
 	[ "$prog" = npm ] && ! have node && continue
 	missing_pkgs+=("$pkg")
 done
-missing_npm=()
-for pkg in "${npm_needs[@]}"; do
-	[ -d "node_modules/$pkg" ] || missing_npm+=("$pkg")
+for pair in "${apt_files[@]}"; do
+	file=${pair%%:*} pkg=${pair#*:}
+	[ -e "$file" ] && continue
+	[[ " ${missing_pkgs[*]} " == *" $pkg "* ]] || missing_pkgs+=("$pkg")
 done
 
-if [ ${#missing_pkgs[@]} -eq 0 ] && [ ${#missing_npm[@]} -eq 0 ]; then
+# lock_version PKG: the version package-lock.json pins; installed_version
+# PKG: the one in node_modules (empty when not there).
+lock_version() {
+	sed -n '/"node_modules\/'"$1"'": {/,/}/s/^ *"version": "\([^"]*\)".*/\1/p' package-lock.json | head -n 1
+}
+installed_version() {
+	[ -f "node_modules/$1/package.json" ] || return 0
+	sed -n 's/^ *"version": "\([^"]*\)".*/\1/p' "node_modules/$1/package.json" | head -n 1
+}
+missing_npm=()
+for pkg in "${npm_needs[@]}"; do
+	want=$(lock_version "$pkg")
+	[ -n "$want" ] || { say "package-lock.json pins no $pkg"; exit 1; }
+	[ "$(installed_version "$pkg")" = "$want" ] || missing_npm+=("$pkg")
+done
+
+# node18_ok: .dev/node18 holds a Debian Node.js 18 that starts (and so
+# finds its built-ins in /usr/share/nodejs: --version alone would not load
+# them).
+node18_ok() {
+	[ -s "$node18_dir/VERSION" ] && [ -x "$node18_dir/bin/node" ] &&
+		[[ "$(LD_LIBRARY_PATH="$node18_dir/lib" "$node18_dir/bin/node" -p process.version 2>/dev/null)" == v18.* ]]
+}
+need_node18=
+node18_ok || need_node18=1
+
+# The node found must be one the npm packages support.
+if have node; then
+	node_major=$(node --version | sed -n 's/^v\([0-9]*\)\..*/\1/p')
+	if [ -z "$node_major" ] || [ "$node_major" -lt "$node_min" ]; then
+		say "node $(node --version) ($(command -v node)) is older than package.json's engines allow (>=$node_min): install Debian bookworm's nodejs (18) or later"
+		exit 1
+	fi
+fi
+
+if [ ${#missing_pkgs[@]} -eq 0 ] && [ ${#missing_npm[@]} -eq 0 ] && [ -z "$need_node18" ]; then
 	exit 0
 fi
 
@@ -117,7 +181,8 @@ if [ ${#missing_npm[@]} -gt 0 ]; then
 	# browser build of its own.
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $npm_cmd >&2
 	for pkg in "${missing_npm[@]}"; do
-		[ -d "node_modules/$pkg" ] || { say "node_modules/$pkg still missing after npm ci"; exit 1; }
+		[ "$(installed_version "$pkg")" = "$(lock_version "$pkg")" ] ||
+			{ say "node_modules/$pkg is not package-lock.json's $(lock_version "$pkg") after npm ci"; exit 1; }
 	done
 fi
 
@@ -125,4 +190,54 @@ for pair in "${apt_needs[@]}"; do
 	prog=${pair%%:*}
 	have "$prog" || { say "$prog still missing after install"; exit 1; }
 done
+for pair in "${apt_files[@]}"; do
+	file=${pair%%:*}
+	[ -e "$file" ] || { say "$file still missing after install"; exit 1; }
+done
+
+# Debian's Node.js 18, unpacked and never installed: the highest version
+# 18 of nodejs the apt sources offer (whatever node is installed), libnode108
+# of the same version, and those of libnode108's libraries (libuv1,
+# libc-ares2, ...) that are not installed (its node-* dependencies are the
+# files in /usr/share/nodejs, installed above). node goes to
+# .dev/node18/bin, the shared libraries to .dev/node18/lib; run it with
+#   LD_LIBRARY_PATH=.dev/node18/lib .dev/node18/bin/node
+# Debian's own builds are the +dfsg versions (not, say, NodeSource's).
+node18_version() {
+	apt-cache madison nodejs 2>/dev/null | awk -F' *[|] *' '$2 ~ /^18\..*[+]dfsg/ { print $2 }' | sort -V | tail -n 1
+}
+if [ -n "$need_node18" ]; then
+	version=$(node18_version)
+	if [ -z "$version" ]; then
+		if [ "$(id -u)" != 0 ]; then
+			say "apt knows no nodejs 18 (Debian bookworm's) to fetch into $node18_dir; as root: apt-get update, then run this again"
+			exit 1
+		fi
+		say "apt knows no nodejs 18: apt-get update"
+		apt-get update >&2
+		version=$(node18_version)
+		[ -n "$version" ] || { say "no nodejs 18 in the apt sources (apt-cache madison nodejs): is this Debian bookworm?"; exit 1; }
+	fi
+	debs=(nodejs="$version" libnode108="$version")
+	while read -r dep; do
+		[ "$(dpkg-query -W -f='${db:Status-Status}' "$dep" 2>/dev/null)" = installed ] || debs+=("$dep")
+	done < <(apt-cache depends --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces --no-enhances "libnode108=$version" |
+		sed -n 's/^ *Depends: \([^ <>]*\)$/\1/p' | grep -v '^node-' | sort -u)
+	say "fetching Debian's Node.js $version into $node18_dir (apt-get download ${debs[*]})"
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+	# apt drops root for downloads; let its user write here.
+	[ "$(id -u)" = 0 ] && id _apt >/dev/null 2>&1 && chown _apt "$tmp"
+	(cd "$tmp" && apt-get download "${debs[@]}") >&2
+	for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$tmp/root"; done
+	rm -rf "$node18_dir"
+	mkdir -p "$node18_dir/bin" "$node18_dir/lib"
+	cp "$tmp/root/usr/bin/node" "$node18_dir/bin/node"
+	find "$tmp/root" -name 'lib*.so*' \( -type f -o -type l \) -exec cp -P {} "$node18_dir/lib/" \;
+	printf '%s\n' "$version" >"$node18_dir/VERSION"
+	rm -rf "$tmp"
+	trap - EXIT
+	node18_ok || { say "$node18_dir/bin/node does not start: LD_LIBRARY_PATH=$node18_dir/lib $node18_dir/bin/node -p process.version"; exit 1; }
+	say "$node18_dir: Node.js $(LD_LIBRARY_PATH="$node18_dir/lib" "$node18_dir/bin/node" -p process.version) (Debian $version), $(du -sh "$node18_dir" | cut -f1)"
+fi
 say "ok"
