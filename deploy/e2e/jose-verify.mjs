@@ -35,8 +35,16 @@
 // 2 for anything else (bad options, authd unreachable, a discovery document
 // or key set that is wrong).
 
+import { webcrypto } from "node:crypto";
 import { createInterface } from "node:readline";
-import { createRemoteJWKSet, customFetch, decodeProtectedHeader, errors, jwtVerify } from "jose";
+
+// jose 6 uses the Web Crypto API as the global `crypto`, which Node.js has
+// from version 19 on. Node.js 18 (Debian bookworm's nodejs package) has the
+// same API only as node:crypto's webcrypto: give it the global a Node 18
+// service using jose sets up the same way. jose is imported after this (a
+// static import would be evaluated first).
+globalThis.crypto ??= webcrypto;
+const { createRemoteJWKSet, customFetch, decodeProtectedHeader, errors, jwtVerify } = await import("jose");
 
 const name = "jose-verify";
 const overallTimeoutMs = 15_000; // single-token mode; every step takes milliseconds
