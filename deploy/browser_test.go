@@ -6,7 +6,10 @@ package deploy_test
 // logs in through the form, checks that page scripts cannot see the tokens
 // (HttpOnly), calls the protected route, refreshes, logs out, and sees the
 // protected route refuse; it leaves screenshots in test-results/ at the
-// repository root (a CI artifact).
+// repository root (a CI artifact). TestBrowser runs the script on the node
+// this machine has; TestBrowserDebianNode18 (node18_test.go) runs it on
+// Debian bookworm's Node.js 18 and leaves its screenshots in
+// test-results/node18/.
 
 import (
 	"bytes"
@@ -25,7 +28,14 @@ import (
 const browserTimeout = 90 * time.Second
 
 func TestBrowser(t *testing.T) {
-	node := need(t, "node")
+	node, env := nodeOnPath(t)
+	runBrowser(t, node, env, "")
+}
+
+// runBrowser runs e2e/browser.mjs with node, in the environment env adds
+// to, leaving the screenshots in test-results/ (in its subdirectory sub if
+// not empty).
+func runBrowser(t *testing.T, node string, env map[string]string, sub string) {
 	chromium := os.Getenv("CHROMIUM_PATH")
 	if chromium == "" {
 		chromium = need(t, "chromium")
@@ -41,7 +51,7 @@ func TestBrowser(t *testing.T) {
 	}
 
 	// A screenshot from an earlier run must not pass for this one's.
-	results := filepath.Join(root, "test-results")
+	results := filepath.Join(root, "test-results", sub)
 	var shots []string
 	for _, name := range []string{"browser-e2e-login.png", "browser-e2e-whoami.png", "browser-e2e.png"} {
 		shots = append(shots, filepath.Join(results, name))
@@ -59,14 +69,18 @@ func TestBrowser(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, filepath.Join(root, "deploy", "e2e", "browser.mjs"))
 	cmd.Dir = root
-	cmd.Env = environ(map[string]string{
+	vars := map[string]string{
 		"E2E_BASE_URL":  base,
 		"E2E_USER":      s.user,
 		"E2E_PASSWORD":  s.password,
 		"E2E_ROLE":      s.role,
 		"E2E_OUT_DIR":   results,
 		"CHROMIUM_PATH": chromium,
-	})
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	cmd.Env = environ(vars)
 	// Its own process group, so that a timeout also stops Chromium.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -77,12 +91,12 @@ func TestBrowser(t *testing.T) {
 	err = cmd.Run()
 	took := time.Since(start).Round(time.Millisecond)
 	if ctx.Err() != nil {
-		t.Fatalf("node deploy/e2e/browser.mjs did not finish within %v; output:\n%s", browserTimeout, &out)
+		t.Fatalf("%s deploy/e2e/browser.mjs did not finish within %v; output:\n%s", node, browserTimeout, &out)
 	}
 	if err != nil {
-		t.Fatalf("node deploy/e2e/browser.mjs: %v (after %v); output:\n%s", err, took, &out)
+		t.Fatalf("%s deploy/e2e/browser.mjs: %v (after %v); output:\n%s", node, err, took, &out)
 	}
-	t.Logf("node deploy/e2e/browser.mjs (%v):\n%s", took, &out)
+	t.Logf("%s deploy/e2e/browser.mjs (%v):\n%s", node, took, &out)
 
 	for _, f := range shots {
 		checkPNG(t, f)

@@ -16,8 +16,10 @@ package deploy_test
 //     before the rotation fetches it again for the new kid and accepts it;
 //   - the first key file is removed: once the JWKS lists only the new key,
 //     a fresh jose refuses the token the first key signed.
-// Node and jose come from scripts/test-deps.sh (npm ci). All traffic is on
-// 127.0.0.1.
+// Node and jose come from scripts/test-deps.sh (npm ci). TestJoseVerifier
+// runs the script on the node this machine has; TestJoseVerifierDebianNode18
+// (node18_test.go) runs it on Debian bookworm's Node.js 18. All traffic is
+// on 127.0.0.1.
 
 import (
 	"bufio"
@@ -59,13 +61,21 @@ var joseAlgs = []struct{ alg, wrong string }{
 	{"RS256", "ES256"},
 }
 
-// joseVerifier runs deploy/e2e/jose-verify.mjs with node.
+// joseVerifier runs deploy/e2e/jose-verify.mjs with node, in the
+// environment env adds to.
 type joseVerifier struct {
 	node, script, root string
+	env                map[string]string
 }
 
 func TestJoseVerifier(t *testing.T) {
-	jv := newJoseVerifier(t)
+	node, env := nodeOnPath(t)
+	runJose(t, node, env)
+}
+
+// runJose checks every algorithm of joseAlgs with node.
+func runJose(t *testing.T, node string, env map[string]string) {
+	jv := newJoseVerifier(t, node, env)
 	bin := buildAuthd(t)
 	for _, a := range joseAlgs {
 		t.Run(a.alg, func(t *testing.T) {
@@ -75,11 +85,10 @@ func TestJoseVerifier(t *testing.T) {
 	}
 }
 
-// newJoseVerifier finds node and the jose of package-lock.json in the
-// repository's node_modules.
-func newJoseVerifier(t *testing.T) *joseVerifier {
+// newJoseVerifier checks that the repository's node_modules has the jose
+// of package-lock.json.
+func newJoseVerifier(t *testing.T, node string, env map[string]string) *joseVerifier {
 	t.Helper()
-	node := need(t, "node")
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +115,7 @@ func newJoseVerifier(t *testing.T) *joseVerifier {
 	if err := json.Unmarshal(b, &installed); err != nil || installed.Version != want {
 		t.Fatalf("node_modules has jose %q, package-lock.json wants %s: run npm ci --ignore-scripts (or remove node_modules and run scripts/test-deps.sh)", installed.Version, want)
 	}
-	return &joseVerifier{node: node, script: filepath.Join(root, "deploy", "e2e", "jose-verify.mjs"), root: root}
+	return &joseVerifier{node: node, script: filepath.Join(root, "deploy", "e2e", "jose-verify.mjs"), root: root, env: env}
 }
 
 func checkJose(t *testing.T, jv *joseVerifier, bin, alg, wrongAlg string) {
@@ -402,7 +411,7 @@ func (jv *joseVerifier) run(t *testing.T, args ...string) (stdout, stderr string
 	defer cancel()
 	cmd := exec.CommandContext(ctx, jv.node, append([]string{jv.script}, args...)...)
 	cmd.Dir = jv.root
-	cmd.Env = environ(nil)
+	cmd.Env = environ(jv.env)
 	cmd.WaitDelay = 2 * time.Second
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -472,7 +481,7 @@ func (jv *joseVerifier) start(t *testing.T, args ...string) *joseSession {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, jv.node, append([]string{jv.script}, args...)...)
 	cmd.Dir = jv.root
-	cmd.Env = environ(nil)
+	cmd.Env = environ(jv.env)
 	cmd.WaitDelay = 2 * time.Second
 	js := &joseSession{lines: make(chan string, 16), stderr: &syncBuffer{}}
 	cmd.Stderr = js.stderr
