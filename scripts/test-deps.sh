@@ -17,12 +17,14 @@
 #                     installed), fetched with `apt-get download` and
 #                     unpacked with `dpkg -x`, never installed: whatever node
 #                     this machine has, deploy/node18_test.go runs the e2e
-#                     scripts on the Node.js a fresh bookworm has. About 11 MB
-#                     to download, 45 MB unpacked. Its built-in undici, acorn
-#                     and cjs-module-lexer are read from /usr/share/nodejs,
-#                     so the small packages node-undici, node-acorn and
-#                     node-cjs-module-lexer are installed when missing (a
-#                     bookworm with Debian's nodejs has them already).
+#                     scripts on the Node.js a fresh bookworm has. About
+#                     11 MB to download, 46 MB unpacked (libnode.so is 45 MB;
+#                     more where libuv1, libc-ares2 or libicu72 are missing).
+#                     It reads its built-in undici, acorn and
+#                     cjs-module-lexer from /usr/share/nodejs, so the small
+#                     packages node-undici, node-acorn and
+#                     node-cjs-module-lexer (0.5 MB) are installed when
+#                     missing (a bookworm with Debian's nodejs has them).
 # Idempotent and quick when everything is there: it only looks for the
 # programs, the files and the installed npm versions. As root it runs
 # `apt-get update` once and `apt-get install -y --no-install-recommends ...`;
