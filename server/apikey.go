@@ -15,19 +15,17 @@ import (
 	"authd/token"
 )
 
-// keyRecheck is how long a cached API key row is trusted before it is read
-// again: disabling a key takes effect within this time on every instance.
-const keyRecheck = time.Second
-
-// keyCache holds, per API key id, the key's row (re-read every keyRecheck),
-// its rate limiter and the JWT minted for it. A busy key thus costs one
-// database read per second and one signature per token lifetime, not one
-// of each per request.
+// keyCache holds, per API key id, the key's row (re-read every recheck,
+// Config.APIKeyRecheck), its rate limiter and the JWT minted for it. A
+// busy key thus costs one database read per recheck and one signature per
+// token lifetime, not one of each per request.
 type keyCache struct {
+	recheck time.Duration
+
 	mu      sync.Mutex
 	entries map[string]*keyEntry
-	// unknown remembers ids not found, for keyRecheck, so a flood of
-	// made-up keys costs one query per id per second, not one per request.
+	// unknown remembers ids not found, for recheck, so a flood of made-up
+	// keys costs one query per id per recheck, not one per request.
 	unknown map[string]time.Time
 }
 
@@ -60,12 +58,12 @@ func (kc *keyCache) entry(id string) *keyEntry {
 }
 
 // knownMissing reports whether id was looked up and not found less than
-// keyRecheck ago.
+// recheck ago.
 func (kc *keyCache) knownMissing(id string, now time.Time) bool {
 	kc.mu.Lock()
 	defer kc.mu.Unlock()
 	at, ok := kc.unknown[id]
-	return ok && now.Sub(at) < keyRecheck
+	return ok && now.Sub(at) < kc.recheck
 }
 
 // missing records that id does not exist, and drops any entry for it.
@@ -89,7 +87,7 @@ func (s *Server) IdentifyAPIKey(ctx context.Context, plain string) (Identity, er
 	if !ok {
 		return Identity{}, errInvalidAPIKey("Invalid API key")
 	}
-	now := time.Now()
+	now := s.cfg.Now()
 	if s.keys.knownMissing(id, now) {
 		return Identity{}, errInvalidAPIKey("Invalid API key")
 	}
@@ -97,7 +95,7 @@ func (s *Server) IdentifyAPIKey(ctx context.Context, plain string) (Identity, er
 	e.mu.Lock()
 	defer e.mu.Unlock()
 
-	if now.Sub(e.loadedAt) >= keyRecheck {
+	if now.Sub(e.loadedAt) >= s.keys.recheck {
 		k, err := s.db.APIKey(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
 			s.keys.missing(id, now)
@@ -138,7 +136,7 @@ func (s *Server) IdentifyAPIKey(ctx context.Context, plain string) (Identity, er
 			Header:  http.Header{"Retry-After": {strconv.Itoa(retryAfter(wait))}},
 		}
 	}
-	if now.Sub(e.touchedAt) >= keyRecheck {
+	if now.Sub(e.touchedAt) >= s.keys.recheck {
 		e.touchedAt = now
 		s.touchAPIKey(id)
 	}
@@ -155,7 +153,7 @@ func (s *Server) IdentifyAPIKey(ctx context.Context, plain string) (Identity, er
 }
 
 // touchAPIKey records that a key passed; last_used_at is written in the
-// background, at most once per keyRecheck per key, off the request path.
+// background, at most once per recheck per key, off the request path.
 func (s *Server) touchAPIKey(id string) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -77,6 +77,10 @@ func newBcryptGate(slots, queue int, wait time.Duration, nice int, m *metrics) *
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "authd_bcrypt_slots", Help: "Concurrent bcrypt compares allowed (AUTHD_BCRYPT_SLOTS).",
 		}, func() float64 { return float64(cap(g.slots)) }),
+		// The default queue is measured at start-up: say what it came to.
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authd_bcrypt_queue_limit", Help: "Logins allowed to wait for a bcrypt slot (AUTHD_LOGIN_QUEUE, or measured at start-up).",
+		}, func() float64 { return float64(g.queue) }),
 	)
 	return g
 }
@@ -124,10 +128,10 @@ func (g *bcryptGate) acquire(ctx context.Context) error {
 		g.waiting.Add(-1)
 		return errBusy()
 	}
-	start := time.Now()
+	start := g.m.now()
 	defer func() {
 		g.waiting.Add(-1)
-		g.m.bcryptWait.Observe(time.Since(start).Seconds())
+		g.m.bcryptWait.Observe(g.m.now().Sub(start).Seconds())
 	}()
 	timer := time.NewTimer(g.wait)
 	defer timer.Stop()

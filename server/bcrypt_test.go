@@ -59,7 +59,7 @@ func TestBcryptRunsOnALowerPriorityThread(t *testing.T) {
 		t.Fatalf("thread priorities are a Linux feature; this test runs on Linux (GOOS %s)", runtime.GOOS)
 	}
 	const nice = 13
-	g := newBcryptGate(1, 1, time.Second, nice, newMetrics(prometheus.NewRegistry(), nil))
+	g := newBcryptGate(1, 1, time.Second, nice, newMetrics(prometheus.NewRegistry(), nil, time.Now))
 	// Go never ends the process's main thread: if a compare ran there,
 	// the runtime parks it for good instead, so it runs nothing more and
 	// does not count.
@@ -108,7 +108,7 @@ func TestBcryptRunsOnALowerPriorityThread(t *testing.T) {
 // its compare runs gets a timeout at the deadline, and the slot is freed
 // when the compare ends.
 func TestBcryptGateDeadline(t *testing.T) {
-	g := newBcryptGate(1, 0, time.Second, 0, newMetrics(prometheus.NewRegistry(), nil))
+	g := newBcryptGate(1, 0, time.Second, 0, newMetrics(prometheus.NewRegistry(), nil, time.Now))
 	release := make(chan struct{})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()

@@ -24,7 +24,7 @@ func (s *Server) IdentifyToken(raw string) (Identity, error) {
 		return Identity{}, err
 	}
 	gen := s.tokens.Generation()
-	v, ok := s.verified.get(raw, gen, time.Now())
+	v, ok := s.verified.get(raw, gen, s.cfg.Now())
 	if !ok {
 		claims, err := s.tokens.Verify(raw)
 		if err != nil {

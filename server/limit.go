@@ -26,15 +26,15 @@ type bucket struct {
 	seen time.Time
 }
 
-// newKeyedLimiter allows perMinute events per key per minute, all of them
-// at once at most. perMinute <= 0 means no limit (nil limiter).
-func newKeyedLimiter(perMinute int) *keyedLimiter {
-	if perMinute <= 0 {
+// newKeyedLimiter allows n events per key per window, all of them at once
+// at most. n <= 0 means no limit (nil limiter).
+func newKeyedLimiter(n int, window time.Duration) *keyedLimiter {
+	if n <= 0 {
 		return nil
 	}
 	return &keyedLimiter{
-		limit:   rate.Limit(float64(perMinute) / 60),
-		burst:   perMinute,
+		limit:   rate.Limit(float64(n) / window.Seconds()),
+		burst:   n,
 		buckets: map[string]*bucket{},
 	}
 }

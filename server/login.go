@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -54,7 +53,8 @@ func (s *Server) checkPassword(ctx context.Context, username, password, client s
 	// Brute-force protection: refuse before any bcrypt work when this
 	// username or this client has failed too often. Only failures count,
 	// so a user who knows their password is never slowed.
-	if d := max(s.failuresByUser.wait(username, time.Now()), s.failuresByIP.wait(client, time.Now())); d > 0 {
+	now := s.cfg.Now()
+	if d := max(s.failuresByUser.wait(username, now), s.failuresByIP.wait(client, now)); d > 0 {
 		return store.User{}, errTooManyLogins(d)
 	}
 	u, err = s.db.User(ctx, username)
@@ -73,7 +73,7 @@ func (s *Server) checkPassword(ctx context.Context, username, password, client s
 		return store.User{}, err
 	}
 	if !ok || !found {
-		now := time.Now()
+		now := s.cfg.Now()
 		s.failuresByUser.take(username, now)
 		s.failuresByIP.take(client, now)
 		return store.User{}, errInvalidLogin()

@@ -44,13 +44,25 @@ type Config struct {
 	// 0 leaves them at the process's priority.
 	BcryptNice int
 	// LoginFailuresPerUser and LoginFailuresPerIP are the failed logins
-	// allowed per minute for one username and from one client address;
-	// 0 means no limit.
+	// allowed per LoginFailureWindow for one username and from one client
+	// address; 0 means no limit.
 	LoginFailuresPerUser int
 	LoginFailuresPerIP   int
+	// LoginFailureWindow is the period those failures are counted over
+	// (their buckets refill over it); 0 means a minute.
+	LoginFailureWindow time.Duration
 	// APIKeyTokenTTL is the life of the JWTs minted for API keys; 0 means
 	// 5 minutes.
 	APIKeyTokenTTL time.Duration
+	// APIKeyRecheck is how long a cached API key row, or the fact that a
+	// key id does not exist, is trusted before the database is asked
+	// again: disabling a key takes effect within this time on every
+	// instance. 0 means 1 s.
+	APIKeyRecheck time.Duration
+	// Now is the clock behind expiry checks, limiters, caches and the
+	// timings authd reports; nil means time.Now. Tests set it to move
+	// time without waiting.
+	Now func() time.Time
 }
 
 // Server holds the API's dependencies.
@@ -79,8 +91,17 @@ type Server struct {
 // New returns the API. It is an http.Handler, and its Identify methods
 // serve other front doors (the NATS callout) with the same rules.
 func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Server, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if cfg.APIKeyTokenTTL <= 0 {
 		cfg.APIKeyTokenTTL = 5 * time.Minute
+	}
+	if cfg.APIKeyRecheck <= 0 {
+		cfg.APIKeyRecheck = time.Second
+	}
+	if cfg.LoginFailureWindow <= 0 {
+		cfg.LoginFailureWindow = time.Minute
 	}
 	if cfg.BcryptWait <= 0 {
 		cfg.BcryptWait = 2 * time.Second
@@ -91,18 +112,19 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Ser
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second
 	}
-	hashStart := time.Now()
+	hashStart := cfg.Now()
 	dummy, err := store.HashPassword("authd-timing-equaliser", cfg.BcryptCost)
 	if err != nil {
 		return nil, fmt.Errorf("make dummy hash: %w", err)
 	}
 	if cfg.LoginQueue <= 0 {
-		cfg.LoginQueue = DefaultLoginQueue(cfg.BcryptSlots, time.Since(hashStart))
+		cfg.LoginQueue = DefaultLoginQueue(cfg.BcryptSlots, cfg.Now().Sub(hashStart))
 	}
 	s := &Server{
 		cfg: cfg, db: db, tokens: tokens, log: log, dummyHash: dummy,
-		failuresByUser: newKeyedLimiter(cfg.LoginFailuresPerUser),
-		failuresByIP:   newKeyedLimiter(cfg.LoginFailuresPerIP),
+		failuresByUser: newKeyedLimiter(cfg.LoginFailuresPerUser, cfg.LoginFailureWindow),
+		failuresByIP:   newKeyedLimiter(cfg.LoginFailuresPerIP, cfg.LoginFailureWindow),
+		keys:           keyCache{recheck: cfg.APIKeyRecheck},
 	}
 
 	e := echo.New()
@@ -117,7 +139,7 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Ser
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
-	s.metrics = newMetrics(cfg.Metrics, db)
+	s.metrics = newMetrics(cfg.Metrics, db, cfg.Now)
 	s.bcrypt = newBcryptGate(cfg.BcryptSlots, cfg.LoginQueue, cfg.BcryptWait, cfg.BcryptNice, s.metrics)
 	e.Use(
 		requestLogger(log),
