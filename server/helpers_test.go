@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -93,6 +94,30 @@ func withLoginQueue(slots, queue int) option {
 
 func withAudience(aud string) option { return func(_ *server.Config, o *envOpts) { o.audience = aud } }
 
+// withClock runs the server, and the tokens it issues, on c.
+func withClock(c *clock) option { return func(cfg *server.Config, _ *envOpts) { cfg.Now = c.now } }
+
+// clock is a settable clock for servers under test: time moves only when
+// the test moves it.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Now()} }
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
 func defaultCookies() server.CookieConfig {
 	return server.CookieConfig{SameSite: http.SameSiteLaxMode, RefreshSameSite: http.SameSiteStrictMode}
 }
@@ -128,7 +153,7 @@ func (e *env) newServer(opts ...option) (*httptest.Server, server.Config, *token
 			e.t.Fatal(err)
 		}
 	}
-	iss, err := token.New(ks, token.Options{TTL: o.accessTTL, Audience: o.audience, Issuer: o.issuer})
+	iss, err := token.New(ks, token.Options{TTL: o.accessTTL, Audience: o.audience, Issuer: o.issuer, Now: cfg.Now})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -274,6 +299,39 @@ func (e *env) exec(sql string, args ...any) {
 	e.t.Helper()
 	if _, err := e.db.Pool().Exec(context.Background(), sql, args...); err != nil {
 		e.t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// metric returns the value of the series name (with its labels, if any)
+// on e's /metrics.
+func (e *env) metric(name string) float64 {
+	e.t.Helper()
+	r := do(e.t, nil, http.MethodGet, e.srv.URL+"/metrics", nil, "")
+	wantStatus(e.t, r, http.StatusOK)
+	for line := range strings.SplitSeq(r.body, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				e.t.Fatalf("metric %s: %v", line, err)
+			}
+			return f
+		}
+	}
+	e.t.Fatalf("metrics lack %s", name)
+	return 0
+}
+
+// waitFor polls cond until it holds, failing t after a minute: for what
+// a test waits on but is not about how fast it comes, with a deadline
+// far beyond a loaded machine.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after a minute waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
