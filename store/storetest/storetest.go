@@ -1,6 +1,10 @@
 // Package storetest gives each test a fresh, migrated authd database on the
 // real PostgreSQL server, cloned from a template that Main migrates once
 // per test binary. There is no fallback: no PostgreSQL means failing tests.
+//
+// The server is $AUTHD_TEST_DATABASE_URL; every database and role made
+// here is named $AUTHD_TEST_DB_PREFIX (default "authd_t_") and a random
+// suffix.
 package storetest
 
 import (
@@ -24,6 +28,18 @@ const AdminURLEnv = "AUTHD_TEST_DATABASE_URL"
 
 const defaultAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
+// PrefixEnv names the variable holding the prefix of every database and
+// role the tests create, so that two suites sharing one server (two
+// checkouts, two CI jobs) can be told apart and cleaned up separately.
+const PrefixEnv = "AUTHD_TEST_DB_PREFIX"
+
+// DefaultPrefix is the prefix when PrefixEnv is unset.
+const DefaultPrefix = "authd_t_"
+
+// maxPrefix leaves room in PostgreSQL's 63-byte identifiers for the
+// longest suffix added here ("role_" and 12 hex digits).
+const maxPrefix = 40
+
 // template is the migrated database that NewDB clones; set by Main.
 var template string
 
@@ -36,6 +52,24 @@ func AdminURL() string {
 	return defaultAdminURL
 }
 
+// Prefix is what the names of test databases and roles start with:
+// $AUTHD_TEST_DB_PREFIX, or DefaultPrefix.
+func Prefix() string {
+	if p := os.Getenv(PrefixEnv); p != "" {
+		return p
+	}
+	return DefaultPrefix
+}
+
+// checkPrefix refuses a prefix that would not leave room for the names
+// built on it: PostgreSQL would cut them short, and two could collide.
+func checkPrefix(p string) error {
+	if len(p) > maxPrefix {
+		return fmt.Errorf("%s=%q is %d bytes, want at most %d", PrefixEnv, p, len(p), maxPrefix)
+	}
+	return nil
+}
+
 // Main creates and migrates the template database, runs the tests, and
 // drops it. Call it from TestMain.
 func Main(m *testing.M) {
@@ -45,7 +79,11 @@ func Main(m *testing.M) {
 func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	template = "authd_tpl_" + Unique()
+	if err := checkPrefix(Prefix()); err != nil {
+		fmt.Fprintf(os.Stderr, "storetest: %v\n", err)
+		return 1
+	}
+	template = Prefix() + "tpl_" + Unique()
 	if err := createDB(ctx, template, ""); err != nil {
 		fmt.Fprintf(os.Stderr, "storetest: %v (set %s to a superuser URL)\n", err, AdminURLEnv)
 		return 1
@@ -113,7 +151,7 @@ func newDB(t testing.TB, from string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	name := "authd_test_" + Unique()
+	name := newName(t, "")
 	if err := createDB(ctx, name, from); err != nil {
 		t.Fatalf("storetest: %v", err)
 	}
@@ -130,6 +168,16 @@ func newDB(t testing.TB, from string) string {
 		}
 	})
 	return u
+}
+
+// newName is a fresh name for a database or role of t's: the prefix,
+// infix and a random suffix.
+func newName(t testing.TB, infix string) string {
+	t.Helper()
+	if err := checkPrefix(Prefix()); err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	return Prefix() + infix + Unique()
 }
 
 // NewDB opens a fresh migrated database for t.
@@ -155,7 +203,7 @@ func Open(t testing.TB, url string) *store.DB {
 // cleanup (after the databases that may reference it).
 func NewRole(t testing.TB) string {
 	t.Helper()
-	role := "authd_role_" + Unique()
+	role := newName(t, "role_")
 	Exec(t, AdminURL(), "create role "+pgx.Identifier{role}.Sanitize())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
