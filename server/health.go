@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -23,8 +24,33 @@ func (s *Server) handleReadyz() echo.HandlerFunc {
 		defer cancel()
 		if err := s.db.Ping(ctx); err != nil {
 			s.log.WarnContext(ctx, "not ready", "err", err)
-			return &Error{Status: http.StatusServiceUnavailable, Code: "PT503", Message: "Database unavailable", Header: http.Header{"Retry-After": {"5"}}}
+			return errNotReady()
 		}
 		return c.Blob(http.StatusOK, jsonType, []byte(`{"status":"ok","database":"ok"}`))
 	}
+}
+
+func errNotReady() *Error {
+	return &Error{Status: http.StatusServiceUnavailable, Code: "PT503", Message: "Database unavailable", Header: http.Header{"Retry-After": {"5"}}}
+}
+
+// Starting is the HTTP API while authd waits for its database at start-up
+// (AUTHD_DB_WAIT): the liveness probes answer 200, so that an orchestrator
+// does not restart a process that is only waiting, while /readyz and every
+// other path answer 503 "Database unavailable" with Retry-After, as the API
+// answers once the database goes away, so that clients retry and load
+// balancers send nothing yet.
+func Starting(log *slog.Logger) http.Handler {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(log)
+	e.Use(requestLogger(log))
+	e.GET("/healthz", handleHealthz())
+	e.GET("/auth/health", handleHealthz())
+	e.Any("/*", func(echo.Context) error {
+		e := errNotReady()
+		e.Details = ptr("authd is starting and waiting for its database")
+		return e
+	})
+	return e
 }

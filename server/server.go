@@ -170,7 +170,7 @@ func requestLogger(log *slog.Logger) echo.MiddlewareFunc {
 				slog.String("method", v.Method),
 				slog.String("path", v.URIPath),
 				slog.Int("status", v.Status),
-				slog.Duration("latency", v.Latency),
+				slog.Float64("latency_ms", float64(v.Latency.Microseconds())/1000),
 				slog.String("remote_ip", v.RemoteIP),
 			)
 			return nil

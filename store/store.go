@@ -79,7 +79,7 @@ func connect(ctx context.Context, databaseURL string, o options) (*pgxpool.Pool,
 	if err != nil {
 		// pgx's message can echo the URL, password included: keep only
 		// the fact that it did not parse.
-		return nil, errors.New("parse DATABASE_URL: invalid connection string")
+		return nil, errInvalidURL
 	}
 	applyPoolDefaults(cfg, databaseURL, o)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -92,6 +92,24 @@ func connect(ctx context.Context, databaseURL string, o options) (*pgxpool.Pool,
 			cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, unwrapConnectError(err))
 	}
 	return pool, nil
+}
+
+var errInvalidURL = errors.New("parse DATABASE_URL: invalid connection string")
+
+// Transient reports whether a failed Open or Reconnect may succeed if tried
+// again later: the server cannot be reached yet (refused, unresolvable,
+// timed out), is starting up or shutting down (SQLSTATE 57P*), or has no
+// connection slot free (53300). A bad URL, a refused password or a missing
+// database is not transient: waiting does not fix it.
+func Transient(err error) bool {
+	if errors.Is(err, errInvalidURL) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "57P") || pgErr.Code == "53300"
+	}
+	return true
 }
 
 // applyPoolDefaults sets what authd needs unless the URL says otherwise
