@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"authd/store/storetest"
 )
 
 // TestSmoke runs the whole benchmark briefly against the real PostgreSQL
@@ -23,7 +25,7 @@ func TestSmoke(t *testing.T) {
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	err := run(ctx, []string{"-duration", "300ms", "-concurrency", "2", "-users", "4",
-		"-algs", "HS256,ES256", "-verify-tokens", "600"}, &stdout, &stderr)
+		"-algs", "HS256,ES256", "-verify-tokens", "600", "-db-prefix", storetest.Prefix()}, &stdout, &stderr)
 	t.Logf("report:\n%s", stdout.String())
 	if err != nil {
 		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())

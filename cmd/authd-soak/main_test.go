@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"authd/store/storetest"
 )
 
 // TestSmoke soaks authd for three seconds against the real PostgreSQL
@@ -18,7 +20,8 @@ func TestSmoke(t *testing.T) {
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	err := run(ctx, []string{"-duration", "3s", "-interval", "1s", "-users", "4",
-		"-login-rate", "5", "-refresh-rate", "50", "-verify-rate", "50", "-apikey-rate", "50"}, &stdout, &stderr)
+		"-login-rate", "5", "-refresh-rate", "50", "-verify-rate", "50", "-apikey-rate", "50",
+		"-db-prefix", storetest.Prefix()}, &stdout, &stderr)
 	out := stdout.String()
 	t.Logf("report:\n%s", out)
 	if err != nil {

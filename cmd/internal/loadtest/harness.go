@@ -35,6 +35,11 @@ const (
 	// superuser URL from; the commands default to it so that they run
 	// wherever the tests do.
 	AdminURLEnv = "AUTHD_TEST_DATABASE_URL"
+	// DBPrefixEnv names the variable the repository's tests read the
+	// prefix of their database and role names from (see storetest); the
+	// commands default -db-prefix to it, so that a suite sharing a server
+	// with another finds and cleans up what is its own.
+	DBPrefixEnv = "AUTHD_TEST_DB_PREFIX"
 )
 
 // Main runs a load-test command as a process: run gets a context that
@@ -71,6 +76,8 @@ type Config struct {
 	// AdminURL is a superuser postgres:// URL; the throwaway database and
 	// role are created on that server.
 	AdminURL string
+	// DBPrefix goes before the database and role names.
+	DBPrefix string
 	// Authd is a prebuilt authd binary; empty builds ./cmd/authd of the
 	// module the command runs in.
 	Authd string
@@ -86,6 +93,7 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		adminDefault = v
 	}
 	fs.StringVar(&c.AdminURL, "admin-url", adminDefault, "superuser postgres:// URL of the server to create the throwaway database on (default from $"+AdminURLEnv+")")
+	fs.StringVar(&c.DBPrefix, "db-prefix", os.Getenv(DBPrefixEnv), "prefix of the throwaway database's and role's names (default from $"+DBPrefixEnv+")")
 	fs.StringVar(&c.Authd, "authd", "", "prebuilt authd binary; empty builds ./cmd/authd")
 }
 
@@ -95,8 +103,8 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 type Harness struct {
 	Tmp    string // temporary directory, removed by Close
 	Bin    string // the authd binary
-	DBName string // the throwaway database: <name>_<random>
-	Role   string // a nologin role for the users: <name>_role_<random>
+	DBName string // the throwaway database: <prefix><name>_<random>
+	Role   string // a nologin role for the users: <prefix><name>_role_<random>
 	DBURL  string // AdminURL with DBName as its database
 
 	logf     func(format string, a ...any)
@@ -127,8 +135,12 @@ func Setup(ctx context.Context, c Config) (_ *Harness, err error) {
 		}
 	}
 
-	prefix, suffix := strings.ReplaceAll(c.Name, "-", "_"), randomHex(6)
+	prefix, suffix := c.DBPrefix+strings.ReplaceAll(c.Name, "-", "_"), randomHex(6)
 	h.DBName, h.Role = prefix+"_"+suffix, prefix+"_role_"+suffix
+	// PostgreSQL would cut a longer name short, silently.
+	if len(h.Role) > maxIdentifier {
+		return nil, fmt.Errorf("-db-prefix %q: the role name %s is longer than PostgreSQL's %d bytes", c.DBPrefix, h.Role, maxIdentifier)
+	}
 	if h.DBURL, err = PgURL(c.AdminURL, func(u *url.URL, q url.Values) { u.Path = "/" + h.DBName }); err != nil {
 		return nil, err
 	}
@@ -152,6 +164,9 @@ func Setup(ctx context.Context, c Config) (_ *Harness, err error) {
 	h.logf("database %s, role %s", h.DBName, h.Role)
 	return h, nil
 }
+
+// maxIdentifier is the longest name PostgreSQL keeps (NAMEDATALEN - 1).
+const maxIdentifier = 63
 
 // Defer registers f to run at Close, before everything registered
 // earlier: a pool on the database closes before the database is dropped.

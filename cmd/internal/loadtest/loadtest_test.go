@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"authd/store/storetest"
 	"authd/token"
 )
 
@@ -252,23 +253,25 @@ func TestExitCode(t *testing.T) {
 
 func TestAddFlags(t *testing.T) {
 	t.Setenv(AdminURLEnv, "")
+	t.Setenv(DBPrefixEnv, "")
 	var c Config
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
 	c.AddFlags(fs)
 	if err := fs.Parse(nil); err != nil {
 		t.Fatal(err)
 	}
-	if c.AdminURL != DefaultAdminURL || c.Authd != "" {
+	if c.AdminURL != DefaultAdminURL || c.Authd != "" || c.DBPrefix != "" {
 		t.Errorf("defaults: %+v", c)
 	}
 	t.Setenv(AdminURLEnv, "postgres://ci@db/postgres")
+	t.Setenv(DBPrefixEnv, "ci7_")
 	fs = flag.NewFlagSet("x", flag.ContinueOnError)
 	c.AddFlags(fs)
 	if err := fs.Parse([]string{"-authd", "/tmp/authd"}); err != nil {
 		t.Fatal(err)
 	}
-	if c.AdminURL != "postgres://ci@db/postgres" || c.Authd != "/tmp/authd" {
-		t.Errorf("from $%s and -authd: %+v", AdminURLEnv, c)
+	if c.AdminURL != "postgres://ci@db/postgres" || c.Authd != "/tmp/authd" || c.DBPrefix != "ci7_" {
+		t.Errorf("from $%s, $%s and -authd: %+v", AdminURLEnv, DBPrefixEnv, c)
 	}
 }
 
@@ -497,18 +500,35 @@ func TestSetupFailureCleansUp(t *testing.T) {
 	}
 }
 
+// TestSetupRefusesALongPrefix: a -db-prefix that would make PostgreSQL
+// cut the role's name short is refused before anything is created.
+func TestSetupRefusesALongPrefix(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	h, err := Setup(context.Background(), Config{
+		Name:     "authd-bench",
+		AdminURL: storetest.AdminURL(),
+		DBPrefix: strings.Repeat("p", 40),
+		Authd:    "/nonexistent/authd", // no build
+		Logf:     t.Logf,
+	})
+	if h != nil || err == nil || !strings.Contains(err.Error(), "-db-prefix") {
+		t.Fatalf("Setup = %v, %v; want no harness and a -db-prefix error", h, err)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("left behind in TMPDIR: %v", left)
+	}
+}
+
 // TestSetupAndClose makes a harness on the real PostgreSQL server
 // ($AUTHD_TEST_DATABASE_URL or the local default), as the commands do,
 // and checks that Close drops the database and role again, after the
 // caller's own cleanups.
 func TestSetupAndClose(t *testing.T) {
-	adminURL := DefaultAdminURL
-	if v := os.Getenv(AdminURLEnv); v != "" {
-		adminURL = v
-	}
+	adminURL, prefix := storetest.AdminURL(), storetest.Prefix()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	h, err := Setup(ctx, Config{Name: "authd-loadtest", AdminURL: adminURL, Authd: "/prebuilt/authd", Logf: t.Logf})
+	h, err := Setup(ctx, Config{Name: "authd-loadtest", AdminURL: adminURL, DBPrefix: prefix, Authd: "/prebuilt/authd", Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -518,7 +538,7 @@ func TestSetupAndClose(t *testing.T) {
 			h.Close()
 		}
 	}()
-	if h.Bin != "/prebuilt/authd" || !strings.HasPrefix(h.DBName, "authd_loadtest_") || !strings.HasPrefix(h.Role, "authd_loadtest_role_") {
+	if h.Bin != "/prebuilt/authd" || !strings.HasPrefix(h.DBName, prefix+"authd_loadtest_") || !strings.HasPrefix(h.Role, prefix+"authd_loadtest_role_") {
 		t.Errorf("harness: bin %q, database %q, role %q", h.Bin, h.DBName, h.Role)
 	}
 	if fi, err := os.Stat(h.Tmp); err != nil || !fi.IsDir() {

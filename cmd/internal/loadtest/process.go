@@ -124,8 +124,9 @@ type Server struct {
 }
 
 // StartServer runs `authd serve` with env on a free loopback port, its
-// output in logPath, and returns once GET /healthz answers 200, so that
-// no measurement includes the start-up. The server is not tied to ctx:
+// output in logPath, and returns once GET /readyz answers 200 (authd
+// has its database; /healthz answers before), so that no measurement
+// includes the start-up. The server is not tied to ctx:
 // Stop ends it with SIGTERM, as production does, to let it drain.
 func StartServer(ctx context.Context, bin string, env []string, logPath string) (*Server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -156,7 +157,7 @@ func StartServer(ctx context.Context, bin string, env []string, logPath string) 
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if resp, err := client.Get("http://" + addr + "/healthz"); err == nil {
+		if resp, err := client.Get("http://" + addr + "/readyz"); err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -173,7 +174,7 @@ func StartServer(ctx context.Context, bin string, env []string, logPath string) 
 			if time.Now().Before(deadline) {
 				continue
 			}
-			why = "GET /healthz did not answer 200 within 30s"
+			why = "GET /readyz did not answer 200 within 30s"
 		}
 		_ = s.Stop()
 		return nil, fmt.Errorf("start authd: %s\n%s", why, s.LogTail())
