@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,10 +88,12 @@ func TestServeReloadsKeys(t *testing.T) {
 	}
 	eventually := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
+		// Far beyond the reload's poll on a loaded machine: how soon
+		// is not what this test is about.
+		deadline := time.Now().Add(time.Minute)
 		for !cond() {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 5 s\nlogs:\n%s", what, s.stderr.String())
+				t.Fatalf("%s: not within a minute\nlogs:\n%s", what, s.stderr.String())
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -177,7 +180,16 @@ func TestServeReconnectsOnNewDatabaseURL(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if strings.Contains(s.stop(t), "127.0.0.1:5432/authd_test") {
-		t.Error("the logs show a database URL")
+	logs := s.stop(t)
+	for _, u := range []string{urlA, urlB} {
+		parsed, err := url.Parse(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// host:port/database is how a URL shows, whatever its scheme,
+		// user, password or parameters.
+		if hostPath := parsed.Host + parsed.Path; strings.Contains(logs, hostPath) {
+			t.Errorf("the logs show the database URL %s:\n%s", hostPath, logs)
+		}
 	}
 }
