@@ -237,7 +237,7 @@ func startKeyedAuthd(t *testing.T, s *stack, dir string) string {
 		"AUTHD_LOG_LEVEL":        "info",
 	})
 	s.authd = startProc(t, "authd", cmd)
-	listening := regexp.MustCompile(`authd listening on (127\.0\.0\.1:\d+)`)
+	listening := regexp.MustCompile(`"msg":"authd ready","addr":"(127\.0\.0\.1:\d+)"`)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if m := listening.FindStringSubmatch(s.authd.out.String()); m != nil {

@@ -17,87 +17,86 @@ import (
 	"authd/token"
 )
 
-func runAPIKey(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("usage: authd apikey create|list|disable|rotate")
-	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("apikey "+sub, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	plan := fs.String("plan", "", "plan of the key")
+func apiKeyCreateCmd(fs *flag.FlagSet, c *cli) action {
+	plan := fs.String("plan", "", "plan of the key (required)")
 	role := fs.String("role", "", "database role of the key (default: the plan's)")
-	expires := fs.String("expires", "", "lifetime of the key (default: the plan's)")
-	ids, err := parseInterspersed(fs, args)
-	if err != nil {
-		return fmt.Errorf("apikey %s: %w", sub, err)
-	}
-	want := map[string]int{"create": 0, "list": 0, "disable": 1, "rotate": 1}
-	n, ok := want[sub]
-	if !ok {
-		return fmt.Errorf("unknown apikey command %q: want create, list, disable or rotate", sub)
-	}
-	if len(ids) != n {
-		return fmt.Errorf("apikey %s: want %d id argument(s), got %d", sub, n, len(ids))
-	}
-	if sub != "create" && (*plan != "" || *role != "" || *expires != "") {
-		return fmt.Errorf("apikey %s: --plan, --role and --expires apply only to apikey create", sub)
-	}
-
-	// Check what needs no database before connecting.
-	var lifetime time.Duration
-	if sub == "create" {
+	expires := fs.String("expires", "", "lifetime of the key, such as 30d, 12h or 1d12h (default: the plan's)")
+	return func(ctx context.Context, _ []string) error {
+		// Check what needs no database before connecting.
 		if *plan == "" {
-			return errors.New("apikey create: --plan PLAN is required")
+			return &usageError{"apikey create", "--plan PLAN is required"}
 		}
+		var lifetime time.Duration
 		if *expires != "" {
+			var err error
 			if lifetime, err = parseLifetime(*expires); err != nil {
 				return fmt.Errorf("apikey create: %w", err)
 			}
 		}
-	}
-	if sub == "disable" || sub == "rotate" {
-		if id, _, ok := token.ParseAPIKey(ids[0]); ok {
-			// Not echoed: the key is a secret, and this line may end up
-			// in a log.
-			return fmt.Errorf("apikey %s: give the key's id (%s), not the key itself", sub, id)
-		}
-		if !token.ValidAPIKeyID(ids[0]) {
-			return fmt.Errorf("apikey %s: %q is not an api key id (%d characters of a-z and 2-7, as in apikey list)", sub, ids[0], token.APIKeyIDLen)
-		}
-	}
-
-	db, err := openDB(ctx, getenv)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-
-	switch sub {
-	case "create":
-		return apiKeyCreate(ctx, db, *plan, *role, lifetime, getenv, stdout, stderr)
-	case "list":
-		return apiKeyList(ctx, db, stdout)
-	case "disable":
-		if err := db.DisableAPIKey(ctx, ids[0]); err != nil {
-			return notFoundAPIKey(err, ids[0])
-		}
-		fmt.Fprintf(stdout, "api key %s disabled\n", ids[0])
-	case "rotate":
-		plain, hash, err := token.NewAPIKeySecret(ids[0])
+		db, err := openDB(ctx, c.getenv)
 		if err != nil {
 			return err
 		}
-		if err := db.RotateAPIKey(ctx, ids[0], hash); err != nil {
-			return notFoundAPIKey(err, ids[0])
-		}
-		k, err := db.APIKey(ctx, ids[0])
-		if err != nil {
-			return err
-		}
-		printAPIKey(stdout, plain, k)
-		fmt.Fprintln(stderr, "The old key is revoked. Store the new one now: it cannot be shown again.")
+		defer db.Close()
+		return apiKeyCreate(ctx, db, *plan, *role, lifetime, c.getenv, c.stdout, c.stderr)
+	}
+}
+
+func apiKeyListCmd(ctx context.Context, c *cli, _ []string) error {
+	return withDB(ctx, c, func(db *store.DB) error {
+		return apiKeyList(ctx, db, c.stdout)
+	})
+}
+
+// checkAPIKeyID refuses, before connecting, what is not a key id.
+func checkAPIKeyID(cmd, id string) error {
+	if kid, _, ok := token.ParseAPIKey(id); ok {
+		// Not echoed: the key is a secret, and this line may end up
+		// in a log.
+		return fmt.Errorf("%s: give the key's id (%s), not the key itself", cmd, kid)
+	}
+	if !token.ValidAPIKeyID(id) {
+		return fmt.Errorf("%s: %q is not an api key id (%d characters of a-z and 2-7, as in apikey list)", cmd, id, token.APIKeyIDLen)
 	}
 	return nil
+}
+
+// withAPIKey checks the key id of args before it connects, then runs f.
+func withAPIKey(ctx context.Context, c *cli, cmd string, args []string, f func(db *store.DB, id string) error) error {
+	id := args[0]
+	if err := checkAPIKeyID(cmd, id); err != nil {
+		return err
+	}
+	return withDB(ctx, c, func(db *store.DB) error { return f(db, id) })
+}
+
+func apiKeyDisable(ctx context.Context, c *cli, args []string) error {
+	return withAPIKey(ctx, c, "apikey disable", args, func(db *store.DB, id string) error {
+		if err := db.DisableAPIKey(ctx, id); err != nil {
+			return notFoundAPIKey(err, id)
+		}
+		fmt.Fprintf(c.stdout, "api key %s disabled\n", id)
+		return nil
+	})
+}
+
+func apiKeyRotate(ctx context.Context, c *cli, args []string) error {
+	return withAPIKey(ctx, c, "apikey rotate", args, func(db *store.DB, id string) error {
+		plain, hash, err := token.NewAPIKeySecret(id)
+		if err != nil {
+			return err
+		}
+		if err := db.RotateAPIKey(ctx, id, hash); err != nil {
+			return notFoundAPIKey(err, id)
+		}
+		k, err := db.APIKey(ctx, id)
+		if err != nil {
+			return err
+		}
+		printAPIKey(c.stdout, plain, k)
+		fmt.Fprintln(c.stderr, "The old key is revoked. Store the new one now: it cannot be shown again.")
+		return nil
+	})
 }
 
 // apiKeyCreate creates a key and prints it, the only time it is ever

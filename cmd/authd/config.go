@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,15 +26,19 @@ type config struct {
 	JWTIssuer      string
 	JWTRolePath    string
 	// getenv is kept for reloads, which read the *_FILE variables again.
-	getenv              func(string) string
-	JWTAudience         string
-	AccessTTL           time.Duration
-	RefreshTTL          time.Duration
-	ReuseGrace          time.Duration
-	BcryptCost          int
-	Cookie              server.CookieConfig
-	AuthenticatorRole   string
-	LogLevel            string
+	getenv            func(string) string
+	JWTAudience       string
+	AccessTTL         time.Duration
+	RefreshTTL        time.Duration
+	ReuseGrace        time.Duration
+	BcryptCost        int
+	Cookie            server.CookieConfig
+	AuthenticatorRole string
+	LogLevel          string
+	LogFormat         string // json or text
+	// DBWait is how long serve and nats-callout wait for the database at
+	// start-up; 0 tries once.
+	DBWait              time.Duration
 	ShutdownGracePeriod time.Duration
 	// Failed logins allowed per minute per username and per client address.
 	LoginFailuresPerUser int
@@ -150,6 +155,17 @@ func openDB(ctx context.Context, getenv func(string) string) (*store.DB, error) 
 	return store.Open(ctx, dbURL)
 }
 
+// withDB runs f on the database of DATABASE_URL or DATABASE_URL_FILE, for
+// the commands that need nothing else.
+func withDB(ctx context.Context, c *cli, f func(db *store.DB) error) error {
+	db, err := openDB(ctx, c.getenv)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return f(db)
+}
+
 // loadConfig reads authd serve's configuration.
 func loadConfig(getenv func(string) string) (config, error) {
 	e := &env{getenv: getenv}
@@ -169,6 +185,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ReuseGrace:        e.duration("AUTHD_REFRESH_REUSE_GRACE", 10*time.Second),
 		AuthenticatorRole: e.str("AUTHD_AUTHENTICATOR_ROLE", "authenticator"),
 		LogLevel:          e.str("AUTHD_LOG_LEVEL", "info"),
+		LogFormat:         e.str("AUTHD_LOG_FORMAT", "json"),
+		DBWait:            e.duration("AUTHD_DB_WAIT", 60*time.Second),
 		Cookie: server.CookieConfig{
 			Secure:          e.boolean("AUTHD_COOKIE_SECURE", false),
 			SameSite:        e.sameSite("AUTHD_COOKIE_SAMESITE", http.SameSiteLaxMode),
@@ -192,10 +210,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.APIKeyTokenTTL < time.Minute {
 		e.fail("AUTHD_APIKEY_TOKEN_TTL", "must be at least 1m, got %s", c.APIKeyTokenTTL)
 	}
-	c.Secret = jwtSecret(e)
-	if c.Secret.name == "" && c.SigningKeysDir == "" {
+	var secretOK bool
+	c.Secret, secretOK = jwtSecret(e)
+	switch {
+	case !secretOK: // jwtSecret said why
+	case c.Secret.name == "" && c.SigningKeysDir == "":
 		e.fail("JWT_SECRET", "not set (nor JWT_SECRET_FILE, PGRST_JWT_SECRET or AUTHD_SIGNING_KEYS_DIR); generate one with: openssl rand -base64 32")
-	} else {
+	default:
 		// Load the keys once now, so that a bad secret or key file stops
 		// start-up; reloads read them again with keySet.
 		if _, err := c.keySet(); err != nil {
@@ -217,6 +238,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 	case "debug", "info", "warn", "error":
 	default:
 		e.fail("AUTHD_LOG_LEVEL", "want debug, info, warn or error, got %q", c.LogLevel)
+		c.LogLevel = "info" // for the log line that reports it
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		e.fail("AUTHD_LOG_FORMAT", "want json or text, got %q", c.LogFormat)
+		c.LogFormat = "json"
 	}
 	return c, errors.Join(e.errs...)
 }
@@ -233,19 +261,21 @@ type secretSource struct {
 // jwtSecret finds the HMAC secret: JWT_SECRET or JWT_SECRET_FILE, else
 // PGRST_JWT_SECRET (so that one env file serves PostgREST and authd), each
 // with its *_IS_BASE64. None at all is allowed when asymmetric keys sign.
-func jwtSecret(e *env) secretSource {
+// It returns false when it reported a problem, so the caller does not
+// report the same variable again as "not set".
+func jwtSecret(e *env) (secretSource, bool) {
 	switch {
 	case e.getenv("JWT_SECRET") != "" && e.getenv("JWT_SECRET_FILE") != "":
 		e.fail("JWT_SECRET", "JWT_SECRET and JWT_SECRET_FILE are both set: use one")
-		return secretSource{}
+		return secretSource{}, false
 	case e.getenv("JWT_SECRET") != "":
-		return secretSource{name: "JWT_SECRET", value: e.getenv("JWT_SECRET"), base64: e.boolean("JWT_SECRET_IS_BASE64", false)}
+		return secretSource{name: "JWT_SECRET", value: e.getenv("JWT_SECRET"), base64: e.boolean("JWT_SECRET_IS_BASE64", false)}, true
 	case e.getenv("JWT_SECRET_FILE") != "":
-		return secretSource{name: "JWT_SECRET_FILE", file: e.getenv("JWT_SECRET_FILE"), base64: e.boolean("JWT_SECRET_IS_BASE64", false)}
+		return secretSource{name: "JWT_SECRET_FILE", file: e.getenv("JWT_SECRET_FILE"), base64: e.boolean("JWT_SECRET_IS_BASE64", false)}, true
 	case e.getenv("PGRST_JWT_SECRET") != "":
-		return secretSource{name: "PGRST_JWT_SECRET", value: e.getenv("PGRST_JWT_SECRET"), base64: e.boolean("PGRST_JWT_SECRET_IS_BASE64", false)}
+		return secretSource{name: "PGRST_JWT_SECRET", value: e.getenv("PGRST_JWT_SECRET"), base64: e.boolean("PGRST_JWT_SECRET_IS_BASE64", false)}, true
 	}
-	return secretSource{}
+	return secretSource{}, true
 }
 
 // load reads the secret. Its value never appears in errors.
@@ -341,4 +371,84 @@ func bcryptCost(e *env) int {
 		return 10
 	}
 	return n
+}
+
+// knownVars are the AUTHD_* variables that authd, its scripts and its tests
+// read. Any other in the environment is likely a typo, which would
+// otherwise be ignored in silence.
+func knownVars() []string {
+	return []string{
+		// serve and nats-callout
+		"AUTHD_ADDR", "AUTHD_ACCESS_TTL", "AUTHD_REFRESH_TTL", "AUTHD_REFRESH_REUSE_GRACE",
+		"AUTHD_SIGNING_KEYS_DIR", "AUTHD_JWT_ISS", "AUTHD_JWT_AUD", "AUTHD_JWT_ROLE_PATH",
+		"AUTHD_BCRYPT_COST", "AUTHD_BCRYPT_SLOTS", "AUTHD_BCRYPT_NICE", "AUTHD_LOGIN_QUEUE", "AUTHD_LOGIN_QUEUE_WAIT",
+		"AUTHD_LOGIN_FAILURES_PER_USER", "AUTHD_LOGIN_FAILURES_PER_IP", "AUTHD_APIKEY_TOKEN_TTL",
+		"AUTHD_COOKIE_SECURE", "AUTHD_COOKIE_SAMESITE", "AUTHD_REFRESH_COOKIE_SAMESITE", "AUTHD_COOKIE_DOMAIN",
+		"AUTHD_AUTHENTICATOR_ROLE", "AUTHD_LOG_LEVEL", "AUTHD_LOG_FORMAT", "AUTHD_SHUTDOWN_GRACE",
+		"AUTHD_STATEMENT_TIMEOUT", "AUTHD_PURGE_INTERVAL", "AUTHD_DB_WAIT",
+		// nats-callout
+		"AUTHD_NATS_URL", "AUTHD_NATS_CREDS", "AUTHD_NATS_NKEY_SEED_FILE", "AUTHD_NATS_USER",
+		"AUTHD_NATS_PASSWORD", "AUTHD_NATS_PASSWORD_FILE", "AUTHD_NATS_ACCOUNT", "AUTHD_NATS_HEALTH_ADDR",
+		"AUTHD_NATS_ISSUER_SEED_FILE", "AUTHD_NATS_XKEY_SEED_FILE",
+		// the public keys nats-server's configuration reads, often from
+		// the same env file
+		"AUTHD_NATS_ISSUER", "AUTHD_NATS_XKEY",
+		// scripts/localdb.sh and the tests
+		"AUTHD_DB_NAME", "AUTHD_DEV_PRIVATE_PG", "AUTHD_DEV_PG_PORT", "AUTHD_TEST_DATABASE_URL", "AUTHD_TEST_DB_PREFIX",
+	}
+}
+
+// unknownVars names the AUTHD_* variables of environ (KEY=value pairs)
+// that authd does not know, each with the closest known name when one is
+// near enough to be the intended one.
+func unknownVars(environ []string) []string {
+	known := knownVars()
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "AUTHD_") || slices.Contains(known, name) || serviceLink(name) {
+			continue
+		}
+		best, bestDist := "", 4 // suggest only a name at most 3 edits away
+		for _, k := range known {
+			if d := editDistance(name, k); d < bestDist {
+				best, bestDist = k, d
+			}
+		}
+		if best != "" {
+			name += " (did you mean " + best + "?)"
+		}
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// serviceLink reports whether name is one of the variables Kubernetes puts
+// into every pod for a Service named authd (AUTHD_SERVICE_HOST,
+// AUTHD_PORT_3001_TCP, …, unless enableServiceLinks is false): not a typo
+// of the operator's.
+func serviceLink(name string) bool {
+	return strings.HasPrefix(name, "AUTHD_SERVICE_") || name == "AUTHD_PORT" || strings.HasPrefix(name, "AUTHD_PORT_")
+}
+
+// editDistance is the Levenshtein distance of a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -365,7 +365,7 @@ func TestServeBadConfig(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			var stdout, stderr bytes.Buffer
-			err := run(ctx, []string{"authd", "serve"}, getenv(env), strings.NewReader(""), &stdout, &stderr)
+			err := run(ctx, []string{"authd", "serve"}, getenv(env), environList(env), strings.NewReader(""), &stdout, &stderr)
 			if err == nil {
 				t.Fatal("serve with a bad configuration: got no error")
 			}

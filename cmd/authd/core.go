@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -25,43 +26,119 @@ type core struct {
 	db     *store.DB
 	tokens *token.Issuer
 	api    *server.Server
+	// goJob runs job in the background until close.
+	goJob func(job func(context.Context))
+	// close stops the background jobs, waits for them to return, and
+	// then closes the database, so that no job fails on a closed pool.
+	close func()
 }
 
-// openCore connects to a migrated database, loads the keys and builds the
-// API with its metrics on reg. Keys, secrets and the database URL then
-// reload without a restart until ctx ends: on SIGHUP, and when their files
-// change (Vault agents and Kubernetes rewrite mounted secrets). The caller
-// closes the database.
+// openCore waits for the database (AUTHD_DB_WAIT), checks that it is
+// migrated, loads the keys and builds the API with its metrics on reg.
+// Keys, secrets and the database URL then reload without a restart until
+// close: on SIGHUP, and when their files change (Vault agents and
+// Kubernetes rewrite mounted secrets).
 func openCore(ctx context.Context, cfg config, reg *prometheus.Registry, log *slog.Logger) (*core, error) {
-	db, err := store.Open(ctx, cfg.DatabaseURL, store.WithStatementTimeout(cfg.StatementTimeout))
+	db, err := waitForDB(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	c, err := buildCore(ctx, cfg, db, reg, log)
-	if err != nil {
-		db.Close()
+	jctx, cancel := context.WithCancel(context.Background())
+	var jobs sync.WaitGroup
+	c := &core{
+		db:    db,
+		goJob: func(job func(context.Context)) { jobs.Go(func() { job(jctx) }) },
+		close: func() { cancel(); jobs.Wait(); db.Close() },
+	}
+	if err := c.build(ctx, cfg, reg, log); err != nil {
+		c.close()
 		return nil, err
 	}
 	return c, nil
 }
 
-func buildCore(ctx context.Context, cfg config, db *store.DB, reg *prometheus.Registry, log *slog.Logger) (*core, error) {
+// waitForDB connects to the database, trying again while it cannot be
+// reached (not up yet, as when compose or Kubernetes start authd beside
+// it), with a warning per attempt, until cfg.DBWait has passed. A failure
+// that waiting cannot fix (a bad URL or password, a missing database)
+// ends the wait at once.
+func waitForDB(ctx context.Context, cfg config, log *slog.Logger) (*store.DB, error) {
+	var db *store.DB
+	err := retry(ctx, cfg.DBWait, log, func(ctx context.Context) error {
+		var err error
+		db, err = store.Open(ctx, cfg.DatabaseURL, store.WithStatementTimeout(cfg.StatementTimeout))
+		return err
+	})
+	return db, err
+}
+
+// backoff is the pause after failed attempt n (from 1): 250 ms, doubling
+// up to 5 s.
+func backoff(n int) time.Duration {
+	d := 250 * time.Millisecond
+	for i := 1; i < n && d < 5*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 5*time.Second)
+}
+
+// retry calls try until it succeeds, fails in a way store.Transient says
+// waiting cannot fix, or wait has passed (0: try once). Each attempt gets
+// the time left as its deadline. Its errors come from store, which names
+// the user, host, port and database of a URL but never its password.
+func retry(ctx context.Context, wait time.Duration, log *slog.Logger, try func(context.Context) error) error {
+	deadline := time.Now().Add(wait)
+	for attempt := 1; ; attempt++ {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if wait > 0 {
+			actx, cancel = context.WithDeadline(ctx, deadline)
+		}
+		err := try(actx)
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return fmt.Errorf("wait for the database: %w", ctx.Err())
+		case wait == 0 || !store.Transient(err):
+			return err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("database not reachable within AUTHD_DB_WAIT=%s (%d attempts): %w", wait, attempt, err)
+		}
+		pause := min(backoff(attempt), left)
+		log.Warn("database not reachable; retrying", "attempt", attempt, "err", err,
+			"retry_in_ms", pause.Milliseconds(), "wait_left_ms", left.Milliseconds())
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("wait for the database: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// build checks the schema, loads the keys and builds the API.
+func (c *core) build(ctx context.Context, cfg config, reg *prometheus.Registry, log *slog.Logger) error {
+	db := c.db
 	pending, err := db.Pending(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if pending {
-		return nil, errors.New("database schema is not up to date: run `authd migrate up` first")
+		return errors.New("database schema is not up to date: run `authd migrate up` first")
 	}
 	ks, err := cfg.keySet()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	tokens, err := token.New(ks, token.Options{
 		TTL: cfg.AccessTTL, Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer, RolePath: cfg.JWTRolePath,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("AUTHD_JWT_ROLE_PATH: %w", err)
+		return fmt.Errorf("AUTHD_JWT_ROLE_PATH: %w", err)
 	}
 	api, err := server.New(server.Config{
 		RefreshTTL: cfg.RefreshTTL,
@@ -79,15 +156,16 @@ func buildCore(ctx context.Context, cfg config, db *store.DB, reg *prometheus.Re
 		BcryptNice:           cfg.BcryptNice,
 	}, db, tokens, log)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	c.tokens, c.api = tokens, api
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
+	c.goJob(func(ctx context.Context) {
 		defer signal.Stop(hup)
 		watchSecrets(ctx, cfg, tokens, db, hup, log)
-	}()
-	return &core{db: db, tokens: tokens, api: api}, nil
+	})
+	return nil
 }
 
 // reserveProcs sizes the bcrypt slots (0: server.DefaultBcryptSlots of

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,20 +13,21 @@ import (
 	"authd/token"
 )
 
-// runKeygen is `authd keygen --alg ES256 --out DIR`: a new private key in
+// keygenCmd is `authd keygen --alg ES256 --out DIR`: a new private key in
 // DIR/<kid>.pem, readable by its owner only.
-func runKeygen(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+func keygenCmd(fs *flag.FlagSet, c *cli) action {
 	alg := fs.String("alg", token.ES256, "ES256, EdDSA or RS256")
-	out := fs.String("out", "", "directory to write the key to")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("keygen: %w", err)
+	out := fs.String("out", "", "directory to write the key to (required)")
+	return func(_ context.Context, _ []string) error {
+		if *out == "" {
+			return &usageError{"keygen", "--out DIR is required"}
+		}
+		return keygen(*alg, *out, c.stdout)
 	}
-	if *out == "" || fs.NArg() != 0 {
-		return errors.New("usage: authd keygen --alg ES256|EdDSA|RS256 --out DIR")
-	}
-	k, err := token.GenerateKey(*alg, time.Now())
+}
+
+func keygen(alg, out string, stdout io.Writer) error {
+	k, err := token.GenerateKey(alg, time.Now())
 	if err != nil {
 		return fmt.Errorf("keygen: %w", err)
 	}
@@ -33,10 +35,10 @@ func runKeygen(args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("keygen: %w", err)
 	}
-	if err := os.MkdirAll(*out, 0o700); err != nil {
+	if err := os.MkdirAll(out, 0o700); err != nil {
 		return fmt.Errorf("keygen: %w", err)
 	}
-	path := filepath.Join(*out, k.ID+".pem")
+	path := filepath.Join(out, k.ID+".pem")
 	// O_EXCL: never overwrite a key that may still be signing.
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -53,24 +55,28 @@ func runKeygen(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// runJWKS is `authd jwks`: the public keys of AUTHD_SIGNING_KEYS_DIR (or
+// jwksCmd is `authd jwks`: the public keys of AUTHD_SIGNING_KEYS_DIR (or
 // --dir) as a JWKS, to paste into PostgREST's jwt-secret.
-func runJWKS(args []string, getenv func(string) string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("jwks", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	dir := fs.String("dir", getenv("AUTHD_SIGNING_KEYS_DIR"), "key directory")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("jwks: %w", err)
+func jwksCmd(fs *flag.FlagSet, c *cli) action {
+	dir := fs.String("dir", "", "key directory (default: $AUTHD_SIGNING_KEYS_DIR)")
+	return func(_ context.Context, _ []string) error {
+		if *dir == "" {
+			*dir = c.getenv("AUTHD_SIGNING_KEYS_DIR")
+		}
+		return jwks(*dir, c.stdout)
 	}
-	if *dir == "" {
+}
+
+func jwks(dir string, stdout io.Writer) error {
+	if dir == "" {
 		return errors.New("jwks: set AUTHD_SIGNING_KEYS_DIR or pass --dir DIR")
 	}
-	keys, signing, err := token.LoadKeyDir(*dir)
+	keys, signing, err := token.LoadKeyDir(dir)
 	if err != nil {
 		return fmt.Errorf("jwks: %w", err)
 	}
 	if len(keys) == 0 {
-		return fmt.Errorf("jwks: no keys in %s (make one with: authd keygen --alg ES256 --out %s)", *dir, *dir)
+		return fmt.Errorf("jwks: no keys in %s (make one with: authd keygen --alg ES256 --out %s)", dir, dir)
 	}
 	ks, err := token.NewKeySet(nil, keys, signing)
 	if err != nil {

@@ -52,7 +52,7 @@ func runCLI(t *testing.T, env map[string]string, stdin string, args ...string) r
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	err := run(ctx, append([]string{"authd"}, args...), getenv(env), strings.NewReader(stdin), &stdout, &stderr)
+	err := run(ctx, append([]string{"authd"}, args...), getenv(env), environList(env), strings.NewReader(stdin), &stdout, &stderr)
 	return result{err: err, stdout: stdout.String(), stderr: stderr.String()}
 }
 
@@ -151,4 +151,9 @@ func environ(env map[string]string) []string {
 		out = append(out, k+"="+v)
 	}
 	return out
+}
+
+// environList turns a map into run's environ.
+func environList(env map[string]string) func() []string {
+	return func() []string { return environ(env) }
 }

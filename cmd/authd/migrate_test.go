@@ -167,9 +167,10 @@ func TestMigrate(t *testing.T) {
 		want string
 	}{
 		{"unknown subcommand", []string{"migrate", "sideways"}, `unknown migrate command "sideways"`},
-		{"no subcommand", []string{"migrate"}, "usage: authd migrate up|down|down-to VERSION|status"},
-		{"two subcommands", []string{"migrate", "up", "down"}, "usage: authd migrate up|down|down-to VERSION|status"},
-		{"down-to without a version", []string{"migrate", "down-to"}, "usage: authd migrate up|down|down-to VERSION|status"},
+		{"no subcommand", []string{"migrate"}, "migrate: missing command: want up, down, down-to or status; run 'authd migrate --help' for usage"},
+		{"two subcommands", []string{"migrate", "up", "down"}, `migrate up: takes no arguments, got ["down"]; run 'authd migrate up --help' for usage`},
+		{"down-to without a version", []string{"migrate", "down-to"}, "migrate down-to: want VERSION, got 0 argument(s); run 'authd migrate down-to --help' for usage"},
+		{"down-to a word", []string{"migrate", "down-to", "two"}, `migrate down-to: want a version number, got "two"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runCLI(t, env, "", tt.args...)

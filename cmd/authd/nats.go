@@ -44,100 +44,83 @@ var natsSubjectFlags = []struct{ name, kind, usage string }{
 // natsChange is one grant or revocation of the command line.
 type natsChange struct{ flag, kind, subject string }
 
-func runNATS(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("usage: authd nats grant|revoke|list")
-	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("nats "+sub, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	lists := make([]stringList, len(natsSubjectFlags))
-	for i, f := range natsSubjectFlags {
-		fs.Var(&lists[i], f.name, f.usage)
-	}
-	allowResponses := fs.Bool("allow-responses", false, "grant: the role may answer requests")
-	maxResponses := fs.Int("max-responses", 0, "grant: responses allowed per request (default: the NATS server's, 1)")
-	responseTTL := fs.Duration("response-ttl", 0, "grant: how long a request may be answered (default: the NATS server's, 2m)")
-	responses := fs.Bool("responses", false, "revoke: the role may no longer answer requests")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return fmt.Errorf("nats %s: %w", sub, err)
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+// natsChangeCmd is nats grant or nats revoke (sub). They define the same
+// flags, so that a flag of the other one gets a message saying so.
+func natsChangeCmd(sub string) func(*flag.FlagSet, *cli) action {
+	return func(fs *flag.FlagSet, c *cli) action {
+		lists := make([]stringList, len(natsSubjectFlags))
+		for i, f := range natsSubjectFlags {
+			fs.Var(&lists[i], f.name, f.usage)
+		}
+		allowResponses := fs.Bool("allow-responses", false, "grant: the role may answer requests")
+		maxResponses := fs.Int("max-responses", 0, "grant: responses allowed per request (default: the NATS server's, 1)")
+		responseTTL := fs.Duration("response-ttl", 0, "grant: how long a request may be answered (default: the NATS server's, 2m)")
+		responses := fs.Bool("responses", false, "revoke: the role may no longer answer requests")
+		return func(ctx context.Context, pos []string) error {
+			set := map[string]bool{}
+			fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
-	// Check what needs no database before connecting.
-	var changes []natsChange
-	seen := map[natsChange]bool{}
-	for i, f := range natsSubjectFlags {
-		for _, s := range lists[i] {
-			if err := store.CheckNATSSubject(s); err != nil {
-				return fmt.Errorf("nats %s: --%s: %w", sub, f.name, err)
+			// Check what needs no database before connecting.
+			var changes []natsChange
+			seen := map[natsChange]bool{}
+			for i, f := range natsSubjectFlags {
+				for _, s := range lists[i] {
+					if err := store.CheckNATSSubject(s); err != nil {
+						return fmt.Errorf("nats %s: --%s: %w", sub, f.name, err)
+					}
+					if c := (natsChange{f.name, f.kind, s}); !seen[c] { // a repeated flag counts once
+						seen[c] = true
+						changes = append(changes, c)
+					}
+				}
 			}
-			if c := (natsChange{f.name, f.kind, s}); !seen[c] { // a repeated flag counts once
-				seen[c] = true
-				changes = append(changes, c)
+			switch sub {
+			case "grant":
+				if set["responses"] {
+					return errors.New("nats grant: --responses applies only to nats revoke (grant them with --allow-responses)")
+				}
+				if (set["max-responses"] || set["response-ttl"]) && !*allowResponses {
+					return errors.New("nats grant: --max-responses and --response-ttl need --allow-responses")
+				}
+				if set["max-responses"] && *maxResponses <= 0 {
+					return fmt.Errorf("nats grant: bad --max-responses %d: want a positive number", *maxResponses)
+				}
+				if set["response-ttl"] && (*responseTTL <= 0 || *responseTTL%time.Microsecond != 0) {
+					return fmt.Errorf("nats grant: bad --response-ttl %s: want a positive duration such as 30s or 5m", *responseTTL)
+				}
+				if len(changes) == 0 && !*allowResponses {
+					return errors.New("nats grant: nothing to grant: give --pub, --sub, --deny-pub, --deny-sub or --allow-responses")
+				}
+			case "revoke":
+				if set["allow-responses"] || set["max-responses"] || set["response-ttl"] {
+					return errors.New("nats revoke: --allow-responses, --max-responses and --response-ttl apply only to nats grant (revoke responses with --responses)")
+				}
+				if len(changes) == 0 && !*responses {
+					return errors.New("nats revoke: nothing to revoke: give --pub, --sub, --deny-pub, --deny-sub or --responses")
+				}
 			}
-		}
-	}
-	switch sub {
-	case "grant":
-		if len(pos) != 1 {
-			return fmt.Errorf("nats grant: want 1 role argument, got %d", len(pos))
-		}
-		if set["responses"] {
-			return errors.New("nats grant: --responses applies only to nats revoke (grant them with --allow-responses)")
-		}
-		if (set["max-responses"] || set["response-ttl"]) && !*allowResponses {
-			return errors.New("nats grant: --max-responses and --response-ttl need --allow-responses")
-		}
-		if set["max-responses"] && *maxResponses <= 0 {
-			return fmt.Errorf("nats grant: bad --max-responses %d: want a positive number", *maxResponses)
-		}
-		if set["response-ttl"] && (*responseTTL <= 0 || *responseTTL%time.Microsecond != 0) {
-			return fmt.Errorf("nats grant: bad --response-ttl %s: want a positive duration such as 30s or 5m", *responseTTL)
-		}
-		if len(changes) == 0 && !*allowResponses {
-			return errors.New("nats grant: nothing to grant: give --pub, --sub, --deny-pub, --deny-sub or --allow-responses")
-		}
-	case "revoke":
-		if len(pos) != 1 {
-			return fmt.Errorf("nats revoke: want 1 role argument, got %d", len(pos))
-		}
-		if set["allow-responses"] || set["max-responses"] || set["response-ttl"] {
-			return errors.New("nats revoke: --allow-responses, --max-responses and --response-ttl apply only to nats grant (revoke responses with --responses)")
-		}
-		if len(changes) == 0 && !*responses {
-			return errors.New("nats revoke: nothing to revoke: give --pub, --sub, --deny-pub, --deny-sub or --responses")
-		}
-	case "list":
-		if len(pos) > 1 {
-			return fmt.Errorf("nats list: want at most 1 role argument, got %d", len(pos))
-		}
-		if len(set) > 0 {
-			return errors.New("nats list: flags apply only to nats grant and nats revoke")
-		}
-	default:
-		return fmt.Errorf("unknown nats command %q: want grant, revoke or list", sub)
-	}
 
-	db, err := openDB(ctx, getenv)
-	if err != nil {
-		return err
+			db, err := openDB(ctx, c.getenv)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			if sub == "grant" {
+				return natsGrant(ctx, db, pos[0], changes, *allowResponses, *maxResponses, *responseTTL, c.stdout)
+			}
+			return natsRevoke(ctx, db, pos[0], changes, *responses, c.stdout)
+		}
 	}
-	defer db.Close()
+}
 
-	switch sub {
-	case "grant":
-		return natsGrant(ctx, db, pos[0], changes, *allowResponses, *maxResponses, *responseTTL, stdout)
-	case "revoke":
-		return natsRevoke(ctx, db, pos[0], changes, *responses, stdout)
-	}
-	role := ""
-	if len(pos) == 1 {
-		role = pos[0]
-	}
-	return natsList(ctx, db, role, stdout)
+func natsListCmd(ctx context.Context, c *cli, args []string) error {
+	return withDB(ctx, c, func(db *store.DB) error {
+		role := ""
+		if len(args) == 1 {
+			role = args[0]
+		}
+		return natsList(ctx, db, role, c.stdout)
+	})
 }
 
 // natsGrant grants changes to role, and lets it answer requests if

@@ -223,8 +223,8 @@ func TestNATSErrors(t *testing.T) {
 		{"revoke from a missing role", []string{"nats", "revoke", "authd_no_such_role_xyz", "--pub", "orders.*"}, `nothing to revoke`},
 		{"nothing to grant", []string{"nats", "grant", role}, "nats grant: nothing to grant: give --pub, --sub, --deny-pub, --deny-sub or --allow-responses"},
 		{"revoke without flags", []string{"nats", "revoke", role}, "nats revoke: nothing to revoke: give --pub, --sub, --deny-pub, --deny-sub or --responses"},
-		{"no role", []string{"nats", "grant", "--pub", "a"}, "nats grant: want 1 role argument, got 0"},
-		{"two roles", []string{"nats", "revoke", role, role, "--pub", "a"}, "nats revoke: want 1 role argument, got 2"},
+		{"no role", []string{"nats", "grant", "--pub", "a"}, "nats grant: want ROLE, got 0 argument(s); run 'authd nats grant --help' for usage"},
+		{"two roles", []string{"nats", "revoke", role, role, "--pub", "a"}, "nats revoke: want ROLE, got 2 argument(s)"},
 		{"max without allow", []string{"nats", "grant", role, "--pub", "a", "--max-responses", "3"}, "nats grant: --max-responses and --response-ttl need --allow-responses"},
 		{"ttl without allow", []string{"nats", "grant", role, "--response-ttl", "1m"}, "nats grant: --max-responses and --response-ttl need --allow-responses"},
 		{"zero max", []string{"nats", "grant", role, "--allow-responses", "--max-responses", "0"}, "nats grant: bad --max-responses 0: want a positive number"},
@@ -232,11 +232,11 @@ func TestNATSErrors(t *testing.T) {
 		{"ttl not a duration", []string{"nats", "grant", role, "--allow-responses", "--response-ttl", "soon"}, `nats grant: invalid value "soon" for flag -response-ttl`},
 		{"--responses on grant", []string{"nats", "grant", role, "--responses"}, "nats grant: --responses applies only to nats revoke"},
 		{"--allow-responses on revoke", []string{"nats", "revoke", role, "--allow-responses"}, "nats revoke: --allow-responses, --max-responses and --response-ttl apply only to nats grant"},
-		{"flag on list", []string{"nats", "list", "--pub", "a"}, "nats list: flags apply only to nats grant and nats revoke"},
-		{"two roles on list", []string{"nats", "list", "a", "b"}, "nats list: want at most 1 role argument, got 2"},
+		{"flag on list", []string{"nats", "list", "--pub", "a"}, "nats list: flag provided but not defined: -pub; run 'authd nats list --help' for usage"},
+		{"two roles on list", []string{"nats", "list", "a", "b"}, "nats list: want [ROLE], got 2 argument(s)"},
 		{"unknown flag", []string{"nats", "grant", role, "--publish", "a"}, "nats grant: flag provided but not defined: -publish"},
 		{"unknown command", []string{"nats", "frob"}, `unknown nats command "frob": want grant, revoke or list`},
-		{"no command", []string{"nats"}, "usage: authd nats grant|revoke|list"},
+		{"no command", []string{"nats"}, "nats: missing command: want grant, revoke or list; run 'authd nats --help' for usage"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -59,7 +59,8 @@ func loadNATSConfig(getenv func(string) string) (natsConfig, error) {
 		Account:      e.str("AUTHD_NATS_ACCOUNT", "$G"),
 		HealthAddr:   e.getenv("AUTHD_NATS_HEALTH_ADDR"),
 	}
-	c.Password = natsPassword(e)
+	var passwordOK bool
+	c.Password, passwordOK = natsPassword(e)
 
 	var modes []string
 	for _, m := range []struct{ name, value string }{
@@ -76,7 +77,7 @@ func loadNATSConfig(getenv func(string) string) (natsConfig, error) {
 		e.fail("AUTHD_NATS_CREDS", "not set (nor AUTHD_NATS_NKEY_SEED_FILE, nor AUTHD_NATS_USER and AUTHD_NATS_PASSWORD): how authd logs in to NATS as the callout user")
 	case len(modes) > 1:
 		e.fail(modes[0], "%s are set: log in to NATS one way only", strings.Join(modes, " and "))
-	case c.User != "" && c.Password == "":
+	case c.User != "" && c.Password == "" && passwordOK:
 		e.fail("AUTHD_NATS_PASSWORD", "not set (nor AUTHD_NATS_PASSWORD_FILE), but AUTHD_NATS_USER is")
 	}
 	if c.Password != "" && c.User == "" {
@@ -100,21 +101,24 @@ func loadNATSConfig(getenv func(string) string) (natsConfig, error) {
 }
 
 // natsPassword is AUTHD_NATS_PASSWORD, or the contents of
-// AUTHD_NATS_PASSWORD_FILE without its final newline.
-func natsPassword(e *env) string {
+// AUTHD_NATS_PASSWORD_FILE without its final newline. It returns false when
+// it reported a problem, so that the caller does not call the password
+// "not set" as well.
+func natsPassword(e *env) (string, bool) {
 	v, f := e.getenv("AUTHD_NATS_PASSWORD"), e.getenv("AUTHD_NATS_PASSWORD_FILE")
 	switch {
 	case v != "" && f != "":
 		e.fail("AUTHD_NATS_PASSWORD", "AUTHD_NATS_PASSWORD and AUTHD_NATS_PASSWORD_FILE are both set: use one")
+		return "", false
 	case f != "":
 		b, err := os.ReadFile(f)
 		if err != nil {
 			e.fail("AUTHD_NATS_PASSWORD_FILE", "%v", err)
-			return ""
+			return "", false
 		}
-		return strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		return strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r"), true
 	}
-	return v
+	return v, true
 }
 
 // readSeed reads an nkey seed of the given kind from the first line of
@@ -164,43 +168,67 @@ type authority struct {
 	*store.DB
 }
 
-func runNATSCallout(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) != 0 {
-		return fmt.Errorf("nats-callout takes no arguments, got %q", args)
-	}
-	cfg, err := loadConfig(getenv)
-	ncfg, nerr := loadNATSConfig(getenv)
-	if err = errors.Join(err, nerr); err != nil {
-		return fmt.Errorf("configuration:\n%w", err)
-	}
-	log := newLogger(stderr, cfg.LogLevel)
-
-	// Keys and the database URL reload as in serve, until wctx ends. The
-	// NATS seeds do not: nats-server needs a restart to change
-	// auth_callout anyway.
-	wctx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	reg := prometheus.NewRegistry()
-	c, err := openCore(wctx, cfg, reg, log)
+func runNATSCallout(ctx context.Context, c *cli, _ []string) error {
+	ncfg, nerr := loadNATSConfig(c.getenv)
+	cfg, log, err := startLogging(c, nerr)
 	if err != nil {
 		return err
 	}
-	defer c.db.Close()
+	if err := natsCallout(ctx, cfg, ncfg, log, lifecycleLogger(c.stderr, cfg)); err != nil {
+		log.Error("authd nats-callout failed", "err", err)
+		return loggedError{err}
+	}
+	return nil
+}
+
+// natsCallout answers NATS auth callout requests. life logs its start and
+// stop.
+func natsCallout(ctx context.Context, cfg config, ncfg natsConfig, log, life *slog.Logger) error {
+	// Listen before anything else, so that a busy port fails start-up,
+	// and the liveness probe answers while the database is awaited.
+	var (
+		health     net.Listener
+		hsrv       *http.Server
+		healthMux  swapHandler
+		herr       = make(chan error, 1)
+		healthAddr string
+	)
+	if ncfg.HealthAddr != "" {
+		var err error
+		if health, err = net.Listen("tcp", ncfg.HealthAddr); err != nil {
+			return fmt.Errorf("AUTHD_NATS_HEALTH_ADDR: listen on %s: %w", ncfg.HealthAddr, err)
+		}
+		healthAddr = health.Addr().String()
+		healthMux.set(startingHealth())
+		hsrv = &http.Server{
+			Handler:           &healthMux,
+			ReadHeaderTimeout: 5 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		go func() { herr <- hsrv.Serve(health) }()
+		defer hsrv.Close()
+		life.Info("authd nats-callout health listening", "addr", healthAddr)
+	}
+
+	// Keys and the database URL reload as in serve, until the core
+	// closes. The NATS seeds do not: nats-server needs a restart to change
+	// auth_callout anyway.
+	reg := prometheus.NewRegistry()
+	c, err := openCore(ctx, cfg, reg, log)
+	if err != nil {
+		if ctx.Err() != nil { // stopped while waiting for the database
+			life.Info("stopped")
+			return nil
+		}
+		return err
+	}
+	defer c.close()
 	api, db, ks := c.api, c.db, c.tokens.Keys()
 	svc, err := natsauth.New(authority{api, db}, natsauth.Config{
 		Issuer: ncfg.Issuer, XKey: ncfg.XKey, Account: ncfg.Account, Metrics: reg,
 	}, log)
 	if err != nil {
 		return err
-	}
-
-	// Listen before connecting, so that a busy port fails start-up.
-	var health net.Listener
-	if ncfg.HealthAddr != "" {
-		if health, err = net.Listen("tcp", ncfg.HealthAddr); err != nil {
-			return fmt.Errorf("AUTHD_NATS_HEALTH_ADDR: listen on %s: %w", ncfg.HealthAddr, err)
-		}
-		defer health.Close()
 	}
 
 	opts, err := ncfg.options()
@@ -232,28 +260,17 @@ func runNATSCallout(ctx context.Context, args []string, getenv func(string) stri
 	if err := svc.Start(nc); err != nil {
 		return err
 	}
-
-	var hsrv *http.Server
-	herr := make(chan error, 1)
-	if health != nil {
-		hsrv = &http.Server{
-			Handler:           healthHandler(reg, nc, db, log),
-			ReadHeaderTimeout: 5 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		}
-		go func() { herr <- hsrv.Serve(health) }()
+	if hsrv != nil {
+		healthMux.set(healthHandler(reg, nc, db, log))
 	}
 
 	var xkey string
 	if ncfg.XKey != nil {
 		xkey, _ = ncfg.XKey.PublicKey()
 	}
-	log.Info("authd nats-callout answering", "subject", natsauth.Subject, "url", nc.ConnectedUrlRedacted(),
-		"issuer", svc.IssuerPublicKey(), "xkey", xkey, "account", ncfg.Account, "signing_kid", ks.SigningKeyID())
-	fmt.Fprintf(stdout, "authd nats-callout answering %s on %s\n", natsauth.Subject, nc.ConnectedUrlRedacted())
-	if health != nil {
-		fmt.Fprintf(stdout, "authd nats-callout health on %s\n", health.Addr())
-	}
+	life.Info("authd nats-callout answering", "subject", natsauth.Subject, "url", nc.ConnectedUrlRedacted(),
+		"issuer", svc.IssuerPublicKey(), "xkey", xkey, "account", ncfg.Account, "signing_kid", ks.SigningKeyID(),
+		"health_addr", healthAddr)
 
 	select {
 	case <-ctx.Done():
@@ -264,7 +281,7 @@ func runNATSCallout(ctx context.Context, args []string, getenv func(string) stri
 	}
 	// Drain: nats-server stops sending requests here (other instances in
 	// the queue group take them), and those received are answered.
-	log.Info("shutting down", "grace", cfg.ShutdownGracePeriod.String())
+	life.Info("shutting down", "grace_ms", cfg.ShutdownGracePeriod.Milliseconds())
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGracePeriod)
 	defer cancel()
 	stopErr := svc.Stop(sctx)
@@ -274,8 +291,28 @@ func runNATSCallout(ctx context.Context, args []string, getenv func(string) stri
 	if stopErr != nil {
 		return stopErr
 	}
-	log.Info("stopped")
+	life.Info("stopped")
 	return nil
+}
+
+// healthz answers that the process runs: liveness.
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, `{"status":"ok"}`)
+}
+
+// startingHealth serves the health endpoints while the database is
+// awaited: alive, not ready.
+func startingHealth() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", "5")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"status":"starting","database":"unavailable"}`)
+	})
+	return mux
 }
 
 // healthHandler serves /healthz (the process answers: liveness), /readyz
@@ -284,10 +321,7 @@ func runNATSCallout(ctx context.Context, args []string, getenv func(string) stri
 // of the identity rules it shares with serve, Go and process).
 func healthHandler(reg *prometheus.Registry, nc *nats.Conn, db *store.DB, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"status":"ok"}`)
-	})
+	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		if !nc.IsConnected() {

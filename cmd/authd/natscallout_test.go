@@ -65,8 +65,8 @@ func calloutNATS(t *testing.T, conf string) *natsserver.Server {
 }
 
 var (
-	calloutAnswering = regexp.MustCompile(`authd nats-callout answering \S+ on (\S+)\n`)
-	calloutHealth    = regexp.MustCompile(`authd nats-callout health on (\S+)\n`)
+	// The JSON log line of a callout that answers, with its health address.
+	calloutAnswering = regexp.MustCompile(`"msg":"authd nats-callout answering".*"health_addr":"([^"]*)"`)
 )
 
 // runningCallout is `authd nats-callout` running in the test.
@@ -84,7 +84,7 @@ func startCallout(t *testing.T, env map[string]string) *runningCallout {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &runningCallout{stdout: &syncBuffer{}, stderr: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
 	go func() {
-		c.done <- run(ctx, []string{"authd", "nats-callout"}, getenv(env), strings.NewReader(""), c.stdout, c.stderr)
+		c.done <- run(ctx, []string{"authd", "nats-callout"}, getenv(env), environList(env), strings.NewReader(""), c.stdout, c.stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -95,7 +95,7 @@ func startCallout(t *testing.T, env map[string]string) *runningCallout {
 		}
 	})
 	deadline := time.After(15 * time.Second)
-	for !calloutAnswering.MatchString(c.stdout.String()) {
+	for !calloutAnswering.MatchString(c.stderr.String()) {
 		select {
 		case err := <-c.done:
 			c.done <- err
@@ -105,9 +105,7 @@ func startCallout(t *testing.T, env map[string]string) *runningCallout {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	if m := calloutHealth.FindStringSubmatch(c.stdout.String()); m != nil {
-		c.health = m[1]
-	}
+	c.health = calloutAnswering.FindStringSubmatch(c.stderr.String())[1]
 	return c
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,37 +12,65 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"authd/server"
 )
 
-func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) != 0 {
-		return fmt.Errorf("serve takes no arguments, got %q", args)
-	}
-	cfg, err := loadConfig(getenv)
-	if err != nil {
-		return fmt.Errorf("configuration:\n%w", err)
-	}
-	log := newLogger(stderr, cfg.LogLevel)
-
-	// The watchers of keys and files stop with wctx, once serve returns.
-	wctx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	c, err := openCore(wctx, cfg, prometheus.NewRegistry(), log)
+func runServe(ctx context.Context, c *cli, _ []string) error {
+	cfg, log, err := startLogging(c, nil)
 	if err != nil {
 		return err
 	}
-	defer c.db.Close()
-	handler, ks := c.api, c.tokens.Keys()
-
-	if cfg.PurgeInterval > 0 {
-		go handler.RunPurge(wctx, cfg.PurgeInterval)
+	if err := serve(ctx, cfg, log, lifecycleLogger(c.stderr, cfg)); err != nil {
+		log.Error("authd serve failed", "err", err)
+		return loggedError{err}
 	}
+	return nil
+}
 
-	// Listen before serving so that a busy port fails start-up.
+// startLogging reads the configuration of serve and nats-callout and
+// builds their logger, then logs what is wrong with the configuration and
+// which AUTHD_* variables it does not know. more is what else the command
+// found wrong with its configuration. A bad configuration is an error
+// already logged.
+func startLogging(c *cli, more error) (config, *slog.Logger, error) {
+	cfg, err := loadConfig(c.getenv)
+	log := newLogger(c.stderr, cfg.LogFormat, cfg.LogLevel)
+	if err = errors.Join(err, more); err != nil {
+		log.Error("invalid configuration", "problems", problems(err))
+		return cfg, nil, loggedError{fmt.Errorf("configuration:\n%w", err)}
+	}
+	if unknown := unknownVars(c.environ()); len(unknown) > 0 {
+		log.Warn("unknown AUTHD_* variables are ignored; check their spelling", "variables", unknown)
+	}
+	return cfg, log, nil
+}
+
+// problems lists the errors that errors.Join joined, one string each.
+func problems(err error) []string {
+	var out []string
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			out = append(out, problems(e)...)
+		}
+		return out
+	}
+	return []string{err.Error()}
+}
+
+// serve runs the HTTP server. life logs its start and stop.
+func serve(ctx context.Context, cfg config, log, life *slog.Logger) error {
+	// Listen before anything else, so that a busy port fails start-up at
+	// once, and so that the liveness probe answers while the database is
+	// awaited.
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	addr := ln.Addr().String()
+	var api swapHandler
+	api.set(server.Starting(log))
+
 	// While draining, every answer closes its connection, so that clients
 	// and load balancers holding keep-alive connections stop using them.
 	var draining atomic.Bool
@@ -51,7 +80,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			if draining.Load() {
 				w.Header().Set("Connection", "close")
 			}
-			handler.ServeHTTP(w, r)
+			api.ServeHTTP(w, r)
 		}),
 		ConnState: func(_ net.Conn, st http.ConnState) {
 			switch st {
@@ -68,19 +97,39 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		MaxHeaderBytes:    64 << 10, // room for a 50 kB hostile header to reach verify and get a 401
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("authd listening", "addr", ln.Addr().String(), "signing_kid", ks.SigningKeyID(), "algorithms", ks.Algorithms(),
-		"access_ttl", cfg.AccessTTL.String(), "refresh_ttl", cfg.RefreshTTL.String(), "bcrypt_cost", cfg.BcryptCost)
-	fmt.Fprintf(stdout, "authd listening on %s\n", ln.Addr())
-
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	life.Info("authd listening", "addr", addr)
+
+	reg := prometheus.NewRegistry()
+	c, err := openCore(ctx, cfg, reg, log)
+	if err != nil {
+		srv.Close()
+		<-errc
+		if ctx.Err() != nil { // stopped while waiting for the database
+			life.Info("stopped")
+			return nil
+		}
+		return err
+	}
+	// Last: the background jobs end, and only then the pool closes, so
+	// that no job fails on a closed pool.
+	defer c.close()
+	api.set(c.api)
+	if cfg.PurgeInterval > 0 {
+		c.goJob(func(ctx context.Context) { c.api.RunPurge(ctx, cfg.PurgeInterval) })
+	}
+	ks := c.tokens.Keys()
+	life.Info("authd ready", "addr", addr, "signing_kid", ks.SigningKeyID(), "algorithms", ks.Algorithms(),
+		"access_ttl_ms", cfg.AccessTTL.Milliseconds(), "refresh_ttl_ms", cfg.RefreshTTL.Milliseconds(), "bcrypt_cost", cfg.BcryptCost)
+
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
 	// Drain: stop accepting, let requests in flight finish.
-	log.Info("shutting down", "grace", cfg.ShutdownGracePeriod.String())
+	life.Info("shutting down", "grace_ms", cfg.ShutdownGracePeriod.Milliseconds())
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGracePeriod)
 	defer cancel()
 	// Shutdown alone closes idle keep-alive connections at once, and drops
@@ -97,12 +146,37 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("drain connections: %w", err)
 	}
-	log.Info("stopped")
+	life.Info("stopped")
 	return nil
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+// swapHandler serves with the handler set last: the start-up answers while
+// the database is awaited, then the API.
+type swapHandler struct{ h atomic.Pointer[http.Handler] }
+
+func (s *swapHandler) set(h http.Handler) { s.h.Store(&h) }
+
+func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.h.Load()).ServeHTTP(w, r)
+}
+
+// lifecycleLogger logs the lines that say a server started, where it
+// listens, and that it stopped, whatever AUTHD_LOG_LEVEL says: they are
+// few, and an operator (or a test) that asks for warnings only still needs
+// them.
+func lifecycleLogger(w io.Writer, cfg config) *slog.Logger {
+	return newLogger(w, cfg.LogFormat, "info")
+}
+
+// newLogger logs to w in JSON, one object a line (AUTHD_LOG_FORMAT=json,
+// for log shippers), or in slog's key=value text (text, for a terminal).
+// Durations are logged as numbers of milliseconds, in keys ending _ms.
+func newLogger(w io.Writer, format, level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
 }

@@ -35,6 +35,7 @@ func TestServeRefusesToStart(t *testing.T) {
 	busyPort := serveEnv(storetest.NewURL(t))
 	busyPort["AUTHD_ADDR"] = busy.Addr().String()
 	unreachable := serveEnv("postgres://postgres@127.0.0.1:1/postgres")
+	unreachable["AUTHD_DB_WAIT"] = "0" // try once
 	badRolePath := serveEnv(storetest.NewURL(t))
 	badRolePath["AUTHD_JWT_ROLE_PATH"] = "exp.roles"
 
@@ -53,7 +54,7 @@ func TestServeRefusesToStart(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			var stdout, stderr bytes.Buffer
-			err := run(ctx, []string{"authd", "serve"}, getenv(tt.env), strings.NewReader(""), &stdout, &stderr)
+			err := run(ctx, []string{"authd", "serve"}, getenv(tt.env), environList(tt.env), strings.NewReader(""), &stdout, &stderr)
 			if err == nil {
 				t.Fatal("serve: got no error")
 			}
@@ -63,8 +64,22 @@ func TestServeRefusesToStart(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q does not contain %q", err, tt.want)
 			}
-			if strings.Contains(stdout.String(), "listening") {
-				t.Errorf("stdout: got %q, want no listening line", stdout.String())
+			if stdout.Len() != 0 {
+				t.Errorf("stdout: got %q, want nothing", stdout.String())
+			}
+			// Logs are JSON, end with the error, and hold no warning:
+			// no background job ran into the failed start-up.
+			lines := jsonLines(t, stderr.String())
+			if len(lines) == 0 {
+				t.Fatal("nothing logged")
+			}
+			if last := lines[len(lines)-1]; last["level"] != "ERROR" || last["msg"] != "authd serve failed" || last["err"] != err.Error() {
+				t.Errorf("last log line: got %v, want the error %q", last, err)
+			}
+			for _, l := range lines {
+				if l["level"] == "WARN" || l["msg"] == "authd ready" {
+					t.Errorf("log line %v: want no warning and no ready line", l)
+				}
 			}
 		})
 	}

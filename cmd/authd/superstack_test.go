@@ -191,7 +191,8 @@ type testServer struct {
 	stderr *syncBuffer
 }
 
-var listening = regexp.MustCompile(`authd listening on (\S+)\n`)
+// listening finds the address in serve's JSON log line saying it is ready.
+var listening = regexp.MustCompile(`"msg":"authd ready","addr":"([^"]+)"`)
 
 // startServer runs `authd serve` on the database at url, on a free port,
 // with extra environment variables.
@@ -213,7 +214,7 @@ func startServer(t *testing.T, url string, extra map[string]string) *testServer 
 	s.cancel = cancel
 	stdout := &syncBuffer{}
 	go func() {
-		s.done <- run(ctx, []string{"authd", "serve"}, getenv(env), strings.NewReader(""), stdout, s.stderr)
+		s.done <- run(ctx, []string{"authd", "serve"}, getenv(env), environList(env), strings.NewReader(""), stdout, s.stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -225,7 +226,7 @@ func startServer(t *testing.T, url string, extra map[string]string) *testServer 
 	})
 	deadline := time.After(15 * time.Second)
 	for {
-		if m := listening.FindStringSubmatch(stdout.String()); m != nil {
+		if m := listening.FindStringSubmatch(s.stderr.String()); m != nil {
 			s.base = "http://" + m[1]
 			return s
 		}

@@ -41,7 +41,7 @@ func TestUserAddPromptsWithoutEcho(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	go func() {
-		done <- run(ctx, []string{"authd", "user", "add", "carol", "--role", role}, getenv(baseEnv(url)), tty, io.Discard, &prompts)
+		done <- run(ctx, []string{"authd", "user", "add", "carol", "--role", role}, getenv(baseEnv(url)), environList(baseEnv(url)), tty, io.Discard, &prompts)
 	}()
 
 	const password = "typed-at-the-terminal"

@@ -17,85 +17,96 @@ import (
 	"authd/store"
 )
 
-func runUser(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("usage: authd user add|passwd|del|list")
-	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	role := fs.String("role", "", "database role of the user")
-	names, err := parseInterspersed(fs, args)
-	if err != nil {
-		return fmt.Errorf("user %s: %w", sub, err)
-	}
-	want := map[string]int{"add": 1, "passwd": 1, "del": 1, "list": 0}
-	n, ok := want[sub]
-	if !ok {
-		return fmt.Errorf("unknown user command %q: want add, passwd, del or list", sub)
-	}
-	if len(names) != n {
-		return fmt.Errorf("user %s: want %d name argument(s), got %d", sub, n, len(names))
-	}
-	if sub != "add" && *role != "" {
-		return fmt.Errorf("user %s: --role applies only to user add", sub)
-	}
-	e := &env{getenv: getenv}
+// userCost is AUTHD_BCRYPT_COST, checked before any password is read.
+func userCost(c *cli) (int, error) {
+	e := &env{getenv: c.getenv}
 	cost := bcryptCost(e)
-	if err := errors.Join(e.errs...); err != nil {
-		return err
-	}
+	return cost, errors.Join(e.errs...)
+}
 
-	// Check what needs no database before connecting, so a typo does not
-	// wait on a connection.
-	var password string
-	if sub == "add" || sub == "passwd" {
-		if sub == "add" {
-			if *role == "" {
-				return errors.New("user add: --role ROLE is required")
-			}
-			if len(names[0]) < 3 {
-				return fmt.Errorf("user add %q: %w", names[0], store.ErrUsernameTooShort)
-			}
-		}
-		password, err = readPassword(stdin, stderr)
+// newPassword reads a password, checking what needs no database before
+// connecting, so that a mistake does not wait on a connection.
+func newPassword(c *cli) (string, error) {
+	password, err := readPassword(c.stdin, c.stderr)
+	if err != nil {
+		return "", err
+	}
+	if len(password) > store.MaxPasswordBytes {
+		return "", store.ErrPasswordTooLong
+	}
+	return password, nil
+}
+
+func userAddCmd(fs *flag.FlagSet, c *cli) action {
+	role := fs.String("role", "", "database role of the user (required)")
+	return func(ctx context.Context, args []string) error {
+		name := args[0]
+		cost, err := userCost(c)
 		if err != nil {
 			return err
 		}
-		if len(password) > store.MaxPasswordBytes {
-			return store.ErrPasswordTooLong
+		if *role == "" {
+			return &usageError{"user add", "--role ROLE is required"}
 		}
+		if len(name) < 3 {
+			return fmt.Errorf("user add %q: %w", name, store.ErrUsernameTooShort)
+		}
+		password, err := newPassword(c)
+		if err != nil {
+			return err
+		}
+		db, err := openDB(ctx, c.getenv)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		return userAdd(ctx, db, name, *role, password, cost, c.getenv, c.stdout, c.stderr)
 	}
+}
 
-	db, err := openDB(ctx, getenv)
+func userPasswd(ctx context.Context, c *cli, args []string) error {
+	name := args[0]
+	cost, err := userCost(c)
+	if err != nil {
+		return err
+	}
+	password, err := newPassword(c)
+	if err != nil {
+		return err
+	}
+	db, err := openDB(ctx, c.getenv)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	hash, err := store.HashPassword(password, cost)
+	if err != nil {
+		return err
+	}
+	if err := db.SetPassword(ctx, name, hash); err != nil {
+		return notFoundUser(err, name)
+	}
+	fmt.Fprintf(c.stdout, "user %q: password changed\n", name)
+	return nil
+}
 
-	switch sub {
-	case "add":
-		return userAdd(ctx, db, names[0], *role, password, cost, getenv, stdout, stderr)
-	case "passwd":
-		hash, err := store.HashPassword(password, cost)
-		if err != nil {
-			return err
+func userDel(ctx context.Context, c *cli, args []string) error {
+	return withDB(ctx, c, func(db *store.DB) error {
+		if err := db.DeleteUser(ctx, args[0]); err != nil {
+			return notFoundUser(err, args[0])
 		}
-		if err := db.SetPassword(ctx, names[0], hash); err != nil {
-			return notFoundUser(err, names[0])
-		}
-		fmt.Fprintf(stdout, "user %q: password changed\n", names[0])
-	case "del":
-		if err := db.DeleteUser(ctx, names[0]); err != nil {
-			return notFoundUser(err, names[0])
-		}
-		fmt.Fprintf(stdout, "user %q deleted, with their sessions\n", names[0])
-	case "list":
+		fmt.Fprintf(c.stdout, "user %q deleted, with their sessions\n", args[0])
+		return nil
+	})
+}
+
+func userList(ctx context.Context, c *cli, _ []string) error {
+	return withDB(ctx, c, func(db *store.DB) error {
 		users, err := db.Users(ctx)
 		if err != nil {
 			return err
 		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "USERNAME\tROLE\tCREATED")
 		for _, u := range users {
 			r := u.Role
@@ -105,8 +116,7 @@ func runUser(ctx context.Context, args []string, getenv func(string) string, std
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Username, r, u.CreatedAt.UTC().Format("2006-01-02 15:04:05"))
 		}
 		return tw.Flush()
-	}
-	return nil
+	})
 }
 
 func userAdd(ctx context.Context, db *store.DB, name, role, password string, cost int, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -148,23 +158,6 @@ func notFoundUser(err error, name string) error {
 		return fmt.Errorf("user %q does not exist", name)
 	}
 	return err
-}
-
-// parseInterspersed parses flags that may come before, between or after
-// positional arguments ("user add NAME --role R"), which the flag package
-// alone stops at.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }
 
 // readPassword reads the password from a terminal without echo (asking

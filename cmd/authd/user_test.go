@@ -135,10 +135,10 @@ func TestUserAddErrors(t *testing.T) {
 			[]string{"--role"}},
 		{"no name", env, "pw\n",
 			[]string{"user", "add", "--role", role},
-			[]string{"name"}},
+			[]string{"user add: want NAME, got 0 argument(s)", "run 'authd user add --help' for usage"}},
 		{"two names", env, "pw\n",
 			[]string{"user", "add", "alice", "bob", "--role", role},
-			[]string{"name"}},
+			[]string{"user add: want NAME, got 2 argument(s)"}},
 		{"duplicate user", env, "second\n",
 			[]string{"user", "add", "taken", "--role", role},
 			[]string{`"taken"`, "already exists"}},
@@ -150,7 +150,7 @@ func TestUserAddErrors(t *testing.T) {
 			[]string{`"rename"`}},
 		{"--role on passwd", env, "pw\n",
 			[]string{"user", "passwd", "taken", "--role", role},
-			[]string{"--role"}},
+			[]string{"user passwd: flag provided but not defined: -role"}},
 		{"unknown flag", env, "pw\n",
 			[]string{"user", "add", "alice", "--rol", role},
 			[]string{"rol"}},
@@ -194,7 +194,7 @@ func TestUserAddUnreachableDatabase(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	var stdout, stderr bytes.Buffer
-	err := run(ctx, []string{"authd", "user", "add", "alice", "--role", "whatever"}, getenv(env),
+	err := run(ctx, []string{"authd", "user", "add", "alice", "--role", "whatever"}, getenv(env), environList(env),
 		strings.NewReader("pw\n"), &stdout, &stderr)
 	elapsed := time.Since(start)
 	if err == nil {
@@ -243,7 +243,7 @@ func TestUserInputCheckedFirst(t *testing.T) {
 }
 
 // TestMainExit runs the built binary: a failure is exit status 1 and one
-// line on stderr, "authd: …".
+// line on stderr, "authd: …"; serve's is a JSON log line.
 func TestMainExit(t *testing.T) {
 	t.Parallel()
 	bin := goBuild(t, "authd", ".")
@@ -263,7 +263,6 @@ func TestMainExit(t *testing.T) {
 		{"73-byte password", env, strings.Repeat("x", 73) + "\n", []string{"user", "add", "alice", "--role", role}, "72-byte"},
 		{"unreachable database", map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:1/postgres"}, "pw\n",
 			[]string{"user", "add", "alice", "--role", role}, "refused"},
-		{"bad config for serve", map[string]string{"JWT_SECRET": "short"}, "", []string{"serve"}, "JWT_SECRET"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -287,7 +286,7 @@ func TestMainExit(t *testing.T) {
 				t.Errorf("stdout: got %q, want nothing", stdout.String())
 			}
 			lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
-			if tt.name != "bad config for serve" && len(lines) != 1 {
+			if len(lines) != 1 {
 				t.Errorf("stderr: got %d lines %q, want exactly one", len(lines), stderr.String())
 			}
 			if !strings.HasPrefix(lines[0], "authd: ") {
@@ -298,6 +297,30 @@ func TestMainExit(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("bad config for serve", func(t *testing.T) {
+		t.Parallel()
+		cmd := exec.Command(bin, "serve")
+		cmd.Env = environ(map[string]string{"JWT_SECRET": "short", "AUTHD_ACCESS_TTL": "1 hour"})
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("authd serve: got %v, want exit status 1", err)
+		}
+		lines := jsonLines(t, stderr.String())
+		if len(lines) != 1 || stdout.Len() != 0 {
+			t.Fatalf("got stdout %q, stderr %q; want one JSON line on stderr", stdout.String(), stderr.String())
+		}
+		l := lines[0]
+		problems, _ := l["problems"].([]any)
+		if l["level"] != "ERROR" || l["msg"] != "invalid configuration" || len(problems) != 2 ||
+			!strings.HasPrefix(problems[0].(string), "AUTHD_ACCESS_TTL: ") && !strings.HasPrefix(problems[1].(string), "AUTHD_ACCESS_TTL: ") ||
+			!strings.HasPrefix(problems[0].(string), "JWT_SECRET: ") && !strings.HasPrefix(problems[1].(string), "JWT_SECRET: ") {
+			t.Errorf("got %v, want an error line with a problem for JWT_SECRET and one for AUTHD_ACCESS_TTL", l)
+		}
+	})
 
 	t.Run("usage", func(t *testing.T) {
 		t.Parallel()
@@ -387,7 +410,7 @@ func TestUserPasswd(t *testing.T) {
 		{"unknown user", "pw\n", []string{"user", "passwd", "nobody"}, `user "nobody" does not exist`},
 		{"73-byte password", strings.Repeat("p", 73) + "\n", []string{"user", "passwd", "alice"}, "72-byte"},
 		{"empty stdin", "", []string{"user", "passwd", "alice"}, "no password"},
-		{"no name", "pw\n", []string{"user", "passwd"}, "name"},
+		{"no name", "pw\n", []string{"user", "passwd"}, "user passwd: want NAME, got 0 argument(s)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runCLI(t, env, tt.stdin, tt.args...)
