@@ -12,12 +12,14 @@ SOAK_DURATION ?= 30m
 build:
 	$(GO) build -o bin/authd ./cmd/authd
 
-# run: DATABASE_URL if set, else a local server, else a private cluster in
-# .dev/pg; migrate, add the demo user, and serve. A dev JWT secret is made
-# once and kept in .dev/jwt_secret unless JWT_SECRET is set.
+# run: DATABASE_URL if set (its database created if missing), else a local
+# server, else a private cluster in .dev/pg; migrate, add the demo user,
+# and serve. A dev JWT secret is made once and kept in .dev/jwt_secret
+# unless JWT_SECRET is set. (The assignment, unlike eval "$(…)" alone,
+# stops here when localdb.sh fails.)
 run: build
 	@set -euo pipefail; \
-	eval "$$(scripts/localdb.sh)"; \
+	db_env=$$(scripts/localdb.sh); eval "$$db_env"; \
 	if [ -z "$${JWT_SECRET:-}$${PGRST_JWT_SECRET:-}" ]; then \
 		mkdir -p .dev; \
 		[ -s .dev/jwt_secret ] || head -c 32 /dev/urandom | base64 > .dev/jwt_secret; \
@@ -37,8 +39,17 @@ run: build
 test-deps:
 	scripts/test-deps.sh
 
+# test: AUTHD_TEST_DATABASE_URL if set, else the server `make run` finds
+# or starts (scripts/localdb.sh; DATABASE_URL, an application's URL, is
+# not a test server's).
 test: test-deps
 	$(GO) vet ./...
+	@set -euo pipefail; \
+	if [ -z "$${AUTHD_TEST_DATABASE_URL:-}" ]; then \
+		db_env=$$(env -u DATABASE_URL -u DATABASE_URL_FILE scripts/localdb.sh); eval "$$db_env"; \
+	fi; \
+	export AUTHD_TEST_DATABASE_URL; \
+	server=$${AUTHD_TEST_DATABASE_URL%%\?*}; echo "tests create their databases on $${server##*@}"; \
 	$(GO) test -race -count=1 ./...
 
 # fuzz: run each fuzz target for FUZZTIME (not part of test; the seed

@@ -3,31 +3,75 @@
 # shell exports for it (eval "$(scripts/localdb.sh)"):
 #   DATABASE_URL             the authd database (created if missing)
 #   AUTHD_TEST_DATABASE_URL  a superuser URL the tests create databases with
-# In order: $DATABASE_URL if set; a server on 127.0.0.1:5432 that lets
-# user postgres in; the machine's Debian cluster (started if stopped, when
-# run as root); else a private throwaway cluster in .dev/pg on port 54329,
-# made from the installed PostgreSQL binaries. Messages go to stderr.
+# In order: $DATABASE_URL if set (its database created if missing); a
+# server on 127.0.0.1:5432 that lets user postgres in; the machine's Debian
+# cluster (started if stopped, when run as root); else a private throwaway
+# cluster in .dev/pg on port 54329, made from the installed PostgreSQL
+# binaries. Messages go to stderr; passwords are never printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "localdb: $*" >&2; }
 
 db_name=${AUTHD_DB_NAME:-authd}
 
-if [ -n "${DATABASE_URL:-}" ]; then
-	say "using DATABASE_URL from the environment"
-	echo "export DATABASE_URL='$DATABASE_URL'"
-	[ -n "${AUTHD_TEST_DATABASE_URL:-}" ] && echo "export AUTHD_TEST_DATABASE_URL='$AUTHD_TEST_DATABASE_URL'"
-	exit 0
-fi
-
 pgbin() { # locate a PostgreSQL program on PATH or in Debian's versioned dirs
 	if command -v "$1" >/dev/null 2>&1; then command -v "$1"; return; fi
 	ls -d /usr/lib/postgresql/*/bin/"$1" 2>/dev/null | sort -V | tail -n 1
 }
 PSQL=$(pgbin psql)
-[ -n "$PSQL" ] || { say "psql not found: install PostgreSQL (apt-get install postgresql)"; exit 1; }
 
 can_connect() { "$PSQL" "$1" -Atqc 'select 1' >/dev/null 2>&1; }
+
+if [ -n "${DATABASE_URL:-}" ]; then
+	say "using DATABASE_URL from the environment"
+	# A database that does not exist yet is created through the same
+	# server's database postgres, with the same credentials.
+	if [ -n "$PSQL" ] && ! err=$("$PSQL" "$DATABASE_URL" -Atqc 'select 1' 2>&1 >/dev/null); then
+		case $DATABASE_URL in
+		postgres://*/* | postgresql://*/*)
+			if [[ $err == *"database \""*"\" does not exist"* ]]; then
+				path=${DATABASE_URL%%\?*}
+				query=${DATABASE_URL:${#path}}
+				db=${path##*/}
+				if "$PSQL" "${path%/*}/postgres$query" -qc "create database \"$db\"" >&2; then
+					say "created database $db"
+				else
+					# The server's superuser can: say how, owned by
+					# DATABASE_URL's user, without its password.
+					authority=${path#*://}
+					authority=${authority%%/*}
+					user=postgres
+					if [[ $authority == *@* ]]; then
+						user=${authority%@*}
+						user=${user%%:*}
+						authority=${authority##*@}
+					fi
+					host=${authority%:*} port=5432
+					[[ $authority == *:* ]] && port=${authority##*:}
+					say "database $db does not exist, and DATABASE_URL's user $user may not create it; as the server's superuser, run:"
+					case $host in
+					127.0.0.1 | localhost | "[::1]") say "  sudo -u postgres createdb -p $port -O $user $db" ;;
+					*) say "  createdb -h $host -p $port -U postgres -O $user $db" ;;
+					esac
+					exit 1
+				fi
+			else
+				say "cannot connect with DATABASE_URL: $err"
+				exit 1
+			fi
+			;;
+		*)
+			say "cannot connect with DATABASE_URL: $err"
+			exit 1
+			;;
+		esac
+	fi
+	echo "export DATABASE_URL='$DATABASE_URL'"
+	[ -n "${AUTHD_TEST_DATABASE_URL:-}" ] && echo "export AUTHD_TEST_DATABASE_URL='$AUTHD_TEST_DATABASE_URL'"
+	exit 0
+fi
+
+[ -n "$PSQL" ] || { say "psql not found: install PostgreSQL (apt-get install postgresql)"; exit 1; }
 
 emit() { # $1 = superuser URL of database postgres
 	local admin=$1 base=${1%/postgres*}
