@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -421,4 +422,91 @@ func TestDocsCurlCommands(t *testing.T) {
 	if curls < 10 {
 		t.Errorf("found %d curl commands in README.md and docs/; want the session's and more", curls)
 	}
+}
+
+// TestDocsLinks checks that every relative link in the README and docs/
+// names a file of the repository and, after #, a heading of that file, as
+// GitHub makes anchors of them.
+func TestDocsLinks(t *testing.T) {
+	files, err := filepath.Glob("docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append([]string{"README.md"}, files...)
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	links := 0
+	for _, file := range files {
+		text, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range link.FindAllStringSubmatch(withoutCode(string(text)), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			links++
+			path, anchor, _ := strings.Cut(target, "#")
+			dest := file
+			if path != "" {
+				dest = filepath.Join(filepath.Dir(file), path)
+				if _, err := os.Stat(dest); err != nil {
+					t.Errorf("%s: link %q: %v", file, target, err)
+					continue
+				}
+			}
+			if anchor == "" {
+				continue
+			}
+			if !slices.Contains(anchors(t, dest), anchor) {
+				t.Errorf("%s: link %q: %s has no heading with anchor #%s", file, target, dest, anchor)
+			}
+		}
+	}
+	if links < 20 {
+		t.Errorf("found %d relative links; want the README's contents and more", links)
+	}
+}
+
+// withoutCode drops fenced blocks and inline code, where "](" is no link.
+func withoutCode(text string) string {
+	code := regexp.MustCompile("`[^`]*`")
+	var b strings.Builder
+	fenced := false
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "```") {
+			fenced = !fenced
+			continue
+		}
+		if !fenced {
+			b.WriteString(code.ReplaceAllString(line, "") + "\n")
+		}
+	}
+	return b.String()
+}
+
+// anchors are the ids GitHub gives the headings of a Markdown file:
+// lowercase, punctuation dropped, spaces made hyphens.
+func anchors(t *testing.T, file string) []string {
+	t.Helper()
+	text, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop := regexp.MustCompile(`[^\p{L}\p{N}\- _]`)
+	var out []string
+	fenced := false
+	for _, line := range strings.Split(string(text), "\n") {
+		if strings.HasPrefix(line, "```") {
+			fenced = !fenced
+			continue
+		}
+		h, ok := strings.CutPrefix(line, "#")
+		if fenced || !ok {
+			continue
+		}
+		h = strings.TrimSpace(strings.TrimLeft(h, "#"))
+		out = append(out, strings.ReplaceAll(drop.ReplaceAllString(strings.ToLower(h), ""), " ", "-"))
+	}
+	return out
 }
