@@ -13,6 +13,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"authd/store/storetest"
 )
 
@@ -276,5 +278,57 @@ func TestServeDatabaseWaitEnds(t *testing.T) {
 				t.Errorf("the database password appears in the logs:\n%s", stderr.String())
 			}
 		})
+	}
+}
+
+// TestNATSCalloutWaitsForDatabase: nats-callout, too, waits for its
+// database, its health endpoint alive but not ready meanwhile, and stops
+// cleanly when told to while it waits.
+func TestNATSCalloutWaitsForDatabase(t *testing.T) {
+	t.Parallel()
+	account, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuerSeedFile, _ := calloutKeyFile(t, account)
+	env := baseEnv(fmt.Sprintf("postgres://postgres@127.0.0.1:%d/authd?sslmode=disable", freePort(t)))
+	env["JWT_SECRET"] = secret32
+	env["AUTHD_NATS_USER"], env["AUTHD_NATS_PASSWORD"] = "authd", "pw"
+	env["AUTHD_NATS_ISSUER_SEED_FILE"] = issuerSeedFile
+	env["AUTHD_NATS_HEALTH_ADDR"] = "127.0.0.1:0"
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"authd", "nats-callout"}, getenv(env), environList(env), strings.NewReader(""), io.Discard, logs)
+	}()
+
+	var health string
+	waitLog(t, "health listening and a retry", logs, done, func(lines []map[string]any) bool {
+		if l := withMsg(lines, "authd nats-callout health listening"); len(l) > 0 {
+			health = "http://" + l[0]["addr"].(string)
+		}
+		return health != "" && len(withMsg(lines, retryMsg)) > 0
+	})
+	if status, _, body := get(t, health+"/healthz"); status != http.StatusOK {
+		t.Errorf("/healthz while waiting: got %d %s, want 200", status, body)
+	}
+	if status, retryAfter, body := get(t, health+"/readyz"); status != http.StatusServiceUnavailable || retryAfter == "" {
+		t.Errorf("/readyz while waiting: got %d (Retry-After %q) %s, want 503 with Retry-After", status, retryAfter, body)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("stopped while waiting: got %v, want nil", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("nats-callout did not stop while waiting for its database")
+	}
+	lines := jsonLines(t, logs.String())
+	if last := lines[len(lines)-1]; last["msg"] != "stopped" {
+		t.Errorf("last log line: got %v, want stopped", last)
 	}
 }

@@ -52,4 +52,3 @@ func TestLocalDBCreatesDatabase(t *testing.T) {
 		t.Errorf("unreachable server: got %v, stderr %q; want a failure saying so, without the password", err, stderr)
 	}
 }
-
