@@ -5,9 +5,11 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"authd/server"
+	"authd/token"
 )
 
 // TestIdentifyPasswordSharesLoginRules: the password check other front
@@ -57,4 +59,33 @@ func TestIdentifyToken(t *testing.T) {
 	if _, err := e.api.IdentifyToken(access + "x"); !errors.As(err, &apiErr) || apiErr.Status != http.StatusUnauthorized {
 		t.Errorf("tampered token: got %v, want 401", err)
 	}
+}
+
+// TestIdentifyTokenExpiresInTheCache: a token the verified-token cache
+// holds stops identifying anyone at the moment a full verification would
+// refuse it (exp plus the 30 s leeway), not a moment later. Timed by a
+// synctest bubble's clock, which the server and its issuer read.
+func TestIdentifyTokenExpiresInTheCache(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withAccessTTL(time.Minute))
+	synctest.Test(t, func(t *testing.T) {
+		raw, exp, err := e.tokens.Issue(testUser, e.role, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // verified, then from the cache
+			if id, err := e.api.IdentifyToken(raw); err != nil || !id.Expires.Equal(exp) {
+				t.Fatalf("got %+v, %v; want the identity until %s", id, err, exp)
+			}
+		}
+		time.Sleep(time.Until(exp.Add(token.Leeway)) - time.Nanosecond)
+		if _, err := e.api.IdentifyToken(raw); err != nil {
+			t.Errorf("within the leeway: %v", err)
+		}
+		time.Sleep(time.Nanosecond)
+		var apiErr *server.Error
+		if _, err := e.api.IdentifyToken(raw); !errors.As(err, &apiErr) || apiErr.Status != http.StatusUnauthorized {
+			t.Errorf("at exp + leeway: got %v, want 401", err)
+		}
+	})
 }

@@ -52,7 +52,9 @@ func (vc *verifiedCache) get(raw string, gen uint64, now time.Time) (verified, b
 	if !ok {
 		return verified{}, false
 	}
-	if v.gen != gen || now.Add(-token.Leeway).After(time.Unix(v.expires, 0)) {
+	// Expired from exp + leeway on, as the parser has it (jwt's
+	// verifyExpiresAt): a hit must never outlive a full verification.
+	if v.gen != gen || !now.Before(time.Unix(v.expires, 0).Add(token.Leeway)) {
 		vc.mu.Lock()
 		delete(vc.m, key)
 		vc.mu.Unlock()
