@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"authd/token"
@@ -73,14 +74,15 @@ func TestVerifyAPIKeyMintsReusedToken(t *testing.T) {
 
 func TestVerifyAPIKeyDisabledWithinASecond(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	other, _, _, _ := e.newServer() // a second authd instance
+	clock := newClock()
+	e := newEnv(t, withClock(clock))
+	other, _, _, _ := e.newServer(withClock(clock)) // a second authd instance
 	id, key := e.newKey(600, nil)
 	for _, url := range []string{e.srv.URL, other.URL} {
 		wantStatus(t, do(t, nil, http.MethodGet, url+"/auth/verify", apiKeyHeader(key), ""), http.StatusOK)
 	}
 	e.exec(`update auth.api_key set enabled = false where id = $1`, id)
-	time.Sleep(1100 * time.Millisecond)
+	clock.advance(time.Second)
 	for _, url := range []string{e.srv.URL, other.URL} {
 		r := do(t, nil, http.MethodGet, url+"/auth/verify", apiKeyHeader(key), "")
 		wantStatus(t, r, http.StatusUnauthorized)
@@ -141,14 +143,56 @@ func TestVerifyAPIKeyRateLimitedPerPlan(t *testing.T) {
 
 func TestVerifyAPIKeyRoleDropped(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, withAPIKeyTTL(time.Minute))
+	clock := newClock()
+	e := newEnv(t, withAPIKeyTTL(time.Minute), withClock(clock))
 	_, key := e.newKey(600, nil)
 	wantStatus(t, e.verify(http.MethodGet, apiKeyHeader(key)), http.StatusOK)
 	e.exec(`drop role ` + e.role)
-	time.Sleep(1100 * time.Millisecond)
+	clock.advance(time.Second)
 	r := e.verify(http.MethodGet, apiKeyHeader(key))
 	wantStatus(t, r, http.StatusForbidden)
 	if r.header.Get("Authorization") != "" {
 		t.Errorf("a key whose role was dropped still got a token")
 	}
+}
+
+// TestAPIKeyRecheck: a key's row, and the absence of a key id, are
+// trusted for APIKeyRecheck (1 s) and read again after it, so that a busy
+// or made-up key costs one query per second, and disabling or creating a
+// key takes effect within one. Timed by a synctest bubble's clock.
+func TestAPIKeyRecheck(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t) // on time.Now: the bubble's clock inside it
+	id, key := e.newKey(600, nil)
+	newID, newKey, newHash, err := token.NewAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		identify := func(key, want string) {
+			t.Helper()
+			got := "ok"
+			if _, err := e.api.IdentifyAPIKey(ctx, key); err != nil {
+				got = err.Error()
+			}
+			if !strings.Contains(got, want) {
+				t.Errorf("got %q, want %q", got, want)
+			}
+		}
+		identify(key, "ok")
+		identify(newKey, "Invalid API key")
+		if _, err := e.db.Pool().Exec(ctx, `update auth.api_key set enabled = false where id = $1`, id); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.db.CreateAPIKey(ctx, newID, newHash, "", "plan-600-"+e.role, nil); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second - time.Nanosecond)
+		identify(key, "ok")
+		identify(newKey, "Invalid API key")
+		time.Sleep(time.Nanosecond)
+		identify(key, "API key disabled")
+		identify(newKey, "ok")
+	})
 }

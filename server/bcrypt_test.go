@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,34 +105,110 @@ func TestBcryptRunsOnALowerPriorityThread(t *testing.T) {
 	}
 }
 
+// gateMessage is the message of the *Error err, or "ok" for nil.
+func gateMessage(t *testing.T, err error) string {
+	t.Helper()
+	if err == nil {
+		return "ok"
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Status != 503 || e.Header.Get("Retry-After") != "1" {
+		t.Fatalf("got %v, want a 503 with Retry-After: 1", err)
+	}
+	return e.Message
+}
+
+const (
+	busy     = "Too many logins at once; try again shortly"
+	timedOut = "Request timed out"
+)
+
 // TestBcryptGateDeadline: a caller whose request deadline passes while
 // its compare runs gets a timeout at the deadline, and the slot is freed
 // when the compare ends.
 func TestBcryptGateDeadline(t *testing.T) {
-	g := newBcryptGate(1, 0, time.Second, 0, newMetrics(prometheus.NewRegistry(), nil, time.Now))
-	release := make(chan struct{})
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	err := g.run(ctx, func() { <-release })
-	var e *Error
-	if !errors.As(err, &e) || e.Status != 503 || e.Message != "Request timed out" {
-		t.Fatalf("got %v, want 503 Request timed out", err)
-	}
-	// The compare still holds the slot, and the queue is 0: shed at once.
-	if err := g.run(context.Background(), func() {}); !errors.As(err, &e) || e.Message != "Too many logins at once; try again shortly" {
-		t.Fatalf("with the slot taken and no queue: got %v, want 503 Too many logins", err)
-	}
-	close(release)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if err := g.run(context.Background(), func() {}); err == nil {
-			break
+	synctest.Test(t, func(t *testing.T) {
+		g := newBcryptGate(1, 0, time.Second, 0, newMetrics(prometheus.NewRegistry(), nil, time.Now))
+		release := make(chan struct{})
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		if got := gateMessage(t, g.run(ctx, func() { <-release })); got != timedOut {
+			t.Fatalf("got %q, want %q", got, timedOut)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the slot was not freed when the compare ended")
+		if d := time.Since(start); d != 50*time.Millisecond {
+			t.Errorf("timed out after %s, want at the 50 ms deadline", d)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		// The compare still holds the slot, and the queue is 0: shed at once.
+		if got := gateMessage(t, g.run(context.Background(), func() {})); got != busy {
+			t.Fatalf("with the slot taken and no queue: got %q, want %q", got, busy)
+		}
+		close(release)
+		synctest.Wait() // the compare's goroutine has freed the slot and ended
+		if got := gateMessage(t, g.run(context.Background(), func() {})); got != "ok" {
+			t.Fatalf("after the compare ended: got %q, want the slot", got)
+		}
+	})
+}
+
+// TestBcryptGateQueue: with the slots busy, up to queue callers wait, each
+// at most the wait, and one more is shed at once; a caller whose request
+// ends while it waits is told so and its compare never runs.
+func TestBcryptGateQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const wait = 2 * time.Second
+		g := newBcryptGate(1, 2, wait, 0, newMetrics(prometheus.NewRegistry(), nil, time.Now))
+		release := make(chan struct{})
+		holder := make(chan error, 1)
+		go func() { holder <- g.run(context.Background(), func() { <-release }) }()
+		synctest.Wait()
+
+		// Two wait: one until the wait is over, one until its request ends.
+		queued := make(chan string, 1)
+		go func() { queued <- gateMessage(t, g.run(context.Background(), func() {})) }()
+		ctx, cancel := context.WithCancel(context.Background())
+		ended := make(chan string, 1)
+		ran := false
+		go func() { ended <- gateMessage(t, g.run(ctx, func() { ran = true })) }()
+		synctest.Wait()
+		if n := g.waiting.Load(); n != 2 {
+			t.Fatalf("%d callers waiting, want 2", n)
+		}
+
+		// The queue is full: the next is shed without waiting at all.
+		start := time.Now()
+		if got := gateMessage(t, g.run(context.Background(), func() {})); got != busy || time.Since(start) != 0 {
+			t.Errorf("with the queue full: got %q after %s, want %q at once", got, time.Since(start), busy)
+		}
+
+		cancel()
+		if got := <-ended; got != timedOut || ran {
+			t.Errorf("request ended while waiting: got %q (compare ran: %v), want %q and no compare", got, ran, timedOut)
+		}
+		time.Sleep(wait - time.Since(start) - time.Nanosecond)
+		synctest.Wait()
+		select {
+		case got := <-queued:
+			t.Fatalf("the queued caller got %q before its %s wait was over", got, wait)
+		default:
+		}
+		time.Sleep(time.Nanosecond)
+		if got := <-queued; got != busy {
+			t.Errorf("after the wait: got %q, want %q", got, busy)
+		}
+
+		close(release)
+		if err := <-holder; err != nil {
+			t.Errorf("the compare in the slot: %v", err)
+		}
+		synctest.Wait()
+		if n := g.waiting.Load(); n != 0 {
+			t.Errorf("%d callers still counted as waiting", n)
+		}
+		if got := gateMessage(t, g.run(context.Background(), func() {})); got != "ok" {
+			t.Errorf("with the slot free: got %q", got)
+		}
+	})
 }
 
 func TestDefaultLoginQueue(t *testing.T) {

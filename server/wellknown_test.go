@@ -151,11 +151,18 @@ func TestRotationUnderLoad(t *testing.T) {
 	// signer; k1 stays for verification.
 	k2 := genKey(t, token.EdDSA, t0.Add(time.Second))
 	k3 := genKey(t, token.RS256, t0.Add(2*time.Second))
+	// Some requests before, between and after the changes, however slow
+	// the machine.
+	served := func() {
+		t.Helper()
+		target := requests.Load() + 10
+		waitFor(t, "ten more requests", func() bool { return requests.Load() >= target || failures.Load() > 0 })
+	}
 	for _, ks := range []*token.KeySet{newKeys(t, nil, k1, k2), newKeys(t, nil, k1, k2, k3)} {
-		time.Sleep(300 * time.Millisecond)
+		served()
 		e.tokens.SetKeys(ks)
 	}
-	time.Sleep(300 * time.Millisecond)
+	served()
 	stop.Store(true)
 	wg.Wait()
 	if n := failures.Load(); n != 0 || requests.Load() < 20 {
