@@ -342,9 +342,9 @@ type tcpProxy struct {
 	network string
 	target  string
 	port    string
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  []net.Conn
+	mu      sync.Mutex
+	ln      net.Listener
+	conns   []net.Conn
 }
 
 func newTCPProxy(t *testing.T, network, target string) *tcpProxy {
