@@ -9,8 +9,10 @@ SOAK_DURATION ?= 30m
 
 .PHONY: run test test-deps bench bench-nats soak fuzz build clean-dev
 
+# build records the git revision for `authd version` even where GOFLAGS
+# says -buildvcs=false.
 build:
-	$(GO) build -o bin/authd ./cmd/authd
+	$(GO) build -buildvcs=auto -o bin/authd ./cmd/authd
 
 # run: DATABASE_URL if set (its database created if missing), else a local
 # server, else a private cluster in .dev/pg; migrate, add the demo user,
