@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -317,61 +318,70 @@ func TestLatencies(t *testing.T) {
 }
 
 func TestPacerDropsWhenBusy(t *testing.T) {
-	// 1000/s for 20 ms is 20 slots; two calls that hang for the whole
-	// window take two of them, and the other 18 find no room.
-	release := make(chan struct{})
-	time.AfterFunc(time.Second, func() { close(release) })
-	var calls atomic.Int64
-	dropped := Pacer{Rate: 1000, MaxInflight: 2}.Run(context.Background(), time.Now(), 20*time.Millisecond, func(context.Context) {
-		calls.Add(1)
-		<-release
+	// In a bubble: the schedule runs on its clock, whatever the machine's load.
+	synctest.Test(t, func(t *testing.T) {
+		// 1000/s for 20 ms is 20 slots; two calls that hang for the whole
+		// window take two of them, and the other 18 find no room.
+		release := make(chan struct{})
+		time.AfterFunc(time.Second, func() { close(release) })
+		var calls atomic.Int64
+		dropped := Pacer{Rate: 1000, MaxInflight: 2}.Run(context.Background(), time.Now(), 20*time.Millisecond, func(context.Context) {
+			calls.Add(1)
+			<-release
+		})
+		if calls.Load() != 2 || dropped != 18 {
+			t.Errorf("%d calls, %d dropped; want 2, 18", calls.Load(), dropped)
+		}
+		select {
+		case <-release:
+		default:
+			t.Error("Run returned before its calls did")
+		}
 	})
-	if calls.Load() != 2 || dropped != 18 {
-		t.Errorf("%d calls, %d dropped; want 2, 18", calls.Load(), dropped)
-	}
-	select {
-	case <-release:
-	default:
-		t.Error("Run returned before its calls did")
-	}
 }
 
 func TestPacerCatchUp(t *testing.T) {
-	// A schedule that started a second ago: without MaxLag the missed
-	// slots are all sent at once, with it they are dropped.
-	var calls atomic.Int64
-	count := func(context.Context) { calls.Add(1) }
-	start := time.Now().Add(-time.Second)
-	Pacer{Rate: 100, MaxInflight: 1000}.Run(context.Background(), start, time.Second+20*time.Millisecond, count)
-	if n := calls.Load(); n != 102 {
-		t.Errorf("no MaxLag: %d calls, want the 102 slots (100 of them late)", n)
-	}
-	calls.Store(0)
-	Pacer{Rate: 100, MaxInflight: 1000, MaxLag: 100 * time.Millisecond}.Run(context.Background(), start, time.Second+20*time.Millisecond, count)
-	if n := calls.Load(); n < 1 || n > 10 {
-		t.Errorf("MaxLag 100ms: %d calls, want the first and the few slots left after it", n)
-	}
+	// In a bubble: the schedule runs on its clock, whatever the machine's load.
+	synctest.Test(t, func(t *testing.T) {
+		// A schedule that started a second ago: without MaxLag the missed
+		// slots are all sent at once, with it they are dropped.
+		var calls atomic.Int64
+		count := func(context.Context) { calls.Add(1) }
+		start := time.Now().Add(-time.Second)
+		Pacer{Rate: 100, MaxInflight: 1000}.Run(context.Background(), start, time.Second+20*time.Millisecond, count)
+		if n := calls.Load(); n != 102 {
+			t.Errorf("no MaxLag: %d calls, want the 102 slots (100 of them late)", n)
+		}
+		calls.Store(0)
+		Pacer{Rate: 100, MaxInflight: 1000, MaxLag: 100 * time.Millisecond}.Run(context.Background(), start, time.Second+20*time.Millisecond, count)
+		if n := calls.Load(); n < 1 || n > 10 {
+			t.Errorf("MaxLag 100ms: %d calls, want the first and the few slots left after it", n)
+		}
+	})
 }
 
 func TestPacerUntilCancelled(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	var calls atomic.Int64
-	done := make(chan int64)
-	go func() {
-		done <- Pacer{Rate: 200, MaxInflight: 4, MaxLag: time.Second}.Run(ctx, time.Now(), 0, func(context.Context) { calls.Add(1) })
-	}()
-	select {
-	case dropped := <-done:
-		if n := calls.Load(); n < 1 || n > 11 || dropped != 0 {
-			t.Errorf("%d calls, %d dropped in 50 ms at 200/s; want about 10, none dropped", n, dropped)
+	// In a bubble: the schedule runs on its clock, whatever the machine's load.
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		var calls atomic.Int64
+		done := make(chan int64)
+		go func() {
+			done <- Pacer{Rate: 200, MaxInflight: 4, MaxLag: time.Second}.Run(ctx, time.Now(), 0, func(context.Context) { calls.Add(1) })
+		}()
+		select {
+		case dropped := <-done:
+			if n := calls.Load(); n < 1 || n > 11 || dropped != 0 {
+				t.Errorf("%d calls, %d dropped in 50 ms at 200/s; want about 10, none dropped", n, dropped)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Run with d = 0 did not return when its context ended")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run with d = 0 did not return when its context ended")
-	}
-	if n := (Pacer{Rate: 0, MaxInflight: 1}).Run(context.Background(), time.Now(), time.Hour, func(context.Context) { t.Error("called at rate 0") }); n != 0 {
-		t.Errorf("rate 0: %d dropped", n)
-	}
+		if n := (Pacer{Rate: 0, MaxInflight: 1}).Run(context.Background(), time.Now(), time.Hour, func(context.Context) { t.Error("called at rate 0") }); n != 0 {
+			t.Errorf("rate 0: %d dropped", n)
+		}
+	})
 }
 
 func TestSend(t *testing.T) {
