@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -317,16 +318,14 @@ func viaProxy(t *testing.T, dbURL string) (string, *tcpProxy) {
 		t.Fatalf("test database URL: %v", err)
 	}
 	q := u.Query()
-	port := u.Port()
-	if port == "" {
-		port = "5432"
-	}
+	port := cmp.Or(u.Port(), q.Get("port"), "5432")
 	network, target := "tcp", net.JoinHostPort(u.Hostname(), port)
 	if h := q.Get("host"); strings.HasPrefix(h, "/") {
 		network, target = "unix", filepath.Join(h, ".s.PGSQL."+port)
 		q.Del("host")
+		q.Del("port")
 		u.RawQuery = q.Encode()
-	} else if h != "" || u.Hostname() == "" {
+	} else if h != "" || q.Has("port") || u.Hostname() == "" {
 		t.Fatalf("test database URL %s: want the server's host in the URL's authority or a socket directory in host=", u.Redacted())
 	}
 	p := newTCPProxy(t, network, target)
