@@ -295,7 +295,7 @@ func (s *Service) record(req *jwt.AuthorizationRequestClaims, d decision, took t
 		slog.String("client_host", ci.Host),
 		slog.Uint64("client_id", ci.ID),
 		slog.String("server_id", req.Server.ID),
-		slog.Duration("latency", took),
+		slog.Float64("latency_ms", float64(took.Microseconds())/1000),
 	}
 	if ci.Name != "" {
 		attrs = append(attrs, slog.String("client_name", ci.Name))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -568,6 +569,25 @@ func TestPasswordClient(t *testing.T) {
 	}
 	if strings.Contains(logs, "correct horse") || strings.Contains(logs, `"wrong"`) {
 		t.Errorf("callout log holds a password:\n%s", logs)
+	}
+	// Every answered request says how long it took, in milliseconds, as a
+	// number an operator's log pipeline can aggregate.
+	answered := 0
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		var l map[string]any
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("callout log line is not JSON: %q", line)
+		}
+		if _, ok := l["method"]; !ok {
+			continue
+		}
+		answered++
+		if ms, ok := l["latency_ms"].(float64); !ok || ms < 0 {
+			t.Errorf("answered request without a latency_ms number: %s", line)
+		}
+	}
+	if answered < 3 {
+		t.Errorf("got %d answered-request lines, want at least 3:\n%s", answered, logs)
 	}
 }
 
