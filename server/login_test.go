@@ -216,11 +216,21 @@ func TestLoginFailureIsTheSameForUnknownUserAndWrongPassword(t *testing.T) {
 		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
 		return ds[len(ds)/2]
 	}
+	// compares counts the logins that took a bcrypt slot: each must run
+	// one compare, whether or not the user exists.
+	compares := func() float64 { return e.metric("authd_bcrypt_wait_seconds_count") }
+	before := compares()
 	wrong := median(testUser, "wrong password")
+	afterWrong := compares()
 	unknown := median("nobody-here", "wrong password")
-	// Loose: without a bcrypt compare an unknown user answers in well
-	// under a millisecond, against tens of milliseconds at cost 10.
-	if unknown < wrong/2 {
+	afterUnknown := compares()
+	if got, want := afterUnknown-afterWrong, afterWrong-before; got != want || want != 5 {
+		t.Errorf("bcrypt compares: %v for 5 unknown-user logins, %v for 5 wrong passwords; want 5 each", got, want)
+	}
+	// Loose, so that a busy machine cannot fail it: without a bcrypt
+	// compare an unknown user answers in well under a millisecond, against
+	// tens of milliseconds at cost 10 (hundreds under -race).
+	if unknown < wrong/5 {
 		t.Errorf("unknown user answered in %s, wrong password in %s: the difference tells who exists", unknown, wrong)
 	}
 	if n := e.count(`select count(*) from auth.session`); n != 0 {
