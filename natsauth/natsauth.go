@@ -71,6 +71,10 @@ type Config struct {
 	// PermissionsTTL is how long a role's permissions are reused; 0 means
 	// 1 s.
 	PermissionsTTL time.Duration
+	// Now is the clock of the permissions cache; nil means time.Now. Tests
+	// set it to age the cache without sleeping. Request deadlines and
+	// reported latencies keep the real clock: they bound real waits.
+	Now func() time.Time
 	// MaxInFlight bounds the requests being decided at once; past it,
 	// requests are refused at once. 0 means 4096.
 	MaxInFlight int
@@ -130,6 +134,9 @@ func New(auth Authority, cfg Config, log *slog.Logger) (*Service, error) {
 	if cfg.PermissionsTTL <= 0 {
 		cfg.PermissionsTTL = time.Second
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 4096
 	}
@@ -146,7 +153,7 @@ func New(auth Authority, cfg Config, log *slog.Logger) (*Service, error) {
 		account:   cfg.Account,
 		operator:  nkeys.IsValidPublicAccountKey(cfg.Account),
 		timeout:   cfg.Timeout,
-		perms:     permCache{ttl: cfg.PermissionsTTL},
+		perms:     permCache{ttl: cfg.PermissionsTTL, now: cfg.Now},
 		metrics:   newMetrics(cfg.Metrics, inflight),
 		inflight:  inflight,
 	}, nil

@@ -17,6 +17,7 @@ import (
 // they reconnect (at the latest when their user JWT expires).
 type permCache struct {
 	ttl     time.Duration
+	now     func() time.Time
 	mu      sync.Mutex
 	entries map[string]*permEntry
 }
@@ -53,13 +54,13 @@ func (c *permCache) get(ctx context.Context, role string, load func(context.Cont
 	e := c.entry(role)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.loadedAt.IsZero() && time.Since(e.loadedAt) < c.ttl {
+	if !e.loadedAt.IsZero() && c.now().Sub(e.loadedAt) < c.ttl {
 		return e.perms, nil
 	}
 	p, err := load(ctx, role)
 	if err != nil {
 		return store.NATSPermissions{}, err
 	}
-	e.perms, e.loadedAt = p, time.Now()
+	e.perms, e.loadedAt = p, c.now()
 	return p, nil
 }
