@@ -98,20 +98,28 @@ func TestServeDrain(t *testing.T) {
 	mustRun(t, baseEnv(url), "pw\n", "user", "add", "alice", "--role", role)
 	srv := startServer(t, url, nil)
 
-	// Send all of a login but the last byte of its body, so the server
-	// holds an active connection when it is told to stop.
+	// Send a login's headers, and all of its body but the last byte once
+	// the handler reads it, so the server holds a request in flight when
+	// it is told to stop. Go's server answers "100 Continue" when the
+	// handler first reads the body: that is the sign, rather than a sleep.
 	body := `{"user_":"alice","pass":"pw"}`
 	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
+	if err := conn.SetDeadline(time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(conn, "POST /rpc/login HTTP/1.1\r\nHost: authd\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-		len(body), body[:len(body)-1])
-	time.Sleep(200 * time.Millisecond)
+	fmt.Fprintf(conn, "POST /rpc/login HTTP/1.1\r\nHost: authd\r\nContent-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n",
+		len(body))
+	answers := bufio.NewReader(conn)
+	if resp, err := http.ReadResponse(answers, nil); err != nil || resp.StatusCode != http.StatusContinue {
+		t.Fatalf("login with Expect: 100-continue: got %v (%v), want 100 Continue", resp, err)
+	}
+	if _, err := conn.Write([]byte(body[:len(body)-1])); err != nil {
+		t.Fatal(err)
+	}
 
 	srv.cancel()
 	// The listener closes; new connections are refused.
@@ -136,7 +144,7 @@ func TestServeDrain(t *testing.T) {
 	if _, err := conn.Write([]byte(body[len(body)-1:])); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	resp, err := http.ReadResponse(answers, nil)
 	if err != nil {
 		t.Fatalf("response to the request in flight: %v", err)
 	}
