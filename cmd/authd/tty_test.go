@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,9 +31,8 @@ func TestUserAddPromptsWithoutEcho(t *testing.T) {
 
 	// Everything the terminal shows (echo included) arrives on master.
 	var screen syncBuffer
-	var copied sync.WaitGroup
-	copied.Add(1)
-	go func() { defer copied.Done(); _, _ = io.Copy(&screen, master) }()
+	copied := make(chan struct{})
+	go func() { defer close(copied); _, _ = io.Copy(&screen, master) }()
 
 	var prompts syncBuffer
 	done := make(chan error, 1)
@@ -63,8 +61,14 @@ func TestUserAddPromptsWithoutEcho(t *testing.T) {
 	if !echoOn(t, tty) {
 		t.Error("the terminal's echo was not restored")
 	}
+	// With the terminal closed, reading the master ends once all the
+	// terminal showed has been read.
 	tty.Close()
-	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-copied:
+	case <-time.After(time.Minute):
+		t.Fatal("reading the terminal did not end once it was closed")
+	}
 	if strings.Contains(screen.String(), password) {
 		t.Errorf("the terminal echoed the password: %q", screen.String())
 	}
@@ -84,7 +88,7 @@ func echoOn(t *testing.T, tty *os.File) bool {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatal("timed out waiting")
