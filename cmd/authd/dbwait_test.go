@@ -140,17 +140,18 @@ func get(t *testing.T, url string) (int, string, string) {
 	return resp.StatusCode, resp.Header.Get("Retry-After"), string(b)
 }
 
-// waitLog waits until cond holds of serve's logs, or serve exits, or 30 s.
+// waitLog waits until cond holds of serve's logs, or serve exits, or a
+// minute passes.
 func waitLog(t *testing.T, what string, logs *syncBuffer, done chan error, cond func(lines []map[string]any) bool) {
 	t.Helper()
-	deadline := time.After(30 * time.Second)
+	deadline := time.After(time.Minute)
 	for !cond(jsonLines(t, logs.String())) {
 		select {
 		case err := <-done:
 			done <- err
 			t.Fatalf("%s: serve exited: %v\n%s", what, err, logs)
 		case <-deadline:
-			t.Fatalf("%s: not within 30 s; logs:\n%s", what, logs)
+			t.Fatalf("%s: not within a minute; logs:\n%s", what, logs)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

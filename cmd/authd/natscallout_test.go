@@ -94,7 +94,7 @@ func startCallout(t *testing.T, env map[string]string) *runningCallout {
 			t.Error("nats-callout did not stop")
 		}
 	})
-	deadline := time.After(15 * time.Second)
+	deadline := time.After(time.Minute)
 	for !calloutAnswering.MatchString(c.stderr.String()) {
 		select {
 		case err := <-c.done:
@@ -203,7 +203,7 @@ func TestNATSCallout(t *testing.T) {
 		if !errors.Is(err, nats.ErrPermissionViolation) {
 			t.Errorf("publish outside the grants: got %v, want a permissions violation", err)
 		}
-	case <-time.After(2 * time.Second):
+	case <-time.After(time.Minute):
 		t.Error("publish outside the grants: no permissions violation")
 	}
 

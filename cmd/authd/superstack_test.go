@@ -224,7 +224,7 @@ func startServer(t *testing.T, url string, extra map[string]string) *testServer 
 			t.Error("server did not stop")
 		}
 	})
-	deadline := time.After(15 * time.Second)
+	deadline := time.After(time.Minute)
 	for {
 		if m := listening.FindStringSubmatch(s.stderr.String()); m != nil {
 			s.base = "http://" + m[1]
