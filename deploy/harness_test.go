@@ -151,11 +151,11 @@ func (p *proc) stop() {
 }
 
 // waitHTTP polls url until it answers want, failing if p exits first or
-// 15 s pass.
+// a minute passes.
 func waitHTTP(t *testing.T, p *proc, url string, want int) {
 	t.Helper()
 	c := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	var last string
 	for {
 		if p.exited() {
@@ -173,7 +173,7 @@ func waitHTTP(t *testing.T, p *proc, url string, want int) {
 			last = err.Error()
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s did not answer %d within 15s (last: %s); output:\n%s", p.name, url, want, last, p.out)
+			t.Fatalf("%s: %s did not answer %d within a minute (last: %s); output:\n%s", p.name, url, want, last, p.out)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
@@ -228,7 +228,7 @@ func newStack(t *testing.T, bin string) *stack {
 	})
 	s.authd = startProc(t, "authd", cmd)
 	listening := regexp.MustCompile(`"msg":"authd ready","addr":"(127\.0\.0\.1:\d+)"`)
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for s.authdAddr == "" {
 		if m := listening.FindStringSubmatch(s.authd.out.String()); m != nil {
 			s.authdAddr = m[1]
@@ -238,7 +238,7 @@ func newStack(t *testing.T, bin string) *stack {
 			t.Fatalf("authd serve exited (%v):\n%s", s.authd.err, s.authd.out)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("authd serve did not report its address within 15s:\n%s", s.authd.out)
+			t.Fatalf("authd serve did not report its address within a minute:\n%s", s.authd.out)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
