@@ -187,7 +187,6 @@ type options struct {
 	verifyTokens   int
 
 	loginQueueWait   time.Duration // every server's AUTHD_LOGIN_QUEUE_WAIT
-	serverEnv        []string      // more settings for every server (-server-env)
 	stormFactor      float64
 	stormRefreshRate float64
 	stormVerifyRate  float64
@@ -214,13 +213,6 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.logoutSessions, "logout-sessions", 0, "sessions to pre-create for logout; 0 sizes the pool from the refresh rate")
 	fs.BoolVar(&o.roundTrips, "roundtrips", true, "count database round trips per request through a wire-protocol proxy")
 	fs.DurationVar(&o.loginQueueWait, "login-queue-wait", 2*time.Second, "AUTHD_LOGIN_QUEUE_WAIT of every server: the longest a login waits for a bcrypt slot before 503")
-	fs.Func("server-env", "a setting for every server, NAME=value (repeatable), such as AUTHD_BCRYPT_NICE=19", func(v string) error {
-		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
-			return fmt.Errorf("want NAME=value, got %q", v)
-		}
-		o.serverEnv = append(o.serverEnv, v)
-		return nil
-	})
 	fs.Float64Var(&o.stormFactor, "storm-factor", 4, "storm: logins per second offered, as a multiple of the bcrypt ceiling")
 	fs.Float64Var(&o.stormRefreshRate, "storm-refresh-rate", 200, "storm: refreshes per second sent during both windows")
 	fs.Float64Var(&o.stormVerifyRate, "storm-verify-rate", 500, "storm: GET /auth/verify per second sent during both windows")
@@ -341,7 +333,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		"AUTHD_LOG_LEVEL=" + o.logLevel,
 		"AUTHD_LOGIN_QUEUE_WAIT=" + o.loginQueueWait.String(),
 	}
-	baseEnv = append(baseEnv, o.serverEnv...)
+	baseEnv = append(baseEnv, o.harness.ServerEnv...)
 	hmacEnv := append(slices.Clone(baseEnv), "JWT_SECRET="+hmacSecret)
 	if err := loadtest.Migrate(ctx, bin, loadtest.AuthdEnv(append(slices.Clone(hmacEnv), "DATABASE_URL="+serverDBURL))); err != nil {
 		return err

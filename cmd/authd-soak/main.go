@@ -123,13 +123,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer h.Close()
-	env := loadtest.AuthdEnv([]string{
+	env := loadtest.AuthdEnv(append([]string{
 		"DATABASE_URL=" + h.DBURL,
 		"JWT_SECRET=" + loadtest.NewSecret(),
 		"AUTHD_BCRYPT_COST=" + strconv.Itoa(bcryptCost),
 		"AUTHD_LOG_LEVEL=" + o.logLevel,
 		"AUTHD_PURGE_INTERVAL=" + o.purge.String(),
-	})
+	}, o.harness.ServerEnv...))
 	if err := loadtest.Migrate(ctx, h.Bin, env); err != nil {
 		return err
 	}

@@ -81,12 +81,15 @@ type Config struct {
 	// Authd is a prebuilt authd binary; empty builds ./cmd/authd of the
 	// module the command runs in.
 	Authd string
+	// ServerEnv is more settings for every authd the command starts, as
+	// NAME=value (-server-env, repeatable).
+	ServerEnv []string
 	// Logf reports progress (on standard error, beside the report).
 	Logf func(format string, a ...any)
 }
 
-// AddFlags defines -admin-url and -authd on fs, into c, with the same
-// defaults and help in every command.
+// AddFlags defines -admin-url, -db-prefix, -authd and -server-env on fs,
+// into c, with the same defaults and help in every command.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
 	adminDefault := DefaultAdminURL
 	if v := os.Getenv(AdminURLEnv); v != "" {
@@ -95,6 +98,13 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AdminURL, "admin-url", adminDefault, "superuser postgres:// URL of the server to create the throwaway database on (default from $"+AdminURLEnv+")")
 	fs.StringVar(&c.DBPrefix, "db-prefix", os.Getenv(DBPrefixEnv), "prefix of the throwaway database's and role's names (default from $"+DBPrefixEnv+")")
 	fs.StringVar(&c.Authd, "authd", "", "prebuilt authd binary; empty builds ./cmd/authd")
+	fs.Func("server-env", "a setting for every server, NAME=value (repeatable), such as AUTHD_BCRYPT_NICE=19", func(v string) error {
+		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+			return fmt.Errorf("want NAME=value, got %q", v)
+		}
+		c.ServerEnv = append(c.ServerEnv, v)
+		return nil
+	})
 }
 
 // Harness is what a run owns: a temporary directory, the authd binary,
