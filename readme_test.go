@@ -9,9 +9,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -310,21 +310,16 @@ func splitSteps(out, marker string, n int) []*string {
 	return parts
 }
 
-// startReadmeServer runs `authd serve` on a free port of 127.0.0.1 and
-// returns its base URL once /readyz answers 200 (the database is there).
+// startReadmeServer runs `authd serve` on a port of 127.0.0.1 that the
+// kernel picks (AUTHD_ADDR=127.0.0.1:0, so no other test can take it
+// first), reads the address from its JSON "authd ready" log line, and
+// returns its base URL once /readyz answers 200.
 func startReadmeServer(t *testing.T, bin string, env []string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(env[:len(env):len(env)],
 		"JWT_SECRET=readme-test-secret-0123456789-abcdefgh",
-		"AUTHD_ADDR="+addr,
+		"AUTHD_ADDR=127.0.0.1:0",
 	)
 	// A file, not a buffer: the process writes it while the test may read.
 	logPath := filepath.Join(t.TempDir(), "authd.log")
@@ -357,9 +352,21 @@ func startReadmeServer(t *testing.T, bin string, env []string) string {
 		}
 	})
 
-	base := "http://" + addr
+	// readyAddr is the address of the "authd ready" line, once logged.
+	readyAddr := func() string {
+		for _, line := range strings.Split(output(), "\n") {
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "authd ready" {
+				return l.Addr
+			}
+		}
+		return ""
+	}
 	c := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(30 * time.Second)
+	// Start-up takes well under 2 s on a busy machine; a minute is a bound
+	// on a hung start only.
+	deadline := time.Now().Add(time.Minute)
+	var last error
 	for {
 		select {
 		case err := <-done:
@@ -367,16 +374,21 @@ func startReadmeServer(t *testing.T, bin string, env []string) string {
 			t.Fatalf("authd serve exited before it was ready: %v\n%s", err, output())
 		default:
 		}
-		resp, err := c.Get(base + "/readyz")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return base
+		if addr := readyAddr(); addr != "" {
+			base := "http://" + addr
+			resp, err := c.Get(base + "/readyz")
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return base
+				}
+				err = fmt.Errorf("GET /readyz: %s", resp.Status)
 			}
+			last = err
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("authd serve on %s was not ready within 30s (last: %v)\n%s", addr, err, output())
+			t.Fatalf("authd serve was not ready within a minute (last: %v)\n%s", last, output())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
