@@ -201,8 +201,10 @@ func (i *Issuer) VerifySignature(raw string) (*Claims, error) {
 	return i.parse(i.parserNoTime, raw)
 }
 
-// ErrAlgorithm reports a token signed with an algorithm authd does not
-// accept (anything but HS256, "none" included).
+// ErrAlgorithm reports a token whose algorithm authd does not accept: one
+// outside HS256, ES256, EdDSA and RS256 ("none" included), one that differs
+// from the algorithm of the key its kid names, or one other than HS256
+// without a kid.
 var ErrAlgorithm = errors.New("wrong or unsupported signing algorithm")
 
 // ErrKeyID reports a token naming a key (kid) that authd does not have. As
