@@ -38,7 +38,7 @@ func apiKeyCreateCmd(fs *flag.FlagSet, c *cli) action {
 			return err
 		}
 		defer db.Close()
-		return apiKeyCreate(ctx, db, *plan, *role, lifetime, c.getenv, c.stdout, c.stderr)
+		return apiKeyCreate(ctx, db, *plan, *role, lifetime, loadAdminConfig(c.getenv), c.stdout, c.stderr)
 	}
 }
 
@@ -101,7 +101,7 @@ func apiKeyRotate(ctx context.Context, c *cli, args []string) error {
 
 // apiKeyCreate creates a key and prints it, the only time it is ever
 // shown: only its hash is stored.
-func apiKeyCreate(ctx context.Context, db *store.DB, plan, role string, lifetime time.Duration, getenv func(string) string, stdout, stderr io.Writer) error {
+func apiKeyCreate(ctx context.Context, db *store.DB, plan, role string, lifetime time.Duration, admin adminConfig, stdout, stderr io.Writer) error {
 	id, plain, hash, err := token.NewAPIKey()
 	if err != nil {
 		return err
@@ -127,20 +127,7 @@ func apiKeyCreate(ctx context.Context, db *store.DB, plan, role string, lifetime
 	}
 	printAPIKey(stdout, plain, k)
 	fmt.Fprintln(stderr, "Store the key now: it cannot be shown again.")
-
-	auth := getenv("AUTHD_AUTHENTICATOR_ROLE")
-	if auth == "" {
-		auth = "authenticator"
-	}
-	exists, can, err := db.CanSwitchRole(ctx, auth, k.Role)
-	if err != nil {
-		return err
-	}
-	if exists && !can {
-		fmt.Fprintf(stderr, "warning: role %q cannot switch to %q, so PostgREST will refuse this key's tokens; fix with: grant %s to %s;\n",
-			auth, k.Role, pgx.Identifier{k.Role}.Sanitize(), pgx.Identifier{auth}.Sanitize())
-	}
-	return nil
+	return warnAuthenticator(ctx, db, admin.AuthenticatorRole, k.Role, "this key's", stderr)
 }
 
 // printAPIKey prints a new or rotated key with its details. The key line

@@ -198,6 +198,40 @@ func TestAPIKeyCreate(t *testing.T) {
 	}
 }
 
+// TestAPIKeyCreateAuthenticatorWarning: the key is created either way, and
+// the warning names AUTHD_AUTHENTICATOR_ROLE's role and the grant that fixes
+// it, as for user add.
+func TestAPIKeyCreateAuthenticatorWarning(t *testing.T) {
+	t.Parallel()
+	url := storetest.NewURL(t)
+	auth, role := storetest.NewRole(t), storetest.NewRole(t)
+	plan := newPlan(t, url, role, 60, "")
+	env := baseEnv(url)
+	env["AUTHD_AUTHENTICATOR_ROLE"] = auth
+	const storeLine = "Store the key now: it cannot be shown again."
+
+	r := mustRun(t, env, "", "apikey", "create", "--plan", plan)
+	keyFrom(t, r)
+	want := storeLine + "\n" + fmt.Sprintf(`warning: role %q cannot switch to %q, so PostgREST will refuse this key's tokens; fix with: grant "%s" to "%s";`, auth, role, role, auth) + "\n"
+	if r.stderr != want {
+		t.Errorf("stderr: got %q, want %q", r.stderr, want)
+	}
+
+	storetest.Exec(t, storetest.AdminURL(), "grant "+role+" to "+auth)
+	if r = mustRun(t, env, "", "apikey", "create", "--plan", plan); r.stderr != storeLine+"\n" {
+		t.Errorf("stderr once granted: got %q, want %q", r.stderr, storeLine+"\n")
+	}
+
+	// An authenticator that does not exist is not warned about.
+	env["AUTHD_AUTHENTICATOR_ROLE"] = "authd_no_such_authenticator_xyz"
+	if r = mustRun(t, env, "", "apikey", "create", "--plan", plan, "--role", storetest.NewRole(t)); r.stderr != storeLine+"\n" {
+		t.Errorf("stderr without an authenticator role: got %q, want %q", r.stderr, storeLine+"\n")
+	}
+	if n := count(t, url, `select count(*) from auth.api_key`); n != 3 {
+		t.Errorf("keys: got %d, want 3, warned about or not", n)
+	}
+}
+
 func TestAPIKeyCreateErrors(t *testing.T) {
 	t.Parallel()
 	url := storetest.NewURL(t)

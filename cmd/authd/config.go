@@ -19,6 +19,8 @@ import (
 
 // config is authd serve's configuration, read from the environment only.
 type config struct {
+	adminConfig // not used by serve, but a setting of the same environment
+
 	DatabaseURL    string
 	Addr           string
 	Secret         secretSource
@@ -26,16 +28,15 @@ type config struct {
 	JWTIssuer      string
 	JWTRolePath    string
 	// getenv is kept for reloads, which read the *_FILE variables again.
-	getenv            func(string) string
-	JWTAudience       string
-	AccessTTL         time.Duration
-	RefreshTTL        time.Duration
-	ReuseGrace        time.Duration
-	BcryptCost        int
-	Cookie            server.CookieConfig
-	AuthenticatorRole string
-	LogLevel          string
-	LogFormat         string // json or text
+	getenv      func(string) string
+	JWTAudience string
+	AccessTTL   time.Duration
+	RefreshTTL  time.Duration
+	ReuseGrace  time.Duration
+	BcryptCost  int
+	Cookie      server.CookieConfig
+	LogLevel    string
+	LogFormat   string // json or text
 	// DBWait is how long serve and nats-callout wait for the database at
 	// start-up; 0 tries once.
 	DBWait              time.Duration
@@ -166,6 +167,24 @@ func withDB(ctx context.Context, c *cli, f func(db *store.DB) error) error {
 	return f(db)
 }
 
+// adminConfig is what user add and apikey create read from the
+// environment besides the database URL.
+type adminConfig struct {
+	// AuthenticatorRole is the role PostgREST logs in as: the commands
+	// warn when it cannot switch to the role of what they create.
+	AuthenticatorRole string
+}
+
+func readAdminConfig(e *env) adminConfig {
+	return adminConfig{AuthenticatorRole: e.str("AUTHD_AUTHENTICATOR_ROLE", "authenticator")}
+}
+
+// loadAdminConfig reads the adminConfig of user add and apikey create.
+// None of its settings can be wrong, so it returns no error.
+func loadAdminConfig(getenv func(string) string) adminConfig {
+	return readAdminConfig(&env{getenv: getenv})
+}
+
 // loadConfig reads authd serve's configuration.
 func loadConfig(getenv func(string) string) (config, error) {
 	e := &env{getenv: getenv}
@@ -174,19 +193,19 @@ func loadConfig(getenv func(string) string) (config, error) {
 		e.errs = append(e.errs, err)
 	}
 	c := config{
-		getenv:            getenv,
-		DatabaseURL:       dbURL,
-		JWTIssuer:         e.getenv("AUTHD_JWT_ISS"),
-		JWTRolePath:       e.getenv("AUTHD_JWT_ROLE_PATH"),
-		SigningKeysDir:    e.getenv("AUTHD_SIGNING_KEYS_DIR"),
-		Addr:              e.str("AUTHD_ADDR", ":3001"),
-		JWTAudience:       e.getenv("AUTHD_JWT_AUD"),
-		RefreshTTL:        e.duration("AUTHD_REFRESH_TTL", 30*24*time.Hour),
-		ReuseGrace:        e.duration("AUTHD_REFRESH_REUSE_GRACE", 10*time.Second),
-		AuthenticatorRole: e.str("AUTHD_AUTHENTICATOR_ROLE", "authenticator"),
-		LogLevel:          e.str("AUTHD_LOG_LEVEL", "info"),
-		LogFormat:         e.str("AUTHD_LOG_FORMAT", "json"),
-		DBWait:            e.duration("AUTHD_DB_WAIT", 60*time.Second),
+		getenv:         getenv,
+		DatabaseURL:    dbURL,
+		JWTIssuer:      e.getenv("AUTHD_JWT_ISS"),
+		JWTRolePath:    e.getenv("AUTHD_JWT_ROLE_PATH"),
+		SigningKeysDir: e.getenv("AUTHD_SIGNING_KEYS_DIR"),
+		Addr:           e.str("AUTHD_ADDR", ":3001"),
+		JWTAudience:    e.getenv("AUTHD_JWT_AUD"),
+		RefreshTTL:     e.duration("AUTHD_REFRESH_TTL", 30*24*time.Hour),
+		ReuseGrace:     e.duration("AUTHD_REFRESH_REUSE_GRACE", 10*time.Second),
+		adminConfig:    readAdminConfig(e),
+		LogLevel:       e.str("AUTHD_LOG_LEVEL", "info"),
+		LogFormat:      e.str("AUTHD_LOG_FORMAT", "json"),
+		DBWait:         e.duration("AUTHD_DB_WAIT", 60*time.Second),
 		Cookie: server.CookieConfig{
 			Secure:          e.boolean("AUTHD_COOKIE_SECURE", false),
 			SameSite:        e.sameSite("AUTHD_COOKIE_SAMESITE", http.SameSiteLaxMode),

@@ -125,6 +125,31 @@ func TestConfigValues(t *testing.T) {
 	}
 }
 
+// TestAdminConfig: user add and apikey create read AUTHD_AUTHENTICATOR_ROLE
+// as serve's configuration does, with no JWT secret needed.
+func TestAdminConfig(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{}, "authenticator"},
+		{map[string]string{"AUTHD_AUTHENTICATOR_ROLE": "pgrst"}, "pgrst"},
+	} {
+		a := loadAdminConfig(getenv(tt.env))
+		if a.AuthenticatorRole != tt.want {
+			t.Errorf("loadAdminConfig(%v).AuthenticatorRole: got %q, want %q", tt.env, a.AuthenticatorRole, tt.want)
+		}
+		c, err := loadConfig(getenv(withSecret(tt.env)))
+		if err != nil {
+			t.Fatalf("loadConfig: %v", err)
+		}
+		if c.adminConfig != a {
+			t.Errorf("loadConfig(%v).adminConfig: got %+v, want %+v", tt.env, c.adminConfig, a)
+		}
+	}
+}
+
 func TestConfigSecret(t *testing.T) {
 	t.Parallel()
 	// 32 bytes whose standard base64 has '+' and '/' in it.

@@ -60,7 +60,7 @@ func userAddCmd(fs *flag.FlagSet, c *cli) action {
 			return err
 		}
 		defer db.Close()
-		return userAdd(ctx, db, name, *role, password, cost, c.getenv, c.stdout, c.stderr)
+		return userAdd(ctx, db, name, *role, password, cost, loadAdminConfig(c.getenv), c.stdout, c.stderr)
 	}
 }
 
@@ -119,7 +119,7 @@ func userList(ctx context.Context, c *cli, _ []string) error {
 	})
 }
 
-func userAdd(ctx context.Context, db *store.DB, name, role, password string, cost int, getenv func(string) string, stdout, stderr io.Writer) error {
+func userAdd(ctx context.Context, db *store.DB, name, role, password string, cost int, admin adminConfig, stdout, stderr io.Writer) error {
 	// Check the role first for a clear message; the database trigger is
 	// the guarantee, for this and for every other writer.
 	ok, err := db.RoleExists(ctx, role)
@@ -137,18 +137,22 @@ func userAdd(ctx context.Context, db *store.DB, name, role, password string, cos
 		return err
 	}
 	fmt.Fprintf(stdout, "user %q added with role %q\n", name, role)
+	return warnAuthenticator(ctx, db, admin.AuthenticatorRole, role, "this user's", stderr)
+}
 
-	auth := getenv("AUTHD_AUTHENTICATOR_ROLE")
-	if auth == "" {
-		auth = "authenticator"
-	}
-	exists, can, err := db.CanSwitchRole(ctx, auth, role)
+// warnAuthenticator warns on stderr when the role authenticator exists but
+// cannot switch to role, so that PostgREST will refuse the tokens of the
+// user or key just created (whose: "this user's"). An authenticator that
+// does not exist is not warned about: authd may serve something other than
+// PostgREST. The row stays either way: the fix is a grant, shown.
+func warnAuthenticator(ctx context.Context, db *store.DB, authenticator, role, whose string, stderr io.Writer) error {
+	exists, can, err := db.CanSwitchRole(ctx, authenticator, role)
 	if err != nil {
 		return err
 	}
 	if exists && !can {
-		fmt.Fprintf(stderr, "warning: role %q cannot switch to %q, so PostgREST will refuse this user's tokens; fix with: grant %s to %s;\n",
-			auth, role, pgx.Identifier{role}.Sanitize(), pgx.Identifier{auth}.Sanitize())
+		fmt.Fprintf(stderr, "warning: role %q cannot switch to %q, so PostgREST will refuse %s tokens; fix with: grant %s to %s;\n",
+			authenticator, role, whose, pgx.Identifier{role}.Sanitize(), pgx.Identifier{authenticator}.Sanitize())
 	}
 	return nil
 }
