@@ -8,6 +8,7 @@ package deploy_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/cookiejar"
@@ -22,7 +23,8 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v4"
+	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
 
 	"authd/store/storetest"
 )
@@ -489,70 +491,77 @@ func walk(v any, f func(map[string]any)) {
 
 // The part of Traefik's file-provider schema the configs use. Decoding is
 // strict: a misspelt or misplaced key fails the test instead of being
-// ignored, as Traefik itself would ignore it.
+// ignored, as Traefik itself would ignore it. The YAML is decoded as JSON
+// (sigs.k8s.io/yaml), hence the json tags.
 type traefikDynamic struct {
 	HTTP struct {
-		Routers     map[string]traefikRouter     `yaml:"routers"`
-		Middlewares map[string]traefikMiddleware `yaml:"middlewares"`
-		Services    map[string]traefikService    `yaml:"services"`
-	} `yaml:"http"`
+		Routers     map[string]traefikRouter     `json:"routers"`
+		Middlewares map[string]traefikMiddleware `json:"middlewares"`
+		Services    map[string]traefikService    `json:"services"`
+	} `json:"http"`
 }
 
 type traefikRouter struct {
-	EntryPoints []string `yaml:"entryPoints"`
-	Rule        string   `yaml:"rule"`
-	Middlewares []string `yaml:"middlewares"`
-	Service     string   `yaml:"service"`
-	Priority    int      `yaml:"priority"`
+	EntryPoints []string `json:"entryPoints"`
+	Rule        string   `json:"rule"`
+	Middlewares []string `json:"middlewares"`
+	Service     string   `json:"service"`
+	Priority    int      `json:"priority"`
 }
 
 type traefikMiddleware struct {
 	ForwardAuth *struct {
-		Address             string   `yaml:"address"`
-		TrustForwardHeader  bool     `yaml:"trustForwardHeader"`
-		AuthResponseHeaders []string `yaml:"authResponseHeaders"`
-		AuthRequestHeaders  []string `yaml:"authRequestHeaders"`
-	} `yaml:"forwardAuth"`
+		Address             string   `json:"address"`
+		TrustForwardHeader  bool     `json:"trustForwardHeader"`
+		AuthResponseHeaders []string `json:"authResponseHeaders"`
+		AuthRequestHeaders  []string `json:"authRequestHeaders"`
+	} `json:"forwardAuth"`
 	Headers *struct {
-		CustomRequestHeaders map[string]string `yaml:"customRequestHeaders"`
-	} `yaml:"headers"`
+		CustomRequestHeaders map[string]string `json:"customRequestHeaders"`
+	} `json:"headers"`
 }
 
 type traefikService struct {
 	LoadBalancer struct {
 		Servers []struct {
-			URL string `yaml:"url"`
-		} `yaml:"servers"`
-	} `yaml:"loadBalancer"`
+			URL string `json:"url"`
+		} `json:"servers"`
+	} `json:"loadBalancer"`
 }
 
 type traefikStatic struct {
 	EntryPoints map[string]struct {
-		Address          string `yaml:"address"`
+		Address          string `json:"address"`
 		ForwardedHeaders struct {
-			Insecure   bool     `yaml:"insecure"`
-			TrustedIPs []string `yaml:"trustedIPs"`
-		} `yaml:"forwardedHeaders"`
-	} `yaml:"entryPoints"`
+			Insecure   bool     `json:"insecure"`
+			TrustedIPs []string `json:"trustedIPs"`
+		} `json:"forwardedHeaders"`
+	} `json:"entryPoints"`
 	Providers struct {
 		File struct {
-			Filename string `yaml:"filename"`
-			Watch    bool   `yaml:"watch"`
-		} `yaml:"file"`
-	} `yaml:"providers"`
+			Filename string `json:"filename"`
+			Watch    bool   `json:"watch"`
+		} `json:"file"`
+	} `json:"providers"`
 }
 
 func decodeStrict(t *testing.T, path string, v any) {
 	t.Helper()
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
+	js, err := yaml.YAMLToJSONStrict(data) // a duplicate key is an error
+	if err != nil {
 		t.Fatalf("%s: %v", path, err)
+	}
+	// Case-sensitive, unlike encoding/json: "Rule:" is not "rule:".
+	strict, err := kjson.UnmarshalStrict(js, v, kjson.DisallowUnknownFields)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if len(strict) > 0 {
+		t.Fatalf("%s: %v", path, errors.Join(strict...))
 	}
 }
 
