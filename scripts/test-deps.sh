@@ -25,8 +25,18 @@
 #                     packages node-undici, node-acorn and
 #                     node-cjs-module-lexer (0.5 MB) are installed when
 #                     missing (a bookworm with Debian's nodejs has them).
+#   .dev/bin/goose    the stock goose CLI, at the version go.mod requires,
+#                     for cmd/authd's TestGooseCLI (authd's migrations must
+#                     run under it too). Built with `go install` outside
+#                     this module, so cmd/goose's requirements (drivers for
+#                     a dozen databases) stay out of go.mod; its build tags
+#                     leave out every driver but postgres: 8 MB of module
+#                     zips (46 MB unpacked), nearly all of them pgx and
+#                     golang.org/x/text, which the tests fetch anyway. Any
+#                     user can build it; no root needed.
 # Idempotent and quick when everything is there: it only looks for the
-# programs, the files and the installed npm versions. As root it runs
+# programs, the files, the installed npm versions and the goose module
+# version recorded in .dev/bin/goose (`go version -m`). As root it runs
 # `apt-get update` once and `apt-get install -y --no-install-recommends ...`;
 # otherwise it prints that command and exits 1.
 #
@@ -46,6 +56,27 @@ have() {
 	for d in /usr/sbin /usr/local/sbin /sbin; do [ -x "$d/$1" ] && return 0; done
 	return 1
 }
+
+# The stock goose CLI, built once into .dev/bin and again only when go.mod
+# requires another goose. The tags are cmd/goose's own (driver_*.go) for
+# leaving out the drivers that need cgo or large modules.
+goose_bin=.dev/bin/goose
+goose_tags='no_clickhouse no_libsql no_mssql no_mysql no_sqlite3 no_vertica no_ydb'
+GO=${GO:-go}
+command -v "$GO" >/dev/null 2>&1 || { say "$GO (the Go toolchain) is missing: it builds $goose_bin"; exit 1; }
+goose_want=$("$GO" list -m -f '{{.Version}}' github.com/pressly/goose/v3)
+# Empty when the binary is missing or not a goose built from a module.
+goose_have=$("$GO" version -m "$goose_bin" 2>/dev/null |
+	awk '$1 == "mod" && $2 == "github.com/pressly/goose/v3" { print $3 }') || true
+if [ "$goose_have" != "$goose_want" ]; then
+	say "building goose $goose_want into $goose_bin${goose_have:+ (was $goose_have)}"
+	# go install will not overwrite a file that is not a Go binary.
+	rm -f "$goose_bin"
+	# pkg@version builds outside this module: a -mod=vendor in GOFLAGS
+	# would stop it.
+	GOBIN="$PWD/.dev/bin" GOFLAGS=-mod=mod "$GO" install -tags "$goose_tags" \
+		"github.com/pressly/goose/v3/cmd/goose@$goose_want"
+fi
 
 # Debian packages, as "program:package". The program is what the tests
 # exec.LookPath; the package is what provides it.
