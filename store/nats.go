@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -124,47 +125,137 @@ func (db *DB) NATSPermissions(ctx context.Context, role string) (NATSPermissions
 	return p, nil
 }
 
-// GrantNATS lets role publish or subscribe to subject (kind pub_allow or
-// sub_allow), or forbids it (pub_deny, sub_deny). Granting what is already
-// granted is not an error. A bad kind or subject is a *NATSKindError or
-// *NATSSubjectError, a role missing from pg_roles a *RoleMissingError
-// (even for a grant that exists: its role was dropped since).
-func (db *DB) GrantNATS(ctx context.Context, role, kind, subject string) error {
-	if err := checkNATSKind(kind); err != nil {
-		return fmt.Errorf("grant NATS %s %q to %q: %w", kind, subject, role, err)
-	}
-	if err := CheckNATSSubject(subject); err != nil {
-		return fmt.Errorf("grant NATS %s %q to %q: %w", kind, subject, role, err)
-	}
-	// On conflict the role is set again so that the role trigger runs
-	// for an existing row as well.
-	_, err := db.p().Exec(ctx, `
-		insert into auth.nats_permission (role, kind, subject)
-		values ($1, $2, $3)
-		on conflict (role, kind, subject) do update set role = excluded.role`,
-		role, kind, subject)
-	if err != nil {
-		return fmt.Errorf("grant NATS %s %q to %q: %w", kind, subject, role, natsError(err, role, kind, subject))
-	}
-	return nil
+// NATSRule is one subject a role may (pub_allow, sub_allow) or may not
+// (pub_deny, sub_deny) publish or subscribe to: a row of
+// auth.nats_permission without its role.
+type NATSRule struct{ Kind, Subject string }
+
+// NATSResponseLimits bound how a role answers requests: at most Max
+// responses each (0: the NATS server's default, 1) within TTL (0: the
+// server's default, 2 minutes).
+type NATSResponseLimits struct {
+	Max int
+	TTL time.Duration
 }
 
-// RevokeNATS removes one grant. If role has no such grant, it is
-// ErrNotFound.
+// NATSNotGrantedError reports, from RevokeNATSRules, a rule that role does
+// not have, or (Responses) that it may not answer requests. It is
+// ErrNotFound for errors.Is.
+type NATSNotGrantedError struct {
+	Role      string
+	Rule      NATSRule
+	Responses bool
+}
+
+func (e *NATSNotGrantedError) Error() string {
+	if e.Responses {
+		return fmt.Sprintf("role %q may not answer requests", e.Role)
+	}
+	return fmt.Sprintf("role %q has no %s grant of %q", e.Role, e.Rule.Kind, e.Rule.Subject)
+}
+
+func (e *NATSNotGrantedError) Unwrap() error { return ErrNotFound }
+
+// GrantNATS grants one rule to role, as GrantNATSRules does.
+func (db *DB) GrantNATS(ctx context.Context, role, kind, subject string) error {
+	return db.GrantNATSRules(ctx, role, []NATSRule{{kind, subject}}, nil)
+}
+
+// GrantNATSRules lets role publish or subscribe to each subject of kind
+// pub_allow or sub_allow, forbids it those of pub_deny and sub_deny, and,
+// unless responses is nil, lets it answer requests within those limits.
+// Granting what is already granted is not an error. A bad kind or subject
+// is a *NATSKindError or *NATSSubjectError, a role missing from pg_roles a
+// *RoleMissingError (even for a grant that exists: its role was dropped
+// since).
+//
+// It is all or nothing: the rules are written in one transaction, so a
+// subject the database refuses after others were written (one that passes
+// CheckNATSSubject but not the column's encoding, say) leaves none of them
+// granted.
+func (db *DB) GrantNATSRules(ctx context.Context, role string, rules []NATSRule, responses *NATSResponseLimits) error {
+	for _, r := range rules {
+		if err := checkNATSKind(r.Kind); err != nil {
+			return fmt.Errorf("grant NATS %s %q to %q: %w", r.Kind, r.Subject, role, err)
+		}
+		if err := CheckNATSSubject(r.Subject); err != nil {
+			return fmt.Errorf("grant NATS %s %q to %q: %w", r.Kind, r.Subject, role, err)
+		}
+	}
+	if responses != nil {
+		if err := checkNATSResponses(true, responses.Max, responses.TTL); err != nil {
+			return fmt.Errorf("set NATS responses of %q: %w", role, err)
+		}
+	}
+	return pgx.BeginFunc(ctx, db.p(), func(tx pgx.Tx) error {
+		for _, r := range rules {
+			// On conflict the role is set again so that the role
+			// trigger runs for an existing row as well.
+			_, err := tx.Exec(ctx, `
+				insert into auth.nats_permission (role, kind, subject)
+				values ($1, $2, $3)
+				on conflict (role, kind, subject) do update set role = excluded.role`,
+				role, r.Kind, r.Subject)
+			if err != nil {
+				return fmt.Errorf("grant NATS %s %q to %q: %w", r.Kind, r.Subject, role, natsError(err, role, r.Kind, r.Subject))
+			}
+		}
+		if responses != nil {
+			return setNATSResponses(ctx, tx, role, true, responses.Max, responses.TTL)
+		}
+		return nil
+	})
+}
+
+// RevokeNATS removes one grant, as RevokeNATSRules does. If role has no
+// such grant, it is ErrNotFound.
 func (db *DB) RevokeNATS(ctx context.Context, role, kind, subject string) error {
-	if err := checkNATSKind(kind); err != nil {
-		return fmt.Errorf("revoke NATS %s %q from %q: %w", kind, subject, role, err)
+	return db.RevokeNATSRules(ctx, role, []NATSRule{{kind, subject}}, false)
+}
+
+// RevokeNATSRules removes rules from role and, if responses, its leave to
+// answer requests. A rule given twice is revoked once.
+//
+// It is all or nothing: if role lacks one of them (it never had it, or
+// another revocation took it meanwhile) the error is a
+// *NATSNotGrantedError naming it, and the deletes made before it are
+// rolled back with the transaction. Each delete locks the row it removes,
+// so two revocations of one rule cannot both succeed.
+func (db *DB) RevokeNATSRules(ctx context.Context, role string, rules []NATSRule, responses bool) error {
+	for _, r := range rules {
+		if err := checkNATSKind(r.Kind); err != nil {
+			return fmt.Errorf("revoke NATS %s %q from %q: %w", r.Kind, r.Subject, role, err)
+		}
 	}
-	tag, err := db.p().Exec(ctx, `
-		delete from auth.nats_permission
-		 where role = $1 and kind = $2 and subject = $3`, role, kind, subject)
-	if err == nil && tag.RowsAffected() == 0 {
-		err = ErrNotFound
-	}
-	if err != nil {
-		return fmt.Errorf("revoke NATS %s %q from %q: %w", kind, subject, role, err)
-	}
-	return nil
+	return pgx.BeginFunc(ctx, db.p(), func(tx pgx.Tx) error {
+		for i, r := range rules {
+			if slices.Contains(rules[:i], r) {
+				continue
+			}
+			tag, err := tx.Exec(ctx, `
+				delete from auth.nats_permission
+				 where role = $1 and kind = $2 and subject = $3`, role, r.Kind, r.Subject)
+			if err == nil && tag.RowsAffected() == 0 {
+				err = &NATSNotGrantedError{Role: role, Rule: r}
+			}
+			if err != nil {
+				return fmt.Errorf("revoke NATS %s %q from %q: %w", r.Kind, r.Subject, role, err)
+			}
+		}
+		if !responses {
+			return nil
+		}
+		// Only a row that allows responses counts: one with
+		// allow_responses false (written with plain SQL) allows none.
+		tag, err := tx.Exec(ctx, `delete from auth.nats_role where role = $1 and allow_responses`, role)
+		if err == nil && tag.RowsAffected() == 0 {
+			err = &NATSNotGrantedError{Role: role, Responses: true}
+		}
+		if err != nil {
+			return fmt.Errorf("revoke NATS responses from %q: %w", role, err)
+		}
+		return nil
+	})
 }
 
 // SetNATSResponses sets whether role may answer requests, at most max
@@ -173,17 +264,34 @@ func (db *DB) RevokeNATS(ctx context.Context, role, kind, subject string) error 
 // allow=false removes the setting; max and ttl must then be 0. A role
 // missing from pg_roles is a *RoleMissingError.
 func (db *DB) SetNATSResponses(ctx context.Context, role string, allow bool, max int, ttl time.Duration) error {
+	if err := checkNATSResponses(allow, max, ttl); err != nil {
+		return fmt.Errorf("set NATS responses of %q: %w", role, err)
+	}
+	return setNATSResponses(ctx, db.p(), role, allow, max, ttl)
+}
+
+func checkNATSResponses(allow bool, max int, ttl time.Duration) error {
 	switch {
 	case max < 0 || int64(max) > 1<<31-1:
-		return fmt.Errorf("set NATS responses of %q: max responses %d out of range", role, max)
+		return fmt.Errorf("max responses %d out of range", max)
 	case ttl < 0 || ttl%time.Microsecond != 0:
-		return fmt.Errorf("set NATS responses of %q: response ttl %s must be positive, in whole microseconds", role, ttl)
+		return fmt.Errorf("response ttl %s must be positive, in whole microseconds", ttl)
 	case !allow && (max != 0 || ttl != 0):
-		return fmt.Errorf("set NATS responses of %q: a limit on responses needs allow responses", role)
+		return errors.New("a limit on responses needs allow responses")
 	}
+	return nil
+}
+
+// execer runs a statement: the pool, or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// setNATSResponses is SetNATSResponses on q, its arguments checked.
+func setNATSResponses(ctx context.Context, q execer, role string, allow bool, max int, ttl time.Duration) error {
 	var err error
 	if allow {
-		_, err = db.p().Exec(ctx, `
+		_, err = q.Exec(ctx, `
 			insert into auth.nats_role (role, allow_responses, max_responses, response_ttl)
 			values ($1, true, nullif($2::integer, 0), nullif($3::interval, interval '0'))
 			on conflict (role) do update
@@ -191,7 +299,7 @@ func (db *DB) SetNATSResponses(ctx context.Context, role string, allow bool, max
 			       max_responses = excluded.max_responses, response_ttl = excluded.response_ttl`,
 			role, max, ttl)
 	} else {
-		_, err = db.p().Exec(ctx, `delete from auth.nats_role where role = $1`, role)
+		_, err = q.Exec(ctx, `delete from auth.nats_role where role = $1`, role)
 	}
 	if err != nil {
 		return fmt.Errorf("set NATS responses of %q: %w", role, natsError(err, role, "", ""))

@@ -124,60 +124,55 @@ func natsListCmd(ctx context.Context, c *cli, args []string) error {
 }
 
 // natsGrant grants changes to role, and lets it answer requests if
-// allowResponses, printing each as it is done. The database checks the
-// role on the first write, so a missing role changes nothing.
+// allowResponses, then prints what it did. The store writes them all in
+// one transaction, so a refused subject or a missing role grants nothing.
 func natsGrant(ctx context.Context, db *store.DB, role string, changes []natsChange, allowResponses bool, max int, ttl time.Duration, stdout io.Writer) error {
+	var responses *store.NATSResponseLimits
+	if allowResponses {
+		responses = &store.NATSResponseLimits{Max: max, TTL: ttl}
+	}
+	if err := db.GrantNATSRules(ctx, role, natsRules(changes), responses); err != nil {
+		return natsRoleError("grant", role, err)
+	}
 	for _, c := range changes {
-		if err := db.GrantNATS(ctx, role, c.kind, c.subject); err != nil {
-			return natsRoleError("grant", role, err)
-		}
 		fmt.Fprintf(stdout, "granted NATS %s %s to %s\n", c.kind, c.subject, role)
 	}
 	if allowResponses {
-		if err := db.SetNATSResponses(ctx, role, true, max, ttl); err != nil {
-			return natsRoleError("grant", role, err)
-		}
 		fmt.Fprintf(stdout, "granted NATS allow_responses to %s (max %s, ttl %s)\n", role, formatResponseMax(max), formatResponseTTL(ttl))
 	}
 	return nil
 }
 
 // natsRevoke revokes changes from role, and its responses if responses,
-// printing each as it is done. Every one must be there: otherwise nothing
-// is revoked.
+// then prints what it did. The store deletes them all in one transaction:
+// if one of them is not there, nothing is revoked.
 func natsRevoke(ctx context.Context, db *store.DB, role string, changes []natsChange, responses bool, stdout io.Writer) error {
-	perms, err := db.NATSPermissions(ctx, role)
-	if err != nil {
+	err := db.RevokeNATSRules(ctx, role, natsRules(changes), responses)
+	var missing *store.NATSNotGrantedError
+	switch {
+	case errors.As(err, &missing) && missing.Responses:
+		return fmt.Errorf("nats revoke %s: responses are not allowed (--responses): nothing to revoke", role)
+	case errors.As(err, &missing):
+		i := slices.IndexFunc(changes, func(c natsChange) bool { return c.kind == missing.Rule.Kind && c.subject == missing.Rule.Subject })
+		return fmt.Errorf("nats revoke %s: no %s grant of %q (--%s): nothing to revoke", role, missing.Rule.Kind, missing.Rule.Subject, changes[i].flag)
+	case err != nil:
 		return err
 	}
-	have := map[string][]string{
-		store.NATSPubAllow: perms.PubAllow, store.NATSPubDeny: perms.PubDeny,
-		store.NATSSubAllow: perms.SubAllow, store.NATSSubDeny: perms.SubDeny,
-	}
 	for _, c := range changes {
-		if !slices.Contains(have[c.kind], c.subject) {
-			return fmt.Errorf("nats revoke %s: no %s grant of %q (--%s): nothing to revoke", role, c.kind, c.subject, c.flag)
-		}
-	}
-	if responses && !perms.AllowResponses {
-		return fmt.Errorf("nats revoke %s: responses are not allowed (--responses): nothing to revoke", role)
-	}
-	for _, c := range changes {
-		if err := db.RevokeNATS(ctx, role, c.kind, c.subject); err != nil {
-			if errors.Is(err, store.ErrNotFound) { // revoked meanwhile
-				return fmt.Errorf("nats revoke %s: no %s grant of %q (--%s): nothing to revoke", role, c.kind, c.subject, c.flag)
-			}
-			return err
-		}
 		fmt.Fprintf(stdout, "revoked NATS %s %s from %s\n", c.kind, c.subject, role)
 	}
 	if responses {
-		if err := db.SetNATSResponses(ctx, role, false, 0, 0); err != nil {
-			return err
-		}
 		fmt.Fprintf(stdout, "revoked NATS allow_responses from %s\n", role)
 	}
 	return nil
+}
+
+func natsRules(changes []natsChange) []store.NATSRule {
+	rules := make([]store.NATSRule, len(changes))
+	for i, c := range changes {
+		rules[i] = store.NATSRule{Kind: c.kind, Subject: c.subject}
+	}
+	return rules
 }
 
 // natsList prints the grants and response settings of role, or of every

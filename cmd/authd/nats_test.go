@@ -261,6 +261,72 @@ func TestNATSErrors(t *testing.T) {
 	}
 }
 
+// TestNATSGrantAllOrNothing: a subject that passes the CLI's check but that
+// the database refuses (bytes that are not UTF-8, which a shell passes on
+// as they are) makes nats grant fail as a whole: the good subject given
+// before it and the response setting after it are not written either.
+func TestNATSGrantAllOrNothing(t *testing.T) {
+	t.Parallel()
+	url := storetest.NewURL(t)
+	env := baseEnv(url)
+	db := storetest.Open(t, url)
+	role := storetest.NewRole(t)
+	const refused = "bad.\xff"
+	if err := store.CheckNATSSubject(refused); err != nil {
+		t.Fatalf("CheckNATSSubject(%q): %v, want it to pass so that the database decides", refused, err)
+	}
+
+	r := runCLI(t, env, "", "nats", "grant", role, "--pub", "ok.subject", "--sub", "ok.>", "--pub", refused, "--allow-responses")
+	var pgErr *pgconn.PgError
+	if !errors.As(r.err, &pgErr) || pgErr.Code != "22021" {
+		t.Fatalf("nats grant with a subject that is not UTF-8: got %v, want SQLSTATE 22021 (invalid byte sequence)", r.err)
+	}
+	if msg := r.err.Error(); !strings.Contains(msg, `"bad.\xff"`) || strings.Contains(msg, "\n") {
+		t.Errorf("error: got %q, want one line naming the subject", msg)
+	}
+	if r.stdout != "" {
+		t.Errorf("stdout: got %q, want nothing granted", r.stdout)
+	}
+	if n := count(t, url, `select count(*) from auth.nats_permission`); n != 0 {
+		t.Errorf("grants after the refused command: got %d rows, want 0", n)
+	}
+	if n := count(t, url, `select count(*) from auth.nats_role`); n != 0 {
+		t.Errorf("response settings after the refused command: got %d rows, want 0", n)
+	}
+	checkPermissions(t, db, role, none)
+
+	// The same through the store, and a revocation that lacks its last
+	// rule gives back what it deleted first.
+	ctx := context.Background()
+	ok := store.NATSRule{Kind: store.NATSPubAllow, Subject: "ok.subject"}
+	err := db.GrantNATSRules(ctx, role, []store.NATSRule{ok, {Kind: store.NATSPubAllow, Subject: refused}}, nil)
+	if !errors.As(err, &pgErr) || pgErr.Code != "22021" {
+		t.Errorf("GrantNATSRules with a refused subject: got %v, want SQLSTATE 22021", err)
+	}
+	checkPermissions(t, db, role, none)
+	if err := db.GrantNATSRules(ctx, role, []store.NATSRule{ok}, &store.NATSResponseLimits{}); err != nil {
+		t.Fatal(err)
+	}
+	want := none
+	want.PubAllow, want.AllowResponses = []string{"ok.subject"}, true
+	checkPermissions(t, db, role, want)
+	var missing *store.NATSNotGrantedError
+	err = db.RevokeNATSRules(ctx, role, []store.NATSRule{ok, {Kind: store.NATSSubAllow, Subject: "ok.subject"}}, true)
+	if !errors.As(err, &missing) || missing.Rule.Kind != store.NATSSubAllow || !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RevokeNATSRules of a rule the role lacks: got %v, want *NATSNotGrantedError for sub_allow", err)
+	}
+	checkPermissions(t, db, role, want)
+	if err := db.RevokeNATSRules(ctx, role, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	err = db.RevokeNATSRules(ctx, role, []store.NATSRule{ok}, true)
+	if !errors.As(err, &missing) || !missing.Responses {
+		t.Errorf("RevokeNATSRules of responses not allowed: got %v, want *NATSNotGrantedError for responses", err)
+	}
+	want.AllowResponses = false
+	checkPermissions(t, db, role, want)
+}
+
 // natsSubjects are subject patterns and whether they are valid, for both
 // store.CheckNATSSubject and the database's auth.is_nats_subject.
 var natsSubjects = []struct {
@@ -542,13 +608,13 @@ func TestNATSNotify(t *testing.T) {
 		}
 	}
 	mustRun(t, env, "", "nats", "grant", role, "--pub", "a", "--allow-responses")
-	expect("grant", role, role) // one statement each: two transactions
+	expect("grant", role) // one transaction, so one notification
 	storetest.Exec(t, url, `insert into auth.nats_permission (role, kind, subject) values ($1, 'pub_allow', 'b'), ($1, 'pub_allow', 'c')`, role)
 	expect("insert of two rows", role)
 	storetest.Exec(t, url, `update auth.nats_permission set role = $2 where role = $1 and subject = 'b'`, role, other)
 	expect("grant moved to another role", role, other)
 	mustRun(t, env, "", "nats", "revoke", role, "--pub", "a", "--responses")
-	expect("revoke", role, role)
+	expect("revoke", role)
 	storetest.Exec(t, url, `select pg_notify('authd_nats', 'marker')`)
 	expect("nothing else", "marker")
 }
