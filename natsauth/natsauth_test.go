@@ -397,7 +397,7 @@ func (st *stack) newAPIKey(t *testing.T, role string) (id, plain string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.db.CreateAPIKey(context.Background(), id, hash, "", plan, nil); err != nil {
+	if _, err := st.db.CreateAPIKey(context.Background(), id, hash, "", plan, nil); err != nil {
 		t.Fatal(err)
 	}
 	return id, plain

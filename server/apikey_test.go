@@ -21,7 +21,7 @@ func (e *env) newKey(rpm int, expiresAt *time.Time) (id, plain string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := e.db.CreateAPIKey(context.Background(), id, hash, "", plan, expiresAt); err != nil {
+	if _, err := e.db.CreateAPIKey(context.Background(), id, hash, "", plan, expiresAt); err != nil {
 		e.t.Fatal(err)
 	}
 	return id, plain
@@ -185,7 +185,7 @@ func TestAPIKeyRecheck(t *testing.T) {
 		if _, err := e.db.Pool().Exec(ctx, `update auth.api_key set enabled = false where id = $1`, id); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.db.CreateAPIKey(ctx, newID, newHash, "", "plan-600-"+e.role, nil); err != nil {
+		if _, err := e.db.CreateAPIKey(ctx, newID, newHash, "", "plan-600-"+e.role, nil); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Second - time.Nanosecond)

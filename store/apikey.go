@@ -37,26 +37,38 @@ const apiKeyColumns = `
 	p.requests_per_minute, k.enabled, k.expires_at, k.created_at, k.last_used_at,
 	k.secret_hash`
 
-// CreateAPIKey stores a key for plan. An empty role means the plan's role;
-// a nil expiresAt means the plan's key_lifetime after creation (no expiry
-// if the plan has none). The defaults are taken in the same statement that
-// inserts, so a plan changed meanwhile cannot mix old and new. An unknown
-// plan is ErrPlanNotFound, a role missing from pg_roles *RoleMissingError.
-func (db *DB) CreateAPIKey(ctx context.Context, id string, hash []byte, role, plan string, expiresAt *time.Time) error {
-	tag, err := db.p().Exec(ctx, `
-		insert into auth.api_key (id, secret_hash, role, plan, expires_at)
-		select $1, $2, coalesce(nullif($3::text, ''), p.role), p.name,
-		       coalesce($5::timestamptz, now() + p.key_lifetime)
-		  from auth.plan p
-		 where p.name = $4`,
+// CreateAPIKey stores a key for plan and returns it as APIKey would load
+// it. An empty role means the plan's role; a nil expiresAt means the
+// plan's key_lifetime after creation (no expiry if the plan has none). An
+// unknown plan is ErrPlanNotFound, a role missing from pg_roles
+// *RoleMissingError.
+//
+// One statement takes the plan's defaults, inserts, and reads the new row
+// back with its plan's rate (a returning clause cannot join, so the insert
+// is a CTE): a plan changed meanwhile cannot mix old and new, and what the
+// caller prints is what was written.
+func (db *DB) CreateAPIKey(ctx context.Context, id string, hash []byte, role, plan string, expiresAt *time.Time) (APIKey, error) {
+	rows, _ := db.p().Query(ctx, `
+		with k as (
+		    insert into auth.api_key (id, secret_hash, role, plan, expires_at)
+		    select $1, $2, coalesce(nullif($3::text, ''), p.role), p.name,
+		           coalesce($5::timestamptz, now() + p.key_lifetime)
+		      from auth.plan p
+		     where p.name = $4
+		    returning *
+		)
+		select `+apiKeyColumns+`
+		  from k
+		  join auth.plan p on p.name = k.plan`,
 		id, hash, role, plan, expiresAt)
-	if err == nil && tag.RowsAffected() == 0 {
+	k, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[APIKey])
+	if errors.Is(err, pgx.ErrNoRows) {
 		err = ErrPlanNotFound
 	}
 	if err != nil {
-		return fmt.Errorf("create api key %s: %w", id, db.apiKeyError(ctx, err, role, plan))
+		return APIKey{}, fmt.Errorf("create api key %s: %w", id, db.apiKeyError(ctx, err, role, plan))
 	}
-	return nil
+	return k, nil
 }
 
 // apiKeyError turns the constraint errors of auth.api_key into typed

@@ -111,7 +111,8 @@ func apiKeyCreate(ctx context.Context, db *store.DB, plan, role string, lifetime
 		t := time.Now().Add(lifetime)
 		expiresAt = &t
 	}
-	if err := db.CreateAPIKey(ctx, id, hash, role, plan, expiresAt); err != nil {
+	k, err := db.CreateAPIKey(ctx, id, hash, role, plan, expiresAt)
+	if err != nil {
 		var missing *store.RoleMissingError
 		switch {
 		case errors.Is(err, store.ErrPlanNotFound):
@@ -119,10 +120,6 @@ func apiKeyCreate(ctx context.Context, db *store.DB, plan, role string, lifetime
 		case errors.As(err, &missing):
 			return fmt.Errorf("apikey create: role %q does not exist (create it first: create role %s;)", missing.Role, pgx.Identifier{missing.Role}.Sanitize())
 		}
-		return err
-	}
-	k, err := db.APIKey(ctx, id)
-	if err != nil {
 		return err
 	}
 	printAPIKey(stdout, plain, k)

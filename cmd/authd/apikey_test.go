@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -459,16 +460,30 @@ func TestAPIKeySchema(t *testing.T) {
 	// typed.
 	db := storetest.Open(t, url)
 	ctx := context.Background()
-	err := db.CreateAPIKey(ctx, "cccccccccccc", sha("z"), "authd_no_such_role_xyz", "renamed", nil)
+	_, err := db.CreateAPIKey(ctx, "cccccccccccc", sha("z"), "authd_no_such_role_xyz", "renamed", nil)
 	var missing *store.RoleMissingError
 	if !errors.As(err, &missing) || missing.Role != "authd_no_such_role_xyz" {
 		t.Errorf("CreateAPIKey with a missing role: got %v, want *RoleMissingError", err)
 	}
-	if err := db.CreateAPIKey(ctx, "cccccccccccc", sha("z"), role, "authd_no_such_plan", nil); !errors.Is(err, store.ErrPlanNotFound) {
+	if _, err := db.CreateAPIKey(ctx, "cccccccccccc", sha("z"), role, "authd_no_such_plan", nil); !errors.Is(err, store.ErrPlanNotFound) {
 		t.Errorf("CreateAPIKey with an unknown plan: got %v, want ErrPlanNotFound", err)
 	}
 	if _, err := db.APIKey(ctx, "cccccccccccc"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("APIKey of an unknown id: got %v, want ErrNotFound", err)
+	}
+
+	// The key CreateAPIKey returns is the row it wrote, with its plan's
+	// rate, as APIKey loads it.
+	created, err := db.CreateAPIKey(ctx, "dddddddddddd", sha("d"), "", "renamed", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := db.APIKey(ctx, "dddddddddddd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(created, loaded) || created.Role != role || created.RequestsPerMinute != 60 || !created.RoleExists {
+		t.Errorf("CreateAPIKey: got %+v, want %+v (role %s, 60 a minute)", created, loaded, role)
 	}
 	for name, err := range map[string]error{
 		"DisableAPIKey": db.DisableAPIKey(ctx, "cccccccccccc"),
