@@ -177,12 +177,27 @@ func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl,
 // (nil names none), whether or not that token is still usable: one
 // statement for a browser's logout, which carries both. Revoking a revoked
 // or unknown session is not an error.
+//
+// The revoked session alone stops its tokens. Its live tokens (unspent,
+// unexpired) are marked revoked too, with reason 'logout', so that the row
+// says why it stopped working; a child that a refresh running at the same
+// moment inserts may stay unmarked, stopped by its session all the same.
+// Refresh treats a 'logout' token as any token of a revoked session: only
+// a 'rotated' one can be a replay or earn a grace sibling.
 func (db *DB) RevokeSessions(ctx context.Context, sessionID uuid.UUID, refreshHash []byte) error {
 	_, err := db.p().Exec(ctx, `
-		update auth.session s set revoked_at = now()
-		 where s.revoked_at is null
-		   and (s.id = $1
-		        or s.id = (select t.session_id from auth.refresh_token t where t.token_hash = $2))`,
+		with ended as (
+		    update auth.session s set revoked_at = now()
+		     where s.revoked_at is null
+		       and (s.id = $1
+		            or s.id = (select t.session_id from auth.refresh_token t where t.token_hash = $2))
+		    returning s.id
+		)
+		update auth.refresh_token t set revoked_at = now(), revoked_reason = 'logout'
+		  from ended
+		 where t.session_id = ended.id
+		   and t.revoked_at is null
+		   and t.expires_at > now()`,
 		sessionID, refreshHash)
 	if err != nil {
 		return fmt.Errorf("revoke session: %w", err)

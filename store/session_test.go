@@ -1,0 +1,115 @@
+package store_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"authd/store"
+	"authd/store/storetest"
+)
+
+// TestLogoutReason: a logout marks the live tokens of the sessions it ends
+// with revoked_reason 'logout', leaves spent ('rotated') and expired ones
+// as they were, and the marked tokens are refused as invalid, not as a
+// replay.
+func TestLogoutReason(t *testing.T) {
+	t.Parallel()
+	db := storetest.NewDB(t)
+	ctx := context.Background()
+	hash, err := store.HashPassword("pw", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddUser(ctx, "alice", hash, storetest.NewRole(t)); err != nil {
+		t.Fatal(err)
+	}
+	tok := func(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
+	start := func(h string) store.Grant {
+		t.Helper()
+		g, err := db.StartSession(ctx, "alice", tok(h), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	// reason is the revoked_reason of the token with hash h, "" for none.
+	reason := func(h string) string {
+		t.Helper()
+		var r *string
+		if err := db.Pool().QueryRow(ctx, `select revoked_reason from auth.refresh_token where token_hash = $1`, tok(h)).Scan(&r); err != nil {
+			t.Fatalf("revoked_reason of %s: %v", h, err)
+		}
+		if r == nil {
+			return ""
+		}
+		return *r
+	}
+
+	start("a1")
+	if _, err := db.Refresh(ctx, tok("a1"), tok("a2"), time.Hour, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	b := start("b1")
+	start("c1") // another session, not logged out
+	if _, err := db.Pool().Exec(ctx, `update auth.refresh_token set expires_at = now() - interval '1 second' where token_hash = $1`, tok("c1")); err != nil {
+		t.Fatal(err)
+	}
+	d := start("d1")
+	if _, err := db.Refresh(ctx, tok("d1"), tok("d2"), time.Hour, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool().Exec(ctx, `update auth.refresh_token set expires_at = now() - interval '1 second' where token_hash = $1`, tok("d2")); err != nil {
+		t.Fatal(err)
+	}
+
+	// Session a by its refresh token, b by its id, d (expired) by both.
+	for _, c := range []struct {
+		sid  uuid.UUID
+		hash []byte
+	}{{uuid.Nil, tok("a2")}, {b.SessionID, nil}, {d.SessionID, tok("d2")}} {
+		if err := db.RevokeSessions(ctx, c.sid, c.hash); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for h, want := range map[string]string{
+		"a1": "rotated", "a2": "logout",
+		"b1": "logout",
+		"c1": "",                  // expired, its session not logged out
+		"d1": "rotated", "d2": "", // expired before the logout
+	} {
+		if got := reason(h); got != want {
+			t.Errorf("revoked_reason of %s: got %q, want %q", h, got, want)
+		}
+	}
+
+	// Logging out again changes nothing, not even the time.
+	var before, after time.Time
+	q := `select revoked_at from auth.refresh_token where token_hash = $1`
+	if err := db.Pool().QueryRow(ctx, q, tok("a2")).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RevokeSessions(ctx, uuid.Nil, tok("a2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Pool().QueryRow(ctx, q, tok("a2")).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if !after.Equal(before) {
+		t.Errorf("revoked_at after a second logout: got %v, want %v", after, before)
+	}
+
+	// A logged-out token is invalid, never a replay, inside the grace
+	// window or after it.
+	for _, grace := range []time.Duration{time.Hour, 0} {
+		for _, h := range []string{"a2", "b1", "a1"} {
+			if _, err := db.Refresh(ctx, tok(h), tok(h+"-next"), time.Hour, grace); !errors.Is(err, store.ErrInvalidRefresh) {
+				t.Errorf("refresh of %s after logout (grace %s): got %v, want ErrInvalidRefresh", h, grace, err)
+			}
+		}
+	}
+}
