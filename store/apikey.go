@@ -149,11 +149,11 @@ func (db *DB) RotateAPIKey(ctx context.Context, id string, newHash []byte) error
 }
 
 // TouchAPIKeys sets last_used_at to now for every key in ids, in one
-// statement, for a server that gathers uses and writes them in batches.
-// Unknown ids are ignored. It sends no notification (see the migration).
+// statement. Unknown ids are ignored. It sends no notification (see the
+// migration).
 //
 // Rows another transaction holds are skipped rather than waited for: two
-// instances flushing overlapping batches in different orders would
+// callers touching overlapping sets of keys in different orders would
 // otherwise deadlock, and a last-used time a few seconds stale is harmless.
 func (db *DB) TouchAPIKeys(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
