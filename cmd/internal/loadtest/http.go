@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -14,18 +15,23 @@ import (
 )
 
 // RefreshPath is authd's refresh endpoint, which is also the Path of the
-// refresh_token cookie: a browser sends that cookie there and nowhere
-// else.
+// refresh_token cookie a browser sends there.
 const RefreshPath = "/rpc/refresh_token"
 
-// NewClient is an HTTP client for load against one local server: it keeps
-// up to idle keep-alive connections (so that a steady load reuses them
+// Client sends authd's requests to one local server, as a browser or a
+// gateway would, and checks the answers.
+type Client struct {
+	Base string // http://host:port
+	HTTP *http.Client
+}
+
+// NewClient is a client for load against the server at addr: it keeps up
+// to idle keep-alive connections (so that a steady load reuses them
 // rather than dialling), no proxy, no compression, and hands redirects
 // back rather than following them.
-func NewClient(idle int) *http.Client {
-	return &http.Client{
+func NewClient(addr string, idle int) *Client {
+	return &Client{Base: "http://" + addr, HTTP: &http.Client{
 		Transport: &http.Transport{
-			Proxy:               nil,
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConns:        idle,
 			MaxIdleConnsPerHost: idle,
@@ -34,31 +40,34 @@ func NewClient(idle int) *http.Client {
 		},
 		Timeout:       30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	}}
 }
 
-// Request is one request Send makes.
+// Close closes the idle connections.
+func (c *Client) Close() { c.HTTP.CloseIdleConnections() }
+
+// Request is one request Do makes.
 type Request struct {
 	Method, Path string
 	Body         []byte // sent as JSON; nil for none
 	// Header and Value are one more header, such as a Cookie or an
 	// X-API-Key; none when Header is "".
 	Header, Value string
-	Want          int // the status that counts as success
+	Want          int // the status that counts as success; 0 takes any
 }
 
-// Send sends r to the server at base and returns the answer's header if
-// its status is r.Want. The body is read to the end and closed, so that
-// the connection is reused; on any other status up to 2 KiB of it go in
-// the error, which names the path but never a credential.
-func Send(ctx context.Context, client *http.Client, base string, r Request) (http.Header, error) {
+// Do sends r and returns the answer's status and header. The body is read
+// to the end and closed, so that the connection is reused; on a status
+// other than r.Want up to 2 KiB of it go in the error, which names the
+// path but never a credential.
+func (c *Client) Do(ctx context.Context, r Request) (int, http.Header, error) {
 	var rd io.Reader
 	if r.Body != nil {
 		rd = bytes.NewReader(r.Body)
 	}
-	req, err := http.NewRequestWithContext(ctx, r.Method, base+r.Path, rd)
+	req, err := http.NewRequestWithContext(ctx, r.Method, c.Base+r.Path, rd)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", r.Method, r.Path, err)
+		return 0, nil, fmt.Errorf("%s %s: %w", r.Method, r.Path, err)
 	}
 	if r.Body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -66,43 +75,108 @@ func Send(ctx context.Context, client *http.Client, base string, r Request) (htt
 	if r.Header != "" {
 		req.Header.Set(r.Header, r.Value)
 	}
-	resp, err := client.Do(req)
+	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
 	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != r.Want {
-		return nil, fmt.Errorf("%s %s: status %d, want %d: %s", r.Method, r.Path, resp.StatusCode, r.Want, bytes.TrimSpace(msg))
+	if r.Want != 0 && resp.StatusCode != r.Want {
+		return resp.StatusCode, nil, fmt.Errorf("%s %s: status %d, want %d: %s", r.Method, r.Path, resp.StatusCode, r.Want, bytes.TrimSpace(msg))
 	}
-	return resp.Header, nil
+	return resp.StatusCode, resp.Header, nil
 }
 
-// SessionCookies returns the session cookies an answer of authd set, each
-// only with the Path a browser would send it on: the refresh token for
-// RefreshPath and the access token for "/". Either is "" if missing.
-func SessionCookies(h http.Header) (refresh, access string) {
+// Session is what a browser holds after a login: the refresh token
+// (sent to RefreshPath and /rpc/logout) and the access token (sent
+// everywhere).
+type Session struct{ Refresh, Access string }
+
+// Cookie is the Cookie header a browser sends to /rpc/logout.
+func (s Session) Cookie() string {
+	var parts []string
+	for _, kv := range [][2]string{{"access_token", s.Access}, {"refresh_token", s.Refresh}} {
+		if kv[1] != "" {
+			parts = append(parts, kv[0]+"="+kv[1])
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// LoginRequest is POST /rpc/login as user.
+func LoginRequest(user string) Request {
+	body, _ := json.Marshal(map[string]string{"user_": user, "pass": Password})
+	return Request{Method: http.MethodPost, Path: "/rpc/login", Body: body, Want: http.StatusNoContent}
+}
+
+// Login logs user in; a 204 must set both session cookies.
+func (c *Client) Login(ctx context.Context, user string) (Session, error) {
+	_, h, err := c.Do(ctx, LoginRequest(user))
+	if err != nil {
+		return Session{}, err
+	}
+	return SessionCookies(h, "login")
+}
+
+// Refresh spends a refresh token and returns the rotated session.
+func (c *Client) Refresh(ctx context.Context, refresh string) (Session, error) {
+	_, h, err := c.Do(ctx, Request{Method: http.MethodPost, Path: RefreshPath, Header: "Cookie", Value: "refresh_token=" + refresh, Want: http.StatusNoContent})
+	if err != nil {
+		return Session{}, err
+	}
+	return SessionCookies(h, "refresh")
+}
+
+// Logout ends s, sending the cookies of it that are set.
+func (c *Client) Logout(ctx context.Context, s Session) error {
+	_, _, err := c.Do(ctx, Request{Method: http.MethodPost, Path: "/rpc/logout", Header: "Cookie", Value: s.Cookie(), Want: http.StatusNoContent})
+	return err
+}
+
+// Get sends GET path with one credential header (none if header is "")
+// and wants a 200; with role set, the answer must pass the request on as
+// that role, with a Bearer token for the upstream, as /auth/verify does.
+func (c *Client) Get(ctx context.Context, path, header, value, role string) error {
+	_, h, err := c.Do(ctx, Request{Method: http.MethodGet, Path: path, Header: header, Value: value, Want: http.StatusOK})
+	switch {
+	case err != nil || role == "":
+		return err
+	case h.Get("X-Auth-Role") != role:
+		return fmt.Errorf("GET %s: X-Auth-Role %q, want %q", path, h.Get("X-Auth-Role"), role)
+	case !strings.HasPrefix(h.Get("Authorization"), "Bearer "):
+		return fmt.Errorf("GET %s: 200 without a Bearer Authorization for the upstream", path)
+	}
+	return nil
+}
+
+// SessionCookies reads the session cookies an answer of authd (to what)
+// set, each only with the Path a browser would send it on: the refresh
+// token for RefreshPath and the access token for "/". Both must be there.
+func SessionCookies(h http.Header, what string) (Session, error) {
+	var s Session
 	for _, c := range (&http.Response{Header: h}).Cookies() {
 		switch {
 		case c.Name == "refresh_token" && c.Path == RefreshPath && c.Value != "":
-			refresh = c.Value
+			s.Refresh = c.Value
 		case c.Name == "access_token" && c.Path == "/" && c.Value != "":
-			access = c.Value
+			s.Access = c.Value
 		}
 	}
-	return refresh, access
+	if s.Refresh == "" || s.Access == "" {
+		return s, fmt.Errorf("%s: 204 without both session cookies", what)
+	}
+	return s, nil
 }
 
-// ScrapeMetrics reads authd's GET /metrics: the server's own view
-// (goroutines, pool connections, logins shed) beside what the client
-// measured.
-func ScrapeMetrics(ctx context.Context, client *http.Client, base string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+// Metrics reads authd's GET /metrics: the server's own view (goroutines,
+// pool connections, logins shed) beside what the client measured.
+func (c *Client) Metrics(ctx context.Context) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/metrics", nil)
 	if err != nil {
 		return nil, fmt.Errorf("GET /metrics: %w", err)
 	}
-	resp, err := client.Do(req)
+	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -116,22 +190,16 @@ func ScrapeMetrics(ctx context.Context, client *http.Client, base string) (map[s
 // ParseMetrics reads a Prometheus text exposition into series → value,
 // each series written as in the exposition ("name" or "name{labels}"),
 // which is all a report needs to look values up and subtract them.
-// Comments and lines without a number are skipped.
 func ParseMetrics(r io.Reader) (map[string]float64, error) {
 	out := map[string]float64{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			out[line[:i]] = v
+		if i := strings.LastIndexByte(line, ' '); i > 0 && line[0] != '#' {
+			if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+				out[line[:i]] = v
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -80,88 +81,42 @@ func TestFilterEnv(t *testing.T) {
 		"HOME=/home/x",
 		"MY_AUTHD_THING=kept", // a prefix, not a substring
 	}
-	got := FilterEnv(environ, []string{"AUTHD_LOG_LEVEL=warn", "DATABASE_URL=postgres://bench"})
+	got := filterEnv(environ, []string{"AUTHD_LOG_LEVEL=warn", "DATABASE_URL=postgres://bench"})
 	want := []string{"PATH=/usr/bin", "DATABASE_URL_OTHER=kept", "HOME=/home/x", "MY_AUTHD_THING=kept", "AUTHD_LOG_LEVEL=warn", "DATABASE_URL=postgres://bench"}
 	if !slices.Equal(got, want) {
-		t.Errorf("FilterEnv = %q, want %q", got, want)
+		t.Errorf("filterEnv = %q, want %q", got, want)
 	}
 	if !slices.Equal(environ[:2], []string{"PATH=/usr/bin", "AUTHD_ADDR=:9999"}) {
-		t.Error("FilterEnv changed its argument")
+		t.Error("filterEnv changed its argument")
 	}
 }
 
 func TestAuthdEnv(t *testing.T) {
 	t.Setenv("AUTHD_BCRYPT_COST", "4")
 	t.Setenv("LOADTEST_KEEP", "yes")
-	env := AuthdEnv([]string{"JWT_SECRET=s"})
+	env := authdEnv([]string{"JWT_SECRET=s"})
 	if slices.Contains(env, "AUTHD_BCRYPT_COST=4") || !slices.Contains(env, "LOADTEST_KEEP=yes") || env[len(env)-1] != "JWT_SECRET=s" {
-		t.Errorf("AuthdEnv: %q", env)
+		t.Errorf("authdEnv: %q", env)
 	}
 }
 
-// A /proc/<pid>/stat line of a process whose name holds spaces and
-// parentheses, as a thread name may.
-const sampleStat = "4242 (authd (x) y) S 1 4242 4242 0 -1 4194560 1234 0 0 0 150 75 0 0 20 0 12 0 99999 1234567 890 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 3 0 0 0 0 0\n"
-
-func TestParseStat(t *testing.T) {
-	ticks, comm, err := parseStat(sampleStat)
-	if err != nil || ticks != 225 || comm != "authd (x) y" {
-		t.Errorf("parseStat = %d, %q, %v; want 225 (150+75), %q", ticks, comm, err, "authd (x) y")
-	}
-	for _, bad := range []string{"", "4242 authd S 1", "4242 (authd) S 1 2 3", "4242 (authd) S 1 4242 4242 0 -1 4194560 1234 0 0 0 x 75 0"} {
-		if _, _, err := parseStat(bad); err == nil {
-			t.Errorf("parseStat(%q): no error", bad)
-		}
-	}
-}
-
-func TestParseMachineStat(t *testing.T) {
-	//        user nice system idle iowait irq softirq steal guest guest_nice
-	s := "cpu  100 5 50 1000 20 3 2 1 40 0\ncpu0 50 2 25 500 10 1 1 0 20 0\nintr 1\n"
-	busy, idle, err := parseMachineStat(s)
-	// guest is part of user already: only the first eight count.
-	if err != nil || busy != 100+5+50+3+2+1 || idle != 1000+20 {
-		t.Errorf("parseMachineStat = %d, %d, %v; want 161, 1020", busy, idle, err)
-	}
-	for _, bad := range []string{"", "cpu0 1 2 3 4 5 6 7\n", "cpu 1 2 3\n", "cpu 1 2 3 x 5 6 7 8\n"} {
-		if _, _, err := parseMachineStat(bad); err == nil {
-			t.Errorf("parseMachineStat(%q): no error", bad)
-		}
-	}
-}
-
-func TestParseVmRSS(t *testing.T) {
-	status := "Name:\tauthd\nVmPeak:\t  999999 kB\nVmRSS:\t   45678 kB\nThreads:\t12\n"
-	if kb, err := parseVmRSS(status); err != nil || kb != 45678 {
-		t.Errorf("parseVmRSS = %d, %v; want 45678", kb, err)
-	}
-	// A kernel thread has no VmRSS line.
-	if _, err := parseVmRSS("Name:\tkthreadd\nThreads:\t1\n"); err == nil {
-		t.Error("parseVmRSS without VmRSS: no error")
-	}
-}
-
-// TestProcSelf reads this process, which certainly exists, through the
-// same paths the harness reads authd's.
+// TestProcSelf reads this process, which certainly exists, as the
+// harness reads authd.
 func TestProcSelf(t *testing.T) {
 	// Burn a little CPU so that the count cannot be zero.
 	for start := time.Now(); time.Since(start) < 50*time.Millisecond; {
 	}
-	ticks, _, err := ProcCPU(os.Getpid())
-	if err != nil || ticks <= 0 {
-		t.Errorf("ProcCPU(self) = %d, %v", ticks, err)
+	if cpu, comm, err := ProcCPU(os.Getpid()); err != nil || cpu <= 0 || comm == "" {
+		t.Errorf("ProcCPU(self) = %s, %q, %v", cpu, comm, err)
 	}
-	if kb, err := VmRSS(os.Getpid()); err != nil || kb <= 0 {
-		t.Errorf("VmRSS(self) = %d, %v", kb, err)
+	if rss, err := RSS(os.Getpid()); err != nil || rss <= 0 {
+		t.Errorf("RSS(self) = %d, %v", rss, err)
 	}
 	if busy, idle, err := MachineCPU(); err != nil || busy <= 0 || idle < 0 {
-		t.Errorf("MachineCPU = %d, %d, %v", busy, idle, err)
+		t.Errorf("MachineCPU = %s, %s, %v", busy, idle, err)
 	}
 	if _, _, err := ProcCPU(-1); err == nil {
 		t.Error("ProcCPU(-1): no error")
-	}
-	if tick := ClockTick(); tick <= 0 || tick > time.Second {
-		t.Errorf("ClockTick = %s", tick)
 	}
 }
 
@@ -261,17 +216,17 @@ func TestAddFlags(t *testing.T) {
 	if err := fs.Parse(nil); err != nil {
 		t.Fatal(err)
 	}
-	if c.AdminURL != DefaultAdminURL || c.Authd != "" || c.DBPrefix != "" {
+	if c.AdminURL != DefaultAdminURL || c.Authd != "" || c.DBPrefix != "" || c.LogLevel != "warn" {
 		t.Errorf("defaults: %+v", c)
 	}
 	t.Setenv(AdminURLEnv, "postgres://ci@db/postgres")
 	t.Setenv(DBPrefixEnv, "ci7_")
 	fs = flag.NewFlagSet("x", flag.ContinueOnError)
 	c.AddFlags(fs)
-	if err := fs.Parse([]string{"-authd", "/tmp/authd"}); err != nil {
+	if err := fs.Parse([]string{"-authd", "/tmp/authd", "-server-env", "AUTHD_X=1=2"}); err != nil {
 		t.Fatal(err)
 	}
-	if c.AdminURL != "postgres://ci@db/postgres" || c.Authd != "/tmp/authd" || c.DBPrefix != "ci7_" {
+	if c.AdminURL != "postgres://ci@db/postgres" || c.Authd != "/tmp/authd" || c.DBPrefix != "ci7_" || !slices.Equal(c.ServerEnv, []string{"AUTHD_X=1=2"}) {
 		t.Errorf("from $%s, $%s and -authd: %+v", AdminURLEnv, DBPrefixEnv, c)
 	}
 }
@@ -384,58 +339,7 @@ func TestPacerUntilCancelled(t *testing.T) {
 	})
 }
 
-func TestSend(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		switch r.URL.Path {
-		case "/rpc/login":
-			if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" || string(body) != `{"user_":"u"}` {
-				http.Error(w, "bad login request", http.StatusBadRequest)
-				return
-			}
-			http.SetCookie(w, &http.Cookie{Name: "access_token", Value: "acc", Path: "/"})
-			http.SetCookie(w, &http.Cookie{Name: "refresh_token", Value: "ref", Path: RefreshPath})
-			http.SetCookie(w, &http.Cookie{Name: "refresh_token", Value: "wrong-path", Path: "/rpc/logout"})
-			w.WriteHeader(http.StatusNoContent)
-		case "/auth/verify":
-			if r.Header.Get("X-API-Key") != "k" || len(body) != 0 || r.Header.Get("Content-Type") != "" {
-				http.Error(w, "  no key  \n", http.StatusUnauthorized)
-				return
-			}
-			w.Header().Set("X-Auth-Role", "bench")
-			_, _ = io.WriteString(w, strings.Repeat("x", 10000)) // read to the end
-		}
-	}))
-	defer srv.Close()
-	client := NewClient(4)
-	defer client.CloseIdleConnections()
-	ctx := context.Background()
-
-	h, err := Send(ctx, client, srv.URL, Request{Method: http.MethodPost, Path: "/rpc/login", Body: []byte(`{"user_":"u"}`), Want: http.StatusNoContent})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if refresh, access := SessionCookies(h); refresh != "ref" || access != "acc" {
-		t.Errorf("SessionCookies = %q, %q; want ref, acc", refresh, access)
-	}
-	if refresh, access := SessionCookies(http.Header{}); refresh != "" || access != "" {
-		t.Errorf("SessionCookies of no cookies = %q, %q", refresh, access)
-	}
-
-	h, err = Send(ctx, client, srv.URL, Request{Method: http.MethodGet, Path: "/auth/verify", Header: "X-API-Key", Value: "k", Want: http.StatusOK})
-	if err != nil || h.Get("X-Auth-Role") != "bench" {
-		t.Errorf("Send GET: %v, X-Auth-Role %q", err, h.Get("X-Auth-Role"))
-	}
-	_, err = Send(ctx, client, srv.URL, Request{Method: http.MethodGet, Path: "/auth/verify", Header: "X-API-Key", Value: "secret-key", Want: http.StatusOK})
-	if want := "GET /auth/verify: status 401, want 200: no key"; err == nil || err.Error() != want {
-		t.Errorf("Send with a wrong status: %v, want %q", err, want)
-	}
-	if err != nil && strings.Contains(err.Error(), "secret-key") {
-		t.Error("the error repeats the credential")
-	}
-}
-
-func TestMetrics(t *testing.T) {
+func TestClient(t *testing.T) {
 	const exposition = `# HELP go_goroutines Number of goroutines.
 # TYPE go_goroutines gauge
 go_goroutines 12
@@ -444,33 +348,87 @@ authd_logins_total{result="shed"} 1.5e+03
 not_a_number NaNish
 
 `
-	m, err := ParseMetrics(strings.NewReader(exposition))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		switch r.URL.Path {
+		case "/rpc/login":
+			var in map[string]string
+			if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" || json.Unmarshal(body, &in) != nil || in["user_"] != "u" || in["pass"] != Password {
+				http.Error(w, "bad login request", http.StatusBadRequest)
+				return
+			}
+			http.SetCookie(w, &http.Cookie{Name: "access_token", Value: "acc", Path: "/"})
+			http.SetCookie(w, &http.Cookie{Name: "refresh_token", Value: "ref", Path: RefreshPath})
+			http.SetCookie(w, &http.Cookie{Name: "refresh_token", Value: "wrong-path", Path: "/rpc/logout"})
+			w.WriteHeader(http.StatusNoContent)
+		case "/rpc/logout":
+			if r.Header.Get("Cookie") != "access_token=acc; refresh_token=ref" {
+				http.Error(w, "bad cookies", http.StatusBadRequest)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+		case "/auth/verify":
+			if r.Header.Get("X-API-Key") != "k" || len(body) != 0 || r.Header.Get("Content-Type") != "" {
+				http.Error(w, "  no key  \n", http.StatusUnauthorized)
+				return
+			}
+			w.Header().Set("X-Auth-Role", "bench")
+			w.Header().Set("Authorization", "Bearer x")
+			_, _ = io.WriteString(w, strings.Repeat("x", 10000)) // read to the end
+		case "/metrics":
+			_, _ = io.WriteString(w, exposition)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	c := NewClient(strings.TrimPrefix(srv.URL, "http://"), 4)
+	defer c.Close()
+	ctx := context.Background()
+
+	s, err := c.Login(ctx, "u")
+	if err != nil || s != (Session{Refresh: "ref", Access: "acc"}) {
+		t.Errorf("Login = %+v, %v; want ref, acc", s, err)
+	}
+	if err := c.Logout(ctx, s); err != nil {
+		t.Errorf("Logout with both cookies: %v", err)
+	}
+	if _, err := SessionCookies(http.Header{}, "login"); err == nil {
+		t.Error("SessionCookies of no cookies: no error")
+	}
+	if err := c.Get(ctx, "/auth/verify", "X-API-Key", "k", "bench"); err != nil {
+		t.Errorf("Get: %v", err)
+	}
+	if err := c.Get(ctx, "/auth/verify", "X-API-Key", "k", "other"); err == nil {
+		t.Error("Get with another role: no error")
+	}
+	err = c.Get(ctx, "/auth/verify", "X-API-Key", "secret-key", "bench")
+	if want := "GET /auth/verify: status 401, want 200: no key"; err == nil || err.Error() != want {
+		t.Errorf("Get with a wrong status: %v, want %q", err, want)
+	}
+	if err != nil && strings.Contains(err.Error(), "secret-key") {
+		t.Error("the error repeats the credential")
+	}
+	if status, _, err := c.Do(ctx, Request{Method: http.MethodGet, Path: "/nothing"}); status != http.StatusNotFound || err != nil {
+		t.Errorf("Do without Want: %d, %v; want 404 and no error", status, err)
+	}
+
+	m, err := c.Metrics(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]float64{"go_goroutines": 12, `authd_db_pool_connections{state="idle"}`: 3, `authd_logins_total{result="shed"}`: 1500}
 	if len(m) != len(want) {
-		t.Errorf("ParseMetrics = %v, want %v", m, want)
+		t.Errorf("Metrics = %v, want %v", m, want)
 	}
 	for k, v := range want {
 		if m[k] != v {
 			t.Errorf("%s = %g, want %g", k, m[k], v)
 		}
 	}
-
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/metrics" {
-			http.NotFound(w, r)
-			return
-		}
-		_, _ = io.WriteString(w, exposition)
-	}))
-	defer srv.Close()
-	if m, err := ScrapeMetrics(context.Background(), srv.Client(), srv.URL); err != nil || m["go_goroutines"] != 12 {
-		t.Errorf("ScrapeMetrics = %v, %v", m, err)
-	}
-	if _, err := ScrapeMetrics(context.Background(), srv.Client(), srv.URL+"/nothing"); err == nil || !strings.Contains(err.Error(), "status 404") {
-		t.Errorf("ScrapeMetrics of a 404: %v", err)
+	c.Base += "/nothing"
+	if _, err := c.Metrics(ctx); err == nil || !strings.Contains(err.Error(), "status 404") {
+		t.Errorf("Metrics of a 404: %v", err)
 	}
 }
 

@@ -11,12 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"authd/token"
 )
@@ -43,17 +40,14 @@ func BuildAuthd(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
-// AuthdEnv is this process's environment without any authd, JWT or
+// authdEnv is this process's environment without any authd, JWT or
 // PostgREST setting, plus set: a developer's own AUTHD_* or DATABASE_URL
 // must not leak into the server under test and change what is measured.
-func AuthdEnv(set []string) []string {
-	return FilterEnv(os.Environ(), set)
-}
+func authdEnv(set []string) []string { return filterEnv(os.Environ(), set) }
 
-// FilterEnv is environ (KEY=value entries) without the AUTHD_*, JWT_*,
-// PGRST_* and DATABASE_URL entries, plus set; AuthdEnv applies it to this
-// process's environment.
-func FilterEnv(environ, set []string) []string {
+// filterEnv is environ without the AUTHD_*, JWT_*, PGRST_* and
+// DATABASE_URL entries, plus set.
+func filterEnv(environ, set []string) []string {
 	var env []string
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
@@ -65,38 +59,17 @@ func FilterEnv(environ, set []string) []string {
 	return append(env, set...)
 }
 
-// Migrate runs `authd migrate up` with env, as an operator would, so that
-// the schema under test is the one authd ships.
-func Migrate(ctx context.Context, bin string, env []string) error {
-	cmd := exec.CommandContext(ctx, bin, "migrate", "up")
-	cmd.Env = env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("authd migrate up: %w\n%s", err, out)
-	}
-	return nil
-}
-
-// CreateAPIKey makes plan for role, at rpm requests per minute, and
-// creates a key of it with `authd apikey create`, as an operator would;
-// it returns the key, which the CLI prints once. env must name the
-// database (DATABASE_URL).
-func CreateAPIKey(ctx context.Context, bin string, env []string, pool *pgxpool.Pool, plan, role string, rpm int) (string, error) {
-	if _, err := pool.Exec(ctx, `insert into auth.plan (name, role, requests_per_minute) values ($1, $2, $3)`,
-		plan, role, rpm); err != nil {
-		return "", fmt.Errorf("create plan %s: %w", plan, err)
-	}
-	cmd := exec.CommandContext(ctx, bin, "apikey", "create", "--plan", plan)
+// runAuthd runs bin with args and env and returns its standard output;
+// on failure the error holds its standard error.
+func runAuthd(ctx context.Context, bin string, env []string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("authd apikey create: %w\n%s", err, stderr.String())
+		return "", fmt.Errorf("authd %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
 	}
-	if k, ok := apiKeyFromOutput(stdout.String()); ok {
-		return k, nil
-	}
-	// Not echoed: stdout holds the key if the format merely changed.
-	return "", errors.New("authd apikey create: no \"key: authd_…\" line in its output")
+	return stdout.String(), nil
 }
 
 // apiKeyFromOutput finds the well-formed key on a "key:" line of
@@ -113,7 +86,7 @@ func apiKeyFromOutput(out string) (string, bool) {
 	return "", false
 }
 
-// Server is one `authd serve` process started by StartServer.
+// Server is one `authd serve` process started by Harness.Start.
 type Server struct {
 	Addr    string // host:port on 127.0.0.1
 	LogPath string // its standard output and error
@@ -123,25 +96,23 @@ type Server struct {
 	waitErr error         // set before exited is closed
 }
 
-// StartServer runs `authd serve` with env on a free loopback port, its
-// output in logPath, and returns once GET /readyz answers 200 (authd
-// has its database; /healthz answers before), so that no measurement
-// includes the start-up. The server is not tied to ctx:
-// Stop ends it with SIGTERM, as production does, to let it drain.
-func StartServer(ctx context.Context, bin string, env []string, logPath string) (*Server, error) {
+// startServer runs `authd serve` with env on a free loopback port, its
+// output in logPath, and returns once GET /readyz answers 200 (authd has
+// its database), so that no measurement includes the start-up. The server
+// is not tied to ctx: Stop ends it with SIGTERM, as production does.
+func startServer(ctx context.Context, bin string, env []string, logPath string) (*Server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("start authd: find a free port: %w", err)
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("start authd: %w", err)
 	}
 	cmd := exec.Command(bin, "serve")
-	cmd.Env = append(slices.Clone(env), "AUTHD_ADDR="+addr)
+	cmd.Env = append(env, "AUTHD_ADDR="+addr)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		_ = logFile.Close()
@@ -184,8 +155,8 @@ func StartServer(ctx context.Context, bin string, env []string, logPath string) 
 // PID is the server's process id, for reading its CPU and memory in /proc.
 func (s *Server) PID() int { return s.cmd.Process.Pid }
 
-// Exited says whether the server has already ended, and why (the error
-// of its wait): a run that fails because authd died should say so.
+// Exited says whether the server has already ended, and why: a run that
+// fails because authd died should say so.
 func (s *Server) Exited() (bool, error) {
 	select {
 	case <-s.exited:
@@ -198,10 +169,8 @@ func (s *Server) Exited() (bool, error) {
 // Stop sends SIGTERM and waits for authd to drain and exit; after 15 s it
 // kills it and says so. Stopping a stopped server does nothing.
 func (s *Server) Stop() error {
-	select {
-	case <-s.exited:
+	if exited, _ := s.Exited(); exited {
 		return nil
-	default:
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -218,33 +187,25 @@ func (s *Server) Stop() error {
 // it failed without burying the error.
 func (s *Server) LogTail() string {
 	b, _ := os.ReadFile(s.LogPath)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
+	return string(b[max(len(b)-4000, 0):])
 }
 
 // LogProblems summarises the WARN and ERROR lines authd logged, "" if
 // none: a run whose requests all succeeded can still hide server-side
 // trouble, which the report should mention.
 func (s *Server) LogProblems() string {
-	b, err := os.ReadFile(s.LogPath)
-	if err != nil {
-		return ""
-	}
+	b, _ := os.ReadFile(s.LogPath)
 	return logProblems(string(b))
 }
 
-// logProblems is LogProblems on the log's text.
 func logProblems(log string) string {
 	var n int
 	var first string
 	for _, line := range strings.Split(log, "\n") {
 		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
-			if n == 0 {
+			if n++; n == 1 {
 				first = line
 			}
-			n++
 		}
 	}
 	if n == 0 {
