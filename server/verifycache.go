@@ -9,11 +9,11 @@ import (
 	"authd/token"
 )
 
-// VerifiedCacheSize bounds the verified-token cache; when it is full an
+// verifiedCacheSize bounds the verified-token cache; when it is full an
 // arbitrary entry makes room. PostgREST's own JWT cache holds 1,000 by
 // default; 4,096 users active within a token's lifetime is a busy
 // gateway, and a miss only costs one full verification.
-const VerifiedCacheSize = 4096
+const verifiedCacheSize = 4096
 
 // verifiedCache remembers access tokens that passed full verification, as
 // PostgREST's JWT cache does: a browser sends the same token on every
@@ -70,7 +70,7 @@ func (vc *verifiedCache) put(raw string, v verified) {
 	if vc.m == nil {
 		vc.m = make(map[[sha256.Size]byte]verified)
 	}
-	if len(vc.m) >= VerifiedCacheSize {
+	if len(vc.m) >= verifiedCacheSize {
 		for k := range vc.m {
 			delete(vc.m, k)
 			break

@@ -33,11 +33,11 @@ func TestVerifiedCacheChecksExpiryOnEveryHit(t *testing.T) {
 func TestVerifiedCacheIsBounded(t *testing.T) {
 	var vc verifiedCache
 	exp := time.Now().Add(time.Hour)
-	for i := range VerifiedCacheSize + 500 {
+	for i := range verifiedCacheSize + 500 {
 		vc.put(strconv.Itoa(i), newVerified("", "r", exp, 1))
 	}
-	if n := len(vc.m); n != VerifiedCacheSize {
-		t.Errorf("cache holds %d tokens, want at most %d", n, VerifiedCacheSize)
+	if n := len(vc.m); n != verifiedCacheSize {
+		t.Errorf("cache holds %d tokens, want at most %d", n, verifiedCacheSize)
 	}
 }
 

@@ -63,11 +63,10 @@ func (db *DB) Refresh(ctx context.Context, oldHash, newHash []byte, ttl, grace t
 	return db.refreshSlowPath(ctx, oldHash, newHash, ttl, grace)
 }
 
-// RotateSQL is the refresh happy path's one statement: spend the token
+// rotateSQL is the refresh happy path's one statement: spend the token
 // with hash $1 if it is live, insert its child with hash $2 valid for $3
-// seconds, return the grant. Exported so the bench can measure the
-// statement alone against refresh over HTTP.
-const RotateSQL = `
+// seconds, return the grant.
+const rotateSQL = `
 		with spent as (
 		    update auth.refresh_token t
 		       set revoked_at = now(), revoked_reason = 'rotated'
@@ -94,7 +93,7 @@ const RotateSQL = `
 // of them gets a row back — on one authd or many.
 func (db *DB) rotate(ctx context.Context, oldHash, newHash []byte, ttl time.Duration) (Grant, error) {
 	var g Grant
-	err := db.p().QueryRow(ctx, RotateSQL,
+	err := db.p().QueryRow(ctx, rotateSQL,
 		oldHash, newHash, ttl.Seconds()).Scan(&g.Username, &g.Role, &g.SessionID, &g.RefreshExpiresAt)
 	if err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
