@@ -726,10 +726,7 @@ func TestMetrics(t *testing.T) {
 	st.refused(t, "bad token", nats.Token("x.y.z"))
 	st.refused(t, "no credentials")
 
-	rec := httptest.NewRecorder()
-	promhttp.HandlerFor(st.metrics, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	body := rec.Body.String()
-	for _, want := range []string{
+	wants := []string{
 		`authd_nats_auth_requests_total{method="token",result="allowed"} 1`,
 		`authd_nats_auth_requests_total{method="token",result="denied"} 1`,
 		`authd_nats_auth_requests_total{method="password",result="allowed"} 0`,
@@ -738,7 +735,27 @@ func TestMetrics(t *testing.T) {
 		`authd_nats_auth_duration_seconds_count{method="token"} 2`,
 		`authd_nats_auth_in_flight 0`,
 		`authd_logins_total{result="succeeded"} 0`, // the API's series, on the same registry
-	} {
+	}
+	scrape := func() string {
+		rec := httptest.NewRecorder()
+		promhttp.HandlerFor(st.metrics, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		return rec.Body.String()
+	}
+	// A client has its answer a moment before the callout's goroutine
+	// leaves the in-flight set, so the gauge may still say 1 right after
+	// the refusal: wait for the figures to settle (a bound on a hang only).
+	body := scrape()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); body = scrape() {
+		settled := true
+		for _, want := range wants {
+			settled = settled && strings.Contains(body, want+"\n")
+		}
+		if settled {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, want := range wants {
 		if !strings.Contains(body, want+"\n") {
 			t.Errorf("metrics lack %s:\n%s", want, body)
 		}
