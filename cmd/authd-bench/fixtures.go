@@ -39,7 +39,7 @@ func prepareAlgs(ctx context.Context, h *loadtest.Harness, names []string) ([]*a
 		a := &algSetup{alg: alg, secret: []byte(h.Secret)}
 		if alg != token.HS256 {
 			a.keyDir, a.secret = filepath.Join(h.Tmp, "keys-"+alg), nil
-			out, err := h.Authd(ctx, nil, "keygen", "--alg", alg, "--out", a.keyDir)
+			out, err := h.Authd(ctx, "keygen", "--alg", alg, "--out", a.keyDir)
 			if err != nil {
 				return nil, err
 			}
@@ -124,32 +124,47 @@ func measureToken(a *algSetup, role string, d time.Duration) (signNS, verifyNS f
 	return signNS, verifyNS, err
 }
 
-// createSessions inserts n live sessions with one unspent refresh token
-// each (stored as token.HashRefresh, as authd stores its own) and returns
-// the tokens: logging in that many would be bcrypt-bound.
-func createSessions(ctx context.Context, pool *pgxpool.Pool, users []string, n int) ([]string, error) {
-	tokens := make([]string, n)
-	sessions, refresh := make([][]any, n), make([][]any, n)
-	expires := time.Now().Add(30 * 24 * time.Hour)
-	for i := range n {
-		plain, hash, err := token.NewRefresh()
-		if err != nil {
-			return nil, err
+// insertSessions stores n refresh tokens with COPY (hashed as authd
+// hashes its own) in sessions of perSession, all but each session's last
+// spent by rotation, as real chains look, and returns the live ones:
+// logging in that many would be bcrypt-bound.
+func insertSessions(ctx context.Context, pool *pgxpool.Pool, users []string, n, perSession int64) ([]string, error) {
+	var live []string
+	now := time.Now()
+	expires := now.Add(30 * 24 * time.Hour)
+	for done := int64(0); done < n; {
+		k := min(200_000, n-done)
+		ids := make([]uuid.UUID, (k+perSession-1)/perSession)
+		sessions := make([][]any, len(ids))
+		for i := range ids {
+			ids[i] = uuid.New()
+			sessions[i] = []any{ids[i], users[i%len(users)]}
 		}
-		id := uuid.New()
-		tokens[i], sessions[i], refresh[i] = plain, []any{id, users[i%len(users)]}, []any{hash, id, expires}
-	}
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "session"}, []string{"id", "username"}, pgx.CopyFromRows(sessions)); err != nil {
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "session"}, []string{"id", "username"}, pgx.CopyFromRows(sessions)); err != nil {
+				return err
+			}
+			j := int64(0)
+			_, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "refresh_token"}, []string{"token_hash", "session_id", "expires_at", "revoked_at", "revoked_reason"}, pgx.CopyFromFunc(func() ([]any, error) {
+				if j == k {
+					return nil, nil
+				}
+				plain, hash, err := token.NewRefresh()
+				sid := ids[j/perSession]
+				if j++; j%perSession == 0 || j == k {
+					live = append(live, plain)
+					return []any{hash, sid, expires, nil, nil}, err
+				}
+				return []any{hash, sid, expires, now, "rotated"}, err
+			}))
 			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("insert sessions: %w", err)
 		}
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "refresh_token"}, []string{"token_hash", "session_id", "expires_at"}, pgx.CopyFromRows(refresh))
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create sessions: %w", err)
+		done += k
 	}
-	return tokens, settle(ctx, pool)
+	return live, settle(ctx, pool)
 }
 
 // settle vacuums and analyses the session tables now, so that neither
@@ -164,7 +179,7 @@ func settle(ctx context.Context, pool *pgxpool.Pool) error {
 // mintTokens inserts n sessions and refreshes each once, from c clients,
 // returning the access tokens authd answered with.
 func mintTokens(ctx context.Context, h *loadtest.Harness, client *loadtest.Client, n, c int) ([]string, error) {
-	refresh, err := createSessions(ctx, h.Pool, h.Users, n)
+	refresh, err := insertSessions(ctx, h.Pool, h.Users, int64(n), 1)
 	if err != nil {
 		return nil, err
 	}

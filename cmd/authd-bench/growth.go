@@ -3,13 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -17,22 +18,105 @@ import (
 	"authd/token"
 )
 
-// -growth, instead of the scenarios: refresh at a fixed rate with each of
-// -growth-tokens refresh tokens stored, the rows inserted with COPY
-// (sessions of four tokens: three spent by rotation, one live, as real
-// chains look) and analysed before each window, beside the plan of the
-// refresh statement (captured on the wire, as for the ceiling).
+// The refresh statement as authd sends it on the wire (refreshStatement)
+// is run here twice: alone with pgx, for the most refresh can do with
+// this database; and under EXPLAIN as -growth stores more tokens.
 
+// refreshTTL is AUTHD_REFRESH_TTL's default in seconds: the statement's
+// third argument.
+const refreshTTL = 30 * 24 * 3600
+
+// ceilings runs the refresh statement alone on -concurrency connections,
+// each rotating its own session's chain, right after refresh over HTTP;
+// then without waiting for the commit's WAL flush (synchronous_commit=off,
+// which authd does not do), to show what durability costs.
+func (rn *runner) ceilings(ctx context.Context, a *algSetup, overHTTP *result) error {
+	sql, err := rn.refreshStatement(ctx, a)
+	if err != nil {
+		return err
+	}
+	rn.rep.httpRefresh = overHTTP
+	for _, async := range []bool{false, true} {
+		name := fmt.Sprintf("rotate statement alone (pgx, %d connections)", rn.o.concurrency)
+		if async {
+			name = fmt.Sprintf("rotate statement alone, synchronous_commit=off (pgx, %d connections)", rn.o.concurrency)
+		}
+		rn.h.Logf("%s: %s", name, rn.o.duration)
+		r, err := rn.dbCeiling(ctx, name, sql, async)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		rn.rep.ceilings = append(rn.rep.ceilings, r)
+	}
+	return nil
+}
+
+func (rn *runner) dbCeiling(ctx context.Context, name, sql string, async bool) (*result, error) {
+	const app = "authd-bench-ceiling"
+	u, err := loadtest.PgURL(rn.h.DBURL, func(u *url.URL, q url.Values) {
+		q.Set("application_name", app)
+		q.Set("pool_max_conns", strconv.Itoa(rn.o.concurrency))
+		if async {
+			q.Set("synchronous_commit", "off") // pgx sends unknown parameters as settings
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	plain, err := insertSessions(ctx, rn.h.Pool, rn.h.Users, int64(rn.o.concurrency), 1)
+	if err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	var conns []*pgxpool.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	probe := &cpuProbe{serverPID: -1, pool: rn.h.Pool, dbName: rn.h.DBName, app: app}
+	r, err := runScenario(ctx, name, rn.o, probe, func(ctx context.Context, w int) (func(context.Context) error, error) {
+		conn, err := pool.Acquire(ctx) // each worker keeps its connection
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		conns = append(conns, conn)
+		mu.Unlock()
+		cur := token.HashRefresh(plain[w])
+		rotate := func(ctx context.Context) error {
+			_, next, err := token.NewRefresh()
+			if err != nil {
+				return err
+			}
+			rows, _ := conn.Query(ctx, sql, cur, next, float64(refreshTTL))
+			if n, err := pgx.CollectRows(rows, func(pgx.CollectableRow) (int, error) { return 1, nil }); err != nil || len(n) != 1 {
+				return fmt.Errorf("rotate: %d rows, want 1 (%v)", len(n), err)
+			}
+			cur = next
+			return nil
+		}
+		return rotate, rotate(ctx) // warm: prepared once per connection, as in authd
+	})
+	if r != nil {
+		r.noServer = true
+	}
+	return r, err
+}
+
+// growthRow is one size of -growth.
 type growthRow struct {
-	before, after        int64 // refresh tokens stored at the window's ends
-	sessions             int64
-	insert               time.Duration
-	lat                  loadtest.Latencies
-	elapsed              time.Duration
-	dropped              atomic.Int64
-	cpu                  cpuDelta
-	plan                 string
-	relSize, idxHashSize string
+	before, after, sessions int64 // refresh tokens stored at the window's ends
+	insert, elapsed         time.Duration
+	lat                     loadtest.Latencies
+	dropped                 atomic.Int64
+	cpu                     cpuDelta
+	plan, relSize, idxSize  string
 }
 
 func countTokens(ctx context.Context, pool *pgxpool.Pool) (tokens, sessions int64, err error) {
@@ -40,56 +124,9 @@ func countTokens(ctx context.Context, pool *pgxpool.Pool) (tokens, sessions int6
 	return tokens, sessions, err
 }
 
-// insertChains stores n more refresh tokens with COPY, in batches.
-func insertChains(ctx context.Context, pool *pgxpool.Pool, users []string, n int64) error {
-	const perSession, batch = 4, 200_000
-	for done := int64(0); done < n; {
-		k := min(batch, n-done)
-		ids := make([]uuid.UUID, (k+perSession-1)/perSession)
-		sessions := make([][]any, len(ids))
-		for i := range ids {
-			ids[i] = uuid.New()
-			sessions[i] = []any{ids[i], users[i%len(users)]}
-		}
-		now := time.Now()
-		expires := now.Add(30 * 24 * time.Hour)
-		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "session"}, []string{"id", "username"}, pgx.CopyFromRows(sessions)); err != nil {
-				return err
-			}
-			j := int64(0)
-			_, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "refresh_token"}, []string{"token_hash", "session_id", "expires_at", "revoked_at", "revoked_reason"}, pgx.CopyFromFunc(func() ([]any, error) {
-				if j == k {
-					return nil, nil
-				}
-				_, hash, err := token.NewRefresh()
-				sid, live := ids[j/perSession], j%perSession == perSession-1 || j == k-1
-				j++
-				if live {
-					return []any{hash, sid, expires, nil, nil}, err
-				}
-				return []any{hash, sid, expires, now, "rotated"}, err
-			}))
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("insert refresh tokens: %w", err)
-		}
-		done += k
-	}
-	if err := settle(ctx, pool); err != nil {
-		return err
-	}
-	// Write the new pages out now rather than in the timed window (needs a
-	// superuser or pg_checkpoint; without, the checkpointer does it later).
-	_, _ = pool.Exec(ctx, "checkpoint")
-	return nil
-}
-
 var scanNodeRe = regexp.MustCompile(`(Seq Scan|Index Scan|Index Only Scan|Bitmap Heap Scan|Bitmap Index Scan)( using \S+)? on \S+( \S+)?`)
 
-// planNodes is the plan of sql (the refresh statement) as its scan nodes:
-// "Index Scan using refresh_token_token_hash_key on refresh_token t; ...".
+// planNodes is the refresh statement's plan as its scan nodes.
 func planNodes(ctx context.Context, pool *pgxpool.Pool, sql string) (string, error) {
 	_, h1, _ := token.NewRefresh()
 	_, h2, _ := token.NewRefresh()
@@ -104,8 +141,7 @@ func planNodes(ctx context.Context, pool *pgxpool.Pool, sql string) (string, err
 	return strings.Join(nodes, "; "), err
 }
 
-// growth is -growth: one server, and refresh at a fixed rate at each
-// stored-token count.
+// growth is -growth: refresh at a fixed rate at each stored-token count.
 func (rn *runner) growth(ctx context.Context, a *algSetup) error {
 	o, h := rn.o, rn.h
 	rn.rep.growthAlg = a.alg
@@ -133,23 +169,24 @@ func (rn *runner) growth(ctx context.Context, a *algSetup) error {
 		if err != nil {
 			return err
 		}
-		// The sessions refresh spends add two tokens each at most.
-		const nSessions = 64
+		const nSessions = 64 // their refreshes add two tokens each at most
 		if need := target - have - 2*nSessions; need > 0 {
 			h.Logf("growth: inserting %d refresh tokens with COPY (to %d)", need, target)
 			t0 := time.Now()
-			if err := insertChains(ctx, h.Pool, h.Users, need); err != nil {
+			if _, err := insertSessions(ctx, h.Pool, h.Users, need, 4); err != nil {
 				return err
 			}
+			// The new pages written now, not in the window (needs a superuser
+			// or pg_checkpoint; else the checkpointer does it later).
+			_, _ = h.Pool.Exec(ctx, "checkpoint")
 			row.insert = time.Since(t0)
 		}
 		sessions, err := sessionPool(ctx, c, h.Users, nSessions)
 		if err != nil {
 			return fmt.Errorf("growth: %w", err)
 		}
-		// Every session refreshed at once, twice, so that authd's pool
-		// opens all its connections (and prepares the statement on each)
-		// before the window rather than in it.
+		// Every session refreshed at once, twice, so that authd's pool opens
+		// (and prepares on) all its connections before the window.
 		var warm loadtest.Latencies
 		for range 2 {
 			var wg sync.WaitGroup
@@ -164,8 +201,8 @@ func (rn *runner) growth(ctx context.Context, a *algSetup) error {
 		if row.plan, err = planNodes(ctx, h.Pool, sql); err != nil {
 			return fmt.Errorf("growth: explain: %w", err)
 		}
-		if err := h.Pool.QueryRow(ctx, `select pg_size_pretty(pg_table_size('auth.refresh_token')), pg_size_pretty(pg_relation_size('auth.refresh_token_token_hash_key'))`).Scan(&row.relSize, &row.idxHashSize); err != nil {
-			row.relSize, row.idxHashSize = "?", "?"
+		if err := h.Pool.QueryRow(ctx, `select pg_size_pretty(pg_table_size('auth.refresh_token')), pg_size_pretty(pg_relation_size('auth.refresh_token_token_hash_key'))`).Scan(&row.relSize, &row.idxSize); err != nil {
+			row.relSize, row.idxSize = "?", "?"
 		}
 		if row.before, row.sessions, err = countTokens(ctx, h.Pool); err != nil {
 			return err

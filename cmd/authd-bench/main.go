@@ -1,35 +1,21 @@
-// Command authd-bench measures authd under load on real PostgreSQL: login,
-// refresh and logout throughput, p50/p99 latency and CPU per request,
-// beside the bcrypt-only ceiling that bounds login on this machine; the
-// gateway check GET /auth/verify (a JWT in Authorization or in the access
-// cookie, or an X-API-Key) beside a bare endpoint on the same server; and
-// how many database round trips each request makes.
+// Command authd-bench measures authd under load on real PostgreSQL:
+// throughput, p50/p99 latency and CPU per request of login, refresh,
+// logout and GET /auth/verify (JWT, cookie, API key) beside a bare
+// endpoint and the bcrypt-only ceiling; a login storm; refresh beside its
+// statement alone; each signing algorithm; and the database round trips
+// each request makes.
 //
 //	go run ./cmd/authd-bench [-duration 10s] [-concurrency 8] [-scenarios login,refresh,…,storm] [-algs HS256,ES256,EdDSA]
 //	go run ./cmd/authd-bench -growth [-growth-tokens 1000,100000,1000000] [-growth-rate 1000] [-duration 5s]
 //
-// The harness (cmd/internal/loadtest) gives it a throwaway database, role
-// and users on -admin-url and an authd built from this checkout, all
-// removed at exit. The report is Markdown on standard output; progress
-// goes to standard error; the exit status is non-zero when any request
-// failed. The files, by job:
-//
-//   - flags.go: the options.
-//   - scenarios.go: the closed-loop scenarios, each on -concurrency
-//     keep-alive clients for -duration, run once per signing algorithm
-//     (-alg-scenarios) or once on the primary server (HS256 if listed).
-//   - storm.go: logins offered open-loop at -storm-factor × the bcrypt
-//     ceiling while refresh, verify and /healthz are paced, beside the
-//     same paced clients without the flood.
-//   - growth.go: -growth, refresh latency as stored refresh tokens grow.
-//   - fixtures.go: keys from `authd keygen`, sessions inserted with COPY,
-//     access tokens minted by refreshing them.
-//   - cpu.go: CPU per request from /proc, for authd, its PostgreSQL
-//     backends (found by application_name) and this process.
-//   - roundtrips.go: a second authd connects through a proxy that counts
-//     the PostgreSQL protocol messages it sends; the refresh statement it
-//     captures there is also what "the statement alone" runs.
-//   - report.go: the tables.
+// The harness (cmd/internal/loadtest) gives it a throwaway database and
+// an authd built from this checkout. The report is Markdown on standard
+// output, progress on standard error; the exit status is non-zero when
+// any request failed. Files: flags, scenarios (closed loops, once per
+// algorithm or on the primary server), storm (open-loop logins beside
+// paced refresh/verify/healthz), growth (-growth, and the refresh
+// statement alone), fixtures (keys, sessions by COPY), cpu (/proc),
+// roundtrips (a counting wire proxy), report.
 package main
 
 import (
@@ -42,16 +28,13 @@ import (
 )
 
 const (
-	// application_name of the servers' connections, so that CPU is charged
-	// to the right PostgreSQL backends.
-	serverApp  = "authd-bench-server"
+	serverApp  = "authd-bench-server" // the servers' application_name, to charge their backends' CPU
 	verifyPath = "/auth/verify"
 	barePath   = "/healthz"
 )
 
 func main() { loadtest.Main("authd-bench", run) }
 
-// run is the whole program; main only wires it to the process.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseFlags(args, stderr)
 	if err != nil {
@@ -76,21 +59,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	rn := &runner{o: o, h: h, rep: rep}
 	if o.growth {
-		if err := rn.growth(ctx, algs[0]); err != nil {
-			return err
-		}
+		err = rn.growth(ctx, algs[0])
 	} else {
 		for _, a := range algs {
-			if err := rn.runAlg(ctx, a); err != nil {
+			if err = rn.runAlg(ctx, a); err != nil {
 				return err
 			}
 		}
 		if o.roundTrips && !(len(o.scenarios) == 1 && o.scenarios["bcrypt"]) {
 			h.Logf("counting database round trips per request (%s server)", algs[0].alg)
-			if err := rn.countRoundTrips(ctx, algs[0]); err != nil {
-				return fmt.Errorf("count round trips: %w", err)
+			if err = rn.countRoundTrips(ctx, algs[0]); err != nil {
+				err = fmt.Errorf("count round trips: %w", err)
 			}
 		}
+	}
+	if err != nil {
+		return err
 	}
 	rep.write(stdout)
 	if err := ctx.Err(); err != nil {
@@ -107,10 +91,9 @@ type runner struct {
 	o      *options
 	h      *loadtest.Harness
 	rep    *report
-	apiKey string // made once, used by every server
-	// The primary server's, for the round-trip count.
-	access string   // an access token from one login
-	fresh  []string // verify-fresh's tokens
+	apiKey string   // made once, used by every server
+	access string   // the primary server's access token, for the round trips
+	fresh  []string // the primary server's verify-fresh tokens
 }
 
 // errStop ends a worker's loop without counting the iteration.

@@ -20,22 +20,19 @@ import (
 	"authd/token"
 )
 
-// Database round trips per request are counted exactly, not timed: a
-// second authd talks to PostgreSQL through pgProxy, which decodes the
-// frontend messages it forwards and counts Sync and Query (each ends in a
-// ReadyForQuery the client waits for), with pgxpool's liveness pings
-// ("-- ping") apart. The timed servers connect directly, so the proxy
-// costs them nothing. (pg_stat_database.xact_commit is no use: a busy
-// backend flushes its counters at most once a second.)
+// Round trips are counted, not timed: a second authd talks to PostgreSQL
+// through pgProxy, which decodes what it forwards and counts Sync and
+// Query (each ends in a ReadyForQuery the client waits for), pgxpool's
+// "-- ping"s apart. The timed servers connect directly. (pg_stat_database
+// is no use: a busy backend flushes its counters once a second at most.)
 
-// wireCounts are what the proxy has seen so far.
 type wireCounts struct {
 	syncs, queries, pings, parses, executes int64
-	sql                                     []string // each statement executed, by its text
+	sql                                     []string // each statement executed
 }
 
-// pgProxy forwards TCP connections to PostgreSQL and counts the
-// frontend's protocol messages on the way.
+// pgProxy forwards connections to PostgreSQL and counts the frontend's
+// protocol messages.
 type pgProxy struct {
 	ln     net.Listener
 	target string
@@ -95,9 +92,8 @@ func (p *pgProxy) serve(client net.Conn) {
 		_, _ = io.Copy(client, upstream)
 		_ = client.Close()
 	}()
-	// Every byte the client sends is forwarded as it is read; pgproto3's
-	// backend half decodes the same bytes. The URL through the proxy says
-	// sslmode=disable, so the start-up message comes first and in clear.
+	// Forwarded as read, decoded by pgproto3's backend half; sslmode=disable
+	// puts the start-up message first and in clear.
 	r := io.TeeReader(client, upstream)
 	be := pgproto3.NewBackend(r, nil)
 	if _, err := be.ReceiveStartupMessage(); err != nil {
@@ -144,10 +140,9 @@ type rtRow struct {
 	name                             string
 	n                                int
 	window                           time.Duration
-	total                            int64 // round trips in the window
+	total, pings                     int64 // in the window
 	roundTrips, statements, prepares float64
-	pings                            int64
-	sql                              []string // the statements executed in the window
+	sql                              []string
 }
 
 // rtServer is an authd whose database connections go through a pgProxy.
@@ -196,14 +191,12 @@ func (rt *rtServer) close() {
 	rt.px.close()
 }
 
-// settleTime lets authd's background writes (an API key's last_used_at)
-// land on the side of a snapshot they belong to.
+// settleTime lets a background write (an API key's last_used_at) land on
+// its side of a snapshot.
 const settleTime = 100 * time.Millisecond
 
-// measure sends warm requests, then n counted ones, each after the last
-// has been answered (paced evenly over spread if it is positive), and
-// returns the row: after the warm-up (pgx prepares each statement once
-// per connection) the counts per request are exact.
+// measure sends warm requests (pgx prepares once per connection), then n
+// counted ones, one at a time, paced evenly over spread if it is positive.
 func (rt *rtServer) measure(name string, warm, n int, spread time.Duration, op func(i int) error) (rtRow, error) {
 	for i := range warm {
 		if err := op(i); err != nil {
@@ -236,9 +229,8 @@ func rtRowOf(name string, n int, a, b wireCounts, window time.Duration) rtRow {
 		prepares:   float64(b.parses-a.parses) / k, pings: b.pings - a.pings, sql: b.sql[len(a.sql):]}
 }
 
-// refreshStatement is the SQL of the one statement a refresh runs, as
-// authd sends it on the wire: what "the statement alone" and -growth's
-// EXPLAIN run, with no copy of it in this program.
+// refreshStatement is the one statement a refresh runs, as authd sends
+// it: so this program holds no copy of it.
 func (rn *runner) refreshStatement(ctx context.Context, a *algSetup) (string, error) {
 	rt, err := rn.startRT(ctx, a)
 	if err != nil {
@@ -269,78 +261,70 @@ func (rn *runner) countRoundTrips(ctx context.Context, a *algSetup) error {
 	}
 	defer rt.close()
 	c := rt.c
-	add := func(row rtRow, err error) error {
-		rn.rep.roundTrips = append(rn.rep.roundTrips, row)
-		return err
+	var s loadtest.Session
+	var logouts []string
+	var browsers []loadtest.Session
+	gets := rn.gets(rn.access)
+	fresh := gets["verify-fresh"]
+	type measure struct {
+		scenario, name string
+		warm, n        int
+		spread         time.Duration
+		setup          func() error // untimed
+		op             func(i int) error
 	}
-	if o.scenarios["login"] {
-		if err := add(rt.measure("login", 2, 5, 0, func(i int) error { _, err := c.Login(ctx, h.Users[i%len(h.Users)]); return err })); err != nil {
-			return err
-		}
-	}
-	if o.scenarios["refresh"] {
-		s, err := c.Login(ctx, h.Users[0])
-		if err != nil {
-			return err
-		}
-		if err := add(rt.measure("refresh", 3, 50, 0, func(int) error { s, err = c.Refresh(ctx, s.Refresh); return err })); err != nil {
-			return err
-		}
-		if err := add(rt.measure("refresh, unknown token (401)", 2, 20, 0, func(int) error {
+	ms := []measure{
+		{"login", "login", 2, 5, 0, nil, func(i int) error { _, err := c.Login(ctx, h.Users[i%len(h.Users)]); return err }},
+		{"refresh", "refresh", 3, 50, 0, func() (err error) { s, err = c.Login(ctx, h.Users[0]); return err },
+			func(int) (err error) { s, err = c.Refresh(ctx, s.Refresh); return err }},
+		{"refresh", "refresh, unknown token (401)", 2, 20, 0, nil, func(int) error {
 			plain, _, _ := token.NewRefresh()
 			_, _, err := c.Do(ctx, loadtest.Request{Method: http.MethodPost, Path: loadtest.RefreshPath, Header: "Cookie", Value: "refresh_token=" + plain, Want: http.StatusUnauthorized})
 			return err
-		})); err != nil {
-			return err
-		}
+		}},
+		{"logout", "logout (refresh cookie)", 3, 50, 0, func() (err error) { logouts, err = insertSessions(ctx, h.Pool, h.Users, 53, 1); return err },
+			func(i int) error { return c.Logout(ctx, loadtest.Session{Refresh: logouts[i]}) }},
+		// A browser also sends the access cookie, which names the session too.
+		{"logout", "logout (browser: both cookies)", 2, 5, 0, func() error {
+			browsers = make([]loadtest.Session, 7)
+			for i := range browsers {
+				var err error
+				if browsers[i], err = c.Login(ctx, h.Users[i%len(h.Users)]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, func(i int) error { return c.Logout(ctx, browsers[i]) }},
+		// A new server: none of verify-fresh's tokens is in its cache.
+		{"verify-fresh", "verify-fresh", 3, 200, 0, nil, func(i int) error {
+			fresh.value = "Bearer " + rn.fresh[i%len(rn.fresh)]
+			return fresh.do(ctx, c)
+		}},
 	}
-	if o.scenarios["logout"] {
-		tokens, err := createSessions(ctx, h.Pool, h.Users, 53)
-		if err != nil {
-			return err
+	for _, g := range []string{"bare", "verify-jwt", "verify-cookie"} {
+		ms = append(ms, measure{g, g, 3, 200, 0, nil, func(int) error { return gets[g].do(ctx, c) }})
+	}
+	// authd re-reads a cached key and writes last_used_at once a second at
+	// most, in the background: paced, then from every client at full speed.
+	apikey := func(ctx context.Context, _ int) error { return gets["verify-apikey"].do(ctx, c) }
+	ms = append(ms, measure{"verify-apikey", "verify-apikey, steady state: 200 over 1 s", 3, 200, time.Second, nil, func(int) error { return apikey(ctx, 0) }})
+	for _, m := range ms {
+		if !o.scenarios[m.scenario] || (m.scenario == "verify-fresh" && len(rn.fresh) == 0) || (m.scenario == "verify-apikey" && rn.apiKey == "") {
+			continue
 		}
-		if err := add(rt.measure("logout (refresh cookie)", 3, 50, 0, func(i int) error { return c.Logout(ctx, loadtest.Session{Refresh: tokens[i]}) })); err != nil {
-			return err
-		}
-		// A browser also sends the access cookie, which names the session
-		// too. The logins happen before the counted window.
-		sessions := make([]loadtest.Session, 7)
-		for i := range sessions {
-			if sessions[i], err = c.Login(ctx, h.Users[i%len(h.Users)]); err != nil {
+		if m.setup != nil {
+			if err := m.setup(); err != nil {
 				return err
 			}
 		}
-		if err := add(rt.measure("logout (browser: both cookies)", 2, 5, 0, func(i int) error { return c.Logout(ctx, sessions[i]) })); err != nil {
-			return err
-		}
-	}
-	gets := rn.gets(rn.access)
-	for _, s := range []string{"verify-fresh", "bare", "verify-jwt", "verify-cookie"} {
-		g := gets[s]
-		if !o.scenarios[s] || (s == "verify-fresh" && len(rn.fresh) == 0) {
-			continue
-		}
-		// A new server: none of verify-fresh's tokens is in its cache.
-		if err := add(rt.measure(s, 3, 200, 0, func(i int) error {
-			if s == "verify-fresh" {
-				g[2] = "Bearer " + rn.fresh[i%len(rn.fresh)]
-			}
-			return c.Get(ctx, g[0], g[1], g[2], g[3])
-		})); err != nil {
+		row, err := rt.measure(m.name, m.warm, m.n, m.spread, m.op)
+		rn.rep.roundTrips = append(rn.rep.roundTrips, row)
+		if err != nil {
 			return err
 		}
 	}
 	if !o.scenarios["verify-apikey"] || rn.apiKey == "" {
 		return nil
-	}
-	// authd re-reads a cached key at most once a second and records
-	// last_used_at at most once a second, in the background: the first
-	// request loads the key; what follows is the steady state, paced, then
-	// at full speed from every client.
-	g := gets["verify-apikey"]
-	get := func(ctx context.Context, _ int) error { return c.Get(ctx, g[0], g[1], g[2], g[3]) }
-	if err := add(rt.measure("verify-apikey, steady state: 200 over 1 s", 3, 200, time.Second, func(int) error { return get(ctx, 0) })); err != nil {
-		return err
 	}
 	// One request per client first, so that each dial is out of the window.
 	dialled := make([]bool, o.concurrency)
@@ -349,19 +333,20 @@ func (rn *runner) countRoundTrips(ctx context.Context, a *algSetup) error {
 			return errStop
 		}
 		dialled[w] = true
-		return get(ctx, w)
+		return apikey(ctx, w)
 	}); err != nil || r.errors > 0 {
 		return fmt.Errorf("verify-apikey burst: %v %v", err, r.samples)
 	}
 	time.Sleep(settleTime)
 	d := min(o.duration, 2*time.Second)
 	before := rt.px.snapshot()
-	r, err := closedLoop(ctx, o.concurrency, d, get)
+	r, err := closedLoop(ctx, o.concurrency, d, apikey)
 	if err != nil || r.errors > 0 || r.requests == 0 {
 		return fmt.Errorf("verify-apikey burst: %d requests, %v %v", r.requests, err, r.samples)
 	}
 	time.Sleep(settleTime)
-	return add(rtRowOf(fmt.Sprintf("verify-apikey, %d clients for %s", o.concurrency, d), int(r.requests), before, rt.px.snapshot(), r.elapsed), nil)
+	rn.rep.roundTrips = append(rn.rep.roundTrips, rtRowOf(fmt.Sprintf("verify-apikey, %d clients for %s", o.concurrency, d), int(r.requests), before, rt.px.snapshot(), r.elapsed))
+	return nil
 }
 
 var authTableRe = regexp.MustCompile(`\bauth\.[a-z_]+`)

@@ -17,7 +17,7 @@ import (
 
 // result is one row of the main table.
 type result struct {
-	name     string // the row's label: "refresh (ES256)"
+	name     string // "refresh (ES256)"
 	scenario string // "refresh"
 	requests int64
 	errors   int64
@@ -26,15 +26,10 @@ type result struct {
 	cpu      cpuDelta
 	notes    []string
 	samples  []string // the first few distinct error messages
-	noServer bool     // bcrypt, or the statement alone: no authd involved
+	noServer bool     // bcrypt, or the statement alone
 }
 
-func (r *result) rate() float64 {
-	if r.elapsed <= 0 {
-		return 0
-	}
-	return float64(r.requests) / r.elapsed.Seconds()
-}
+func (r *result) rate() float64 { return float64(r.requests) / max(r.elapsed.Seconds(), 1e-9) }
 
 func (r *result) fail(msg string) {
 	r.errors++
@@ -44,30 +39,26 @@ func (r *result) fail(msg string) {
 }
 
 // closedLoop runs op on c workers, each calling it again as soon as it
-// returns, for d (with d = 0, until each worker's op returns errStop), and
-// records every call that was not errStop.
+// returns, for d (d = 0: until op returns errStop), and records each call.
 func closedLoop(ctx context.Context, c int, d time.Duration, op func(ctx context.Context, worker int) error) (*result, error) {
-	outs := make([]result, c)
+	outs := make([]result, c) // one per worker: no lock in the timed loop
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := range c {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out := &outs[w]
+		wg.Go(func() {
 			for ctx.Err() == nil && (d == 0 || time.Since(start) < d) {
 				t0 := time.Now()
 				err := op(ctx, w)
 				if errors.Is(err, errStop) || ctx.Err() != nil {
 					return
 				}
-				out.requests++
-				out.lat = append(out.lat, time.Since(t0))
+				outs[w].requests++
+				outs[w].lat = append(outs[w].lat, time.Since(t0))
 				if err != nil {
-					out.fail(err.Error())
+					outs[w].fail(err.Error())
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	r := &result{elapsed: time.Since(start)}
@@ -82,9 +73,17 @@ func closedLoop(ctx context.Context, c int, d time.Duration, op func(ctx context
 	return r, ctx.Err()
 }
 
-// runScenario prepares one iteration function per worker (untimed), then
-// runs them all for -duration and measures, CPU included.
-func runScenario(ctx context.Context, name string, o *options, probe *cpuProbe, setup func(ctx context.Context, worker int) (func(context.Context) error, error)) (*result, error) {
+// iterFunc prepares a worker's iteration, untimed.
+type iterFunc func(ctx context.Context, worker int) (func(context.Context) error, error)
+
+// each is an iterFunc that needs no preparing.
+func each(op func(ctx context.Context) error) iterFunc {
+	return func(context.Context, int) (func(context.Context) error, error) { return op, nil }
+}
+
+// runScenario prepares each worker's iteration, then runs them all for
+// -duration, CPU measured.
+func runScenario(ctx context.Context, name string, o *options, probe *cpuProbe, setup iterFunc) (*result, error) {
 	iters := make([]func(context.Context) error, o.concurrency)
 	for w := range iters {
 		var err error
@@ -97,38 +96,19 @@ func runScenario(ctx context.Context, name string, o *options, probe *cpuProbe, 
 	})
 }
 
-// bcryptCeiling compares a cost-10 hash on GOMAXPROCS goroutines in this
-// process: what login could reach here if bcrypt were all it did.
-func bcryptCeiling(ctx context.Context, o *options, hash string, probe *cpuProbe) (*result, error) {
-	n := runtime.GOMAXPROCS(0)
-	r, err := probe.measure(ctx, fmt.Sprintf("bcrypt ceiling (cost %d, %d goroutines)", loadtest.BcryptCost, n), func() (*result, error) {
-		return closedLoop(ctx, n, o.duration, func(context.Context, int) error {
-			if !store.CheckPassword(hash, loadtest.Password) {
-				return errors.New("bcrypt compare failed")
-			}
-			return nil
-		})
-	})
-	if r != nil {
-		r.noServer = true
-	}
-	return r, err
-}
-
 // algResult is what the report says about one algorithm.
 type algResult struct {
-	alg, kid   string
-	tokenBytes int
-	// signNS and verifyNS are one access token's cost in this process.
-	signNS, verifyNS float64
+	alg, kid         string
+	tokenBytes       int
+	signNS, verifyNS float64 // one access token, in this process
 	refresh          *result // signs one token per request
 	fresh            *result // verify-fresh: verifies one per request
-	cached           *result // verify-jwt: answered from the cache
+	cached           *result // verify-jwt: from the cache
 	pool             string  // where verify-fresh's tokens came from
 }
 
 // check makes sure authd signed tok with the algorithm and key it was
-// given, and records the token's size.
+// given, and records its size.
 func (ar *algResult) check(tok, from string) error {
 	if alg, kid, err := tokenHeader(tok); err != nil || alg != ar.alg || kid != ar.kid {
 		return fmt.Errorf("%s server: token from %s has alg %q, kid %q (%v); want %q, %q", ar.alg, from, alg, kid, err, ar.alg, ar.kid)
@@ -137,20 +117,14 @@ func (ar *algResult) check(tok, from string) error {
 	return nil
 }
 
-// runAlg starts a server signing with a and runs its scenarios: all of
-// them on the primary server, those of -alg-scenarios on the others.
+// runAlg runs, on a server signing with a, every scenario (primary) or
+// those of -alg-scenarios.
 func (rn *runner) runAlg(ctx context.Context, a *algSetup) (err error) {
 	o, h := rn.o, rn.h
 	ar := &algResult{alg: a.alg, kid: a.kid}
 	rn.rep.algs = append(rn.rep.algs, ar)
 	has := func(s string) bool { return o.scenarios[s] && (a.primary || o.algScenarios[s]) }
-	label := func(s string) string {
-		if o.algScenarios[s] {
-			return s + " (" + a.alg + ")"
-		}
-		return s
-	}
-	// Before the server starts, so that nothing else competes for the CPU.
+	// Before the server starts, so that nothing competes for the CPU.
 	if ar.signNS, ar.verifyNS, err = measureToken(a, h.Role, min(max(o.duration/10, 20*time.Millisecond), time.Second)); err != nil {
 		return fmt.Errorf("%s: in-process sign/verify: %w", a.alg, err)
 	}
@@ -176,24 +150,23 @@ func (rn *runner) runAlg(ctx context.Context, a *algSetup) (err error) {
 	probe := &cpuProbe{serverPID: srv.PID(), pool: h.Pool, dbName: h.DBName, app: serverApp}
 	c := loadtest.NewClient(srv.Addr, 2*o.concurrency)
 	defer c.Close()
-	run := func(s string, setup func(ctx context.Context, w int) (func(context.Context) error, error)) (*result, error) {
-		h.Logf("%s: %s, %d clients", label(s), o.duration, o.concurrency)
-		r, err := runScenario(ctx, label(s), o, probe, setup)
+	run := func(s string, setup iterFunc) (*result, error) {
+		name := s
+		if o.algScenarios[s] {
+			name += " (" + a.alg + ")"
+		}
+		h.Logf("%s: %s, %d clients", name, o.duration, o.concurrency)
+		r, err := runScenario(ctx, name, o, probe, setup)
 		if err == nil {
 			r.scenario = s
 			rn.rep.results = append(rn.rep.results, r)
 		}
 		return r, err
 	}
-	each := func(op func(ctx context.Context, w int) error) func(ctx context.Context, w int) (func(context.Context) error, error) {
-		return func(_ context.Context, w int) (func(context.Context) error, error) {
-			return func(ctx context.Context) error { return op(ctx, w) }, nil
-		}
-	}
 
 	if has("login") {
 		var next atomic.Int64
-		if _, err := run("login", each(func(ctx context.Context, _ int) error {
+		if _, err := run("login", each(func(ctx context.Context) error {
 			_, err := c.Login(ctx, h.Users[int(next.Add(1)-1)%len(h.Users)])
 			return err
 		})); err != nil {
@@ -201,22 +174,29 @@ func (rn *runner) runAlg(ctx context.Context, a *algSetup) (err error) {
 		}
 	}
 	if a.primary && o.scenarios["bcrypt"] {
-		h.Logf("bcrypt ceiling: %s, %d goroutines", o.duration, runtime.GOMAXPROCS(0))
-		r, err := bcryptCeiling(ctx, o, h.Hash, probe)
+		// What login could reach here if bcrypt were all it did.
+		n := runtime.GOMAXPROCS(0)
+		h.Logf("bcrypt ceiling: %s, %d goroutines", o.duration, n)
+		r, err := probe.measure(ctx, fmt.Sprintf("bcrypt ceiling (cost %d, %d goroutines)", loadtest.BcryptCost, n), func() (*result, error) {
+			return closedLoop(ctx, n, o.duration, func(context.Context, int) error {
+				if !store.CheckPassword(h.Hash, loadtest.Password) {
+					return errors.New("bcrypt compare failed")
+				}
+				return nil
+			})
+		})
 		if err != nil {
 			return err
 		}
-		r.scenario = "bcrypt"
+		r.scenario, r.noServer = "bcrypt", true
 		rn.rep.results = append(rn.rep.results, r)
 	}
-	// The access tokens refresh is given, never yet verified: the start of
-	// verify-fresh's pool.
-	collected := make([][]string, o.concurrency)
+	collected := make([][]string, o.concurrency) // refresh's access tokens: verify-fresh's, never verified
 	if has("refresh") {
 		r, err := run("refresh", func(ctx context.Context, w int) (func(context.Context) error, error) {
 			s, err := c.Login(ctx, h.Users[w%len(h.Users)])
 			return func(ctx context.Context) (err error) {
-				if s.Refresh == "" { // the last refresh failed: start a new session
+				if s.Refresh == "" { // the last refresh failed: a new session
 					if s, err = c.Login(ctx, h.Users[w%len(h.Users)]); err != nil {
 						return err
 					}
@@ -230,15 +210,14 @@ func (rn *runner) runAlg(ctx context.Context, a *algSetup) (err error) {
 		if err != nil {
 			return err
 		}
-		ar.refresh = r
-		if a.primary && o.dbCeiling {
+		if ar.refresh = r; a.primary && o.dbCeiling {
 			if err := rn.ceilings(ctx, a, r); err != nil {
 				return err
 			}
 		}
 	}
 	if has("logout") {
-		if err := rn.logout(ctx, run, c, label("logout")); err != nil {
+		if err := rn.logout(ctx, run, c); err != nil {
 			return err
 		}
 	}
@@ -266,8 +245,8 @@ func (rn *runner) runAlg(ctx context.Context, a *algSetup) (err error) {
 			continue
 		}
 		g := rn.gets(access)[s]
-		var next, ranOut atomic.Int64
 		var toks []string
+		var next, ranOut atomic.Int64
 		if s == "verify-fresh" {
 			if toks, err = rn.freshTokens(ctx, c, ar, collected); err != nil {
 				return err
@@ -277,8 +256,8 @@ func (rn *runner) runAlg(ctx context.Context, a *algSetup) (err error) {
 			}
 		}
 		start := time.Now()
-		r, err := run(s, each(func(ctx context.Context, _ int) error {
-			value := g[2]
+		r, err := run(s, each(func(ctx context.Context) error {
+			value := g.value
 			if toks != nil {
 				i := next.Add(1) - 1
 				if i == int64(len(toks)) {
@@ -286,7 +265,7 @@ func (rn *runner) runAlg(ctx context.Context, a *algSetup) (err error) {
 				}
 				value = "Bearer " + toks[i%int64(len(toks))]
 			}
-			return c.Get(ctx, g[0], g[1], value, g[3])
+			return c.Get(ctx, g.path, g.header, value, g.role)
 		}))
 		if err != nil {
 			return err
@@ -295,10 +274,10 @@ func (rn *runner) runAlg(ctx context.Context, a *algSetup) (err error) {
 		case "verify-fresh":
 			ar.fresh = r
 			if reused := r.requests - int64(len(toks)); reused > 0 {
-				ar.pool += fmt.Sprintf(": the pool ran out after %s and %d requests (%.1f%%) presented a token again, which authd may have answered from its verified-token cache: raise -verify-tokens",
+				ar.pool += fmt.Sprintf(": the pool ran out after %s and %d requests (%.1f%%) presented a token again, which authd may have answered from its cache: raise -verify-tokens",
 					time.Duration(ranOut.Load()).Round(time.Millisecond), reused, 100*float64(reused)/float64(r.requests))
 			} else {
-				ar.pool += ", each request with a token of its own: every request checked a signature"
+				ar.pool += ", each request with a token of its own"
 			}
 		case "verify-jwt":
 			ar.cached = r
@@ -310,12 +289,17 @@ func (rn *runner) runAlg(ctx context.Context, a *algSetup) (err error) {
 	return nil
 }
 
-// gets are the GET scenarios as path, header, value and the X-Auth-Role
-// a 200 must carry (none for bare); verify-fresh's value changes on every
-// request.
-func (rn *runner) gets(access string) map[string][4]string {
+// get is a GET scenario; role is the X-Auth-Role a 200 must carry.
+type get struct{ path, header, value, role string }
+
+func (g get) do(ctx context.Context, c *loadtest.Client) error {
+	return c.Get(ctx, g.path, g.header, g.value, g.role)
+}
+
+// gets are the GET scenarios; verify-fresh's value changes every request.
+func (rn *runner) gets(access string) map[string]get {
 	role := rn.h.Role
-	return map[string][4]string{
+	return map[string]get{
 		"bare":          {barePath, "", "", ""},
 		"verify-fresh":  {verifyPath, "Authorization", "", role},
 		"verify-jwt":    {verifyPath, "Authorization", "Bearer " + access, role},
@@ -324,21 +308,21 @@ func (rn *runner) gets(access string) map[string][4]string {
 	}
 }
 
-// logout spends one pre-created session per request, and checks that
-// the sessions revoked are the 204s counted.
-func (rn *runner) logout(ctx context.Context, run func(string, func(context.Context, int) (func(context.Context) error, error)) (*result, error), c *loadtest.Client, name string) error {
+// logout spends one pre-created session per request, and checks that the
+// sessions revoked are the 204s counted.
+func (rn *runner) logout(ctx context.Context, run func(string, iterFunc) (*result, error), c *loadtest.Client) error {
 	n := rn.o.logoutSessions
 	if n == 0 {
-		// Logout is one UPDATE against refresh's UPDATE+INSERT: size for
-		// three times the refresh rate, which is cheap (COPY).
+		// One UPDATE against refresh's UPDATE+INSERT: three times refresh's
+		// rate is plenty, and COPY makes it cheap.
 		rate := 5000.0
 		if r := rn.rep.find("refresh"); r != nil {
 			rate = max(3*r.rate(), rate)
 		}
 		n = int(math.Ceil(rate * rn.o.duration.Seconds()))
 	}
-	rn.h.Logf("%s: creating %d sessions", name, n)
-	tokens, err := createSessions(ctx, rn.h.Pool, rn.h.Users, n)
+	rn.h.Logf("logout: creating %d sessions", n)
+	tokens, err := insertSessions(ctx, rn.h.Pool, rn.h.Users, int64(n), 1)
 	if err != nil {
 		return err
 	}
@@ -351,15 +335,13 @@ func (rn *runner) logout(ctx context.Context, run func(string, func(context.Cont
 		return err
 	}
 	var next atomic.Int64
-	r, err := run("logout", func(context.Context, int) (func(context.Context) error, error) {
-		return func(ctx context.Context) error {
-			i := next.Add(1) - 1
-			if i >= int64(len(tokens)) {
-				return errStop
-			}
-			return c.Logout(ctx, loadtest.Session{Refresh: tokens[i]})
-		}, nil
-	})
+	r, err := run("logout", each(func(ctx context.Context) error {
+		i := next.Add(1) - 1
+		if i >= int64(len(tokens)) {
+			return errStop
+		}
+		return c.Logout(ctx, loadtest.Session{Refresh: tokens[i]})
+	}))
 	if err != nil {
 		return err
 	}
@@ -373,10 +355,9 @@ func (rn *runner) logout(ctx context.Context, run func(string, func(context.Cont
 	return err
 }
 
-// freshTokens is verify-fresh's pool: the access tokens the refresh
-// scenario was given, topped up to -verify-tokens by inserting sessions
-// and refreshing each once; each checked to carry the server's alg and
-// kid, and to be new.
+// freshTokens is verify-fresh's pool: refresh's access tokens, topped up
+// to -verify-tokens by refreshing sessions inserted for it; each checked
+// to carry the server's alg and kid, and to be new.
 func (rn *runner) freshTokens(ctx context.Context, c *loadtest.Client, ar *algResult, collected [][]string) ([]string, error) {
 	toks := slices.Concat(collected...)
 	from := fmt.Sprintf("%d from the refresh run", len(toks))
@@ -387,7 +368,7 @@ func (rn *runner) freshTokens(ctx context.Context, c *loadtest.Client, ar *algRe
 			return nil, fmt.Errorf("verify-fresh (%s): %w", ar.alg, err)
 		}
 		toks = append(toks, minted...)
-		from += fmt.Sprintf(", %d minted beforehand by refreshing sessions inserted with COPY", len(minted))
+		from += fmt.Sprintf(", %d minted beforehand", len(minted))
 	}
 	seen := make(map[string]bool, len(toks))
 	for _, t := range toks {

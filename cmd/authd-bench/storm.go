@@ -13,39 +13,31 @@ import (
 	"authd/cmd/internal/loadtest"
 )
 
-// The storm (on the primary server): logins are sent open-loop at
-// -storm-factor times the bcrypt ceiling measured in the same run (a new
-// request on schedule whatever the answers), so more arrive than authd's
-// bcrypt slots can take and the excess must be shed with 503 after at
-// most AUTHD_LOGIN_QUEUE_WAIT. Meanwhile refresh, verify (one Bearer
-// token, as a gateway presents it) and GET /healthz are paced, and their
-// latency is compared with the same paced clients over a quiet window
-// just before. authd's own count (GET /metrics) is read around the storm.
+// The storm: logins sent open-loop at -storm-factor × the bcrypt ceiling,
+// so that the excess must be shed with 503 within AUTHD_LOGIN_QUEUE_WAIT,
+// while refresh, verify (one Bearer token, as a gateway presents it) and
+// GET /healthz are paced, beside the same paced clients in a quiet window.
 
 // stormWindow is one window: the paced clients, and in the storm the flood.
 type stormWindow struct {
 	name                    string
 	elapsed                 time.Duration
 	refresh, verify, health loadtest.Latencies
-	dropped                 int64              // measuring slots dropped (all in flight)
+	dropped, loginDropped   int64              // slots not sent: too many in flight
 	ok, shed, other         loadtest.Latencies // logins by answer: 204, 503, anything else
-	loginDropped            int64
-	before, after           map[string]float64 // GET /metrics
+	before, after           map[string]float64 // GET /metrics around the storm
 }
 
 type stormResult struct {
-	ceilingRate  float64 // logins/s
-	bcryptMS     float64 // one compare's CPU cost
-	loginRate    float64 // offered per second
-	quiet, storm *stormWindow
+	ceilingRate, bcryptMS, loginRate float64 // logins/s; one compare's CPU; offered/s
+	quiet, storm                     *stormWindow
 }
 
 func (w *stormWindow) errors() int64 {
 	return w.refresh.Errors() + w.verify.Errors() + w.health.Errors() + int64(w.other.Len())
 }
 
-// sessionPool logs in n sessions for paced refreshes, each used by one
-// request at a time.
+// sessionPool logs in n sessions for paced refreshes.
 func sessionPool(ctx context.Context, c *loadtest.Client, users []string, n int) (chan string, error) {
 	sessions := make(chan string, n)
 	for i := range n {
@@ -58,9 +50,8 @@ func sessionPool(ctx context.Context, c *loadtest.Client, users []string, n int)
 	return sessions, nil
 }
 
-// pacedRefresh is a Pacer call: refresh a free session of the pool (a
-// slot that finds none is dropped) and record it in lat; a failed
-// refresh is replaced by a new login.
+// pacedRefresh refreshes a free session of the pool (a slot that finds
+// none is dropped) into lat; a failed refresh is replaced by a login.
 func pacedRefresh(c *loadtest.Client, user string, sessions chan string, lat *loadtest.Latencies, dropped *atomic.Int64) func(context.Context) {
 	return func(ctx context.Context) {
 		var tok string
@@ -82,26 +73,23 @@ func pacedRefresh(c *loadtest.Client, user string, sessions chan string, lat *lo
 	}
 }
 
-// storm runs the quiet window and then the storm window on the server at addr.
 func (rn *runner) storm(ctx context.Context, addr string, probe *cpuProbe) error {
 	o, h := rn.o, rn.h
 	ceil := rn.rep.find("bcrypt")
 	if ceil == nil || ceil.rate() <= 0 {
 		return errors.New("storm: no bcrypt ceiling measured")
 	}
-	// The ceiling from bcrypt's CPU cost (GOMAXPROCS compares at a time,
-	// each this long), which other load on the machine does not lower as
-	// it lowers the measured rate; the measured rate if that is missing.
+	// The ceiling from bcrypt's CPU cost, which other load does not lower
+	// as it lowers the measured rate.
 	sr := &stormResult{ceilingRate: ceil.rate(), bcryptMS: float64(loadtest.Percentile(ceil.lat, 0.5)) / 1e6}
-	if ceil.cpu.selfOK && ceil.requests > 0 && ceil.cpu.self > 0 {
+	if ceil.requests > 0 && ceil.cpu.self > 0 {
 		sr.bcryptMS = float64(ceil.cpu.self) / float64(ceil.requests) / 1e6
 		sr.ceilingRate = max(sr.ceilingRate, float64(runtime.GOMAXPROCS(0))/(sr.bcryptMS/1000))
 	}
 	sr.loginRate = o.stormFactor * sr.ceilingRate
 	rn.rep.storm = sr
 
-	// Separate clients: the flood keeps hundreds of requests in flight,
-	// and its connections must not be the measured clients'.
+	// The flood's hundreds of connections are not the measured clients'.
 	flood, meas := loadtest.NewClient(addr, 512), loadtest.NewClient(addr, 64)
 	defer flood.Close()
 	defer meas.Close()
@@ -111,7 +99,7 @@ func (rn *runner) storm(ctx context.Context, addr string, probe *cpuProbe) error
 	}
 	verify := rn.gets(rn.access)["verify-jwt"]
 	for range 8 { // warm the measuring connections and the verified-token cache
-		if err := meas.Get(ctx, verify[0], verify[1], verify[2], verify[3]); err != nil {
+		if err := verify.do(ctx, meas); err != nil {
 			return fmt.Errorf("storm: warm-up: %w", err)
 		}
 	}
@@ -137,9 +125,7 @@ func (rn *runner) storm(ctx context.Context, addr string, probe *cpuProbe) error
 		}
 		var paced [3]int64
 		pace(o.stormRefresh, 256, &paced[0], pacedRefresh(meas, h.Users[0], sessions, &w.refresh, &dropped))
-		pace(o.stormVerify, 256, &paced[1], timed(&w.verify, func(ctx context.Context) error {
-			return meas.Get(ctx, verify[0], verify[1], verify[2], verify[3])
-		}))
+		pace(o.stormVerify, 256, &paced[1], timed(&w.verify, func(ctx context.Context) error { return verify.do(ctx, meas) }))
 		pace(o.stormHealth, 256, &paced[2], timed(&w.health, func(ctx context.Context) error { return meas.Get(ctx, barePath, "", "", "") }))
 		if floodOn {
 			pace(sr.loginRate, 4096, &w.loginDropped, func(ctx context.Context) {

@@ -1,26 +1,17 @@
 // Command authd-soak runs mixed traffic against authd for a long time and
 // reports, every -interval, what a leak or a slow degradation would show:
-// requests, errors and p99 latency per kind of request over the interval,
-// authd's resident memory (VmRSS), its goroutines (go_goroutines from GET
-// /metrics) and its database pool (authd_db_pool_connections). At the end
-// it prints a summary and exits non-zero if any request failed.
+// requests, errors and p99 per kind over the interval, authd's VmRSS, its
+// goroutines and its database pool (from GET /metrics); at the end a
+// summary, and a non-zero exit if any request failed.
 //
 //	go run ./cmd/authd-soak [-duration 30m] [-interval 1m] [-login-rate 2] [-refresh-rate 200] [-verify-rate 200] [-apikey-rate 200]
 //
-// The harness (cmd/internal/loadtest) gives it, as it gives authd-bench, a
-// throwaway database and role on -admin-url, an authd built from this
-// checkout and a server on a free loopback port, all removed at exit.
-//
-// The traffic, each kind paced at its own rate (a missed slot is dropped,
-// never made up in a burst): login as one of -users users, whose session
-// joins a pool; refresh of a pooled session, which takes the rotated
-// cookies (a session is used by one request at a time, so no refresh is a
-// reuse); logout of a pooled session with both cookies, as a browser
-// sends them, paced like login so the pool keeps its size; verify-cookie,
-// GET /auth/verify with a pooled session's access cookie; verify-apikey,
-// the same with an X-API-Key of a plan too generous to trip. The server
-// runs with AUTHD_PURGE_INTERVAL=-purge-interval, so the purge runs
-// throughout.
+// Each kind is paced at its own rate (a missed slot is dropped, never made
+// up in a burst): login, whose session joins a pool; refresh of a pooled
+// session (used by one request at a time, so never a reuse); logout with
+// both cookies, at login's rate so the pool keeps its size; GET
+// /auth/verify with a session's access cookie, and with an API key. The
+// purge runs throughout (AUTHD_PURGE_INTERVAL=-purge-interval).
 package main
 
 import (
@@ -29,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,12 +58,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if fs.NArg() != 0 {
-		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	o.rates["login"], o.rates["logout"] = *login, *login
-	o.rates["refresh"], o.rates["verify-cookie"], o.rates["verify-apikey"] = *refresh, *verify, *apikey
+	o.rates = map[string]float64{"login": *login, "logout": *login, "refresh": *refresh, "verify-cookie": *verify, "verify-apikey": *apikey}
 	switch {
+	case fs.NArg() != 0:
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	case o.duration <= 0 || o.interval <= 0:
 		return nil, errors.New("-duration and -interval must be positive")
 	case o.users < 1 || o.workers < 1:
@@ -114,14 +104,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	})
 	logf("authd serving on %s (pid %d); %s of traffic, a line every %s", srv.Addr, srv.PID(), o.duration, o.interval)
 
-	s := &soak{o: o, h: h, apiKey: apiKey, client: loadtest.NewClient(srv.Addr, o.workers*len(kinds)),
+	s := &soak{o: o, h: h, apiKey: apiKey, pid: srv.PID(), client: loadtest.NewClient(srv.Addr, o.workers*len(kinds)),
 		sessions: make(chan loadtest.Session, 100_000), stats: map[string]*kindStats{}}
 	defer s.client.Close()
 	for _, k := range kinds {
 		s.stats[k] = &kindStats{}
 	}
-	// A session per user (at most 50) before the clock starts, so refresh
-	// and verify have sessions to use from the first second.
+	// A session per user (at most 50) first, for refresh and verify.
 	for _, u := range h.Users[:min(50, len(h.Users))] {
 		if err := s.login(ctx, u); err != nil {
 			return fmt.Errorf("first logins: %w", err)
@@ -130,25 +119,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	fmt.Fprintf(stdout, "## authd-soak\n\n- %s, a line every %s; rates per second: login %g, refresh %g, logout %g, verify-cookie %g, verify-apikey %g; %d users; AUTHD_PURGE_INTERVAL=%s\n",
 		o.duration, o.interval, o.rates["login"], o.rates["refresh"], o.rates["logout"], o.rates["verify-cookie"], o.rates["verify-apikey"], o.users, o.purge)
-	fmt.Fprintf(stdout, "- p99 per kind over each interval (client side); RSS is authd's VmRSS; goroutines and pool from GET /metrics (pool: acquired+idle connections)\n\n")
-	fmt.Fprintf(stdout, "| elapsed | requests | errors | %s p99 | RSS | goroutines | pool |\n", strings.Join(kinds, " p99 | "))
-	fmt.Fprintln(stdout, "|---:|---:|---:|"+strings.Repeat("---:|", len(kinds))+"---:|---:|---:|")
+	fmt.Fprintf(stdout, "- p99 per kind over each interval (client side); RSS is authd's VmRSS; goroutines and pool (acquired+idle connections) from GET /metrics\n\n")
+	head := []string{"elapsed", "requests", "errors"}
+	for _, k := range kinds {
+		head = append(head, k+" p99")
+	}
+	row := loadtest.Table(stdout, append(head, "RSS", "goroutines", "pool")...)
 
 	runCtx, cancel := context.WithTimeout(ctx, o.duration)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, k := range kinds {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// A slot that finds every worker busy, or no free session, is
-			// dropped, and so are the slots missed when more than a second
-			// behind.
-			p := loadtest.Pacer{Rate: o.rates[k], MaxInflight: o.workers, MaxLag: time.Second}
-			s.skipped.Add(p.Run(runCtx, time.Now(), 0, func(ctx context.Context) { s.one(ctx, k) }))
-		}()
+		// A slot that finds every worker busy, or no free session, is
+		// dropped, and so are those missed when more than a second behind.
+		p := loadtest.Pacer{Rate: o.rates[k], MaxInflight: o.workers, MaxLag: time.Second}
+		wg.Go(func() { s.skipped.Add(p.Run(runCtx, time.Now(), 0, func(ctx context.Context) { s.one(ctx, k) })) })
 	}
-	sum := &summary{}
 	start := time.Now()
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
@@ -157,50 +143,55 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		case <-runCtx.Done():
 			done = true
 		case <-tick.C:
-			fmt.Fprintln(stdout, s.interval(time.Since(start), srv.PID(), sum))
+			row(s.interval(time.Since(start))...)
 		}
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if s.pending() > 0 || time.Since(start)-sum.lastAt > o.interval/10 {
-		fmt.Fprintln(stdout, s.interval(time.Since(start), srv.PID(), sum)) // the tail since the last line
+	if s.pending() > 0 || time.Since(start)-s.lastAt > o.interval/10 {
+		row(s.interval(time.Since(start))...) // the tail since the last line
 	}
-	s.writeSummary(stdout, time.Since(start), sum)
+	s.writeSummary(stdout, time.Since(start))
 	if p := srv.LogProblems(); p != "" {
 		fmt.Fprintf(stdout, "- server log: %s\n", p)
 	}
-	if sum.errors > 0 {
-		return fmt.Errorf("%d request(s) failed", sum.errors)
+	if s.errors > 0 {
+		return fmt.Errorf("%d request(s) failed", s.errors)
 	}
 	return nil
 }
 
 type soak struct {
-	o              *options
-	h              *loadtest.Harness
-	client         *loadtest.Client
-	apiKey         string
-	sessions       chan loadtest.Session
-	nextUser       atomic.Int64
-	skipped        atomic.Int64 // slots dropped: all workers busy or no free session
-	stats          map[string]*kindStats
-	scrapeFailures int
+	o        *options
+	h        *loadtest.Harness
+	client   *loadtest.Client
+	apiKey   string
+	pid      int
+	sessions chan loadtest.Session
+	nextUser atomic.Int64
+	skipped  atomic.Int64 // slots dropped: all workers busy or no free session
+	stats    map[string]*kindStats
+
+	// The whole run's, touched only by the reporting goroutine.
+	requests, errors, scrapeFailures int
+	rss                              []uint64
+	goroutinesMax                    float64
+	lastAt                           time.Duration
 }
 
-// kindStats are one kind's requests: the current interval's in cur (its
-// error samples cover the run), the whole run's in the rest, which only
-// the reporting goroutine touches.
+// kindStats are one kind's requests: this interval's in cur (its error
+// samples cover the run), the whole run's in the rest.
 type kindStats struct {
 	cur          loadtest.Latencies
 	all          []time.Duration
-	allErrs      int64
+	errs         int
 	intervalP99s []time.Duration
 }
 
-// one sends one request of kind and records it; a request cut short by the
-// end of the run is not counted.
+// one sends one request of kind and records it, unless the end of the
+// run cut it short.
 func (s *soak) one(ctx context.Context, kind string) {
 	var sess loadtest.Session
 	if kind != "login" && kind != "verify-apikey" {
@@ -241,18 +232,10 @@ func (s *soak) login(ctx context.Context, user string) error {
 	if err == nil {
 		select {
 		case s.sessions <- sess:
-		default: // the pool is full: let this one be
+		default: // the pool is full
 		}
 	}
 	return err
-}
-
-type summary struct {
-	requests, errors       int64
-	rssMin, rssMax, rssLst uint64
-	rssSeries              []string
-	goroutinesMax          float64
-	lastAt                 time.Duration
 }
 
 func (s *soak) pending() int {
@@ -263,40 +246,34 @@ func (s *soak) pending() int {
 	return n
 }
 
-// interval closes the current interval and formats its line.
-func (s *soak) interval(elapsed time.Duration, pid int, sum *summary) string {
-	var reqs, errs int64
-	cells := ""
+// interval closes the current interval and returns its row.
+func (s *soak) interval(elapsed time.Duration) []any {
+	var reqs, errs int
+	cells := []any{elapsed.Round(time.Second), 0, 0}
 	for _, k := range kinds {
 		st := s.stats[k]
 		lat, e := st.cur.Take()
-		st.all, st.allErrs = append(st.all, lat...), st.allErrs+e
-		reqs, errs = reqs+int64(len(lat)), errs+e
+		st.all, st.errs = append(st.all, lat...), st.errs+int(e)
+		reqs, errs = reqs+len(lat), errs+int(e)
 		if len(lat) == 0 {
-			cells += " – |"
+			cells = append(cells, "–")
 			continue
 		}
 		p99 := loadtest.Percentile(lat, 0.99)
 		st.intervalP99s = append(st.intervalP99s, p99)
-		cells += " " + loadtest.MS(p99) + " |"
+		cells = append(cells, loadtest.MS(p99))
 	}
-	sum.requests, sum.errors, sum.lastAt = sum.requests+reqs, sum.errors+errs, elapsed
-	rss := "n/a"
-	if b, err := loadtest.RSS(pid); err == nil {
-		if sum.rssMin == 0 {
-			sum.rssMin = b
-		}
-		sum.rssMin, sum.rssMax, sum.rssLst = min(sum.rssMin, b), max(sum.rssMax, b), b
-		rss = mb(b)
-		sum.rssSeries = append(sum.rssSeries, rss)
+	cells[1], cells[2] = reqs, errs
+	s.requests, s.errors, s.lastAt = s.requests+reqs, s.errors+errs, elapsed
+	rss, gor, pool := "n/a", "n/a", "n/a"
+	if b, err := loadtest.RSS(s.pid); err == nil {
+		s.rss, rss = append(s.rss, b), mb(b)
 	}
-	gor, pool := "n/a", "n/a"
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if m, err := s.client.Metrics(ctx); err == nil {
 		if v, ok := m["go_goroutines"]; ok {
-			gor = fmt.Sprintf("%.0f", v)
-			sum.goroutinesMax = max(sum.goroutinesMax, v)
+			gor, s.goroutinesMax = fmt.Sprintf("%.0f", v), max(s.goroutinesMax, v)
 		}
 		acq, ok1 := m[`authd_db_pool_connections{state="acquired"}`]
 		idle, ok2 := m[`authd_db_pool_connections{state="idle"}`]
@@ -306,25 +283,26 @@ func (s *soak) interval(elapsed time.Duration, pid int, sum *summary) string {
 	} else {
 		s.scrapeFailures++
 	}
-	return fmt.Sprintf("| %s | %d | %d |%s %s | %s | %s |", elapsed.Round(time.Second), reqs, errs, cells, rss, gor, pool)
+	return append(cells, rss, gor, pool)
 }
 
-func (s *soak) writeSummary(w io.Writer, elapsed time.Duration, sum *summary) {
+func (s *soak) writeSummary(w io.Writer, elapsed time.Duration) {
 	fmt.Fprintf(w, "\n### Summary\n\n- %s: %d requests (%.0f/s), %d errors; %d slots dropped (every worker busy or no free session)\n\n",
-		elapsed.Round(time.Second), sum.requests, float64(sum.requests)/elapsed.Seconds(), sum.errors, s.skipped.Load())
-	fmt.Fprintln(w, "| kind | requests | errors | p50 | p99 | max | worst interval p99 |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
+		elapsed.Round(time.Second), s.requests, float64(s.requests)/elapsed.Seconds(), s.errors, s.skipped.Load())
+	row := loadtest.Table(w, "kind", "requests", "errors", "p50", "p99", "max", "worst interval p99")
 	for _, k := range kinds {
 		st := s.stats[k]
-		fmt.Fprintf(w, "| %s | %d | %d | %s | %s | %s | %s |\n", k, len(st.all), st.allErrs,
-			loadtest.MS(loadtest.Percentile(st.all, 0.5)), loadtest.MS(loadtest.Percentile(st.all, 0.99)),
-			loadtest.MS(loadtest.Percentile(st.all, 1)), loadtest.MS(loadtest.Percentile(st.intervalP99s, 1)))
+		row(k, len(st.all), st.errs, loadtest.PMS(st.all, 0.5), loadtest.PMS(st.all, 0.99), loadtest.PMS(st.all, 1), loadtest.PMS(st.intervalP99s, 1))
 	}
 	fmt.Fprintln(w)
-	if sum.rssMax > 0 {
-		fmt.Fprintf(w, "- authd RSS: min %s, max %s, last %s; over time: %s\n", mb(sum.rssMin), mb(sum.rssMax), mb(sum.rssLst), strings.Join(sum.rssSeries, ", "))
+	if len(s.rss) > 0 {
+		series := make([]string, len(s.rss))
+		for i, b := range s.rss {
+			series[i] = mb(b)
+		}
+		fmt.Fprintf(w, "- authd RSS: min %s, max %s, last %s; over time: %s\n", mb(slices.Min(s.rss)), mb(slices.Max(s.rss)), series[len(series)-1], strings.Join(series, ", "))
 	}
-	fmt.Fprintf(w, "- goroutines: at most %.0f\n", sum.goroutinesMax)
+	fmt.Fprintf(w, "- goroutines: at most %.0f\n", s.goroutinesMax)
 	if s.scrapeFailures > 0 {
 		fmt.Fprintf(w, "- GET /metrics failed %d time(s)\n", s.scrapeFailures)
 	}

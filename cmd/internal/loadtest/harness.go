@@ -1,13 +1,8 @@
-// Package loadtest is the harness that authd's load-test commands
-// (cmd/authd-bench and cmd/authd-soak) share: it builds authd, gives it a
-// throwaway database, role and users, runs `authd serve` on a free
-// loopback port, drives it over HTTP at paced rates, and reads what the
-// server process costs from /proc. Keeping it in one place means the two
-// commands set up, measure and clean up authd the same way, so that their
-// numbers compare.
-//
-// Everything it creates is its own and on 127.0.0.1, and is removed by
-// Harness.Close, on error and on Ctrl-C too.
+// Package loadtest is the harness authd-bench and authd-soak share, so
+// that their numbers compare: it builds authd, gives it a throwaway
+// database, role and users, runs `authd serve` on a free loopback port,
+// drives it over HTTP and reads its cost from /proc. Harness.Close removes
+// everything it made, on error and Ctrl-C too.
 package loadtest
 
 import (
@@ -35,29 +30,21 @@ import (
 )
 
 const (
-	// DefaultAdminURL is the superuser URL of the local development
-	// server, so that a bare `go run` works on a developer's machine.
+	// DefaultAdminURL is the local development server's superuser URL.
 	DefaultAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	// AdminURLEnv names the variable the repository's tests read the
-	// superuser URL from; the commands default to it so that they run
-	// wherever the tests do.
+	// AdminURLEnv and DBPrefixEnv are what the repository's tests read, so
+	// that the tools run wherever the tests do.
 	AdminURLEnv = "AUTHD_TEST_DATABASE_URL"
-	// DBPrefixEnv names the variable the tests read the prefix of their
-	// database and role names from (see storetest), so that a suite
-	// sharing a server with another finds and cleans up what is its own.
 	DBPrefixEnv = "AUTHD_TEST_DB_PREFIX"
-
-	// BcryptCost is every server's AUTHD_BCRYPT_COST and the users'
-	// hashes': authd's default, so that a login costs what it does in
+	// BcryptCost is authd's default, so that a login costs what it does in
 	// production.
 	BcryptCost = 10
 	// Password is every user's.
 	Password = "authd-load-password"
 )
 
-// Main runs a load-test command as a process: run gets a context that
-// Ctrl-C and SIGTERM cancel (so that its cleanups still run), and its
-// error decides the exit status.
+// Main runs a command whose context Ctrl-C and SIGTERM cancel, so that
+// its cleanups still run.
 func Main(name string, run func(ctx context.Context, args []string, stdout, stderr io.Writer) error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -65,8 +52,6 @@ func Main(name string, run func(ctx context.Context, args []string, stdout, stde
 	os.Exit(exitCode(name, err, os.Stderr))
 }
 
-// exitCode reports err on stderr as name's and returns the exit status:
-// 0 for success and -h, 1 for anything else.
 func exitCode(name string, err error, stderr io.Writer) int {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
@@ -79,38 +64,31 @@ func exitCode(name string, err error, stderr io.Writer) int {
 	return 1
 }
 
-// Config says where the harness finds PostgreSQL and authd, and how it
-// runs the servers.
+// Config says where the harness finds PostgreSQL and authd.
 type Config struct {
-	// Name is the command's ("authd-bench"): it names the temporary
-	// directory, the plan of the API key, the application_name of the
-	// command's connections and, with "-" as "_", the database and role,
-	// so that a leftover one says which tool made it.
-	Name     string
-	AdminURL string // a superuser postgres:// URL
-	DBPrefix string // goes before the database and role names
-	// Authd is a prebuilt authd binary; empty builds ./cmd/authd of the
-	// module the command runs in.
-	Authd string
-	// ServerEnv is more settings for every authd the command starts, as
-	// NAME=value (-server-env, repeatable); they win over the harness's.
-	ServerEnv []string
-	LogLevel  string // every server's AUTHD_LOG_LEVEL
+	// Name ("authd-bench") names the temporary directory, the API key's
+	// plan, the command's application_name and (with "_") the database
+	// and role, so that a leftover says which tool made it.
+	Name      string
+	AdminURL  string   // a superuser postgres:// URL
+	DBPrefix  string   // before the database and role names
+	Authd     string   // a prebuilt binary; "" builds ./cmd/authd
+	ServerEnv []string // NAME=value for every server, over the harness's
+	LogLevel  string   // every server's AUTHD_LOG_LEVEL
 	Logf      func(format string, a ...any)
 }
 
-// AddFlags defines -admin-url, -db-prefix, -authd, -server-env and
-// -server-log-level on fs, into c, the same in every command.
+// AddFlags defines the flags every command shares.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
-	adminDefault := DefaultAdminURL
+	admin := DefaultAdminURL
 	if v := os.Getenv(AdminURLEnv); v != "" {
-		adminDefault = v
+		admin = v
 	}
-	fs.StringVar(&c.AdminURL, "admin-url", adminDefault, "superuser postgres:// URL of the server to create the throwaway database on (default from $"+AdminURLEnv+")")
+	fs.StringVar(&c.AdminURL, "admin-url", admin, "superuser postgres:// URL to make the throwaway database on (default from $"+AdminURLEnv+")")
 	fs.StringVar(&c.DBPrefix, "db-prefix", os.Getenv(DBPrefixEnv), "prefix of the throwaway database's and role's names (default from $"+DBPrefixEnv+")")
 	fs.StringVar(&c.Authd, "authd", "", "prebuilt authd binary; empty builds ./cmd/authd")
-	fs.StringVar(&c.LogLevel, "server-log-level", "warn", "AUTHD_LOG_LEVEL of the servers (request lines are logged at info)")
-	fs.Func("server-env", "a setting for every server, NAME=value (repeatable), such as AUTHD_BCRYPT_NICE=19", func(v string) error {
+	fs.StringVar(&c.LogLevel, "server-log-level", "warn", "AUTHD_LOG_LEVEL of the servers")
+	fs.Func("server-env", "a setting for every server, NAME=value (repeatable)", func(v string) error {
 		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
 			return fmt.Errorf("want NAME=value, got %q", v)
 		}
@@ -119,22 +97,19 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 	})
 }
 
-// Harness is what a run owns: a temporary directory, the authd binary,
-// a throwaway database and role, and after Seed the schema, users and a
-// pool. Close removes all of it, with whatever the caller registered
-// with Defer, in reverse order.
+// Harness is what a run owns; Close removes it all in reverse order.
 type Harness struct {
-	Tmp    string // temporary directory, removed by Close
+	Tmp    string // temporary directory
 	Bin    string // the authd binary
-	DBName string // the throwaway database: <prefix><name>_<random>
-	Role   string // a nologin role for the users: <prefix><name>_role_<random>
+	DBName string // <prefix><name>_<random>
+	Role   string // a nologin role for the users
 	DBURL  string // AdminURL with DBName as its database
 
 	// Set by Seed.
 	Secret string        // every server's JWT_SECRET
-	Env    []string      // every server's settings: JWT_SECRET, bcrypt cost, log level, -server-env
-	Pool   *pgxpool.Pool // the command's own connections (application_name Name)
-	Users  []string      // user_000001…, all of Role, all with Password
+	Env    []string      // every server's settings
+	Pool   *pgxpool.Pool // the command's own connections
+	Users  []string      // user_000001…, of Role, with Password
 	Hash   string        // the bcrypt hash they share
 
 	cfg      Config
@@ -142,8 +117,7 @@ type Harness struct {
 }
 
 // Setup makes the temporary directory, builds authd unless c.Authd names
-// one, and creates the database and role. On error, what it made is
-// removed before it returns.
+// one, and creates the database and role; on error it removes what it made.
 func Setup(ctx context.Context, c Config) (_ *Harness, err error) {
 	h := &Harness{cfg: c}
 	defer func() {
@@ -162,12 +136,11 @@ func Setup(ctx context.Context, c Config) (_ *Harness, err error) {
 			return nil, err
 		}
 	}
-
 	prefix, suffix := c.DBPrefix+strings.ReplaceAll(c.Name, "-", "_"), randomHex(6)
 	h.DBName, h.Role = prefix+"_"+suffix, prefix+"_role_"+suffix
-	// PostgreSQL would cut a longer name short, silently.
-	if len(h.Role) > maxIdentifier {
-		return nil, fmt.Errorf("-db-prefix %q: the role name %s is longer than PostgreSQL's %d bytes", c.DBPrefix, h.Role, maxIdentifier)
+	// PostgreSQL would silently cut a name longer than NAMEDATALEN-1.
+	if len(h.Role) > 63 {
+		return nil, fmt.Errorf("-db-prefix %q: the role name %s is longer than PostgreSQL's 63 bytes", c.DBPrefix, h.Role)
 	}
 	if h.DBURL, err = PgURL(c.AdminURL, func(u *url.URL, q url.Values) { u.Path = "/" + h.DBName }); err != nil {
 		return nil, err
@@ -187,16 +160,12 @@ func Setup(ctx context.Context, c Config) (_ *Harness, err error) {
 	return h, nil
 }
 
-// maxIdentifier is the longest name PostgreSQL keeps (NAMEDATALEN - 1).
-const maxIdentifier = 63
-
-// Seed migrates the database with `authd migrate up`, as an operator
-// would, opens the command's pool and creates users users of Role.
+// Seed migrates with `authd migrate up`, as an operator would, opens the
+// pool and creates users users of Role; env is for every server.
 func (h *Harness) Seed(ctx context.Context, users int, env ...string) error {
 	h.Secret = NewSecret()
-	h.Env = append([]string{"JWT_SECRET=" + h.Secret, "AUTHD_BCRYPT_COST=" + strconv.Itoa(BcryptCost), "AUTHD_LOG_LEVEL=" + h.cfg.LogLevel}, env...)
-	h.Env = append(h.Env, h.cfg.ServerEnv...)
-	if _, err := h.Authd(ctx, nil, "migrate", "up"); err != nil {
+	h.Env = slices.Concat([]string{"JWT_SECRET=" + h.Secret, "AUTHD_BCRYPT_COST=" + strconv.Itoa(BcryptCost), "AUTHD_LOG_LEVEL=" + h.cfg.LogLevel}, env, h.cfg.ServerEnv)
+	if _, err := h.Authd(ctx, "migrate", "up"); err != nil {
 		return err
 	}
 	u, err := h.URL(h.cfg.Name)
@@ -212,77 +181,72 @@ func (h *Harness) Seed(ctx context.Context, users int, env ...string) error {
 	for i := range h.Users {
 		h.Users[i] = fmt.Sprintf("user_%06d", i+1)
 	}
-	// One hash serves them all: hashing is the slow part, and every login
-	// still compares at the cost.
+	// One hash for all: hashing is slow, and each login still compares.
 	if h.Hash, err = store.HashPassword(Password, BcryptCost); err != nil {
 		return fmt.Errorf("create users: %w", err)
 	}
-	if _, err := h.Pool.Exec(ctx, `
-		insert into auth.user (username, password_hash, role)
-		select u, $2, $3 from unnest($1::text[]) u`, h.Users, h.Hash, h.Role); err != nil {
+	if _, err := h.Pool.Exec(ctx, `insert into auth.user (username, password_hash, role) select u, $2, $3 from unnest($1::text[]) u`, h.Users, h.Hash, h.Role); err != nil {
 		return fmt.Errorf("create users: %w", err)
 	}
 	return nil
 }
 
-// URL is the database's URL for a client named app (application_name),
-// which is how the bench tells the servers' backends from its own.
+// URL is the database's URL with application_name app, by which the
+// bench tells the servers' backends from its own.
 func (h *Harness) URL(app string) (string, error) {
 	return PgURL(h.DBURL, func(u *url.URL, q url.Values) { q.Set("application_name", app) })
 }
 
-// Authd runs the authd binary with args and the servers' settings plus
-// env, and returns its standard output.
-func (h *Harness) Authd(ctx context.Context, env []string, args ...string) (string, error) {
+// Authd runs the authd binary with the servers' settings and returns its
+// standard output.
+func (h *Harness) Authd(ctx context.Context, args ...string) (string, error) {
 	u, err := h.URL(h.cfg.Name)
 	if err != nil {
 		return "", err
 	}
-	return runAuthd(ctx, h.Bin, authdEnv(append(append(slices.Clone(h.Env), "DATABASE_URL="+u), env...)), args...)
+	return runAuthd(ctx, h.Bin, authdEnv(append(slices.Clone(h.Env), "DATABASE_URL="+u)), args...)
 }
 
 // Start runs `authd serve` with the servers' settings plus env (which
-// may override DATABASE_URL; by default the server's connections are
-// named Name+"-server"), its log in the temporary directory as name.log.
+// may set DATABASE_URL; by default application_name is Name+"-server"),
+// its log in Tmp/name.log.
 func (h *Harness) Start(ctx context.Context, name string, env ...string) (*Server, error) {
 	u, err := h.URL(h.cfg.Name + "-server")
 	if err != nil {
 		return nil, err
 	}
-	srv, err := startServer(ctx, h.Bin, authdEnv(append(append(slices.Clone(h.Env), "DATABASE_URL="+u), env...)), h.Tmp+"/"+name+".log")
+	srv, err := startServer(ctx, h.Bin, authdEnv(slices.Concat(h.Env, []string{"DATABASE_URL=" + u}, env)), h.Tmp+"/"+name+".log")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return srv, nil
 }
 
-// APIKey makes a plan named Name for Role with a rate no load can reach
-// (the limiter is consulted on every request but never refuses), and a
-// key of it with `authd apikey create`, as an operator would.
+// APIKey makes a plan named Name for Role with a rate no load reaches
+// (so the limiter is consulted but never refuses) and a key of it with
+// `authd apikey create`.
 func (h *Harness) APIKey(ctx context.Context) (string, error) {
 	if _, err := h.Pool.Exec(ctx, `insert into auth.plan (name, role, requests_per_minute) values ($1, $2, 100000000)`, h.cfg.Name, h.Role); err != nil {
 		return "", fmt.Errorf("create plan %s: %w", h.cfg.Name, err)
 	}
-	out, err := h.Authd(ctx, nil, "apikey", "create", "--plan", h.cfg.Name)
+	out, err := h.Authd(ctx, "apikey", "create", "--plan", h.cfg.Name)
 	if err != nil {
 		return "", err
 	}
 	if k, ok := apiKeyFromOutput(out); ok {
 		return k, nil
 	}
-	// Not echoed: the output holds the key if the format merely changed.
+	// Not echoed: the output holds the key if only its format changed.
 	return "", errors.New("authd apikey create: no \"key: authd_…\" line in its output")
 }
 
 // Logf reports progress on standard error.
 func (h *Harness) Logf(format string, a ...any) { h.cfg.Logf(format, a...) }
 
-// Defer registers f to run at Close, before everything registered
-// earlier: a pool on the database closes before the database is dropped.
+// Defer registers f to run at Close before everything registered earlier.
 func (h *Harness) Defer(f func()) { h.cleanups = append(h.cleanups, f) }
 
-// Close runs the cleanups in reverse order, once. It uses its own
-// contexts, so it works after the run's context was cancelled.
+// Close runs the cleanups once, in reverse order, on their own contexts.
 func (h *Harness) Close() {
 	for i := len(h.cleanups) - 1; i >= 0; i-- {
 		h.cleanups[i]()
@@ -290,14 +254,11 @@ func (h *Harness) Close() {
 	h.cleanups = nil
 }
 
-// PgURL parses a postgres:// URL and lets mutate change it and its query,
-// so that one admin URL yields each client's (application_name, pool
-// sizes, a proxy's address).
+// PgURL lets mutate change a postgres:// URL and its query.
 func PgURL(base string, mutate func(u *url.URL, q url.Values)) (string, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		// The URL may carry a password: do not echo it.
-		return "", errors.New("-admin-url: want a postgres:// URL")
+		return "", errors.New("-admin-url: want a postgres:// URL") // it may hold a password: not echoed
 	}
 	q := u.Query()
 	mutate(u, q)
@@ -305,9 +266,8 @@ func PgURL(base string, mutate func(u *url.URL, q url.Values)) (string, error) {
 	return u.String(), nil
 }
 
-// adminExec runs one statement on its own connection to adminURL, so that
-// cleanup works after the run's context is cancelled (it bounds itself to
-// 30 s).
+// adminExec runs sql on a connection of its own, bounded to 30 s, so
+// that cleanup works after the run's context is cancelled.
 func adminExec(ctx context.Context, adminURL, sql string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -320,16 +280,13 @@ func adminExec(ctx context.Context, adminURL, sql string) error {
 	return err
 }
 
-// NewSecret is a JWT_SECRET for a throwaway server: 48 random bytes in
-// base64url, well over the token.MinSecretLen authd insists on.
+// NewSecret is a JWT_SECRET: 48 random bytes, well over authd's minimum.
 func NewSecret() string {
 	b := make([]byte, 48)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// randomHex is n random bytes in hex, to keep names of concurrent runs
-// apart.
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)

@@ -14,29 +14,24 @@ import (
 	"time"
 )
 
-// RefreshPath is authd's refresh endpoint, which is also the Path of the
-// refresh_token cookie a browser sends there.
+// RefreshPath is authd's refresh endpoint and its refresh cookie's Path.
 const RefreshPath = "/rpc/refresh_token"
 
-// Client sends authd's requests to one local server, as a browser or a
-// gateway would, and checks the answers.
+// Client sends authd's requests as a browser or gateway would, and checks
+// the answers.
 type Client struct {
 	Base string // http://host:port
 	HTTP *http.Client
 }
 
-// NewClient is a client for load against the server at addr: it keeps up
-// to idle keep-alive connections (so that a steady load reuses them
-// rather than dialling), no proxy, no compression, and hands redirects
-// back rather than following them.
+// NewClient keeps up to idle keep-alive connections to addr, so that a
+// steady load reuses them rather than dialling.
 func NewClient(addr string, idle int) *Client {
 	return &Client{Base: "http://" + addr, HTTP: &http.Client{
 		Transport: &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        idle,
-			MaxIdleConnsPerHost: idle,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
+			DialContext:  (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns: idle, MaxIdleConnsPerHost: idle, IdleConnTimeout: 90 * time.Second,
+			DisableCompression: true,
 		},
 		Timeout:       30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -48,24 +43,17 @@ func (c *Client) Close() { c.HTTP.CloseIdleConnections() }
 
 // Request is one request Do makes.
 type Request struct {
-	Method, Path string
-	Body         []byte // sent as JSON; nil for none
-	// Header and Value are one more header, such as a Cookie or an
-	// X-API-Key; none when Header is "".
-	Header, Value string
-	Want          int // the status that counts as success; 0 takes any
+	Method, Path  string
+	Body          []byte // sent as JSON; nil for none
+	Header, Value string // one more header (a Cookie, an X-API-Key), if Header is set
+	Want          int    // the status that counts as success; 0 takes any
 }
 
-// Do sends r and returns the answer's status and header. The body is read
-// to the end and closed, so that the connection is reused; on a status
-// other than r.Want up to 2 KiB of it go in the error, which names the
-// path but never a credential.
+// Do sends r and returns the status and header. The body is read to the
+// end, so the connection is reused; on a status other than r.Want up to
+// 2 KiB of it go in the error, which never names a credential.
 func (c *Client) Do(ctx context.Context, r Request) (int, http.Header, error) {
-	var rd io.Reader
-	if r.Body != nil {
-		rd = bytes.NewReader(r.Body)
-	}
-	req, err := http.NewRequestWithContext(ctx, r.Method, c.Base+r.Path, rd)
+	req, err := http.NewRequestWithContext(ctx, r.Method, c.Base+r.Path, bytes.NewReader(r.Body))
 	if err != nil {
 		return 0, nil, fmt.Errorf("%s %s: %w", r.Method, r.Path, err)
 	}
@@ -88,21 +76,8 @@ func (c *Client) Do(ctx context.Context, r Request) (int, http.Header, error) {
 	return resp.StatusCode, resp.Header, nil
 }
 
-// Session is what a browser holds after a login: the refresh token
-// (sent to RefreshPath and /rpc/logout) and the access token (sent
-// everywhere).
+// Session is what a browser holds after a login.
 type Session struct{ Refresh, Access string }
-
-// Cookie is the Cookie header a browser sends to /rpc/logout.
-func (s Session) Cookie() string {
-	var parts []string
-	for _, kv := range [][2]string{{"access_token", s.Access}, {"refresh_token", s.Refresh}} {
-		if kv[1] != "" {
-			parts = append(parts, kv[0]+"="+kv[1])
-		}
-	}
-	return strings.Join(parts, "; ")
-}
 
 // LoginRequest is POST /rpc/login as user.
 func LoginRequest(user string) Request {
@@ -128,15 +103,21 @@ func (c *Client) Refresh(ctx context.Context, refresh string) (Session, error) {
 	return SessionCookies(h, "refresh")
 }
 
-// Logout ends s, sending the cookies of it that are set.
+// Logout ends s with the cookies of it that are set, as a browser sends them.
 func (c *Client) Logout(ctx context.Context, s Session) error {
-	_, _, err := c.Do(ctx, Request{Method: http.MethodPost, Path: "/rpc/logout", Header: "Cookie", Value: s.Cookie(), Want: http.StatusNoContent})
+	var cookies []string
+	for _, kv := range [][2]string{{"access_token", s.Access}, {"refresh_token", s.Refresh}} {
+		if kv[1] != "" {
+			cookies = append(cookies, kv[0]+"="+kv[1])
+		}
+	}
+	_, _, err := c.Do(ctx, Request{Method: http.MethodPost, Path: "/rpc/logout", Header: "Cookie", Value: strings.Join(cookies, "; "), Want: http.StatusNoContent})
 	return err
 }
 
-// Get sends GET path with one credential header (none if header is "")
-// and wants a 200; with role set, the answer must pass the request on as
-// that role, with a Bearer token for the upstream, as /auth/verify does.
+// Get sends GET path with one credential header and wants a 200; with
+// role set, one that passes the request on as role with a Bearer token
+// for the upstream, as /auth/verify does.
 func (c *Client) Get(ctx context.Context, path, header, value, role string) error {
 	_, h, err := c.Do(ctx, Request{Method: http.MethodGet, Path: path, Header: header, Value: value, Want: http.StatusOK})
 	switch {
@@ -150,9 +131,8 @@ func (c *Client) Get(ctx context.Context, path, header, value, role string) erro
 	return nil
 }
 
-// SessionCookies reads the session cookies an answer of authd (to what)
-// set, each only with the Path a browser would send it on: the refresh
-// token for RefreshPath and the access token for "/". Both must be there.
+// SessionCookies reads both session cookies of an answer to what, each
+// only with the Path a browser sends it on.
 func SessionCookies(h http.Header, what string) (Session, error) {
 	var s Session
 	for _, c := range (&http.Response{Header: h}).Cookies() {
@@ -169,8 +149,8 @@ func SessionCookies(h http.Header, what string) (Session, error) {
 	return s, nil
 }
 
-// Metrics reads authd's GET /metrics: the server's own view (goroutines,
-// pool connections, logins shed) beside what the client measured.
+// Metrics reads GET /metrics into series ("name" or "name{labels}", as
+// written) → value: enough to look values up and subtract them.
 func (c *Client) Metrics(ctx context.Context) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/metrics", nil)
 	if err != nil {
@@ -184,15 +164,8 @@ func (c *Client) Metrics(ctx context.Context) (map[string]float64, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /metrics: status %d", resp.StatusCode)
 	}
-	return ParseMetrics(resp.Body)
-}
-
-// ParseMetrics reads a Prometheus text exposition into series → value,
-// each series written as in the exposition ("name" or "name{labels}"),
-// which is all a report needs to look values up and subtract them.
-func ParseMetrics(r io.Reader) (map[string]float64, error) {
 	out := map[string]float64{}
-	sc := bufio.NewScanner(r)
+	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()

@@ -18,9 +18,8 @@ import (
 	"authd/token"
 )
 
-// BuildAuthd builds ./cmd/authd of the module the command runs in into
-// dir and returns the binary, so that a run measures the code checked out
-// rather than whatever authd is installed.
+// BuildAuthd builds ./cmd/authd of the module the command runs in, so
+// that a run measures the code checked out, not an installed authd.
 func BuildAuthd(ctx context.Context, dir string) (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -40,27 +39,20 @@ func BuildAuthd(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
-// authdEnv is this process's environment without any authd, JWT or
-// PostgREST setting, plus set: a developer's own AUTHD_* or DATABASE_URL
-// must not leak into the server under test and change what is measured.
-func authdEnv(set []string) []string { return filterEnv(os.Environ(), set) }
-
-// filterEnv is environ without the AUTHD_*, JWT_*, PGRST_* and
-// DATABASE_URL entries, plus set.
-func filterEnv(environ, set []string) []string {
+// authdEnv is this process's environment without AUTHD_*, JWT_*, PGRST_*
+// and DATABASE_URL, plus set: a developer's own settings must not change
+// what is measured.
+func authdEnv(set []string) []string {
 	var env []string
-	for _, kv := range environ {
+	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "AUTHD_") || strings.HasPrefix(k, "JWT_") || strings.HasPrefix(k, "PGRST_") || k == "DATABASE_URL" {
-			continue
+		if !strings.HasPrefix(k, "AUTHD_") && !strings.HasPrefix(k, "JWT_") && !strings.HasPrefix(k, "PGRST_") && k != "DATABASE_URL" {
+			env = append(env, kv)
 		}
-		env = append(env, kv)
 	}
 	return append(env, set...)
 }
 
-// runAuthd runs bin with args and env and returns its standard output;
-// on failure the error holds its standard error.
 func runAuthd(ctx context.Context, bin string, env []string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = env
@@ -72,8 +64,7 @@ func runAuthd(ctx context.Context, bin string, env []string, args ...string) (st
 	return stdout.String(), nil
 }
 
-// apiKeyFromOutput finds the well-formed key on a "key:" line of
-// `authd apikey create`'s output.
+// apiKeyFromOutput finds a well-formed key on a "key:" line.
 func apiKeyFromOutput(out string) (string, bool) {
 	for _, line := range strings.Split(out, "\n") {
 		if k, ok := strings.CutPrefix(line, "key:"); ok {
@@ -86,20 +77,19 @@ func apiKeyFromOutput(out string) (string, bool) {
 	return "", false
 }
 
-// Server is one `authd serve` process started by Harness.Start.
+// Server is one `authd serve` process.
 type Server struct {
-	Addr    string // host:port on 127.0.0.1
+	Addr    string // 127.0.0.1:port
 	LogPath string // its standard output and error
 
 	cmd     *exec.Cmd
-	exited  chan struct{} // closed when the process has been waited for
-	waitErr error         // set before exited is closed
+	exited  chan struct{} // closed once waited for
+	waitErr error
 }
 
-// startServer runs `authd serve` with env on a free loopback port, its
-// output in logPath, and returns once GET /readyz answers 200 (authd has
-// its database), so that no measurement includes the start-up. The server
-// is not tied to ctx: Stop ends it with SIGTERM, as production does.
+// startServer runs `authd serve` on a free loopback port and returns once
+// GET /readyz answers 200, so that no measurement includes start-up. It is
+// not tied to ctx: Stop ends it with SIGTERM, as production does.
 func startServer(ctx context.Context, bin string, env []string, logPath string) (*Server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -124,10 +114,8 @@ func startServer(ctx context.Context, bin string, env []string, logPath string) 
 		_ = logFile.Close()
 		close(s.exited)
 	}()
-
 	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	for deadline := time.Now().Add(30 * time.Second); ; {
 		if resp, err := client.Get("http://" + addr + "/readyz"); err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			_ = resp.Body.Close()
@@ -152,11 +140,10 @@ func startServer(ctx context.Context, bin string, env []string, logPath string) 
 	}
 }
 
-// PID is the server's process id, for reading its CPU and memory in /proc.
+// PID is the server's process id.
 func (s *Server) PID() int { return s.cmd.Process.Pid }
 
-// Exited says whether the server has already ended, and why: a run that
-// fails because authd died should say so.
+// Exited says whether the server has ended, and why.
 func (s *Server) Exited() (bool, error) {
 	select {
 	case <-s.exited:
@@ -166,8 +153,7 @@ func (s *Server) Exited() (bool, error) {
 	}
 }
 
-// Stop sends SIGTERM and waits for authd to drain and exit; after 15 s it
-// kills it and says so. Stopping a stopped server does nothing.
+// Stop sends SIGTERM and waits for authd to drain; after 15 s it kills it.
 func (s *Server) Stop() error {
 	if exited, _ := s.Exited(); exited {
 		return nil
@@ -183,25 +169,19 @@ func (s *Server) Stop() error {
 	}
 }
 
-// LogTail is the last 4000 bytes of the server's log: enough to show why
-// it failed without burying the error.
+// LogTail is the log's last 4000 bytes: why it failed, not buried.
 func (s *Server) LogTail() string {
 	b, _ := os.ReadFile(s.LogPath)
 	return string(b[max(len(b)-4000, 0):])
 }
 
-// LogProblems summarises the WARN and ERROR lines authd logged, "" if
-// none: a run whose requests all succeeded can still hide server-side
-// trouble, which the report should mention.
+// LogProblems counts the WARN and ERROR lines authd logged, "" if none:
+// a run whose requests all succeeded can still hide server-side trouble.
 func (s *Server) LogProblems() string {
 	b, _ := os.ReadFile(s.LogPath)
-	return logProblems(string(b))
-}
-
-func logProblems(log string) string {
 	var n int
 	var first string
-	for _, line := range strings.Split(log, "\n") {
+	for _, line := range strings.Split(string(b), "\n") {
 		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
 			if n++; n == 1 {
 				first = line

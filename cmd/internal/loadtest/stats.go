@@ -3,39 +3,49 @@ package loadtest
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
 
-// Percentile is the nearest-rank p-quantile of lat (p in [0, 1]; 1 is the
-// maximum), 0 for none. lat is left unsorted: callers keep appending to
-// it and take several percentiles of it.
+// Percentile is the nearest-rank p-quantile of lat (1 is the maximum), 0
+// for none. lat is left unsorted.
 func Percentile(lat []time.Duration, p float64) time.Duration {
 	if len(lat) == 0 {
 		return 0
 	}
 	s := slices.Clone(lat)
 	slices.Sort(s)
-	i := int(math.Ceil(p*float64(len(s)))) - 1
-	return s[max(i, 0)]
+	return s[max(int(math.Ceil(p*float64(len(s))))-1, 0)]
 }
 
-// MS writes d in milliseconds with two decimals, the unit of every
-// latency in the reports, so that columns compare at a glance.
-func MS(d time.Duration) string {
-	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+// MS writes d in milliseconds, the unit of every latency in the reports.
+func MS(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+
+// PMS is MS of lat's p-quantile.
+func PMS(lat []time.Duration, p float64) string { return MS(Percentile(lat, p)) }
+
+// Table writes the head of a Markdown table (the first column text, the
+// others numbers) and returns the function that writes a row.
+func Table(w io.Writer, head ...string) func(cells ...any) {
+	fmt.Fprintf(w, "| %s |\n|---|%s\n", strings.Join(head, " | "), strings.Repeat("---:|", len(head)-1))
+	return func(cells ...any) {
+		s := make([]string, len(cells))
+		for i, c := range cells {
+			s[i] = fmt.Sprint(c)
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(s, " | "))
+	}
 }
 
-// maxSamples is how many distinct error messages Latencies keeps: enough
-// to tell what went wrong, few enough to print.
+// maxSamples is how many distinct error messages Latencies keeps.
 const maxSamples = 5
 
-// Latencies records how long requests took and whether they failed, from
-// many goroutines at once; the zero value is ready. A report takes
-// percentiles of the durations afterwards, and shows a few of the
-// errors.
+// Latencies records requests' durations and failures from many
+// goroutines; the zero value is ready.
 type Latencies struct {
 	mu      sync.Mutex
 	lat     []time.Duration
@@ -43,8 +53,8 @@ type Latencies struct {
 	samples []string
 }
 
-// Add records one request of duration d; a non-nil err counts it as
-// failed and keeps its message if it is new and there is room.
+// Add records a request; a non-nil err counts as a failure and keeps its
+// message if new and there is room.
 func (l *Latencies) Add(d time.Duration, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -57,8 +67,7 @@ func (l *Latencies) Add(d time.Duration, err error) {
 	}
 }
 
-// Durations is every duration recorded (failed requests too), in the
-// order added. The slice is the recorder's own: read it once the
+// Durations is every duration recorded, failures too; read it once the
 // senders are done.
 func (l *Latencies) Durations() []time.Duration {
 	l.mu.Lock()
@@ -67,11 +76,7 @@ func (l *Latencies) Durations() []time.Duration {
 }
 
 // Len is how many requests were recorded.
-func (l *Latencies) Len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.lat)
-}
+func (l *Latencies) Len() int { return len(l.Durations()) }
 
 // Errors is how many of them failed.
 func (l *Latencies) Errors() int64 {
@@ -87,9 +92,8 @@ func (l *Latencies) Samples() []string {
 	return slices.Clone(l.samples)
 }
 
-// Take returns the durations and the error count recorded so far and
-// starts over, while senders go on adding: a long run reports interval
-// by interval. The error samples are kept, as they describe the run.
+// Take returns what was recorded so far and starts over (keeping the
+// error samples, which describe the run), while senders go on adding.
 func (l *Latencies) Take() ([]time.Duration, int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -98,44 +102,36 @@ func (l *Latencies) Take() ([]time.Duration, int64) {
 	return lat, errs
 }
 
-// Pacer sends requests at a fixed rate, open loop: each on its own
-// goroutine when its slot comes, whatever the earlier ones are doing, as
-// independent clients would. A closed loop (send, wait, send) slows down
-// with the server and so hides its latency under load.
+// Pacer sends requests open loop, each on its own goroutine when its slot
+// comes, as independent clients would: a closed loop slows down with the
+// server and so hides its latency under load.
 type Pacer struct {
-	// Rate is the calls per second; none are made unless it is positive.
-	Rate float64
-	// MaxInflight bounds the calls running at once; a slot that finds
-	// that many is dropped and counted, not queued.
-	MaxInflight int
-	// MaxLag, when positive, is how far the schedule may fall behind the
-	// clock (the sender starved of CPU) before the missed slots are
-	// dropped; zero sends them at once to catch up, keeping the count.
+	Rate        float64 // calls per second; none unless positive
+	MaxInflight int     // a slot that finds this many running is dropped
+	// MaxLag, if positive, is how far the schedule may fall behind the
+	// clock (the sender starved of CPU) before missed slots are dropped
+	// rather than sent at once.
 	MaxLag time.Duration
 }
 
-// Run calls fn on the schedule from start until start+d or, for d <= 0,
-// until ctx ends; it returns when every call has returned, with the
-// number of slots dropped because MaxInflight calls were running.
+// Run calls fn on the schedule from start until start+d (for d <= 0,
+// until ctx ends) and returns, once every call has, the slots dropped.
 func (p Pacer) Run(ctx context.Context, start time.Time, d time.Duration, fn func(context.Context)) (dropped int64) {
 	if p.Rate <= 0 {
 		return 0
 	}
-	every := time.Duration(float64(time.Second) / p.Rate)
-	end := start.Add(d)
+	every, end := time.Duration(float64(time.Second)/p.Rate), start.Add(d)
 	sem := make(chan struct{}, max(p.MaxInflight, 1))
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	<-timer.C
-	for next := start; d <= 0 || next.Before(end); {
+	for next := start; d <= 0 || next.Before(end); next = next.Add(every) {
 		if w := time.Until(next); w > 0 {
-			timer.Reset(w)
+			t := time.NewTimer(w)
 			select {
 			case <-ctx.Done():
+				t.Stop()
 				return dropped
-			case <-timer.C:
+			case <-t.C:
 			}
 		}
 		if ctx.Err() != nil {
@@ -143,18 +139,15 @@ func (p Pacer) Run(ctx context.Context, start time.Time, d time.Duration, fn fun
 		}
 		select {
 		case sem <- struct{}{}:
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				defer func() { <-sem }()
 				fn(ctx)
-			}()
+			})
 		default:
 			dropped++
 		}
-		next = next.Add(every)
-		if now := time.Now(); p.MaxLag > 0 && next.Before(now.Add(-p.MaxLag)) {
-			next = now // far behind: drop the missed slots
+		if now := time.Now(); p.MaxLag > 0 && next.Add(every).Before(now.Add(-p.MaxLag)) {
+			next = now.Add(-every) // far behind: drop the missed slots
 		}
 	}
 	return dropped
