@@ -5,16 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
+
+	"authd/store"
 )
 
 // Error is an error a client sees, in PostgREST's shape. Cause, when set,
@@ -163,27 +162,19 @@ const statusClientClosed = 499
 // database), or the database being down, is a 503 the client may retry,
 // not a 500.
 func errInternal(cause error) *Error {
-	var (
-		pgErr   *pgconn.PgError
-		connErr *pgconn.ConnectError
-		netErr  net.Error
-	)
 	switch {
 	// The client hung up (Go cancels a request's context when its
 	// connection closes): nobody reads the answer, and authd did nothing
 	// wrong — nginx's 499, not a 500 logged as a failure.
 	case errors.Is(cause, context.Canceled):
 		return &Error{Status: statusClientClosed, Code: "PT499", Message: "Client closed the request"}
-	case errors.Is(cause, context.DeadlineExceeded),
-		errors.As(cause, &pgErr) && pgErr.Code == "57014": // statement_timeout
+	case errors.Is(cause, context.DeadlineExceeded), errors.Is(cause, store.ErrTimeout):
 		e := errTimeout()
 		e.Cause = cause
 		return e
 	// The database is down, restarting or unreachable: tell the client to
 	// come back (503, as PostgREST does), not that authd is broken.
-	case errors.As(cause, &connErr), errors.As(cause, &netErr),
-		errors.Is(cause, io.ErrUnexpectedEOF), errors.Is(cause, io.EOF), // the connection died mid-query
-		errors.As(cause, &pgErr) && strings.HasPrefix(pgErr.Code, "57P"): // admin shutdown, crash shutdown, cannot connect now
+	case errors.Is(cause, store.ErrUnavailable):
 		return &Error{
 			Status: http.StatusServiceUnavailable, Code: "PT503", Message: "Database unavailable",
 			Header: http.Header{"Retry-After": {"1"}}, Cause: cause,
