@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 
-	"authd/server"
+	"authd/identity"
 	"authd/token"
 )
 
@@ -48,7 +48,7 @@ type decision struct {
 	// who names the client for the log: the username tried, the API key's
 	// id (the public part) or the token's user; never a secret.
 	who  string
-	id   server.Identity
+	id   identity.Identity
 	deny *refusal
 }
 
@@ -194,14 +194,19 @@ func (s *Service) decide(ctx context.Context, req *jwt.AuthorizationRequestClaim
 	return d
 }
 
-// refusalFrom turns an Identify error into a refusal.
+// refusalFrom turns an Identify error into a refusal: the one place an
+// identity kind becomes a NATS answer. The client is only told
+// "Authorization Violation" whatever the kind; the code and message go
+// into the response for nats-server's log, and a failure on authd's side
+// (shed load included) is logged here with its cause.
 func refusalFrom(err error) *refusal {
-	var e *server.Error
+	var e *identity.Error
 	if !errors.As(err, &e) {
 		return &refusal{code: "PT500", message: "Internal server error", cause: err}
 	}
 	r := &refusal{code: e.Code, message: e.Message}
-	if e.Status >= 500 {
+	switch e.Kind {
+	case identity.Busy, identity.Unavailable, identity.Internal:
 		r.cause = err
 	}
 	return r
@@ -218,7 +223,7 @@ func apiKeyName(plain string) string {
 
 // userJWT issues the NATS user for id: the role's permissions, expiring
 // with the identity's token, placed in the target account.
-func (s *Service) userJWT(ctx context.Context, req *jwt.AuthorizationRequestClaims, id server.Identity) (string, *refusal) {
+func (s *Service) userJWT(ctx context.Context, req *jwt.AuthorizationRequestClaims, id identity.Identity) (string, *refusal) {
 	p, err := s.perms.get(ctx, id.Role, s.auth.NATSPermissions)
 	if err != nil {
 		return "", refusalFrom(err)

@@ -24,7 +24,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"authd/server"
+	"authd/identity"
 	"authd/store"
 )
 
@@ -40,12 +40,12 @@ const queueGroup = "authd"
 const xkeyHeader = "Nats-Server-Xkey"
 
 // Authority is what the callout asks of authd: who a credential names,
-// with every rule of /auth/verify and /rpc/login (*server.Server), and what
-// a role may do on NATS (*store.DB).
+// with the rules every door shares (*identity.Core), and what a role may
+// do on NATS (*store.DB).
 type Authority interface {
-	IdentifyToken(raw string) (server.Identity, error)
-	IdentifyAPIKey(ctx context.Context, key string) (server.Identity, error)
-	IdentifyPassword(ctx context.Context, username, password, client string) (server.Identity, error)
+	IdentifyToken(raw string) (identity.Identity, error)
+	IdentifyAPIKey(ctx context.Context, key string) (identity.Identity, error)
+	IdentifyPassword(ctx context.Context, username, password, client string) (identity.Identity, error)
 	NATSPermissions(ctx context.Context, role string) (store.NATSPermissions, error)
 }
 

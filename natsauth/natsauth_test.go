@@ -24,8 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"authd/identity"
 	"authd/natsauth"
-	"authd/server"
 	"authd/store"
 	"authd/store/storetest"
 	"authd/token"
@@ -43,9 +43,9 @@ const (
 )
 
 // authority is what the callout asks of authd, as `authd nats-callout`
-// assembles it: the HTTP API's identity rules and the store's grants.
+// assembles it: the identity rules and the store's grants.
 type authority struct {
-	*server.Server
+	*identity.Core
 	*store.DB
 }
 
@@ -91,7 +91,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	}
 	st.tokens = tokens
 	log := slog.New(slog.NewJSONHandler(st.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	api, err := server.New(server.Config{BcryptCost: o.bcryptCost, RefreshTTL: time.Hour, Metrics: st.metrics, Now: o.now}, st.db, tokens, log)
+	core, err := identity.New(identity.Config{BcryptCost: o.bcryptCost, Metrics: st.metrics, Now: o.now}, st.db, tokens, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	cfg.Metrics, cfg.Now = st.metrics, o.calloutNow
 	st.account = cfg.Account
 
-	st.svc, err = natsauth.New(authority{api, st.db}, cfg, log)
+	st.svc, err = natsauth.New(authority{core, st.db}, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

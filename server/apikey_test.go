@@ -76,7 +76,7 @@ func TestVerifyAPIKeyDisabledWithinASecond(t *testing.T) {
 	t.Parallel()
 	clock := newClock()
 	e := newEnv(t, withClock(clock))
-	other, _, _, _ := e.newServer(withClock(clock)) // a second authd instance
+	other, _, _, _, _ := e.newServer(withClock(clock)) // a second authd instance
 	id, key := e.newKey(600, nil)
 	for _, url := range []string{e.srv.URL, other.URL} {
 		wantStatus(t, do(t, nil, http.MethodGet, url+"/auth/verify", apiKeyHeader(key), ""), http.StatusOK)
@@ -173,7 +173,7 @@ func TestAPIKeyRecheck(t *testing.T) {
 		identify := func(key, want string) {
 			t.Helper()
 			got := "ok"
-			if _, err := e.api.IdentifyAPIKey(ctx, key); err != nil {
+			if _, err := e.core.IdentifyAPIKey(ctx, key); err != nil {
 				got = err.Error()
 			}
 			if !strings.Contains(got, want) {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"authd/identity"
 )
 
 // FuzzDecodeArgs feeds arbitrary bodies, content types and profiles to the
@@ -103,7 +105,7 @@ func FuzzPresentedAccess(f *testing.F) {
 			}
 			return
 		}
-		if raw == "" || len(raw) > maxTokenLen {
+		if raw == "" || len(raw) > identity.MaxTokenLen {
 			t.Fatalf("accepted token of length %d", len(raw))
 		}
 		if authorization != "" && !strings.Contains(authorization, raw) {

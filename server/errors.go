@@ -1,20 +1,17 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
+
+	"authd/identity"
 )
 
 // Error is an error a client sees, in PostgREST's shape. Cause, when set,
@@ -54,25 +51,10 @@ type body struct {
 // messages are PostgREST's where PostgREST has one, so clients written
 // against SuperStack keep working.
 
-func errInvalidLogin() *Error {
-	return &Error{
-		Status: http.StatusUnauthorized, Code: "PT401", Message: "Invalid user or password",
-		Header: http.Header{"WWW-Authenticate": {"Bearer"}},
-	}
-}
-
 func errInvalidRefresh() *Error {
 	return &Error{
 		Status: http.StatusUnauthorized, Code: "PT401", Message: "Invalid or expired refresh token",
 		Header: http.Header{"WWW-Authenticate": {"Bearer"}},
-	}
-}
-
-func errRoleMissing(role string) *Error {
-	return &Error{
-		Status: http.StatusForbidden, Code: "PT403",
-		Message: fmt.Sprintf("role %q does not exist", role),
-		Hint:    ptr("The user's database role was dropped; an administrator must recreate it or change the user's role."),
 	}
 }
 
@@ -134,62 +116,49 @@ func errUnknownArgs(fn string, got, want []string) *Error {
 	}
 }
 
-func errTooManyLogins(wait time.Duration) *Error {
-	return &Error{
-		Status: http.StatusTooManyRequests, Code: "PT429",
-		Message: "Too many failed logins; try again later",
-		Header:  http.Header{"Retry-After": {strconv.Itoa(retryAfter(wait))}},
-	}
-}
-
-func errBusy() *Error {
-	return &Error{
-		Status: http.StatusServiceUnavailable, Code: "PT503",
-		Message: "Too many logins at once; try again shortly",
-		Header:  http.Header{"Retry-After": {"1"}},
-	}
-}
-
-func errTimeout() *Error {
-	return &Error{Status: http.StatusServiceUnavailable, Code: "PT503", Message: "Request timed out", Header: http.Header{"Retry-After": {"1"}}}
-}
+func errTimeout() *Error { return fromIdentity(identity.Timeout(nil)) }
 
 // statusClientClosed is nginx's status for a request whose client went
 // away before the answer; it appears in logs and metrics only.
 const statusClientClosed = 499
 
-// errInternal is a failure on authd's side. One that is only the request's
-// deadline or the statement timeout passing (a slow, locked or saturated
-// database), or the database being down, is a 503 the client may retry,
-// not a 500.
-func errInternal(cause error) *Error {
-	var (
-		pgErr   *pgconn.PgError
-		connErr *pgconn.ConnectError
-		netErr  net.Error
-	)
-	switch {
-	// The client hung up (Go cancels a request's context when its
-	// connection closes): nobody reads the answer, and authd did nothing
-	// wrong — nginx's 499, not a 500 logged as a failure.
-	case errors.Is(cause, context.Canceled):
-		return &Error{Status: statusClientClosed, Code: "PT499", Message: "Client closed the request"}
-	case errors.Is(cause, context.DeadlineExceeded),
-		errors.As(cause, &pgErr) && pgErr.Code == "57014": // statement_timeout
-		e := errTimeout()
-		e.Cause = cause
-		return e
-	// The database is down, restarting or unreachable: tell the client to
-	// come back (503, as PostgREST does), not that authd is broken.
-	case errors.As(cause, &connErr), errors.As(cause, &netErr),
-		errors.Is(cause, io.ErrUnexpectedEOF), errors.Is(cause, io.EOF), // the connection died mid-query
-		errors.As(cause, &pgErr) && strings.HasPrefix(pgErr.Code, "57P"): // admin shutdown, crash shutdown, cannot connect now
-		return &Error{
-			Status: http.StatusServiceUnavailable, Code: "PT503", Message: "Database unavailable",
-			Header: http.Header{"Retry-After": {"1"}}, Cause: cause,
-		}
+// errInternal is a failure on authd's side, classified by the identity
+// rules (a timeout or a database that is down is a 503 the client may
+// retry, a client that hung up a 499, anything else a 500).
+func errInternal(cause error) *Error { return fromIdentity(identity.Failure(cause)) }
+
+// fromIdentity is the HTTP answer to a refusal or failure of the identity
+// rules: the one place a kind becomes a status and headers.
+func fromIdentity(e *identity.Error) *Error {
+	out := &Error{Code: e.Code, Message: e.Message, Details: e.Details, Hint: e.Hint, Header: http.Header{}, Cause: e.Cause}
+	switch e.Kind {
+	case identity.Unauthorized:
+		out.Status = http.StatusUnauthorized
+		out.Header["WWW-Authenticate"] = []string{"Bearer"}
+	case identity.InvalidToken:
+		out.Status = http.StatusUnauthorized
+		out.Header["WWW-Authenticate"] = []string{bearerError(e.Message)}
+	case identity.Forbidden:
+		out.Status = http.StatusForbidden
+	case identity.Throttled:
+		out.Status = http.StatusTooManyRequests
+	case identity.Busy, identity.Unavailable:
+		out.Status = http.StatusServiceUnavailable
+	case identity.Canceled:
+		out.Status = statusClientClosed
+	default:
+		out.Status = http.StatusInternalServerError
 	}
-	return &Error{Status: http.StatusInternalServerError, Code: "PT500", Message: "Internal server error", Cause: cause}
+	if e.RetryAfter > 0 {
+		out.Header.Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
+	return out
+}
+
+// bearerError is the WWW-Authenticate challenge for a bearer credential
+// that was presented and refused (RFC 6750).
+func bearerError(message string) string {
+	return fmt.Sprintf(`Bearer error="invalid_token", error_description=%q`, message)
 }
 
 // errorHandler renders every error in PostgREST's shape. It is the one
@@ -222,6 +191,10 @@ func toError(err error, r *http.Request) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
+	}
+	var ie *identity.Error
+	if errors.As(err, &ie) {
+		return fromIdentity(ie)
 	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {

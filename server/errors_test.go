@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"authd/identity"
 	"authd/server"
 	"authd/store"
 	"authd/store/storetest"
@@ -162,10 +163,7 @@ func TestReadyzWithoutDatabase(t *testing.T) {
 	t.Parallel()
 	db := storetest.Open(t, storetest.NewURL(t))
 	iss, _ := token.NewIssuer([]byte(testSecret), time.Hour, "", nil)
-	h, err := server.New(server.Config{BcryptCost: testCost, Cookie: defaultCookies()}, db, iss, slog.New(slog.NewJSONHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, _ := mustNewAPI(t, server.Config{Cookie: defaultCookies()}, identity.Config{BcryptCost: testCost}, db, iss, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	db.Close() // the database goes away
@@ -269,15 +267,12 @@ func TestDatabaseDownIsA503(t *testing.T) {
 		t.Fatal(err)
 	}
 	iss, _ := token.NewIssuer([]byte(testSecret), time.Hour, "", nil)
-	h, err := server.New(server.Config{
-		BcryptCost: testCost, Cookie: defaultCookies(), RefreshTTL: time.Hour,
+	h, _ := mustNewAPI(t, server.Config{
+		Cookie: defaultCookies(), RefreshTTL: time.Hour,
 		// The default grace: a refresh whose answer was lost when the
 		// database went away may be retried with the same token.
 		ReuseGrace: 10 * time.Second,
-	}, db, iss, slog.New(slog.NewJSONHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, identity.Config{BcryptCost: testCost}, db, iss, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	login := func() response {

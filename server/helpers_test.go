@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"authd/identity"
 	"authd/server"
 	"authd/store"
 	"authd/store/storetest"
@@ -38,12 +40,13 @@ type env struct {
 	role   string
 	srv    *httptest.Server
 	api    *server.Server
+	core   *identity.Core
 	tokens *token.Issuer
 	logs   *syncBuffer
 	cfg    server.Config
 }
 
-type option func(*server.Config, *envOpts)
+type option func(*server.Config, *identity.Config, *envOpts)
 
 type envOpts struct {
 	accessTTL time.Duration
@@ -53,49 +56,59 @@ type envOpts struct {
 }
 
 func withGrace(d time.Duration) option {
-	return func(c *server.Config, _ *envOpts) { c.ReuseGrace = d }
+	return func(c *server.Config, _ *identity.Config, _ *envOpts) { c.ReuseGrace = d }
 }
 
 func withAccessTTL(d time.Duration) option {
-	return func(_ *server.Config, o *envOpts) { o.accessTTL = d }
+	return func(_ *server.Config, _ *identity.Config, o *envOpts) { o.accessTTL = d }
 }
 
-func withCost(n int) option { return func(c *server.Config, _ *envOpts) { c.BcryptCost = n } }
+func withCost(n int) option {
+	return func(_ *server.Config, c *identity.Config, _ *envOpts) { c.BcryptCost = n }
+}
 
 func withCookie(cc server.CookieConfig) option {
-	return func(c *server.Config, _ *envOpts) { c.Cookie = cc }
+	return func(c *server.Config, _ *identity.Config, _ *envOpts) { c.Cookie = cc }
 }
 
 func withRequestTimeout(d time.Duration) option {
-	return func(c *server.Config, _ *envOpts) { c.RequestTimeout = d }
+	return func(c *server.Config, _ *identity.Config, _ *envOpts) { c.RequestTimeout = d }
 }
 
 func withLoginLimits(perUser, perIP int) option {
-	return func(c *server.Config, _ *envOpts) {
+	return func(_ *server.Config, c *identity.Config, _ *envOpts) {
 		c.LoginFailuresPerUser, c.LoginFailuresPerIP = perUser, perIP
 	}
 }
 
 func withAPIKeyTTL(d time.Duration) option {
-	return func(c *server.Config, _ *envOpts) { c.APIKeyTokenTTL = d }
+	return func(_ *server.Config, c *identity.Config, _ *envOpts) { c.APIKeyTokenTTL = d }
 }
 
-func withKeys(ks *token.KeySet) option { return func(_ *server.Config, o *envOpts) { o.keys = ks } }
+func withKeys(ks *token.KeySet) option {
+	return func(_ *server.Config, _ *identity.Config, o *envOpts) { o.keys = ks }
+}
 
-func withIssuer(iss string) option { return func(_ *server.Config, o *envOpts) { o.issuer = iss } }
+func withIssuer(iss string) option {
+	return func(_ *server.Config, _ *identity.Config, o *envOpts) { o.issuer = iss }
+}
 
 func withBcryptWait(d time.Duration) option {
-	return func(c *server.Config, _ *envOpts) { c.BcryptWait = d }
+	return func(_ *server.Config, c *identity.Config, _ *envOpts) { c.BcryptWait = d }
 }
 
 func withLoginQueue(slots, queue int) option {
-	return func(c *server.Config, _ *envOpts) { c.BcryptSlots, c.LoginQueue = slots, queue }
+	return func(_ *server.Config, c *identity.Config, _ *envOpts) { c.BcryptSlots, c.LoginQueue = slots, queue }
 }
 
-func withAudience(aud string) option { return func(_ *server.Config, o *envOpts) { o.audience = aud } }
+func withAudience(aud string) option {
+	return func(_ *server.Config, _ *identity.Config, o *envOpts) { o.audience = aud }
+}
 
 // withClock runs the server, and the tokens it issues, on c.
-func withClock(c *clock) option { return func(cfg *server.Config, _ *envOpts) { cfg.Now = c.now } }
+func withClock(c *clock) option {
+	return func(cfg *server.Config, icfg *identity.Config, _ *envOpts) { cfg.Now, icfg.Now = c.now, c.now }
+}
 
 // clock is a settable clock for servers under test: time moves only when
 // the test moves it.
@@ -127,24 +140,26 @@ func newEnv(t testing.TB, opts ...option) *env {
 	url := storetest.NewURL(t)
 	e := &env{t: t, url: url, db: storetest.Open(t, url), role: storetest.NewRole(t)}
 	e.addUser(testUser, testPassword, e.role)
-	e.srv, e.cfg, e.tokens, e.logs = e.newServer(opts...)
+	e.srv, e.core, e.cfg, e.tokens, e.logs = e.newServer(opts...)
 	e.api = e.srv.Config.Handler.(*server.Server)
 	return e
 }
 
 // newServer starts one more authd API on e's database: several servers
 // on one database behave as several authd processes.
-func (e *env) newServer(opts ...option) (*httptest.Server, server.Config, *token.Issuer, *syncBuffer) {
+func (e *env) newServer(opts ...option) (*httptest.Server, *identity.Core, server.Config, *token.Issuer, *syncBuffer) {
 	e.t.Helper()
+	reg := prometheus.NewRegistry()
 	cfg := server.Config{
 		RefreshTTL: 30 * 24 * time.Hour,
 		ReuseGrace: 10 * time.Second,
-		BcryptCost: testCost,
 		Cookie:     defaultCookies(),
+		Metrics:    reg,
 	}
+	icfg := identity.Config{BcryptCost: testCost, Metrics: reg}
 	o := envOpts{accessTTL: time.Hour}
 	for _, opt := range opts {
-		opt(&cfg, &o)
+		opt(&cfg, &icfg, &o)
 	}
 	ks := o.keys
 	if ks == nil {
@@ -158,13 +173,26 @@ func (e *env) newServer(opts ...option) (*httptest.Server, server.Config, *token
 		e.t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	h, err := server.New(cfg, e.db, iss, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	api, core := mustNewAPI(e.t, cfg, icfg, e.db, iss, log)
+	srv := httptest.NewServer(api)
 	e.t.Cleanup(srv.Close)
-	return srv, cfg, iss, logs
+	return srv, core, cfg, iss, logs
+}
+
+// mustNewAPI builds the identity core and the HTTP API on it, as
+// `authd serve` does, with both series on one registry.
+func mustNewAPI(t testing.TB, cfg server.Config, icfg identity.Config, db *store.DB, iss *token.Issuer, log *slog.Logger) (*server.Server, *identity.Core) {
+	t.Helper()
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
+	icfg.Metrics = cfg.Metrics
+	core, err := identity.New(icfg, db, iss, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return server.New(cfg, core, db, iss, log), core
 }
 
 func (e *env) addUser(name, password, role string) {

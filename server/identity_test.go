@@ -3,12 +3,11 @@ package server_test
 import (
 	"context"
 	"errors"
-	"net/http"
 	"testing"
 	"testing/synctest"
 	"time"
 
-	"authd/server"
+	"authd/identity"
 	"authd/token"
 )
 
@@ -19,7 +18,7 @@ func TestIdentifyPasswordSharesLoginRules(t *testing.T) {
 	e := newEnv(t, withLoginLimits(2, 0))
 	ctx := context.Background()
 
-	id, err := e.api.IdentifyPassword(ctx, testUser, testPassword, "192.0.2.1")
+	id, err := e.core.IdentifyPassword(ctx, testUser, testPassword, "192.0.2.1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,17 +32,17 @@ func TestIdentifyPasswordSharesLoginRules(t *testing.T) {
 	if n := e.count(`select count(*) from auth.session`); n != 0 {
 		t.Errorf("a password check opened %d sessions", n)
 	}
-	var apiErr *server.Error
+	var apiErr *identity.Error
 	for range 2 {
-		_, err := e.api.IdentifyPassword(ctx, testUser, "wrong", "192.0.2.1")
-		if !errors.As(err, &apiErr) || apiErr.Status != http.StatusUnauthorized || apiErr.Message != "Invalid user or password" {
+		_, err := e.core.IdentifyPassword(ctx, testUser, "wrong", "192.0.2.1")
+		if !errors.As(err, &apiErr) || apiErr.Kind != identity.Unauthorized || apiErr.Message != "Invalid user or password" {
 			t.Fatalf("wrong password: got %v", err)
 		}
 	}
 	// The same buckets as /rpc/login: two failures here throttle the HTTP login.
 	wantThrottled(t, loginFrom(e, "192.0.2.9", testUser, testPassword))
-	if _, err := e.api.IdentifyPassword(ctx, testUser, testPassword, "192.0.2.1"); !errors.As(err, &apiErr) || apiErr.Status != http.StatusTooManyRequests {
-		t.Errorf("throttled: got %v, want 429", err)
+	if _, err := e.core.IdentifyPassword(ctx, testUser, testPassword, "192.0.2.1"); !errors.As(err, &apiErr) || apiErr.Kind != identity.Throttled {
+		t.Errorf("throttled: got %v, want Throttled (429)", err)
 	}
 }
 
@@ -51,13 +50,13 @@ func TestIdentifyToken(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	access := accessValue(t, e.login())
-	id, err := e.api.IdentifyToken(access)
+	id, err := e.core.IdentifyToken(access)
 	if err != nil || id.User != testUser || id.Role != e.role || id.Token != access {
 		t.Fatalf("got %+v, %v", id, err)
 	}
-	var apiErr *server.Error
-	if _, err := e.api.IdentifyToken(access + "x"); !errors.As(err, &apiErr) || apiErr.Status != http.StatusUnauthorized {
-		t.Errorf("tampered token: got %v, want 401", err)
+	var apiErr *identity.Error
+	if _, err := e.core.IdentifyToken(access + "x"); !errors.As(err, &apiErr) || apiErr.Kind != identity.InvalidToken {
+		t.Errorf("tampered token: got %v, want InvalidToken (401)", err)
 	}
 }
 
@@ -74,18 +73,18 @@ func TestIdentifyTokenExpiresInTheCache(t *testing.T) {
 			t.Fatal(err)
 		}
 		for range 2 { // verified, then from the cache
-			if id, err := e.api.IdentifyToken(raw); err != nil || !id.Expires.Equal(exp) {
+			if id, err := e.core.IdentifyToken(raw); err != nil || !id.Expires.Equal(exp) {
 				t.Fatalf("got %+v, %v; want the identity until %s", id, err, exp)
 			}
 		}
 		time.Sleep(time.Until(exp.Add(token.Leeway)) - time.Nanosecond)
-		if _, err := e.api.IdentifyToken(raw); err != nil {
+		if _, err := e.core.IdentifyToken(raw); err != nil {
 			t.Errorf("within the leeway: %v", err)
 		}
 		time.Sleep(time.Nanosecond)
-		var apiErr *server.Error
-		if _, err := e.api.IdentifyToken(raw); !errors.As(err, &apiErr) || apiErr.Status != http.StatusUnauthorized {
-			t.Errorf("at exp + leeway: got %v, want 401", err)
+		var apiErr *identity.Error
+		if _, err := e.core.IdentifyToken(raw); !errors.As(err, &apiErr) || apiErr.Kind != identity.InvalidToken {
+			t.Errorf("at exp + leeway: got %v, want InvalidToken (401)", err)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"authd/identity"
 	"authd/store"
 	"authd/token"
 )
@@ -43,7 +44,7 @@ func (s *Server) handleRefresh() echo.HandlerFunc {
 		case errors.Is(err, store.ErrInvalidRefresh):
 			return errInvalidRefresh()
 		case errors.As(err, &missing):
-			return errRoleMissing(missing.Role)
+			return identity.RoleMissing(missing.Role)
 		case err != nil:
 			return errInternal(err)
 		}

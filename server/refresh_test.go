@@ -157,7 +157,7 @@ func TestRefreshRefused(t *testing.T) {
 func TestRefreshRaceOneWinner(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, withGrace(0))
-	other, _, _, _ := e.newServer(withGrace(0))
+	other, _, _, _, _ := e.newServer(withGrace(0))
 	tok := refreshValue(t, e.login())
 
 	const n = 20

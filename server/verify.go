@@ -2,19 +2,13 @@ package server
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/labstack/echo/v4"
 
-	"authd/token"
+	"authd/identity"
 )
-
-// maxTokenLen bounds the JWT authd will look at. Its own are under 1 KiB;
-// PostgREST users' tokens with many claims stay far below this.
-const maxTokenLen = 8 << 10
 
 // handleVerify is the gateway's question "may this request pass, and as
 // whom?" (Caddy forward_auth, nginx auth_request, Traefik ForwardAuth).
@@ -28,15 +22,15 @@ func (s *Server) handleVerify() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
 		var (
-			id  Identity
+			id  identity.Identity
 			err error
 		)
 		if key := r.Header.Get("X-API-Key"); key != "" {
-			id, err = s.IdentifyAPIKey(r.Context(), key)
+			id, err = s.ident.IdentifyAPIKey(r.Context(), key)
 		} else {
 			var raw string
 			if raw, err = presentedAccess(r); err == nil {
-				id, err = s.IdentifyToken(raw)
+				id, err = s.ident.IdentifyToken(raw)
 			}
 		}
 		if err != nil {
@@ -59,9 +53,9 @@ func presentedAccess(r *http.Request) (string, error) {
 		raw := bearerToken(r.Header)
 		if raw == "" {
 			if scheme, _, _ := strings.Cut(auth, " "); strings.EqualFold(scheme, "bearer") {
-				return "", invalidToken("PGRST301", "Empty JWT is sent in Authorization header", nil)
+				return "", invalidToken("PGRST301", "Empty JWT is sent in Authorization header")
 			}
-			return "", invalidToken("PGRST301", "Authorization header is not a Bearer token", nil)
+			return "", invalidToken("PGRST301", "Authorization header is not a Bearer token")
 		}
 		return checkTokenSize(raw)
 	}
@@ -75,42 +69,16 @@ func presentedAccess(r *http.Request) (string, error) {
 }
 
 func checkTokenSize(raw string) (string, error) {
-	if len(raw) > maxTokenLen {
-		return "", invalidToken("PGRST301", fmt.Sprintf("JWT is larger than %d bytes", maxTokenLen), nil)
+	var e *identity.Error
+	if errors.As(identity.CheckTokenSize(raw), &e) {
+		return "", fromIdentity(e)
 	}
 	return raw, nil
 }
 
-// errInvalidToken words a verification failure as PostgREST does, so that
-// clients see the same message whether the gateway or PostgREST refused.
-func errInvalidToken(raw string, err error) *Error {
-	switch {
-	case errors.Is(err, jwt.ErrTokenMalformed):
-		if n := strings.Count(raw, ".") + 1; n != 3 {
-			return invalidToken("PGRST301", fmt.Sprintf("Expected 3 parts in JWT; got %d", n), nil)
-		}
-		return invalidToken("PGRST301", "JWT cryptographic operation failed", nil)
-	case errors.Is(err, token.ErrAlgorithm):
-		return invalidToken("PGRST301", "Wrong or unsupported encoding algorithm", nil)
-	case errors.Is(err, token.ErrKeyID), errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return invalidToken("PGRST301", "No suitable key or wrong key type", ptr("None of the keys was able to decode the JWT"))
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return invalidToken("PGRST303", "JWT expired", nil)
-	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		return invalidToken("PGRST303", "JWT not yet valid", nil)
-	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return invalidToken("PGRST303", "JWT issued at future", nil)
-	case errors.Is(err, jwt.ErrTokenInvalidAudience):
-		return invalidToken("PGRST303", "JWT not in audience", nil)
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return invalidToken("PGRST303", "JWT has no 'exp' claim", nil)
-	}
-	return invalidToken("PGRST303", "Parsing claims failed", nil)
-}
-
-func invalidToken(code, message string, details *string) *Error {
+func invalidToken(code, message string) *Error {
 	return &Error{
-		Status: http.StatusUnauthorized, Code: code, Message: message, Details: details,
-		Header: http.Header{"WWW-Authenticate": {fmt.Sprintf(`Bearer error="invalid_token", error_description=%q`, message)}},
+		Status: http.StatusUnauthorized, Code: code, Message: message,
+		Header: http.Header{"WWW-Authenticate": {bearerError(message)}},
 	}
 }

@@ -103,7 +103,7 @@ func (db *DB) APIKey(ctx context.Context, id string) (APIKey, error) {
 		return APIKey{}, ErrNotFound
 	}
 	if err != nil {
-		return APIKey{}, fmt.Errorf("load api key %s: %w", id, err)
+		return APIKey{}, wrapf(err, "load api key %s", id)
 	}
 	return k, nil
 }
@@ -117,7 +117,7 @@ func (db *DB) APIKeys(ctx context.Context) ([]APIKey, error) {
 		 order by k.created_at, k.id`)
 	keys, err := pgx.CollectRows(rows, pgx.RowToStructByPos[APIKey])
 	if err != nil {
-		return nil, fmt.Errorf("list api keys: %w", err)
+		return nil, wrapf(err, "list api keys")
 	}
 	return keys, nil
 }
@@ -127,7 +127,7 @@ func (db *DB) APIKeys(ctx context.Context) ([]APIKey, error) {
 func (db *DB) DisableAPIKey(ctx context.Context, id string) error {
 	tag, err := db.p().Exec(ctx, `update auth.api_key set enabled = false where id = $1`, id)
 	if err != nil {
-		return fmt.Errorf("disable api key %s: %w", id, err)
+		return wrapf(err, "disable api key %s", id)
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("disable api key %s: %w", id, ErrNotFound)
@@ -140,7 +140,7 @@ func (db *DB) DisableAPIKey(ctx context.Context, id string) error {
 func (db *DB) RotateAPIKey(ctx context.Context, id string, newHash []byte) error {
 	tag, err := db.p().Exec(ctx, `update auth.api_key set secret_hash = $2 where id = $1`, id, newHash)
 	if err != nil {
-		return fmt.Errorf("rotate api key %s: %w", id, err)
+		return wrapf(err, "rotate api key %s", id)
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("rotate api key %s: %w", id, ErrNotFound)
@@ -164,7 +164,7 @@ func (db *DB) TouchAPIKeys(ctx context.Context, ids []string) error {
 		  from (select id from auth.api_key where id = any($1) for update skip locked) l
 		 where k.id = l.id`, ids)
 	if err != nil {
-		return fmt.Errorf("touch %d api keys: %w", len(ids), err)
+		return wrapf(err, "touch %d api keys", len(ids))
 	}
 	return nil
 }

@@ -120,7 +120,7 @@ func (db *DB) NATSPermissions(ctx context.Context, role string) (NATSPermissions
 		 group by r.allow_responses, r.max_responses, r.response_ttl`, role).
 		Scan(&p.PubAllow, &p.PubDeny, &p.SubAllow, &p.SubDeny, &p.AllowResponses, &p.ResponseMax, &p.ResponseTTL)
 	if err != nil {
-		return NATSPermissions{}, fmt.Errorf("load NATS permissions of %q: %w", role, err)
+		return NATSPermissions{}, wrapf(err, "load NATS permissions of %q", role)
 	}
 	return p, nil
 }
@@ -176,15 +176,15 @@ func (db *DB) GrantNATS(ctx context.Context, role, kind, subject string) error {
 func (db *DB) GrantNATSRules(ctx context.Context, role string, rules []NATSRule, responses *NATSResponseLimits) error {
 	for _, r := range rules {
 		if err := checkNATSKind(r.Kind); err != nil {
-			return fmt.Errorf("grant NATS %s %q to %q: %w", r.Kind, r.Subject, role, err)
+			return wrapf(err, "grant NATS %s %q to %q", r.Kind, r.Subject, role)
 		}
 		if err := CheckNATSSubject(r.Subject); err != nil {
-			return fmt.Errorf("grant NATS %s %q to %q: %w", r.Kind, r.Subject, role, err)
+			return wrapf(err, "grant NATS %s %q to %q", r.Kind, r.Subject, role)
 		}
 	}
 	if responses != nil {
 		if err := checkNATSResponses(true, responses.Max, responses.TTL); err != nil {
-			return fmt.Errorf("set NATS responses of %q: %w", role, err)
+			return wrapf(err, "set NATS responses of %q", role)
 		}
 	}
 	return pgx.BeginFunc(ctx, db.p(), func(tx pgx.Tx) error {
@@ -224,7 +224,7 @@ func (db *DB) RevokeNATS(ctx context.Context, role, kind, subject string) error 
 func (db *DB) RevokeNATSRules(ctx context.Context, role string, rules []NATSRule, responses bool) error {
 	for _, r := range rules {
 		if err := checkNATSKind(r.Kind); err != nil {
-			return fmt.Errorf("revoke NATS %s %q from %q: %w", r.Kind, r.Subject, role, err)
+			return wrapf(err, "revoke NATS %s %q from %q", r.Kind, r.Subject, role)
 		}
 	}
 	return pgx.BeginFunc(ctx, db.p(), func(tx pgx.Tx) error {
@@ -239,7 +239,7 @@ func (db *DB) RevokeNATSRules(ctx context.Context, role string, rules []NATSRule
 				err = &NATSNotGrantedError{Role: role, Rule: r}
 			}
 			if err != nil {
-				return fmt.Errorf("revoke NATS %s %q from %q: %w", r.Kind, r.Subject, role, err)
+				return wrapf(err, "revoke NATS %s %q from %q", r.Kind, r.Subject, role)
 			}
 		}
 		if !responses {
@@ -252,7 +252,7 @@ func (db *DB) RevokeNATSRules(ctx context.Context, role string, rules []NATSRule
 			err = &NATSNotGrantedError{Role: role, Responses: true}
 		}
 		if err != nil {
-			return fmt.Errorf("revoke NATS responses from %q: %w", role, err)
+			return wrapf(err, "revoke NATS responses from %q", role)
 		}
 		return nil
 	})
@@ -265,7 +265,7 @@ func (db *DB) RevokeNATSRules(ctx context.Context, role string, rules []NATSRule
 // missing from pg_roles is a *RoleMissingError.
 func (db *DB) SetNATSResponses(ctx context.Context, role string, allow bool, max int, ttl time.Duration) error {
 	if err := checkNATSResponses(allow, max, ttl); err != nil {
-		return fmt.Errorf("set NATS responses of %q: %w", role, err)
+		return wrapf(err, "set NATS responses of %q", role)
 	}
 	return setNATSResponses(ctx, db.p(), role, allow, max, ttl)
 }
@@ -316,7 +316,7 @@ func (db *DB) NATSGrants(ctx context.Context) ([]NATSGrant, error) {
 		 order by p.role collate "C", p.kind, p.subject collate "C"`)
 	grants, err := pgx.CollectRows(rows, pgx.RowToStructByPos[NATSGrant])
 	if err != nil {
-		return nil, fmt.Errorf("list NATS grants: %w", err)
+		return nil, wrapf(err, "list NATS grants")
 	}
 	return grants, nil
 }
@@ -332,7 +332,7 @@ func (db *DB) NATSResponseSettings(ctx context.Context) ([]NATSResponses, error)
 		 order by n.role collate "C"`)
 	settings, err := pgx.CollectRows(rows, pgx.RowToStructByPos[NATSResponses])
 	if err != nil {
-		return nil, fmt.Errorf("list NATS response settings: %w", err)
+		return nil, wrapf(err, "list NATS response settings")
 	}
 	return settings, nil
 }

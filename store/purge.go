@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 )
 
 // Purged counts what one PurgeBatch removed.
@@ -27,7 +26,7 @@ func (db *DB) PurgeBatch(ctx context.Context, batch int) (Purged, error) {
 		)
 		delete from auth.session s using dead where s.id = dead.id`, batch)
 	if err != nil {
-		return p, fmt.Errorf("purge sessions: %w", err)
+		return p, wrapf(err, "purge sessions")
 	}
 	p.Sessions = tag.RowsAffected()
 	tag, err = db.p().Exec(ctx, `
@@ -39,7 +38,7 @@ func (db *DB) PurgeBatch(ctx context.Context, batch int) (Purged, error) {
 		)
 		delete from auth.refresh_token t using expired where t.id = expired.id`, batch)
 	if err != nil {
-		return p, fmt.Errorf("purge refresh tokens: %w", err)
+		return p, wrapf(err, "purge refresh tokens")
 	}
 	p.Tokens = tag.RowsAffected()
 	return p, nil

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -40,7 +39,7 @@ func (db *DB) StartSession(ctx context.Context, username string, tokenHash []byt
 		returning expires_at`,
 		g.SessionID, username, tokenHash, ttl.Seconds()).Scan(&g.RefreshExpiresAt)
 	if err != nil {
-		return Grant{}, fmt.Errorf("start session for %q: %w", username, err)
+		return Grant{}, wrapf(err, "start session for %q", username)
 	}
 	return g, nil
 }
@@ -99,7 +98,7 @@ func (db *DB) rotate(ctx context.Context, oldHash, newHash []byte, ttl time.Dura
 		if errors.Is(err, pgx.ErrNoRows) {
 			return Grant{}, err
 		}
-		return Grant{}, fmt.Errorf("rotate refresh token: %w", err)
+		return Grant{}, wrapf(err, "rotate refresh token")
 	}
 	return g, nil
 }
@@ -155,7 +154,7 @@ func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl,
 	if errors.Is(err, pgx.ErrNoRows) {
 		foundRows = false
 	} else if err != nil {
-		return Grant{}, fmt.Errorf("check refresh token: %w", err)
+		return Grant{}, wrapf(err, "check refresh token")
 	}
 	switch {
 	case !foundRows:
@@ -199,7 +198,7 @@ func (db *DB) RevokeSessions(ctx context.Context, sessionID uuid.UUID, refreshHa
 		   and t.expires_at > now()`,
 		sessionID, refreshHash)
 	if err != nil {
-		return fmt.Errorf("revoke session: %w", err)
+		return wrapf(err, "revoke session")
 	}
 	return nil
 }

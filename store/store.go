@@ -165,7 +165,7 @@ func (db *DB) Close() { db.p().Close() }
 // Ping reports whether the database answers.
 func (db *DB) Ping(ctx context.Context) error {
 	if err := db.p().Ping(ctx); err != nil {
-		return fmt.Errorf("ping database: %w", err)
+		return wrapf(err, "ping database")
 	}
 	return nil
 }

@@ -47,7 +47,7 @@ func (db *DB) User(ctx context.Context, username string) (User, error) {
 		return User{}, ErrNotFound
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("load user %q: %w", username, err)
+		return User{}, wrapf(err, "load user %q", username)
 	}
 	return u, nil
 }
@@ -62,7 +62,7 @@ func (db *DB) Users(ctx context.Context) ([]User, error) {
 		 order by u.username`)
 	users, err := pgx.CollectRows(rows, pgx.RowToStructByPos[User])
 	if err != nil {
-		return nil, fmt.Errorf("list users: %w", err)
+		return nil, wrapf(err, "list users")
 	}
 	return users, nil
 }
@@ -86,7 +86,7 @@ func (db *DB) SetPassword(ctx context.Context, username, passwordHash string) er
 		update auth.user set password_hash = $2, updated_at = now()
 		 where username = $1`, username, passwordHash)
 	if err != nil {
-		return fmt.Errorf("set password of %q: %w", username, err)
+		return wrapf(err, "set password of %q", username)
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("set password of %q: %w", username, ErrNotFound)
@@ -101,7 +101,7 @@ func (db *DB) UpgradePasswordHash(ctx context.Context, username, oldHash, newHas
 		update auth.user set password_hash = $3
 		 where username = $1 and password_hash = $2`, username, oldHash, newHash)
 	if err != nil {
-		return fmt.Errorf("upgrade password hash of %q: %w", username, err)
+		return wrapf(err, "upgrade password hash of %q", username)
 	}
 	return nil
 }
@@ -110,7 +110,7 @@ func (db *DB) UpgradePasswordHash(ctx context.Context, username, oldHash, newHas
 func (db *DB) DeleteUser(ctx context.Context, username string) error {
 	tag, err := db.p().Exec(ctx, `delete from auth.user where username = $1`, username)
 	if err != nil {
-		return fmt.Errorf("delete user %q: %w", username, err)
+		return wrapf(err, "delete user %q", username)
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("delete user %q: %w", username, ErrNotFound)
@@ -123,7 +123,7 @@ func (db *DB) RoleExists(ctx context.Context, role string) (bool, error) {
 	var ok bool
 	err := db.p().QueryRow(ctx, `select exists (select 1 from pg_roles where rolname = $1)`, role).Scan(&ok)
 	if err != nil {
-		return false, fmt.Errorf("look up role %q: %w", role, err)
+		return false, wrapf(err, "look up role %q", role)
 	}
 	return ok, nil
 }
@@ -138,7 +138,7 @@ func (db *DB) CanSwitchRole(ctx context.Context, authenticator, role string) (ex
 		                    and exists (select 1 from pg_roles where rolname = $2)), false)`,
 		authenticator, role).Scan(&exists, &can)
 	if err != nil {
-		return false, false, fmt.Errorf("check %q can switch to %q: %w", authenticator, role, err)
+		return false, false, wrapf(err, "check %q can switch to %q", authenticator, role)
 	}
 	return exists, can, nil
 }

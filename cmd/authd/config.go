@@ -47,7 +47,7 @@ type config struct {
 	APIKeyTokenTTL       time.Duration
 	LoginQueueWait       time.Duration
 	// BcryptSlots and LoginQueue are 0 for their defaults
-	// (server.DefaultBcryptSlots, server.DefaultLoginQueue).
+	// (identity.DefaultBcryptSlots, identity.DefaultLoginQueue).
 	BcryptSlots      int
 	LoginQueue       int
 	BcryptNice       int

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"authd/server"
+	"authd/identity"
 	"authd/token"
 	"bytes"
 	"context"
@@ -503,7 +503,7 @@ func TestConfigFromFiles(t *testing.T) {
 func TestReserveProcs(t *testing.T) {
 	t.Parallel()
 	base := startProcs()
-	want := server.DefaultBcryptSlots(base)
+	want := identity.DefaultBcryptSlots(base)
 	for range 2 {
 		if got := reserveProcs(getenv(nil), 0); got != want {
 			t.Errorf("slots: got %d, want %d (%d CPUs)", got, want, base)
@@ -513,8 +513,8 @@ func TestReserveProcs(t *testing.T) {
 		}
 	}
 	before := runtime.GOMAXPROCS(0)
-	if got := reserveProcs(getenv(map[string]string{"GOMAXPROCS": "2"}), 0); got != server.DefaultBcryptSlots(before) {
-		t.Errorf("with GOMAXPROCS set: got %d slots, want %d", got, server.DefaultBcryptSlots(before))
+	if got := reserveProcs(getenv(map[string]string{"GOMAXPROCS": "2"}), 0); got != identity.DefaultBcryptSlots(before) {
+		t.Errorf("with GOMAXPROCS set: got %d slots, want %d", got, identity.DefaultBcryptSlots(before))
 	}
 	if got := runtime.GOMAXPROCS(0); got != before {
 		t.Errorf("with GOMAXPROCS set, GOMAXPROCS changed from %d to %d", before, got)

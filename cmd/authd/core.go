@@ -14,18 +14,18 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"authd/server"
+	"authd/identity"
 	"authd/store"
 	"authd/token"
 )
 
 // core is what serve and nats-callout share: the database, the keys and
-// the API whose rules both front doors apply (one user is throttled, and
+// the identity rules both front doors apply (one user is throttled, and
 // one key limited, alike over HTTP and NATS).
 type core struct {
 	db     *store.DB
 	tokens *token.Issuer
-	api    *server.Server
+	ident  *identity.Core
 	// goJob runs job in the background until close.
 	goJob func(job func(context.Context))
 	// close stops the background jobs, waits for them to return, and
@@ -34,7 +34,8 @@ type core struct {
 }
 
 // openCore waits for the database (AUTHD_DB_WAIT), checks that it is
-// migrated, loads the keys and builds the API with its metrics on reg.
+// migrated, loads the keys and builds the identity rules with their
+// metrics on reg.
 // Keys, secrets and the database URL then reload without a restart until
 // close: on SIGHUP, and when their files change (Vault agents and
 // Kubernetes rewrite mounted secrets).
@@ -120,7 +121,7 @@ func retry(ctx context.Context, wait time.Duration, log *slog.Logger, try func(c
 	}
 }
 
-// build checks the schema, loads the keys and builds the API.
+// build checks the schema, loads the keys and builds the identity rules.
 func (c *core) build(ctx context.Context, cfg config, reg *prometheus.Registry, log *slog.Logger) error {
 	db := c.db
 	pending, err := db.Pending(ctx)
@@ -140,13 +141,9 @@ func (c *core) build(ctx context.Context, cfg config, reg *prometheus.Registry, 
 	if err != nil {
 		return fmt.Errorf("AUTHD_JWT_ROLE_PATH: %w", err)
 	}
-	api, err := server.New(server.Config{
-		RefreshTTL: cfg.RefreshTTL,
-		ReuseGrace: cfg.ReuseGrace,
-		BcryptCost: cfg.BcryptCost,
-		Cookie:     cfg.Cookie,
-		Metrics:    reg,
-
+	ident, err := identity.New(identity.Config{
+		BcryptCost:           cfg.BcryptCost,
+		Metrics:              reg,
 		LoginFailuresPerUser: cfg.LoginFailuresPerUser,
 		LoginFailuresPerIP:   cfg.LoginFailuresPerIP,
 		APIKeyTokenTTL:       cfg.APIKeyTokenTTL,
@@ -158,7 +155,7 @@ func (c *core) build(ctx context.Context, cfg config, reg *prometheus.Registry, 
 	if err != nil {
 		return err
 	}
-	c.tokens, c.api = tokens, api
+	c.tokens, c.ident = tokens, ident
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	c.goJob(func(ctx context.Context) {
@@ -168,20 +165,20 @@ func (c *core) build(ctx context.Context, cfg config, reg *prometheus.Registry, 
 	return nil
 }
 
-// reserveProcs sizes the bcrypt slots (0: server.DefaultBcryptSlots of
+// reserveProcs sizes the bcrypt slots (0: identity.DefaultBcryptSlots of
 // the CPUs Go uses) and raises GOMAXPROCS by as many, so that compares,
 // which each hold a P while they run, leave the usual number of Ps to
 // refresh, verify and health checks. An operator's GOMAXPROCS stands.
 func reserveProcs(getenv func(string) string, slots int) int {
 	if getenv("GOMAXPROCS") != "" {
 		if slots == 0 {
-			slots = server.DefaultBcryptSlots(runtime.GOMAXPROCS(0))
+			slots = identity.DefaultBcryptSlots(runtime.GOMAXPROCS(0))
 		}
 		return slots
 	}
 	base := startProcs()
 	if slots == 0 {
-		slots = server.DefaultBcryptSlots(base)
+		slots = identity.DefaultBcryptSlots(base)
 	}
 	runtime.GOMAXPROCS(base + slots)
 	return slots

@@ -16,10 +16,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"authd/identity"
 	"authd/natsauth"
-	"authd/server"
 	"authd/store"
 )
 
@@ -160,11 +161,10 @@ func (c natsConfig) options() ([]nats.Option, error) {
 	return []nats.Option{nats.UserInfo(c.User, c.Password)}, nil
 }
 
-// authority is what the callout asks of authd: the HTTP API's rules for
-// who a credential names, and the store's NATS grants for what a role may
-// do.
+// authority is what the callout asks of authd: the identity rules for who
+// a credential names, and the store's NATS grants for what a role may do.
 type authority struct {
-	*server.Server
+	*identity.Core
 	*store.DB
 }
 
@@ -214,6 +214,7 @@ func natsCallout(ctx context.Context, cfg config, ncfg natsConfig, log, life *sl
 	// closes. The NATS seeds do not: nats-server needs a restart to change
 	// auth_callout anyway.
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	c, err := openCore(ctx, cfg, reg, log)
 	if err != nil {
 		if ctx.Err() != nil { // stopped while waiting for the database
@@ -223,8 +224,9 @@ func natsCallout(ctx context.Context, cfg config, ncfg natsConfig, log, life *sl
 		return err
 	}
 	defer c.close()
-	api, db, ks := c.api, c.db, c.tokens.Keys()
-	svc, err := natsauth.New(authority{api, db}, natsauth.Config{
+	db, ks := c.db, c.tokens.Keys()
+	reg.MustRegister(db.Collector())
+	svc, err := natsauth.New(authority{c.ident, db}, natsauth.Config{
 		Issuer: ncfg.Issuer, XKey: ncfg.XKey, Account: ncfg.Account, Metrics: reg,
 	}, log)
 	if err != nil {

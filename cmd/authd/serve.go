@@ -115,9 +115,15 @@ func serve(ctx context.Context, cfg config, log, life *slog.Logger) error {
 	// Last: the background jobs end, and only then the pool closes, so
 	// that no job fails on a closed pool.
 	defer c.close()
-	api.set(c.api)
+	h := server.New(server.Config{
+		RefreshTTL: cfg.RefreshTTL,
+		ReuseGrace: cfg.ReuseGrace,
+		Cookie:     cfg.Cookie,
+		Metrics:    reg,
+	}, c.ident, c.db, c.tokens, log)
+	api.set(h)
 	if cfg.PurgeInterval > 0 {
-		c.goJob(func(ctx context.Context) { c.api.RunPurge(ctx, cfg.PurgeInterval) })
+		c.goJob(func(ctx context.Context) { h.RunPurge(ctx, cfg.PurgeInterval) })
 	}
 	ks := c.tokens.Keys()
 	life.Info("authd ready", "addr", addr, "signing_kid", ks.SigningKeyID(), "algorithms", ks.Algorithms(),

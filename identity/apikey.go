@@ -1,10 +1,9 @@
-package server
+package identity
 
 import (
 	"context"
 	"crypto/subtle"
 	"errors"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -79,30 +78,30 @@ func (kc *keyCache) missing(id string, now time.Time) {
 
 // IdentifyAPIKey checks an API key (X-API-Key, or a NATS client's key):
 // the identity carries a short-lived JWT for the key's role. Refusals are
-// 401 (unknown, disabled, expired) or 403 (over the plan's rate, role
-// dropped), never another status: nginx's auth_request would turn it into
-// a 500.
-func (s *Server) IdentifyAPIKey(ctx context.Context, plain string) (Identity, error) {
+// InvalidToken (unknown, disabled, expired) or Forbidden (over the plan's
+// rate, role dropped), never another kind: over HTTP they are 401 and 403,
+// and nginx's auth_request would turn any other status into a 500.
+func (c *Core) IdentifyAPIKey(ctx context.Context, plain string) (Identity, error) {
 	id, hash, ok := token.ParseAPIKey(plain)
 	if !ok {
 		return Identity{}, errInvalidAPIKey("Invalid API key")
 	}
-	now := s.cfg.Now()
-	if s.keys.knownMissing(id, now) {
+	now := c.cfg.Now()
+	if c.keys.knownMissing(id, now) {
 		return Identity{}, errInvalidAPIKey("Invalid API key")
 	}
-	e := s.keys.entry(id)
+	e := c.keys.entry(id)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 
-	if now.Sub(e.loadedAt) >= s.keys.recheck {
-		k, err := s.db.APIKey(ctx, id)
+	if now.Sub(e.loadedAt) >= c.keys.recheck {
+		k, err := c.db.APIKey(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
-			s.keys.missing(id, now)
+			c.keys.missing(id, now)
 			return Identity{}, errInvalidAPIKey("Invalid API key")
 		}
 		if err != nil {
-			return Identity{}, errInternal(err)
+			return Identity{}, Failure(err)
 		}
 		if k.RequestsPerMinute != e.rpm || e.limiter == nil {
 			e.limiter = rate.NewLimiter(rate.Limit(float64(k.RequestsPerMinute)/60), k.RequestsPerMinute)
@@ -125,27 +124,27 @@ func (s *Server) IdentifyAPIKey(ctx context.Context, plain string) (Identity, er
 	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
 		return Identity{}, errInvalidAPIKey("API key expired")
 	case !k.RoleExists:
-		return Identity{}, &Error{Status: http.StatusForbidden, Code: "PT403", Message: "role \"" + k.Role + "\" does not exist"}
+		return Identity{}, &Error{Kind: Forbidden, Code: "PT403", Message: "role \"" + k.Role + "\" does not exist"}
 	}
 	if r := e.limiter.ReserveN(now, 1); r.DelayFrom(now) > 0 {
 		wait := r.DelayFrom(now)
 		r.CancelAt(now)
 		return Identity{}, &Error{
-			Status: http.StatusForbidden, Code: "PT403",
-			Message: "API key rate limit exceeded (" + strconv.Itoa(k.RequestsPerMinute) + " requests per minute)",
-			Header:  http.Header{"Retry-After": {strconv.Itoa(retryAfter(wait))}},
+			Kind: Forbidden, Code: "PT403",
+			Message:    "API key rate limit exceeded (" + strconv.Itoa(k.RequestsPerMinute) + " requests per minute)",
+			RetryAfter: retryAfter(wait),
 		}
 	}
-	if now.Sub(e.touchedAt) >= s.keys.recheck {
+	if now.Sub(e.touchedAt) >= c.keys.recheck {
 		e.touchedAt = now
-		s.touchAPIKey(id)
+		c.touchAPIKey(id)
 	}
 	// Re-mint when less than a fifth of the token's life is left, so the
 	// upstream never receives a token about to expire.
-	if e.token == "" || e.tokenExp.Sub(now) < s.cfg.APIKeyTokenTTL/5 {
-		tok, exp, err := s.tokens.IssueFor("apikey:"+k.ID, k.Role, "", s.cfg.APIKeyTokenTTL)
+	if e.token == "" || e.tokenExp.Sub(now) < c.cfg.APIKeyTokenTTL/5 {
+		tok, exp, err := c.tokens.IssueFor("apikey:"+k.ID, k.Role, "", c.cfg.APIKeyTokenTTL)
 		if err != nil {
-			return Identity{}, errInternal(err)
+			return Identity{}, Failure(err)
 		}
 		e.token, e.tokenExp = tok, exp
 	}
@@ -154,19 +153,16 @@ func (s *Server) IdentifyAPIKey(ctx context.Context, plain string) (Identity, er
 
 // touchAPIKey records that a key passed; last_used_at is written in the
 // background, at most once per recheck per key, off the request path.
-func (s *Server) touchAPIKey(id string) {
+func (c *Core) touchAPIKey(id string) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := s.db.TouchAPIKeys(ctx, []string{id}); err != nil {
-			s.log.Warn("record api key use", "key_id", id, "err", err)
+		if err := c.db.TouchAPIKeys(ctx, []string{id}); err != nil {
+			c.log.Warn("record api key use", "key_id", id, "err", err)
 		}
 	}()
 }
 
 func errInvalidAPIKey(message string) *Error {
-	return &Error{
-		Status: http.StatusUnauthorized, Code: "PT401", Message: message,
-		Header: http.Header{"WWW-Authenticate": {`Bearer error="invalid_token", error_description="` + message + `"`}},
-	}
+	return &Error{Kind: InvalidToken, Code: "PT401", Message: message}
 }

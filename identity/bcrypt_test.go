@@ -1,4 +1,4 @@
-package server
+package identity
 
 import (
 	"context"
@@ -60,7 +60,7 @@ func TestBcryptRunsOnALowerPriorityThread(t *testing.T) {
 		t.Fatalf("thread priorities are a Linux feature; this test runs on Linux (GOOS %s)", runtime.GOOS)
 	}
 	const nice = 13
-	g := newBcryptGate(1, 1, time.Second, nice, newMetrics(prometheus.NewRegistry(), nil, time.Now))
+	g := newBcryptGate(1, 1, time.Second, nice, newMetrics(prometheus.NewRegistry(), time.Now))
 	// Go never ends the process's main thread: if a compare ran there,
 	// the runtime parks it for good instead, so it runs nothing more and
 	// does not count.
@@ -112,8 +112,8 @@ func gateMessage(t *testing.T, err error) string {
 		return "ok"
 	}
 	var e *Error
-	if !errors.As(err, &e) || e.Status != 503 || e.Header.Get("Retry-After") != "1" {
-		t.Fatalf("got %v, want a 503 with Retry-After: 1", err)
+	if !errors.As(err, &e) || (e.Kind != Busy && e.Kind != Unavailable) || e.Code != "PT503" || e.RetryAfter != 1 {
+		t.Fatalf("got %v, want Busy or Unavailable (PT503) with Retry-After: 1", err)
 	}
 	return e.Message
 }
@@ -128,7 +128,7 @@ const (
 // when the compare ends.
 func TestBcryptGateDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := newBcryptGate(1, 0, time.Second, 0, newMetrics(prometheus.NewRegistry(), nil, time.Now))
+		g := newBcryptGate(1, 0, time.Second, 0, newMetrics(prometheus.NewRegistry(), time.Now))
 		release := make(chan struct{})
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
@@ -157,7 +157,7 @@ func TestBcryptGateDeadline(t *testing.T) {
 func TestBcryptGateQueue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const wait = 2 * time.Second
-		g := newBcryptGate(1, 2, wait, 0, newMetrics(prometheus.NewRegistry(), nil, time.Now))
+		g := newBcryptGate(1, 2, wait, 0, newMetrics(prometheus.NewRegistry(), time.Now))
 		release := make(chan struct{})
 		holder := make(chan error, 1)
 		go func() { holder <- g.run(context.Background(), func() { <-release }) }()

@@ -1,4 +1,4 @@
-package server
+package identity
 
 import (
 	"context"
@@ -16,8 +16,9 @@ import (
 //   - at most `slots` compares run at once: by default one per CPU but
 //     one (DefaultBcryptSlots);
 //   - at most `queue` logins wait for a slot, each at most `wait`; a login
-//     that finds the queue full is shed at once with 503 + Retry-After,
-//     so a flood costs the server almost nothing beyond its ceiling;
+//     that finds the queue full is shed at once (Busy: over HTTP, 503 +
+//     Retry-After), so a flood costs the server almost nothing beyond its
+//     ceiling;
 //   - each compare runs on an OS thread of its own at a lower scheduling
 //     priority (nice), so that authd's threads serving refresh, verify
 //     and health run ahead of it whenever they have work. (Only within
@@ -86,8 +87,8 @@ func newBcryptGate(slots, queue int, wait time.Duration, nice int, m *metrics) *
 }
 
 // run runs f, which does bcrypt work, in a free slot. It returns errBusy
-// when the queue is full or no slot frees up within the wait, and
-// errTimeout when ctx ends first — also while f runs: f cannot be
+// when the queue is full or no slot frees up within the wait, and a
+// Timeout when ctx ends first — also while f runs: f cannot be
 // interrupted, so it finishes (and frees its slot) on its own, and the
 // caller must not read what f writes unless run returned nil.
 func (g *bcryptGate) run(ctx context.Context, f func()) error {
@@ -96,7 +97,7 @@ func (g *bcryptGate) run(ctx context.Context, f func()) error {
 	}
 	if ctx.Err() != nil { // the request ended while it waited: skip the compare
 		<-g.slots
-		return errTimeout()
+		return Timeout(nil)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -113,7 +114,7 @@ func (g *bcryptGate) run(ctx context.Context, f func()) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return errTimeout()
+		return Timeout(nil)
 	}
 }
 
@@ -141,6 +142,6 @@ func (g *bcryptGate) acquire(ctx context.Context) error {
 	case <-timer.C:
 		return errBusy()
 	case <-ctx.Done():
-		return errTimeout()
+		return Timeout(nil)
 	}
 }

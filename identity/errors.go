@@ -1,0 +1,122 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"authd/store"
+)
+
+// Kind is what sort of refusal or failure an Error is. Each door maps a
+// kind to its protocol in one place (the HTTP door to a status, the NATS
+// door to a refusal); the core never speaks a protocol.
+type Kind int
+
+const (
+	// Unauthorized: the user name or password is wrong (or the user does
+	// not exist: the client cannot tell).
+	Unauthorized Kind = iota + 1
+	// InvalidToken: a presented bearer credential (an access token or an
+	// API key) does not pass.
+	InvalidToken
+	// Forbidden: the credential is good, but its role is gone or the key
+	// is over its plan's rate.
+	Forbidden
+	// Throttled: too many failed logins for this user or client.
+	Throttled
+	// Busy: load shed on purpose (the bcrypt queue is full), not a failure.
+	Busy
+	// Unavailable: the database is down or timed out, or the request ran
+	// out of time; the client may retry.
+	Unavailable
+	// Canceled: the client went away before the answer.
+	Canceled
+	// Internal: a failure on authd's side; Cause says which.
+	Internal
+)
+
+// Error is a refusal or failure of the identity rules, worded as PostgREST
+// words it (Code, Message, Details, Hint), so that clients written against
+// SuperStack see the same answer whichever door they came through.
+type Error struct {
+	Kind    Kind
+	Code    string
+	Message string
+	Details *string
+	Hint    *string
+	// RetryAfter is how many whole seconds (at least 1) the client should
+	// wait before trying again; 0 when that is not said.
+	RetryAfter int
+	// Cause is the failure behind an Unavailable or Internal error, for
+	// the log; never shown to a client.
+	Cause error
+}
+
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Cause)
+	}
+	return e.Code + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Cause }
+
+func ptr(s string) *string { return &s }
+
+func errInvalidLogin() *Error {
+	return &Error{Kind: Unauthorized, Code: "PT401", Message: "Invalid user or password"}
+}
+
+// RoleMissing is the refusal of a user whose database role was dropped:
+// for a login, and for a refresh (which finds it in SQL).
+func RoleMissing(role string) *Error {
+	return &Error{
+		Kind: Forbidden, Code: "PT403",
+		Message: fmt.Sprintf("role %q does not exist", role),
+		Hint:    ptr("The user's database role was dropped; an administrator must recreate it or change the user's role."),
+	}
+}
+
+func errTooManyLogins(wait time.Duration) *Error {
+	return &Error{
+		Kind: Throttled, Code: "PT429", Message: "Too many failed logins; try again later",
+		RetryAfter: retryAfter(wait),
+	}
+}
+
+func errBusy() *Error {
+	return &Error{Kind: Busy, Code: "PT503", Message: "Too many logins at once; try again shortly", RetryAfter: 1}
+}
+
+// Timeout is the answer to a request that ran out of time (its deadline,
+// or the database's statement timeout); cause may be nil.
+func Timeout(cause error) *Error {
+	return &Error{Kind: Unavailable, Code: "PT503", Message: "Request timed out", RetryAfter: 1, Cause: cause}
+}
+
+// Failure classifies a failure on authd's side. One that is only the
+// request's deadline or the statement timeout passing (a slow, locked or
+// saturated database), or the database being down, is Unavailable: the
+// client may retry. A client that hung up is Canceled.
+func Failure(cause error) *Error {
+	switch {
+	// The client hung up (Go cancels a request's context when its
+	// connection closes): nobody reads the answer, and authd did nothing
+	// wrong.
+	case errors.Is(cause, context.Canceled):
+		return &Error{Kind: Canceled, Code: "PT499", Message: "Client closed the request"}
+	case errors.Is(cause, context.DeadlineExceeded), errors.Is(cause, store.ErrTimeout):
+		return Timeout(cause)
+	// The database is down, restarting or unreachable: tell the client to
+	// come back (503, as PostgREST does), not that authd is broken.
+	case errors.Is(cause, store.ErrUnavailable):
+		return &Error{Kind: Unavailable, Code: "PT503", Message: "Database unavailable", RetryAfter: 1, Cause: cause}
+	}
+	return &Error{Kind: Internal, Code: "PT500", Message: "Internal server error", Cause: cause}
+}
+
+func invalidToken(code, message string, details *string) *Error {
+	return &Error{Kind: InvalidToken, Code: code, Message: message, Details: details}
+}
