@@ -257,8 +257,10 @@ func TestLatencies(t *testing.T) {
 	}
 }
 
+// The pacer tests run in synctest bubbles: the schedule keeps its clock
+// whatever the machine's load.
+
 func TestPacerDropsWhenBusy(t *testing.T) {
-	// In a bubble: the schedule runs on its clock, whatever the machine's load.
 	synctest.Test(t, func(t *testing.T) {
 		// 1000/s for 20 ms is 20 slots; two calls that hang for the whole
 		// window take two of them, and the other 18 find no room.
@@ -281,7 +283,6 @@ func TestPacerDropsWhenBusy(t *testing.T) {
 }
 
 func TestPacerCatchUp(t *testing.T) {
-	// In a bubble: the schedule runs on its clock, whatever the machine's load.
 	synctest.Test(t, func(t *testing.T) {
 		// A schedule that started a second ago: without MaxLag the missed
 		// slots are all sent at once, with it they are dropped.
@@ -301,7 +302,6 @@ func TestPacerCatchUp(t *testing.T) {
 }
 
 func TestPacerUntilCancelled(t *testing.T) {
-	// In a bubble: the schedule runs on its clock, whatever the machine's load.
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
@@ -430,46 +430,33 @@ func TestHarnessCloseOrder(t *testing.T) {
 	}
 }
 
-// TestSetupFailureCleansUp: a Setup that fails part way removes what it
-// had made (here the temporary directory) and returns no harness.
-func TestSetupFailureCleansUp(t *testing.T) {
-	tmp := t.TempDir()
-	t.Setenv("TMPDIR", tmp)
-	var logged []string
-	h, err := Setup(context.Background(), Config{
-		Name:     "authd-test",
-		AdminURL: "http://not-postgres/",
-		Authd:    "/nonexistent/authd", // no build
-		Logf:     func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) },
-	})
-	if h != nil || err == nil || err.Error() != "-admin-url: want a postgres:// URL" {
-		t.Fatalf("Setup = %v, %v; want no harness and the -admin-url error", h, err)
-	}
-	if left, _ := os.ReadDir(tmp); len(left) != 0 {
-		t.Errorf("left behind in TMPDIR: %v", left)
-	}
-	if len(logged) != 0 {
-		t.Errorf("logged %q, want nothing (no build, no database)", logged)
-	}
-}
-
-// TestSetupRefusesALongPrefix: a -db-prefix that would make PostgreSQL
-// cut the role's name short is refused before anything is created.
-func TestSetupRefusesALongPrefix(t *testing.T) {
-	tmp := t.TempDir()
-	t.Setenv("TMPDIR", tmp)
-	h, err := Setup(context.Background(), Config{
-		Name:     "authd-bench",
-		AdminURL: storetest.AdminURL(),
-		DBPrefix: strings.Repeat("p", 40),
-		Authd:    "/nonexistent/authd", // no build
-		Logf:     t.Logf,
-	})
-	if h != nil || err == nil || !strings.Contains(err.Error(), "-db-prefix") {
-		t.Fatalf("Setup = %v, %v; want no harness and a -db-prefix error", h, err)
-	}
-	if left, _ := os.ReadDir(tmp); len(left) != 0 {
-		t.Errorf("left behind in TMPDIR: %v", left)
+// TestSetupFailure: a Setup that fails part way (a URL that is not
+// postgres://; a -db-prefix that PostgreSQL would cut short) removes what
+// it had made and returns no harness.
+func TestSetupFailure(t *testing.T) {
+	for _, c := range []struct {
+		adminURL, prefix, want string
+	}{
+		{"http://not-postgres/", "", "-admin-url: want a postgres:// URL"},
+		{storetest.AdminURL(), strings.Repeat("p", 40), "-db-prefix"},
+	} {
+		tmp := t.TempDir()
+		t.Setenv("TMPDIR", tmp)
+		var logged []string
+		h, err := Setup(context.Background(), Config{
+			Name: "authd-bench", AdminURL: c.adminURL, DBPrefix: c.prefix,
+			Authd: "/nonexistent/authd", // no build
+			Logf:  func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) },
+		})
+		if h != nil || err == nil || !strings.HasPrefix(err.Error(), c.want) || (c.prefix == "" && err.Error() != c.want) {
+			t.Errorf("Setup = %v, %v; want no harness and a %q error", h, err, c.want)
+		}
+		if left, _ := os.ReadDir(tmp); len(left) != 0 {
+			t.Errorf("left behind in TMPDIR: %v", left)
+		}
+		if len(logged) != 0 {
+			t.Errorf("logged %q, want nothing (no build, no database)", logged)
+		}
 	}
 }
 

@@ -18,23 +18,12 @@ import (
 	"authd/token"
 )
 
-// BuildAuthd builds ./cmd/authd of the module the command runs in, so
-// that a run measures the code checked out, not an installed authd.
+// BuildAuthd builds authd from the module the command runs in, so that a
+// run measures the code checked out, not an installed authd.
 func BuildAuthd(ctx context.Context, dir string) (string, error) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return "", fmt.Errorf("build authd: %w (or pass -authd)", err)
-	}
-	out, err := exec.CommandContext(ctx, goBin, "env", "GOMOD").Output()
-	gomod := strings.TrimSpace(string(out))
-	if err != nil || gomod == "" || gomod == os.DevNull {
-		return "", errors.New("build authd: not inside the authd module (run from the repository, or pass -authd)")
-	}
 	bin := filepath.Join(dir, "authd")
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./cmd/authd")
-	cmd.Dir = filepath.Dir(gomod)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build authd: %w\n%s", err, out)
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "authd/cmd/authd").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build authd (run inside the repository, or pass -authd): %w\n%s", err, out)
 	}
 	return bin, nil
 }
