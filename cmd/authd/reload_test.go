@@ -162,7 +162,7 @@ func TestServeReconnectsOnNewDatabaseURL(t *testing.T) {
 		t.Fatalf("ann is only in database B: got %d, want 401", got)
 	}
 	write("postgres://postgres@127.0.0.1:1/nowhere")
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute) // a bound on a hang: fsnotify reports the rename at once
 	for !strings.Contains(s.stderr.String(), "database reconnect failed") {
 		if time.Now().After(deadline) {
 			t.Fatalf("unusable URL not logged:\n%s", s.stderr.String())
@@ -173,10 +173,10 @@ func TestServeReconnectsOnNewDatabaseURL(t *testing.T) {
 		t.Errorf("after an unusable URL: got %d, want 401 from database A still", got)
 	}
 	write(urlB)
-	deadline = time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(time.Minute)
 	for login() != http.StatusNoContent {
 		if time.Now().After(deadline) {
-			t.Fatalf("authd did not move to the new URL:\n%s", s.stderr.String())
+			t.Fatalf("authd did not move to the new URL within a minute:\n%s", s.stderr.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
