@@ -516,7 +516,7 @@ func (jv *joseVerifier) start(t *testing.T, args ...string) *joseSession {
 			if err != nil && !t.Failed() {
 				t.Errorf("node jose-verify.mjs --stdin: %v\n%s", err, js.stderr)
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(time.Minute): // a bound on a hang: node starts and verifies in about a second
 			cancel()
 			<-done
 		}
