@@ -22,7 +22,6 @@ type metrics struct {
 	requests     *prometheus.CounterVec
 	latency      *prometheus.HistogramVec
 	refreshReuse prometheus.Counter
-	purged       *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry, db *store.DB, now func() time.Time) *metrics {
@@ -39,13 +38,8 @@ func newMetrics(reg *prometheus.Registry, db *store.DB, now func() time.Time) *m
 		refreshReuse: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "authd_refresh_reuse_detected_total", Help: "Spent refresh tokens presented after the grace window; each revoked a session.",
 		}),
-		purged: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "authd_purged_total", Help: "Dead sessions and expired refresh tokens deleted by the purge job.",
-		}, []string{"kind"}),
 	}
-	m.purged.WithLabelValues("session")
-	m.purged.WithLabelValues("refresh_token")
-	reg.MustRegister(m.requests, m.latency, m.refreshReuse, m.purged,
+	reg.MustRegister(m.requests, m.latency, m.refreshReuse,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		db.Collector())
 	return m

@@ -235,6 +235,9 @@ func TestNATSCallout(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
 			t.Errorf("GET %s: %d %q, want 200 with %s", path, resp.StatusCode, body, want)
 		}
+		if path == "/metrics" && strings.Contains(string(body), "authd_purged_total") {
+			t.Errorf("GET /metrics: has authd_purged_total, but nats-callout does not purge")
+		}
 	}
 
 	// SIGTERM: the subscription drains and the command ends cleanly.

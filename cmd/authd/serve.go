@@ -122,8 +122,9 @@ func serve(ctx context.Context, cfg config, log, life *slog.Logger) error {
 		Metrics:    reg,
 	}, c.ident, c.db, c.tokens, log)
 	api.set(h)
+	purge := newPurgeJob(c.db, reg, log)
 	if cfg.PurgeInterval > 0 {
-		c.goJob(func(ctx context.Context) { h.RunPurge(ctx, cfg.PurgeInterval) })
+		c.goJob(func(ctx context.Context) { purge.run(ctx, cfg.PurgeInterval) })
 	}
 	ks := c.tokens.Keys()
 	life.Info("authd ready", "addr", addr, "signing_kid", ks.SigningKeyID(), "algorithms", ks.Algorithms(),

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"authd/store"
+	"authd/store/storetest"
+)
+
+// TestPurge: the purge job deletes revoked and expired sessions and the
+// expired tokens of live ones, keeps what is live, counts what it deleted
+// in authd_purged_total{kind}, and stops when its context ends.
+func TestPurge(t *testing.T) {
+	t.Parallel()
+	db := storetest.NewDB(t)
+	ctx := context.Background()
+	hash, err := store.HashPassword("pw", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddUser(ctx, "alice", hash, storetest.NewRole(t)); err != nil {
+		t.Fatal(err)
+	}
+	tok := func(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
+	start := func(h string) store.Grant {
+		t.Helper()
+		g, err := db.StartSession(ctx, "alice", tok(h), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := db.Pool().Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	count := func(table string) int {
+		t.Helper()
+		var n int
+		if err := db.Pool().QueryRow(ctx, "select count(*) from "+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	revoked := start("revoked")
+	if err := db.RevokeSessions(ctx, revoked.SessionID, tok("revoked")); err != nil {
+		t.Fatal(err)
+	}
+	exec(`update auth.session set revoked_at = now() - interval '2 hours' where revoked_at is not null`)
+	expired := start("expired")
+	exec(`update auth.refresh_token set expires_at = now() - interval '1 minute' where session_id = $1`, expired.SessionID)
+	// The live session: a spent parent that has expired, and a live child.
+	start("live")
+	if _, err := db.Refresh(ctx, tok("live"), tok("live-next"), time.Hour, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	exec(`update auth.refresh_token set expires_at = now() - interval '1 minute' where token_hash = $1`, tok("live"))
+
+	reg := prometheus.NewRegistry()
+	job := newPurgeJob(db, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	jctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { job.run(jctx, time.Hour); close(done) }()
+	deadline := time.Now().Add(time.Minute) // a bound on a hang: the first purge runs at once
+	for count("auth.session") != 1 || count("auth.refresh_token") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("purge left %d sessions, %d tokens; want 1 and 1", count("auth.session"), count("auth.refresh_token"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	// The live child survives its purged parent and still refreshes.
+	if _, err := db.Refresh(ctx, tok("live-next"), tok("live-last"), time.Hour, time.Minute); err != nil {
+		t.Errorf("refresh with the live child after the purge: %v", err)
+	}
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{`authd_purged_total{kind="session"} 2`, `authd_purged_total{kind="refresh_token"} 1`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %s; got:\n%s", want, rec.Body.String())
+		}
+	}
+}
+
+// TestServeExportsPurged: serve's /metrics has authd_purged_total{kind}
+// (nats-callout's, which does not purge, has not: TestNATSCallout).
+func TestServeExportsPurged(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, storetest.NewURL(t), nil) // returns once serve is ready
+	resp, err := http.Get(srv.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: got %d %s, want 200", resp.StatusCode, body)
+	}
+	for _, want := range []string{`authd_purged_total{kind="session"} `, `authd_purged_total{kind="refresh_token"} `} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("serve's /metrics lacks %s", want)
+		}
+	}
+}
