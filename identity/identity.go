@@ -32,9 +32,9 @@ type Config struct {
 	// is shed at once (Busy). 0 means DefaultLoginQueue, with the compare
 	// time measured by hashing the dummy password at start-up.
 	LoginQueue int
-	// BcryptWait bounds how long a login waits for a bcrypt slot before
-	// it is shed (Busy); 0 means 2 s.
-	BcryptWait time.Duration
+	// LoginQueueWait bounds how long a login waits for a bcrypt slot before
+	// it is shed (Busy); 0 means DefaultLoginQueueWait.
+	LoginQueueWait time.Duration
 	// BcryptNice is the nice value of the threads bcrypt runs on (Linux);
 	// 0 leaves them at the process's priority.
 	BcryptNice int
@@ -47,7 +47,7 @@ type Config struct {
 	// (their buckets refill over it); 0 means a minute.
 	LoginFailureWindow time.Duration
 	// APIKeyTokenTTL is the life of the JWTs minted for API keys; 0 means
-	// 5 minutes.
+	// DefaultAPIKeyTokenTTL.
 	APIKeyTokenTTL time.Duration
 	// APIKeyRecheck is how long a cached API key row, or the fact that a
 	// key id does not exist, is trusted before the database is asked
@@ -62,6 +62,12 @@ type Config struct {
 	// authd_bcrypt_*) are registered on; nil means a registry of its own.
 	Metrics *prometheus.Registry
 }
+
+// The defaults of Config, which authd's configuration shares.
+const (
+	DefaultLoginQueueWait = 2 * time.Second
+	DefaultAPIKeyTokenTTL = 5 * time.Minute
+)
 
 // Core applies the identity rules. One Core serves every door of a
 // process, so that a user is throttled, and a key limited, alike over
@@ -95,7 +101,7 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 		cfg.Now = time.Now
 	}
 	if cfg.APIKeyTokenTTL <= 0 {
-		cfg.APIKeyTokenTTL = 5 * time.Minute
+		cfg.APIKeyTokenTTL = DefaultAPIKeyTokenTTL
 	}
 	if cfg.APIKeyRecheck <= 0 {
 		cfg.APIKeyRecheck = time.Second
@@ -103,8 +109,8 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 	if cfg.LoginFailureWindow <= 0 {
 		cfg.LoginFailureWindow = time.Minute
 	}
-	if cfg.BcryptWait <= 0 {
-		cfg.BcryptWait = 2 * time.Second
+	if cfg.LoginQueueWait <= 0 {
+		cfg.LoginQueueWait = DefaultLoginQueueWait
 	}
 	if cfg.BcryptSlots <= 0 {
 		cfg.BcryptSlots = DefaultBcryptSlots(runtime.GOMAXPROCS(0))
@@ -123,7 +129,7 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 	m := newMetrics(cfg.Metrics, cfg.Now)
 	return &Core{
 		cfg: cfg, db: db, tokens: tokens, log: log, dummyHash: dummy,
-		bcrypt:         newBcryptGate(cfg.BcryptSlots, cfg.LoginQueue, cfg.BcryptWait, cfg.BcryptNice, m),
+		bcrypt:         newBcryptGate(cfg.BcryptSlots, cfg.LoginQueue, cfg.LoginQueueWait, cfg.BcryptNice, m),
 		failuresByUser: newKeyedLimiter(cfg.LoginFailuresPerUser, cfg.LoginFailureWindow),
 		failuresByIP:   newKeyedLimiter(cfg.LoginFailuresPerIP, cfg.LoginFailureWindow),
 		keys:           keyCache{recheck: cfg.APIKeyRecheck},

@@ -93,8 +93,8 @@ func withIssuer(iss string) option {
 	return func(_ *server.Config, _ *identity.Config, o *envOpts) { o.issuer = iss }
 }
 
-func withBcryptWait(d time.Duration) option {
-	return func(_ *server.Config, c *identity.Config, _ *envOpts) { c.BcryptWait = d }
+func withLoginQueueWait(d time.Duration) option {
+	return func(_ *server.Config, c *identity.Config, _ *envOpts) { c.LoginQueueWait = d }
 }
 
 func withLoginQueue(slots, queue int) option {

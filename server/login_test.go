@@ -346,7 +346,7 @@ func TestLoginFloodIsShed(t *testing.T) {
 	}
 }
 
-// TestLoginStormIsShedFast: logins wait at most BcryptWait for a bcrypt
+// TestLoginStormIsShedFast: logins wait at most LoginQueueWait for a bcrypt
 // slot; the rest get 503 quickly rather than queueing for the whole
 // request deadline.
 func TestLoginStormIsShedFast(t *testing.T) {
@@ -354,7 +354,7 @@ func TestLoginStormIsShedFast(t *testing.T) {
 	// One slot whatever the CPUs, cost 10 (65 ms a compare, over 600 ms in
 	// a race build): of twelve logins at once, most wait out the 100 ms.
 	// A queue that holds them all: here the wait sheds, not the queue.
-	e := newEnv(t, withCost(10), withBcryptWait(100*time.Millisecond), withLoginQueue(1, 100),
+	e := newEnv(t, withCost(10), withLoginQueueWait(100*time.Millisecond), withLoginQueue(1, 100),
 		withRequestTimeout(time.Minute))
 	// Shed after the bounded wait (100 ms, about a second on a loaded
 	// machine), not after the one-minute deadline.
@@ -373,7 +373,7 @@ func TestLoginQueueFullIsShedAtOnce(t *testing.T) {
 	// slot for 150 ms, over a second in a race build, against milliseconds
 	// for a login to reach the gate. The wait and the request deadline are
 	// far beyond anything here: only a full queue can shed a login.
-	e := newEnv(t, withCost(11), withLoginQueue(1, 1), withBcryptWait(time.Minute),
+	e := newEnv(t, withCost(11), withLoginQueue(1, 1), withLoginQueueWait(time.Minute),
 		withRequestTimeout(2*time.Minute))
 	results := make(chan response, 64)
 	send := func() {
@@ -421,7 +421,7 @@ func TestLoginBurstIsServed(t *testing.T) {
 	t.Parallel()
 	// A wait and deadline far beyond the burst: here only the queue could
 	// shed.
-	e := newEnv(t, withLoginQueue(1, 0), withBcryptWait(time.Minute), withRequestTimeout(2*time.Minute))
+	e := newEnv(t, withLoginQueue(1, 0), withLoginQueueWait(time.Minute), withRequestTimeout(2*time.Minute))
 	// The limit depends on this machine's speed; at least 4 per slot.
 	limit := int(e.metric("authd_bcrypt_queue_limit"))
 	if limit < 4 {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"authd/identity"
 	"authd/server"
 	"authd/store"
 	"authd/token"
@@ -21,22 +22,23 @@ import (
 type config struct {
 	adminConfig // not used by serve, but a setting of the same environment
 
-	DatabaseURL    string
-	Addr           string
-	Secret         secretSource
-	SigningKeysDir string
-	JWTIssuer      string
-	JWTRolePath    string
-	// getenv is kept for reloads, which read the *_FILE variables again.
-	getenv      func(string) string
-	JWTAudience string
-	AccessTTL   time.Duration
-	RefreshTTL  time.Duration
-	ReuseGrace  time.Duration
-	BcryptCost  int
-	Cookie      server.CookieConfig
-	LogLevel    string
-	LogFormat   string // json or text
+	DatabaseURL string
+	// DatabaseURLFile is DATABASE_URL_FILE, read again on reloads (a
+	// rotated password); "" when the URL came from DATABASE_URL.
+	DatabaseURLFile string
+	Addr            string
+	Secret          secretSource
+	SigningKeysDir  string
+	JWTIssuer       string
+	JWTRolePath     string
+	JWTAudience     string
+	AccessTTL       time.Duration
+	RefreshTTL      time.Duration
+	ReuseGrace      time.Duration
+	BcryptCost      int
+	Cookie          server.CookieConfig
+	LogLevel        string
+	LogFormat       string // json or text
 	// DBWait is how long serve and nats-callout wait for the database at
 	// start-up; 0 tries once.
 	DBWait              time.Duration
@@ -48,9 +50,12 @@ type config struct {
 	LoginQueueWait       time.Duration
 	// BcryptSlots and LoginQueue are 0 for their defaults
 	// (identity.DefaultBcryptSlots, identity.DefaultLoginQueue).
-	BcryptSlots      int
-	LoginQueue       int
-	BcryptNice       int
+	BcryptSlots int
+	LoginQueue  int
+	BcryptNice  int
+	// FixedProcs is whether GOMAXPROCS is set: the operator's count of
+	// CPUs stands, and authd does not add the bcrypt slots to it.
+	FixedProcs       bool
 	StatementTimeout time.Duration
 	PurgeInterval    time.Duration
 }
@@ -99,6 +104,19 @@ func (e *env) count(name string, def int) int {
 	return n
 }
 
+// oneOf is one of the values allowed; def when unset, and when the value
+// is not allowed (reported), so that the log line reporting it is still
+// written.
+func (e *env) oneOf(name, def string, allowed ...string) string {
+	v := e.str(name, def)
+	if slices.Contains(allowed, v) {
+		return v
+	}
+	last := len(allowed) - 1
+	e.fail(name, "want %s or %s, got %q", strings.Join(allowed[:last], ", "), allowed[last], v)
+	return def
+}
+
 func (e *env) boolean(name string, def bool) bool {
 	v := e.getenv(name)
 	if v == "" {
@@ -137,13 +155,19 @@ func databaseURL(getenv func(string) string) (string, error) {
 	case v != "" && f != "":
 		return "", errors.New("DATABASE_URL and DATABASE_URL_FILE are both set: use one")
 	case f != "":
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return "", fmt.Errorf("DATABASE_URL_FILE: %w", err)
-		}
-		return strings.TrimSpace(string(b)), nil
+		return readDatabaseURLFile(f)
 	}
 	return v, nil
+}
+
+// readDatabaseURLFile reads the database URL from the DATABASE_URL_FILE
+// at path: at start-up, and again on reloads.
+func readDatabaseURLFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("DATABASE_URL_FILE: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // openDB connects to the database of DATABASE_URL or DATABASE_URL_FILE,
@@ -193,19 +217,19 @@ func loadConfig(getenv func(string) string) (config, error) {
 		e.errs = append(e.errs, err)
 	}
 	c := config{
-		getenv:         getenv,
-		DatabaseURL:    dbURL,
-		JWTIssuer:      e.getenv("AUTHD_JWT_ISS"),
-		JWTRolePath:    e.getenv("AUTHD_JWT_ROLE_PATH"),
-		SigningKeysDir: e.getenv("AUTHD_SIGNING_KEYS_DIR"),
-		Addr:           e.str("AUTHD_ADDR", ":3001"),
-		JWTAudience:    e.getenv("AUTHD_JWT_AUD"),
-		RefreshTTL:     e.duration("AUTHD_REFRESH_TTL", 30*24*time.Hour),
-		ReuseGrace:     e.duration("AUTHD_REFRESH_REUSE_GRACE", 10*time.Second),
-		adminConfig:    readAdminConfig(e),
-		LogLevel:       e.str("AUTHD_LOG_LEVEL", "info"),
-		LogFormat:      e.str("AUTHD_LOG_FORMAT", "json"),
-		DBWait:         e.duration("AUTHD_DB_WAIT", 60*time.Second),
+		DatabaseURL:     dbURL,
+		DatabaseURLFile: e.getenv("DATABASE_URL_FILE"),
+		JWTIssuer:       e.getenv("AUTHD_JWT_ISS"),
+		JWTRolePath:     e.getenv("AUTHD_JWT_ROLE_PATH"),
+		SigningKeysDir:  e.getenv("AUTHD_SIGNING_KEYS_DIR"),
+		Addr:            e.str("AUTHD_ADDR", ":3001"),
+		JWTAudience:     e.getenv("AUTHD_JWT_AUD"),
+		RefreshTTL:      e.duration("AUTHD_REFRESH_TTL", 30*24*time.Hour),
+		ReuseGrace:      e.duration("AUTHD_REFRESH_REUSE_GRACE", 10*time.Second),
+		adminConfig:     readAdminConfig(e),
+		LogLevel:        e.oneOf("AUTHD_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		LogFormat:       e.oneOf("AUTHD_LOG_FORMAT", "json", "json", "text"),
+		DBWait:          e.duration("AUTHD_DB_WAIT", 60*time.Second),
 		Cookie: server.CookieConfig{
 			Secure:          e.boolean("AUTHD_COOKIE_SECURE", false),
 			SameSite:        e.sameSite("AUTHD_COOKIE_SAMESITE", http.SameSiteLaxMode),
@@ -215,11 +239,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ShutdownGracePeriod:  e.duration("AUTHD_SHUTDOWN_GRACE", 10*time.Second),
 		LoginFailuresPerUser: e.count("AUTHD_LOGIN_FAILURES_PER_USER", 10),
 		LoginFailuresPerIP:   e.count("AUTHD_LOGIN_FAILURES_PER_IP", 60),
-		APIKeyTokenTTL:       e.duration("AUTHD_APIKEY_TOKEN_TTL", 5*time.Minute),
-		LoginQueueWait:       e.duration("AUTHD_LOGIN_QUEUE_WAIT", 2*time.Second),
+		APIKeyTokenTTL:       e.duration("AUTHD_APIKEY_TOKEN_TTL", identity.DefaultAPIKeyTokenTTL),
+		LoginQueueWait:       e.duration("AUTHD_LOGIN_QUEUE_WAIT", identity.DefaultLoginQueueWait),
 		BcryptSlots:          e.count("AUTHD_BCRYPT_SLOTS", 0),
 		LoginQueue:           e.count("AUTHD_LOGIN_QUEUE", 0),
 		BcryptNice:           e.count("AUTHD_BCRYPT_NICE", 10),
+		FixedProcs:           e.getenv("GOMAXPROCS") != "",
 		StatementTimeout:     e.duration("AUTHD_STATEMENT_TIMEOUT", 5*time.Second),
 		PurgeInterval:        e.duration("AUTHD_PURGE_INTERVAL", 10*time.Minute),
 	}
@@ -252,18 +277,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.Cookie.RefreshSameSite == http.SameSiteNoneMode && !c.Cookie.Secure {
 		e.fail("AUTHD_REFRESH_COOKIE_SAMESITE", "None requires AUTHD_COOKIE_SECURE=true (browsers drop such cookies)")
-	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		e.fail("AUTHD_LOG_LEVEL", "want debug, info, warn or error, got %q", c.LogLevel)
-		c.LogLevel = "info" // for the log line that reports it
-	}
-	switch c.LogFormat {
-	case "json", "text":
-	default:
-		e.fail("AUTHD_LOG_FORMAT", "want json or text, got %q", c.LogFormat)
-		c.LogFormat = "json"
 	}
 	return c, errors.Join(e.errs...)
 }
@@ -361,17 +374,18 @@ func decodeBase64Secret(s string) ([]byte, error) {
 // accessTTL is AUTHD_ACCESS_TTL, else PGRST_APP_SETTINGS_JWT_EXP (seconds,
 // as the SuperStack compose file sets it), else one hour.
 func accessTTL(e *env) time.Duration {
+	const def = time.Hour
 	if e.getenv("AUTHD_ACCESS_TTL") == "" {
 		if v := e.getenv("PGRST_APP_SETTINGS_JWT_EXP"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n <= 0 {
 				e.fail("PGRST_APP_SETTINGS_JWT_EXP", "want a positive number of seconds, got %q", v)
-				return time.Hour
+				return def
 			}
 			return time.Duration(n) * time.Second
 		}
 	}
-	d := e.duration("AUTHD_ACCESS_TTL", time.Hour)
+	d := e.duration("AUTHD_ACCESS_TTL", def)
 	if d == 0 {
 		e.fail("AUTHD_ACCESS_TTL", "must be positive")
 	}
@@ -380,14 +394,15 @@ func accessTTL(e *env) time.Duration {
 
 // bcryptCost is AUTHD_BCRYPT_COST: 10 by default, 4 to 31 as bcrypt allows.
 func bcryptCost(e *env) int {
+	const def = 10
 	v := e.getenv("AUTHD_BCRYPT_COST")
 	if v == "" {
-		return 10
+		return def
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 4 || n > 31 {
 		e.fail("AUTHD_BCRYPT_COST", "want a whole number from 4 to 31, got %q", v)
-		return 10
+		return def
 	}
 	return n
 }

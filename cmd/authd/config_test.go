@@ -63,6 +63,8 @@ func TestConfigDefaults(t *testing.T) {
 		{"LoginQueue", c.LoginQueue, 0},
 		{"BcryptNice", c.BcryptNice, 10},
 		{"DatabaseURL", c.DatabaseURL, ""},
+		{"DatabaseURLFile", c.DatabaseURLFile, ""},
+		{"FixedProcs", c.FixedProcs, false},
 		{"JWTSecret", string(mustSecret(t, c)), secret32},
 	} {
 		if !reflect.DeepEqual(tt.got, tt.want) {
@@ -462,8 +464,8 @@ func TestConfigFromFiles(t *testing.T) {
 	if got := string(mustSecret(t, c)); got != secret32 {
 		t.Errorf("got secret %q, want the file's content without its newline", got)
 	}
-	if c.DatabaseURL != "postgres://authd@db/app" {
-		t.Errorf("got DATABASE_URL %q", c.DatabaseURL)
+	if c.DatabaseURL != "postgres://authd@db/app" || c.DatabaseURLFile != urlFile {
+		t.Errorf("got DATABASE_URL %q from %q, want postgres://authd@db/app from %q", c.DatabaseURL, c.DatabaseURLFile, urlFile)
 	}
 	for name, env := range map[string]map[string]string{
 		"JWT_SECRET_FILE":        {"JWT_SECRET_FILE": filepath.Join(dir, "missing")},
@@ -499,21 +501,29 @@ func TestConfigFromFiles(t *testing.T) {
 
 // TestReserveProcs: the bcrypt slots default to all CPUs but one, and
 // GOMAXPROCS is raised by the slots once however often it is called; an
-// operator's GOMAXPROCS is left alone.
+// operator's GOMAXPROCS (set in the environment) is left alone. Not
+// parallel: the servers of parallel tests set GOMAXPROCS too.
 func TestReserveProcs(t *testing.T) {
-	t.Parallel()
-	base := startProcs()
+	runtime.SetDefaultGOMAXPROCS()
+	base := runtime.GOMAXPROCS(0)
 	want := identity.DefaultBcryptSlots(base)
 	for range 2 {
-		if got := reserveProcs(getenv(nil), 0); got != want {
+		if got := reserveProcs(false, 0); got != want {
 			t.Errorf("slots: got %d, want %d (%d CPUs)", got, want, base)
 		}
 		if got := runtime.GOMAXPROCS(0); got != base+want {
 			t.Errorf("GOMAXPROCS: got %d, want %d + %d", got, base, want)
 		}
 	}
+	c, err := loadConfig(getenv(map[string]string{"JWT_SECRET": secret32, "GOMAXPROCS": "2"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.FixedProcs {
+		t.Fatal("with GOMAXPROCS set: FixedProcs is false")
+	}
 	before := runtime.GOMAXPROCS(0)
-	if got := reserveProcs(getenv(map[string]string{"GOMAXPROCS": "2"}), 0); got != identity.DefaultBcryptSlots(before) {
+	if got := reserveProcs(c.FixedProcs, c.BcryptSlots); got != identity.DefaultBcryptSlots(before) {
 		t.Errorf("with GOMAXPROCS set: got %d slots, want %d", got, identity.DefaultBcryptSlots(before))
 	}
 	if got := runtime.GOMAXPROCS(0); got != before {

@@ -33,13 +33,56 @@ type core struct {
 	close func()
 }
 
+// process is what serve and nats-callout take from the process they run
+// in: set up once by claimProcess, at the start of the command, and handed
+// to the core, which changes nothing process-wide itself.
+type process struct {
+	// bcryptSlots is how many bcrypt compares run at once; GOMAXPROCS
+	// has room for them.
+	bcryptSlots int
+	// hup delivers SIGHUP: reload the keys, secrets and database URL.
+	hup <-chan os.Signal
+}
+
+// claimProcess sizes the bcrypt slots, raising GOMAXPROCS by as many (see
+// reserveProcs), and routes SIGHUP to a channel. release stops the routing.
+func claimProcess(cfg config) (p process, release func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	return process{bcryptSlots: reserveProcs(cfg.FixedProcs, cfg.BcryptSlots), hup: hup}, func() { signal.Stop(hup) }
+}
+
+// reserveProcs sizes the bcrypt slots (0: identity.DefaultBcryptSlots of
+// the CPUs Go uses) and sets GOMAXPROCS to the runtime's default plus as
+// many, so that compares, which each hold a P while they run, leave the
+// usual number of Ps to refresh, verify and health checks. It sets
+// GOMAXPROCS from the default rather than adding to its current value, so
+// that a second server in one process (as in tests) does not raise it
+// twice; of servers starting at once, the last to set it wins. An
+// operator's GOMAXPROCS (fixed) stands.
+func reserveProcs(fixed bool, slots int) int {
+	if fixed {
+		if slots == 0 {
+			slots = identity.DefaultBcryptSlots(runtime.GOMAXPROCS(0))
+		}
+		return slots
+	}
+	runtime.SetDefaultGOMAXPROCS()
+	base := runtime.GOMAXPROCS(0)
+	if slots == 0 {
+		slots = identity.DefaultBcryptSlots(base)
+	}
+	runtime.GOMAXPROCS(base + slots)
+	return slots
+}
+
 // openCore waits for the database (AUTHD_DB_WAIT), checks that it is
 // migrated, loads the keys and builds the identity rules with their
 // metrics on reg.
 // Keys, secrets and the database URL then reload without a restart until
-// close: on SIGHUP, and when their files change (Vault agents and
+// close: on p.hup (SIGHUP), and when their files change (Vault agents and
 // Kubernetes rewrite mounted secrets).
-func openCore(ctx context.Context, cfg config, reg *prometheus.Registry, log *slog.Logger) (*core, error) {
+func openCore(ctx context.Context, cfg config, p process, reg *prometheus.Registry, log *slog.Logger) (*core, error) {
 	db, err := waitForDB(ctx, cfg, log)
 	if err != nil {
 		return nil, err
@@ -51,7 +94,7 @@ func openCore(ctx context.Context, cfg config, reg *prometheus.Registry, log *sl
 		goJob: func(job func(context.Context)) { jobs.Go(func() { job(jctx) }) },
 		close: func() { cancel(); jobs.Wait(); db.Close() },
 	}
-	if err := c.build(ctx, cfg, reg, log); err != nil {
+	if err := c.build(ctx, cfg, p, reg, log); err != nil {
 		c.close()
 		return nil, err
 	}
@@ -122,7 +165,7 @@ func retry(ctx context.Context, wait time.Duration, log *slog.Logger, try func(c
 }
 
 // build checks the schema, loads the keys and builds the identity rules.
-func (c *core) build(ctx context.Context, cfg config, reg *prometheus.Registry, log *slog.Logger) error {
+func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus.Registry, log *slog.Logger) error {
 	db := c.db
 	pending, err := db.Pending(ctx)
 	if err != nil {
@@ -147,8 +190,8 @@ func (c *core) build(ctx context.Context, cfg config, reg *prometheus.Registry, 
 		LoginFailuresPerUser: cfg.LoginFailuresPerUser,
 		LoginFailuresPerIP:   cfg.LoginFailuresPerIP,
 		APIKeyTokenTTL:       cfg.APIKeyTokenTTL,
-		BcryptWait:           cfg.LoginQueueWait,
-		BcryptSlots:          reserveProcs(cfg.getenv, cfg.BcryptSlots),
+		LoginQueueWait:       cfg.LoginQueueWait,
+		BcryptSlots:          p.bcryptSlots,
 		LoginQueue:           cfg.LoginQueue,
 		BcryptNice:           cfg.BcryptNice,
 	}, db, tokens, log)
@@ -156,35 +199,6 @@ func (c *core) build(ctx context.Context, cfg config, reg *prometheus.Registry, 
 		return err
 	}
 	c.tokens, c.ident = tokens, ident
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	c.goJob(func(ctx context.Context) {
-		defer signal.Stop(hup)
-		watchSecrets(ctx, cfg, tokens, db, hup, log)
-	})
+	c.goJob(func(ctx context.Context) { watchSecrets(ctx, cfg, tokens, db, p.hup, log) })
 	return nil
 }
-
-// reserveProcs sizes the bcrypt slots (0: identity.DefaultBcryptSlots of
-// the CPUs Go uses) and raises GOMAXPROCS by as many, so that compares,
-// which each hold a P while they run, leave the usual number of Ps to
-// refresh, verify and health checks. An operator's GOMAXPROCS stands.
-func reserveProcs(getenv func(string) string, slots int) int {
-	if getenv("GOMAXPROCS") != "" {
-		if slots == 0 {
-			slots = identity.DefaultBcryptSlots(runtime.GOMAXPROCS(0))
-		}
-		return slots
-	}
-	base := startProcs()
-	if slots == 0 {
-		slots = identity.DefaultBcryptSlots(base)
-	}
-	runtime.GOMAXPROCS(base + slots)
-	return slots
-}
-
-// startProcs is GOMAXPROCS as the process started, before reserveProcs
-// raised it: a process-wide fact, read once, so that several servers in
-// one process (as in tests) do not raise it twice.
-var startProcs = sync.OnceValue(func() int { return runtime.GOMAXPROCS(0) })

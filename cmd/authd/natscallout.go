@@ -90,12 +90,12 @@ func loadNATSConfig(getenv func(string) string) (natsConfig, error) {
 		}
 	}
 
-	if f := getenv("AUTHD_NATS_ISSUER_SEED_FILE"); f == "" {
+	if f := e.getenv("AUTHD_NATS_ISSUER_SEED_FILE"); f == "" {
 		e.fail("AUTHD_NATS_ISSUER_SEED_FILE", "not set: the account nkey seed (SA…) whose public key is auth_callout.issuer; make one with: nk -gen account -pubout")
 	} else {
 		c.Issuer = readSeed(e, "AUTHD_NATS_ISSUER_SEED_FILE", f, nkeys.PrefixByteAccount)
 	}
-	if f := getenv("AUTHD_NATS_XKEY_SEED_FILE"); f != "" {
+	if f := e.getenv("AUTHD_NATS_XKEY_SEED_FILE"); f != "" {
 		c.XKey = readSeed(e, "AUTHD_NATS_XKEY_SEED_FILE", f, nkeys.PrefixByteCurve)
 	}
 	return c, errors.Join(e.errs...)
@@ -174,16 +174,18 @@ func runNATSCallout(ctx context.Context, c *cli, _ []string) error {
 	if err != nil {
 		return err
 	}
-	if err := natsCallout(ctx, cfg, ncfg, log, lifecycleLogger(c.stderr, cfg)); err != nil {
+	p, release := claimProcess(cfg)
+	defer release()
+	if err := natsCallout(ctx, cfg, ncfg, p, log, lifecycleLogger(c.stderr, cfg)); err != nil {
 		log.Error("authd nats-callout failed", "err", err)
 		return loggedError{err}
 	}
 	return nil
 }
 
-// natsCallout answers NATS auth callout requests. life logs its start and
-// stop.
-func natsCallout(ctx context.Context, cfg config, ncfg natsConfig, log, life *slog.Logger) error {
+// natsCallout answers NATS auth callout requests in process p. life logs
+// its start and stop.
+func natsCallout(ctx context.Context, cfg config, ncfg natsConfig, p process, log, life *slog.Logger) error {
 	// Listen before anything else, so that a busy port fails start-up,
 	// and the liveness probe answers while the database is awaited.
 	var (
@@ -215,7 +217,7 @@ func natsCallout(ctx context.Context, cfg config, ncfg natsConfig, log, life *sl
 	// auth_callout anyway.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	c, err := openCore(ctx, cfg, reg, log)
+	c, err := openCore(ctx, cfg, p, reg, log)
 	if err != nil {
 		if ctx.Err() != nil { // stopped while waiting for the database
 			life.Info("stopped")

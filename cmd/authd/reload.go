@@ -30,7 +30,7 @@ func watchSecrets(ctx context.Context, cfg config, tokens *token.Issuer, db *sto
 	if cfg.Secret.file != "" {
 		dirs = append(dirs, filepath.Dir(cfg.Secret.file))
 	}
-	urlFile := cfg.getenv("DATABASE_URL_FILE")
+	urlFile := cfg.DatabaseURLFile
 	if urlFile != "" {
 		dirs = append(dirs, filepath.Dir(urlFile))
 	}
@@ -62,7 +62,7 @@ func watchSecrets(ctx context.Context, cfg config, tokens *token.Issuer, db *sto
 		if urlFile == "" {
 			return
 		}
-		url, err := databaseURL(cfg.getenv)
+		url, err := readDatabaseURLFile(urlFile)
 		if err != nil || url == currentURL {
 			if err != nil {
 				log.Error("database URL reload failed; keeping the connection in use", "trigger", why, "err", err)

@@ -21,7 +21,9 @@ func runServe(ctx context.Context, c *cli, _ []string) error {
 	if err != nil {
 		return err
 	}
-	if err := serve(ctx, cfg, log, lifecycleLogger(c.stderr, cfg)); err != nil {
+	p, release := claimProcess(cfg)
+	defer release()
+	if err := serve(ctx, cfg, p, log, lifecycleLogger(c.stderr, cfg)); err != nil {
 		log.Error("authd serve failed", "err", err)
 		return loggedError{err}
 	}
@@ -58,8 +60,8 @@ func problems(err error) []string {
 	return []string{err.Error()}
 }
 
-// serve runs the HTTP server. life logs its start and stop.
-func serve(ctx context.Context, cfg config, log, life *slog.Logger) error {
+// serve runs the HTTP server in process p. life logs its start and stop.
+func serve(ctx context.Context, cfg config, p process, log, life *slog.Logger) error {
 	// Listen before anything else, so that a busy port fails start-up at
 	// once, and so that the liveness probe answers while the database is
 	// awaited.
@@ -102,7 +104,7 @@ func serve(ctx context.Context, cfg config, log, life *slog.Logger) error {
 	life.Info("authd listening", "addr", addr)
 
 	reg := prometheus.NewRegistry()
-	c, err := openCore(ctx, cfg, reg, log)
+	c, err := openCore(ctx, cfg, p, reg, log)
 	if err != nil {
 		srv.Close()
 		<-errc
