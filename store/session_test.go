@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"testing"
 	"time"
@@ -21,22 +20,9 @@ func TestLogoutReason(t *testing.T) {
 	t.Parallel()
 	db := storetest.NewDB(t)
 	ctx := context.Background()
-	hash, err := store.HashPassword("pw", 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.AddUser(ctx, "alice", hash, storetest.NewRole(t)); err != nil {
-		t.Fatal(err)
-	}
-	tok := func(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
-	start := func(h string) store.Grant {
-		t.Helper()
-		g, err := db.StartSession(ctx, "alice", tok(h), time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return g
-	}
+	storetest.AddUser(t, db, "alice", "pw")
+	tok := storetest.TokenHash
+	start := func(h string) store.Grant { return storetest.StartSession(t, db, "alice", h) }
 	// reason is the revoked_reason of the token with hash h, "" for none.
 	reason := func(h string) string {
 		t.Helper()

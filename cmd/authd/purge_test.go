@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"io"
 	"log/slog"
 	"net/http"
@@ -25,22 +24,9 @@ func TestPurge(t *testing.T) {
 	t.Parallel()
 	db := storetest.NewDB(t)
 	ctx := context.Background()
-	hash, err := store.HashPassword("pw", 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.AddUser(ctx, "alice", hash, storetest.NewRole(t)); err != nil {
-		t.Fatal(err)
-	}
-	tok := func(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
-	start := func(h string) store.Grant {
-		t.Helper()
-		g, err := db.StartSession(ctx, "alice", tok(h), time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return g
-	}
+	storetest.AddUser(t, db, "alice", "pw")
+	tok := storetest.TokenHash
+	start := func(h string) store.Grant { return storetest.StartSession(t, db, "alice", h) }
 	exec := func(sql string, args ...any) {
 		t.Helper()
 		if _, err := db.Pool().Exec(ctx, sql, args...); err != nil {

@@ -10,6 +10,7 @@ package storetest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"net/url"
@@ -211,6 +212,36 @@ func NewRole(t testing.TB) string {
 		_ = adminExec(ctx, AdminURL(), "drop role if exists "+pgx.Identifier{role}.Sanitize())
 	})
 	return role
+}
+
+// AddUser adds the user name, with a cost-4 hash of password and a new
+// role of its own, to db.
+func AddUser(t testing.TB, db *store.DB, name, password string) {
+	t.Helper()
+	hash, err := store.HashPassword(password, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddUser(context.Background(), name, hash, NewRole(t)); err != nil {
+		t.Fatalf("storetest: add user %q: %v", name, err)
+	}
+}
+
+// TokenHash is the SHA-256 under which store keeps the refresh token s.
+func TokenHash(s string) []byte {
+	h := sha256.Sum256([]byte(s))
+	return h[:]
+}
+
+// StartSession starts a session of user whose refresh token is s, for an
+// hour.
+func StartSession(t testing.TB, db *store.DB, user, s string) store.Grant {
+	t.Helper()
+	g, err := db.StartSession(context.Background(), user, TokenHash(s), time.Hour)
+	if err != nil {
+		t.Fatalf("storetest: start a session of %q: %v", user, err)
+	}
+	return g
 }
 
 // Exec runs sql on the database at url, failing t on error.
