@@ -47,12 +47,7 @@ func (k *keyedLimiter) wait(key string, now time.Time) time.Duration {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	b := k.bucketLocked(key, now)
-	tokens := b.lim.TokensAt(now)
-	if tokens >= 1 {
-		return 0
-	}
-	return time.Duration((1 - tokens) / float64(k.limit) * float64(time.Second))
+	return k.untilNextLocked(k.bucketLocked(key, now), now)
 }
 
 // take uses one event of key's allowance and reports how long to wait if
@@ -67,7 +62,16 @@ func (k *keyedLimiter) take(key string, now time.Time) time.Duration {
 	if b.lim.AllowN(now, 1) {
 		return 0
 	}
+	return k.untilNextLocked(b, now)
+}
+
+// untilNextLocked is how long until b holds a whole event again; 0 if it
+// does now.
+func (k *keyedLimiter) untilNextLocked(b *bucket, now time.Time) time.Duration {
 	tokens := b.lim.TokensAt(now)
+	if tokens >= 1 {
+		return 0
+	}
 	return time.Duration((1 - tokens) / float64(k.limit) * float64(time.Second))
 }
 
