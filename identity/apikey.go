@@ -14,67 +14,56 @@ import (
 	"authd/token"
 )
 
-// keyCache holds, per API key id, the key's row (re-read every recheck,
-// Config.APIKeyRecheck), its rate limiter and the JWT minted for it. A
-// busy key thus costs one database read per recheck and one signature per
-// token lifetime, not one of each per request.
+// keyCache is what IdentifyAPIKey remembers, so that a busy key costs one
+// database read per recheck and one signature per token lifetime, not one
+// of each per request.
 type keyCache struct {
-	recheck time.Duration
-
-	mu      sync.Mutex
-	entries map[string]*keyEntry
-	// unknown remembers ids not found, for recheck, so a flood of made-up
-	// keys costs one query per id per recheck, not one per request.
-	unknown map[string]time.Time
+	// rows holds each key's row, or the fact that no key has its id, for
+	// Config.APIKeyRecheck — or until a change notification drops it
+	// (ForgetAPIKey). Remembering unknown ids makes a flood of made-up
+	// keys cost one query per id per recheck, not one per request.
+	rows *Cache[string, keyRow]
+	// state holds each key's rate limiter and minted JWT while the key is
+	// in use; it survives row reloads, so reloading never refills a
+	// limiter, and lapses after keyIdle without a request.
+	state *Cache[string, *keyState]
 }
 
-// maxUnknown bounds the negative cache; past it, it starts over.
-const maxUnknown = 10000
+type keyRow struct {
+	key   store.APIKey
+	found bool
+}
 
-type keyEntry struct {
+type keyState struct {
 	mu        sync.Mutex
-	key       store.APIKey
-	loadedAt  time.Time
-	touchedAt time.Time
 	limiter   *rate.Limiter
 	rpm       int
+	role      string // the role token was minted for
 	token     string
 	tokenExp  time.Time
+	touchedAt time.Time
 }
 
-func (kc *keyCache) entry(id string) *keyEntry {
-	kc.mu.Lock()
-	defer kc.mu.Unlock()
-	if kc.entries == nil {
-		kc.entries = map[string]*keyEntry{}
-	}
-	e, ok := kc.entries[id]
-	if !ok {
-		e = &keyEntry{}
-		kc.entries[id] = e
-	}
-	return e
+// maxKeys bounds each of the key caches; past it, an arbitrary entry makes
+// room and is read again when next needed.
+const maxKeys = 10000
+
+// keyIdle is how long an unused key's state is kept: a limiter idle for a
+// minute has refilled its per-minute bucket anyway, so dropping it then
+// changes no answer.
+const keyIdle = time.Minute
+
+func newKeyCache(now func() time.Time) keyCache {
+	return keyCache{rows: NewCache[string, keyRow](maxKeys, now), state: NewCache[string, *keyState](maxKeys, now)}
 }
 
-// knownMissing reports whether id was looked up and not found less than
-// recheck ago.
-func (kc *keyCache) knownMissing(id string, now time.Time) bool {
-	kc.mu.Lock()
-	defer kc.mu.Unlock()
-	at, ok := kc.unknown[id]
-	return ok && now.Sub(at) < kc.recheck
-}
+// ForgetAPIKey drops what is cached about key id, so its next use reads
+// the row again: for a change notification (the auth.api_key trigger).
+func (c *Core) ForgetAPIKey(id string) { c.keys.rows.Delete(id) }
 
-// missing records that id does not exist, and drops any entry for it.
-func (kc *keyCache) missing(id string, now time.Time) {
-	kc.mu.Lock()
-	defer kc.mu.Unlock()
-	delete(kc.entries, id)
-	if kc.unknown == nil || len(kc.unknown) >= maxUnknown {
-		kc.unknown = map[string]time.Time{}
-	}
-	kc.unknown[id] = now
-}
+// ForgetAll drops every cached row, for when change notifications may
+// have been missed (the listening connection was lost).
+func (c *Core) ForgetAll() { c.keys.rows.Clear() }
 
 // IdentifyAPIKey checks an API key (X-API-Key, or a NATS client's key):
 // the identity carries a short-lived JWT for the key's role. Refusals are
@@ -87,32 +76,20 @@ func (c *Core) IdentifyAPIKey(ctx context.Context, plain string) (Identity, erro
 		return Identity{}, errInvalidAPIKey("Invalid API key")
 	}
 	now := c.cfg.Now()
-	if c.keys.knownMissing(id, now) {
-		return Identity{}, errInvalidAPIKey("Invalid API key")
-	}
-	e := c.keys.entry(id)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-
-	if now.Sub(e.loadedAt) >= c.keys.recheck {
+	row, err := c.keys.rows.Load(ctx, id, func(ctx context.Context) (keyRow, time.Time, error) {
 		k, err := c.db.APIKey(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
-			c.keys.missing(id, now)
-			return Identity{}, errInvalidAPIKey("Invalid API key")
+			return keyRow{}, now.Add(c.cfg.APIKeyRecheck), nil
 		}
-		if err != nil {
-			return Identity{}, Failure(err)
-		}
-		if k.RequestsPerMinute != e.rpm || e.limiter == nil {
-			e.limiter = rate.NewLimiter(rate.Limit(float64(k.RequestsPerMinute)/60), k.RequestsPerMinute)
-			e.rpm = k.RequestsPerMinute
-		}
-		if k.Role != e.key.Role || !k.Enabled {
-			e.token = "" // never hand out a token minted for another role
-		}
-		e.key, e.loadedAt = k, now
+		return keyRow{key: k, found: true}, now.Add(c.cfg.APIKeyRecheck), err
+	})
+	if err != nil {
+		return Identity{}, Failure(err)
 	}
-	k := e.key
+	if !row.found {
+		return Identity{}, errInvalidAPIKey("Invalid API key")
+	}
+	k := row.key
 	// The id is public; the hash is the secret part. Compare in constant
 	// time so response timing says nothing about how much of it matched.
 	if subtle.ConstantTimeCompare(k.SecretHash, hash) != 1 {
@@ -126,6 +103,19 @@ func (c *Core) IdentifyAPIKey(ctx context.Context, plain string) (Identity, erro
 	case !k.RoleExists:
 		return Identity{}, &Error{Kind: Forbidden, Code: "PT403", Message: "role \"" + k.Role + "\" does not exist"}
 	}
+	e, err := c.keys.state.Load(ctx, id, func(context.Context) (*keyState, time.Time, error) {
+		return &keyState{}, now.Add(keyIdle), nil
+	})
+	if err != nil {
+		return Identity{}, Failure(err)
+	}
+	c.keys.state.Put(id, e, now.Add(keyIdle))
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.limiter == nil || k.RequestsPerMinute != e.rpm {
+		e.limiter = rate.NewLimiter(rate.Limit(float64(k.RequestsPerMinute)/60), k.RequestsPerMinute)
+		e.rpm = k.RequestsPerMinute
+	}
 	if r := e.limiter.ReserveN(now, 1); r.DelayFrom(now) > 0 {
 		wait := r.DelayFrom(now)
 		r.CancelAt(now)
@@ -135,18 +125,19 @@ func (c *Core) IdentifyAPIKey(ctx context.Context, plain string) (Identity, erro
 			RetryAfter: retryAfter(wait),
 		}
 	}
-	if now.Sub(e.touchedAt) >= c.keys.recheck {
+	if now.Sub(e.touchedAt) >= c.cfg.APIKeyRecheck {
 		e.touchedAt = now
 		c.touchAPIKey(id)
 	}
 	// Re-mint when less than a fifth of the token's life is left, so the
-	// upstream never receives a token about to expire.
-	if e.token == "" || e.tokenExp.Sub(now) < c.cfg.APIKeyTokenTTL/5 {
+	// upstream never receives a token about to expire; never hand out a
+	// token minted for another role.
+	if e.token == "" || e.role != k.Role || e.tokenExp.Sub(now) < c.cfg.APIKeyTokenTTL/5 {
 		tok, exp, err := c.tokens.IssueFor("apikey:"+k.ID, k.Role, "", c.cfg.APIKeyTokenTTL)
 		if err != nil {
 			return Identity{}, Failure(err)
 		}
-		e.token, e.tokenExp = tok, exp
+		e.token, e.tokenExp, e.role = tok, exp, k.Role
 	}
 	return Identity{User: "apikey:" + k.ID, Role: k.Role, Token: e.token, Expires: e.tokenExp}, nil
 }

@@ -132,7 +132,8 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 		bcrypt:         newBcryptGate(cfg.BcryptSlots, cfg.LoginQueue, cfg.LoginQueueWait, cfg.BcryptNice, m),
 		failuresByUser: newKeyedLimiter(cfg.LoginFailuresPerUser, cfg.LoginFailureWindow),
 		failuresByIP:   newKeyedLimiter(cfg.LoginFailuresPerIP, cfg.LoginFailureWindow),
-		keys:           keyCache{recheck: cfg.APIKeyRecheck},
+		keys:           newKeyCache(cfg.Now),
+		verified:       newVerifiedCache(cfg.Now),
 		metrics:        m,
 	}, nil
 }
@@ -169,7 +170,7 @@ func (c *Core) IdentifyToken(raw string) (Identity, error) {
 		return Identity{}, err
 	}
 	gen := c.tokens.Generation()
-	v, ok := c.verified.get(raw, gen, c.cfg.Now())
+	v, ok := c.verified.get(raw, gen)
 	if !ok {
 		claims, err := c.tokens.Verify(raw)
 		if err != nil {

@@ -153,7 +153,7 @@ func New(auth Authority, cfg Config, log *slog.Logger) (*Service, error) {
 		account:   cfg.Account,
 		operator:  nkeys.IsValidPublicAccountKey(cfg.Account),
 		timeout:   cfg.Timeout,
-		perms:     permCache{ttl: cfg.PermissionsTTL, now: cfg.Now},
+		perms:     newPermCache(cfg.PermissionsTTL, cfg.Now),
 		metrics:   newMetrics(cfg.Metrics, inflight),
 		inflight:  inflight,
 	}, nil
