@@ -38,9 +38,9 @@ create constraint trigger ensure_api_key_role_exists
     after insert or update of role on auth.api_key
     for each row execute function auth.check_role_exists();
 
--- Cache invalidation: every authd instance caching a key may LISTEN on
--- authd_api_key and drop the key named by the payload (its id, never the
--- secret). NOTIFY is sent at commit, so a listener that reloads the key
+-- Cache invalidation: every authd instance (serve, nats-callout) LISTENs
+-- on authd_api_key and drops the key named by the payload (its id, never
+-- the secret) from its cache. NOTIFY is sent at commit, so a listener that reloads the key
 -- sees the new row.
 create function auth.notify_api_key_change() returns trigger
 language plpgsql as $fn$
@@ -55,8 +55,8 @@ create trigger api_key_deleted
     for each row execute function auth.notify_api_key_change();
 
 -- Only changes that decide whether or as whom a key passes notify:
--- last_used_at is written in batches for every busy key, and waking every
--- instance for it would empty their caches all the time.
+-- last_used_at is written about once a second for every busy key, and
+-- waking every instance for it would empty their caches all the time.
 create trigger api_key_changed
     after update on auth.api_key
     for each row

@@ -52,8 +52,8 @@ create constraint trigger ensure_nats_role_role_exists
     after insert or update of role on auth.nats_role
     for each row execute function auth.check_role_exists();
 
--- Cache invalidation, as for API keys: a callout caching a role's
--- permissions may LISTEN on authd_nats and drop the role named by the
+-- Cache invalidation, as for API keys: nats-callout caches a role's
+-- permissions, LISTENs on authd_nats and drops the role named by the
 -- payload. Sent at commit; one notification per role and transaction.
 create function auth.notify_nats_change() returns trigger
 language plpgsql as $fn$

@@ -47,7 +47,11 @@ type config struct {
 	LoginFailuresPerUser int
 	LoginFailuresPerIP   int
 	APIKeyTokenTTL       time.Duration
-	LoginQueueWait       time.Duration
+	// CacheRecheck bounds how long a cached API key row or a role's NATS
+	// permissions are used without a re-read, when no change
+	// notification arrives (store.Listen).
+	CacheRecheck   time.Duration
+	LoginQueueWait time.Duration
 	// BcryptSlots and LoginQueue are 0 for their defaults
 	// (identity.DefaultBcryptSlots, identity.DefaultLoginQueue).
 	BcryptSlots int
@@ -241,6 +245,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LoginFailuresPerIP:   e.count("AUTHD_LOGIN_FAILURES_PER_IP", 60),
 		APIKeyTokenTTL:       e.duration("AUTHD_APIKEY_TOKEN_TTL", identity.DefaultAPIKeyTokenTTL),
 		LoginQueueWait:       e.duration("AUTHD_LOGIN_QUEUE_WAIT", identity.DefaultLoginQueueWait),
+		CacheRecheck:         e.duration("AUTHD_CACHE_RECHECK", time.Second),
 		BcryptSlots:          e.count("AUTHD_BCRYPT_SLOTS", 0),
 		LoginQueue:           e.count("AUTHD_LOGIN_QUEUE", 0),
 		BcryptNice:           e.count("AUTHD_BCRYPT_NICE", 10),
@@ -250,6 +255,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.BcryptNice > 19 {
 		e.fail("AUTHD_BCRYPT_NICE", "want 0 (normal priority) to 19 (lowest), got %d", c.BcryptNice)
+	}
+	if c.CacheRecheck <= 0 {
+		e.fail("AUTHD_CACHE_RECHECK", "must be positive, got %s", c.CacheRecheck)
 	}
 	if c.APIKeyTokenTTL < time.Minute {
 		e.fail("AUTHD_APIKEY_TOKEN_TTL", "must be at least 1m, got %s", c.APIKeyTokenTTL)
@@ -416,7 +424,7 @@ func knownVars() []string {
 		"AUTHD_ADDR", "AUTHD_ACCESS_TTL", "AUTHD_REFRESH_TTL", "AUTHD_REFRESH_REUSE_GRACE",
 		"AUTHD_SIGNING_KEYS_DIR", "AUTHD_JWT_ISS", "AUTHD_JWT_AUD", "AUTHD_JWT_ROLE_PATH",
 		"AUTHD_BCRYPT_COST", "AUTHD_BCRYPT_SLOTS", "AUTHD_BCRYPT_NICE", "AUTHD_LOGIN_QUEUE", "AUTHD_LOGIN_QUEUE_WAIT",
-		"AUTHD_LOGIN_FAILURES_PER_USER", "AUTHD_LOGIN_FAILURES_PER_IP", "AUTHD_APIKEY_TOKEN_TTL",
+		"AUTHD_LOGIN_FAILURES_PER_USER", "AUTHD_LOGIN_FAILURES_PER_IP", "AUTHD_APIKEY_TOKEN_TTL", "AUTHD_CACHE_RECHECK",
 		"AUTHD_COOKIE_SECURE", "AUTHD_COOKIE_SAMESITE", "AUTHD_REFRESH_COOKIE_SAMESITE", "AUTHD_COOKIE_DOMAIN",
 		"AUTHD_LOG_LEVEL", "AUTHD_LOG_FORMAT", "AUTHD_SHUTDOWN_GRACE",
 		"AUTHD_STATEMENT_TIMEOUT", "AUTHD_PURGE_INTERVAL", "AUTHD_DB_WAIT",

@@ -230,10 +230,16 @@ func natsCallout(ctx context.Context, cfg config, ncfg natsConfig, p process, lo
 	reg.MustRegister(db.Collector())
 	svc, err := natsauth.New(authority{c.ident, db}, natsauth.Config{
 		Issuer: ncfg.Issuer, XKey: ncfg.XKey, Account: ncfg.Account, Metrics: reg,
+		PermissionsTTL: cfg.CacheRecheck,
 	}, log)
 	if err != nil {
 		return err
 	}
+	changes := newChangeListener(db, map[string]func(string){
+		store.ChannelAPIKey: c.ident.ForgetAPIKey,
+		store.ChannelNATS:   svc.ForgetRole,
+	}, func() { c.ident.ForgetAll(); svc.ForgetAll() }, reg, log)
+	c.goJob(changes.run)
 
 	opts, err := ncfg.options()
 	if err != nil {

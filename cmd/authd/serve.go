@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"authd/server"
+	"authd/store"
 )
 
 func runServe(ctx context.Context, c *cli, _ []string) error {
@@ -124,6 +125,10 @@ func serve(ctx context.Context, cfg config, p process, log, life *slog.Logger) e
 		Metrics:    reg,
 	}, c.ident, c.db, c.tokens, log)
 	api.set(h)
+	changes := newChangeListener(c.db, map[string]func(string){
+		store.ChannelAPIKey: c.ident.ForgetAPIKey,
+	}, c.ident.ForgetAll, reg, log)
+	c.goJob(changes.run)
 	purge := newPurgeJob(c.db, reg, log)
 	if cfg.PurgeInterval > 0 {
 		c.goJob(func(ctx context.Context) { purge.run(ctx, cfg.PurgeInterval) })
