@@ -71,8 +71,7 @@ func TestChangesReachEveryInstance(t *testing.T) {
 	t.Parallel()
 	url := storetest.NewURL(t)
 	env := baseEnv(url)
-	_, id := keyFrom(t, mustRun(t, env, "", "apikey", "create", "--plan", newPlan(t, url, storetest.NewRole(t), 600, "")))
-	plain, _ := keyFrom(t, mustRun(t, env, "", "apikey", "rotate", id))
+	plain, id := keyFrom(t, mustRun(t, env, "", "apikey", "create", "--plan", newPlan(t, url, storetest.NewRole(t), 600, "")))
 
 	bin := goBuild(t, "authd", ".")
 	env["AUTHD_ADDR"] = "127.0.0.1:0"
@@ -181,8 +180,7 @@ func TestListenerSurvivesALostConnection(t *testing.T) {
 	t.Parallel()
 	url := storetest.NewURL(t)
 	env := baseEnv(url)
-	_, id := keyFrom(t, mustRun(t, env, "", "apikey", "create", "--plan", newPlan(t, url, storetest.NewRole(t), 600, "")))
-	plain, _ := keyFrom(t, mustRun(t, env, "", "apikey", "rotate", id))
+	plain, id := keyFrom(t, mustRun(t, env, "", "apikey", "create", "--plan", newPlan(t, url, storetest.NewRole(t), 600, "")))
 	s := startServer(t, url, map[string]string{"AUTHD_CACHE_RECHECK": "1h"})
 	if got := verifyKey(t, s.base, plain); got != http.StatusOK {
 		t.Fatalf("key: %d, want 200", got)
