@@ -84,8 +84,10 @@ type Core struct {
 	// of logins is shed instead of starving everything else of CPU.
 	bcrypt *bcryptGate
 
-	failuresByUser *keyedLimiter
-	failuresByIP   *keyedLimiter
+	// failuresByClient limits failed logins per client address in this
+	// process; the per-username limit is shared by every instance through
+	// the database (store.ReserveLoginFailure).
+	failuresByClient *clientLimiter
 
 	keys     keyCache
 	verified verifiedCache
@@ -129,12 +131,11 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 	m := newMetrics(cfg.Metrics, cfg.Now)
 	return &Core{
 		cfg: cfg, db: db, tokens: tokens, log: log, dummyHash: dummy,
-		bcrypt:         newBcryptGate(cfg.BcryptSlots, cfg.LoginQueue, cfg.LoginQueueWait, cfg.BcryptNice, m),
-		failuresByUser: newKeyedLimiter(cfg.LoginFailuresPerUser, cfg.LoginFailureWindow),
-		failuresByIP:   newKeyedLimiter(cfg.LoginFailuresPerIP, cfg.LoginFailureWindow),
-		keys:           newKeyCache(cfg.Now),
-		verified:       newVerifiedCache(cfg.Now),
-		metrics:        m,
+		bcrypt:           newBcryptGate(cfg.BcryptSlots, cfg.LoginQueue, cfg.LoginQueueWait, cfg.BcryptNice, m),
+		failuresByClient: newClientLimiter(cfg.LoginFailuresPerIP, cfg.LoginFailureWindow, cfg.Now),
+		keys:             newKeyCache(cfg.Now),
+		verified:         newVerifiedCache(cfg.Now),
+		metrics:          m,
 	}, nil
 }
 
@@ -211,11 +212,25 @@ func (c *Core) IdentifyPassword(ctx context.Context, username, password, client 
 // Its errors are *Error.
 func (c *Core) CheckPassword(ctx context.Context, username, password, client string) (u store.User, err error) {
 	defer func() { c.metrics.loginResult(err) }()
-	// Brute-force protection: refuse before any bcrypt work when this
-	// username or this client has failed too often. Only failures count,
-	// so a user who knows their password is never slowed.
+	// Brute-force protection, before any bcrypt work: each attempt counts
+	// as a failure of this client and of this username in advance, and
+	// gets it back if the password is right — so a user who knows their
+	// password is never slowed, and a concurrent burst of guesses gets no
+	// more compares than a sequential one.
 	now := c.cfg.Now()
-	if d := max(c.failuresByUser.wait(username, now), c.failuresByIP.wait(client, now)); d > 0 {
+	clean := c.failuresByClient.clean(client, now)
+	byClient, d := c.failuresByClient.reserve(client, now)
+	if d > 0 {
+		return store.User{}, errTooManyLogins(d)
+	}
+	byUser, d, err := c.reserveUserFailure(ctx, username, clean, now)
+	if err != nil || d > 0 {
+		if byClient != nil {
+			byClient.CancelAt(now) // no attempt was made
+		}
+		if err != nil {
+			return store.User{}, Failure(err)
+		}
 		return store.User{}, errTooManyLogins(d)
 	}
 	u, err = c.db.User(ctx, username)
@@ -234,10 +249,16 @@ func (c *Core) CheckPassword(ctx context.Context, username, password, client str
 		return store.User{}, err
 	}
 	if !ok || !found {
-		now := c.cfg.Now()
-		c.failuresByUser.take(username, now)
-		c.failuresByIP.take(client, now)
-		return store.User{}, errInvalidLogin()
+		return store.User{}, errInvalidLogin() // the reserved failures stand
+	}
+	if byClient != nil {
+		byClient.CancelAt(now)
+	}
+	if byUser != nil {
+		if err := c.db.ReleaseLoginFailure(ctx, username, *byUser, c.cfg.Now()); err != nil {
+			// The user is in; the failure drains with the others.
+			c.log.WarnContext(ctx, "return a reserved login failure", "user", username, "err", err)
+		}
 	}
 	if !u.RoleExists {
 		return store.User{}, RoleMissing(u.Role)
@@ -246,6 +267,29 @@ func (c *Core) CheckPassword(ctx context.Context, username, password, client str
 		c.upgradeHash(ctx, u, password)
 	}
 	return u, nil
+}
+
+// reserveUserFailure counts a failure of username in advance in the
+// database, shared by every authd instance (nil throttle: no limit). The
+// limit is LoginFailuresPerUser a window for clients that failed lately,
+// and twice that for a client that has not (clean): a guesser who locked
+// a username out from a few addresses does not lock out its owner logging
+// in from elsewhere, unless the guesser also spends as many fresh
+// addresses. Either way the lockout drains at the limit's rate.
+func (c *Core) reserveUserFailure(ctx context.Context, username string, clean bool, now time.Time) (*store.LoginThrottle, time.Duration, error) {
+	n := c.cfg.LoginFailuresPerUser
+	if n <= 0 {
+		return nil, 0, nil
+	}
+	t := store.LoginThrottle{Limit: float64(n), PerSecond: float64(n) / c.cfg.LoginFailureWindow.Seconds()}
+	if clean {
+		t.Limit *= 2
+	}
+	d, err := c.db.ReserveLoginFailure(ctx, username, t, now)
+	if err != nil || d > 0 {
+		return nil, d, err
+	}
+	return &t, 0, nil
 }
 
 // upgradeHash re-hashes a password stored below the configured cost (such

@@ -1,104 +1,72 @@
 package identity
 
 import (
+	"context"
 	"math"
-	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 )
 
-// keyedLimiter is a token bucket per key (a username, an IP, an API key),
-// from golang.org/x/time/rate. Buckets idle for longer than it takes them to
-// refill are forgotten, so memory stays bounded by the keys active in the
-// last few minutes.
-type keyedLimiter struct {
-	limit rate.Limit
-	burst int
-
-	mu        sync.Mutex
-	buckets   map[string]*bucket
-	lastSweep time.Time
+// clientLimiter is a token bucket of failed logins per client address, in
+// this process (golang.org/x/time/rate): n per window, all at once at
+// most. A bucket lapses once it has had time to refill, so forgetting it
+// changes no answer; the buckets are held in a bounded Cache, so a flood
+// of addresses costs at most maxClients buckets, and nothing scans them.
+type clientLimiter struct {
+	limit   rate.Limit
+	burst   int
+	refill  time.Duration
+	buckets *Cache[string, *rate.Limiter]
 }
 
-type bucket struct {
-	lim  *rate.Limiter
-	seen time.Time
-}
+// maxClients bounds the client buckets: about 200 bytes each.
+const maxClients = 100_000
 
-// newKeyedLimiter allows n events per key per window, all of them at once
-// at most. n <= 0 means no limit (nil limiter).
-func newKeyedLimiter(n int, window time.Duration) *keyedLimiter {
+// newClientLimiter allows n failures per client per window; n <= 0 means
+// no limit (nil limiter).
+func newClientLimiter(n int, window time.Duration, now func() time.Time) *clientLimiter {
 	if n <= 0 {
 		return nil
 	}
-	return &keyedLimiter{
+	return &clientLimiter{
 		limit:   rate.Limit(float64(n) / window.Seconds()),
 		burst:   n,
-		buckets: map[string]*bucket{},
+		refill:  window,
+		buckets: NewCache[string, *rate.Limiter](maxClients, now),
 	}
 }
 
-// wait returns how long key must wait before its next event is allowed;
-// 0 means now. It does not use the event up (see take).
-func (k *keyedLimiter) wait(key string, now time.Time) time.Duration {
-	if k == nil {
-		return 0
+// clean reports whether client has no failure left to drain: it has not
+// failed within the last window, as far as this process knows. Without a
+// per-client limit nothing is known, and no client is clean.
+func (l *clientLimiter) clean(client string, now time.Time) bool {
+	if l == nil {
+		return false
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.untilNextLocked(k.bucketLocked(key, now), now)
+	b, ok := l.buckets.Get(client)
+	return !ok || b.TokensAt(now) >= float64(l.burst)
 }
 
-// take uses one event of key's allowance and reports how long to wait if
-// there was none left.
-func (k *keyedLimiter) take(key string, now time.Time) time.Duration {
-	if k == nil {
-		return 0
+// reserve counts one failure for client in advance, before the password
+// compare, so that a concurrent burst cannot pass a check made before any
+// of its failures counted. It returns the reservation to cancel if the
+// login succeeds, or how long to wait when client has none left.
+func (l *clientLimiter) reserve(client string, now time.Time) (*rate.Reservation, time.Duration) {
+	if l == nil {
+		return nil, 0
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	b := k.bucketLocked(key, now)
-	if b.lim.AllowN(now, 1) {
-		return 0
+	b, _ := l.buckets.Load(context.Background(), client, func(context.Context) (*rate.Limiter, time.Time, error) {
+		return rate.NewLimiter(l.limit, l.burst), now.Add(l.refill), nil
+	})
+	r := b.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return nil, d
 	}
-	return k.untilNextLocked(b, now)
-}
-
-// untilNextLocked is how long until b holds a whole event again; 0 if it
-// does now.
-func (k *keyedLimiter) untilNextLocked(b *bucket, now time.Time) time.Duration {
-	tokens := b.lim.TokensAt(now)
-	if tokens >= 1 {
-		return 0
-	}
-	return time.Duration((1 - tokens) / float64(k.limit) * float64(time.Second))
-}
-
-func (k *keyedLimiter) bucketLocked(key string, now time.Time) *bucket {
-	k.sweepLocked(now)
-	b, ok := k.buckets[key]
-	if !ok {
-		b = &bucket{lim: rate.NewLimiter(k.limit, k.burst)}
-		k.buckets[key] = b
-	}
-	b.seen = now
-	return b
-}
-
-// sweepLocked drops buckets that have been idle long enough to be full
-// again: forgetting them changes nothing.
-func (k *keyedLimiter) sweepLocked(now time.Time) {
-	refill := time.Duration(float64(k.burst) / float64(k.limit) * float64(time.Second))
-	if now.Sub(k.lastSweep) < refill {
-		return
-	}
-	k.lastSweep = now
-	for key, b := range k.buckets {
-		if now.Sub(b.seen) > refill {
-			delete(k.buckets, key)
-		}
-	}
+	// Kept until it has had time to refill from this failure on.
+	l.buckets.Put(client, b, now.Add(l.refill))
+	return r, 0
 }
 
 // retryAfter is a Retry-After value: whole seconds, at least 1.

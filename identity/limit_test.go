@@ -1,89 +1,80 @@
 package identity
 
 import (
+	"strconv"
 	"testing"
 	"testing/synctest"
 	"time"
 )
 
-// TestKeyedLimiter: n events per key per window, all at once at most; a
-// key that used them waits for the bucket to refill, others do not wait;
-// buckets idle for a whole window are forgotten. Timed by a synctest
-// bubble's clock.
-func TestKeyedLimiter(t *testing.T) {
+// TestClientLimiter: n failures per client per window, all at once at
+// most; a client that used them waits for the bucket to refill, others do
+// not wait; a reservation cancelled (the login succeeded) gives its
+// failure back. Timed by a synctest bubble's clock.
+func TestClientLimiter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newKeyedLimiter(3, time.Minute) // refills one per 20 s
+		l := newClientLimiter(3, time.Minute, nil) // refills one per 20 s
+		if !l.clean("alice", time.Now()) {
+			t.Error("a client never seen is not clean")
+		}
+		r, _ := l.reserve("alice", time.Now())
+		r.CancelAt(time.Now()) // a success
+		if !l.clean("alice", time.Now()) {
+			t.Error("a client whose only attempt succeeded is not clean")
+		}
 		for i := range 3 {
-			if d := l.wait("alice", time.Now()); d != 0 {
-				t.Errorf("before failure %d: wait %s, want none", i+1, d)
-			}
-			if d := l.take("alice", time.Now()); d != 0 {
+			if _, d := l.reserve("alice", time.Now()); d != 0 {
 				t.Errorf("failure %d: wait %s, want none", i+1, d)
 			}
 		}
-		d := l.wait("alice", time.Now())
+		if l.clean("alice", time.Now()) {
+			t.Error("a client that failed is clean")
+		}
+		_, d := l.reserve("alice", time.Now())
 		if d <= 0 || retryAfter(d) != 20 {
 			t.Errorf("after 3 failures: wait %s (Retry-After %d), want 20 s", d, retryAfter(d))
 		}
-		if d := l.take("alice", time.Now()); retryAfter(d) != 20 {
-			t.Errorf("a 4th failure: wait %s, want 20 s (it is not counted)", d)
+		if _, d := l.reserve("alice", time.Now()); retryAfter(d) != 20 {
+			t.Errorf("a refused attempt was counted: wait %s, want 20 s", d)
 		}
-		if d := l.wait("bob", time.Now()); d != 0 {
-			t.Errorf("another key: wait %s, want none", d)
+		if _, d := l.reserve("bob", time.Now()); d != 0 {
+			t.Errorf("another client: wait %s, want none", d)
 		}
-		time.Sleep(20*time.Second - time.Millisecond)
-		if d := l.wait("alice", time.Now()); d <= 0 || d > time.Millisecond+time.Microsecond {
-			t.Errorf("1 ms before the refill: wait %s, want 1 ms", d)
-		}
-		time.Sleep(time.Millisecond)
-		if d := l.wait("alice", time.Now()); d != 0 {
+		time.Sleep(20 * time.Second)
+		if _, d := l.reserve("alice", time.Now()); d != 0 {
 			t.Errorf("one refilled: wait %s, want none", d)
 		}
-		if d := l.take("alice", time.Now()); d != 0 {
-			t.Errorf("the refilled one: wait %s, want none", d)
-		}
-		if d := l.wait("alice", time.Now()); d <= 0 {
+		if _, d := l.reserve("alice", time.Now()); d <= 0 {
 			t.Errorf("the refilled one used: wait %s, want some", d)
 		}
-
-		// A full window of idleness refills every bucket: forgotten.
-		time.Sleep(time.Minute + time.Second)
-		l.wait("carol", time.Now())
-		l.mu.Lock()
-		n := len(l.buckets)
-		l.mu.Unlock()
-		if n != 1 {
-			t.Errorf("%d buckets after a minute of idleness, want carol's alone", n)
-		}
-		if d := l.wait("alice", time.Now()); d != 0 {
-			t.Errorf("after a minute of idleness: wait %s, want none", d)
+		time.Sleep(time.Minute)
+		if !l.clean("alice", time.Now()) {
+			t.Error("a minute after its last failure, the client is not clean")
 		}
 	})
 }
 
-func TestKeyedLimiterWindow(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		l := newKeyedLimiter(2, 10*time.Second) // one per 5 s
-		l.take("k", time.Now())
-		l.take("k", time.Now())
-		if d := l.wait("k", time.Now()); retryAfter(d) != 5 {
-			t.Errorf("2 per 10 s used: wait %s, want 5 s", d)
-		}
-		time.Sleep(5 * time.Second)
-		if d := l.wait("k", time.Now()); d != 0 {
-			t.Errorf("after 5 s: wait %s, want none", d)
-		}
-	})
+// TestClientLimiterMemoryIsBounded: a flood from more addresses than the
+// limiter keeps holds maxClients buckets, not one per address.
+func TestClientLimiterMemoryIsBounded(t *testing.T) {
+	l := newClientLimiter(3, time.Minute, nil)
+	now := time.Now()
+	for i := range maxClients + 5000 {
+		l.reserve(strconv.Itoa(i), now)
+	}
+	if n := l.buckets.Len(); n != maxClients {
+		t.Errorf("%d buckets, want %d", n, maxClients)
+	}
 }
 
-func TestKeyedLimiterOff(t *testing.T) {
-	var l *keyedLimiter = newKeyedLimiter(0, time.Minute)
+func TestClientLimiterOff(t *testing.T) {
+	l := newClientLimiter(0, time.Minute, nil)
 	for range 100 {
-		if d := l.take("k", time.Now()); d != 0 {
+		if _, d := l.reserve("k", time.Now()); d != 0 {
 			t.Fatalf("no limit: wait %s", d)
 		}
 	}
-	if d := l.wait("k", time.Now()); d != 0 {
-		t.Errorf("no limit: wait %s", d)
+	if l.clean("k", time.Now()) {
+		t.Error("no limit, so nothing known of the client: clean")
 	}
 }

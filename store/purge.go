@@ -5,11 +5,12 @@ import (
 )
 
 // Purged counts what one PurgeBatch removed.
-type Purged struct{ Sessions, Tokens int64 }
+type Purged struct{ Sessions, Tokens, Throttles int64 }
 
 // PurgeBatch deletes at most batch dead sessions (revoked over an hour
 // ago, or with no unexpired refresh token left; their tokens go with them)
-// and at most batch expired refresh tokens of live sessions. Rows another
+// at most batch expired refresh tokens of live sessions, and at most batch
+// drained login throttle buckets (auth.login_throttle). Rows another
 // instance is purging are skipped (skip locked), so several authd
 // processes can run it at once. Spent but unexpired tokens stay: they are
 // what recognises a replayed token.
@@ -41,5 +42,17 @@ func (db *DB) PurgeBatch(ctx context.Context, batch int) (Purged, error) {
 		return p, wrapf(err, "purge refresh tokens")
 	}
 	p.Tokens = tag.RowsAffected()
+	tag, err = db.p().Exec(ctx, `
+		with drained as (
+		    select key from auth.login_throttle
+		     where empty_at < now()
+		     limit $1
+		       for update skip locked
+		)
+		delete from auth.login_throttle t using drained where t.key = drained.key`, batch)
+	if err != nil {
+		return p, wrapf(err, "purge login throttle buckets")
+	}
+	p.Throttles = tag.RowsAffected()
 	return p, nil
 }

@@ -30,11 +30,12 @@ func newPurgeJob(db *store.DB, reg *prometheus.Registry, log *slog.Logger) *purg
 		db:  db,
 		log: log,
 		purged: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "authd_purged_total", Help: "Dead sessions and expired refresh tokens deleted by the purge job.",
+			Name: "authd_purged_total", Help: "Dead sessions, expired refresh tokens and drained login throttle buckets deleted by the purge job.",
 		}, []string{"kind"}),
 	}
 	j.purged.WithLabelValues("session")
 	j.purged.WithLabelValues("refresh_token")
+	j.purged.WithLabelValues("login_throttle")
 	reg.MustRegister(j.purged)
 	return j
 }
@@ -66,8 +67,9 @@ func (j *purgeJob) once(ctx context.Context) {
 		}
 		j.purged.WithLabelValues("session").Add(float64(p.Sessions))
 		j.purged.WithLabelValues("refresh_token").Add(float64(p.Tokens))
-		total += p.Sessions + p.Tokens
-		if p.Sessions < purgeBatch && p.Tokens < purgeBatch {
+		j.purged.WithLabelValues("login_throttle").Add(float64(p.Throttles))
+		total += p.Sessions + p.Tokens + p.Throttles
+		if p.Sessions < purgeBatch && p.Tokens < purgeBatch && p.Throttles < purgeBatch {
 			break
 		}
 	}

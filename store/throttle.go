@@ -1,0 +1,74 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"time"
+)
+
+// LoginThrottle is the shared per-username limit on failed logins: at
+// most Limit unreturned failures, draining at PerSecond.
+type LoginThrottle struct {
+	Limit     float64
+	PerSecond float64
+}
+
+// ReserveLoginFailure counts one failed login for username in advance, at
+// now, unless that would exceed t.Limit; then it counts nothing and says
+// how long until one would fit (wait > 0). The check and the count are one
+// statement: of a concurrent burst, exactly as many as fit get through.
+// ReleaseLoginFailure gives the reservation back when the login succeeds.
+func (db *DB) ReserveLoginFailure(ctx context.Context, username string, t LoginThrottle, now time.Time) (wait time.Duration, err error) {
+	var (
+		reserved bool
+		current  float64
+	)
+	err = db.p().QueryRow(ctx, `
+		with cur as (
+		    select greatest(failures - extract(epoch from $4::timestamptz - at) * $3, 0) as n
+		      from auth.login_throttle where key = $1
+		), up as (
+		    insert into auth.login_throttle as t (key, failures, at, empty_at)
+		    values ($1, 1, $4, $4 + make_interval(secs => 1 / $3))
+		    on conflict (key) do update
+		       set failures = excluded.failures + greatest(t.failures - extract(epoch from $4 - t.at) * $3, 0),
+		           at = $4,
+		           empty_at = $4 + make_interval(secs => (1 + greatest(t.failures - extract(epoch from $4 - t.at) * $3, 0)) / $3)
+		     where greatest(t.failures - extract(epoch from $4 - t.at) * $3, 0) + 1 <= $2
+		    returning 1
+		)
+		select exists (select from up), coalesce((select n from cur), 0)`,
+		usernameKey(username), t.Limit, t.PerSecond, now).Scan(&reserved, &current)
+	if err != nil {
+		return 0, wrapf(err, "reserve a login attempt")
+	}
+	if reserved {
+		return 0, nil
+	}
+	// Until the bucket has drained to Limit - 1. current is as of the
+	// statement's snapshot, which may predate the reservations that
+	// filled the bucket: never say 0 (go ahead) for a refusal.
+	wait = time.Duration((current + 1 - t.Limit) / t.PerSecond * float64(time.Second))
+	return max(wait, time.Millisecond), nil
+}
+
+// ReleaseLoginFailure returns the failure ReserveLoginFailure counted for
+// username: the login it was reserved for succeeded.
+func (db *DB) ReleaseLoginFailure(ctx context.Context, username string, t LoginThrottle, now time.Time) error {
+	_, err := db.p().Exec(ctx, `
+		update auth.login_throttle
+		   set failures = greatest(failures - extract(epoch from $3::timestamptz - at) * $2 - 1, 0),
+		       at = $3,
+		       empty_at = $3 + make_interval(secs => greatest(failures - extract(epoch from $3::timestamptz - at) * $2 - 1, 0) / $2)
+		 where key = $1`, usernameKey(username), t.PerSecond, now)
+	if err != nil {
+		return wrapf(err, "release a login attempt")
+	}
+	return nil
+}
+
+// usernameKey is the throttle's key for username: its SHA-256.
+func usernameKey(username string) []byte {
+	k := sha256.Sum256([]byte(username))
+	return k[:]
+}

@@ -1,0 +1,89 @@
+package store_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"authd/store"
+	"authd/store/storetest"
+)
+
+// TestReserveLoginFailureHoldsUnderConcurrency: of a burst of concurrent
+// reservations, exactly the limit's worth succeed, whichever instance's
+// clock each carries (up to 60 ms apart); every other one is told to wait.
+func TestReserveLoginFailureHoldsUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	db := storetest.NewDB(t)
+	ctx := context.Background()
+	th := store.LoginThrottle{Limit: 10, PerSecond: 10.0 / 60}
+	for round := range 5 {
+		now := time.Now()
+		var reserved atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 60 {
+			wg.Go(func() {
+				d, err := db.ReserveLoginFailure(ctx, "alice", th, now.Add(time.Duration(i%7)*10*time.Millisecond))
+				if err != nil {
+					t.Error(err)
+				}
+				if d < 0 {
+					t.Errorf("wait %s", d)
+				}
+				if d == 0 {
+					reserved.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if n := reserved.Load(); n != 10 {
+			t.Errorf("round %d: %d of 60 concurrent reservations succeeded, want 10", round, n)
+		}
+		if _, err := db.Pool().Exec(ctx, `delete from auth.login_throttle`); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestLoginFailuresDrainAndRelease: a refusal says how long until the
+// next attempt fits; a released reservation is given back; a drained
+// bucket is purged.
+func TestLoginFailuresDrainAndRelease(t *testing.T) {
+	t.Parallel()
+	db := storetest.NewDB(t)
+	ctx := context.Background()
+	th := store.LoginThrottle{Limit: 2, PerSecond: 2.0 / 60} // one per 30 s
+	now := time.Now().Add(-time.Hour)
+	reserve := func(at time.Time) time.Duration {
+		t.Helper()
+		d, err := db.ReserveLoginFailure(ctx, "bob", th, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	reserve(now)
+	reserve(now)
+	if d := reserve(now); d != 30*time.Second {
+		t.Errorf("third attempt: wait %s, want 30s", d)
+	}
+	if d := reserve(now.Add(10 * time.Second)); d != 20*time.Second {
+		t.Errorf("10 s later: wait %s, want 20s", d)
+	}
+	if err := db.ReleaseLoginFailure(ctx, "bob", th, now.Add(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if d := reserve(now.Add(10 * time.Second)); d != 0 {
+		t.Errorf("after a release: wait %s, want none", d)
+	}
+	// The bucket drained within a minute of now, an hour ago.
+	p, err := db.PurgeBatch(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Throttles != 1 {
+		t.Errorf("purged %d throttle buckets, want 1", p.Throttles)
+	}
+}
