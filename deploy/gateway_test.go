@@ -8,7 +8,6 @@ package deploy_test
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/cookiejar"
@@ -23,9 +22,7 @@ import (
 	"testing"
 	"time"
 
-	kjson "sigs.k8s.io/json"
-	"sigs.k8s.io/yaml"
-
+	"authd/deploy/strictyaml"
 	"authd/store/storetest"
 )
 
@@ -492,7 +489,7 @@ func walk(v any, f func(map[string]any)) {
 // The part of Traefik's file-provider schema the configs use. Decoding is
 // strict: a misspelt or misplaced key fails the test instead of being
 // ignored, as Traefik itself would ignore it. The YAML is decoded as JSON
-// (sigs.k8s.io/yaml), hence the json tags.
+// (package strictyaml), hence the json tags.
 type traefikDynamic struct {
 	HTTP struct {
 		Routers     map[string]traefikRouter     `json:"routers"`
@@ -551,17 +548,9 @@ func decodeStrict(t *testing.T, path string, v any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, err := yaml.YAMLToJSONStrict(data) // a duplicate key is an error
-	if err != nil {
+	// A duplicate key is an error, and "Rule:" is not "rule:".
+	if err := strictyaml.Unmarshal(data, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
-	}
-	// Case-sensitive, unlike encoding/json: "Rule:" is not "rule:".
-	strict, err := kjson.UnmarshalStrict(js, v, kjson.DisallowUnknownFields)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	if len(strict) > 0 {
-		t.Fatalf("%s: %v", path, errors.Join(strict...))
 	}
 }
 

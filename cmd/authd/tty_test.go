@@ -1,14 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
 	"authd/store"
@@ -22,7 +23,7 @@ func TestUserAddPromptsWithoutEcho(t *testing.T) {
 	t.Parallel()
 	url := storetest.NewURL(t)
 	role := storetest.NewRole(t)
-	master, tty, err := pty.Open()
+	master, tty, err := openPTY()
 	if err != nil {
 		t.Fatalf("open pty: %v", err)
 	}
@@ -75,6 +76,46 @@ func TestUserAddPromptsWithoutEcho(t *testing.T) {
 	if !store.CheckPassword(passwordHash(t, url, "carol"), password) {
 		t.Error("the stored hash does not match the typed password")
 	}
+}
+
+// openPTY opens a new pseudo-terminal as posix_openpt, unlockpt and
+// ptsname do on Linux: master is the side a terminal emulator holds, tty
+// the terminal a program reads from.
+func openPTY() (master, tty *os.File, err error) {
+	master, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			master.Close()
+		}
+	}()
+	// Through the raw connection, not Fd(), which would make reads of
+	// master blocking and so not ended by Close.
+	conn, err := master.SyscallConn()
+	if err != nil {
+		return nil, nil, err
+	}
+	var n uint32
+	var ioctlErr error
+	err = conn.Control(func(fd uintptr) {
+		if ioctlErr = unix.IoctlSetPointerInt(int(fd), unix.TIOCSPTLCK, 0); ioctlErr != nil {
+			ioctlErr = fmt.Errorf("unlock: %w", ioctlErr)
+			return
+		}
+		if n, ioctlErr = unix.IoctlGetUint32(int(fd), unix.TIOCGPTN); ioctlErr != nil {
+			ioctlErr = fmt.Errorf("get the terminal's number: %w", ioctlErr)
+		}
+	})
+	if err = cmp.Or(err, ioctlErr); err != nil {
+		return nil, nil, err
+	}
+	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return master, tty, nil
 }
 
 func echoOn(t *testing.T, tty *os.File) bool {

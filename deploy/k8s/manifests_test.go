@@ -1,16 +1,19 @@
 package k8s_test
 
 // The Kubernetes manifests in this directory, checked without a cluster:
-// every document is decoded strictly into its Kubernetes API type (an
-// unknown or misspelt field, or a duplicate key, fails), and then the
-// wiring between them is checked: labels and selectors, ports and probes,
-// the security context, and that every file authd is told to read lies in
-// a mounted Secret that has that key. No database, no network.
+// every document is decoded strictly into the part of its Kubernetes API
+// type the manifests use (api_test.go; an unknown or misspelt field, or a
+// duplicate key, fails), and then the wiring between them is checked:
+// labels and selectors, ports and probes, the security context, and that
+// every file authd is told to read lies in a mounted Secret that has that
+// key. No database, no network.
 
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -20,14 +23,9 @@ import (
 	"strings"
 	"testing"
 
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
-	policyv1 "k8s.io/api/policy/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
+
+	"authd/deploy/strictyaml"
 )
 
 const (
@@ -37,67 +35,18 @@ const (
 	keysDirEnv = "AUTHD_SIGNING_KEYS_DIR"
 )
 
-// vaultStaticSecret mirrors the Vault Secrets Operator's
-// secrets.hashicorp.com/v1beta1 VaultStaticSecret, so that a field it does
-// not have fails the strict decode.
-type vaultStaticSecret struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata"`
-	Spec              struct {
-		VaultAuthRef          string `json:"vaultAuthRef,omitempty"`
-		Namespace             string `json:"namespace,omitempty"`
-		Mount                 string `json:"mount"`
-		Path                  string `json:"path"`
-		Version               int    `json:"version,omitempty"`
-		Type                  string `json:"type"`
-		RefreshAfter          string `json:"refreshAfter,omitempty"`
-		HMACSecretData        *bool  `json:"hmacSecretData,omitempty"`
-		RolloutRestartTargets []struct {
-			Kind string `json:"kind"`
-			Name string `json:"name"`
-		} `json:"rolloutRestartTargets,omitempty"`
-		SyncConfig *struct {
-			InstantUpdates bool `json:"instantUpdates,omitempty"`
-		} `json:"syncConfig,omitempty"`
-		Destination struct {
-			Name           string            `json:"name"`
-			Create         bool              `json:"create"`
-			Overwrite      bool              `json:"overwrite,omitempty"`
-			Labels         map[string]string `json:"labels,omitempty"`
-			Annotations    map[string]string `json:"annotations,omitempty"`
-			Type           string            `json:"type,omitempty"`
-			Transformation *struct {
-				Templates map[string]struct {
-					Name string `json:"name,omitempty"`
-					Text string `json:"text"`
-				} `json:"templates,omitempty"`
-				TransformationRefs []json.RawMessage `json:"transformationRefs,omitempty"`
-				Includes           []string          `json:"includes,omitempty"`
-				Excludes           []string          `json:"excludes,omitempty"`
-				ExcludeRaw         bool              `json:"excludeRaw,omitempty"`
-			} `json:"transformation,omitempty"`
-		} `json:"destination"`
-	} `json:"spec"`
-}
-
-// kustomization is the part of kustomize's Kustomization used here.
-type kustomization struct {
-	metav1.TypeMeta `json:",inline"`
-	Resources       []string `json:"resources"`
-}
-
 // manifests is every document of every *.yaml file here, decoded.
 type manifests struct {
 	files          map[string][]string // file -> "Kind/name" of its documents
-	namespaces     map[string]*corev1.Namespace
-	deployments    map[string]*appsv1.Deployment
-	services       map[string]*corev1.Service
-	jobs           map[string]*batchv1.Job
-	secrets        map[string]*corev1.Secret
-	pdbs           map[string]*policyv1.PodDisruptionBudget
+	namespaces     map[string]*namespace
+	deployments    map[string]*deployment
+	services       map[string]*service
+	jobs           map[string]*job
+	secrets        map[string]*secret
+	pdbs           map[string]*podDisruptionBudget
 	vaultSecrets   map[string]*vaultStaticSecret
 	kustomizations map[string]*kustomization // by file
-	namespaced     []metav1.Object
+	namespaced     []*objectMeta
 }
 
 // target maps apiVersion and kind to a fresh object and a func that keeps it.
@@ -105,26 +54,26 @@ func (m *manifests) target(apiVersion, kind, name, file string) (any, func(), er
 	key := kind + "/" + name
 	switch apiVersion + " " + kind {
 	case "v1 Namespace":
-		o := &corev1.Namespace{}
+		o := &namespace{}
 		return o, func() { m.namespaces[name] = o }, nil
 	case "apps/v1 Deployment":
-		o := &appsv1.Deployment{}
-		return o, func() { m.deployments[name] = o; m.namespaced = append(m.namespaced, o) }, nil
+		o := &deployment{}
+		return o, func() { m.deployments[name] = o; m.namespaced = append(m.namespaced, &o.Metadata) }, nil
 	case "v1 Service":
-		o := &corev1.Service{}
-		return o, func() { m.services[name] = o; m.namespaced = append(m.namespaced, o) }, nil
+		o := &service{}
+		return o, func() { m.services[name] = o; m.namespaced = append(m.namespaced, &o.Metadata) }, nil
 	case "batch/v1 Job":
-		o := &batchv1.Job{}
-		return o, func() { m.jobs[name] = o; m.namespaced = append(m.namespaced, o) }, nil
+		o := &job{}
+		return o, func() { m.jobs[name] = o; m.namespaced = append(m.namespaced, &o.Metadata) }, nil
 	case "v1 Secret":
-		o := &corev1.Secret{}
-		return o, func() { m.secrets[name] = o; m.namespaced = append(m.namespaced, o) }, nil
+		o := &secret{}
+		return o, func() { m.secrets[name] = o; m.namespaced = append(m.namespaced, &o.Metadata) }, nil
 	case "policy/v1 PodDisruptionBudget":
-		o := &policyv1.PodDisruptionBudget{}
-		return o, func() { m.pdbs[name] = o; m.namespaced = append(m.namespaced, o) }, nil
+		o := &podDisruptionBudget{}
+		return o, func() { m.pdbs[name] = o; m.namespaced = append(m.namespaced, &o.Metadata) }, nil
 	case "secrets.hashicorp.com/v1beta1 VaultStaticSecret":
 		o := &vaultStaticSecret{}
-		return o, func() { m.vaultSecrets[name] = o; m.namespaced = append(m.namespaced, o) }, nil
+		return o, func() { m.vaultSecrets[name] = o; m.namespaced = append(m.namespaced, &o.Metadata) }, nil
 	case "kustomize.config.k8s.io/v1beta1 Kustomization":
 		o := &kustomization{}
 		return o, func() { m.kustomizations[file] = o }, nil
@@ -153,93 +102,6 @@ func splitDocuments(data []byte) [][]byte {
 	return docs
 }
 
-// decodeStrict decodes one YAML document into obj, refusing unknown
-// fields and duplicate keys, and then checks that nothing was lost on the
-// way: encoding/json matches field names case-insensitively, Kubernetes
-// does not, so "Replicas:" would otherwise pass.
-func decodeStrict(doc []byte, obj any) error {
-	if err := yaml.UnmarshalStrict(doc, obj); err != nil {
-		return err
-	}
-	j, err := yaml.YAMLToJSON(doc)
-	if err != nil {
-		return err
-	}
-	var written, decoded any
-	if err := json.Unmarshal(j, &written); err != nil {
-		return err
-	}
-	back, err := json.Marshal(obj)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(back, &decoded); err != nil {
-		return err
-	}
-	return contained(written, decoded, "")
-}
-
-// contained reports the first value of want that got differs from or lacks.
-func contained(want, got any, path string) error {
-	switch w := want.(type) {
-	case map[string]any:
-		g, ok := got.(map[string]any)
-		if !ok {
-			return fmt.Errorf("%s: decoded as %T, want an object", path, got)
-		}
-		for k, v := range w {
-			gv, ok := g[k]
-			if !ok {
-				for gk := range g {
-					if strings.EqualFold(gk, k) {
-						return fmt.Errorf("%s.%s: field names are case-sensitive, want %q", path, k, gk)
-					}
-				}
-				if isZero(v) {
-					continue // an explicit false, 0 or "": omitted when encoding
-				}
-				return fmt.Errorf("%s.%s: not a field of the API type (lost when decoding)", path, k)
-			}
-			if err := contained(v, gv, path+"."+k); err != nil {
-				return err
-			}
-		}
-	case []any:
-		g, ok := got.([]any)
-		if !ok || len(g) != len(w) {
-			return fmt.Errorf("%s: decoded as %v, want %v", path, got, want)
-		}
-		for i := range w {
-			if err := contained(w[i], g[i], fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
-			}
-		}
-	default:
-		if !reflect.DeepEqual(want, got) {
-			return fmt.Errorf("%s: decoded as %v, want %v", path, got, want)
-		}
-	}
-	return nil
-}
-
-func isZero(v any) bool {
-	switch v := v.(type) {
-	case nil:
-		return true
-	case bool:
-		return !v
-	case float64:
-		return v == 0
-	case string:
-		return v == ""
-	case []any:
-		return len(v) == 0
-	case map[string]any:
-		return len(v) == 0
-	}
-	return false
-}
-
 func showMode(m *int32) string {
 	if m == nil {
 		return "<unset>"
@@ -258,63 +120,67 @@ func show[T any](p *T) string {
 	return fmt.Sprint(*p)
 }
 
-func load(t *testing.T) *manifests {
-	t.Helper()
-	m := &manifests{
+// header is what says which type a document decodes into.
+type header struct {
+	typeMeta
+	Metadata struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+}
+
+// read decodes every manifest in dir; errs lists each problem found.
+func read(dir string) (m *manifests, errs []error) {
+	m = &manifests{
 		files:          map[string][]string{},
-		namespaces:     map[string]*corev1.Namespace{},
-		deployments:    map[string]*appsv1.Deployment{},
-		services:       map[string]*corev1.Service{},
-		jobs:           map[string]*batchv1.Job{},
-		secrets:        map[string]*corev1.Secret{},
-		pdbs:           map[string]*policyv1.PodDisruptionBudget{},
+		namespaces:     map[string]*namespace{},
+		deployments:    map[string]*deployment{},
+		services:       map[string]*service{},
+		jobs:           map[string]*job{},
+		secrets:        map[string]*secret{},
+		pdbs:           map[string]*podDisruptionBudget{},
 		vaultSecrets:   map[string]*vaultStaticSecret{},
 		kustomizations: map[string]*kustomization{},
 	}
-	files, err := filepath.Glob("*.yaml")
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
-		t.Fatal(err)
+		return nil, []error{err}
 	}
-	if yml, _ := filepath.Glob("*.yml"); len(yml) > 0 {
-		t.Errorf("files %q: name manifests *.yaml so that they are checked", yml)
+	if yml, _ := filepath.Glob(filepath.Join(dir, "*.yml")); len(yml) > 0 {
+		errs = append(errs, fmt.Errorf("files %q: name manifests *.yaml so that they are checked", yml))
 	}
 	seen := map[string]string{}
-	for _, file := range files {
-		data, err := os.ReadFile(file)
+	for _, path := range files {
+		file := filepath.Base(path)
+		data, err := os.ReadFile(path)
 		if err != nil {
-			t.Fatal(err)
+			return nil, append(errs, err)
 		}
 		docs := splitDocuments(data)
 		if len(docs) == 0 {
-			t.Errorf("%s: no document", file)
+			errs = append(errs, fmt.Errorf("%s: no document", file))
 		}
 		for i, doc := range docs {
-			var head struct {
-				metav1.TypeMeta `json:",inline"`
-				Metadata        struct {
-					Name string `json:"name"`
-				} `json:"metadata"`
-			}
+			var head header
 			if err := yaml.Unmarshal(doc, &head); err != nil {
-				t.Errorf("%s document %d: %v", file, i+1, err)
+				errs = append(errs, fmt.Errorf("%s document %d: %w", file, i+1, err))
 				continue
 			}
 			obj, keep, err := m.target(head.APIVersion, head.Kind, head.Metadata.Name, file)
 			if err != nil {
-				t.Error(err)
+				errs = append(errs, err)
 				continue
 			}
-			if err := decodeStrict(doc, obj); err != nil {
-				t.Errorf("%s document %d (%s): %v", file, i+1, head.Kind, err)
+			if err := strictyaml.Unmarshal(doc, obj); err != nil {
+				errs = append(errs, fmt.Errorf("%s document %d (%s): %w", file, i+1, head.Kind, err))
 				continue
 			}
 			key := head.Kind + "/" + head.Metadata.Name
 			if head.Kind != "Kustomization" {
 				if head.Metadata.Name == "" {
-					t.Errorf("%s document %d (%s): no metadata.name", file, i+1, head.Kind)
+					errs = append(errs, fmt.Errorf("%s document %d (%s): no metadata.name", file, i+1, head.Kind))
 				}
 				if other, dup := seen[key]; dup {
-					t.Errorf("%s: %s is also in %s", file, key, other)
+					errs = append(errs, fmt.Errorf("%s: %s is also in %s", file, key, other))
 				}
 				seen[key] = file
 			}
@@ -322,14 +188,22 @@ func load(t *testing.T) *manifests {
 			m.files[file] = append(m.files[file], key)
 		}
 	}
-	if t.Failed() {
-		t.FailNow()
+	return m, errs
+}
+
+// load reads the manifests in this directory and stops the test on any
+// problem.
+func load(t *testing.T) *manifests {
+	t.Helper()
+	m, errs := read(".")
+	if len(errs) > 0 {
+		t.Fatal(errors.Join(errs...))
 	}
 	return m
 }
 
 // The objects the other tests look at; each must exist.
-func (m *manifests) deployment(t *testing.T) *appsv1.Deployment {
+func (m *manifests) deployment(t *testing.T) *deployment {
 	t.Helper()
 	d := m.deployments["authd"]
 	if d == nil {
@@ -338,7 +212,7 @@ func (m *manifests) deployment(t *testing.T) *appsv1.Deployment {
 	return d
 }
 
-func (m *manifests) job(t *testing.T) *batchv1.Job {
+func (m *manifests) job(t *testing.T) *job {
 	t.Helper()
 	j := m.jobs["authd-migrate"]
 	if j == nil {
@@ -347,7 +221,7 @@ func (m *manifests) job(t *testing.T) *batchv1.Job {
 	return j
 }
 
-func (m *manifests) service(t *testing.T) *corev1.Service {
+func (m *manifests) service(t *testing.T) *service {
 	t.Helper()
 	s := m.services["authd"]
 	if s == nil {
@@ -365,7 +239,7 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-func container(t *testing.T, spec *corev1.PodSpec, name string) *corev1.Container {
+func container(t *testing.T, spec *podSpec, name string) *containerSpec {
 	t.Helper()
 	if len(spec.InitContainers) != 0 {
 		t.Errorf("init containers %d, want none", len(spec.InitContainers))
@@ -380,7 +254,7 @@ func container(t *testing.T, spec *corev1.PodSpec, name string) *corev1.Containe
 	return c
 }
 
-func envValue(c *corev1.Container, name string) (string, bool) {
+func envValue(c *containerSpec, name string) (string, bool) {
 	for _, e := range c.Env {
 		if e.Name == name {
 			return e.Value, true
@@ -406,16 +280,16 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 	}
 	ns := sortedKeys(m.namespaces)[0]
 	for _, o := range m.namespaced {
-		if got := o.GetNamespace(); got != ns {
-			t.Errorf("%s: namespace %q, want %q (namespace.yaml)", o.GetName(), got, ns)
+		if got := o.Namespace; got != ns {
+			t.Errorf("%s: namespace %q, want %q (namespace.yaml)", o.Name, got, ns)
 		}
-		if got := o.GetLabels()["app.kubernetes.io/name"]; got != "authd" {
-			t.Errorf("%s: label app.kubernetes.io/name %q, want %q", o.GetName(), got, "authd")
+		if got := o.Labels["app.kubernetes.io/name"]; got != "authd" {
+			t.Errorf("%s: label app.kubernetes.io/name %q, want %q", o.Name, got, "authd")
 		}
 	}
 }
 
-// TestStrictDecodingFails makes sure the decoder above refuses what
+// TestStrictDecodingFails makes sure the decoder refuses what
 // Kubernetes refuses, so that the tests cannot pass vacuously.
 func TestStrictDecodingFails(t *testing.T) {
 	for _, doc := range []string{
@@ -424,12 +298,151 @@ func TestStrictDecodingFails(t *testing.T) {
 		"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {replicas: 2, replicas: 3}\n",
 		"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {replicas: two}\n",
 	} {
-		if err := decodeStrict([]byte(doc), &appsv1.Deployment{}); err == nil {
-			t.Errorf("decodeStrict(%q): got no error, want one", doc)
+		if err := strictyaml.Unmarshal([]byte(doc), &deployment{}); err == nil {
+			t.Errorf("strictyaml.Unmarshal(%q): got no error, want one", doc)
 		}
 	}
 	if got := len(splitDocuments([]byte("# only a comment\n---\na: 1\n---\n\n"))); got != 1 {
 		t.Errorf("splitDocuments: got %d documents, want 1", got)
+	}
+}
+
+// TestMisspeltFieldsFail misspells, in a copy of each document, every key
+// that names a field (not the keys of labels, stringData and other maps,
+// which are data), once with a letter added and once with its first
+// letter's case changed: each must fail the decode.
+func TestMisspeltFieldsFail(t *testing.T) {
+	m := load(t)
+	files, _ := filepath.Glob("*.yaml")
+	checked := 0
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, doc := range splitDocuments(data) {
+			var head header
+			var tree any
+			if err := yaml.Unmarshal(doc, &head); err != nil {
+				t.Fatal(err)
+			}
+			if err := yaml.Unmarshal(doc, &tree); err != nil {
+				t.Fatal(err)
+			}
+			obj, _, err := m.target(head.APIVersion, head.Kind, head.Metadata.Name, file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			misspell(tree, reflect.TypeOf(obj), "", func(path, typo string) {
+				checked++
+				js, err := json.Marshal(tree)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fresh := reflect.New(reflect.TypeOf(obj).Elem()).Interface()
+				if err := strictyaml.Unmarshal(js, fresh); err == nil {
+					t.Errorf("%s document %d: %s written %q: decoded without an error", file, i+1, path, typo)
+				}
+			})
+		}
+	}
+	t.Logf("misspelt %d field names", checked)
+	if checked < 400 {
+		t.Errorf("misspelt %d keys, want at least 400 (every field name in the manifests, twice)", checked)
+	}
+}
+
+// misspell walks the decoded YAML tree along the Go type t and, for each
+// key that names a struct field, renames it in place to each typo, calls
+// try, and puts the key back.
+func misspell(tree any, t reflect.Type, path string, try func(path, typo string)) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		obj, _ := tree.(map[string]any)
+		for _, k := range slices.Sorted(maps.Keys(obj)) {
+			v := obj[k]
+			first := k[:1]
+			flipped := strings.ToUpper(first)
+			if flipped == first {
+				flipped = strings.ToLower(first)
+			}
+			for _, typo := range []string{k + "x", flipped + k[1:]} {
+				delete(obj, k)
+				obj[typo] = v
+				try(path+"."+k, typo)
+				delete(obj, typo)
+				obj[k] = v
+			}
+			if f, ok := fieldByJSONName(t, k); ok {
+				misspell(v, f.Type, path+"."+k, try)
+			}
+		}
+	case reflect.Map:
+		obj, _ := tree.(map[string]any)
+		for k, v := range obj {
+			misspell(v, t.Elem(), path+"."+k, try)
+		}
+	case reflect.Slice:
+		list, _ := tree.([]any)
+		for i, v := range list {
+			misspell(v, t.Elem(), fmt.Sprintf("%s[%d]", path, i), try)
+		}
+	}
+}
+
+// fieldByJSONName finds the field of struct t (or of a struct embedded in
+// it) whose json tag names it name.
+func fieldByJSONName(t reflect.Type, name string) (reflect.StructField, bool) {
+	for _, f := range reflect.VisibleFields(t) {
+		if tag, _, _ := strings.Cut(f.Tag.Get("json"), ","); tag == name {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// TestTypoInAManifestFails copies this directory, misspells one field in
+// one file of the copy, and checks that reading the copy fails and names
+// that file.
+func TestTypoInAManifestFails(t *testing.T) {
+	load(t) // the manifests themselves are right
+	for _, tc := range []struct{ file, field, typo string }{
+		{"deployment.yaml", "replicas:", "replica:"},
+		{"deployment.yaml", "readOnlyRootFilesystem:", "readOnlyRootFileSystem:"},
+		{"deployment.yaml", "containerPort:", "containerport:"},
+		{"deployment.yaml", "defaultMode:", "defaultmode:"},
+		{"migrate-job.yaml", "ttlSecondsAfterFinished:", "ttlSecondAfterFinished:"},
+		{"service.yaml", "targetPort:", "TargetPort:"},
+		{"poddisruptionbudget.yaml", "maxUnavailable:", "maxUnavailible:"},
+		{"secret.example.yaml", "stringData:", "stringdata:"},
+		{"vault-static-secret.yaml", "excludeRaw:", "excludeRAW:"},
+		{"namespace.yaml", "labels:", "label:"},
+		{"kustomization.yaml", "resources:", "resource:"},
+	} {
+		dir := t.TempDir()
+		files, _ := filepath.Glob("*.yaml")
+		for _, file := range files {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if file == tc.file {
+				if !bytes.Contains(b, []byte(tc.field)) {
+					t.Fatalf("%s: no %q to misspell", file, tc.field)
+				}
+				b = bytes.Replace(b, []byte(tc.field), []byte(tc.typo), 1)
+			}
+			if err := os.WriteFile(filepath.Join(dir, file), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, errs := read(dir)
+		if err := errors.Join(errs...); err == nil || !strings.Contains(err.Error(), tc.file) {
+			t.Errorf("%s with %q as %q: got %v, want an error naming the file", tc.file, tc.field, tc.typo, err)
+		}
 	}
 }
 
@@ -439,13 +452,13 @@ func TestDeployment(t *testing.T) {
 	if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
 		t.Errorf("replicas: got %s, want 2", show(d.Spec.Replicas))
 	}
-	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
-	if err != nil || sel.Empty() {
-		t.Fatalf("selector %v: %v (empty: %v)", d.Spec.Selector, err, sel == nil || sel.Empty())
+	sel := d.Spec.Selector
+	if sel.empty() {
+		t.Fatalf("selector %q: empty, want matchLabels", sel)
 	}
-	podLabels := labels.Set(d.Spec.Template.Labels)
-	if !sel.Matches(podLabels) {
-		t.Errorf("selector %q does not match the pod template labels %q", sel, podLabels)
+	podLabels := d.Spec.Template.Metadata.Labels
+	if !sel.matches(podLabels) {
+		t.Errorf("selector %q does not match the pod template labels %q", sel, showLabels(podLabels))
 	}
 	if ru := d.Spec.Strategy.RollingUpdate; ru == nil || ru.MaxUnavailable == nil || ru.MaxUnavailable.String() != "0" {
 		got := "<unset>"
@@ -526,7 +539,7 @@ func TestDeployment(t *testing.T) {
 	}
 }
 
-func checkImage(t *testing.T, c *corev1.Container) {
+func checkImage(t *testing.T, c *containerSpec) {
 	t.Helper()
 	if c.Image == "" || !strings.ContainsAny(c.Image, ":@") {
 		t.Errorf("image: got %q, want a tag or digest", c.Image)
@@ -538,11 +551,11 @@ func checkImage(t *testing.T, c *corev1.Container) {
 }
 
 // containerPort is the number of c's port called name.
-func containerPort(t *testing.T, c *corev1.Container, name string) int32 {
+func containerPort(t *testing.T, c *containerSpec, name string) int32 {
 	t.Helper()
 	for _, p := range c.Ports {
 		if p.Name == name {
-			if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+			if p.Protocol != "" && p.Protocol != "TCP" {
 				t.Errorf("port %s: protocol %q, want TCP", name, p.Protocol)
 			}
 			return p.ContainerPort
@@ -554,16 +567,16 @@ func containerPort(t *testing.T, c *corev1.Container, name string) int32 {
 
 // resolvePort finds the container port a probe or a Service's targetPort
 // names, by name or by number.
-func resolvePort(c *corev1.Container, p intstr.IntOrString) (int32, bool) {
+func resolvePort(c *containerSpec, p intOrString) (int32, bool) {
 	for _, cp := range c.Ports {
-		if (p.Type == intstr.String && cp.Name == p.StrVal) || (p.Type == intstr.Int && cp.ContainerPort == p.IntVal) {
+		if (!p.isInt && cp.Name == p.strVal) || (p.isInt && cp.ContainerPort == p.intVal) {
 			return cp.ContainerPort, true
 		}
 	}
 	return 0, false
 }
 
-func checkProbe(t *testing.T, kind string, p *corev1.Probe, c *corev1.Container, path string) {
+func checkProbe(t *testing.T, kind string, p *probe, c *containerSpec, path string) {
 	t.Helper()
 	if p == nil || p.HTTPGet == nil {
 		t.Errorf("%s probe: got %+v, want GET %s", kind, p, path)
@@ -575,7 +588,7 @@ func checkProbe(t *testing.T, kind string, p *corev1.Probe, c *corev1.Container,
 	if port, ok := resolvePort(c, p.HTTPGet.Port); !ok || port != authdPort {
 		t.Errorf("%s probe port %q: got container port %d, want %d", kind, p.HTTPGet.Port.String(), port, authdPort)
 	}
-	if s := p.HTTPGet.Scheme; s != "" && s != corev1.URISchemeHTTP {
+	if s := p.HTTPGet.Scheme; s != "" && s != "HTTP" {
 		t.Errorf("%s probe scheme: got %q, want HTTP", kind, s)
 	}
 	if p.PeriodSeconds < 1 || p.PeriodSeconds > 30 {
@@ -589,9 +602,9 @@ func checkProbe(t *testing.T, kind string, p *corev1.Probe, c *corev1.Container,
 	}
 }
 
-func checkResources(t *testing.T, c *corev1.Container) {
+func checkResources(t *testing.T, c *containerSpec) {
 	t.Helper()
-	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+	for _, r := range []string{"cpu", "memory"} {
 		req, okReq := c.Resources.Requests[r]
 		lim, okLim := c.Resources.Limits[r]
 		if !okReq || req.Sign() <= 0 {
@@ -608,16 +621,16 @@ func checkResources(t *testing.T, c *corev1.Container) {
 
 // checkSecurity checks the effective security context of c in spec: the
 // container's own settings, else the pod's.
-func checkSecurity(t *testing.T, spec *corev1.PodSpec, c *corev1.Container) {
+func checkSecurity(t *testing.T, spec *podSpec, c *containerSpec) {
 	t.Helper()
 	pod := spec.SecurityContext
 	if pod == nil {
-		pod = &corev1.PodSecurityContext{}
+		pod = &podSecurityContext{}
 	}
 	sc := c.SecurityContext
 	if sc == nil {
 		t.Errorf("%s: no securityContext", c.Name)
-		sc = &corev1.SecurityContext{}
+		sc = &securityContext{}
 	}
 	nonRoot := sc.RunAsNonRoot
 	if nonRoot == nil {
@@ -642,14 +655,14 @@ func checkSecurity(t *testing.T, spec *corev1.PodSpec, c *corev1.Container) {
 	if sc.Privileged != nil && *sc.Privileged {
 		t.Errorf("%s: privileged: got true, want false", c.Name)
 	}
-	if sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0 {
+	if sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []string{"ALL"}) || len(sc.Capabilities.Add) != 0 {
 		t.Errorf("%s: capabilities: got %+v, want drop [ALL], add none", c.Name, sc.Capabilities)
 	}
 	seccomp := sc.SeccompProfile
 	if seccomp == nil {
 		seccomp = pod.SeccompProfile
 	}
-	if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
+	if seccomp == nil || seccomp.Type != "RuntimeDefault" {
 		t.Errorf("%s: seccompProfile: got %+v, want RuntimeDefault", c.Name, seccomp)
 	}
 	if spec.HostNetwork || spec.HostPID || spec.HostIPC {
@@ -660,21 +673,20 @@ func checkSecurity(t *testing.T, spec *corev1.PodSpec, c *corev1.Container) {
 func TestServiceSelectsTheDeployment(t *testing.T) {
 	m := load(t)
 	d, s, j := m.deployment(t), m.service(t), m.job(t)
-	if s.Spec.Type != corev1.ServiceTypeClusterIP {
-		t.Errorf("service type: got %q, want %q", s.Spec.Type, corev1.ServiceTypeClusterIP)
+	if s.Spec.Type != "ClusterIP" {
+		t.Errorf("service type: got %q, want %q", s.Spec.Type, "ClusterIP")
 	}
 	if len(s.Spec.Selector) == 0 {
 		t.Fatal("service has no selector")
 	}
-	sel := labels.SelectorFromSet(s.Spec.Selector)
-	if !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
-		t.Errorf("service selector %q does not select the Deployment's pods %q", sel, labels.Set(d.Spec.Template.Labels))
+	sel := s.Spec.Selector
+	if !selects(sel, d.Spec.Template.Metadata.Labels) {
+		t.Errorf("service selector %q does not select the Deployment's pods %q", showLabels(sel), showLabels(d.Spec.Template.Metadata.Labels))
 	}
-	if sel.Matches(labels.Set(j.Spec.Template.Labels)) {
-		t.Errorf("service selector %q also selects the migration Job's pods %q", sel, labels.Set(j.Spec.Template.Labels))
+	if selects(sel, j.Spec.Template.Metadata.Labels) {
+		t.Errorf("service selector %q also selects the migration Job's pods %q", showLabels(sel), showLabels(j.Spec.Template.Metadata.Labels))
 	}
-	dsel, _ := metav1.LabelSelectorAsSelector(d.Spec.Selector)
-	if dsel.Matches(labels.Set(j.Spec.Template.Labels)) {
+	if dsel := d.Spec.Selector; dsel.matches(j.Spec.Template.Metadata.Labels) {
 		t.Errorf("deployment selector %q also matches the migration Job's pods", dsel)
 	}
 	if len(s.Spec.Ports) != 1 {
@@ -688,16 +700,15 @@ func TestServiceSelectsTheDeployment(t *testing.T) {
 	if target, ok := resolvePort(c, p.TargetPort); !ok || target != authdPort {
 		t.Errorf("service targetPort %q: got container port %d, want %d", p.TargetPort.String(), target, authdPort)
 	}
-	if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+	if p.Protocol != "" && p.Protocol != "TCP" {
 		t.Errorf("service port protocol: got %q, want TCP", p.Protocol)
 	}
 
 	for name, pdb := range m.pdbs {
-		psel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
-		if err != nil || psel.Empty() || !psel.Matches(labels.Set(d.Spec.Template.Labels)) {
-			t.Errorf("PodDisruptionBudget %s: selector %v does not select the Deployment's pods", name, pdb.Spec.Selector)
+		if psel := pdb.Spec.Selector; psel.empty() || !psel.matches(d.Spec.Template.Metadata.Labels) {
+			t.Errorf("PodDisruptionBudget %s: selector %q does not select the Deployment's pods", name, psel)
 		}
-		if mu := pdb.Spec.MaxUnavailable; mu == nil || mu.Type != intstr.Int || mu.IntVal < 1 || d.Spec.Replicas == nil || mu.IntVal >= *d.Spec.Replicas {
+		if mu := pdb.Spec.MaxUnavailable; mu == nil || !mu.isInt || mu.intVal < 1 || d.Spec.Replicas == nil || mu.intVal >= *d.Spec.Replicas {
 			t.Errorf("PodDisruptionBudget %s: maxUnavailable %s, want 1 to replicas-1 (%s)", name, show(mu), show(d.Spec.Replicas))
 		}
 	}
@@ -707,15 +718,15 @@ var secretKeyName = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
 
 // mounted is where a path in a container comes from.
 type mounted struct {
-	mount  corev1.VolumeMount
-	volume corev1.Volume
+	mount  volumeMount
+	volume volume
 	rel    string // path below the mount point; "" for the mount point
 }
 
 // resolve finds the volume a path in c lies in: the deepest mount that
 // holds it, as the kernel would.
-func resolve(spec *corev1.PodSpec, c *corev1.Container, path string) (mounted, error) {
-	var best *corev1.VolumeMount
+func resolve(spec *podSpec, c *containerSpec, path string) (mounted, error) {
+	var best *volumeMount
 	for i, vm := range c.VolumeMounts {
 		mp := strings.TrimSuffix(vm.MountPath, "/")
 		if (path == mp || strings.HasPrefix(path, mp+"/")) && (best == nil || len(mp) > len(strings.TrimSuffix(best.MountPath, "/"))) {
@@ -738,7 +749,7 @@ func resolve(spec *corev1.PodSpec, c *corev1.Container, path string) (mounted, e
 }
 
 // secretFile resolves path to the Secret and key it is read from.
-func secretFile(spec *corev1.PodSpec, c *corev1.Container, path string) (secret, key string, err error) {
+func secretFile(spec *podSpec, c *containerSpec, path string) (secret, key string, err error) {
 	mf, err := resolve(spec, c, path)
 	if err != nil {
 		return "", "", err
@@ -764,7 +775,7 @@ func secretFile(spec *corev1.PodSpec, c *corev1.Container, path string) (secret,
 	return "", "", fmt.Errorf("%s: volume %s (Secret %s) has no item with path %q", path, mf.volume.Name, sv.SecretName, mf.rel)
 }
 
-func secretKeys(s *corev1.Secret) []string {
+func secretKeys(s *secret) []string {
 	var keys []string
 	for k := range s.Data {
 		keys = append(keys, k)
@@ -778,7 +789,7 @@ func secretKeys(s *corev1.Secret) []string {
 
 // checkSecretMounts checks every *_FILE variable of c against its volumes
 // and the example Secrets, and returns the Secret and key of each.
-func checkSecretMounts(t *testing.T, m *manifests, spec *corev1.PodSpec, c *corev1.Container) map[string][2]string {
+func checkSecretMounts(t *testing.T, m *manifests, spec *podSpec, c *containerSpec) map[string][2]string {
 	t.Helper()
 	files := map[string][2]string{}
 	for _, e := range c.Env {
@@ -953,7 +964,7 @@ func TestMigrateJob(t *testing.T) {
 	}
 	checkResources(t, c)
 	checkSecurity(t, spec, c)
-	if spec.RestartPolicy != corev1.RestartPolicyNever && spec.RestartPolicy != corev1.RestartPolicyOnFailure {
+	if spec.RestartPolicy != "Never" && spec.RestartPolicy != "OnFailure" {
 		t.Errorf("restartPolicy: got %q, want Never or OnFailure", spec.RestartPolicy)
 	}
 	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
@@ -990,7 +1001,7 @@ func TestVaultStaticSecrets(t *testing.T) {
 	m := load(t)
 	d, j := m.deployment(t), m.job(t)
 	mountedSecrets := map[string]bool{}
-	for _, spec := range []*corev1.PodSpec{&d.Spec.Template.Spec, &j.Spec.Template.Spec} {
+	for _, spec := range []*podSpec{&d.Spec.Template.Spec, &j.Spec.Template.Spec} {
 		for _, v := range spec.Volumes {
 			if v.Secret != nil {
 				mountedSecrets[v.Secret.SecretName] = true
