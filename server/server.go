@@ -80,6 +80,7 @@ func New(cfg Config, ident *identity.Core, db *store.DB, tokens *token.Issuer, l
 		middleware.ContextTimeout(cfg.RequestTimeout),
 	)
 	s.routes(e)
+	s.metrics.setRoutes(e.Routes())
 	s.handler = e
 	return s
 }
