@@ -45,8 +45,8 @@ func Starting(log *slog.Logger) http.Handler {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(log)
 	e.Use(requestLogger(log))
-	e.GET("/healthz", handleHealthz())
-	e.GET("/auth/health", handleHealthz())
+	getOrHead(e, "/healthz", handleHealthz())
+	getOrHead(e, "/auth/health", handleHealthz())
 	e.Any("/*", func(echo.Context) error {
 		e := errNotReady()
 		e.Details = ptr("authd is starting and waiting for its database")
