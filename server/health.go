@@ -41,10 +41,7 @@ func errNotReady() *Error {
 // answers once the database goes away, so that clients retry and load
 // balancers send nothing yet.
 func Starting(log *slog.Logger) http.Handler {
-	e := echo.New()
-	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = errorHandler(log)
-	e.Use(requestLogger(log))
+	e := newEcho(log)
 	getOrHead(e, "/healthz", handleHealthz())
 	getOrHead(e, "/auth/health", handleHealthz())
 	e.Any("/*", func(echo.Context) error {

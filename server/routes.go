@@ -22,7 +22,18 @@ func (s *Server) routes(e *echo.Echo) {
 	getOrHead(e, "/healthz", handleHealthz())
 	getOrHead(e, "/auth/health", handleHealthz()) // the seed's nginx gateway path
 	getOrHead(e, "/readyz", s.handleReadyz())
+	if !s.cfg.MetricsApart {
+		getOrHead(e, "/metrics", s.metrics.handler())
+	}
+}
+
+// operatorRoutes are the endpoints of the operator listener
+// (AUTHD_METRICS_ADDR): what Prometheus and probes ask, and nothing a
+// client needs.
+func (s *Server) operatorRoutes(e *echo.Echo) {
 	getOrHead(e, "/metrics", s.metrics.handler())
+	getOrHead(e, "/healthz", handleHealthz())
+	getOrHead(e, "/readyz", s.handleReadyz())
 }
 
 // getOrHead routes GET and HEAD on path to h. Probes, load balancers and
