@@ -58,6 +58,7 @@ func TestGateways(t *testing.T) {
 			t.Run("public", func(t *testing.T) { checkPublic(t, s, base) })
 			t.Run("cookie session", func(t *testing.T) { checkCookieSession(t, s, base) })
 			t.Run("api keys", func(t *testing.T) { checkAPIKeys(t, s, base) })
+			t.Run("no metrics", func(t *testing.T) { checkNoMetrics(t, base) })
 		})
 	}
 }
@@ -215,6 +216,18 @@ func checkPublic(t *testing.T, s *stack, base string) {
 	e = do(t, c, "GET", base+"/public/x", "", spoofed()...).echo(t)
 	if e.XAuthUser != "" || e.XAuthRole != "" {
 		t.Errorf("public route: upstream saw X-Auth-User %q, X-Auth-Role %q from the client, want neither", e.XAuthUser, e.XAuthRole)
+	}
+}
+
+// checkNoMetrics: the gateway passes on only authd's public paths, never
+// /metrics (routes, rates, pool use: for the operator).
+func checkNoMetrics(t *testing.T, base string) {
+	c := &http.Client{Timeout: 10 * time.Second}
+	for _, method := range []string{"GET", "HEAD"} {
+		r := do(t, c, method, base+"/metrics", "")
+		if r.status != http.StatusNotFound || bytes.Contains(r.body, []byte("authd_")) {
+			t.Errorf("%s /metrics through the gateway: got %s, want 404 from the gateway", method, r)
+		}
 	}
 }
 
@@ -616,6 +629,14 @@ func TestTraefikConfig(t *testing.T) {
 		t.Errorf("the upstream service is authd itself")
 	}
 	serviceURL(page.Service)
+
+	// authd is reached at its public paths only: no router sends
+	// /metrics or anything else of authd's to it.
+	for name, r := range h.Routers {
+		if serviceURL(r.Service).Host == authdURL.Host && r.Rule != authdRouter.Rule {
+			t.Errorf("router %s sends %s to authd, want only its public paths", name, r.Rule)
+		}
+	}
 
 	for _, r := range []traefikRouter{authdRouter, public, page} {
 		if fa := forwardAuths(r); len(fa) != 0 {

@@ -123,7 +123,7 @@ func TestClientErrors(t *testing.T) {
 		},
 		{
 			name: "POST healthz", method: "POST", path: "/healthz",
-			status: 405, want: `{"code":"PGRST101","details":null,"hint":null,"message":"Cannot use the POST method on /healthz"}`, allowed: "OPTIONS, GET",
+			status: 405, want: `{"code":"PGRST101","details":null,"hint":null,"message":"Cannot use the POST method on /healthz"}`, allowed: "OPTIONS, GET, HEAD",
 		},
 		{
 			name: "unknown path", method: "POST", path: "/rpc/signup",

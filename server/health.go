@@ -41,12 +41,9 @@ func errNotReady() *Error {
 // answers once the database goes away, so that clients retry and load
 // balancers send nothing yet.
 func Starting(log *slog.Logger) http.Handler {
-	e := echo.New()
-	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = errorHandler(log)
-	e.Use(requestLogger(log))
-	e.GET("/healthz", handleHealthz())
-	e.GET("/auth/health", handleHealthz())
+	e := newEcho(log)
+	getOrHead(e, "/healthz", handleHealthz())
+	getOrHead(e, "/auth/health", handleHealthz())
 	e.Any("/*", func(echo.Context) error {
 		e := errNotReady()
 		e.Details = ptr("authd is starting and waiting for its database")

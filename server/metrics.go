@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net/http"
 	"strconv"
 	"time"
 
@@ -13,11 +14,19 @@ import (
 )
 
 // metrics are authd's Prometheus series. Labels are routes, methods,
-// statuses and outcomes only: never a user name, key id or token.
+// statuses and outcomes only: never a user name, key id or token. Each
+// label takes its values from a small fixed set: a series, once made, is
+// kept for the life of the process, so a label that took what a client
+// sent (any method, any path) would let each made-up one hold memory for
+// good.
 type metrics struct {
 	registry *prometheus.Registry
 	// now is the server's clock, for the latencies and waits observed.
 	now func() time.Time
+
+	// routes are the route patterns registered, the values of the route
+	// label besides "unmatched".
+	routes map[string]bool
 
 	requests     *prometheus.CounterVec
 	latency      *prometheus.HistogramVec
@@ -54,13 +63,32 @@ func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err) // render now, to count the status the client gets
 		}
 		route := c.Path()
-		if route == "" {
+		if !m.routes[route] {
 			route = "unmatched"
 		}
-		m.requests.WithLabelValues(route, c.Request().Method, strconv.Itoa(c.Response().Status)).Inc()
+		m.requests.WithLabelValues(route, methodLabel(c.Request().Method), strconv.Itoa(c.Response().Status)).Inc()
 		m.latency.WithLabelValues(route).Observe(m.now().Sub(start).Seconds())
 		return nil
 	}
+}
+
+// setRoutes makes the patterns of routes the values of the route label.
+func (m *metrics) setRoutes(routes []*echo.Route) {
+	m.routes = make(map[string]bool, len(routes))
+	for _, r := range routes {
+		m.routes[r.Path] = true
+	}
+}
+
+// methodLabel is method if it is one of HTTP's own (RFC 9110), else
+// "other": a method is any token a client cares to send.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "other"
 }
 
 func (m *metrics) handler() echo.HandlerFunc {

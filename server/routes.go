@@ -1,6 +1,10 @@
 package server
 
-import "github.com/labstack/echo/v4"
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
 
 // routes is the whole API.
 func (s *Server) routes(e *echo.Echo) {
@@ -12,11 +16,29 @@ func (s *Server) routes(e *echo.Echo) {
 	e.Any("/auth/verify", s.handleVerify())
 
 	// Key publication for verifiers (PostgREST, caddy-jwt, NATS callouts).
-	e.GET("/.well-known/jwks.json", s.handleJWKS())
-	e.GET("/.well-known/openid-configuration", s.handleOpenIDConfiguration())
+	getOrHead(e, "/.well-known/jwks.json", s.handleJWKS())
+	getOrHead(e, "/.well-known/openid-configuration", s.handleOpenIDConfiguration())
 
-	e.GET("/healthz", handleHealthz())
-	e.GET("/auth/health", handleHealthz()) // the seed's nginx gateway path
-	e.GET("/readyz", s.handleReadyz())
-	e.GET("/metrics", s.metrics.handler())
+	getOrHead(e, "/healthz", handleHealthz())
+	getOrHead(e, "/auth/health", handleHealthz()) // the seed's nginx gateway path
+	getOrHead(e, "/readyz", s.handleReadyz())
+	if !s.cfg.MetricsApart {
+		getOrHead(e, "/metrics", s.metrics.handler())
+	}
+}
+
+// operatorRoutes are the endpoints of the operator listener
+// (AUTHD_METRICS_ADDR): what Prometheus and probes ask, and nothing a
+// client needs.
+func (s *Server) operatorRoutes(e *echo.Echo) {
+	getOrHead(e, "/metrics", s.metrics.handler())
+	getOrHead(e, "/healthz", handleHealthz())
+	getOrHead(e, "/readyz", s.handleReadyz())
+}
+
+// getOrHead routes GET and HEAD on path to h. Probes, load balancers and
+// caches ask with HEAD; net/http answers it with GET's status and
+// headers and drops the body h writes.
+func getOrHead(e *echo.Echo, path string, h echo.HandlerFunc) {
+	e.Match([]string{http.MethodGet, http.MethodHead}, path, h)
 }

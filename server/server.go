@@ -35,6 +35,10 @@ type Config struct {
 	// Now is the clock behind the latencies the API reports; nil means
 	// time.Now.
 	Now func() time.Time
+	// MetricsApart takes GET /metrics out of the API (it answers 404
+	// there, as any unknown path) and leaves it to Operator, for a
+	// listener that the public network does not reach.
+	MetricsApart bool
 }
 
 // Server holds the API's dependencies.
@@ -45,8 +49,9 @@ type Server struct {
 	tokens *token.Issuer
 	log    *slog.Logger
 
-	metrics *metrics
-	handler http.Handler
+	metrics  *metrics
+	handler  http.Handler
+	operator http.Handler
 }
 
 // New returns the API, an http.Handler: the HTTP door to the identity
@@ -63,10 +68,7 @@ func New(cfg Config, ident *identity.Core, db *store.DB, tokens *token.Issuer, l
 	}
 	s := &Server{cfg: cfg, ident: ident, db: db, tokens: tokens, log: log}
 
-	e := echo.New()
-	e.HideBanner = true
-	e.HidePort = true
-	e.HTTPErrorHandler = errorHandler(log)
+	e := newEcho(log)
 	// authd sits behind a gateway: the client address (for logs and login
 	// throttling) is taken from X-Forwarded-For, but only as far as the hops
 	// are loopback or private addresses — a client on the internet cannot
@@ -74,18 +76,40 @@ func New(cfg Config, ident *identity.Core, db *store.DB, tokens *token.Issuer, l
 	e.IPExtractor = echo.ExtractIPFromXFFHeader()
 	s.metrics = newMetrics(cfg.Metrics, db, cfg.Now)
 	e.Use(
-		requestLogger(log),
 		s.metrics.middleware,
 		middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}),
 		middleware.ContextTimeout(cfg.RequestTimeout),
 	)
 	s.routes(e)
+	s.metrics.setRoutes(e.Routes())
 	s.handler = e
+
+	// Scrapes and probes on the operator listener are not counted: they
+	// are not the API's traffic.
+	op := newEcho(log)
+	op.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}))
+	s.operatorRoutes(op)
+	s.operator = op
 	return s
 }
 
 // ServeHTTP serves the HTTP API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Operator serves the operator endpoints, /metrics, /healthz and /readyz,
+// for a listener of their own (see Config.MetricsApart).
+func (s *Server) Operator() http.Handler { return s.operator }
+
+// newEcho is an echo instance that renders errors in PostgREST's shape and
+// logs each request.
+func newEcho(log *slog.Logger) *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = errorHandler(log)
+	e.Use(requestLogger(log))
+	return e
+}
 
 // requestLogger logs one line per request: never headers, cookies, query
 // strings or bodies, which carry tokens and passwords.

@@ -62,6 +62,10 @@ type config struct {
 	FixedProcs       bool
 	StatementTimeout time.Duration
 	PurgeInterval    time.Duration
+
+	// MetricsAddr, when set, is the operator listener's address: /metrics
+	// is served there only, with /healthz and /readyz.
+	MetricsAddr string
 }
 
 // env reads variables and collects every problem, so a bad env file is
@@ -227,6 +231,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		JWTRolePath:     e.getenv("AUTHD_JWT_ROLE_PATH"),
 		SigningKeysDir:  e.getenv("AUTHD_SIGNING_KEYS_DIR"),
 		Addr:            e.str("AUTHD_ADDR", ":3001"),
+		MetricsAddr:     e.getenv("AUTHD_METRICS_ADDR"),
 		JWTAudience:     e.getenv("AUTHD_JWT_AUD"),
 		RefreshTTL:      e.duration("AUTHD_REFRESH_TTL", 30*24*time.Hour),
 		ReuseGrace:      e.duration("AUTHD_REFRESH_REUSE_GRACE", 10*time.Second),
@@ -421,7 +426,7 @@ func bcryptCost(e *env) int {
 func knownVars() []string {
 	return []string{
 		// serve and nats-callout
-		"AUTHD_ADDR", "AUTHD_ACCESS_TTL", "AUTHD_REFRESH_TTL", "AUTHD_REFRESH_REUSE_GRACE",
+		"AUTHD_ADDR", "AUTHD_METRICS_ADDR", "AUTHD_ACCESS_TTL", "AUTHD_REFRESH_TTL", "AUTHD_REFRESH_REUSE_GRACE",
 		"AUTHD_SIGNING_KEYS_DIR", "AUTHD_JWT_ISS", "AUTHD_JWT_AUD", "AUTHD_JWT_ROLE_PATH",
 		"AUTHD_BCRYPT_COST", "AUTHD_BCRYPT_SLOTS", "AUTHD_BCRYPT_NICE", "AUTHD_LOGIN_QUEUE", "AUTHD_LOGIN_QUEUE_WAIT",
 		"AUTHD_LOGIN_FAILURES_PER_USER", "AUTHD_LOGIN_FAILURES_PER_IP", "AUTHD_APIKEY_TOKEN_TTL", "AUTHD_CACHE_RECHECK",

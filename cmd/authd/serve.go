@@ -104,6 +104,31 @@ func serve(ctx context.Context, cfg config, p process, log, life *slog.Logger) e
 	go func() { errc <- srv.Serve(ln) }()
 	life.Info("authd listening", "addr", addr)
 
+	// The operator listener, when asked for: /metrics only there, so that
+	// the series (routes, rates, pool use) are not for anyone who reaches
+	// the API. Listened on now for the same reasons as the API.
+	var ops swapHandler
+	opsErr := make(chan error, 1)
+	if cfg.MetricsAddr != "" {
+		opsLn, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			srv.Close()
+			<-errc
+			return fmt.Errorf("AUTHD_METRICS_ADDR: listen on %s: %w", cfg.MetricsAddr, err)
+		}
+		ops.set(server.Starting(log))
+		osrv := &http.Server{
+			Handler:           &ops,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      15 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		go func() { opsErr <- osrv.Serve(opsLn) }()
+		defer osrv.Close()
+		life.Info("authd metrics listening", "addr", opsLn.Addr().String())
+	}
+
 	reg := prometheus.NewRegistry()
 	c, err := openCore(ctx, cfg, p, reg, log)
 	if err != nil {
@@ -119,12 +144,16 @@ func serve(ctx context.Context, cfg config, p process, log, life *slog.Logger) e
 	// that no job fails on a closed pool.
 	defer c.close()
 	h := server.New(server.Config{
-		RefreshTTL: cfg.RefreshTTL,
-		ReuseGrace: cfg.ReuseGrace,
-		Cookie:     cfg.Cookie,
-		Metrics:    reg,
+		RefreshTTL:   cfg.RefreshTTL,
+		ReuseGrace:   cfg.ReuseGrace,
+		Cookie:       cfg.Cookie,
+		Metrics:      reg,
+		MetricsApart: cfg.MetricsAddr != "",
 	}, c.ident, c.db, c.tokens, log)
 	api.set(h)
+	if cfg.MetricsAddr != "" {
+		ops.set(h.Operator())
+	}
 	changes := newChangeListener(c.db, map[string]func(string){
 		store.ChannelAPIKey: c.ident.ForgetAPIKey,
 	}, c.ident.ForgetAll, reg, log)
@@ -140,6 +169,8 @@ func serve(ctx context.Context, cfg config, p process, log, life *slog.Logger) e
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
+	case err := <-opsErr:
+		return fmt.Errorf("serve metrics: %w", err)
 	case <-ctx.Done():
 	}
 	// Drain: stop accepting, let requests in flight finish.

@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +36,8 @@ func TestServeRefusesToStart(t *testing.T) {
 	unmigrated := serveEnv(storetest.NewEmptyURL(t))
 	busyPort := serveEnv(storetest.NewURL(t))
 	busyPort["AUTHD_ADDR"] = busy.Addr().String()
+	busyMetrics := serveEnv(storetest.NewURL(t))
+	busyMetrics["AUTHD_METRICS_ADDR"] = busy.Addr().String()
 	unreachable := serveEnv("postgres://postgres@127.0.0.1:1/postgres")
 	unreachable["AUTHD_DB_WAIT"] = "0" // try once
 	badRolePath := serveEnv(storetest.NewURL(t))
@@ -46,6 +50,7 @@ func TestServeRefusesToStart(t *testing.T) {
 	}{
 		{"unmigrated database", unmigrated, "authd migrate up"},
 		{"port in use", busyPort, "listen on " + busy.Addr().String()},
+		{"metrics port in use", busyMetrics, "AUTHD_METRICS_ADDR: listen on " + busy.Addr().String()},
 		{"unreachable database", unreachable, "127.0.0.1:1"},
 		{"role path over a registered claim", badRolePath, "AUTHD_JWT_ROLE_PATH"},
 	} {
@@ -86,6 +91,78 @@ func TestServeRefusesToStart(t *testing.T) {
 
 	if r := runCLI(t, serveEnv(""), "", "serve", "extra"); r.err == nil {
 		t.Error("serve extra: got no error")
+	}
+}
+
+// TestMetricsListener: with AUTHD_METRICS_ADDR, /metrics is served on
+// that listener only, beside /healthz and /readyz; the API's listener,
+// which a gateway may expose, answers 404 for it as for any unknown path.
+func TestMetricsListener(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, storetest.NewURL(t), map[string]string{"AUTHD_METRICS_ADDR": "127.0.0.1:0"})
+	m := regexp.MustCompile(`"msg":"authd metrics listening","addr":"([^"]+)"`).FindStringSubmatch(srv.stderr.String())
+	if m == nil {
+		t.Fatalf("no metrics listening line in the log:\n%s", srv.stderr.String())
+	}
+	ops := "http://" + m[1]
+	get := func(method, url string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(b)
+	}
+
+	code, body := get(http.MethodGet, srv.base+"/metrics")
+	if want := `{"code":"PGRST125","details":null,"hint":null,"message":"Invalid path specified in request URL"}`; code != http.StatusNotFound || body != want {
+		t.Errorf("API GET /metrics: got %d %s, want 404 %s", code, body, want)
+	}
+	if code, _ := get(http.MethodHead, srv.base+"/metrics"); code != http.StatusNotFound {
+		t.Errorf("API HEAD /metrics: got %d, want 404", code)
+	}
+	if code, _ := get(http.MethodGet, srv.base+"/healthz"); code != http.StatusOK {
+		t.Errorf("API GET /healthz: got %d, want 200 (probes stay on the API's port)", code)
+	}
+
+	code, body = get(http.MethodGet, ops+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("metrics listener GET /metrics: got %d %s, want 200", code, body)
+	}
+	for _, want := range []string{
+		// The API's request above, counted on the API's registry.
+		`authd_http_requests_total{method="GET",route="unmatched",status="404"} 1`,
+		`authd_logins_total{result="succeeded"} 0`,
+		`authd_purged_total{kind="session"} `,
+		`authd_db_pool_max_connections `,
+		`go_goroutines `,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics listener's /metrics lacks %s", want)
+		}
+	}
+	for path, want := range map[string]string{
+		"/healthz": `{"status":"ok"}`,
+		"/readyz":  `{"status":"ok","database":"ok"}`,
+	} {
+		if code, body := get(http.MethodGet, ops+path); code != http.StatusOK || body != want {
+			t.Errorf("metrics listener GET %s: got %d %s, want 200 %s", path, code, body, want)
+		}
+	}
+	if code, body := get(http.MethodHead, ops+"/metrics"); code != http.StatusOK || body != "" {
+		t.Errorf("metrics listener HEAD /metrics: got %d %q, want 200 and no body", code, body)
+	}
+	if code, _ := get(http.MethodGet, ops+"/rpc/login"); code != http.StatusNotFound {
+		t.Errorf("metrics listener GET /rpc/login: got %d, want 404: the API is not served there", code)
 	}
 }
 

@@ -482,6 +482,15 @@ func TestDeployment(t *testing.T) {
 	if got, _ := envValue(c, "AUTHD_ADDR"); got != fmt.Sprintf(":%d", port) {
 		t.Errorf("AUTHD_ADDR: got %q, want %q", got, fmt.Sprintf(":%d", port))
 	}
+	// /metrics on a port of its own, which the Service does not expose
+	// (TestServiceSelectsTheDeployment): not for whoever reaches the API.
+	metrics := containerPort(t, c, "metrics")
+	if metrics == port {
+		t.Errorf("container port metrics: got %d, the API's port", metrics)
+	}
+	if got, _ := envValue(c, "AUTHD_METRICS_ADDR"); got != fmt.Sprintf(":%d", metrics) {
+		t.Errorf("AUTHD_METRICS_ADDR: got %q, want %q", got, fmt.Sprintf(":%d", metrics))
+	}
 	for name, want := range map[string]string{
 		"DATABASE_URL_FILE": "/var/run/secrets/authd/database-url",
 		"JWT_SECRET_FILE":   "/var/run/secrets/authd/jwt-secret",
