@@ -110,9 +110,10 @@ func bodyKind(contentType string) (bodyFormat, error) {
 // parseJSONArgs reads a JSON object into text arguments. An empty body is
 // {} (PostgREST's rule). Strings are taken as they are, null as absent,
 // and other JSON values as their JSON text, as PostgREST casts them. A key
-// given twice is refused: decoders disagree on which one counts (Go's and
-// PostgreSQL's jsonb keep the last, others the first), and a check and a
-// use that read different ones is how a smuggled argument gets through.
+// given twice is refused: JSON leaves its meaning open (RFC 8259 §4), so
+// decoders differ (Go's and PostgreSQL's jsonb keep the last, some keep
+// the first or refuse), and a check and a use that read different ones is
+// how a smuggled argument gets through.
 func parseJSONArgs(raw []byte) (rpcArgs, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
