@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -191,6 +193,18 @@ func (c *Core) IdentifyToken(raw string) (Identity, error) {
 	return Identity{User: v.user, Role: v.role, Token: raw, Expires: time.Unix(v.expires, 0)}, nil
 }
 
+// MaxUsernameLen bounds, in bytes, the user names a login looks up; a
+// longer name is an unknown user. `authd user add` refuses to create one.
+const MaxUsernameLen = 256
+
+// WellFormed reports whether s can be a name or credential authd stores:
+// valid UTF-8 without NUL (PostgreSQL's text holds neither), at most max
+// bytes. Input that is not is refused as an unknown user or an invalid
+// token would be, before any database work.
+func WellFormed(s string, max int) bool {
+	return len(s) <= max && utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
 // IdentifyPassword checks a username and password with every rule of
 // /rpc/login (CheckPassword) but opens no session: the identity carries an
 // access token of the usual lifetime.
@@ -233,10 +247,17 @@ func (c *Core) CheckPassword(ctx context.Context, username, password, client str
 		}
 		return store.User{}, errTooManyLogins(d)
 	}
-	u, err = c.db.User(ctx, username)
-	found := err == nil
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return store.User{}, Failure(err)
+	// A name no user can have (see WellFormed) is an unknown user, without
+	// asking the database: PostgreSQL would refuse a NUL or invalid UTF-8
+	// with an error (a 500, logged with the client's text), and the answer
+	// must not tell such a name from any other unknown one.
+	found := false
+	if WellFormed(username, MaxUsernameLen) {
+		u, err = c.db.User(ctx, username)
+		found = err == nil
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return store.User{}, Failure(err)
+		}
 	}
 	// Compare against a dummy hash for an unknown user, so that the
 	// answer takes as long as for a wrong password.

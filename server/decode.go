@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"io"
@@ -38,9 +39,9 @@ func checkProfile(h http.Header) error {
 type rpcArgs map[string]string
 
 // decodeArgs reads an RPC body as PostgREST does: JSON when Content-Type is
-// application/json or missing, or an HTML form. It returns an error for
-// anything else, and PGRST202 unless the argument names are exactly
-// required plus any of optional.
+// application/json or missing, or an HTML form, in UTF-8. It returns an
+// error for anything else, for an argument given twice, and PGRST202
+// unless the argument names are exactly required plus any of optional.
 func decodeArgs(r *http.Request, fn string, required, optional []string) (rpcArgs, error) {
 	if err := checkProfile(r.Header); err != nil {
 		return nil, err
@@ -56,17 +57,20 @@ func decodeArgs(r *http.Request, fn string, required, optional []string) (rpcArg
 	if len(raw) > bodyLimit {
 		return nil, errTooLarge(bodyLimit)
 	}
-	var args rpcArgs
+	var (
+		args rpcArgs
+		bare map[string]bool
+	)
 	switch kind {
 	case kindForm:
-		args, err = parseFormArgs(raw)
+		args, bare, err = parseFormArgs(raw)
 	default:
 		args, err = parseJSONArgs(raw)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return args, checkArgNames(args, fn, required, optional)
+	return args, checkArgNames(args, bare, fn, required, optional)
 }
 
 type bodyFormat int
@@ -77,42 +81,65 @@ const (
 )
 
 // bodyKind maps a Content-Type to the body format. PostgREST reads a
-// missing Content-Type as JSON; curl scripts rely on that.
+// missing Content-Type as JSON; curl scripts rely on that. Bodies are read
+// as UTF-8 (JSON's only encoding, and what browsers send forms in), so a
+// body declared in another charset is refused rather than misread.
 func bodyKind(contentType string) (bodyFormat, error) {
 	if strings.TrimSpace(contentType) == "" {
 		return kindJSON, nil
 	}
-	mt, _, err := mime.ParseMediaType(contentType)
+	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil {
 		return 0, errMediaType(contentType)
 	}
+	var kind bodyFormat
 	switch mt {
 	case "application/json":
-		return kindJSON, nil
+		kind = kindJSON
 	case "application/x-www-form-urlencoded":
-		return kindForm, nil
+		kind = kindForm
+	default:
+		return 0, errMediaType(mt)
 	}
-	return 0, errMediaType(mt)
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return 0, errMediaType(cmp.Or(mime.FormatMediaType(mt, map[string]string{"charset": strings.ToLower(cs)}), mt))
+	}
+	return kind, nil
 }
 
 // parseJSONArgs reads a JSON object into text arguments. An empty body is
 // {} (PostgREST's rule). Strings are taken as they are, null as absent,
-// and other JSON values as their JSON text, as PostgREST casts them.
+// and other JSON values as their JSON text, as PostgREST casts them. A key
+// given twice is refused: JSON leaves its meaning open (RFC 8259 §4), so
+// decoders differ (Go's and PostgreSQL's jsonb keep the last, some keep
+// the first or refuse), and a check and a use that read different ones is
+// how a smuggled argument gets through.
 func parseJSONArgs(raw []byte) (rpcArgs, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
 		return rpcArgs{}, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
-	var obj map[string]json.RawMessage
-	if err := dec.Decode(&obj); err != nil || obj == nil {
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return nil, errInvalidBody()
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errInvalidBody() // trailing data after the object
-	}
-	args := make(rpcArgs, len(obj))
-	for k, v := range obj {
+	args := rpcArgs{}
+	seen := map[string]bool{}
+	repeated := ""
+	for dec.More() {
+		tok, err := dec.Token()
+		k, isKey := tok.(string)
+		if err != nil || !isKey {
+			return nil, errInvalidBody()
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, errInvalidBody()
+		}
+		if seen[k] && repeated == "" {
+			repeated = k
+		}
+		seen[k] = true
 		var s string
 		switch {
 		case bytes.Equal(v, []byte("null")):
@@ -123,49 +150,97 @@ func parseJSONArgs(raw []byte) (rpcArgs, error) {
 			args[k] = string(v)
 		}
 	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return nil, errInvalidBody()
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errInvalidBody() // trailing data after the object
+	}
+	// Reported once the whole body is known to be JSON, so that broken
+	// JSON is always "invalid json".
+	if repeated != "" {
+		return nil, errRepeatedArg("Invalid json: repeated key", argName(repeated, false))
+	}
 	return args, nil
 }
 
 // parseFormArgs reads an urlencoded form. A repeated key is ambiguous for
-// a function that takes one value, so it is refused.
-func parseFormArgs(raw []byte) (rpcArgs, error) {
+// a function that takes one value, so it is refused. bare holds the keys
+// of pieces without "=": those are values sent where a field belongs
+// (JSON posted as a form, a token as the whole body), never named in an
+// error.
+func parseFormArgs(raw []byte) (args rpcArgs, bare map[string]bool, err error) {
 	vals, err := url.ParseQuery(string(raw))
 	if err != nil {
-		return nil, &Error{Status: http.StatusBadRequest, Code: "PGRST102", Message: "Invalid form data"}
+		return nil, nil, &Error{Status: http.StatusBadRequest, Code: "PGRST102", Message: "Invalid form data"}
 	}
-	args := make(rpcArgs, len(vals))
+	bare = map[string]bool{}
+	for piece := range strings.SplitSeq(string(raw), "&") {
+		if !strings.Contains(piece, "=") {
+			k, _ := url.QueryUnescape(piece) // ParseQuery has unescaped it already
+			bare[k] = true
+		}
+	}
+	args = make(rpcArgs, len(vals))
 	for k, vs := range vals {
 		if len(vs) != 1 {
-			return nil, &Error{Status: http.StatusBadRequest, Code: "PGRST102", Message: "Invalid form data: repeated field " + k}
+			return nil, nil, errRepeatedArg("Invalid form data: repeated field", argName(k, bare[k]))
 		}
 		args[k] = vs[0]
 	}
-	return args, nil
+	return args, bare, nil
 }
 
 // checkArgNames answers like PostgREST when the argument names do not
-// match the function's parameters: 404 PGRST202, names sorted.
-func checkArgNames(args rpcArgs, fn string, required, optional []string) error {
+// match the function's parameters: 404 PGRST202, names sorted. bare are
+// form keys sent without a value (see parseFormArgs).
+func checkArgNames(args rpcArgs, bare map[string]bool, fn string, required, optional []string) error {
+	isParam := func(k string) bool { return slices.Contains(required, k) || slices.Contains(optional, k) }
+	ok := true
 	for k := range args {
-		if !slices.Contains(required, k) && !slices.Contains(optional, k) {
-			return errUnknownArgs(fn, sortedKeys(args), required)
-		}
+		ok = ok && isParam(k)
 	}
 	for _, k := range required {
-		if _, ok := args[k]; !ok {
-			return errUnknownArgs(fn, sortedKeys(args), required)
+		_, given := args[k]
+		ok = ok && given
+	}
+	if ok {
+		return nil
+	}
+	got := make([]string, 0, len(args))
+	for k := range args {
+		if isParam(k) {
+			got = append(got, k)
+		} else {
+			got = append(got, argName(k, bare[k]))
 		}
 	}
-	return nil
+	sort.Strings(got)
+	return errUnknownArgs(fn, got, required)
 }
 
-func sortedKeys(args rpcArgs) []string {
-	keys := make([]string, 0, len(args))
-	for k := range args {
-		keys = append(keys, k)
+// maxArgName is PostgreSQL's longest identifier (NAMEDATALEN - 1).
+const maxArgName = 63
+
+// argName is how an error names an argument the client sent that the
+// function does not take. PostgREST repeats such names as they came; but
+// what comes where a name belongs is at times a value — JSON posted as a
+// form, a pasted token, the rest of a password with an unescaped "&" — and
+// an error must never repeat a password or a token. So a key is named only
+// if it has the shape of a parameter name (an unquoted PostgreSQL
+// identifier: lowercase letters, digits and "_", at most 63 bytes) and was
+// not a bare form piece; anything else is "?".
+func argName(k string, bare bool) string {
+	if bare || k == "" || len(k) > maxArgName || (k[0] >= '0' && k[0] <= '9') {
+		return "?"
 	}
-	sort.Strings(keys)
-	return keys
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return "?"
+		}
+	}
+	return k
 }
 
 // wantsRepresentation reports whether Prefer asks for the tokens in the

@@ -2,7 +2,9 @@ package server
 
 import (
 	"errors"
+	"mime"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -24,6 +26,23 @@ func FuzzDecodeArgs(f *testing.F) {
 	f.Add("application/json", "", `[1,2]`)
 	f.Add("application/json", "", `{"user_":"a"} {"pass":"b"}`)
 	f.Add("application/json;;", "", ``)
+	// Text PostgreSQL cannot hold, repeated arguments, charsets, and values
+	// where names belong (issue 12).
+	f.Add("application/json", "", `{"user_": "alice\u0000", "pass": "x"}`)
+	f.Add("application/json", "", "{\"user_\": \"ali\xffce\", \"pass\": \"x\"}")
+	f.Add("application/x-www-form-urlencoded", "", "user_=ali%FFce&pass=x")
+	f.Add("application/x-www-form-urlencoded", "", "user_=alice%00&pass=x")
+	f.Add("application/json", "", `{"user_": "bob", "user_": "alice", "pass": "x"}`)
+	f.Add("application/json", "", `{"user_": "alice", "pass": null, "pass": "x"}`)
+	f.Add("application/json", "", `{"user_": {"a": 1, "a": 2}, "pass": "x"}`)
+	f.Add("application/x-www-form-urlencoded", "", "user_=bob&user_=alice&pass=x")
+	f.Add("application/json; charset=utf-16", "", `{"user_": "alice", "pass": "x"}`)
+	f.Add("application/json; charset=UTF8", "", `{"user_": "alice", "pass": "x"}`)
+	f.Add("application/x-www-form-urlencoded; charset=\"ISO-8859-1\"", "", "user_=alice&pass=x")
+	f.Add("application/x-www-form-urlencoded", "", `{"user_": "alice", "pass": "hunter2"}`)
+	f.Add("application/x-www-form-urlencoded", "", "user_=alice&pass=Tr0ub&4dor=3")
+	f.Add("application/x-www-form-urlencoded", "", "Zm9vYmFy&Zm9vYmFy")
+	f.Add("application/json", "", `{"user_": "alice", "pass": "x", "Zm9v-YmFy": 1}`)
 	f.Fuzz(func(t *testing.T, contentType, profile, body string) {
 		r, err := http.NewRequest(http.MethodPost, "/rpc/login", strings.NewReader(body))
 		if err != nil {
@@ -40,6 +59,17 @@ func FuzzDecodeArgs(f *testing.F) {
 			if e.Code == "" || e.Message == "" || !utf8.ValidString(e.Code) {
 				t.Fatalf("error without code or message: %+v", e)
 			}
+			// A PGRST202 names only possible parameter names, never a
+			// value sent where a name belongs.
+			if e.Code == "PGRST202" {
+				names, _ := strings.CutPrefix(e.Message, "Could not find the function auth.login(")
+				names, _ = strings.CutSuffix(names, ") in the schema cache")
+				for n := range strings.SplitSeq(names, ", ") {
+					if n != "" && n != "?" && !paramName.MatchString(n) {
+						t.Fatalf("PGRST202 names %q: %s", n, e.Message)
+					}
+				}
+			}
 			return
 		}
 		if len(args) != 2 {
@@ -50,8 +80,17 @@ func FuzzDecodeArgs(f *testing.F) {
 				t.Fatalf("accepted unknown argument %q", k)
 			}
 		}
+		// An accepted body was declared UTF-8 or not declared at all.
+		if _, params, err := mime.ParseMediaType(contentType); err == nil {
+			if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+				t.Fatalf("accepted charset %q", cs)
+			}
+		}
 	})
 }
+
+// paramName is what an error may repeat of a name the client sent.
+var paramName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 // FuzzHeaders covers the header parsers: Prefer and Authorization.
 func FuzzHeaders(f *testing.F) {

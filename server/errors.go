@@ -89,6 +89,12 @@ func errInvalidBody() *Error {
 	return &Error{Status: http.StatusBadRequest, Code: "PGRST102", Message: "Empty or invalid json"}
 }
 
+// errRepeatedArg refuses a body that gives an argument twice; name is
+// already safe to show (argName).
+func errRepeatedArg(what, name string) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: "PGRST102", Message: what + " " + name}
+}
+
 func errTooLarge(limit int64) *Error {
 	return &Error{
 		Status: http.StatusRequestEntityTooLarge, Code: "PT413",

@@ -261,6 +261,10 @@ func jsonHeader() http.Header {
 	return http.Header{"Content-Type": {"application/json"}, "Content-Profile": {"auth"}}
 }
 
+func formHeader() http.Header {
+	return http.Header{"Content-Type": {"application/x-www-form-urlencoded"}, "Content-Profile": {"auth"}}
+}
+
 func loginBody(user, pass string) string {
 	return `{"user_": "` + user + `", "pass": "` + pass + `"}`
 }

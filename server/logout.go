@@ -22,7 +22,7 @@ func (s *Server) handleLogout() echo.HandlerFunc {
 			return err
 		}
 		var refreshHash []byte
-		if rt := presentedRefresh(c, args); rt != "" && len(rt) <= maxRefreshLen {
+		if rt := presentedRefresh(c, args); rt != "" {
 			refreshHash = token.HashRefresh(rt)
 		}
 		sid := s.accessSession(c)

@@ -25,7 +25,7 @@ func (s *Server) handleRefresh() echo.HandlerFunc {
 			return err
 		}
 		presented := presentedRefresh(c, args)
-		if presented == "" || len(presented) > maxRefreshLen {
+		if presented == "" {
 			return errInvalidRefresh()
 		}
 		next, nextHash, err := token.NewRefresh()
@@ -52,13 +52,19 @@ func (s *Server) handleRefresh() echo.HandlerFunc {
 	}
 }
 
-// presentedRefresh is the refresh token in the body, else in the cookie.
+// presentedRefresh is the refresh token in the body, else in the cookie;
+// "" when there is none, or when what is there cannot be one of authd's
+// tokens (too long, a NUL, invalid UTF-8): that is answered as any dead
+// token, before anything is hashed or looked up.
 func presentedRefresh(c echo.Context, args rpcArgs) string {
-	if t := args["refresh_token"]; t != "" {
-		return t
+	t := args["refresh_token"]
+	if t == "" {
+		if ck, err := c.Cookie(refreshCookie); err == nil {
+			t = ck.Value
+		}
 	}
-	if ck, err := c.Cookie(refreshCookie); err == nil {
-		return ck.Value
+	if !identity.WellFormed(t, maxRefreshLen) {
+		return ""
 	}
-	return ""
+	return t
 }

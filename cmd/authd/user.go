@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/term"
 
+	"authd/identity"
 	"authd/store"
 )
 
@@ -50,6 +51,11 @@ func userAddCmd(fs *flag.FlagSet, c *cli) action {
 		}
 		if len(name) < 3 {
 			return fmt.Errorf("user add %q: %w", name, store.ErrUsernameTooShort)
+		}
+		// A login never looks such a name up (it is answered as an
+		// unknown user), so the user could never log in.
+		if !identity.WellFormed(name, identity.MaxUsernameLen) {
+			return fmt.Errorf("user add: the username must be UTF-8 of at most %d bytes", identity.MaxUsernameLen)
 		}
 		password, err := newPassword(c)
 		if err != nil {

@@ -228,6 +228,8 @@ func TestUserInputCheckedFirst(t *testing.T) {
 		want        string
 	}{
 		{"short username", "pw\n", []string{"user", "add", "ab", "--role", "r"}, "at least 3 characters"},
+		{"257-byte username", "pw\n", []string{"user", "add", strings.Repeat("u", 257), "--role", "r"}, "at most 256 bytes"},
+		{"username not UTF-8", "pw\n", []string{"user", "add", "ali\xffce", "--role", "r"}, "at most 256 bytes"},
 		{"73-byte password", strings.Repeat("p", 73) + "\n", []string{"user", "add", "alice", "--role", "r"}, "72-byte"},
 		{"73-byte password for passwd", strings.Repeat("p", 73) + "\n", []string{"user", "passwd", "alice"}, "72-byte"},
 		{"empty stdin", "", []string{"user", "add", "alice", "--role", "r"}, "no password"},
