@@ -102,6 +102,8 @@ func (c *Core) IdentifyAPIKey(ctx context.Context, plain string) (Identity, erro
 		return Identity{}, errInvalidAPIKey("API key expired")
 	case !k.RoleExists:
 		return Identity{}, &Error{Kind: Forbidden, Code: "PT403", Message: "role \"" + k.Role + "\" does not exist"}
+	case k.RoleRefusal != "":
+		return Identity{}, RolePrivileged(k.Role, k.RoleRefusal)
 	}
 	e, err := c.keys.state.Load(ctx, id, func(context.Context) (*keyState, time.Time, error) {
 		return &keyState{}, now.Add(keyIdle), nil

@@ -21,8 +21,8 @@ const (
 	// InvalidToken: a presented bearer credential (an access token or an
 	// API key) does not pass.
 	InvalidToken
-	// Forbidden: the credential is good, but its role is gone or the key
-	// is over its plan's rate.
+	// Forbidden: the credential is good, but its role is gone or too
+	// privileged for a token, or the key is over its plan's rate.
 	Forbidden
 	// Throttled: too many failed logins for this user or client.
 	Throttled
@@ -77,6 +77,36 @@ func RoleMissing(role string) *Error {
 		Message: fmt.Sprintf("role %q does not exist", role),
 		Hint:    ptr("The user's database role was dropped; an administrator must recreate it or change the user's role."),
 	}
+}
+
+// RolePrivileged is the refusal of a user or key whose role no token may
+// carry (reason, such as "it is a superuser", is auth.role_refusal's): the
+// role was given before the database refused such roles, or the role was
+// made a superuser, granted a predefined role... after the fact.
+func RolePrivileged(role, reason string) *Error {
+	return &Error{
+		Kind: Forbidden, Code: "PT403",
+		Message: fmt.Sprintf("role %q may not be the role of a token: %s", role, reason),
+		Hint: ptr("An administrator must give the user a NOLOGIN role without SUPERUSER, BYPASSRLS, CREATEROLE, " +
+			"CREATEDB or REPLICATION, not a predefined pg_* role nor a member of one of those."),
+	}
+}
+
+// RoleRefused is the refusal for a store error that says a role may not
+// be in a token (*store.RoleMissingError, *store.RolePrivilegedError), or
+// nil for any other error.
+func RoleRefused(err error) *Error {
+	var (
+		missing    *store.RoleMissingError
+		privileged *store.RolePrivilegedError
+	)
+	switch {
+	case errors.As(err, &missing):
+		return RoleMissing(missing.Role)
+	case errors.As(err, &privileged):
+		return RolePrivileged(privileged.Role, privileged.Reason)
+	}
+	return nil
 }
 
 func errTooManyLogins(wait time.Duration) *Error {

@@ -222,7 +222,8 @@ func (c *Core) IdentifyPassword(ctx context.Context, username, password, client 
 
 // CheckPassword is the one password check, for /rpc/login and for NATS
 // clients: throttling per username and client, bcrypt in a bounded slot,
-// a dummy compare for unknown users, the role check and the hash upgrade.
+// a dummy compare for unknown users, disabled users refused as a wrong
+// password, the role checks and the hash upgrade.
 // Its errors are *Error.
 func (c *Core) CheckPassword(ctx context.Context, username, password, client string) (u store.User, err error) {
 	defer func() { c.metrics.loginResult(err) }()
@@ -269,7 +270,9 @@ func (c *Core) CheckPassword(ctx context.Context, username, password, client str
 	if err := c.bcrypt.run(ctx, func() { ok = store.CheckPassword(hash, password) }); err != nil {
 		return store.User{}, err
 	}
-	if !ok || !found {
+	// A disabled user is refused exactly as a wrong password is, after
+	// the same bcrypt work: the answer does not say the account exists.
+	if !ok || !found || u.DisabledAt != nil {
 		return store.User{}, errInvalidLogin() // the reserved failures stand
 	}
 	if byClient != nil {
@@ -281,8 +284,11 @@ func (c *Core) CheckPassword(ctx context.Context, username, password, client str
 			c.log.WarnContext(ctx, "return a reserved login failure", "user", username, "err", err)
 		}
 	}
-	if !u.RoleExists {
+	switch {
+	case !u.RoleExists:
 		return store.User{}, RoleMissing(u.Role)
+	case u.RoleRefusal != "":
+		return store.User{}, RolePrivileged(u.Role, u.RoleRefusal)
 	}
 	if store.NeedsRehash(u.PasswordHash, c.cfg.BcryptCost) {
 		c.upgradeHash(ctx, u, password)

@@ -33,7 +33,6 @@ func (s *Server) handleRefresh() echo.HandlerFunc {
 			return errInternal(err)
 		}
 		g, err := s.db.Refresh(r.Context(), token.HashRefresh(presented), nextHash, s.cfg.RefreshTTL, s.cfg.ReuseGrace)
-		var missing *store.RoleMissingError
 		switch {
 		case errors.Is(err, store.ErrRefreshReused):
 			s.metrics.refreshReuse.Inc()
@@ -43,8 +42,8 @@ func (s *Server) handleRefresh() echo.HandlerFunc {
 			return errInvalidRefresh()
 		case errors.Is(err, store.ErrInvalidRefresh):
 			return errInvalidRefresh()
-		case errors.As(err, &missing):
-			return identity.RoleMissing(missing.Role)
+		case identity.RoleRefused(err) != nil:
+			return identity.RoleRefused(err)
 		case err != nil:
 			return errInternal(err)
 		}

@@ -16,7 +16,10 @@ type APIKey struct {
 	ID, Role, Plan string
 	// RoleExists reports whether Role is in pg_roles right now: a key
 	// whose role was dropped after the fact must get no token.
-	RoleExists        bool
+	RoleExists bool
+	// RoleRefusal says why Role may not be the role of a token (such as
+	// "it is a superuser"); "" when it may. See auth.role_refusal.
+	RoleRefusal       string
 	RequestsPerMinute int
 	Enabled           bool
 	ExpiresAt         *time.Time // nil: never
@@ -34,6 +37,7 @@ var ErrPlanNotFound = errors.New("plan not found")
 const apiKeyColumns = `
 	k.id, k.role, k.plan,
 	exists (select 1 from pg_roles r where r.rolname = k.role) as role_exists,
+	coalesce(auth.role_refusal(k.role), '') as role_refusal,
 	p.requests_per_minute, k.enabled, k.expires_at, k.created_at, k.last_used_at,
 	k.secret_hash`
 
@@ -41,7 +45,7 @@ const apiKeyColumns = `
 // it. An empty role means the plan's role; a nil expiresAt means the
 // plan's key_lifetime after creation (no expiry if the plan has none). An
 // unknown plan is ErrPlanNotFound, a role missing from pg_roles
-// *RoleMissingError.
+// *RoleMissingError, one too privileged for tokens *RolePrivilegedError.
 //
 // One statement takes the plan's defaults, inserts, and reads the new row
 // back with its plan's rate (a returning clause cannot join, so the insert
@@ -76,17 +80,17 @@ func (db *DB) CreateAPIKey(ctx context.Context, id string, hash []byte, role, pl
 // key took its plan's, so that one is looked up.
 func (db *DB) apiKeyError(ctx context.Context, err error, role, plan string) error {
 	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != "23503" {
+	if !errors.As(err, &pgErr) {
 		return err
 	}
-	switch pgErr.ConstraintName {
-	case "": // check_role_exists trigger
-		if role == "" {
-			_ = db.p().QueryRow(ctx, `select role from auth.plan where name = $1`, plan).Scan(&role)
-		}
-		return &RoleMissingError{Role: role}
-	case "api_key_plan_fkey": // the plan was deleted under the insert
+	if pgErr.Code == "23503" && pgErr.ConstraintName == "api_key_plan_fkey" { // the plan was deleted under the insert
 		return ErrPlanNotFound
+	}
+	if role == "" && roleError(pgErr, role) != nil {
+		_ = db.p().QueryRow(ctx, `select role from auth.plan where name = $1`, plan).Scan(&role)
+	}
+	if refused := roleError(pgErr, role); refused != nil {
+		return refused
 	}
 	return err
 }

@@ -344,9 +344,10 @@ func natsError(err error, role, kind, subject string) error {
 	if !errors.As(err, &pgErr) {
 		return err
 	}
+	if refused := roleError(pgErr, role); refused != nil {
+		return refused
+	}
 	switch {
-	case pgErr.Code == "23503" && pgErr.ConstraintName == "": // check_role_exists trigger
-		return &RoleMissingError{Role: role}
 	case pgErr.Code == "23514" && pgErr.ConstraintName == "nats_permission_subject_check":
 		return &NATSSubjectError{Subject: subject, Reason: "refused by the database"}
 	case pgErr.Code == "23514" && pgErr.ConstraintName == "nats_permission_kind_check":

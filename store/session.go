@@ -53,7 +53,13 @@ func (db *DB) StartSession(ctx context.Context, username string, tokenHash []byt
 //   - spent longer ago: a replay (RFC 9700 §4.14.2). The session is revoked,
 //     the newest token with it, and ErrRefreshReused is returned;
 //   - the user's role was dropped: *RoleMissingError, nothing spent;
-//   - anything else: ErrInvalidRefresh.
+//   - the user's role may not be in a token (a superuser, say, given to
+//     the user before the database refused such roles):
+//     *RolePrivilegedError, nothing spent;
+//   - anything else, a disabled user's token included: ErrInvalidRefresh.
+//
+// The role check costs the happy path no round trip: it is a condition of
+// the same statement (auth.role_refusal).
 func (db *DB) Refresh(ctx context.Context, oldHash, newHash []byte, ttl, grace time.Duration) (Grant, error) {
 	g, err := db.rotate(ctx, oldHash, newHash, ttl)
 	if !errors.Is(err, pgx.ErrNoRows) {
@@ -77,6 +83,8 @@ const rotateSQL = `
 		       and t.expires_at > now()
 		       and s.id = t.session_id
 		       and s.revoked_at is null
+		       and u.disabled_at is null
+		       and auth.role_refusal(u.role) is null
 		    returning t.id, t.session_id, u.username, u.role
 		), child as (
 		    insert into auth.refresh_token (token_hash, session_id, parent_id, expires_at)
@@ -108,18 +116,21 @@ func (db *DB) rotate(ctx context.Context, oldHash, newHash []byte, ttl time.Dura
 // session (replay).
 func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl, grace time.Duration) (Grant, error) {
 	var (
-		g         Grant
-		active    bool // unspent, unexpired, session live
-		roleOK    bool
-		sibling   *time.Time
-		revoked   bool
-		foundRows = true
+		g          Grant
+		active     bool // unspent, unexpired, session live, user enabled
+		roleExists bool
+		refusal    string
+		sibling    *time.Time
+		revoked    bool
+		foundRows  = true
 	)
 	err := db.p().QueryRow(ctx, `
 		with found as (
 		    select t.id, t.session_id, t.revoked_at, t.revoked_reason, t.expires_at,
 		           s.revoked_at as session_revoked_at, u.username, u.role,
-		           exists (select 1 from pg_roles r where r.rolname = u.role) as role_ok
+		           u.disabled_at is null as enabled,
+		           exists (select 1 from pg_roles r where r.rolname = u.role) as role_exists,
+		           auth.role_refusal(u.role) as role_refusal
 		      from auth.refresh_token t
 		      join auth.session s on s.id = t.session_id
 		      join auth.user u on u.username = s.username
@@ -132,7 +143,9 @@ func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl,
 		       and f.revoked_at >= now() - make_interval(secs => $4)
 		       and f.session_revoked_at is null
 		       and f.expires_at > now()
-		       and f.role_ok
+		       and f.enabled
+		       and f.role_exists
+		       and f.role_refusal is null
 		    returning expires_at
 		), replay as (
 		    update auth.session s
@@ -144,13 +157,13 @@ func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl,
 		       and s.revoked_at is null
 		    returning s.id
 		)
-		select f.username, f.role, f.session_id, f.role_ok,
-		       f.revoked_at is null and f.expires_at > now() and f.session_revoked_at is null,
+		select f.username, f.role, f.session_id, f.role_exists, coalesce(f.role_refusal, ''),
+		       f.revoked_at is null and f.expires_at > now() and f.session_revoked_at is null and f.enabled,
 		       (select expires_at from sibling),
 		       exists (select 1 from replay)
 		  from found f`,
 		oldHash, newHash, ttl.Seconds(), grace.Seconds()).Scan(
-		&g.Username, &g.Role, &g.SessionID, &roleOK, &active, &sibling, &revoked)
+		&g.Username, &g.Role, &g.SessionID, &roleExists, &refusal, &active, &sibling, &revoked)
 	if errors.Is(err, pgx.ErrNoRows) {
 		foundRows = false
 	} else if err != nil {
@@ -164,8 +177,10 @@ func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl,
 	case sibling != nil:
 		g.RefreshExpiresAt = *sibling
 		return g, nil
-	case !roleOK && active:
+	case !roleExists && active:
 		return Grant{}, &RoleMissingError{Role: g.Role}
+	case refusal != "" && active:
+		return Grant{}, &RolePrivilegedError{Role: g.Role, Reason: refusal}
 	}
 	return Grant{}, ErrInvalidRefresh
 }

@@ -602,7 +602,7 @@ func TestAPIKeyMigrationDownUp(t *testing.T) {
 	url := storetest.NewURL(t)
 	env := baseEnv(url)
 	role := storetest.NewRole(t)
-	mustRun(t, env, "pw\n", "user", "add", "alice", "--role", role)
+	mustRun(t, env, "pw-of-alice\n", "user", "add", "alice", "--role", role)
 	mustRun(t, env, "", "apikey", "create", "--plan", newPlan(t, url, role, 60, "1 day"))
 
 	if r := mustRun(t, env, "", "migrate", "down-to", "2"); !strings.Contains(r.stdout, "00003_create_nats_permissions.sql") {
@@ -637,5 +637,5 @@ func TestAPIKeyMigrationDownUp(t *testing.T) {
 	}
 	checkSchema(t, url, true)
 	keyFrom(t, mustRun(t, env, "", "apikey", "create", "--plan", newPlan(t, url, role, 60, "")))
-	mustRun(t, env, "pw\n", "user", "passwd", "alice")
+	mustRun(t, env, "pw-of-alice\n", "user", "passwd", "alice")
 }

@@ -49,10 +49,20 @@ func commands() []command {
 		{name: "migrate down-to", params: "VERSION", summary: "revert every migration above VERSION", setup: simple(migrateDownTo)},
 		{name: "migrate status", summary: "list migrations, applied or pending", setup: simple(migrateStatus)},
 		{name: "seed", summary: "add the demo role and user (development only)", setup: simple(runSeed)},
-		{name: "user add", params: "NAME", synopsis: "--role ROLE", summary: "add a user; password from stdin or a prompt", setup: userAddCmd},
-		{name: "user passwd", params: "NAME", summary: "change a user's password; from stdin or a prompt", setup: simple(userPasswd)},
+		{name: "user add", params: "NAME", synopsis: "--role ROLE", summary: "add a user; password from stdin or a prompt",
+			about: passwordPolicy + "\nThe role may not be a superuser, LOGIN or predefined pg_* role, or have BYPASSRLS, CREATEROLE,\n" +
+				"CREATEDB or REPLICATION, or be a member of such a role.", setup: userAddCmd},
+		{name: "user passwd", params: "NAME", summary: "change a user's password (from stdin or a prompt); ends their sessions",
+			about: passwordPolicy, setup: simple(userPasswd)},
+		{name: "user role", params: "NAME ROLE", summary: "give a user another role; ends their sessions", setup: simple(userRole)},
+		{name: "user disable", params: "NAME", summary: "refuse a user's logins and end their sessions", setup: simple(userSetDisabled(true))},
+		{name: "user enable", params: "NAME", summary: "let a disabled user log in again", setup: simple(userSetDisabled(false))},
 		{name: "user del", params: "NAME", summary: "delete a user and their sessions", setup: simple(userDel)},
 		{name: "user list", summary: "list users", setup: simple(userList)},
+		{name: "user sessions", params: "NAME", summary: "list a user's sessions (ids and times, never tokens)", setup: simple(userSessions)},
+		{name: "user logout", params: "NAME [SESSION]", summary: "end every session of a user, or the one SESSION",
+			about: "Their refresh tokens stop working at once; access tokens already issued live out their AUTHD_ACCESS_TTL.",
+			setup: simple(userLogout)},
 		{name: "apikey create", synopsis: "--plan PLAN [--role ROLE] [--expires 30d]",
 			summary: "add an API key (role and expiry default to the plan's); prints the key once", setup: apiKeyCreateCmd},
 		{name: "apikey list", summary: "list API keys (ids only, never the keys)", setup: simple(apiKeyListCmd)},
@@ -69,6 +79,10 @@ func commands() []command {
 		{name: "version", summary: "print the version and VCS revision authd was built from", setup: simple(runVersion)},
 	}
 }
+
+// passwordPolicy is the help of the commands that set a password.
+const passwordPolicy = "The password needs at least AUTHD_PASSWORD_MIN_LENGTH (8) characters, at most 72 bytes, and may be\n" +
+	"neither one of the most common passwords nor the username."
 
 // usageError is a command line authd could not understand: one line, and
 // where to read the usage.

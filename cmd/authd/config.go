@@ -420,6 +420,17 @@ func bcryptCost(e *env) int {
 	return n
 }
 
+// passwordMinLength is AUTHD_PASSWORD_MIN_LENGTH: the shortest password
+// user add and user passwd accept, in characters.
+func passwordMinLength(e *env) int {
+	n := e.count("AUTHD_PASSWORD_MIN_LENGTH", identity.DefaultPasswordMinLength)
+	if n < 1 || n > identity.MaxPasswordMinLength {
+		e.fail("AUTHD_PASSWORD_MIN_LENGTH", "want a whole number from 1 to %d, got %q", identity.MaxPasswordMinLength, e.getenv("AUTHD_PASSWORD_MIN_LENGTH"))
+		return identity.DefaultPasswordMinLength
+	}
+	return n
+}
+
 // knownVars are the AUTHD_* variables that authd, its scripts and its tests
 // read. Any other in the environment is likely a typo, which would
 // otherwise be ignored in silence.
@@ -433,8 +444,8 @@ func knownVars() []string {
 		"AUTHD_COOKIE_SECURE", "AUTHD_COOKIE_SAMESITE", "AUTHD_REFRESH_COOKIE_SAMESITE", "AUTHD_COOKIE_DOMAIN",
 		"AUTHD_LOG_LEVEL", "AUTHD_LOG_FORMAT", "AUTHD_SHUTDOWN_GRACE",
 		"AUTHD_STATEMENT_TIMEOUT", "AUTHD_PURGE_INTERVAL", "AUTHD_DB_WAIT",
-		// user add and apikey create
-		"AUTHD_AUTHENTICATOR_ROLE",
+		// user add, user passwd, user role and apikey create
+		"AUTHD_AUTHENTICATOR_ROLE", "AUTHD_PASSWORD_MIN_LENGTH",
 		// nats-callout
 		"AUTHD_NATS_URL", "AUTHD_NATS_CREDS", "AUTHD_NATS_NKEY_SEED_FILE", "AUTHD_NATS_USER",
 		"AUTHD_NATS_PASSWORD", "AUTHD_NATS_PASSWORD_FILE", "AUTHD_NATS_ACCOUNT", "AUTHD_NATS_HEALTH_ADDR",

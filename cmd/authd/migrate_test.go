@@ -52,7 +52,7 @@ func checkTables(t *testing.T, url string, tables []string, want bool) {
 }
 
 // migrationFiles are the migrations, in version order.
-var migrationFiles = []string{"00001_create_auth_schema.sql", "00002_create_api_keys.sql", "00003_create_nats_permissions.sql", "00004_purge_friendly_refresh_parent.sql"}
+var migrationFiles = []string{"00001_create_auth_schema.sql", "00002_create_api_keys.sql", "00003_create_nats_permissions.sql", "00004_purge_friendly_refresh_parent.sql", "00005_user_admin_and_role_safety.sql"}
 
 // statusLine matches the line of migration version in `authd migrate
 // status` and captures its state.
@@ -103,8 +103,15 @@ func TestMigrate(t *testing.T) {
 	// Down reverts one migration at a time, newest first; down-to reverts
 	// everything above a version.
 	r = mustRun(t, env, "", "migrate", "down")
+	if !strings.Contains(r.stdout, "00005_user_admin_and_role_safety.sql") {
+		t.Errorf("first migrate down: got %q, want it to name 00005_user_admin_and_role_safety.sql", r.stdout)
+	}
+	if n := disabledColumns(t, url); n != 0 {
+		t.Errorf("00005's column auth.user.disabled_at is still there after its down")
+	}
+	r = mustRun(t, env, "", "migrate", "down")
 	if !strings.Contains(r.stdout, "00004_purge_friendly_refresh_parent.sql") {
-		t.Errorf("first migrate down: got %q, want it to name 00004_purge_friendly_refresh_parent.sql", r.stdout)
+		t.Errorf("second migrate down: got %q, want it to name 00004_purge_friendly_refresh_parent.sql", r.stdout)
 	}
 	if n := count(t, url, `select count(*) from pg_indexes where schemaname = 'auth' and indexname = 'refresh_token_expires_idx'`); n != 0 {
 		t.Errorf("00004's index is still there after its down")
@@ -161,7 +168,7 @@ func TestMigrate(t *testing.T) {
 	checkSchema(t, url, true)
 	// The schema works after the round trip.
 	role := storetest.NewRole(t)
-	mustRun(t, env, "pw\n", "user", "add", "alice", "--role", role)
+	mustRun(t, env, "pw-of-alice\n", "user", "add", "alice", "--role", role)
 
 	for _, tt := range []struct {
 		name string
@@ -308,14 +315,14 @@ func TestGooseCLI(t *testing.T) {
 	if out, want := runGoose("version"), fmt.Sprintf("version %d", last); !strings.Contains(out, want) {
 		t.Errorf("goose version after authd migrate up: got %q, want %s", out, want)
 	}
-	// goose down reverts the newest migration (00004: its index) alone,
-	// as authd's does.
+	// goose down reverts the newest migration (00005: its column, among
+	// others) alone, as authd's does.
 	runGoose("down")
 	checkTables(t, url, authTables, true)
 	checkTables(t, url, apiKeyTables, true)
 	checkTables(t, url, natsTables, true)
-	if n := count(t, url, `select count(*) from pg_indexes where schemaname = 'auth' and indexname = 'refresh_token_expires_idx'`); n != 0 {
-		t.Errorf("00004's index is still there after goose down")
+	if n := disabledColumns(t, url); n != 0 {
+		t.Errorf("00005's column auth.user.disabled_at is still there after goose down")
 	}
 	if got := statusState(t, mustRun(t, env, "", "migrate", "status").stdout, strconv.Itoa(last)); got != "pending" {
 		t.Errorf("authd status of %d after goose down: got %q, want %q", last, got, "pending")
@@ -325,4 +332,12 @@ func TestGooseCLI(t *testing.T) {
 	if n := count(t, url, `select count(*) from pg_tables where tablename like '%goose%' or tablename like '%migration%'`); n != 1 {
 		t.Errorf("version tables: got %d, want only goose_db_version", n)
 	}
+}
+
+// disabledColumns counts the columns auth.user.disabled_at (00005): 1
+// when 00005 is applied, 0 when it is not.
+func disabledColumns(t *testing.T, url string) int {
+	t.Helper()
+	return count(t, url, `select count(*) from information_schema.columns
+		 where table_schema = 'auth' and table_name = 'user' and column_name = 'disabled_at'`)
 }

@@ -638,7 +638,7 @@ func TestNATSMigrationDownUp(t *testing.T) {
 	url := storetest.NewURL(t)
 	env := baseEnv(url)
 	role := storetest.NewRole(t)
-	mustRun(t, env, "pw\n", "user", "add", "alice", "--role", role)
+	mustRun(t, env, "pw-of-alice\n", "user", "add", "alice", "--role", role)
 	_, id := keyFrom(t, mustRun(t, env, "", "apikey", "create", "--plan", newPlan(t, url, role, 60, "1 day")))
 	mustRun(t, env, "", "nats", "grant", role, "--pub", "orders.*", "--allow-responses")
 
@@ -690,6 +690,6 @@ func TestNATSMigrationDownUp(t *testing.T) {
 		t.Errorf("nats list after 00003 down and up: got %q, want no rows", got)
 	}
 	mustRun(t, env, "", "nats", "grant", role, "--pub", "orders.*")
-	mustRun(t, env, "pw\n", "user", "passwd", "alice")
+	mustRun(t, env, "pw-of-alice\n", "user", "passwd", "alice")
 	keyFrom(t, mustRun(t, env, "", "apikey", "rotate", id))
 }

@@ -71,7 +71,7 @@ func TestSeed(t *testing.T) {
 	}
 
 	// A demo password an operator changed is left alone by a later seed.
-	mustRun(t, env, "changed\n", "user", "passwd", "demo")
+	mustRun(t, env, "changed-pw\n", "user", "passwd", "demo")
 	changed := passwordHash(t, url, "demo")
 	mustRun(t, env, "", "seed")
 	if h := passwordHash(t, url, "demo"); h != changed {

@@ -172,14 +172,14 @@ func TestServeDrain(t *testing.T) {
 	t.Parallel()
 	url := storetest.NewURL(t)
 	role := storetest.NewRole(t)
-	mustRun(t, baseEnv(url), "pw\n", "user", "add", "alice", "--role", role)
+	mustRun(t, baseEnv(url), "pw-of-alice\n", "user", "add", "alice", "--role", role)
 	srv := startServer(t, url, nil)
 
 	// Send a login's headers, and all of its body but the last byte once
 	// the handler reads it, so the server holds a request in flight when
 	// it is told to stop. Go's server answers "100 Continue" when the
 	// handler first reads the body: that is the sign, rather than a sleep.
-	body := `{"user_":"alice","pass":"pw"}`
+	body := `{"user_":"alice","pass":"pw-of-alice"}`
 	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.base, "http://"))
 	if err != nil {
 		t.Fatal(err)

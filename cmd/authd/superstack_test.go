@@ -92,8 +92,8 @@ func TestSuperStackUpgrade(t *testing.T) {
 		t.Errorf("stored hash of a new user: got %q, want %q as given", got, newHash)
 	}
 	// And so does `authd user passwd`, through the same column.
-	mustRun(t, env, "queen\n", "user", "passwd", "bob")
-	if h := passwordHash(t, url, "bob"); !store.CheckPassword(h, "queen") {
+	mustRun(t, env, "queen-of-hearts\n", "user", "passwd", "bob")
+	if h := passwordHash(t, url, "bob"); !store.CheckPassword(h, "queen-of-hearts") {
 		t.Errorf("user passwd after upgrade stored %q, which does not verify", h)
 	}
 

@@ -10,7 +10,9 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/term"
 
@@ -18,16 +20,24 @@ import (
 	"authd/store"
 )
 
-// userCost is AUTHD_BCRYPT_COST, checked before any password is read.
-func userCost(c *cli) (int, error) {
-	e := &env{getenv: c.getenv}
-	cost := bcryptCost(e)
-	return cost, errors.Join(e.errs...)
+// passwordSettings are the settings of the commands that set a password,
+// checked before any password is read.
+type passwordSettings struct {
+	cost   int // AUTHD_BCRYPT_COST
+	minLen int // AUTHD_PASSWORD_MIN_LENGTH
 }
 
-// newPassword reads a password, checking what needs no database before
-// connecting, so that a mistake does not wait on a connection.
-func newPassword(c *cli) (string, error) {
+func readPasswordSettings(c *cli) (passwordSettings, error) {
+	e := &env{getenv: c.getenv}
+	ps := passwordSettings{cost: bcryptCost(e), minLen: passwordMinLength(e)}
+	return ps, errors.Join(e.errs...)
+}
+
+// newPassword reads the new password of user name and applies the
+// password policy, checking what needs no database before connecting, so
+// that a mistake does not wait on a connection. The password is never
+// part of an error.
+func newPassword(c *cli, name string, ps passwordSettings) (string, error) {
 	password, err := readPassword(c.stdin, c.stderr)
 	if err != nil {
 		return "", err
@@ -35,14 +45,31 @@ func newPassword(c *cli) (string, error) {
 	if len(password) > store.MaxPasswordBytes {
 		return "", store.ErrPasswordTooLong
 	}
+	if err := identity.CheckNewPassword(password, name, ps.minLen); err != nil {
+		var short *identity.PasswordTooShortError
+		if errors.As(err, &short) {
+			return "", fmt.Errorf("%w (AUTHD_PASSWORD_MIN_LENGTH)", err)
+		}
+		return "", err
+	}
 	return password, nil
+}
+
+// checkNotAuthenticator refuses the role PostgREST logs in as, which the
+// database cannot tell by name (it refuses every LOGIN role; this one may
+// be NOLOGIN in an unusual set-up).
+func checkNotAuthenticator(cmd, role string, admin adminConfig) error {
+	if role == admin.AuthenticatorRole {
+		return fmt.Errorf("%s: role %q is AUTHD_AUTHENTICATOR_ROLE, the role PostgREST logs in as: it may not be the role of a token", cmd, role)
+	}
+	return nil
 }
 
 func userAddCmd(fs *flag.FlagSet, c *cli) action {
 	role := fs.String("role", "", "database role of the user (required)")
 	return func(ctx context.Context, args []string) error {
 		name := args[0]
-		cost, err := userCost(c)
+		ps, err := readPasswordSettings(c)
 		if err != nil {
 			return err
 		}
@@ -57,7 +84,11 @@ func userAddCmd(fs *flag.FlagSet, c *cli) action {
 		if !identity.WellFormed(name, identity.MaxUsernameLen) {
 			return fmt.Errorf("user add: the username must be UTF-8 of at most %d bytes", identity.MaxUsernameLen)
 		}
-		password, err := newPassword(c)
+		admin := loadAdminConfig(c.getenv)
+		if err := checkNotAuthenticator("user add", *role, admin); err != nil {
+			return err
+		}
+		password, err := newPassword(c, name, ps)
 		if err != nil {
 			return err
 		}
@@ -66,17 +97,17 @@ func userAddCmd(fs *flag.FlagSet, c *cli) action {
 			return err
 		}
 		defer db.Close()
-		return userAdd(ctx, db, name, *role, password, cost, loadAdminConfig(c.getenv), c.stdout, c.stderr)
+		return userAdd(ctx, db, name, *role, password, ps.cost, admin, c.stdout, c.stderr)
 	}
 }
 
 func userPasswd(ctx context.Context, c *cli, args []string) error {
 	name := args[0]
-	cost, err := userCost(c)
+	ps, err := readPasswordSettings(c)
 	if err != nil {
 		return err
 	}
-	password, err := newPassword(c)
+	password, err := newPassword(c, name, ps)
 	if err != nil {
 		return err
 	}
@@ -85,15 +116,96 @@ func userPasswd(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer db.Close()
-	hash, err := store.HashPassword(password, cost)
+	hash, err := store.HashPassword(password, ps.cost)
 	if err != nil {
 		return err
 	}
 	if err := db.SetPassword(ctx, name, hash); err != nil {
 		return notFoundUser(err, name)
 	}
-	fmt.Fprintf(c.stdout, "user %q: password changed\n", name)
+	fmt.Fprintf(c.stdout, "user %q: password changed; their sessions are revoked\n", name)
 	return nil
+}
+
+func userRole(ctx context.Context, c *cli, args []string) error {
+	name, role := args[0], args[1]
+	admin := loadAdminConfig(c.getenv)
+	if err := checkNotAuthenticator("user role", role, admin); err != nil {
+		return err
+	}
+	return withDB(ctx, c, func(db *store.DB) error {
+		if err := db.SetRole(ctx, name, role); err != nil {
+			return roleRefused("user role", notFoundUser(err, name))
+		}
+		fmt.Fprintf(c.stdout, "user %q: role changed to %q; their sessions are revoked\n", name, role)
+		return warnAuthenticator(ctx, db, admin.AuthenticatorRole, role, "this user's", c.stderr)
+	})
+}
+
+// userSetDisabled is user disable and user enable.
+func userSetDisabled(disabled bool) func(ctx context.Context, c *cli, args []string) error {
+	return func(ctx context.Context, c *cli, args []string) error {
+		return withDB(ctx, c, func(db *store.DB) error {
+			if err := db.SetDisabled(ctx, args[0], disabled); err != nil {
+				return notFoundUser(err, args[0])
+			}
+			if disabled {
+				fmt.Fprintf(c.stdout, "user %q disabled; their sessions are revoked\n", args[0])
+			} else {
+				fmt.Fprintf(c.stdout, "user %q enabled\n", args[0])
+			}
+			return nil
+		})
+	}
+}
+
+// userSessions lists a user's sessions: never a token or its hash.
+func userSessions(ctx context.Context, c *cli, args []string) error {
+	return withDB(ctx, c, func(db *store.DB) error {
+		sessions, err := db.Sessions(ctx, args[0])
+		if err != nil {
+			return notFoundUser(err, args[0])
+		}
+		now := time.Now()
+		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SESSION\tCREATED\tLAST REFRESHED\tEXPIRES\tREVOKED")
+		for _, s := range sessions {
+			exp := formatTime(s.ExpiresAt, "-")
+			if s.ExpiresAt != nil && !s.ExpiresAt.After(now) {
+				exp += " (expired)"
+			}
+			revoked := formatTime(s.RevokedAt, "no")
+			if s.RevokedAt != nil && s.RevokedReason != "" {
+				revoked += " (" + s.RevokedReason + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ID, formatTime(&s.CreatedAt, ""),
+				formatTime(s.LastRefreshedAt, "never"), exp, revoked)
+		}
+		return tw.Flush()
+	})
+}
+
+// userLogout ends a user's sessions, or one of them.
+func userLogout(ctx context.Context, c *cli, args []string) error {
+	name := args[0]
+	var one uuid.UUID
+	if len(args) > 1 {
+		var err error
+		if one, err = uuid.Parse(args[1]); err != nil || one == uuid.Nil {
+			return fmt.Errorf("user logout: %q is not a session id (as in user sessions)", args[1])
+		}
+	}
+	return withDB(ctx, c, func(db *store.DB) error {
+		n, err := db.LogoutUser(ctx, name, one)
+		switch {
+		case errors.Is(err, store.ErrSessionNotFound):
+			return fmt.Errorf("user %q has no session %s", name, one)
+		case err != nil:
+			return notFoundUser(err, name)
+		}
+		fmt.Fprintf(c.stdout, "user %q: %d session(s) ended\n", name, n)
+		return nil
+	})
 }
 
 func userDel(ctx context.Context, c *cli, args []string) error {
@@ -113,13 +225,16 @@ func userList(ctx context.Context, c *cli, _ []string) error {
 			return err
 		}
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "USERNAME\tROLE\tCREATED")
+		fmt.Fprintln(tw, "USERNAME\tROLE\tCREATED\tDISABLED")
 		for _, u := range users {
 			r := u.Role
-			if !u.RoleExists {
+			switch {
+			case !u.RoleExists:
 				r += " (missing)"
+			case u.RoleRefusal != "":
+				r += " (refused: " + u.RoleRefusal + ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Username, r, u.CreatedAt.UTC().Format("2006-01-02 15:04:05"))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Username, r, formatTime(&u.CreatedAt, ""), formatTime(u.DisabledAt, "no"))
 		}
 		return tw.Flush()
 	})
@@ -140,7 +255,7 @@ func userAdd(ctx context.Context, db *store.DB, name, role, password string, cos
 		return err
 	}
 	if err := db.AddUser(ctx, name, hash, role); err != nil {
-		return err
+		return roleRefused("user add", err)
 	}
 	fmt.Fprintf(stdout, "user %q added with role %q\n", name, role)
 	return warnAuthenticator(ctx, db, admin.AuthenticatorRole, role, "this user's", stderr)
@@ -161,6 +276,23 @@ func warnAuthenticator(ctx context.Context, db *store.DB, authenticator, role, w
 			authenticator, role, whose, pgx.Identifier{role}.Sanitize(), pgx.Identifier{authenticator}.Sanitize())
 	}
 	return nil
+}
+
+// roleRefused words the database's refusal of a role for the command
+// cmd: the fix for a missing role, the rule for a privileged one. Never
+// advice to grant it.
+func roleRefused(cmd string, err error) error {
+	var (
+		missing    *store.RoleMissingError
+		privileged *store.RolePrivilegedError
+	)
+	switch {
+	case errors.As(err, &missing):
+		return fmt.Errorf("%s: role %q does not exist (create it first: create role %s;)", cmd, missing.Role, pgx.Identifier{missing.Role}.Sanitize())
+	case errors.As(err, &privileged):
+		return fmt.Errorf("%s: %v; use a NOLOGIN role without SUPERUSER, BYPASSRLS, CREATEROLE, CREATEDB or REPLICATION, not a predefined pg_* role nor a member of one of those", cmd, privileged)
+	}
+	return err
 }
 
 func notFoundUser(err error, name string) error {

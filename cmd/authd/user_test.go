@@ -47,12 +47,12 @@ func TestUserAdd(t *testing.T) {
 		username string
 		password string
 	}{
-		{"role after name", []string{"user", "add", "alice", "--role", role}, "alice", "s3cret"},
-		{"role before name", []string{"user", "add", "--role", role, "bob"}, "bob", "hunter2"},
+		{"role after name", []string{"user", "add", "alice", "--role", role}, "alice", "s3cret-pw"},
+		{"role before name", []string{"user", "add", "--role", role, "bob"}, "bob", "hunter2-pw"},
 		{"role=value", []string{"user", "add", "carol", "--role=" + role}, "carol", "pass word with spaces"},
 		{"72-byte password", []string{"user", "add", "dave", "--role", role}, "dave", long72},
 		{"72 bytes, fewer characters", []string{"user", "add", "erin", "--role", role}, "erin", strings.Repeat("€", 24)},
-		{"non-ASCII username", []string{"user", "add", "zoë", "--role", role}, "zoë", "pw"},
+		{"non-ASCII username", []string{"user", "add", "zoë", "--role", role}, "zoë", "pw-of-zoe"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,8 +77,8 @@ func TestUserAdd(t *testing.T) {
 	// read whole, and a CRLF line ending is not part of the password.
 	mustRun(t, env, "nonewline", "user", "add", "frank", "--role", role)
 	checkHash(t, passwordHash(t, url, "frank"), "nonewline", 5)
-	mustRun(t, env, "crlf\r\n", "user", "add", "grace", "--role", role)
-	checkHash(t, passwordHash(t, url, "grace"), "crlf", 5)
+	mustRun(t, env, "crlf-pass\r\n", "user", "add", "grace", "--role", role)
+	checkHash(t, passwordHash(t, url, "grace"), "crlf-pass", 5)
 }
 
 func TestUserAddDefaultCost(t *testing.T) {
@@ -87,8 +87,8 @@ func TestUserAddDefaultCost(t *testing.T) {
 	role := storetest.NewRole(t)
 	env := baseEnv(url)
 	delete(env, "AUTHD_BCRYPT_COST")
-	mustRun(t, env, "pw\n", "user", "add", "alice", "--role", role)
-	checkHash(t, passwordHash(t, url, "alice"), "pw", 10)
+	mustRun(t, env, "pw-of-alice\n", "user", "add", "alice", "--role", role)
+	checkHash(t, passwordHash(t, url, "alice"), "pw-of-alice", 10)
 }
 
 func TestUserAddErrors(t *testing.T) {
@@ -96,7 +96,7 @@ func TestUserAddErrors(t *testing.T) {
 	url := storetest.NewURL(t)
 	role := storetest.NewRole(t)
 	env := baseEnv(url)
-	mustRun(t, env, "first\n", "user", "add", "taken", "--role", role)
+	mustRun(t, env, "first-password\n", "user", "add", "taken", "--role", role)
 	takenHash := passwordHash(t, url, "taken")
 
 	tests := []struct {
@@ -106,13 +106,13 @@ func TestUserAddErrors(t *testing.T) {
 		args  []string
 		want  []string // substrings of the error message
 	}{
-		{"missing role", env, "pw\n",
+		{"missing role", env, "pw-of-alice\n",
 			[]string{"user", "add", "alice", "--role", "authd_no_such_role_xyz"},
 			[]string{`role "authd_no_such_role_xyz" does not exist`}},
-		{"short username", env, "pw\n",
+		{"short username", env, "pw-of-alice\n",
 			[]string{"user", "add", "ab", "--role", role},
 			[]string{`"ab"`, "at least 3 characters"}},
-		{"short username in bytes enough, in characters not", env, "pw\n",
+		{"short username in bytes enough, in characters not", env, "pw-of-alice\n",
 			[]string{"user", "add", "日本", "--role", role},
 			[]string{"at least 3 characters"}},
 		{"73-byte password", env, strings.Repeat("p", 73) + "\n",
@@ -127,31 +127,31 @@ func TestUserAddErrors(t *testing.T) {
 		{"empty line on stdin", env, "\n",
 			[]string{"user", "add", "alice", "--role", role},
 			[]string{"no password"}},
-		{"missing --role", env, "pw\n",
+		{"missing --role", env, "pw-of-alice\n",
 			[]string{"user", "add", "alice"},
 			[]string{"--role"}},
-		{"empty --role", env, "pw\n",
+		{"empty --role", env, "pw-of-alice\n",
 			[]string{"user", "add", "alice", "--role", ""},
 			[]string{"--role"}},
-		{"no name", env, "pw\n",
+		{"no name", env, "pw-of-alice\n",
 			[]string{"user", "add", "--role", role},
 			[]string{"user add: want NAME, got 0 argument(s)", "run 'authd user add --help' for usage"}},
-		{"two names", env, "pw\n",
+		{"two names", env, "pw-of-alice\n",
 			[]string{"user", "add", "alice", "bob", "--role", role},
 			[]string{"user add: want NAME, got 2 argument(s)"}},
-		{"duplicate user", env, "second\n",
+		{"duplicate user", env, "second-password\n",
 			[]string{"user", "add", "taken", "--role", role},
 			[]string{`"taken"`, "already exists"}},
-		{"bad cost", map[string]string{"DATABASE_URL": url, "AUTHD_BCRYPT_COST": "99"}, "pw\n",
+		{"bad cost", map[string]string{"DATABASE_URL": url, "AUTHD_BCRYPT_COST": "99"}, "pw-of-alice\n",
 			[]string{"user", "add", "alice", "--role", role},
 			[]string{"AUTHD_BCRYPT_COST"}},
 		{"unknown subcommand", env, "",
 			[]string{"user", "rename", "alice"},
 			[]string{`"rename"`}},
-		{"--role on passwd", env, "pw\n",
+		{"--role on passwd", env, "pw-of-alice\n",
 			[]string{"user", "passwd", "taken", "--role", role},
 			[]string{"user passwd: flag provided but not defined: -role"}},
-		{"unknown flag", env, "pw\n",
+		{"unknown flag", env, "pw-of-alice\n",
 			[]string{"user", "add", "alice", "--rol", role},
 			[]string{"rol"}},
 	}
@@ -195,7 +195,7 @@ func TestUserAddUnreachableDatabase(t *testing.T) {
 	start := time.Now()
 	var stdout, stderr bytes.Buffer
 	err := run(ctx, []string{"authd", "user", "add", "alice", "--role", "whatever"}, getenv(env), environList(env),
-		strings.NewReader("pw\n"), &stdout, &stderr)
+		strings.NewReader("pw-of-alice\n"), &stdout, &stderr)
 	elapsed := time.Since(start)
 	if err == nil {
 		t.Fatal("user add with an unreachable database: got no error")
@@ -227,13 +227,13 @@ func TestUserInputCheckedFirst(t *testing.T) {
 		args        []string
 		want        string
 	}{
-		{"short username", "pw\n", []string{"user", "add", "ab", "--role", "r"}, "at least 3 characters"},
-		{"257-byte username", "pw\n", []string{"user", "add", strings.Repeat("u", 257), "--role", "r"}, "at most 256 bytes"},
-		{"username not UTF-8", "pw\n", []string{"user", "add", "ali\xffce", "--role", "r"}, "at most 256 bytes"},
+		{"short username", "pw-of-alice\n", []string{"user", "add", "ab", "--role", "r"}, "at least 3 characters"},
+		{"257-byte username", "pw-of-alice\n", []string{"user", "add", strings.Repeat("u", 257), "--role", "r"}, "at most 256 bytes"},
+		{"username not UTF-8", "pw-of-alice\n", []string{"user", "add", "ali\xffce", "--role", "r"}, "at most 256 bytes"},
 		{"73-byte password", strings.Repeat("p", 73) + "\n", []string{"user", "add", "alice", "--role", "r"}, "72-byte"},
 		{"73-byte password for passwd", strings.Repeat("p", 73) + "\n", []string{"user", "passwd", "alice"}, "72-byte"},
 		{"empty stdin", "", []string{"user", "add", "alice", "--role", "r"}, "no password"},
-		{"missing --role", "pw\n", []string{"user", "add", "alice"}, "--role"},
+		{"missing --role", "pw-of-alice\n", []string{"user", "add", "alice"}, "--role"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runCLI(t, env, tt.stdin, tt.args...)
@@ -260,10 +260,10 @@ func TestMainExit(t *testing.T) {
 		args  []string
 		want  string
 	}{
-		{"missing role", env, "pw\n", []string{"user", "add", "alice", "--role", "authd_no_such_role_xyz"}, "authd_no_such_role_xyz"},
-		{"short username", env, "pw\n", []string{"user", "add", "ab", "--role", role}, "at least 3"},
+		{"missing role", env, "pw-of-alice\n", []string{"user", "add", "alice", "--role", "authd_no_such_role_xyz"}, "authd_no_such_role_xyz"},
+		{"short username", env, "pw-of-alice\n", []string{"user", "add", "ab", "--role", role}, "at least 3"},
 		{"73-byte password", env, strings.Repeat("x", 73) + "\n", []string{"user", "add", "alice", "--role", role}, "72-byte"},
-		{"unreachable database", map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:1/postgres"}, "pw\n",
+		{"unreachable database", map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:1/postgres"}, "pw-of-alice\n",
 			[]string{"user", "add", "alice", "--role", role}, "refused"},
 	}
 	for _, tt := range tests {
@@ -349,7 +349,7 @@ func TestUserAddAuthenticatorWarning(t *testing.T) {
 	env := baseEnv(url)
 	env["AUTHD_AUTHENTICATOR_ROLE"] = auth
 
-	r := mustRun(t, env, "pw\n", "user", "add", "alice", "--role", role)
+	r := mustRun(t, env, "pw-of-alice\n", "user", "add", "alice", "--role", role)
 	if n := count(t, url, `select count(*) from auth.user where username = 'alice'`); n != 1 {
 		t.Fatalf("user despite the warning: got %d rows, want 1", n)
 	}
@@ -363,7 +363,7 @@ func TestUserAddAuthenticatorWarning(t *testing.T) {
 	}
 
 	storetest.Exec(t, storetest.AdminURL(), "grant "+role+" to "+auth)
-	r = mustRun(t, env, "pw\n", "user", "add", "bob", "--role", role)
+	r = mustRun(t, env, "pw-of-alice\n", "user", "add", "bob", "--role", role)
 	if r.stderr != "" {
 		t.Errorf("stderr once granted: got %q, want nothing", r.stderr)
 	}
@@ -372,7 +372,7 @@ func TestUserAddAuthenticatorWarning(t *testing.T) {
 	// serve something other than PostgREST.
 	env["AUTHD_AUTHENTICATOR_ROLE"] = "authd_no_such_authenticator_xyz"
 	other := storetest.NewRole(t)
-	r = mustRun(t, env, "pw\n", "user", "add", "carol", "--role", other)
+	r = mustRun(t, env, "pw-of-alice\n", "user", "add", "carol", "--role", other)
 	if r.stderr != "" {
 		t.Errorf("stderr without an authenticator role: got %q, want nothing", r.stderr)
 	}
@@ -384,7 +384,7 @@ func TestUserPasswd(t *testing.T) {
 	role := storetest.NewRole(t)
 	env := baseEnv(url)
 	mustRun(t, env, "old-password\n", "user", "add", "alice", "--role", role)
-	mustRun(t, env, "bobs\n", "user", "add", "bob", "--role", role)
+	mustRun(t, env, "bobs-password\n", "user", "add", "bob", "--role", role)
 	before := passwordHash(t, url, "alice")
 	bobBefore := passwordHash(t, url, "bob")
 
@@ -409,10 +409,10 @@ func TestUserPasswd(t *testing.T) {
 		args        []string
 		want        string
 	}{
-		{"unknown user", "pw\n", []string{"user", "passwd", "nobody"}, `user "nobody" does not exist`},
+		{"unknown user", "pw-of-alice\n", []string{"user", "passwd", "nobody"}, `user "nobody" does not exist`},
 		{"73-byte password", strings.Repeat("p", 73) + "\n", []string{"user", "passwd", "alice"}, "72-byte"},
 		{"empty stdin", "", []string{"user", "passwd", "alice"}, "no password"},
-		{"no name", "pw\n", []string{"user", "passwd"}, "user passwd: want NAME, got 0 argument(s)"},
+		{"no name", "pw-of-alice\n", []string{"user", "passwd"}, "user passwd: want NAME, got 0 argument(s)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runCLI(t, env, tt.stdin, tt.args...)
@@ -434,8 +434,8 @@ func TestUserDel(t *testing.T) {
 	url := storetest.NewURL(t)
 	role := storetest.NewRole(t)
 	env := baseEnv(url)
-	mustRun(t, env, "pw\n", "user", "add", "alice", "--role", role)
-	mustRun(t, env, "pw\n", "user", "add", "bob", "--role", role)
+	mustRun(t, env, "pw-of-alice\n", "user", "add", "alice", "--role", role)
+	mustRun(t, env, "pw-of-alice\n", "user", "add", "bob", "--role", role)
 
 	db := storetest.Open(t, url)
 	ctx := context.Background()
@@ -495,8 +495,8 @@ func TestUserList(t *testing.T) {
 		t.Errorf("list of no users: got %q, want only the header", r.stdout)
 	}
 
-	mustRun(t, env, "pw\n", "user", "add", "alice", "--role", kept)
-	mustRun(t, env, "pw\n", "user", "add", "bob", "--role", dropped)
+	mustRun(t, env, "pw-of-alice\n", "user", "add", "alice", "--role", kept)
+	mustRun(t, env, "pw-of-alice\n", "user", "add", "bob", "--role", dropped)
 	storetest.Exec(t, storetest.AdminURL(), "drop role "+dropped)
 
 	r = mustRun(t, env, "", "user", "list")
