@@ -200,3 +200,32 @@ func (n notifications) next(t *testing.T) string {
 	}
 	return msg.Payload
 }
+
+// TestPrivilegedRoleRefusedForAPIKey: a key whose role became too powerful
+// after the key was made gets 403 at /auth/verify, not a token for it.
+func TestPrivilegedRoleRefusedForAPIKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	_, plain := e.newKey(600, nil)
+	wantStatus(t, e.verify(http.MethodGet, apiKeyHeader(plain)), http.StatusOK)
+	storetest.Exec(t, storetest.AdminURL(), sprintfIdent(`alter role %s createdb`, e.role))
+	// The key's row is re-read within a second (its role's attributes
+	// change no row, so no notification says so).
+	deadline := time.Now().Add(time.Minute)
+	for {
+		r := e.verify(http.MethodGet, apiKeyHeader(plain))
+		if r.status == http.StatusForbidden {
+			wantBody(t, r, `{"code":"PT403","details":null,`+
+				`"hint":"An administrator must give the user a NOLOGIN role without SUPERUSER, BYPASSRLS, CREATEROLE, CREATEDB or REPLICATION, not a predefined pg_* role nor a member of one of those.",`+
+				`"message":"role \"`+e.role+`\" may not be the role of a token: it has CREATEDB"}`)
+			if r.header.Get("Authorization") != "" {
+				t.Error("a token was handed on for a privileged role")
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a minute after the role got CREATEDB, verify answers %d", r.status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
