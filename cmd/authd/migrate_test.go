@@ -52,7 +52,7 @@ func checkTables(t *testing.T, url string, tables []string, want bool) {
 }
 
 // migrationFiles are the migrations, in version order.
-var migrationFiles = []string{"00001_create_auth_schema.sql", "00002_create_api_keys.sql", "00003_create_nats_permissions.sql", "00004_purge_friendly_refresh_parent.sql", "00005_user_admin_and_role_safety.sql"}
+var migrationFiles = []string{"00001_create_auth_schema.sql", "00002_create_api_keys.sql", "00003_create_nats_permissions.sql", "00004_purge_friendly_refresh_parent.sql", "00005_user_admin_and_role_safety.sql", "00006_login_throttle.sql"}
 
 // statusLine matches the line of migration version in `authd migrate
 // status` and captures its state.
@@ -100,21 +100,17 @@ func TestMigrate(t *testing.T) {
 		t.Errorf("second up: got %q, want %q", r.stdout, "already up to date")
 	}
 
-	// Down reverts one migration at a time, newest first; down-to reverts
-	// everything above a version.
-	r = mustRun(t, env, "", "migrate", "down")
-	if !strings.Contains(r.stdout, "00005_user_admin_and_role_safety.sql") {
-		t.Errorf("first migrate down: got %q, want it to name 00005_user_admin_and_role_safety.sql", r.stdout)
-	}
-	if n := disabledColumns(t, url); n != 0 {
-		t.Errorf("00005's column auth.user.disabled_at is still there after its down")
-	}
-	r = mustRun(t, env, "", "migrate", "down")
-	if !strings.Contains(r.stdout, "00004_purge_friendly_refresh_parent.sql") {
-		t.Errorf("second migrate down: got %q, want it to name 00004_purge_friendly_refresh_parent.sql", r.stdout)
-	}
-	if n := count(t, url, `select count(*) from pg_indexes where schemaname = 'auth' and indexname = 'refresh_token_expires_idx'`); n != 0 {
-		t.Errorf("00004's index is still there after its down")
+	// Down reverts one migration at a time, newest first, each removing
+	// what it made; down-to reverts everything above a version.
+	for i := len(migrationFiles) - 1; i >= 3; i-- {
+		f := migrationFiles[i]
+		r = mustRun(t, env, "", "migrate", "down")
+		if !strings.Contains(r.stdout, f) {
+			t.Errorf("migrate down: got %q, want it to name %s", r.stdout, f)
+		}
+		if madeBy(t, url, f) != 0 {
+			t.Errorf("what %s made is still there after its down", f)
+		}
 	}
 	mustRun(t, env, "", "migrate", "up")
 	r = mustRun(t, env, "", "migrate", "down-to", "2")
@@ -315,14 +311,13 @@ func TestGooseCLI(t *testing.T) {
 	if out, want := runGoose("version"), fmt.Sprintf("version %d", last); !strings.Contains(out, want) {
 		t.Errorf("goose version after authd migrate up: got %q, want %s", out, want)
 	}
-	// goose down reverts the newest migration (00005: its column, among
-	// others) alone, as authd's does.
+	// goose down reverts the newest migration alone, as authd's does.
 	runGoose("down")
 	checkTables(t, url, authTables, true)
 	checkTables(t, url, apiKeyTables, true)
 	checkTables(t, url, natsTables, true)
-	if n := disabledColumns(t, url); n != 0 {
-		t.Errorf("00005's column auth.user.disabled_at is still there after goose down")
+	if newest := migrationFiles[last-1]; madeBy(t, url, newest) != 0 {
+		t.Errorf("what %s made is still there after goose down", newest)
 	}
 	if got := statusState(t, mustRun(t, env, "", "migrate", "status").stdout, strconv.Itoa(last)); got != "pending" {
 		t.Errorf("authd status of %d after goose down: got %q, want %q", last, got, "pending")
@@ -334,10 +329,22 @@ func TestGooseCLI(t *testing.T) {
 	}
 }
 
-// disabledColumns counts the columns auth.user.disabled_at (00005): 1
-// when 00005 is applied, 0 when it is not.
-func disabledColumns(t *testing.T, url string) int {
+// migrationMakes counts, for each migration from 00004 on, something its
+// Up makes and its Down removes: 0 when it is not applied. Every new
+// migration adds its line (TestMigrate fails on a file missing here).
+var migrationMakes = map[string]string{
+	"00004_purge_friendly_refresh_parent.sql": `select count(*) from pg_indexes where schemaname = 'auth' and indexname = 'refresh_token_expires_idx'`,
+	"00005_user_admin_and_role_safety.sql": `select count(*) from information_schema.columns
+		 where table_schema = 'auth' and table_name = 'user' and column_name = 'disabled_at'`,
+	"00006_login_throttle.sql": `select count(*) from pg_tables where schemaname = 'auth' and tablename = 'login_throttle'`,
+}
+
+// madeBy is migrationMakes' count for file f.
+func madeBy(t *testing.T, url, f string) int {
 	t.Helper()
-	return count(t, url, `select count(*) from information_schema.columns
-		 where table_schema = 'auth' and table_name = 'user' and column_name = 'disabled_at'`)
+	q, ok := migrationMakes[f]
+	if !ok {
+		t.Fatalf("migrationMakes has no line for %s", f)
+	}
+	return count(t, url, q)
 }
