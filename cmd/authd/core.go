@@ -180,6 +180,8 @@ func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus
 	}
 	tokens, err := token.New(ks, token.Options{
 		TTL: cfg.AccessTTL, Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer, RolePath: cfg.JWTRolePath,
+		// The longest-lived tokens authd mints: access or API-key tokens.
+		MaxLifetime: max(cfg.AccessTTL, cfg.APIKeyTokenTTL),
 	})
 	if err != nil {
 		return fmt.Errorf("AUTHD_JWT_ROLE_PATH: %w", err)
