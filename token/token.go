@@ -192,11 +192,15 @@ func (i *Issuer) IssueFor(username, role, sessionID string, ttl time.Duration) (
 		signed string
 		err    error
 	)
-	if k := ks.signing; k != nil {
+	switch k := ks.signing; {
+	case k == nil && ks.secret == nil:
+		// HS256 with an empty key would be a token anyone can forge.
+		return "", time.Time{}, fmt.Errorf("sign access token: %w", ErrNoKeys)
+	case k != nil:
 		t := jwt.NewWithClaims(k.method(), claims)
 		t.Header["kid"] = k.ID
 		signed, err = t.SignedString(k.private)
-	} else {
+	default:
 		signed, err = jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(ks.secret)
 	}
 	if err != nil {

@@ -174,7 +174,7 @@ func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus
 	if pending {
 		return errors.New("database schema is not up to date: run `authd migrate up` first")
 	}
-	ks, err := cfg.keySet()
+	ks, keys, err := cfg.keySet()
 	if err != nil {
 		return err
 	}
@@ -201,6 +201,6 @@ func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus
 		return err
 	}
 	c.tokens, c.ident = tokens, ident
-	c.goJob(func(ctx context.Context) { watchSecrets(ctx, cfg, tokens, db, p.hup, log) })
+	c.goJob(func(ctx context.Context) { watchSecrets(ctx, cfg, keys, tokens, db, p.hup, log) })
 	return nil
 }
