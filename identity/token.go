@@ -31,6 +31,16 @@ func errInvalidToken(raw string, err error) *Error {
 		return invalidToken("PGRST303", "JWT issued at future", nil)
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
 		return invalidToken("PGRST303", "JWT not in audience", nil)
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return invalidToken("PGRST303", "JWT not issued by this server (iss)", nil)
+	case errors.Is(err, token.ErrLifetime):
+		return invalidToken("PGRST303", "JWT lifetime is longer than this server allows", nil)
+	case errors.Is(err, token.ErrNotNumber):
+		return invalidToken("PGRST303", "The JWT 'exp', 'nbf' and 'iat' claims must be numbers", nil)
+	case errors.Is(err, token.ErrDuplicateKey):
+		return invalidToken("PGRST301", "JWT header or payload has a duplicate key", nil)
+	case errors.Is(err, token.ErrCritical):
+		return invalidToken("PGRST301", "JWT header has a 'crit' parameter, which is not supported", nil)
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
 		return invalidToken("PGRST303", "JWT has no 'exp' claim", nil)
 	}

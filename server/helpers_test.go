@@ -168,7 +168,13 @@ func (e *env) newServer(opts ...option) (*httptest.Server, *identity.Core, serve
 			e.t.Fatal(err)
 		}
 	}
-	iss, err := token.New(ks, token.Options{TTL: o.accessTTL, Audience: o.audience, Issuer: o.issuer, Now: cfg.Now})
+	apiKeyTTL := icfg.APIKeyTokenTTL
+	if apiKeyTTL == 0 {
+		apiKeyTTL = identity.DefaultAPIKeyTokenTTL
+	}
+	// As authd serve has it: the longest-lived tokens authd mints.
+	iss, err := token.New(ks, token.Options{TTL: o.accessTTL, Audience: o.audience, Issuer: o.issuer, Now: cfg.Now,
+		MaxLifetime: max(o.accessTTL, apiKeyTTL)})
 	if err != nil {
 		e.t.Fatal(err)
 	}

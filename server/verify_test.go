@@ -1,17 +1,22 @@
 package server_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"authd/token"
 )
 
 func (e *env) verify(method string, header http.Header) response {
@@ -208,4 +213,86 @@ func invalidTokenBody(code, message string, noKey bool) string {
 func jwtPart(t *testing.T, s string) string {
 	t.Helper()
 	return base64.RawURLEncoding.EncodeToString([]byte(s))
+}
+
+// TestVerifyRefusesAmbiguousTokens: tokens signed with authd's real keys
+// (the HMAC secret, and an ES256 key by its kid) whose only fault is one
+// property golang-jwt lets through are refused, in PostgREST's shape.
+func TestVerifyRefusesAmbiguousTokens(t *testing.T) {
+	t.Parallel()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := token.NewKey("es-1", priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const iss = "https://auth.example.com"
+	e := newEnv(t, withKeys(newKeys(t, []byte(testSecret), es)), withIssuer(iss))
+	now := time.Now().Unix()
+	// craft signs the header and payload exactly as written.
+	craft := func(t *testing.T, m jwt.SigningMethod, key any, header, payload string) string {
+		t.Helper()
+		signing := jwtPart(t, header) + "." + jwtPart(t, payload)
+		sig, err := m.Sign(signing, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return signing + "." + base64.RawURLEncoding.EncodeToString(sig)
+	}
+	payload := func(members string) string {
+		return fmt.Sprintf(`{"role":%q,"sub":%q,%s}`, e.role, testUser, members)
+	}
+	good := fmt.Sprintf(`"iss":%q,"iat":%d,"exp":%d`, iss, now, now+3600)
+	const (
+		issMsg  = "JWT not issued by this server (iss)"
+		numMsg  = "The JWT 'exp', 'nbf' and 'iat' claims must be numbers"
+		lifeMsg = "JWT lifetime is longer than this server allows"
+		dupMsg  = "JWT header or payload has a duplicate key"
+		critMsg = "JWT header has a 'crit' parameter, which is not supported"
+	)
+	cases := []struct {
+		name, header, payload, code, message string
+	}{
+		{"well formed", `{"alg":"H","typ":"JWT"}`, payload(good), "", ""},
+		{"no iss", `{"alg":"H"}`, payload(fmt.Sprintf(`"iat":%d,"exp":%d`, now, now+3600)), "PGRST303", issMsg},
+		{"another iss", `{"alg":"H"}`, payload(fmt.Sprintf(`"iss":"https://other.example","iat":%d,"exp":%d`, now, now+3600)), "PGRST303", issMsg},
+		{"exp as a string", `{"alg":"H"}`, payload(fmt.Sprintf(`"iss":%q,"iat":%d,"exp":"%d"`, iss, now, now+3600)), "PGRST303", numMsg},
+		{"iat as a string", `{"alg":"H"}`, payload(fmt.Sprintf(`"iss":%q,"iat":"%d","exp":%d`, iss, now, now+3600)), "PGRST303", numMsg},
+		{"nbf as a string", `{"alg":"H"}`, payload(good + fmt.Sprintf(`,"nbf":"%d"`, now)), "PGRST303", numMsg},
+		{"lives a minute longer than authd's tokens", `{"alg":"H"}`, payload(fmt.Sprintf(`"iss":%q,"iat":%d,"exp":%d`, iss, now, now+3660)), "PGRST303", lifeMsg},
+		{"no iat, expires in ten years", `{"alg":"H"}`, payload(fmt.Sprintf(`"iss":%q,"exp":%d`, iss, now+10*365*86400)), "PGRST303", lifeMsg},
+		{"crit header", `{"alg":"H","crit":["exp"]}`, payload(good), "PGRST301", critMsg},
+		{"empty crit header", `{"alg":"H","crit":[]}`, payload(good), "PGRST301", critMsg},
+		{"role twice", `{"alg":"H"}`, payload(good + `,"role":"postgres"`), "PGRST301", dupMsg},
+		{"exp twice", `{"alg":"H"}`, payload(good + fmt.Sprintf(`,"exp":%d`, now+60)), "PGRST301", dupMsg},
+		{"nested key twice", `{"alg":"H"}`, payload(good + `,"resource_access":{"api":{"roles":["a"],"roles":["postgres"]}}`), "PGRST301", dupMsg},
+		{"header key twice", `{"alg":"H","typ":"JWT","typ":"JWT"}`, payload(good), "PGRST301", dupMsg},
+	}
+	for _, signer := range []struct {
+		alg, kid string
+		m        jwt.SigningMethod
+		key      any
+	}{
+		{"HS256", "", jwt.SigningMethodHS256, []byte(testSecret)},
+		{"ES256", es.ID, jwt.SigningMethodES256, priv},
+	} {
+		for _, tc := range cases {
+			t.Run(signer.alg+"/"+tc.name, func(t *testing.T) {
+				header := strings.Replace(tc.header, `"alg":"H"`, `"alg":"`+signer.alg+`"`, 1)
+				if signer.kid != "" {
+					header = strings.Replace(header, "{", `{"kid":"`+signer.kid+`",`, 1)
+				}
+				raw := craft(t, signer.m, signer.key, header, tc.payload)
+				r := e.verify(http.MethodGet, http.Header{"Authorization": {"Bearer " + raw}})
+				if tc.code == "" {
+					wantStatus(t, r, http.StatusOK)
+					return
+				}
+				wantStatus(t, r, http.StatusUnauthorized)
+				wantBody(t, r, invalidTokenBody(tc.code, tc.message, false))
+			})
+		}
+	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -28,15 +29,21 @@ func (s *Server) handleJWKS() echo.HandlerFunc {
 }
 
 // handleOpenIDConfiguration is GET /.well-known/openid-configuration, the
-// discovery document verifiers use to find the JWKS. The issuer is
-// AUTHD_JWT_ISS, or else the URL the request came in on.
+// discovery document verifiers use to find the JWKS. Its issuer is
+// AUTHD_JWT_ISS and nothing else: built from the request's Host or
+// X-Forwarded-Proto, one request with Host: attacker.example would point
+// every verifier behind a shared cache at the attacker's keys for
+// max-age. Without an issuer that is an http(s) URL there is no document.
 func (s *Server) handleOpenIDConfiguration() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		iss := s.tokens.IssuerName()
-		if iss == "" {
-			iss = c.Scheme() + "://" + c.Request().Host
+		iss := strings.TrimRight(s.tokens.IssuerName(), "/")
+		if u, err := url.Parse(iss); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return &Error{
+				Status: http.StatusNotFound, Code: "PGRST125",
+				Message: "No discovery document: the issuer is not configured as a URL",
+				Hint:    ptr("Set AUTHD_JWT_ISS to authd's public URL, e.g. https://auth.example.com"),
+			}
 		}
-		iss = strings.TrimRight(iss, "/")
 		algs := s.tokens.Keys().Algorithms()
 		doc := map[string]any{
 			"issuer":                                iss,

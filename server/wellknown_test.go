@@ -3,6 +3,7 @@ package server_test
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -178,5 +179,40 @@ func TestRotationUnderLoad(t *testing.T) {
 	wantStatus(t, r, http.StatusUnauthorized)
 	if !strings.Contains(r.body, "No suitable key") {
 		t.Errorf("got %s", r.body)
+	}
+}
+
+// TestDiscoveryIgnoresTheRequestHost: the discovery document's issuer is
+// AUTHD_JWT_ISS only. Without it there is no document (a Host header must
+// never choose where verifiers fetch keys from), and with it, Host and
+// X-Forwarded-Proto change nothing.
+func TestDiscoveryIgnoresTheRequestHost(t *testing.T) {
+	t.Parallel()
+	discover := func(e *env) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, "/.well-known/openid-configuration", nil)
+		req.Host = "attacker.example"
+		req.Header.Set("X-Forwarded-Proto", "https")
+		req.Header.Set("X-Forwarded-Host", "attacker.example")
+		rec := httptest.NewRecorder()
+		e.api.ServeHTTP(rec, req)
+		return rec
+	}
+	const noDoc = `{"code":"PGRST125","details":null,"hint":"Set AUTHD_JWT_ISS to authd's public URL, e.g. https://auth.example.com","message":"No discovery document: the issuer is not configured as a URL"}`
+	for _, iss := range []string{"", "authd", "/auth"} {
+		rec := discover(newEnv(t, withIssuer(iss)))
+		if rec.Code != http.StatusNotFound || strings.TrimSpace(rec.Body.String()) != noDoc {
+			t.Errorf("issuer %q: got %d %s, want 404 %s", iss, rec.Code, rec.Body, noDoc)
+		}
+		if cc := rec.Header().Get("Cache-Control"); strings.Contains(cc, "public") {
+			t.Errorf("issuer %q: refusal is cacheable: %q", iss, cc)
+		}
+	}
+	rec := discover(newEnv(t, withIssuer("https://auth.example.com")))
+	var doc map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("got %d %s", rec.Code, rec.Body)
+	}
+	if doc["issuer"] != "https://auth.example.com" || doc["jwks_uri"] != "https://auth.example.com/.well-known/jwks.json" {
+		t.Errorf("got issuer %v, jwks_uri %v", doc["issuer"], doc["jwks_uri"])
 	}
 }

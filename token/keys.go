@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -55,6 +56,14 @@ type KeySet struct {
 	signing *Key // nil: HS256 with secret signs
 }
 
+// ErrNoKeys reports a key set with neither an HMAC secret nor a key.
+var ErrNoKeys = errors.New("no JWT secret and no signing keys")
+
+// NoKeys is the key set left when a reload finds every key removed: it
+// verifies nothing and signs nothing, because keeping a removed key would
+// be worse.
+func NoKeys() *KeySet { return &KeySet{keys: map[string]*Key{}} }
+
 // NewKeySet checks and assembles a key set. secret may be nil when keys
 // are given. signingKID names the key that signs; empty means the key
 // whose kid sorts last (keygen's kids sort by creation time), or HS256
@@ -64,7 +73,7 @@ func NewKeySet(secret []byte, keys []*Key, signingKID string) (*KeySet, error) {
 		return nil, fmt.Errorf("JWT secret must be at least %d bytes, got %d", MinSecretLen, len(secret))
 	}
 	if secret == nil && len(keys) == 0 {
-		return nil, errors.New("no JWT secret and no signing keys")
+		return nil, ErrNoKeys
 	}
 	ks := &KeySet{secret: append([]byte(nil), secret...), keys: map[string]*Key{}}
 	if secret == nil {
@@ -244,39 +253,225 @@ const SigningKIDFile = "signing_kid"
 // #1 private keys; a PUBLIC KEY PEM is a verify-only key) and <kid>.json
 // (a private or public JWK; its own kid wins). Names starting with "." are
 // skipped, which covers the ..data links of Kubernetes secret volumes.
+// Any problem is an error: this is the start-up reading, where a broken or
+// unprotected file must stop authd rather than leave a key out.
 func LoadKeyDir(dir string) (keys []*Key, signingKID string, err error) {
-	entries, err := os.ReadDir(dir)
+	d, problems, err := ReadKeyDir(dir, nil)
 	if err != nil {
-		return nil, "", fmt.Errorf("read key directory: %w", err)
+		return nil, "", err
+	}
+	if len(problems) > 0 {
+		return nil, "", errors.Join(problems...)
+	}
+	return d.Keys(), d.SigningKID(), nil
+}
+
+// KeyDir is what one reading of a key directory found: the key of each
+// usable file by file name, and the kid the signing_kid file names.
+type KeyDir struct {
+	files      map[string]*Key
+	signingKID string
+	pinned     bool // signing_kid exists and was usable
+}
+
+// Keys returns the keys, sorted by file name.
+func (d *KeyDir) Keys() []*Key {
+	names := make([]string, 0, len(d.files))
+	for name := range d.files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	keys := make([]*Key, 0, len(names))
+	for _, name := range names {
+		keys = append(keys, d.files[name])
+	}
+	return keys
+}
+
+// SigningKID is the kid signing_kid names, "" when the newest key signs.
+func (d *KeyDir) SigningKID() string { return d.signingKID }
+
+// ReadKeyDir reads dir as LoadKeyDir does, but a file that cannot be used
+// — unreadable, broken, writable by group or others, in a directory
+// writable by group or others, or claiming a kid another file has — is
+// reported in problems and left out, except that the key prev read from
+// the same file name, if any, is kept: a half-written update must not
+// drop a key in use, and a key nobody vetted must not enter. A file that
+// is gone is gone: its key is never kept, so removing a compromised key
+// always takes effect. A signing_kid naming no private key is a problem
+// too, and the newest key signs. A directory that no longer exists holds
+// no keys; err is only for a directory that cannot be listed.
+func ReadKeyDir(dir string, prev *KeyDir) (d *KeyDir, problems []error, err error) {
+	if prev == nil {
+		prev = &KeyDir{}
+	}
+	d = &KeyDir{files: map[string]*Key{}}
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) && prev.files != nil {
+		return d, []error{fmt.Errorf("key directory %s is gone: no keys from it are trusted", dir)}, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read key directory: %w", err)
+	}
+	dirErr := checkNotWritable(dir)
+	if dirErr != nil {
+		problems = append(problems, fmt.Errorf("%w; none of its key files is read", dirErr))
 	}
 	for _, e := range entries {
 		name := e.Name()
-		path := filepath.Join(dir, name)
 		if strings.HasPrefix(name, ".") {
 			continue
 		}
-		var k *Key
-		switch {
-		case name == SigningKIDFile:
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return nil, "", fmt.Errorf("read %s: %w", path, err)
+		path := filepath.Join(dir, name)
+		if name == SigningKIDFile {
+			kid, err := readSigningKID(path, dirErr)
+			switch {
+			case err == nil:
+				d.signingKID, d.pinned = kid, true
+			case prev.pinned:
+				d.signingKID, d.pinned = prev.signingKID, true
+				fallthrough
+			default:
+				if dirErr == nil {
+					problems = append(problems, err)
+				}
 			}
-			signingKID = strings.TrimSpace(string(b))
-			continue
-		case strings.HasSuffix(name, ".pem"):
-			k, err = loadPEM(path, strings.TrimSuffix(name, ".pem"))
-		case strings.HasSuffix(name, ".json"):
-			k, err = loadJWK(path, strings.TrimSuffix(name, ".json"))
-		default:
 			continue
 		}
+		k, err := loadKeyFile(path, name, dirErr)
 		if err != nil {
-			return nil, "", err
+			if dirErr == nil {
+				problems = append(problems, err)
+			}
+			if old, ok := prev.files[name]; ok {
+				d.files[name] = old
+			}
+			continue
 		}
-		keys = append(keys, k)
+		if k != nil {
+			d.files[name] = k
+		}
 	}
-	return keys, signingKID, nil
+	problems = append(problems, d.dropClashes(dir, prev)...)
+	if d.pinned && !d.hasPrivate(d.signingKID) {
+		problems = append(problems, fmt.Errorf("%s names %q, which is no private key here: the newest key signs", filepath.Join(dir, SigningKIDFile), d.signingKID))
+		d.signingKID, d.pinned = "", false
+	}
+	return d, problems, nil
+}
+
+// dropClashes leaves out files whose kid another file has too: a file
+// that held that kid in prev keeps it, the newcomers are refused.
+func (d *KeyDir) dropClashes(dir string, prev *KeyDir) (problems []error) {
+	byKID := map[string][]string{}
+	for name, k := range d.files {
+		byKID[k.ID] = append(byKID[k.ID], name)
+	}
+	for kid, names := range byKID {
+		if len(names) < 2 {
+			continue
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			if old, ok := prev.files[name]; ok && old.ID == kid {
+				continue
+			}
+			delete(d.files, name)
+			problems = append(problems, fmt.Errorf("key %s: kid %q is also in %s", filepath.Join(dir, name), kid, strings.Join(names, ", ")))
+		}
+	}
+	return problems
+}
+
+func (d *KeyDir) hasPrivate(kid string) bool {
+	for _, k := range d.files {
+		if k.ID == kid && k.private != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// loadKeyFile reads one entry of a key directory: nil for a file that is
+// not a key. dirErr, when set, refuses the file as it stands.
+func loadKeyFile(path, name string, dirErr error) (*Key, error) {
+	var load func(path, kid string) (*Key, error)
+	switch {
+	case strings.HasSuffix(name, ".pem"):
+		load = loadPEM
+	case strings.HasSuffix(name, ".json"):
+		load = loadJWK
+	default:
+		return nil, nil
+	}
+	if dirErr != nil {
+		return nil, dirErr
+	}
+	if err := checkNotWritable(path); err != nil {
+		return nil, err
+	}
+	return load(path, strings.TrimSuffix(name, filepath.Ext(name)))
+}
+
+func readSigningKID(path string, dirErr error) (string, error) {
+	if dirErr != nil {
+		return "", dirErr
+	}
+	if err := checkNotWritable(path); err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// CheckKeyDir refuses a key directory that group or others may write, as
+// the server would: keygen checks before it writes a key there.
+func CheckKeyDir(dir string) error { return checkNotWritable(dir) }
+
+// checkNotWritable refuses a key file or directory that group or others
+// may write, as ssh refuses such key files: whoever can write there can
+// add a key that authd would then trust, or replace one. It checks mode
+// bits, not access(2), so it means the same when authd runs as root. A
+// symlinked file (a Kubernetes secret volume's) is checked where it
+// points, and so is the directory that holds it. A read-only mount is
+// exempt: nobody writes there, whatever its bits say.
+func checkNotWritable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("key %s: %w", path, err)
+	}
+	if err := notWritable(path, fi); err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return nil
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return fmt.Errorf("key %s: %w", path, err)
+	}
+	if realDir := filepath.Dir(real); realDir != filepath.Dir(path) {
+		di, err := os.Stat(realDir)
+		if err != nil {
+			return fmt.Errorf("key %s: %w", path, err)
+		}
+		return notWritable(realDir, di)
+	}
+	return nil
+}
+
+func notWritable(path string, fi fs.FileInfo) error {
+	if fi.Mode().Perm()&0o022 == 0 || readOnlyMount(path) {
+		return nil
+	}
+	what := "key file"
+	if fi.IsDir() {
+		what = "key directory"
+	}
+	return fmt.Errorf("%s %s is writable by group or others (mode %04o): refused until chmod go-w %s", what, path, fi.Mode().Perm(), path)
 }
 
 func loadPEM(path, kid string) (*Key, error) {
@@ -311,6 +506,11 @@ func loadJWK(path, kid string) (*Key, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read key %s: %w", path, err)
+	}
+	// JSON syntax errors quote the offending character: never a piece of
+	// a key in the logs.
+	if !json.Valid(b) {
+		return nil, fmt.Errorf("key %s: not valid JSON", path)
 	}
 	var jwk jose.JSONWebKey
 	if err := jwk.UnmarshalJSON(b); err != nil {

@@ -46,6 +46,7 @@ type Issuer struct {
 	audience string
 	issuer   string
 	rolePath []string
+	maxLife  time.Duration
 	now      func() time.Time
 
 	parser       *jwt.Parser // full validation: signature, exp (required), nbf, iat, aud
@@ -56,7 +57,13 @@ type Issuer struct {
 type Options struct {
 	TTL      time.Duration
 	Audience string // aud claim, and required on verification; may be empty
-	Issuer   string // iss claim; may be empty
+	// Issuer is the iss claim; when set, verification requires it too.
+	Issuer string
+	// MaxLifetime bounds a verified token's lifetime (exp - iat, or exp -
+	// now without iat), plus Leeway: authd accepts only tokens it could
+	// have minted. Zero means TTL; set it to the longest lifetime this
+	// Issuer's tokens are minted with (IssueFor).
+	MaxLifetime time.Duration
 	// RolePath, when set, also places the role as a one-element list at
 	// this dotted path (e.g. "resource_access.postgrest_api.roles", where
 	// Keycloak puts client roles), so a PostgREST configured with a nested
@@ -83,6 +90,9 @@ func New(ks *KeySet, o Options) (*Issuer, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.MaxLifetime < o.TTL {
+		o.MaxLifetime = o.TTL
+	}
 	var rolePath []string
 	if o.RolePath != "" {
 		rolePath = strings.Split(o.RolePath, ".")
@@ -108,11 +118,17 @@ func New(ks *KeySet, o Options) (*Issuer, error) {
 	if o.Audience != "" {
 		full = append(full, jwt.WithAudience(o.Audience))
 	}
+	// A token of another issuer that happens to share the HMAC secret
+	// (PostgREST's, or another service's) is not authd's.
+	if o.Issuer != "" {
+		full = append(full, jwt.WithIssuer(o.Issuer))
+	}
 	i := &Issuer{
 		ttl:          o.TTL,
 		audience:     o.Audience,
 		issuer:       o.Issuer,
 		rolePath:     rolePath,
+		maxLife:      o.MaxLifetime,
 		now:          o.Now,
 		parser:       jwt.NewParser(full...),
 		parserNoTime: jwt.NewParser(append(opts, jwt.WithoutClaimsValidation())...),
@@ -176,11 +192,15 @@ func (i *Issuer) IssueFor(username, role, sessionID string, ttl time.Duration) (
 		signed string
 		err    error
 	)
-	if k := ks.signing; k != nil {
+	switch k := ks.signing; {
+	case k == nil && ks.secret == nil:
+		// HS256 with an empty key would be a token anyone can forge.
+		return "", time.Time{}, fmt.Errorf("sign access token: %w", ErrNoKeys)
+	case k != nil:
 		t := jwt.NewWithClaims(k.method(), claims)
 		t.Header["kid"] = k.ID
 		signed, err = t.SignedString(k.private)
-	} else {
+	default:
 		signed, err = jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(ks.secret)
 	}
 	if err != nil {
@@ -189,10 +209,23 @@ func (i *Issuer) IssueFor(username, role, sessionID string, ttl time.Duration) (
 	return signed, exp, nil
 }
 
-// Verify checks an access token's signature and its time and audience
-// claims, allowing PostgREST's 30 s of clock skew.
+// Verify checks an access token's signature, its time, audience and
+// issuer claims, allowing PostgREST's 30 s of clock skew, and that it
+// lives no longer than authd's own tokens.
 func (i *Issuer) Verify(raw string) (*Claims, error) {
-	return i.parse(i.parser, raw)
+	c, err := i.parse(i.parser, raw)
+	if err != nil {
+		return nil, err
+	}
+	// exp is required, so set. A token without iat is measured from now.
+	from := i.now()
+	if c.IssuedAt != nil {
+		from = c.IssuedAt.Time
+	}
+	if life := c.ExpiresAt.Sub(from); life > i.maxLife+Leeway {
+		return nil, fmt.Errorf("verify access token: %w: %s, at most %s", ErrLifetime, life, i.maxLife)
+	}
+	return c, nil
 }
 
 // VerifySignature checks only the signature, so that an expired token can
@@ -211,11 +244,24 @@ var ErrAlgorithm = errors.New("wrong or unsupported signing algorithm")
 // in PostgREST, a token with a kid is checked only against that key.
 var ErrKeyID = errors.New("no key with the token's kid")
 
+// ErrLifetime reports a token that lives longer (exp - iat) than any
+// token authd mints: a leaked HMAC secret or a careless minter must not
+// yield a token that works for years.
+var ErrLifetime = errors.New("token lifetime exceeds the maximum")
+
 func (i *Issuer) parse(p *jwt.Parser, raw string) (*Claims, error) {
+	if err := checkJSON(raw); err != nil {
+		return nil, fmt.Errorf("verify access token: %w", err)
+	}
 	var c Claims
 	ks := i.keys.Load()
 	tok, err := p.ParseWithClaims(raw, &c, ks.keyFor)
 	if err != nil {
+		// golang-jwt reports a missing iss as a missing claim, as it does
+		// a missing exp; the client is told which.
+		if i.issuer != "" && c.Issuer == "" && errors.Is(err, jwt.ErrTokenRequiredClaimMissing) {
+			err = fmt.Errorf("%w: %w", jwt.ErrTokenInvalidIssuer, err)
+		}
 		// An algorithm outside the parser's list never reaches keyFor.
 		if tok != nil && errors.Is(err, jwt.ErrTokenSignatureInvalid) && !errors.Is(err, ErrAlgorithm) {
 			if alg, _ := tok.Header["alg"].(string); !slices.Contains([]string{HS256, ES256, EdDSA, RS256}, alg) {

@@ -2,6 +2,9 @@ package token_test
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -142,5 +145,61 @@ func TestNewRefresh(t *testing.T) {
 		if string(hash) != string(sum[:]) || string(token.HashRefresh(plain)) != string(sum[:]) {
 			t.Fatalf("hash is not the token's SHA-256")
 		}
+	}
+}
+
+// TestVerifyRefusesAmbiguousTokens: tokens signed with the real secret
+// whose only fault is one property golang-jwt lets through.
+func TestVerifyRefusesAmbiguousTokens(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	ks, err := token.NewKeySet(secret, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := token.New(ks, token.Options{TTL: time.Hour, MaxLifetime: 2 * time.Hour, Issuer: "https://auth.example.com", Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	craft := func(header, payload string) string {
+		enc := base64.RawURLEncoding.EncodeToString
+		signing := enc([]byte(header)) + "." + enc([]byte(payload))
+		sig, err := jwt.SigningMethodHS256.Sign(signing, secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return signing + "." + enc(sig)
+	}
+	n := now.Unix()
+	good := fmt.Sprintf(`"role":"r","iss":"https://auth.example.com","iat":%d,"exp":%d`, n, n+7200)
+	const hs = `{"alg":"HS256"}`
+	for _, tc := range []struct {
+		name, header, payload string
+		want                  error // nil: accepted
+		signatureOnly         bool  // VerifySignature refuses it too
+	}{
+		{"two hours, the maximum", hs, "{" + good + "}", nil, false},
+		{"two hours and the leeway", hs, fmt.Sprintf(`{"iss":"https://auth.example.com","iat":%d,"exp":%d}`, n, n+7230), nil, false},
+		{"no iss", hs, fmt.Sprintf(`{"iat":%d,"exp":%d}`, n, n+60), jwt.ErrTokenInvalidIssuer, false},
+		{"another iss", hs, fmt.Sprintf(`{"iss":"https://auth.example.com/","exp":%d}`, n+60), jwt.ErrTokenInvalidIssuer, false},
+		{"exp a string", hs, fmt.Sprintf(`{"iss":"https://auth.example.com","exp":"%d"}`, n+60), token.ErrNotNumber, true},
+		{"iat a string", hs, fmt.Sprintf(`{"iss":"https://auth.example.com","iat":"%d","exp":%d}`, n, n+60), token.ErrNotNumber, true},
+		{"nbf null", hs, "{" + good + `,"nbf":null}`, token.ErrNotNumber, true},
+		{"a second longer than the leeway allows", hs, fmt.Sprintf(`{"iss":"https://auth.example.com","iat":%d,"exp":%d}`, n, n+7231), token.ErrLifetime, false},
+		{"no iat, exp in a year", hs, fmt.Sprintf(`{"iss":"https://auth.example.com","exp":%d}`, n+365*86400), token.ErrLifetime, false},
+		{"crit", `{"alg":"HS256","crit":["b64"],"b64":true}`, "{" + good + "}", token.ErrCritical, true},
+		{"duplicate claim", hs, "{" + good + `,"role":"postgres"}`, token.ErrDuplicateKey, true},
+		{"duplicate nested key", hs, "{" + good + `,"x":[{"a":1,"a":2}]}`, token.ErrDuplicateKey, true},
+		{"duplicate header key", `{"alg":"HS256","kid":"a","kid":"a"}`, "{" + good + "}", token.ErrDuplicateKey, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := craft(tc.header, tc.payload)
+			_, err := iss.Verify(raw)
+			if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+				t.Errorf("Verify: got %v, want %v", err, tc.want)
+			}
+			if _, err := iss.VerifySignature(raw); tc.signatureOnly != (err != nil) {
+				t.Errorf("VerifySignature: got %v, want refused=%v", err, tc.signatureOnly)
+			}
+		})
 	}
 }

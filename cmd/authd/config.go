@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"slices"
@@ -276,7 +277,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	default:
 		// Load the keys once now, so that a bad secret or key file stops
 		// start-up; reloads read them again with keySet.
-		if _, err := c.keySet(); err != nil {
+		if _, _, err := c.keySet(); err != nil {
 			e.errs = append(e.errs, err)
 		}
 	}
@@ -352,27 +353,84 @@ func (s secretSource) load() ([]byte, error) {
 	return secret, nil
 }
 
-// keySet reads the secret and the key directory into a key set. serve
-// calls it at start-up and on every reload.
-func (c config) keySet() (*token.KeySet, error) {
+// keyState is what the last reading of the keys found, for the next
+// reload to start from.
+type keyState struct {
+	secret []byte
+	dir    *token.KeyDir
+}
+
+// keySet reads the secret and the key directory into a key set, as at
+// start-up: any problem, one broken or unprotected key file included, is
+// an error.
+func (c config) keySet() (*token.KeySet, keyState, error) {
 	secret, err := c.Secret.load()
 	if err != nil {
-		return nil, err
+		return nil, keyState{}, err
+	}
+	st := keyState{secret: secret}
+	var (
+		keys       []*token.Key
+		signingKID string
+	)
+	if c.SigningKeysDir != "" {
+		d, problems, err := token.ReadKeyDir(c.SigningKeysDir, nil)
+		if err == nil {
+			err = errors.Join(problems...)
+		}
+		if err != nil {
+			return nil, keyState{}, fmt.Errorf("AUTHD_SIGNING_KEYS_DIR: %w", err)
+		}
+		st.dir, keys, signingKID = d, d.Keys(), d.SigningKID()
+	}
+	ks, err := token.NewKeySet(secret, keys, signingKID)
+	if err != nil {
+		return nil, keyState{}, fmt.Errorf("keys: %w", err)
+	}
+	return ks, st, nil
+}
+
+// reloadKeySet reads the keys again after prev. Each problem is returned
+// for the log and costs only the file that has it: a broken, unreadable
+// or unprotected file keeps the key it held at the last reading, if any,
+// and adds none, while a removed file's key is dropped whatever else is
+// wrong, down to a set that verifies nothing. A nil set means keep the
+// one in use (the key directory could not be listed at all).
+func (c config) reloadKeySet(prev keyState) (*token.KeySet, keyState, []error) {
+	var problems []error
+	st := prev
+	secret, err := c.Secret.load()
+	switch {
+	case err == nil:
+		st.secret = secret
+	case errors.Is(err, fs.ErrNotExist):
+		st.secret = nil
+		problems = append(problems, fmt.Errorf("%w: the HMAC secret is no longer trusted", err))
+	default:
+		problems = append(problems, fmt.Errorf("%w: the HMAC secret read before stays", err))
 	}
 	var (
 		keys       []*token.Key
 		signingKID string
 	)
 	if c.SigningKeysDir != "" {
-		if keys, signingKID, err = token.LoadKeyDir(c.SigningKeysDir); err != nil {
-			return nil, fmt.Errorf("AUTHD_SIGNING_KEYS_DIR: %w", err)
+		d, dirProblems, err := token.ReadKeyDir(c.SigningKeysDir, prev.dir)
+		if err != nil {
+			return nil, prev, append(problems, fmt.Errorf("AUTHD_SIGNING_KEYS_DIR: %w", err))
 		}
+		for _, p := range dirProblems {
+			problems = append(problems, fmt.Errorf("AUTHD_SIGNING_KEYS_DIR: %w", p))
+		}
+		st.dir, keys, signingKID = d, d.Keys(), d.SigningKID()
 	}
-	ks, err := token.NewKeySet(secret, keys, signingKID)
-	if err != nil {
-		return nil, fmt.Errorf("keys: %w", err)
+	ks, err := token.NewKeySet(st.secret, keys, signingKID)
+	switch {
+	case errors.Is(err, token.ErrNoKeys):
+		return token.NoKeys(), st, append(problems, errors.New("no key left: every token is refused and logins fail until a key or secret is added"))
+	case err != nil:
+		return nil, prev, append(problems, fmt.Errorf("keys: %w", err))
 	}
-	return ks, nil
+	return ks, st, problems
 }
 
 // decodeBase64Secret decodes as PostgREST does: URL-safe characters are

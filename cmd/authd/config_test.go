@@ -493,9 +493,18 @@ func TestConfigFromFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks, err := c.keySet()
+	ks, _, err := c.keySet()
 	if err != nil || ks.SigningKeyID() != k.ID || c.JWTIssuer != "https://auth.example.com" {
 		t.Errorf("got signing kid %q (%v), issuer %q", ks.SigningKeyID(), err, c.JWTIssuer)
+	}
+	// A key directory others may write stops start-up: a key added there
+	// would be trusted.
+	if err := os.Chmod(keys, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, err = loadConfig(getenv(map[string]string{"AUTHD_SIGNING_KEYS_DIR": keys}))
+	if err == nil || !strings.Contains(err.Error(), "AUTHD_SIGNING_KEYS_DIR: key directory "+keys+" is writable by group or others") {
+		t.Errorf("world-writable key directory: got %v, want a refusal naming it", err)
 	}
 }
 

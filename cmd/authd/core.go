@@ -174,12 +174,14 @@ func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus
 	if pending {
 		return errors.New("database schema is not up to date: run `authd migrate up` first")
 	}
-	ks, err := cfg.keySet()
+	ks, keys, err := cfg.keySet()
 	if err != nil {
 		return err
 	}
 	tokens, err := token.New(ks, token.Options{
 		TTL: cfg.AccessTTL, Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer, RolePath: cfg.JWTRolePath,
+		// The longest-lived tokens authd mints: access or API-key tokens.
+		MaxLifetime: max(cfg.AccessTTL, cfg.APIKeyTokenTTL),
 	})
 	if err != nil {
 		return fmt.Errorf("AUTHD_JWT_ROLE_PATH: %w", err)
@@ -200,6 +202,6 @@ func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus
 		return err
 	}
 	c.tokens, c.ident = tokens, ident
-	c.goJob(func(ctx context.Context) { watchSecrets(ctx, cfg, tokens, db, p.hup, log) })
+	c.goJob(func(ctx context.Context) { watchSecrets(ctx, cfg, keys, tokens, db, p.hup, log) })
 	return nil
 }

@@ -14,7 +14,8 @@ import (
 )
 
 // keygenCmd is `authd keygen --alg ES256 --out DIR`: a new private key in
-// DIR/<kid>.pem, readable by its owner only.
+// DIR/<kid>.pem, readable by its owner only, DIR made (mode 0700) if
+// missing.
 func keygenCmd(fs *flag.FlagSet, c *cli) action {
 	alg := fs.String("alg", token.ES256, "ES256, EdDSA or RS256")
 	out := fs.String("out", "", "directory to write the key to (required)")
@@ -35,7 +36,13 @@ func keygen(alg, out string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("keygen: %w", err)
 	}
+	// Missing directories, parents included, are made for the owner
+	// only. An existing one that group or others may write is refused, as
+	// serve would refuse it: better told now than at the next start.
 	if err := os.MkdirAll(out, 0o700); err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	if err := token.CheckKeyDir(out); err != nil {
 		return fmt.Errorf("keygen: %w", err)
 	}
 	path := filepath.Join(out, k.ID+".pem")

@@ -57,3 +57,36 @@ func TestKeygenAndJWKS(t *testing.T) {
 		}
 	}
 }
+
+// TestKeygenDirectory: keygen makes a missing directory and its missing
+// parents for the owner only, and refuses a directory that group or
+// others may write (serve would refuse the key in it), writing nothing.
+func TestKeygenDirectory(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	dir := filepath.Join(base, "etc", "authd", "keys")
+	mustRun(t, map[string]string{}, "", "keygen", "--out", dir)
+	for _, d := range []string{filepath.Join(base, "etc"), filepath.Join(base, "etc", "authd"), dir} {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: got %v, %v; want a 0700 directory", d, fi.Mode(), err)
+		}
+	}
+	if r := mustRun(t, map[string]string{"AUTHD_SIGNING_KEYS_DIR": dir}, "", "jwks"); !strings.Contains(r.stdout, `"kid"`) {
+		t.Errorf("jwks of the new directory: %q", r.stdout)
+	}
+
+	open := filepath.Join(base, "shared")
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, map[string]string{}, "", "keygen", "--out", open)
+	if r.err == nil || !strings.Contains(r.err.Error(), "writable by group or others") || strings.Contains(r.err.Error(), "\n") {
+		t.Errorf("keygen into a 0777 directory: got %v, want one line refusing it", r.err)
+	}
+	if entries, _ := os.ReadDir(open); len(entries) != 0 {
+		t.Errorf("keygen wrote %d files into the refused directory", len(entries))
+	}
+}

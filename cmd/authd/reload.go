@@ -21,8 +21,10 @@ const reloadDebounce = 200 * time.Millisecond
 // secret file or key directory changes, and reconnects to the database
 // when DATABASE_URL_FILE changes (a rotated password), until ctx ends.
 // What fails to load is logged and what is in use stays: a half-written
-// file never logs everyone out or drops the database.
-func watchSecrets(ctx context.Context, cfg config, tokens *token.Issuer, db *store.DB, hup <-chan os.Signal, log *slog.Logger) {
+// file never logs everyone out or drops the database. Only a key file's
+// removal always takes effect (config.reloadKeySet). keys is what the
+// start-up reading found.
+func watchSecrets(ctx context.Context, cfg config, keys keyState, tokens *token.Issuer, db *store.DB, hup <-chan os.Signal, log *slog.Logger) {
 	var dirs []string
 	if cfg.SigningKeysDir != "" {
 		dirs = append(dirs, cfg.SigningKeysDir)
@@ -53,11 +55,18 @@ func watchSecrets(ctx context.Context, cfg config, tokens *token.Issuer, db *sto
 	}
 
 	reload := func(why string) {
-		if ks, err := cfg.keySet(); err != nil {
-			log.Error("key reload failed; keeping the keys in use", "trigger", why, "err", err)
+		ks, next, problems := cfg.reloadKeySet(keys)
+		// One line per problem, naming the file; errors never hold key
+		// material.
+		for _, err := range problems {
+			log.Error("key reload problem", "trigger", why, "err", err)
+		}
+		if ks == nil {
+			log.Error("key reload failed; keeping the keys in use", "trigger", why)
 		} else {
+			keys = next
 			tokens.SetKeys(ks)
-			log.Info("keys reloaded", "trigger", why, "signing_kid", ks.SigningKeyID(), "algorithms", ks.Algorithms())
+			log.Info("keys reloaded", "trigger", why, "signing_kid", ks.SigningKeyID(), "algorithms", ks.Algorithms(), "problems", len(problems))
 		}
 		if urlFile == "" {
 			return
