@@ -3,7 +3,6 @@ package identity
 import (
 	"context"
 	"crypto/subtle"
-	"errors"
 	"strconv"
 	"sync"
 	"time"
@@ -39,6 +38,7 @@ type keyState struct {
 	limiter   *rate.Limiter
 	rpm       int
 	role      string // the role token was minted for
+	sid       string // and the key's secret (keyTokenSession)
 	token     string
 	tokenExp  time.Time
 	touchedAt time.Time
@@ -61,9 +61,12 @@ func newKeyCache(now func() time.Time) keyCache {
 // the row again: for a change notification (the auth.api_key trigger).
 func (c *Core) ForgetAPIKey(id string) { c.keys.rows.Delete(id) }
 
-// ForgetAll drops every cached row, for when change notifications may
-// have been missed (the listening connection was lost).
-func (c *Core) ForgetAll() { c.keys.rows.Clear() }
+// ForgetAll drops every cached key row and user state, for when change
+// notifications may have been missed (the listening connection was lost).
+func (c *Core) ForgetAll() {
+	c.keys.rows.Clear()
+	c.users.Clear()
+}
 
 // IdentifyAPIKey checks an API key (X-API-Key, or a NATS client's key):
 // the identity carries a short-lived JWT for the key's role. Refusals are
@@ -76,13 +79,7 @@ func (c *Core) IdentifyAPIKey(ctx context.Context, plain string) (Identity, erro
 		return Identity{}, errInvalidAPIKey("Invalid API key")
 	}
 	now := c.cfg.Now()
-	row, err := c.keys.rows.Load(ctx, id, func(ctx context.Context) (keyRow, time.Time, error) {
-		k, err := c.db.APIKey(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			return keyRow{}, now.Add(c.cfg.APIKeyRecheck), nil
-		}
-		return keyRow{key: k, found: true}, now.Add(c.cfg.APIKeyRecheck), err
-	})
+	row, err := c.apiKeyRow(ctx, id)
 	if err != nil {
 		return Identity{}, Failure(err)
 	}
@@ -134,12 +131,12 @@ func (c *Core) IdentifyAPIKey(ctx context.Context, plain string) (Identity, erro
 	// Re-mint when less than a fifth of the token's life is left, so the
 	// upstream never receives a token about to expire; never hand out a
 	// token minted for another role.
-	if e.token == "" || e.role != k.Role || e.tokenExp.Sub(now) < c.cfg.APIKeyTokenTTL/5 {
-		tok, exp, err := c.tokens.IssueFor("apikey:"+k.ID, k.Role, "", c.cfg.APIKeyTokenTTL)
+	if e.token == "" || e.role != k.Role || e.sid != keyTokenSession(k) || e.tokenExp.Sub(now) < c.cfg.APIKeyTokenTTL/5 {
+		tok, exp, err := c.tokens.IssueFor("apikey:"+k.ID, k.Role, keyTokenSession(k), c.cfg.APIKeyTokenTTL)
 		if err != nil {
 			return Identity{}, Failure(err)
 		}
-		e.token, e.tokenExp, e.role = tok, exp, k.Role
+		e.token, e.tokenExp, e.role, e.sid = tok, exp, k.Role, keyTokenSession(k)
 	}
 	return Identity{User: "apikey:" + k.ID, Role: k.Role, Token: e.token, Expires: e.tokenExp}, nil
 }

@@ -93,6 +93,8 @@ type Core struct {
 
 	keys     keyCache
 	verified verifiedCache
+	// users caches each user's state for checkLive.
+	users *Cache[string, userEntry]
 
 	metrics *metrics
 }
@@ -137,6 +139,7 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 		failuresByClient: newClientLimiter(cfg.LoginFailuresPerIP, cfg.LoginFailureWindow, cfg.Now),
 		keys:             newKeyCache(cfg.Now),
 		verified:         newVerifiedCache(cfg.Now),
+		users:            NewCache[string, userEntry](maxUsers, cfg.Now),
 		metrics:          m,
 	}, nil
 }
@@ -165,10 +168,13 @@ func CheckTokenSize(raw string) error {
 }
 
 // IdentifyToken checks an access token: pinned algorithms, the key its kid
-// names, expiry with PostgREST's 30 s leeway, audience. No database work;
-// tokens already verified under the current keys are remembered. Errors
-// are InvalidToken *Error in PostgREST's words.
-func (c *Core) IdentifyToken(raw string) (Identity, error) {
+// names, expiry with PostgREST's 30 s leeway, audience — and that its
+// session, user, role or API key is still live (checkLive), from a cache
+// of each user's state that change notifications keep current, so no
+// database round trip per request. Tokens already verified under the
+// current keys are remembered. Errors are *Error in PostgREST's words:
+// InvalidToken, or Forbidden for a role gone or refused.
+func (c *Core) IdentifyToken(ctx context.Context, raw string) (Identity, error) {
 	if err := CheckTokenSize(raw); err != nil {
 		return Identity{}, err
 	}
@@ -184,11 +190,14 @@ func (c *Core) IdentifyToken(raw string) (Identity, error) {
 			user = claims.Subject
 		}
 		// Verify requires exp, so ExpiresAt is set.
-		v = newVerified(user, claims.Role, claims.ExpiresAt.Time, gen)
+		v = newVerified(user, claims.Role, claims.SessionID, claims.ExpiresAt.Time, gen)
 		c.verified.put(raw, v)
 	}
 	if v.role == "" {
 		return Identity{}, invalidToken("PGRST303", "JWT has no role claim", nil)
+	}
+	if err := c.checkLive(ctx, v); err != nil {
+		return Identity{}, err
 	}
 	return Identity{User: v.user, Role: v.role, Token: raw, Expires: time.Unix(v.expires, 0)}, nil
 }

@@ -37,13 +37,14 @@ func newVerifiedCache(now func() time.Time) verifiedCache {
 
 type verified struct {
 	user, role string
-	expires    int64 // Unix seconds, as in the token's exp
+	sid        string // the session (or API key secret) the token is for
+	expires    int64  // Unix seconds, as in the token's exp
 	gen        uint64
 }
 
 // newVerified is the entry for a verified token's identity.
-func newVerified(user, role string, expires time.Time, gen uint64) verified {
-	return verified{user: unique.Make(user).Value(), role: unique.Make(role).Value(), expires: expires.Unix(), gen: gen}
+func newVerified(user, role, sid string, expires time.Time, gen uint64) verified {
+	return verified{user: unique.Make(user).Value(), role: unique.Make(role).Value(), sid: sid, expires: expires.Unix(), gen: gen}
 }
 
 // get returns what raw was verified as under key generation gen.

@@ -169,7 +169,7 @@ func (s *Service) decide(ctx context.Context, req *jwt.AuthorizationRequestClaim
 		d.id, err = s.auth.IdentifyAPIKey(ctx, o.Token)
 	case o.Token != "":
 		d.method = methodToken
-		d.id, err = s.auth.IdentifyToken(o.Token)
+		d.id, err = s.auth.IdentifyToken(ctx, o.Token)
 		d.who = d.id.User
 	case o.Username == APIKeyUser:
 		d.method, d.who = methodAPIKey, apiKeyName(o.Password)

@@ -43,7 +43,7 @@ const xkeyHeader = "Nats-Server-Xkey"
 // with the rules every door shares (*identity.Core), and what a role may
 // do on NATS (*store.DB).
 type Authority interface {
-	IdentifyToken(raw string) (identity.Identity, error)
+	IdentifyToken(ctx context.Context, raw string) (identity.Identity, error)
 	IdentifyAPIKey(ctx context.Context, key string) (identity.Identity, error)
 	IdentifyPassword(ctx context.Context, username, password, client string) (identity.Identity, error)
 	NATSPermissions(ctx context.Context, role string) (store.NATSPermissions, error)

@@ -368,8 +368,12 @@ func (st *stack) grant(t testing.TB, role, kind string, subjects ...string) {
 	}
 }
 
+// token issues an access token for user acting as role, adding the user
+// with that role first if there is none: a token passes only while its
+// user and role are live.
 func (st *stack) token(t testing.TB, user, role string) string {
 	t.Helper()
+	st.ensureUser(t, user, role)
 	tok, _, err := st.tokens.Issue(user, role, "")
 	if err != nil {
 		t.Fatal(err)
@@ -384,6 +388,18 @@ func (st *stack) addUser(t testing.TB, name, password, role string) {
 		t.Fatal(err)
 	}
 	if err := st.db.AddUser(context.Background(), name, h, role); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ensureUser adds user with role unless there is a user of that name.
+func (st *stack) ensureUser(t testing.TB, user, role string) {
+	t.Helper()
+	h, err := store.HashPassword("unused-password-0", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.db.AddUser(context.Background(), user, h, role); err != nil && !errors.Is(err, store.ErrUserExists) {
 		t.Fatal(err)
 	}
 }
@@ -532,6 +548,7 @@ func TestTokenExpiryEndsConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	st.ensureUser(t, "dave", role)
 	tok, exp, err := short.Issue("dave", role, "")
 	if err != nil {
 		t.Fatal(err)

@@ -170,6 +170,7 @@ func TestOperatorMode(t *testing.T) {
 			st.addUser(t, "bob", "correct horse", role)
 			responses := st.watchResponses(t)
 
+			st.ensureUser(t, "alice", role)
 			tok, exp, err := st.tokens.Issue("alice", role, "")
 			if err != nil {
 				t.Fatal(err)

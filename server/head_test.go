@@ -13,7 +13,7 @@ import (
 // endpoints with HEAD, and get GET's status and headers without the body.
 func TestHead(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := newEnv(t, withIssuer("https://auth.example.com"))
 	starting := httptest.NewServer(server.Starting(slog.New(slog.DiscardHandler)))
 	t.Cleanup(starting.Close)
 	for _, tc := range []struct {

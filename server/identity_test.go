@@ -50,12 +50,12 @@ func TestIdentifyToken(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	access := accessValue(t, e.login())
-	id, err := e.core.IdentifyToken(access)
+	id, err := e.core.IdentifyToken(context.Background(), access)
 	if err != nil || id.User != testUser || id.Role != e.role || id.Token != access {
 		t.Fatalf("got %+v, %v", id, err)
 	}
 	var apiErr *identity.Error
-	if _, err := e.core.IdentifyToken(access + "x"); !errors.As(err, &apiErr) || apiErr.Kind != identity.InvalidToken {
+	if _, err := e.core.IdentifyToken(context.Background(), access+"x"); !errors.As(err, &apiErr) || apiErr.Kind != identity.InvalidToken {
 		t.Errorf("tampered token: got %v, want InvalidToken (401)", err)
 	}
 }
@@ -73,17 +73,17 @@ func TestIdentifyTokenExpiresInTheCache(t *testing.T) {
 			t.Fatal(err)
 		}
 		for range 2 { // verified, then from the cache
-			if id, err := e.core.IdentifyToken(raw); err != nil || !id.Expires.Equal(exp) {
+			if id, err := e.core.IdentifyToken(context.Background(), raw); err != nil || !id.Expires.Equal(exp) {
 				t.Fatalf("got %+v, %v; want the identity until %s", id, err, exp)
 			}
 		}
 		time.Sleep(time.Until(exp.Add(token.Leeway)) - time.Nanosecond)
-		if _, err := e.core.IdentifyToken(raw); err != nil {
+		if _, err := e.core.IdentifyToken(context.Background(), raw); err != nil {
 			t.Errorf("within the leeway: %v", err)
 		}
 		time.Sleep(time.Nanosecond)
 		var apiErr *identity.Error
-		if _, err := e.core.IdentifyToken(raw); !errors.As(err, &apiErr) || apiErr.Kind != identity.InvalidToken {
+		if _, err := e.core.IdentifyToken(context.Background(), raw); !errors.As(err, &apiErr) || apiErr.Kind != identity.InvalidToken {
 			t.Errorf("at exp + leeway: got %v, want InvalidToken (401)", err)
 		}
 	})

@@ -30,7 +30,7 @@ func (s *Server) handleVerify() echo.HandlerFunc {
 		} else {
 			var raw string
 			if raw, err = presentedAccess(r); err == nil {
-				id, err = s.ident.IdentifyToken(raw)
+				id, err = s.ident.IdentifyToken(r.Context(), raw)
 			}
 		}
 		if err != nil {

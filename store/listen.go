@@ -16,6 +16,9 @@ const (
 	ChannelAPIKey = "authd_api_key"
 	// ChannelNATS carries the name of a role whose NATS grants changed.
 	ChannelNATS = "authd_nats"
+	// ChannelSession carries the name of a user one of whose sessions was
+	// revoked, or who was changed, disabled or deleted (migration 00005).
+	ChannelSession = "authd_session"
 )
 
 // ListenerName is the application_name of the connection Listen holds.

@@ -216,3 +216,69 @@ func TestListenerSurvivesALostConnection(t *testing.T) {
 		t.Errorf("no warning about the lost connection in the log:\n%s", logs)
 	}
 }
+
+// TestLogoutReachesEveryInstance: an access token from one instance passes
+// /auth/verify on another until its session is logged out, and then at
+// once (AUTHD_CACHE_RECHECK=1h: only the authd_session notification can
+// tell the other instance).
+func TestLogoutReachesEveryInstance(t *testing.T) {
+	t.Parallel()
+	url := storetest.NewURL(t)
+	env := baseEnv(url)
+	mustRun(t, env, "pw-of-lena-0\n", "user", "add", "lena", "--role", storetest.NewRole(t))
+	bin := goBuild(t, "authd", ".")
+	env["AUTHD_ADDR"] = "127.0.0.1:0"
+	env["JWT_SECRET"] = "a-test-secret-that-is-long-enough-0123456789"
+	env["AUTHD_CACHE_RECHECK"] = "1h"
+	a, b := serveProcess(t, bin, env), serveProcess(t, bin, env)
+
+	post := func(url, body string, h http.Header) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = h
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	verify := func(base, tok string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, base+"/auth/verify", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	login := post(a+"/rpc/login", `{"user_":"lena","pass":"pw-of-lena-0"}`, http.Header{})
+	var access string
+	for _, c := range login.Cookies() {
+		if c.Name == "access_token" {
+			access = c.Value
+		}
+	}
+	if access == "" {
+		t.Fatalf("login: %d, no access_token cookie", login.StatusCode)
+	}
+	if got := verify(b, access); got != http.StatusOK {
+		t.Fatalf("the other instance: %d, want 200", got)
+	}
+	if got := post(a+"/rpc/logout", "", http.Header{"Authorization": {"Bearer " + access}}).StatusCode; got != http.StatusNoContent {
+		t.Fatalf("logout: %d", got)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for verify(b, access) != http.StatusUnauthorized {
+		if time.Now().After(deadline) {
+			t.Fatal("a minute after logout, the other instance still accepts the token")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

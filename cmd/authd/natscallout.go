@@ -236,8 +236,9 @@ func natsCallout(ctx context.Context, cfg config, ncfg natsConfig, p process, lo
 		return err
 	}
 	changes := newChangeListener(db, map[string]func(string){
-		store.ChannelAPIKey: c.ident.ForgetAPIKey,
-		store.ChannelNATS:   svc.ForgetRole,
+		store.ChannelAPIKey:  c.ident.ForgetAPIKey,
+		store.ChannelSession: c.ident.ForgetUser,
+		store.ChannelNATS:    svc.ForgetRole,
 	}, func() { c.ident.ForgetAll(); svc.ForgetAll() }, reg, log)
 	c.goJob(changes.run)
 

@@ -155,7 +155,8 @@ func serve(ctx context.Context, cfg config, p process, log, life *slog.Logger) e
 		ops.set(h.Operator())
 	}
 	changes := newChangeListener(c.db, map[string]func(string){
-		store.ChannelAPIKey: c.ident.ForgetAPIKey,
+		store.ChannelAPIKey:  c.ident.ForgetAPIKey,
+		store.ChannelSession: c.ident.ForgetUser,
 	}, c.ident.ForgetAll, reg, log)
 	c.goJob(changes.run)
 	purge := newPurgeJob(c.db, reg, log)
