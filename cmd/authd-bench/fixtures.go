@@ -24,7 +24,6 @@ type alg struct {
 	env      []string      // the key material: JWT_SECRET, or AUTHD_SIGNING_KEYS_DIR alone
 	iss      *token.Issuer // authd's token package with the same key, in this process
 
-	tokenBytes             int
 	signNS, verifyNS       float64 // one access token, in this process
 	refresh, fresh, cached *result // refresh, verify-fresh, verify-jwt
 	pool                   string  // where verify-fresh's tokens came from
@@ -84,7 +83,6 @@ func (a *alg) check(tok string) error {
 	if _, err := a.iss.Verify(tok); err != nil {
 		return fmt.Errorf("%s server: a token it issued: %w", a.alg, err)
 	}
-	a.tokenBytes = len(tok)
 	return nil
 }
 

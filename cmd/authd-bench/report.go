@@ -66,13 +66,10 @@ func us(r *result) float64 {
 	return float64(r.cpu.server) / float64(r.n()) / 1e3
 }
 
-// usCell is a CPU cell: v, or v minus base when base is given; "–" if unknown.
-func usCell(v float64, base ...float64) string {
-	switch {
-	case v < 0 || slices.ContainsFunc(base, func(b float64) bool { return b < 0 }):
+// usCell is a time in µs, "–" if unknown.
+func usCell(v float64) string {
+	if v < 0 {
 		return "–"
-	case len(base) > 0:
-		return fmt.Sprintf("%+.1f µs", v-base[0])
 	}
 	return fmt.Sprintf("%.1f µs", v)
 }
@@ -207,15 +204,6 @@ func (rep *report) writeStorm(w io.Writer) {
 	fmt.Fprintf(w, "- the longest a login waited for its answer: %s (bound: AUTHD_LOGIN_QUEUE_WAIT %s + one compare, %.1f ms = %s: %s). 503s: p50 %s, max %s; 204s: p50 %s, p99 %s, max %s\n",
 		loadtest.MS(worst), o.queueWait, sr.bcryptMS, loadtest.MS(bound), verdict(worst <= bound), loadtest.PMS(shed, .5), loadtest.PMS(shed, 1), loadtest.PMS(ok, .5), loadtest.PMS(ok, .99), loadtest.PMS(ok, 1))
 	fmt.Fprintf(w, "- slots not sent, too many in flight: logins %d, measuring clients %d (quiet %d)\n", st.dropped[3], st.dropped[0]+st.dropped[1]+st.dropped[2], sr.quiet.dropped[0]+sr.quiet.dropped[1]+sr.quiet.dropped[2])
-	d := func(k string) float64 { return st.after[k] - st.before[k] }
-	line := "- authd's own count (GET /metrics): authd_logins_total"
-	for _, r := range []string{"succeeded", "shed", "failed", "throttled"} {
-		line += fmt.Sprintf(" %s +%.0f", r, d(`authd_logins_total{result="`+r+`"}`))
-	}
-	if n := d("authd_bcrypt_wait_seconds_count"); n > 0 {
-		line += fmt.Sprintf("; authd_bcrypt_wait_seconds: %.0f waits, mean %.0f ms", n, 1000*d("authd_bcrypt_wait_seconds_sum")/n)
-	}
-	fmt.Fprintln(w, line)
 	for _, win := range []*stormWindow{sr.quiet, sr.storm} {
 		for _, l := range []*loadtest.Latencies{&win.paced[0], &win.paced[1], &win.paced[2], &win.bad} {
 			_, _, samples := l.Get()
@@ -227,28 +215,13 @@ func (rep *report) writeStorm(w io.Writer) {
 }
 
 func (rep *report) writeAlgs(w io.Writer) {
-	cell := func(r *result, i int) any {
-		if r == nil {
-			return "–"
-		}
-		return r.cells()[i]
-	}
 	fmt.Fprintf(w, "\n### Signing algorithms\n\n")
-	fmt.Fprintln(w, "Each on its own server. refresh signs a token per request; verify-fresh verifies one never seen before; verify-jwt presents one token, answered from authd's cache.")
+	fmt.Fprintln(w, "Each on its own server: refresh signs a token per request; verify-fresh verifies one never seen before; verify-jwt presents one token, answered from authd's cache. Sign and verify in-process: authd's token package with the same key, one goroutine.")
 	fmt.Fprintln(w)
-	row := loadtest.Table(w, "alg", "refresh req/s", "refresh p50", "refresh p99", "refresh authd CPU/req", "verify-fresh req/s", "verify-fresh p99", "verify-fresh authd CPU/req", "verify-jwt (cached) req/s", "verify-jwt authd CPU/req")
+	row := loadtest.Table(w, "alg", "sign, in-process", "verify, in-process", "refresh req/s", "refresh p99", "refresh authd CPU/req", "verify-fresh req/s", "verify-fresh p99", "verify-fresh authd CPU/req", "verify-jwt (cached) req/s", "verify-jwt authd CPU/req")
 	for _, a := range rep.algs {
-		row(a.alg, cell(a.refresh, 0), cell(a.refresh, 1), cell(a.refresh, 2), usCell(us(a.refresh)), cell(a.fresh, 0), cell(a.fresh, 2), usCell(us(a.fresh)), cell(a.cached, 0), usCell(us(a.cached)))
-	}
-	ref := rep.algs[0] // the primary: HS256 if listed
-	fmt.Fprintf(w, "\nOne access token: in-process with authd's token package and the same key; authd CPU per refresh (one signature) and per verify-fresh (one verification), and their difference from %s's (a few µs are noise); what a verification costs over a cache hit.\n\n", ref.alg)
-	row = loadtest.Table(w, "alg", "token bytes", "sign, in-process", "verify, in-process", "refresh authd CPU/req", "vs "+ref.alg, "verify-fresh authd CPU/req", "vs "+ref.alg, "verify-fresh − verify-jwt (cached)")
-	for _, a := range rep.algs {
-		vsRefresh, vsFresh := usCell(us(a.refresh), us(ref.refresh)), usCell(us(a.fresh), us(ref.fresh))
-		if a == ref {
-			vsRefresh, vsFresh = "–", "–"
-		}
-		row(a.alg, a.tokenBytes, fmt.Sprintf("%.1f µs", a.signNS/1e3), fmt.Sprintf("%.1f µs", a.verifyNS/1e3), usCell(us(a.refresh)), vsRefresh, usCell(us(a.fresh)), vsFresh, usCell(us(a.fresh), us(a.cached)))
+		c := [3][]any{a.refresh.cells(), a.fresh.cells(), a.cached.cells()}
+		row(a.alg, usCell(a.signNS/1e3), usCell(a.verifyNS/1e3), c[0][0], c[0][2], usCell(us(a.refresh)), c[1][0], c[1][2], usCell(us(a.fresh)), c[2][0], usCell(us(a.cached)))
 	}
 	fmt.Fprintln(w)
 	for _, a := range rep.algs {

@@ -33,7 +33,6 @@ type pgProxy struct {
 	ln    net.Listener
 	wg    sync.WaitGroup
 	mu    sync.Mutex
-	conns []net.Conn
 	trips int64
 	sql   []string // each statement executed
 }
@@ -56,21 +55,10 @@ func startProxy(target string) (*pgProxy, error) {
 	return p, nil
 }
 
+// close waits for the connections to end: stop authd first.
 func (p *pgProxy) close() {
 	_ = p.ln.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.mu.Unlock()
 	p.wg.Wait()
-}
-
-// snapshot is the round trips so far and the statements' count.
-func (p *pgProxy) snapshot() (int64, int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.trips, len(p.sql)
 }
 
 func (p *pgProxy) serve(client net.Conn, target string) {
@@ -80,9 +68,6 @@ func (p *pgProxy) serve(client net.Conn, target string) {
 		return
 	}
 	defer upstream.Close()
-	p.mu.Lock()
-	p.conns = append(p.conns, client, upstream)
-	p.mu.Unlock()
 	go func() {
 		_, _ = io.Copy(client, upstream)
 		_ = client.Close()
@@ -173,7 +158,9 @@ func (rt *rtServer) close() {
 // its side of the window, and counts what it sent to PostgreSQL.
 func (rt *rtServer) measure(name string, f func() (int64, error)) (rtRow, error) {
 	time.Sleep(100 * time.Millisecond)
-	trips, stmts := rt.px.snapshot()
+	rt.px.mu.Lock()
+	trips, stmts := rt.px.trips, len(rt.px.sql)
+	rt.px.mu.Unlock()
 	n, err := f()
 	time.Sleep(100 * time.Millisecond)
 	rt.px.mu.Lock()

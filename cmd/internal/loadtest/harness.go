@@ -6,6 +6,7 @@
 package loadtest
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -67,7 +68,6 @@ type Config struct {
 	Name      string
 	AdminURL  string   // a superuser postgres:// URL
 	DBPrefix  string   // before the database and role names
-	Authd     string   // a prebuilt binary; "" builds ./cmd/authd
 	ServerEnv []string // NAME=value for every server, after the harness's own
 	Users     int      // users to create
 	Log       io.Writer
@@ -76,10 +76,9 @@ type Config struct {
 // AddFlags defines the flags every command shares; c.Users is the default
 // of -users.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
-	admin := or(os.Getenv(AdminURLEnv), "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
+	admin := cmp.Or(os.Getenv(AdminURLEnv), "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
 	fs.StringVar(&c.AdminURL, "admin-url", admin, "superuser postgres:// URL to make the throwaway database on (default from $"+AdminURLEnv+")")
 	fs.StringVar(&c.DBPrefix, "db-prefix", os.Getenv(DBPrefixEnv), "prefix of the throwaway database's and role's names (default from $"+DBPrefixEnv+")")
-	fs.StringVar(&c.Authd, "authd", "", "prebuilt authd binary; empty builds ./cmd/authd")
 	fs.IntVar(&c.Users, "users", c.Users, "users to create; logins cycle through them")
 	fs.Func("server-env", "a setting for every server, NAME=value (repeatable; AUTHD_LOG_LEVEL is warn unless set)", func(v string) error {
 		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
@@ -88,13 +87,6 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 		c.ServerEnv = append(c.ServerEnv, v)
 		return nil
 	})
-}
-
-func or(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }
 
 // Harness is what a run owns; Close removes it all in reverse order.
@@ -114,12 +106,12 @@ type Harness struct {
 	cleanups []func()
 }
 
-// Setup makes the temporary directory, builds authd unless c.Authd names
-// one, creates the database and role, migrates with `authd migrate up` as
+// Setup makes the temporary directory, builds authd from this checkout,
+// creates the database and role, migrates with `authd migrate up` as
 // an operator would, and creates c.Users users; env is for every server.
 // On error it removes what it made.
 func Setup(ctx context.Context, c Config, env ...string) (_ *Harness, err error) {
-	h := &Harness{cfg: c, bin: c.Authd, Secret: randomHex(32)}
+	h := &Harness{cfg: c, Secret: randomHex(32)}
 	defer func() {
 		if err != nil {
 			h.Close()
@@ -139,12 +131,10 @@ func Setup(ctx context.Context, c Config, env ...string) (_ *Harness, err error)
 	if h.DBURL, err = PgURL(c.AdminURL, func(u *url.URL, q url.Values) { u.Path = "/" + h.DBName }); err != nil {
 		return nil, err
 	}
-	if h.bin == "" {
-		h.Logf("building ./cmd/authd")
-		h.bin = filepath.Join(h.Tmp, "authd")
-		if out, err := exec.CommandContext(ctx, "go", "build", "-o", h.bin, "authd/cmd/authd").CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("build authd (run inside the repository, or pass -authd): %w\n%s", err, out)
-		}
+	h.Logf("building ./cmd/authd")
+	h.bin = filepath.Join(h.Tmp, "authd")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", h.bin, "authd/cmd/authd").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build authd (run inside the repository): %w\n%s", err, out)
 	}
 	db, role := pgx.Identifier{h.DBName}.Sanitize(), pgx.Identifier{h.Role}.Sanitize()
 	for _, s := range [][2]string{{"create database " + db, "drop database if exists " + db + " with (force)"}, {"create role " + role + " nologin", "drop role if exists " + role}} {
@@ -243,9 +233,7 @@ func Field(out, name string) (string, bool) {
 
 // Logf reports progress on the configured log, prefixed with Name.
 func (h *Harness) Logf(format string, a ...any) {
-	if h.cfg.Log != nil {
-		fmt.Fprintf(h.cfg.Log, h.cfg.Name+": "+format+"\n", a...)
-	}
+	fmt.Fprintf(h.cfg.Log, h.cfg.Name+": "+format+"\n", a...)
 }
 
 // Defer registers f to run at Close before everything registered earlier.

@@ -83,7 +83,7 @@ func TestSetup(t *testing.T) {
 	defer cancel()
 	t.Setenv("TMPDIR", t.TempDir())
 	for _, bad := range []Config{{AdminURL: "http://not-postgres/"}, {AdminURL: adminURL, DBPrefix: strings.Repeat("p", 40)}} {
-		bad.Name = "authd-loadtest"
+		bad.Name, bad.Log = "authd-loadtest", t.Output()
 		if h, err := Setup(ctx, bad); h != nil || err == nil {
 			t.Errorf("Setup(%+v) = %v, %v; want an error", bad, h, err)
 		}

@@ -88,16 +88,6 @@ func startServer(ctx context.Context, bin string, env []string, logPath string) 
 // PID is the server's process id.
 func (s *Server) PID() int { return s.cmd.Process.Pid }
 
-// Exited says whether the server has ended, and why.
-func (s *Server) Exited() (bool, error) {
-	select {
-	case <-s.exited:
-		return true, s.waitErr
-	default:
-		return false, nil
-	}
-}
-
 // Stop sends SIGTERM and waits for authd to drain; after 15 s it kills it.
 func (s *Server) Stop() error {
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
