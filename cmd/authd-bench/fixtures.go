@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -24,9 +23,9 @@ type alg struct {
 	env      []string      // the key material: JWT_SECRET, or AUTHD_SIGNING_KEYS_DIR alone
 	iss      *token.Issuer // authd's token package with the same key, in this process
 
-	signNS, verifyNS       float64 // one access token, in this process
-	refresh, fresh, cached *result // refresh, verify-fresh, verify-jwt
-	pool                   string  // where verify-fresh's tokens came from
+	signNS, verifyNS       float64  // one access token, in this process
+	tokens                 []string // verify-fresh's
+	refresh, fresh, cached *result  // refresh, verify-fresh, verify-jwt
 }
 
 // prepareAlgs makes a key for each asymmetric algorithm with authd
@@ -86,26 +85,31 @@ func (a *alg) check(tok string) error {
 	return nil
 }
 
-// measureToken times signing and verifying one access token in this
-// process, on one goroutine, for about d each. The verify is the uncached
-// one: the package has no cache.
-func (a *alg) measureToken(role string, d time.Duration) (err error) {
-	timeIt := func(op func() error) (float64, error) {
-		n, start := 0, time.Now()
-		for ; n == 0 || time.Since(start) < d; n++ {
-			if err := op(); err != nil {
-				return 0, err
-			}
+// mint signs n access tokens for users of role in this process, with
+// a's key: verify-fresh presents each once. A token's verification does
+// not depend on who signed it, and signing here keeps the server's cache
+// and CPU out of it. It also times signing (over the n) and verifying
+// one token (for about d), on one goroutine, before the server starts so
+// that nothing competes for the CPU. The verify is the uncached one: the
+// package has no cache.
+func (a *alg) mint(role string, n int, d time.Duration) error {
+	a.tokens = make([]string, n)
+	start := time.Now()
+	for i := range a.tokens {
+		var err error
+		if a.tokens[i], _, err = a.iss.Issue("user_000001", role, uuid.NewString()); err != nil {
+			return err
 		}
-		return float64(time.Since(start)) / float64(n), nil
 	}
-	var tok string
-	sid := uuid.NewString()
-	if a.signNS, err = timeIt(func() (err error) { tok, _, err = a.iss.Issue("user_000001", role, sid); return err }); err != nil {
-		return err
+	a.signNS = float64(time.Since(start)) / float64(n)
+	i, start := 0, time.Now()
+	for ; i == 0 || time.Since(start) < d; i++ {
+		if _, err := a.iss.Verify(a.tokens[0]); err != nil {
+			return err
+		}
 	}
-	a.verifyNS, err = timeIt(func() error { _, err := a.iss.Verify(tok); return err })
-	return err
+	a.verifyNS = float64(time.Since(start)) / float64(i)
+	return nil
 }
 
 // insertSessions stores n refresh tokens with COPY (hashed as authd
@@ -158,32 +162,4 @@ func settle(ctx context.Context, pool *pgxpool.Pool) error {
 		return fmt.Errorf("vacuum the session tables: %w", err)
 	}
 	return nil
-}
-
-// mintTokens inserts n sessions and refreshes each once, from -concurrency
-// clients, returning the access tokens authd answered with.
-func (rn *runner) mintTokens(ctx context.Context, c *loadtest.Client, n int) ([]string, error) {
-	refresh, err := insertSessions(ctx, rn.h.Pool, rn.h.Users, int64(n), 1)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, n)
-	var next atomic.Int64
-	r := &result{}
-	err = closedLoop(ctx, r, rn.o.concurrency, 0, func(ctx context.Context, _ int) error {
-		i := next.Add(1) - 1
-		if i >= int64(n) {
-			return errStop
-		}
-		s, err := c.Refresh(ctx, refresh[i])
-		out[i] = s.Access
-		return err
-	})
-	if _, _, samples := r.lat.Get(); err == nil && len(samples) > 0 {
-		err = fmt.Errorf("mint access tokens: %s", samples[0])
-	}
-	if err != nil {
-		return nil, err
-	}
-	return out, settle(ctx, rn.h.Pool)
 }

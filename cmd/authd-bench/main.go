@@ -68,9 +68,8 @@ type runner struct {
 	o      *options
 	h      *loadtest.Harness
 	rep    *report
-	apiKey string   // made once, used by the primary server
-	access string   // the primary server's access token
-	fresh  []string // the primary server's verify-fresh tokens
+	apiKey string // made once, used by the primary server
+	access string // the primary server's access token
 }
 
 // all runs the scenarios on each algorithm's server, then counts the

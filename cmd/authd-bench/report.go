@@ -223,10 +223,6 @@ func (rep *report) writeAlgs(w io.Writer) {
 		c := [3][]any{a.refresh.cells(), a.fresh.cells(), a.cached.cells()}
 		row(a.alg, usCell(a.signNS/1e3), usCell(a.verifyNS/1e3), c[0][0], c[0][2], usCell(us(a.refresh)), c[1][0], c[1][2], usCell(us(a.fresh)), c[2][0], usCell(us(a.cached)))
 	}
-	fmt.Fprintln(w)
-	for _, a := range rep.algs {
-		fmt.Fprintf(w, "- verify-fresh (%s): %s\n", a.alg, a.pool)
-	}
 }
 
 func (rep *report) writeRoundTrips(w io.Writer) {

@@ -237,7 +237,7 @@ func (rn *runner) countRoundTrips(ctx context.Context) (string, error) {
 		{"logout", 3, 50, func(i int) error { return c.Logout(ctx, loadtest.Session{Refresh: logouts[i]}) }},
 		// A new server: none of verify-fresh's tokens is in its cache.
 		{"verify-fresh", 3, 200, func(i int) error {
-			return c.Get(ctx, gets[1].path, gets[1].header, "Bearer "+rn.fresh[i%len(rn.fresh)], gets[1].role)
+			return c.Get(ctx, gets[1].path, gets[1].header, "Bearer "+rn.rep.algs[0].tokens[i%len(rn.rep.algs[0].tokens)], gets[1].role)
 		}},
 	}
 	for _, g := range []get{gets[0], gets[2], gets[3]} { // bare, verify-jwt, verify-cookie

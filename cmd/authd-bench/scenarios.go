@@ -42,7 +42,8 @@ var perAlg = []string{"refresh", "verify-fresh", "verify-jwt"}
 func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 	o, h := rn.o, rn.h
 	// Before the server starts, so that nothing competes for the CPU.
-	if err := a.measureToken(h.Role, min(max(o.duration/10, 20*time.Millisecond), time.Second)); err != nil {
+	h.Logf("%s: signing %d access tokens for verify-fresh", a.alg, o.verifyTokens)
+	if err := a.mint(h.Role, o.verifyTokens, min(max(o.duration/10, 20*time.Millisecond), time.Second)); err != nil {
 		return fmt.Errorf("%s: in-process sign/verify: %w", a.alg, err)
 	}
 	srv, err := h.Start(ctx, "authd-"+a.alg, a.env...)
@@ -94,18 +95,14 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 		}
 	}
 
-	// A session per worker; refresh's access tokens are verify-fresh's,
-	// never verified before.
-	sessions, collected := make([]loadtest.Session, o.concurrency), make([][]string, o.concurrency)
+	sessions := make([]loadtest.Session, o.concurrency) // one per worker
 	if a.refresh, err = run("refresh", func(ctx context.Context, w int) (err error) {
 		if sessions[w].Refresh == "" { // new, or the last refresh failed
 			if sessions[w], err = c.Login(ctx, user(int64(w))); err != nil {
 				return err
 			}
 		}
-		if sessions[w], err = c.Refresh(ctx, sessions[w].Refresh); err == nil {
-			collected[w] = append(collected[w], sessions[w].Access)
-		}
+		sessions[w], err = c.Refresh(ctx, sessions[w].Refresh)
 		return err
 	}); err != nil {
 		return err
@@ -143,27 +140,20 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 		if !a.primary && !slices.Contains(perAlg, g.name) {
 			continue
 		}
-		var toks []string
-		if g.name == "verify-fresh" {
-			if toks, err = rn.freshTokens(ctx, c, a, slices.Concat(collected...)); err != nil {
-				return err
-			}
-		}
 		var next atomic.Int64
 		r, err := run(g.name, func(ctx context.Context, _ int) error {
-			if toks == nil {
+			if g.name != "verify-fresh" {
 				return g.do(ctx, c)
 			}
-			return c.Get(ctx, g.path, g.header, "Bearer "+toks[(next.Add(1)-1)%int64(len(toks))], g.role)
+			return c.Get(ctx, g.path, g.header, "Bearer "+a.tokens[(next.Add(1)-1)%int64(len(a.tokens))], g.role)
 		})
 		if err != nil {
 			return err
 		}
 		switch g.name {
 		case "verify-fresh":
-			a.fresh = r
-			if reused := r.n() - int64(len(toks)); reused > 0 {
-				a.pool += fmt.Sprintf("; %d requests (%.1f%%) presented a token again, which authd may have answered from its cache: raise -verify-tokens", reused, 100*float64(reused)/float64(r.n()))
+			if a.fresh = r; r.n() > int64(len(a.tokens)) {
+				r.notes = append(r.notes, fmt.Sprintf("%d requests presented one of %d tokens again, which authd may have answered from its cache: raise -verify-tokens", r.n()-int64(len(a.tokens)), len(a.tokens)))
 			}
 		case "verify-jwt":
 			a.cached = r
@@ -174,31 +164,4 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 	}
 	rn.access = s.Access
 	return rn.storm(ctx, srv.Addr)
-}
-
-// freshTokens is verify-fresh's pool: refresh's access tokens, topped up
-// to -verify-tokens by refreshing sessions inserted for it; each new, and
-// the first and last checked to be signed with a's key.
-func (rn *runner) freshTokens(ctx context.Context, c *loadtest.Client, a *alg, toks []string) ([]string, error) {
-	a.pool = fmt.Sprintf("%d distinct tokens (%d from the refresh run", max(len(toks), rn.o.verifyTokens), len(toks))
-	if need := rn.o.verifyTokens - len(toks); need > 0 {
-		rn.h.Logf("verify-fresh (%s): minting %d access tokens", a.alg, need)
-		minted, err := rn.mintTokens(ctx, c, need)
-		if err != nil {
-			return nil, fmt.Errorf("verify-fresh (%s): %w", a.alg, err)
-		}
-		toks = append(toks, minted...)
-		a.pool += fmt.Sprintf(", %d minted beforehand", need)
-	}
-	a.pool += ")"
-	if len(slices.Compact(slices.Sorted(slices.Values(toks)))) != len(toks) {
-		return nil, fmt.Errorf("verify-fresh (%s): authd handed out the same access token twice", a.alg)
-	}
-	if err := errors.Join(a.check(toks[0]), a.check(toks[len(toks)-1])); err != nil {
-		return nil, err
-	}
-	if a.primary {
-		rn.fresh = toks
-	}
-	return toks, nil
 }
