@@ -95,9 +95,14 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 		}
 	}
 
-	sessions := make([]loadtest.Session, o.concurrency) // one per worker
+	sessions := make([]loadtest.Session, o.concurrency) // one per worker, logged in untimed
+	for w := range sessions {
+		if sessions[w], err = c.Login(ctx, user(int64(w))); err != nil {
+			return err
+		}
+	}
 	if a.refresh, err = run("refresh", func(ctx context.Context, w int) (err error) {
-		if sessions[w].Refresh == "" { // new, or the last refresh failed
+		if sessions[w].Refresh == "" { // the last refresh failed
 			if sessions[w], err = c.Login(ctx, user(int64(w))); err != nil {
 				return err
 			}
