@@ -36,7 +36,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "timed length of each scenario")
 	fs.IntVar(&o.concurrency, "concurrency", 8, "concurrent clients (keep-alive connections)")
 	algs := fs.String("algs", "HS256,ES256,EdDSA", "comma list of signing algorithms (HS256, ES256, EdDSA, RS256), each on its own authd server; refresh, verify-fresh and verify-jwt run on each, the rest on HS256's (else the first's)")
-	fs.IntVar(&o.verifyTokens, "verify-tokens", 40000, "distinct access tokens for verify-fresh, per algorithm (cycled if the run outlasts them)")
+	fs.IntVar(&o.verifyTokens, "verify-tokens", 40000, "access tokens verify-fresh presents, signed here with the server's key, per algorithm (cycled if the run outlasts them)")
 	fs.DurationVar(&o.queueWait, "login-queue-wait", 2*time.Second, "AUTHD_LOGIN_QUEUE_WAIT of every server: the longest a login waits for a bcrypt slot before 503")
 	fs.Float64Var(&o.stormFactor, "storm-factor", 4, "storm: logins per second offered, as a multiple of the bcrypt ceiling")
 	fs.Float64Var(&o.stormRates[0], "storm-refresh-rate", 200, "storm: refreshes per second sent during both windows")

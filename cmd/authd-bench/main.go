@@ -14,7 +14,7 @@
 // any request failed. Files: flags, scenarios (closed loops on each
 // algorithm's server), storm (open-loop logins beside paced
 // refresh/verify/healthz), growth (-growth, and the refresh statement
-// alone), fixtures (keys, sessions by COPY), cpu (/proc), roundtrips (a
+// alone), fixtures (keys, tokens, sessions by COPY), cpu (/proc), roundtrips (a
 // counting wire proxy), report.
 package main
 

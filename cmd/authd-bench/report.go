@@ -239,10 +239,12 @@ func (rep *report) writeRoundTrips(w io.Writer) {
 				labels = append(labels, l)
 			}
 		}
+		stmts := "none"
 		for i, l := range labels {
 			labels[i] = fmt.Sprintf("%d× %s", counts[l], l)
+			stmts = strings.Join(labels[:i+1], "; ")
 		}
-		row(r.name, r.n, r.trips, strconv.FormatFloat(float64(r.trips)/float64(max(r.n, 1)), 'f', -1, 64), strings.Join(append(labels, "none")[:max(len(labels), 1)], "; "))
+		row(r.name, r.n, r.trips, strconv.FormatFloat(float64(r.trips)/float64(max(r.n, 1)), 'g', 3, 64), stmts)
 	}
 }
 

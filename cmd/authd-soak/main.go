@@ -91,11 +91,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	fmt.Fprintf(stdout, "## authd-soak\n\n- %s, a line every %s; rates per second:", *duration, *interval)
+	var perSecond []string
 	for _, k := range kinds {
-		fmt.Fprintf(stdout, " %s %g", k, *rates[k])
+		perSecond = append(perSecond, fmt.Sprintf("%s %g", k, *rates[k]))
 	}
-	fmt.Fprintf(stdout, "; %d users; AUTHD_PURGE_INTERVAL=%s\n", len(h.Users), *purge)
+	fmt.Fprintf(stdout, "## authd-soak\n\n- %s, a line every %s; rates per second: %s; %d users; AUTHD_PURGE_INTERVAL=%s\n", *duration, *interval, strings.Join(perSecond, ", "), len(h.Users), *purge)
 	fmt.Fprintf(stdout, "- p99 per kind over each interval (client side); RSS is authd's VmRSS; goroutines and pool (acquired+idle connections) from GET /metrics\n\n")
 	head := []string{"elapsed", "requests", "errors"}
 	for _, k := range kinds {
