@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,101 +14,128 @@ import (
 	"authd/cmd/internal/loadtest"
 )
 
-// cpuProbe reads the CPU used by authd, by the PostgreSQL backends serving
-// it (by application_name), by this process and by the whole machine: a
-// window's delta over its requests is CPU per request, and "everything
-// else" shows when another workload skewed it.
+// result is one measured window: a row of a table.
+type result struct {
+	name    string
+	lat     loadtest.Latencies
+	elapsed time.Duration
+	cpu     cpuUse
+	notes   []string
+}
+
+func (r *result) n() int64 { lat, _, _ := r.lat.Get(); return int64(len(lat)) }
+
+func (r *result) rate() float64 { return float64(r.n()) / max(r.elapsed.Seconds(), 1e-9) }
+
+// cpuUse is the CPU a window took: authd's, its PostgreSQL backends' and
+// this process's; -1 where it is not known (or there is no server).
+type cpuUse struct{ server, db, self time.Duration }
+
+// cpuProbe reads the CPU used by authd (pid; 0 for none), by the
+// PostgreSQL backends serving it (by application_name app; "" for none)
+// and by this process, from /proc.
 type cpuProbe struct {
-	serverPID int // -1: no server
-	pool      *pgxpool.Pool
-	dbName    string
-	app       string
+	pid     int
+	pool    *pgxpool.Pool
+	db, app string
 }
 
-// A CPU time of -1 could not be read; a nil db map neither.
 type cpuSnap struct {
-	server, self, busy, idle time.Duration
-	db                       map[int]time.Duration
-	at                       time.Time
+	server, self time.Duration
+	db           map[int32]time.Duration // nil: unreadable
 }
 
-type cpuDelta struct{ server, db, self, busy, idle, wall time.Duration }
-
-// procCPU is pid's CPU time; 0 for no process (-1), -1 if unreadable.
 func procCPU(pid int) time.Duration {
-	if t, _, err := loadtest.ProcCPU(pid); err == nil || pid < 0 {
-		return t
-	}
-	return -1
-}
-
-func sub(a, b time.Duration) time.Duration {
-	if a < 0 || b < 0 {
+	if pid <= 0 {
 		return -1
 	}
-	return a - b
+	t, _, err := loadtest.ProcCPU(pid)
+	if err != nil {
+		return -1
+	}
+	return t
 }
 
 func (p *cpuProbe) snapshot(ctx context.Context) (cpuSnap, error) {
-	s := cpuSnap{server: procCPU(p.serverPID), self: procCPU(os.Getpid()), db: map[int]time.Duration{}, at: time.Now()}
-	var err error
-	if s.busy, s.idle, err = loadtest.MachineCPU(); err != nil {
-		s.busy, s.idle = -1, -1
+	s := cpuSnap{server: procCPU(p.pid), self: procCPU(os.Getpid())}
+	if p.app == "" {
+		return s, nil
 	}
-	rows, _ := p.pool.Query(ctx, `select pid from pg_stat_activity where datname = $1 and application_name = $2`, p.dbName, p.app)
+	rows, _ := p.pool.Query(ctx, `select pid from pg_stat_activity where datname = $1 and application_name = $2`, p.db, p.app)
 	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
 	if err != nil {
 		return s, fmt.Errorf("list the server's database backends: %w", err)
 	}
+	s.db = map[int32]time.Duration{}
 	for _, pid := range pids {
 		// On another host or in another container these pids mean nothing here.
-		if t, comm, err := loadtest.ProcCPU(int(pid)); err == nil && comm == "postgres" {
-			s.db[int(pid)] = t
-		} else {
-			s.db = nil
-			break
+		t, comm, err := loadtest.ProcCPU(int(pid))
+		if err != nil || comm != "postgres" {
+			return cpuSnap{server: s.server, self: s.self}, nil
 		}
+		s.db[pid] = t
 	}
 	return s, nil
 }
 
-// sub is the CPU used since before. A backend that appeared in between
-// counts in full (connection start-up is part of the load); one that ended
-// is lost, which pgxpool's hour-long connection lifetime makes unlikely.
-func (s cpuSnap) sub(before cpuSnap) cpuDelta {
-	d := cpuDelta{server: sub(s.server, before.server), self: sub(s.self, before.self), busy: sub(s.busy, before.busy),
-		idle: sub(s.idle, before.idle), wall: s.at.Sub(before.at), db: -1}
-	if s.db != nil && before.db != nil {
-		d.db = 0
-		for pid, t := range s.db {
-			d.db += t - before.db[pid]
-		}
-	}
-	return d
-}
-
-// other is what everything else on the machine took, -1 if unknown.
-func (d cpuDelta) other() time.Duration {
-	if min(d.busy, d.server, d.db, d.self) < 0 {
-		return -1
-	}
-	return max(d.busy-d.server-d.db-d.self, 0) // ticks: may round below 0
-}
-
-// measure runs f between two snapshots and gives its result name and CPU.
-func (p *cpuProbe) measure(ctx context.Context, name string, f func() (*result, error)) (*result, error) {
+// measure runs f between two snapshots and records in r its CPU. A backend
+// that appeared in between counts in full (connection start-up is part of
+// the load); one that ended is lost, which pgxpool's hour-long connection
+// lifetime makes unlikely.
+func (p *cpuProbe) measure(ctx context.Context, r *result, f func() error) error {
 	before, err := p.snapshot(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	r, err := f()
-	if err != nil {
-		return nil, err
+	if err := f(); err != nil {
+		return err
 	}
 	after, err := p.snapshot(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	r.name, r.cpu = name, after.sub(before)
-	return r, nil
+	sub := func(a, b time.Duration) time.Duration {
+		if a < 0 || b < 0 {
+			return -1
+		}
+		return a - b
+	}
+	r.cpu = cpuUse{server: sub(after.server, before.server), self: sub(after.self, before.self), db: -1}
+	if after.db != nil && before.db != nil {
+		r.cpu.db = 0
+		for pid, t := range after.db {
+			r.cpu.db += t - before.db[pid]
+		}
+	}
+	return nil
+}
+
+// closedLoop runs op on n workers, each calling it again as soon as it
+// returns, for d (d = 0: until op returns errStop), and records each call
+// in r.
+func closedLoop(ctx context.Context, r *result, n int, d time.Duration, op func(ctx context.Context, w int) error) error {
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Go(func() {
+			for ctx.Err() == nil && (d == 0 || time.Since(start) < d) {
+				t0 := time.Now()
+				err := op(ctx, w)
+				if errors.Is(err, errStop) || ctx.Err() != nil {
+					return
+				}
+				r.lat.Add(time.Since(t0), err)
+			}
+		})
+	}
+	wg.Wait()
+	r.elapsed = time.Since(start)
+	return ctx.Err()
+}
+
+// closed measures op on -concurrency workers for -duration, CPU included.
+func (rn *runner) closed(ctx context.Context, probe *cpuProbe, name string, op func(ctx context.Context, w int) error) (*result, error) {
+	rn.h.Logf("%s: %s, %d clients", name, rn.o.duration, rn.o.concurrency)
+	r := &result{name: name}
+	return r, probe.measure(ctx, r, func() error { return closedLoop(ctx, r, rn.o.concurrency, rn.o.duration, op) })
 }

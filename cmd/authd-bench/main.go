@@ -5,17 +5,17 @@
 // statement alone; each signing algorithm; and the database round trips
 // each request makes.
 //
-//	go run ./cmd/authd-bench [-duration 10s] [-concurrency 8] [-scenarios login,refresh,…,storm] [-algs HS256,ES256,EdDSA]
+//	go run ./cmd/authd-bench [-duration 10s] [-concurrency 8] [-algs HS256,ES256,EdDSA]
 //	go run ./cmd/authd-bench -growth [-growth-tokens 1000,100000,1000000] [-growth-rate 1000] [-duration 5s]
 //
 // The harness (cmd/internal/loadtest) gives it a throwaway database and
 // an authd built from this checkout. The report is Markdown on standard
 // output, progress on standard error; the exit status is non-zero when
-// any request failed. Files: flags, scenarios (closed loops, once per
-// algorithm or on the primary server), storm (open-loop logins beside
-// paced refresh/verify/healthz), growth (-growth, and the refresh
-// statement alone), fixtures (keys, sessions by COPY), cpu (/proc),
-// roundtrips (a counting wire proxy), report.
+// any request failed. Files: flags, scenarios (closed loops on each
+// algorithm's server), storm (open-loop logins beside paced
+// refresh/verify/healthz), growth (-growth, and the refresh statement
+// alone), fixtures (keys, tokens, sessions by COPY), cpu (/proc), roundtrips (a
+// counting wire proxy), report.
 package main
 
 import (
@@ -27,11 +27,7 @@ import (
 	"authd/cmd/internal/loadtest"
 )
 
-const (
-	serverApp  = "authd-bench-server" // the servers' application_name, to charge their backends' CPU
-	verifyPath = "/auth/verify"
-	barePath   = "/healthz"
-)
+const serverApp = "authd-bench-server" // the servers' application_name, to charge their backends' CPU
 
 func main() { loadtest.Main("authd-bench", run) }
 
@@ -40,60 +36,56 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	o.harness.Logf = func(format string, a ...any) { fmt.Fprintf(stderr, "authd-bench: "+format+"\n", a...) }
-	h, err := loadtest.Setup(ctx, o.harness)
+	h, err := loadtest.Setup(ctx, o.harness, "AUTHD_LOGIN_QUEUE_WAIT="+o.queueWait.String())
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	if err := h.Seed(ctx, o.users, "AUTHD_LOGIN_QUEUE_WAIT="+o.loginQueueWait.String()); err != nil {
+	rn := &runner{o: o, h: h, rep: &report{o: o}}
+	if err := h.Pool.QueryRow(ctx, "show server_version").Scan(&rn.rep.pgVersion); err != nil {
 		return err
 	}
-	rep := &report{opts: o}
-	if err := h.Pool.QueryRow(ctx, "show server_version").Scan(&rep.pgVersion); err != nil {
+	if rn.rep.algs, err = prepareAlgs(ctx, h, o.algs); err != nil {
 		return err
 	}
-	algs, err := prepareAlgs(ctx, h, o.algs)
-	if err != nil {
-		return err
-	}
-	rn := &runner{o: o, h: h, rep: rep}
 	if o.growth {
-		err = rn.growth(ctx, algs[0])
+		err = rn.growth(ctx)
 	} else {
-		for _, a := range algs {
-			if err = rn.runAlg(ctx, a); err != nil {
-				return err
-			}
-		}
-		if o.roundTrips && !(len(o.scenarios) == 1 && o.scenarios["bcrypt"]) {
-			h.Logf("counting database round trips per request (%s server)", algs[0].alg)
-			if err = rn.countRoundTrips(ctx, algs[0]); err != nil {
-				err = fmt.Errorf("count round trips: %w", err)
-			}
-		}
+		err = rn.all(ctx)
 	}
 	if err != nil {
 		return err
 	}
-	rep.write(stdout)
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if n := rep.errorCount(); n > 0 {
+	rn.rep.write(stdout)
+	if n := rn.rep.errorCount(); n > 0 {
 		return fmt.Errorf("%d request(s) failed", n)
 	}
 	return nil
 }
 
-// runner holds what every algorithm's run shares.
+// runner holds what every part of a run shares.
 type runner struct {
 	o      *options
 	h      *loadtest.Harness
 	rep    *report
-	apiKey string   // made once, used by every server
-	access string   // the primary server's access token, for the round trips
-	fresh  []string // the primary server's verify-fresh tokens
+	apiKey string // made once, used by the primary server
+	access string // the primary server's access token
+}
+
+// all runs the scenarios on each algorithm's server, then counts the
+// database round trips and runs the refresh statement alone.
+func (rn *runner) all(ctx context.Context) error {
+	for _, a := range rn.rep.algs {
+		if err := rn.runAlg(ctx, a); err != nil {
+			return err
+		}
+	}
+	rn.h.Logf("counting database round trips per request (%s server)", rn.rep.algs[0].alg)
+	sql, err := rn.countRoundTrips(ctx)
+	if err != nil {
+		return fmt.Errorf("count round trips: %w", err)
+	}
+	return rn.ceilings(ctx, sql)
 }
 
 // errStop ends a worker's loop without counting the iteration.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,20 +27,14 @@ import (
 // "-- ping"s apart. The timed servers connect directly. (pg_stat_database
 // is no use: a busy backend flushes its counters once a second at most.)
 
-type wireCounts struct {
-	syncs, queries, pings, parses, executes int64
-	sql                                     []string // each statement executed
-}
-
 // pgProxy forwards connections to PostgreSQL and counts the frontend's
-// protocol messages.
+// round trips and the statements it runs.
 type pgProxy struct {
-	ln     net.Listener
-	target string
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  []net.Conn
-	counts wireCounts
+	ln    net.Listener
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	trips int64
+	sql   []string // each statement executed
 }
 
 func startProxy(target string) (*pgProxy, error) {
@@ -47,47 +42,32 @@ func startProxy(target string) (*pgProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pgProxy{ln: ln, target: target}
+	p := &pgProxy{ln: ln}
 	p.wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			p.wg.Go(func() { p.serve(c) })
+			p.wg.Go(func() { p.serve(c, target) })
 		}
 	})
 	return p, nil
 }
 
+// close waits for the connections to end: stop authd first.
 func (p *pgProxy) close() {
 	_ = p.ln.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.mu.Unlock()
 	p.wg.Wait()
 }
 
-func (p *pgProxy) snapshot() wireCounts {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	c := p.counts
-	c.sql = slices.Clone(c.sql)
-	return c
-}
-
-func (p *pgProxy) serve(client net.Conn) {
+func (p *pgProxy) serve(client net.Conn, target string) {
 	defer client.Close()
-	upstream, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+	upstream, err := net.DialTimeout("tcp", target, 5*time.Second)
 	if err != nil {
 		return
 	}
 	defer upstream.Close()
-	p.mu.Lock()
-	p.conns = append(p.conns, client, upstream)
-	p.mu.Unlock()
 	go func() {
 		_, _ = io.Copy(client, upstream)
 		_ = client.Close()
@@ -114,21 +94,16 @@ func (p *pgProxy) serve(client net.Conn) {
 		p.mu.Lock()
 		switch m := msg.(type) {
 		case *pgproto3.Sync:
-			p.counts.syncs++
+			p.trips++
 		case *pgproto3.Query:
-			p.counts.queries++
-			if strings.HasPrefix(m.String, "-- ping") {
-				p.counts.pings++
-			} else {
-				p.counts.sql = append(p.counts.sql, m.String)
+			if !strings.HasPrefix(m.String, "-- ping") {
+				p.trips++
+				p.sql = append(p.sql, m.String)
 			}
 		case *pgproto3.Parse:
-			p.counts.parses++
 			prepared[m.Name] = m.Query
 		case *pgproto3.Bind:
-			p.counts.sql = append(p.counts.sql, prepared[m.PreparedStatement])
-		case *pgproto3.Execute:
-			p.counts.executes++
+			p.sql = append(p.sql, prepared[m.PreparedStatement])
 		}
 		p.mu.Unlock()
 	}
@@ -137,12 +112,10 @@ func (p *pgProxy) serve(client net.Conn) {
 
 // rtRow is one row of the round-trip table.
 type rtRow struct {
-	name                             string
-	n                                int
-	window                           time.Duration
-	total, pings                     int64 // in the window
-	roundTrips, statements, prepares float64
-	sql                              []string
+	name  string
+	n     int64
+	trips int64
+	sql   []string
 }
 
 // rtServer is an authd whose database connections go through a pgProxy.
@@ -152,32 +125,21 @@ type rtServer struct {
 	c   *loadtest.Client
 }
 
-func (rn *runner) startRT(ctx context.Context, a *algSetup) (*rtServer, error) {
+func (rn *runner) startRT(ctx context.Context) (*rtServer, error) {
 	u, err := url.Parse(rn.h.DBURL)
-	if err != nil {
-		return nil, err
-	}
-	if u.Hostname() == "" || strings.HasPrefix(u.Hostname(), "/") || u.Query().Get("host") != "" {
+	if err != nil || u.Hostname() == "" || strings.HasPrefix(u.Hostname(), "/") || u.Query().Get("host") != "" {
 		return nil, errors.New("-admin-url does not name a TCP host and port")
 	}
-	port := u.Port()
-	if port == "" {
-		port = "5432"
-	}
-	px, err := startProxy(net.JoinHostPort(u.Hostname(), port))
+	px, err := startProxy(net.JoinHostPort(u.Hostname(), cmp.Or(u.Port(), "5432")))
 	if err != nil {
 		return nil, err
 	}
-	rtURL, err := loadtest.PgURL(rn.h.DBURL, func(u *url.URL, q url.Values) {
+	rtURL, _ := loadtest.PgURL(rn.h.DBURL, func(u *url.URL, q url.Values) {
 		u.Host = px.ln.Addr().String()
 		q.Set("sslmode", "disable") // the proxy must see plain protocol
 		q.Set("application_name", "authd-bench-roundtrips")
 	})
-	if err != nil {
-		px.close()
-		return nil, err
-	}
-	srv, err := rn.h.Start(ctx, "authd-roundtrips", append(slices.Clone(a.env), "DATABASE_URL="+rtURL)...)
+	srv, err := rn.h.Start(ctx, "authd-roundtrips", append(slices.Clone(rn.rep.algs[0].env), "DATABASE_URL="+rtURL)...)
 	if err != nil {
 		px.close()
 		return nil, err
@@ -191,162 +153,124 @@ func (rt *rtServer) close() {
 	rt.px.close()
 }
 
-// settleTime lets a background write (an API key's last_used_at) land on
-// its side of a snapshot.
-const settleTime = 100 * time.Millisecond
+// measure runs f (which returns how many requests it made) after a
+// pause that lets a background write (an API key's last_used_at) land on
+// its side of the window, and counts what it sent to PostgreSQL.
+func (rt *rtServer) measure(name string, f func() (int64, error)) (rtRow, error) {
+	time.Sleep(100 * time.Millisecond)
+	rt.px.mu.Lock()
+	trips, stmts := rt.px.trips, len(rt.px.sql)
+	rt.px.mu.Unlock()
+	n, err := f()
+	time.Sleep(100 * time.Millisecond)
+	rt.px.mu.Lock()
+	defer rt.px.mu.Unlock()
+	return rtRow{name: name, n: n, trips: rt.px.trips - trips, sql: slices.Clone(rt.px.sql[stmts:])}, err
+}
 
-// measure sends warm requests (pgx prepares once per connection), then n
-// counted ones, one at a time, paced evenly over spread if it is positive.
-func (rt *rtServer) measure(name string, warm, n int, spread time.Duration, op func(i int) error) (rtRow, error) {
+// serial sends warm requests (pgx prepares once per connection), then n
+// counted ones, one at a time.
+func (rt *rtServer) serial(name string, warm, n int, op func(i int) error) (rtRow, error) {
 	for i := range warm {
 		if err := op(i); err != nil {
 			return rtRow{}, fmt.Errorf("%s (warm-up): %w", name, err)
 		}
 	}
-	if spread > 0 {
-		time.Sleep(settleTime)
-	}
-	before, from := rt.px.snapshot(), time.Now()
-	for i := range n {
-		time.Sleep(time.Until(from.Add(spread * time.Duration(i) / time.Duration(n))))
-		if err := op(warm + i); err != nil {
-			return rtRow{}, fmt.Errorf("%s: %w", name, err)
+	return rt.measure(name, func() (int64, error) {
+		for i := range n {
+			if err := op(warm + i); err != nil {
+				return 0, fmt.Errorf("%s: %w", name, err)
+			}
 		}
-	}
-	time.Sleep(time.Until(from.Add(spread)))
-	to := time.Now()
-	if spread > 0 {
-		time.Sleep(settleTime)
-	}
-	return rtRowOf(name, n, before, rt.px.snapshot(), to.Sub(from)), nil
-}
-
-func rtRowOf(name string, n int, a, b wireCounts, window time.Duration) rtRow {
-	rt := b.syncs + b.queries - b.pings - (a.syncs + a.queries - a.pings)
-	k := float64(n)
-	return rtRow{name: name, n: n, window: window, total: rt, roundTrips: float64(rt) / k,
-		statements: float64(b.executes+b.queries-b.pings-(a.executes+a.queries-a.pings)) / k,
-		prepares:   float64(b.parses-a.parses) / k, pings: b.pings - a.pings, sql: b.sql[len(a.sql):]}
+		return int64(n), nil
+	})
 }
 
 // refreshStatement is the one statement a refresh runs, as authd sends
 // it: so this program holds no copy of it.
-func (rn *runner) refreshStatement(ctx context.Context, a *algSetup) (string, error) {
-	rt, err := rn.startRT(ctx, a)
-	if err != nil {
-		return "", fmt.Errorf("capture the refresh statement: %w", err)
-	}
-	defer rt.close()
-	s, err := rt.c.Login(ctx, rn.h.Users[0])
+func (rt *rtServer) refreshStatement(ctx context.Context, user string) (string, error) {
+	s, err := rt.c.Login(ctx, user)
 	if err != nil {
 		return "", err
 	}
-	row, err := rt.measure("refresh", 2, 3, 0, func(int) error { s, err = rt.c.Refresh(ctx, s.Refresh); return err })
+	row, err := rt.serial("refresh", 2, 3, func(int) error { s, err = rt.c.Refresh(ctx, s.Refresh); return err })
 	if err != nil {
 		return "", err
 	}
-	if len(row.sql) != 3 || row.sql[0] != row.sql[1] || row.sql[1] != row.sql[2] || row.total != 3 {
-		return "", fmt.Errorf("3 refreshes made %d round trips with %d statements; want one statement each", row.total, len(row.sql))
+	if len(row.sql) != 3 || row.sql[0] != row.sql[1] || row.sql[1] != row.sql[2] || row.trips != 3 {
+		return "", fmt.Errorf("3 refreshes made %d round trips with %d statements; want one statement each", row.trips, len(row.sql))
 	}
 	return row.sql[0], nil
 }
 
-// countRoundTrips fills the report's round-trip table on a's server.
-func (rn *runner) countRoundTrips(ctx context.Context, a *algSetup) error {
+// rtOp is a request counted one at a time, after warm-up ones.
+type rtOp struct {
+	name    string
+	warm, n int
+	op      func(i int) error
+}
+
+// countRoundTrips fills the report's round-trip table on the primary
+// algorithm's server, and returns the refresh statement.
+func (rn *runner) countRoundTrips(ctx context.Context) (string, error) {
 	o, h := rn.o, rn.h
-	rt, err := rn.startRT(ctx, a)
+	rt, err := rn.startRT(ctx)
 	if err != nil {
-		rn.rep.rtNote = "skipped: " + err.Error()
-		return nil
+		return "", err
 	}
 	defer rt.close()
 	c := rt.c
 	var s loadtest.Session
-	var logouts []string
-	var browsers []loadtest.Session
+	logouts, err := insertSessions(ctx, h.Pool, h.Users, 53, 1)
+	if err != nil {
+		return "", err
+	}
 	gets := rn.gets(rn.access)
-	fresh := gets["verify-fresh"]
-	type measure struct {
-		scenario, name string
-		warm, n        int
-		spread         time.Duration
-		setup          func() error // untimed
-		op             func(i int) error
-	}
-	ms := []measure{
-		{"login", "login", 2, 5, 0, nil, func(i int) error { _, err := c.Login(ctx, h.Users[i%len(h.Users)]); return err }},
-		{"refresh", "refresh", 3, 50, 0, func() (err error) { s, err = c.Login(ctx, h.Users[0]); return err },
-			func(int) (err error) { s, err = c.Refresh(ctx, s.Refresh); return err }},
-		{"refresh", "refresh, unknown token (401)", 2, 20, 0, nil, func(int) error {
+	rows := []rtOp{
+		{"login", 2, 5, func(i int) (err error) { s, err = c.Login(ctx, h.Users[i%len(h.Users)]); return err }},
+		{"refresh", 3, 50, func(int) (err error) { s, err = c.Refresh(ctx, s.Refresh); return err }},
+		{"refresh, unknown token (401)", 2, 20, func(int) error {
 			plain, _, _ := token.NewRefresh()
-			_, _, err := c.Do(ctx, loadtest.Request{Method: http.MethodPost, Path: loadtest.RefreshPath, Header: "Cookie", Value: "refresh_token=" + plain, Want: http.StatusUnauthorized})
+			_, _, _, err := c.Do(ctx, loadtest.Request{Method: http.MethodPost, Path: loadtest.RefreshPath, Header: "Cookie", Value: "refresh_token=" + plain, Want: http.StatusUnauthorized})
 			return err
 		}},
-		{"logout", "logout (refresh cookie)", 3, 50, 0, func() (err error) { logouts, err = insertSessions(ctx, h.Pool, h.Users, 53, 1); return err },
-			func(i int) error { return c.Logout(ctx, loadtest.Session{Refresh: logouts[i]}) }},
-		// A browser also sends the access cookie, which names the session too.
-		{"logout", "logout (browser: both cookies)", 2, 5, 0, func() error {
-			browsers = make([]loadtest.Session, 7)
-			for i := range browsers {
-				var err error
-				if browsers[i], err = c.Login(ctx, h.Users[i%len(h.Users)]); err != nil {
-					return err
-				}
-			}
-			return nil
-		}, func(i int) error { return c.Logout(ctx, browsers[i]) }},
+		{"logout", 3, 50, func(i int) error { return c.Logout(ctx, loadtest.Session{Refresh: logouts[i]}) }},
 		// A new server: none of verify-fresh's tokens is in its cache.
-		{"verify-fresh", "verify-fresh", 3, 200, 0, nil, func(i int) error {
-			fresh.value = "Bearer " + rn.fresh[i%len(rn.fresh)]
-			return fresh.do(ctx, c)
+		{"verify-fresh", 3, 200, func(i int) error {
+			return c.Get(ctx, gets[1].path, gets[1].header, "Bearer "+rn.rep.algs[0].tokens[i%len(rn.rep.algs[0].tokens)], gets[1].role)
 		}},
 	}
-	for _, g := range []string{"bare", "verify-jwt", "verify-cookie"} {
-		ms = append(ms, measure{g, g, 3, 200, 0, nil, func(int) error { return gets[g].do(ctx, c) }})
+	for _, g := range []get{gets[0], gets[2], gets[3]} { // bare, verify-jwt, verify-cookie
+		rows = append(rows, rtOp{g.name, 3, 200, func(int) error { return g.do(ctx, c) }})
 	}
-	// authd re-reads a cached key and writes last_used_at once a second at
-	// most, in the background: paced, then from every client at full speed.
-	apikey := func(ctx context.Context, _ int) error { return gets["verify-apikey"].do(ctx, c) }
-	ms = append(ms, measure{"verify-apikey", "verify-apikey, steady state: 200 over 1 s", 3, 200, time.Second, nil, func(int) error { return apikey(ctx, 0) }})
-	for _, m := range ms {
-		if !o.scenarios[m.scenario] || (m.scenario == "verify-fresh" && len(rn.fresh) == 0) || (m.scenario == "verify-apikey" && rn.apiKey == "") {
-			continue
-		}
-		if m.setup != nil {
-			if err := m.setup(); err != nil {
-				return err
-			}
-		}
-		row, err := rt.measure(m.name, m.warm, m.n, m.spread, m.op)
-		rn.rep.roundTrips = append(rn.rep.roundTrips, row)
+	for _, r := range rows {
+		row, err := rt.serial(r.name, r.warm, r.n, r.op)
 		if err != nil {
-			return err
+			return "", err
 		}
+		rn.rep.roundTrips = append(rn.rep.roundTrips, row)
 	}
-	if !o.scenarios["verify-apikey"] || rn.apiKey == "" {
-		return nil
+	// authd re-reads a cached API key and writes last_used_at once a
+	// second at most, in the background: counted from every client at full
+	// speed, after a request that puts the key in the cache.
+	apikey := func(ctx context.Context, _ int) error { return gets[4].do(ctx, c) }
+	if err := apikey(ctx, 0); err != nil {
+		return "", fmt.Errorf("verify-apikey: %w", err)
 	}
-	// One request per client first, so that each dial is out of the window.
-	dialled := make([]bool, o.concurrency)
-	if r, err := closedLoop(ctx, o.concurrency, 0, func(ctx context.Context, w int) error {
-		if dialled[w] {
-			return errStop
-		}
-		dialled[w] = true
-		return apikey(ctx, w)
-	}); err != nil || r.errors > 0 {
-		return fmt.Errorf("verify-apikey burst: %v %v", err, r.samples)
-	}
-	time.Sleep(settleTime)
 	d := min(o.duration, 2*time.Second)
-	before := rt.px.snapshot()
-	r, err := closedLoop(ctx, o.concurrency, d, apikey)
-	if err != nil || r.errors > 0 || r.requests == 0 {
-		return fmt.Errorf("verify-apikey burst: %d requests, %v %v", r.requests, err, r.samples)
+	row, err := rt.measure(fmt.Sprintf("verify-apikey, %d clients for %s", o.concurrency, d), func() (int64, error) {
+		r := &result{}
+		err := closedLoop(ctx, r, o.concurrency, d, apikey)
+		if _, errs, samples := r.lat.Get(); err == nil && errs > 0 {
+			err = fmt.Errorf("verify-apikey: %d errors: %q", errs, samples)
+		}
+		return r.n(), err
+	})
+	if err != nil {
+		return "", err
 	}
-	time.Sleep(settleTime)
-	rn.rep.roundTrips = append(rn.rep.roundTrips, rtRowOf(fmt.Sprintf("verify-apikey, %d clients for %s", o.concurrency, d), int(r.requests), before, rt.px.snapshot(), r.elapsed))
-	return nil
+	rn.rep.roundTrips = append(rn.rep.roundTrips, row)
+	return rt.refreshStatement(ctx, h.Users[0])
 }
 
 var authTableRe = regexp.MustCompile(`\bauth\.[a-z_]+`)
@@ -354,22 +278,13 @@ var authTableRe = regexp.MustCompile(`\bauth\.[a-z_]+`)
 // stmtLabel names a statement by its verb and the auth tables it names:
 // "select auth.api_key, auth.plan". Others keep their first words.
 func stmtLabel(sql string) string {
-	f := strings.Fields(sql)
-	if len(f) == 0 {
+	f := strings.Fields(strings.ToLower(sql))
+	tables := slices.Compact(slices.Sorted(slices.Values(authTableRe.FindAllString(strings.ToLower(sql), -1))))
+	switch {
+	case len(f) == 0:
 		return "(empty)"
+	case len(tables) == 0:
+		return strings.Join(f[:min(len(f), 4)], " ")
 	}
-	var tables []string
-	for _, t := range authTableRe.FindAllString(strings.ToLower(sql), -1) {
-		if !slices.Contains(tables, t) {
-			tables = append(tables, t)
-		}
-	}
-	if len(tables) == 0 {
-		s := strings.Join(f, " ")
-		if len(s) > 40 {
-			s = s[:40] + "…"
-		}
-		return s
-	}
-	return strings.ToLower(f[0]) + " " + strings.Join(tables, ", ")
+	return f[0] + " " + strings.Join(tables, ", ")
 }

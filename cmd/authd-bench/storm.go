@@ -20,12 +20,11 @@ import (
 
 // stormWindow is one window: the paced clients, and in the storm the flood.
 type stormWindow struct {
-	name                    string
-	elapsed                 time.Duration
-	refresh, verify, health loadtest.Latencies
-	dropped, loginDropped   int64              // slots not sent: too many in flight
-	ok, shed, other         loadtest.Latencies // logins by answer: 204, 503, anything else
-	before, after           map[string]float64 // GET /metrics around the storm
+	name          string
+	elapsed       time.Duration
+	paced         [3]loadtest.Latencies // refresh, verify, healthz
+	ok, shed, bad loadtest.Latencies    // logins by answer: 204, 503, anything else
+	dropped       [4]int64              // slots not sent, too many in flight: paced, then logins
 }
 
 type stormResult struct {
@@ -33,8 +32,12 @@ type stormResult struct {
 	quiet, storm                     *stormWindow
 }
 
-func (w *stormWindow) errors() int64 {
-	return w.refresh.Errors() + w.verify.Errors() + w.health.Errors() + int64(w.other.Len())
+func (w *stormWindow) errors() (n int64) {
+	for _, l := range []*loadtest.Latencies{&w.paced[0], &w.paced[1], &w.paced[2], &w.bad} {
+		_, e, _ := l.Get()
+		n += e
+	}
+	return n
 }
 
 // sessionPool logs in n sessions for paced refreshes.
@@ -50,8 +53,8 @@ func sessionPool(ctx context.Context, c *loadtest.Client, users []string, n int)
 	return sessions, nil
 }
 
-// pacedRefresh refreshes a free session of the pool (a slot that finds
-// none is dropped) into lat; a failed refresh is replaced by a login.
+// pacedRefresh refreshes a free session of the pool into lat (a slot that
+// finds none is dropped); a failed refresh is replaced by a login.
 func pacedRefresh(c *loadtest.Client, user string, sessions chan string, lat *loadtest.Latencies, dropped *atomic.Int64) func(context.Context) {
 	return func(ctx context.Context) {
 		var tok string
@@ -73,17 +76,17 @@ func pacedRefresh(c *loadtest.Client, user string, sessions chan string, lat *lo
 	}
 }
 
-func (rn *runner) storm(ctx context.Context, addr string, probe *cpuProbe) error {
-	o, h := rn.o, rn.h
-	ceil := rn.rep.find("bcrypt")
-	if ceil == nil || ceil.rate() <= 0 {
+func (rn *runner) storm(ctx context.Context, addr string) error {
+	o, h, ceil := rn.o, rn.h, rn.rep.bcrypt
+	if ceil.rate() <= 0 {
 		return errors.New("storm: no bcrypt ceiling measured")
 	}
 	// The ceiling from bcrypt's CPU cost, which other load does not lower
 	// as it lowers the measured rate.
-	sr := &stormResult{ceilingRate: ceil.rate(), bcryptMS: float64(loadtest.Percentile(ceil.lat, 0.5)) / 1e6}
-	if ceil.requests > 0 && ceil.cpu.self > 0 {
-		sr.bcryptMS = float64(ceil.cpu.self) / float64(ceil.requests) / 1e6
+	lat, _, _ := ceil.lat.Get()
+	sr := &stormResult{ceilingRate: ceil.rate(), bcryptMS: float64(loadtest.Percentile(lat, 0.5)) / 1e6}
+	if ceil.cpu.self > 0 {
+		sr.bcryptMS = float64(ceil.cpu.self) / float64(ceil.n()) / 1e6
 		sr.ceilingRate = max(sr.ceilingRate, float64(runtime.GOMAXPROCS(0))/(sr.bcryptMS/1000))
 	}
 	sr.loginRate = o.stormFactor * sr.ceilingRate
@@ -97,42 +100,32 @@ func (rn *runner) storm(ctx context.Context, addr string, probe *cpuProbe) error
 	if err != nil {
 		return fmt.Errorf("storm: %w", err)
 	}
-	verify := rn.gets(rn.access)["verify-jwt"]
-	for range 8 { // warm the measuring connections and the verified-token cache
+	gets := rn.gets(rn.access)
+	verify, health := gets[2], gets[0] // verify-jwt, bare
+	for range 8 {                      // warm the measuring connections and the verified-token cache
 		if err := verify.do(ctx, meas); err != nil {
 			return fmt.Errorf("storm: warm-up: %w", err)
 		}
 	}
-	timed := func(lat *loadtest.Latencies, f func(ctx context.Context) error) func(context.Context) {
-		return func(ctx context.Context) {
-			t0 := time.Now()
-			err := f(ctx)
-			lat.Add(time.Since(t0), err)
-		}
-	}
-	window := func(name string, floodOn bool) (w *stormWindow, err error) {
-		w = &stormWindow{name: name}
-		if floodOn {
-			if w.before, err = meas.Metrics(ctx); err != nil {
-				return nil, err
-			}
-		}
+	window := func(name string, floodOn bool) (*stormWindow, error) {
+		w := &stormWindow{name: name}
 		start := time.Now().Add(20 * time.Millisecond)
 		var wg sync.WaitGroup
-		var dropped, next atomic.Int64
-		pace := func(rate float64, inflight int, dropped *int64, fn func(context.Context)) {
-			wg.Go(func() { *dropped += loadtest.Pacer{Rate: rate, MaxInflight: inflight}.Run(ctx, start, o.duration, fn) })
+		pace := func(i int, rate float64, inflight int, fn func(context.Context)) {
+			wg.Go(func() {
+				w.dropped[i] += loadtest.Pacer{Rate: rate, MaxInflight: inflight}.Run(ctx, start, o.duration, fn)
+			})
 		}
-		var paced [3]int64
-		pace(o.stormRefresh, 256, &paced[0], pacedRefresh(meas, h.Users[0], sessions, &w.refresh, &dropped))
-		pace(o.stormVerify, 256, &paced[1], timed(&w.verify, func(ctx context.Context) error { return verify.do(ctx, meas) }))
-		pace(o.stormHealth, 256, &paced[2], timed(&w.health, func(ctx context.Context) error { return meas.Get(ctx, barePath, "", "", "") }))
+		var noSession, next atomic.Int64
+		pace(0, o.stormRates[0], 256, pacedRefresh(meas, h.Users[0], sessions, &w.paced[0], &noSession))
+		pace(1, o.stormRates[1], 256, func(ctx context.Context) { w.paced[1].Timed(func() error { return verify.do(ctx, meas) }) })
+		pace(2, o.stormRates[2], 256, func(ctx context.Context) { w.paced[2].Timed(func() error { return health.do(ctx, meas) }) })
 		if floodOn {
-			pace(sr.loginRate, 4096, &w.loginDropped, func(ctx context.Context) {
-				req := loadtest.LoginRequest(h.Users[int(next.Add(1)-1)%len(h.Users)])
+			pace(3, sr.loginRate, 4096, func(ctx context.Context) {
+				req := loadtest.LoginRequest(h.Users[int(next.Add(1))%len(h.Users)])
 				req.Want = 0
 				t0 := time.Now()
-				status, hdr, err := flood.Do(ctx, req)
+				status, hdr, _, err := flood.Do(ctx, req)
 				d := time.Since(t0)
 				switch {
 				case err == nil && status == http.StatusNoContent:
@@ -141,25 +134,17 @@ func (rn *runner) storm(ctx context.Context, addr string, probe *cpuProbe) error
 				case err == nil && status == http.StatusServiceUnavailable && hdr.Get("Retry-After") != "":
 					w.shed.Add(d, nil)
 				default:
-					w.other.Add(d, errors.Join(err, fmt.Errorf("POST /rpc/login: status %d", status)))
+					w.bad.Add(d, errors.Join(err, fmt.Errorf("POST /rpc/login: status %d", status)))
 				}
 			})
 		}
 		wg.Wait()
 		w.elapsed = time.Since(start)
-		w.dropped = dropped.Load() + paced[0] + paced[1] + paced[2]
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		if floodOn {
-			if w.after, err = meas.Metrics(ctx); err != nil {
-				return nil, err
-			}
-		}
-		return w, nil
+		w.dropped[0] += noSession.Load()
+		return w, ctx.Err()
 	}
 
-	h.Logf("storm: quiet window, %s: refresh %g/s, verify %g/s, healthz %g/s", o.duration, o.stormRefresh, o.stormVerify, o.stormHealth)
+	h.Logf("storm: quiet window, %s: refresh %g/s, verify %g/s, healthz %g/s", o.duration, o.stormRates[0], o.stormRates[1], o.stormRates[2])
 	if sr.quiet, err = window("quiet", false); err != nil {
 		return fmt.Errorf("storm: %w", err)
 	}

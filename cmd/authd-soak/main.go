@@ -20,7 +20,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,61 +33,41 @@ var kinds = []string{"login", "refresh", "logout", "verify-cookie", "verify-apik
 
 func main() { loadtest.Main("authd-soak", run) }
 
-type options struct {
-	duration, interval, purge time.Duration
-	rates                     map[string]float64
-	users, workers            int
-	harness                   loadtest.Config
-}
-
-func parseFlags(args []string, stderr io.Writer) (*options, error) {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("authd-soak", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	o := &options{rates: map[string]float64{}, harness: loadtest.Config{Name: "authd-soak"}}
-	fs.DurationVar(&o.duration, "duration", 30*time.Minute, "how long to run the traffic")
-	fs.DurationVar(&o.interval, "interval", time.Minute, "how often to print a line")
-	fs.DurationVar(&o.purge, "purge-interval", time.Minute, "the server's AUTHD_PURGE_INTERVAL")
-	login := fs.Float64("login-rate", 2, "logins per second (and logouts: the session pool keeps its size)")
-	refresh := fs.Float64("refresh-rate", 200, "refreshes per second")
-	verify := fs.Float64("verify-rate", 200, "GET /auth/verify with the access cookie, per second")
-	apikey := fs.Float64("apikey-rate", 200, "GET /auth/verify with an API key, per second")
-	fs.IntVar(&o.users, "users", 50, "users to create; logins cycle through them")
-	fs.IntVar(&o.workers, "workers", 16, "concurrent requests at most, per kind")
-	o.harness.AddFlags(fs)
+	cfg := loadtest.Config{Name: "authd-soak", Users: 50, Log: stderr}
+	cfg.AddFlags(fs)
+	duration := fs.Duration("duration", 30*time.Minute, "how long to run the traffic")
+	interval := fs.Duration("interval", time.Minute, "how often to print a line")
+	purge := fs.Duration("purge-interval", time.Minute, "the server's AUTHD_PURGE_INTERVAL")
+	workers := fs.Int("workers", 16, "concurrent requests at most, per kind")
+	rates := map[string]*float64{
+		"login":         fs.Float64("login-rate", 2, "logins per second (and logouts: the session pool keeps its size)"),
+		"refresh":       fs.Float64("refresh-rate", 200, "refreshes per second"),
+		"verify-cookie": fs.Float64("verify-rate", 200, "GET /auth/verify with the access cookie, per second"),
+		"verify-apikey": fs.Float64("apikey-rate", 200, "GET /auth/verify with an API key, per second"),
+	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	o.rates = map[string]float64{"login": *login, "logout": *login, "refresh": *refresh, "verify-cookie": *verify, "verify-apikey": *apikey}
-	switch {
-	case fs.NArg() != 0:
-		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
-	case o.duration <= 0 || o.interval <= 0:
-		return nil, errors.New("-duration and -interval must be positive")
-	case o.users < 1 || o.workers < 1:
-		return nil, errors.New("-users and -workers must be at least 1")
-	case *login <= 0:
-		return nil, errors.New("-login-rate must be positive: the other kinds use its sessions")
-	case *refresh < 0 || *verify < 0 || *apikey < 0:
-		return nil, errors.New("rates must not be negative")
-	}
-	return o, nil
-}
-
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, err := parseFlags(args, stderr)
-	if err != nil {
 		return err
 	}
-	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "authd-soak: "+format+"\n", a...) }
-	o.harness.Logf = logf
-	h, err := loadtest.Setup(ctx, o.harness)
+	rates["logout"] = rates["login"]
+	switch {
+	case fs.NArg() != 0:
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	case *duration <= 0 || *interval <= 0 || *workers < 1:
+		return errors.New("-duration, -interval and -workers must be positive")
+	case *rates["login"] <= 0:
+		return errors.New("-login-rate must be positive: the other kinds use its sessions")
+	case *rates["refresh"] < 0 || *rates["verify-cookie"] < 0 || *rates["verify-apikey"] < 0:
+		return errors.New("rates must not be negative")
+	}
+
+	h, err := loadtest.Setup(ctx, cfg, "AUTHD_PURGE_INTERVAL="+purge.String())
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	if err := h.Seed(ctx, o.users, "AUTHD_PURGE_INTERVAL="+o.purge.String()); err != nil {
-		return err
-	}
 	apiKey, err := h.APIKey(ctx)
 	if err != nil {
 		return err
@@ -97,16 +76,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	h.Defer(func() {
-		if err := srv.Stop(); err != nil {
-			logf("stop authd: %v", err)
-		}
-	})
-	logf("authd serving on %s (pid %d); %s of traffic, a line every %s", srv.Addr, srv.PID(), o.duration, o.interval)
-
-	s := &soak{o: o, h: h, apiKey: apiKey, pid: srv.PID(), client: loadtest.NewClient(srv.Addr, o.workers*len(kinds)),
+	defer srv.Stop()
+	h.Logf("authd serving on %s (pid %d); %s of traffic, a line every %s", srv.Addr, srv.PID(), *duration, *interval)
+	s := &soak{h: h, apiKey: apiKey, pid: srv.PID(), c: loadtest.NewClient(srv.Addr, *workers*len(kinds)),
 		sessions: make(chan loadtest.Session, 100_000), stats: map[string]*kindStats{}}
-	defer s.client.Close()
+	defer s.c.Close()
 	for _, k := range kinds {
 		s.stats[k] = &kindStats{}
 	}
@@ -117,8 +91,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	fmt.Fprintf(stdout, "## authd-soak\n\n- %s, a line every %s; rates per second: login %g, refresh %g, logout %g, verify-cookie %g, verify-apikey %g; %d users; AUTHD_PURGE_INTERVAL=%s\n",
-		o.duration, o.interval, o.rates["login"], o.rates["refresh"], o.rates["logout"], o.rates["verify-cookie"], o.rates["verify-apikey"], o.users, o.purge)
+	var perSecond []string
+	for _, k := range kinds {
+		perSecond = append(perSecond, fmt.Sprintf("%s %g", k, *rates[k]))
+	}
+	fmt.Fprintf(stdout, "## authd-soak\n\n- %s, a line every %s; rates per second: %s; %d users; AUTHD_PURGE_INTERVAL=%s\n", *duration, *interval, strings.Join(perSecond, ", "), len(h.Users), *purge)
 	fmt.Fprintf(stdout, "- p99 per kind over each interval (client side); RSS is authd's VmRSS; goroutines and pool (acquired+idle connections) from GET /metrics\n\n")
 	head := []string{"elapsed", "requests", "errors"}
 	for _, k := range kinds {
@@ -126,17 +103,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	row := loadtest.Table(stdout, append(head, "RSS", "goroutines", "pool")...)
 
-	runCtx, cancel := context.WithTimeout(ctx, o.duration)
+	runCtx, cancel := context.WithTimeout(ctx, *duration)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, k := range kinds {
 		// A slot that finds every worker busy, or no free session, is
 		// dropped, and so are those missed when more than a second behind.
-		p := loadtest.Pacer{Rate: o.rates[k], MaxInflight: o.workers, MaxLag: time.Second}
+		p := loadtest.Pacer{Rate: *rates[k], MaxInflight: *workers, MaxLag: time.Second}
 		wg.Go(func() { s.skipped.Add(p.Run(runCtx, time.Now(), 0, func(ctx context.Context) { s.one(ctx, k) })) })
 	}
 	start := time.Now()
-	tick := time.NewTicker(o.interval)
+	tick := time.NewTicker(*interval)
 	defer tick.Stop()
 	for done := false; !done; {
 		select {
@@ -150,10 +127,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if s.pending() > 0 || time.Since(start)-s.lastAt > o.interval/10 {
-		row(s.interval(time.Since(start))...) // the tail since the last line
-	}
-	s.writeSummary(stdout, time.Since(start))
+	row(s.interval(time.Since(start))...) // the tail since the last line
+	s.summary(stdout, time.Since(start))
 	if p := srv.LogProblems(); p != "" {
 		fmt.Fprintf(stdout, "- server log: %s\n", p)
 	}
@@ -164,9 +139,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 type soak struct {
-	o        *options
 	h        *loadtest.Harness
-	client   *loadtest.Client
+	c        *loadtest.Client
 	apiKey   string
 	pid      int
 	sessions chan loadtest.Session
@@ -175,10 +149,8 @@ type soak struct {
 	stats    map[string]*kindStats
 
 	// The whole run's, touched only by the reporting goroutine.
-	requests, errors, scrapeFailures int
-	rss                              []uint64
-	goroutinesMax                    float64
-	lastAt                           time.Duration
+	requests, errors int
+	rss              []string
 }
 
 // kindStats are one kind's requests: this interval's in cur (its error
@@ -208,13 +180,13 @@ func (s *soak) one(ctx context.Context, kind string) {
 	case "login":
 		err = s.login(ctx, s.h.Users[int(s.nextUser.Add(1)-1)%len(s.h.Users)])
 	case "refresh":
-		sess, err = s.client.Refresh(ctx, sess.Refresh)
+		sess, err = s.c.Refresh(ctx, sess.Refresh)
 	case "logout":
-		err = s.client.Logout(ctx, sess)
+		err = s.c.Logout(ctx, sess)
 	case "verify-cookie":
-		err = s.client.Get(ctx, "/auth/verify", "Cookie", "access_token="+sess.Access, s.h.Role)
+		err = s.c.Get(ctx, "/auth/verify", "Cookie", "access_token="+sess.Access, s.h.Role)
 	case "verify-apikey":
-		err = s.client.Get(ctx, "/auth/verify", "X-API-Key", s.apiKey, s.h.Role)
+		err = s.c.Get(ctx, "/auth/verify", "X-API-Key", s.apiKey, s.h.Role)
 	}
 	d := time.Since(t0)
 	// A failed refresh may have spent the token: drop the session.
@@ -228,7 +200,7 @@ func (s *soak) one(ctx context.Context, kind string) {
 }
 
 func (s *soak) login(ctx context.Context, user string) error {
-	sess, err := s.client.Login(ctx, user)
+	sess, err := s.c.Login(ctx, user)
 	if err == nil {
 		select {
 		case s.sessions <- sess:
@@ -238,18 +210,10 @@ func (s *soak) login(ctx context.Context, user string) error {
 	return err
 }
 
-func (s *soak) pending() int {
-	n := 0
-	for _, k := range kinds {
-		n += s.stats[k].cur.Len()
-	}
-	return n
-}
-
 // interval closes the current interval and returns its row.
 func (s *soak) interval(elapsed time.Duration) []any {
-	var reqs, errs int
 	cells := []any{elapsed.Round(time.Second), 0, 0}
+	var reqs, errs int
 	for _, k := range kinds {
 		st := s.stats[k]
 		lat, e := st.cur.Take()
@@ -264,29 +228,22 @@ func (s *soak) interval(elapsed time.Duration) []any {
 		cells = append(cells, loadtest.MS(p99))
 	}
 	cells[1], cells[2] = reqs, errs
-	s.requests, s.errors, s.lastAt = s.requests+reqs, s.errors+errs, elapsed
+	s.requests, s.errors = s.requests+reqs, s.errors+errs
 	rss, gor, pool := "n/a", "n/a", "n/a"
 	if b, err := loadtest.RSS(s.pid); err == nil {
-		s.rss, rss = append(s.rss, b), mb(b)
+		rss = fmt.Sprintf("%.1f MB", float64(b)/(1<<20))
+		s.rss = append(s.rss, rss)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if m, err := s.client.Metrics(ctx); err == nil {
-		if v, ok := m["go_goroutines"]; ok {
-			gor, s.goroutinesMax = fmt.Sprintf("%.0f", v), max(s.goroutinesMax, v)
-		}
-		acq, ok1 := m[`authd_db_pool_connections{state="acquired"}`]
-		idle, ok2 := m[`authd_db_pool_connections{state="idle"}`]
-		if ok1 && ok2 {
-			pool = fmt.Sprintf("%.0f (%.0f busy)", acq+idle, acq)
-		}
-	} else {
-		s.scrapeFailures++
+	if m, err := s.c.Metrics(ctx); err == nil {
+		acq, idle := m[`authd_db_pool_connections{state="acquired"}`], m[`authd_db_pool_connections{state="idle"}`]
+		gor, pool = fmt.Sprintf("%.0f", m["go_goroutines"]), fmt.Sprintf("%.0f (%.0f busy)", acq+idle, acq)
 	}
 	return append(cells, rss, gor, pool)
 }
 
-func (s *soak) writeSummary(w io.Writer, elapsed time.Duration) {
+func (s *soak) summary(w io.Writer, elapsed time.Duration) {
 	fmt.Fprintf(w, "\n### Summary\n\n- %s: %d requests (%.0f/s), %d errors; %d slots dropped (every worker busy or no free session)\n\n",
 		elapsed.Round(time.Second), s.requests, float64(s.requests)/elapsed.Seconds(), s.errors, s.skipped.Load())
 	row := loadtest.Table(w, "kind", "requests", "errors", "p50", "p99", "max", "worst interval p99")
@@ -294,23 +251,11 @@ func (s *soak) writeSummary(w io.Writer, elapsed time.Duration) {
 		st := s.stats[k]
 		row(k, len(st.all), st.errs, loadtest.PMS(st.all, 0.5), loadtest.PMS(st.all, 0.99), loadtest.PMS(st.all, 1), loadtest.PMS(st.intervalP99s, 1))
 	}
-	fmt.Fprintln(w)
-	if len(s.rss) > 0 {
-		series := make([]string, len(s.rss))
-		for i, b := range s.rss {
-			series[i] = mb(b)
-		}
-		fmt.Fprintf(w, "- authd RSS: min %s, max %s, last %s; over time: %s\n", mb(slices.Min(s.rss)), mb(slices.Max(s.rss)), series[len(series)-1], strings.Join(series, ", "))
-	}
-	fmt.Fprintf(w, "- goroutines: at most %.0f\n", s.goroutinesMax)
-	if s.scrapeFailures > 0 {
-		fmt.Fprintf(w, "- GET /metrics failed %d time(s)\n", s.scrapeFailures)
-	}
+	fmt.Fprintf(w, "\n- authd RSS over time: %s\n", strings.Join(s.rss, ", "))
 	for _, k := range kinds {
-		for _, e := range s.stats[k].cur.Samples() {
+		_, _, samples := s.stats[k].cur.Get()
+		for _, e := range samples {
 			fmt.Fprintf(w, "- %s error: %s\n", k, e)
 		}
 	}
 }
-
-func mb(b uint64) string { return fmt.Sprintf("%.1f MB", float64(b)/(1<<20)) }

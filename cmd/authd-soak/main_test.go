@@ -47,7 +47,7 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("no summary row for %s with requests and no errors", k)
 		}
 	}
-	if !strings.Contains(out, "- authd RSS: min ") {
+	if !strings.Contains(out, "- authd RSS over time: ") {
 		t.Error("no RSS summary")
 	}
 }

@@ -6,9 +6,9 @@
 package loadtest
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -16,7 +16,9 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,8 +32,6 @@ import (
 )
 
 const (
-	// DefaultAdminURL is the local development server's superuser URL.
-	DefaultAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 	// AdminURLEnv and DBPrefixEnv are what the repository's tests read, so
 	// that the tools run wherever the tests do.
 	AdminURLEnv = "AUTHD_TEST_DATABASE_URL"
@@ -49,19 +49,15 @@ func Main(name string, run func(ctx context.Context, args []string, stdout, stde
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	os.Exit(exitCode(name, err, os.Stderr))
-}
-
-func exitCode(name string, err error, stderr io.Writer) int {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
+		return
 	case errors.Is(err, context.Canceled):
-		fmt.Fprintf(stderr, "%s: interrupted; cleaned up\n", name)
+		fmt.Fprintf(os.Stderr, "%s: interrupted; cleaned up\n", name)
 	default:
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 	}
-	return 1
+	os.Exit(1)
 }
 
 // Config says where the harness finds PostgreSQL and authd.
@@ -72,23 +68,19 @@ type Config struct {
 	Name      string
 	AdminURL  string   // a superuser postgres:// URL
 	DBPrefix  string   // before the database and role names
-	Authd     string   // a prebuilt binary; "" builds ./cmd/authd
-	ServerEnv []string // NAME=value for every server, over the harness's
-	LogLevel  string   // every server's AUTHD_LOG_LEVEL
-	Logf      func(format string, a ...any)
+	ServerEnv []string // NAME=value for every server, after the harness's own
+	Users     int      // users to create
+	Log       io.Writer
 }
 
-// AddFlags defines the flags every command shares.
+// AddFlags defines the flags every command shares; c.Users is the default
+// of -users.
 func (c *Config) AddFlags(fs *flag.FlagSet) {
-	admin := DefaultAdminURL
-	if v := os.Getenv(AdminURLEnv); v != "" {
-		admin = v
-	}
+	admin := cmp.Or(os.Getenv(AdminURLEnv), "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
 	fs.StringVar(&c.AdminURL, "admin-url", admin, "superuser postgres:// URL to make the throwaway database on (default from $"+AdminURLEnv+")")
 	fs.StringVar(&c.DBPrefix, "db-prefix", os.Getenv(DBPrefixEnv), "prefix of the throwaway database's and role's names (default from $"+DBPrefixEnv+")")
-	fs.StringVar(&c.Authd, "authd", "", "prebuilt authd binary; empty builds ./cmd/authd")
-	fs.StringVar(&c.LogLevel, "server-log-level", "warn", "AUTHD_LOG_LEVEL of the servers")
-	fs.Func("server-env", "a setting for every server, NAME=value (repeatable)", func(v string) error {
+	fs.IntVar(&c.Users, "users", c.Users, "users to create; logins cycle through them")
+	fs.Func("server-env", "a setting for every server, NAME=value (repeatable; AUTHD_LOG_LEVEL is warn unless set)", func(v string) error {
 		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
 			return fmt.Errorf("want NAME=value, got %q", v)
 		}
@@ -99,27 +91,27 @@ func (c *Config) AddFlags(fs *flag.FlagSet) {
 
 // Harness is what a run owns; Close removes it all in reverse order.
 type Harness struct {
-	Tmp    string // temporary directory
-	Bin    string // the authd binary
-	DBName string // <prefix><name>_<random>
-	Role   string // a nologin role for the users
-	DBURL  string // AdminURL with DBName as its database
-
-	// Set by Seed.
+	Tmp    string        // temporary directory
+	DBName string        // <prefix><name>_<random>
+	Role   string        // a nologin role for the users
+	DBURL  string        // AdminURL with DBName as its database
 	Secret string        // every server's JWT_SECRET
 	Env    []string      // every server's settings
 	Pool   *pgxpool.Pool // the command's own connections
 	Users  []string      // user_000001…, of Role, with Password
 	Hash   string        // the bcrypt hash they share
 
+	bin      string
 	cfg      Config
 	cleanups []func()
 }
 
-// Setup makes the temporary directory, builds authd unless c.Authd names
-// one, and creates the database and role; on error it removes what it made.
-func Setup(ctx context.Context, c Config) (_ *Harness, err error) {
-	h := &Harness{cfg: c}
+// Setup makes the temporary directory, builds authd from this checkout,
+// creates the database and role, migrates with `authd migrate up` as
+// an operator would, and creates c.Users users; env is for every server.
+// On error it removes what it made.
+func Setup(ctx context.Context, c Config, env ...string) (_ *Harness, err error) {
+	h := &Harness{cfg: c, Secret: randomHex(32)}
 	defer func() {
 		if err != nil {
 			h.Close()
@@ -130,12 +122,6 @@ func Setup(ctx context.Context, c Config) (_ *Harness, err error) {
 	}
 	tmp := h.Tmp
 	h.Defer(func() { _ = os.RemoveAll(tmp) })
-	if h.Bin = c.Authd; h.Bin == "" {
-		c.Logf("building ./cmd/authd")
-		if h.Bin, err = BuildAuthd(ctx, h.Tmp); err != nil {
-			return nil, err
-		}
-	}
 	prefix, suffix := c.DBPrefix+strings.ReplaceAll(c.Name, "-", "_"), randomHex(6)
 	h.DBName, h.Role = prefix+"_"+suffix, prefix+"_role_"+suffix
 	// PostgreSQL would silently cut a name longer than NAMEDATALEN-1.
@@ -145,6 +131,11 @@ func Setup(ctx context.Context, c Config) (_ *Harness, err error) {
 	if h.DBURL, err = PgURL(c.AdminURL, func(u *url.URL, q url.Values) { u.Path = "/" + h.DBName }); err != nil {
 		return nil, err
 	}
+	h.Logf("building ./cmd/authd")
+	h.bin = filepath.Join(h.Tmp, "authd")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", h.bin, "authd/cmd/authd").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build authd (run inside the repository): %w\n%s", err, out)
+	}
 	db, role := pgx.Identifier{h.DBName}.Sanitize(), pgx.Identifier{h.Role}.Sanitize()
 	for _, s := range [][2]string{{"create database " + db, "drop database if exists " + db + " with (force)"}, {"create role " + role + " nologin", "drop role if exists " + role}} {
 		if err := adminExec(ctx, c.AdminURL, s[0]); err != nil {
@@ -152,79 +143,69 @@ func Setup(ctx context.Context, c Config) (_ *Harness, err error) {
 		}
 		h.Defer(func() {
 			if err := adminExec(context.Background(), c.AdminURL, s[1]); err != nil {
-				c.Logf("cleanup: %s: %v", s[1], err)
+				h.Logf("cleanup: %s: %v", s[1], err)
 			}
 		})
 	}
-	c.Logf("database %s, role %s", h.DBName, h.Role)
-	return h, nil
-}
-
-// Seed migrates with `authd migrate up`, as an operator would, opens the
-// pool and creates users users of Role; env is for every server.
-func (h *Harness) Seed(ctx context.Context, users int, env ...string) error {
-	h.Secret = NewSecret()
-	h.Env = slices.Concat([]string{"JWT_SECRET=" + h.Secret, "AUTHD_BCRYPT_COST=" + strconv.Itoa(BcryptCost), "AUTHD_LOG_LEVEL=" + h.cfg.LogLevel}, env, h.cfg.ServerEnv)
+	h.Logf("database %s, role %s", h.DBName, h.Role)
+	h.Env = slices.Concat([]string{"JWT_SECRET=" + h.Secret, "AUTHD_BCRYPT_COST=" + strconv.Itoa(BcryptCost), "AUTHD_LOG_LEVEL=warn"}, env, c.ServerEnv)
 	if _, err := h.Authd(ctx, "migrate", "up"); err != nil {
-		return err
+		return nil, err
 	}
-	u, err := h.URL(h.cfg.Name)
-	if err != nil {
-		return err
-	}
-	if h.Pool, err = pgxpool.New(ctx, u); err != nil {
-		return fmt.Errorf("connect to %s: %w", h.DBName, err)
+	if h.Pool, err = pgxpool.New(ctx, h.URL(c.Name)); err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", h.DBName, err)
 	}
 	h.Defer(h.Pool.Close)
-	h.Logf("creating %d users (bcrypt cost %d)", users, BcryptCost)
-	h.Users = make([]string, users)
-	for i := range h.Users {
-		h.Users[i] = fmt.Sprintf("user_%06d", i+1)
+	h.Logf("creating %d users (bcrypt cost %d)", c.Users, BcryptCost)
+	for i := range max(c.Users, 1) {
+		h.Users = append(h.Users, fmt.Sprintf("user_%06d", i+1))
 	}
 	// One hash for all: hashing is slow, and each login still compares.
-	if h.Hash, err = store.HashPassword(Password, BcryptCost); err != nil {
-		return fmt.Errorf("create users: %w", err)
+	if h.Hash, err = store.HashPassword(Password, BcryptCost); err == nil {
+		_, err = h.Pool.Exec(ctx, `insert into auth.user (username, password_hash, role) select u, $2, $3 from unnest($1::text[]) u`, h.Users, h.Hash, h.Role)
 	}
-	if _, err := h.Pool.Exec(ctx, `insert into auth.user (username, password_hash, role) select u, $2, $3 from unnest($1::text[]) u`, h.Users, h.Hash, h.Role); err != nil {
-		return fmt.Errorf("create users: %w", err)
+	if err != nil {
+		return nil, fmt.Errorf("create users: %w", err)
 	}
-	return nil
+	return h, nil
 }
 
 // URL is the database's URL with application_name app, by which the
 // bench tells the servers' backends from its own.
-func (h *Harness) URL(app string) (string, error) {
-	return PgURL(h.DBURL, func(u *url.URL, q url.Values) { q.Set("application_name", app) })
+func (h *Harness) URL(app string) string {
+	u, _ := PgURL(h.DBURL, func(u *url.URL, q url.Values) { q.Set("application_name", app) }) // DBURL parsed in Setup
+	return u
 }
 
 // Authd runs the authd binary with the servers' settings and returns its
 // standard output.
 func (h *Harness) Authd(ctx context.Context, args ...string) (string, error) {
-	u, err := h.URL(h.cfg.Name)
+	cmd := exec.CommandContext(ctx, h.bin, args...)
+	cmd.Env = authdEnv(append(slices.Clone(h.Env), "DATABASE_URL="+h.URL(h.cfg.Name)))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("authd %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
 	}
-	return runAuthd(ctx, h.Bin, authdEnv(append(slices.Clone(h.Env), "DATABASE_URL="+u)), args...)
+	return string(out), nil
 }
 
-// Start runs `authd serve` with the servers' settings plus env (which
-// may set DATABASE_URL; by default application_name is Name+"-server"),
-// its log in Tmp/name.log.
+// Start runs `authd serve` with the servers' settings plus env (which may
+// set DATABASE_URL; by default application_name is Name+"-server"), its
+// log in Tmp/name.log.
 func (h *Harness) Start(ctx context.Context, name string, env ...string) (*Server, error) {
-	u, err := h.URL(h.cfg.Name + "-server")
-	if err != nil {
-		return nil, err
-	}
-	srv, err := startServer(ctx, h.Bin, authdEnv(slices.Concat(h.Env, []string{"DATABASE_URL=" + u}, env)), h.Tmp+"/"+name+".log")
+	env = authdEnv(slices.Concat(h.Env, []string{"DATABASE_URL=" + h.URL(h.cfg.Name+"-server")}, env))
+	srv, err := startServer(ctx, h.bin, env, filepath.Join(h.Tmp, name+".log"))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return srv, nil
 }
 
-// APIKey makes a plan named Name for Role with a rate no load reaches
-// (so the limiter is consulted but never refuses) and a key of it with
-// `authd apikey create`.
+// APIKey makes a plan named Name for Role with a rate no load reaches (so
+// the limiter is consulted but never refuses) and a key of it with `authd
+// apikey create`.
 func (h *Harness) APIKey(ctx context.Context) (string, error) {
 	if _, err := h.Pool.Exec(ctx, `insert into auth.plan (name, role, requests_per_minute) values ($1, $2, 100000000)`, h.cfg.Name, h.Role); err != nil {
 		return "", fmt.Errorf("create plan %s: %w", h.cfg.Name, err)
@@ -233,15 +214,27 @@ func (h *Harness) APIKey(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if k, ok := apiKeyFromOutput(out); ok {
+	if k, ok := Field(out, "key"); ok && strings.HasPrefix(k, "authd_") {
 		return k, nil
 	}
 	// Not echoed: the output holds the key if only its format changed.
 	return "", errors.New("authd apikey create: no \"key: authd_…\" line in its output")
 }
 
-// Logf reports progress on standard error.
-func (h *Harness) Logf(format string, a ...any) { h.cfg.Logf(format, a...) }
+// Field is the value of authd's first output line "name: value".
+func Field(out, name string) (string, bool) {
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
+			return strings.TrimSpace(v), true
+		}
+	}
+	return "", false
+}
+
+// Logf reports progress on the configured log, prefixed with Name.
+func (h *Harness) Logf(format string, a ...any) {
+	fmt.Fprintf(h.cfg.Log, h.cfg.Name+": "+format+"\n", a...)
+}
 
 // Defer registers f to run at Close before everything registered earlier.
 func (h *Harness) Defer(f func()) { h.cleanups = append(h.cleanups, f) }
@@ -266,8 +259,8 @@ func PgURL(base string, mutate func(u *url.URL, q url.Values)) (string, error) {
 	return u.String(), nil
 }
 
-// adminExec runs sql on a connection of its own, bounded to 30 s, so
-// that cleanup works after the run's context is cancelled.
+// adminExec runs sql on a connection of its own, bounded to 30 s, so that
+// cleanup works after the run's context is cancelled.
 func adminExec(ctx context.Context, adminURL, sql string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -278,13 +271,6 @@ func adminExec(ctx context.Context, adminURL, sql string) error {
 	defer conn.Close(context.Background())
 	_, err = conn.Exec(ctx, sql)
 	return err
-}
-
-// NewSecret is a JWT_SECRET: 48 random bytes, well over authd's minimum.
-func NewSecret() string {
-	b := make([]byte, 48)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 func randomHex(n int) string {

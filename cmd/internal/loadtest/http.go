@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -28,13 +27,8 @@ type Client struct {
 // steady load reuses them rather than dialling.
 func NewClient(addr string, idle int) *Client {
 	return &Client{Base: "http://" + addr, HTTP: &http.Client{
-		Transport: &http.Transport{
-			DialContext:  (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns: idle, MaxIdleConnsPerHost: idle, IdleConnTimeout: 90 * time.Second,
-			DisableCompression: true,
-		},
-		Timeout:       30 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport: &http.Transport{MaxIdleConns: idle, MaxIdleConnsPerHost: idle, DisableCompression: true},
+		Timeout:   30 * time.Second,
 	}}
 }
 
@@ -52,10 +46,10 @@ type Request struct {
 // Do sends r and returns the status and header. The body is read to the
 // end, so the connection is reused; on a status other than r.Want up to
 // 2 KiB of it go in the error, which never names a credential.
-func (c *Client) Do(ctx context.Context, r Request) (int, http.Header, error) {
+func (c *Client) Do(ctx context.Context, r Request) (int, http.Header, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, r.Method, c.Base+r.Path, bytes.NewReader(r.Body))
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s %s: %w", r.Method, r.Path, err)
+		return 0, nil, nil, fmt.Errorf("%s %s: %w", r.Method, r.Path, err)
 	}
 	if r.Body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -65,15 +59,14 @@ func (c *Client) Do(ctx context.Context, r Request) (int, http.Header, error) {
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-	_, _ = io.Copy(io.Discard, resp.Body)
-	if r.Want != 0 && resp.StatusCode != r.Want {
-		return resp.StatusCode, nil, fmt.Errorf("%s %s: status %d, want %d: %s", r.Method, r.Path, resp.StatusCode, r.Want, bytes.TrimSpace(msg))
+	body, err := io.ReadAll(resp.Body)
+	if err == nil && r.Want != 0 && resp.StatusCode != r.Want {
+		err = fmt.Errorf("%s %s: status %d, want %d: %s", r.Method, r.Path, resp.StatusCode, r.Want, bytes.TrimSpace(body[:min(len(body), 2048)]))
 	}
-	return resp.StatusCode, resp.Header, nil
+	return resp.StatusCode, resp.Header, body, err
 }
 
 // Session is what a browser holds after a login.
@@ -87,7 +80,7 @@ func LoginRequest(user string) Request {
 
 // Login logs user in; a 204 must set both session cookies.
 func (c *Client) Login(ctx context.Context, user string) (Session, error) {
-	_, h, err := c.Do(ctx, LoginRequest(user))
+	_, h, _, err := c.Do(ctx, LoginRequest(user))
 	if err != nil {
 		return Session{}, err
 	}
@@ -96,7 +89,7 @@ func (c *Client) Login(ctx context.Context, user string) (Session, error) {
 
 // Refresh spends a refresh token and returns the rotated session.
 func (c *Client) Refresh(ctx context.Context, refresh string) (Session, error) {
-	_, h, err := c.Do(ctx, Request{Method: http.MethodPost, Path: RefreshPath, Header: "Cookie", Value: "refresh_token=" + refresh, Want: http.StatusNoContent})
+	_, h, _, err := c.Do(ctx, Request{Method: http.MethodPost, Path: RefreshPath, Header: "Cookie", Value: "refresh_token=" + refresh, Want: http.StatusNoContent})
 	if err != nil {
 		return Session{}, err
 	}
@@ -111,7 +104,7 @@ func (c *Client) Logout(ctx context.Context, s Session) error {
 			cookies = append(cookies, kv[0]+"="+kv[1])
 		}
 	}
-	_, _, err := c.Do(ctx, Request{Method: http.MethodPost, Path: "/rpc/logout", Header: "Cookie", Value: strings.Join(cookies, "; "), Want: http.StatusNoContent})
+	_, _, _, err := c.Do(ctx, Request{Method: http.MethodPost, Path: "/rpc/logout", Header: "Cookie", Value: strings.Join(cookies, "; "), Want: http.StatusNoContent})
 	return err
 }
 
@@ -119,7 +112,7 @@ func (c *Client) Logout(ctx context.Context, s Session) error {
 // role set, one that passes the request on as role with a Bearer token
 // for the upstream, as /auth/verify does.
 func (c *Client) Get(ctx context.Context, path, header, value, role string) error {
-	_, h, err := c.Do(ctx, Request{Method: http.MethodGet, Path: path, Header: header, Value: value, Want: http.StatusOK})
+	_, h, _, err := c.Do(ctx, Request{Method: http.MethodGet, Path: path, Header: header, Value: value, Want: http.StatusOK})
 	switch {
 	case err != nil || role == "":
 		return err
@@ -137,9 +130,9 @@ func SessionCookies(h http.Header, what string) (Session, error) {
 	var s Session
 	for _, c := range (&http.Response{Header: h}).Cookies() {
 		switch {
-		case c.Name == "refresh_token" && c.Path == RefreshPath && c.Value != "":
+		case c.Name == "refresh_token" && c.Path == RefreshPath:
 			s.Refresh = c.Value
-		case c.Name == "access_token" && c.Path == "/" && c.Value != "":
+		case c.Name == "access_token" && c.Path == "/":
 			s.Access = c.Value
 		}
 	}
@@ -152,31 +145,17 @@ func SessionCookies(h http.Header, what string) (Session, error) {
 // Metrics reads GET /metrics into series ("name" or "name{labels}", as
 // written) → value: enough to look values up and subtract them.
 func (c *Client) Metrics(ctx context.Context) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+"/metrics", nil)
-	if err != nil {
-		return nil, fmt.Errorf("GET /metrics: %w", err)
-	}
-	resp, err := c.HTTP.Do(req)
+	_, _, body, err := c.Do(ctx, Request{Method: http.MethodGet, Path: "/metrics", Want: http.StatusOK})
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics: status %d", resp.StatusCode)
-	}
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if i := strings.LastIndexByte(line, ' '); i > 0 && line[0] != '#' {
-			if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-				out[line[:i]] = v
+	for sc := bufio.NewScanner(bytes.NewReader(body)); sc.Scan(); {
+		if name, v, ok := strings.Cut(sc.Text(), " "); ok && !strings.HasPrefix(name, "#") {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				out[name] = f
 			}
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return out, fmt.Errorf("read metrics: %w", err)
 	}
 	return out, nil
 }

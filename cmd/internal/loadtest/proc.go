@@ -15,25 +15,7 @@ func ProcCPU(pid int) (time.Duration, string, error) {
 		return 0, "", err
 	}
 	st, err := p.Stat()
-	if err != nil {
-		return 0, "", err
-	}
-	return seconds(st.CPUTime()), st.Comm, nil
-}
-
-// MachineCPU is the busy and idle (with iowait) time of all CPUs since
-// boot: busy minus what the measured processes used is what else ran.
-func MachineCPU() (busy, idle time.Duration, err error) {
-	fs, err := procfs.NewDefaultFS()
-	if err != nil {
-		return 0, 0, err
-	}
-	st, err := fs.Stat()
-	if err != nil {
-		return 0, 0, err
-	}
-	c := st.CPUTotal
-	return seconds(c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal), seconds(c.Idle + c.Iowait), nil
+	return time.Duration(st.CPUTime() * float64(time.Second)), st.Comm, err
 }
 
 // RSS is pid's resident set in bytes.
@@ -45,5 +27,3 @@ func RSS(pid int) (uint64, error) {
 	st, err := p.NewStatus()
 	return st.VmRSS, err
 }
-
-func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

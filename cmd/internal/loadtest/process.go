@@ -1,32 +1,16 @@
 package loadtest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
-
-	"authd/token"
 )
-
-// BuildAuthd builds authd from the module the command runs in, so that a
-// run measures the code checked out, not an installed authd.
-func BuildAuthd(ctx context.Context, dir string) (string, error) {
-	bin := filepath.Join(dir, "authd")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "authd/cmd/authd").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build authd (run inside the repository, or pass -authd): %w\n%s", err, out)
-	}
-	return bin, nil
-}
 
 // authdEnv is this process's environment without AUTHD_*, JWT_*, PGRST_*
 // and DATABASE_URL, plus set: a developer's own settings must not change
@@ -40,30 +24,6 @@ func authdEnv(set []string) []string {
 		}
 	}
 	return append(env, set...)
-}
-
-func runAuthd(ctx context.Context, bin string, env []string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("authd %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String(), nil
-}
-
-// apiKeyFromOutput finds a well-formed key on a "key:" line.
-func apiKeyFromOutput(out string) (string, bool) {
-	for _, line := range strings.Split(out, "\n") {
-		if k, ok := strings.CutPrefix(line, "key:"); ok {
-			k = strings.TrimSpace(k)
-			if _, _, ok := token.ParseAPIKey(k); ok {
-				return k, true
-			}
-		}
-	}
-	return "", false
 }
 
 // Server is one `authd serve` process.
@@ -90,27 +50,23 @@ func startServer(ctx context.Context, bin string, env []string, logPath string) 
 	if err != nil {
 		return nil, fmt.Errorf("start authd: %w", err)
 	}
+	defer logFile.Close() // the child has its own descriptor
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(env, "AUTHD_ADDR="+addr)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		_ = logFile.Close()
 		return nil, fmt.Errorf("start authd: %w", err)
 	}
 	s := &Server{cmd: cmd, Addr: addr, LogPath: logPath, exited: make(chan struct{})}
 	go func() {
 		s.waitErr = cmd.Wait()
-		_ = logFile.Close()
 		close(s.exited)
 	}()
-	client := &http.Client{Timeout: time.Second}
+	c := NewClient(addr, 1)
+	defer c.Close()
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		if resp, err := client.Get("http://" + addr + "/readyz"); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
+		if c.Get(ctx, "/readyz", "", "", "") == nil {
+			return s, nil
 		}
 		var why string
 		select {
@@ -132,21 +88,8 @@ func startServer(ctx context.Context, bin string, env []string, logPath string) 
 // PID is the server's process id.
 func (s *Server) PID() int { return s.cmd.Process.Pid }
 
-// Exited says whether the server has ended, and why.
-func (s *Server) Exited() (bool, error) {
-	select {
-	case <-s.exited:
-		return true, s.waitErr
-	default:
-		return false, nil
-	}
-}
-
 // Stop sends SIGTERM and waits for authd to drain; after 15 s it kills it.
 func (s *Server) Stop() error {
-	if exited, _ := s.Exited(); exited {
-		return nil
-	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.exited:
@@ -164,8 +107,8 @@ func (s *Server) LogTail() string {
 	return string(b[max(len(b)-4000, 0):])
 }
 
-// LogProblems counts the WARN and ERROR lines authd logged, "" if none:
-// a run whose requests all succeeded can still hide server-side trouble.
+// LogProblems counts the WARN and ERROR lines authd logged, "" if none: a
+// run whose requests all succeeded can still hide server-side trouble.
 func (s *Server) LogProblems() string {
 	b, _ := os.ReadFile(s.LogPath)
 	var n int

@@ -41,16 +41,13 @@ func Table(w io.Writer, head ...string) func(cells ...any) {
 	}
 }
 
-// maxSamples is how many distinct error messages Latencies keeps.
-const maxSamples = 5
-
 // Latencies records requests' durations and failures from many
 // goroutines; the zero value is ready.
 type Latencies struct {
 	mu      sync.Mutex
 	lat     []time.Duration
 	errs    int64
-	samples []string
+	samples []string // the first few distinct error messages, for the whole run
 }
 
 // Add records a request; a non-nil err counts as a failure and keeps its
@@ -61,35 +58,25 @@ func (l *Latencies) Add(d time.Duration, err error) {
 	l.lat = append(l.lat, d)
 	if err != nil {
 		l.errs++
-		if msg := err.Error(); len(l.samples) < maxSamples && !slices.Contains(l.samples, msg) {
+		if msg := err.Error(); len(l.samples) < 5 && !slices.Contains(l.samples, msg) {
 			l.samples = append(l.samples, msg)
 		}
 	}
 }
 
-// Durations is every duration recorded, failures too; read it once the
-// senders are done.
-func (l *Latencies) Durations() []time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.lat
+// Timed records how long f takes and whether it fails.
+func (l *Latencies) Timed(f func() error) {
+	t0 := time.Now()
+	err := f()
+	l.Add(time.Since(t0), err)
 }
 
-// Len is how many requests were recorded.
-func (l *Latencies) Len() int { return len(l.Durations()) }
-
-// Errors is how many of them failed.
-func (l *Latencies) Errors() int64 {
+// Get is every duration recorded, failures too, the failures and the
+// error samples; read it once the senders are done.
+func (l *Latencies) Get() ([]time.Duration, int64, []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.errs
-}
-
-// Samples are the first few distinct error messages.
-func (l *Latencies) Samples() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.samples)
+	return l.lat, l.errs, slices.Clone(l.samples)
 }
 
 // Take returns what was recorded so far and starts over (keeping the
