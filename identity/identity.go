@@ -190,7 +190,11 @@ func (c *Core) IdentifyToken(ctx context.Context, raw string) (Identity, error) 
 			user = claims.Subject
 		}
 		// Verify requires exp, so ExpiresAt is set.
-		v = newVerified(user, claims.Role, claims.SessionID, claims.ExpiresAt.Time, gen)
+		var issued time.Time
+		if claims.IssuedAt != nil {
+			issued = claims.IssuedAt.Time
+		}
+		v = newVerified(user, claims.Role, claims.SessionID, issued, claims.ExpiresAt.Time, gen)
 		c.verified.put(raw, v)
 	}
 	if v.role == "" {

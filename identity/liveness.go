@@ -27,9 +27,17 @@ import (
 const maxUsers = 100_000
 
 type userEntry struct {
-	state store.UserState
-	found bool
+	state    store.UserState
+	found    bool
+	loadedAt time.Time
 }
+
+// newcomerWindow is how long after a token's iat a cached state may not
+// know the token's session (or user) yet: iat is in whole seconds, and
+// the instance that issued it may run a second ahead. Login and sign-up
+// commit the session before the token is issued, so a state read more
+// than this after iat that lacks the session saw it revoked.
+const newcomerWindow = 2 * time.Second
 
 // ForgetUser drops what is cached about user name, so that their next
 // token is judged on a fresh read: for a change notification.
@@ -41,9 +49,9 @@ func (c *Core) userState(ctx context.Context, name string) (userEntry, error) {
 	return c.users.Load(ctx, name, func(ctx context.Context) (userEntry, time.Time, error) {
 		s, err := c.db.UserState(ctx, name)
 		if errors.Is(err, store.ErrNotFound) {
-			return userEntry{}, now.Add(c.cfg.APIKeyRecheck), nil
+			return userEntry{loadedAt: now}, now.Add(c.cfg.APIKeyRecheck), nil
 		}
-		return userEntry{state: s, found: err == nil}, now.Add(c.cfg.APIKeyRecheck), err
+		return userEntry{state: s, found: err == nil, loadedAt: now}, now.Add(c.cfg.APIKeyRecheck), err
 	})
 }
 
@@ -84,14 +92,18 @@ func (c *Core) checkLive(ctx context.Context, v verified) error {
 		return nil
 	}
 	e, err := c.userState(ctx, v.user)
+	if err == nil && e.knowsNot(v) && e.loadedAt.Before(time.Unix(v.issued, 0).Add(newcomerWindow)) {
+		// Read before the token's session (or user) may have existed:
+		// a login since, not a revocation. Read again.
+		c.users.Delete(v.user)
+		e, err = c.userState(ctx, v.user)
+	}
 	if err != nil {
 		return Failure(err)
 	}
 	s := e.state
 	switch {
-	case !e.found, s.DisabledAt != nil, s.Role != v.role:
-		return errSessionEnded()
-	case v.sid != "" && !slices.Contains(s.LiveSessions, v.sid):
+	case e.knowsNot(v), s.DisabledAt != nil, s.Role != v.role:
 		return errSessionEnded()
 	case !s.RoleExists:
 		return RoleMissing(s.Role)
@@ -99,6 +111,11 @@ func (c *Core) checkLive(ctx context.Context, v verified) error {
 		return RolePrivileged(s.Role, s.RoleRefusal)
 	}
 	return nil
+}
+
+// knowsNot reports whether e lacks the user or the session v names.
+func (e userEntry) knowsNot(v verified) bool {
+	return !e.found || v.sid != "" && !slices.Contains(e.state.LiveSessions, v.sid)
 }
 
 // checkKeyLive refuses a JWT minted for API key id once the key is

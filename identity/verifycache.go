@@ -38,13 +38,18 @@ func newVerifiedCache(now func() time.Time) verifiedCache {
 type verified struct {
 	user, role string
 	sid        string // the session (or API key secret) the token is for
+	issued     int64  // Unix seconds, as in the token's iat; 0 without one
 	expires    int64  // Unix seconds, as in the token's exp
 	gen        uint64
 }
 
 // newVerified is the entry for a verified token's identity.
-func newVerified(user, role, sid string, expires time.Time, gen uint64) verified {
-	return verified{user: unique.Make(user).Value(), role: unique.Make(role).Value(), sid: sid, expires: expires.Unix(), gen: gen}
+func newVerified(user, role, sid string, issued, expires time.Time, gen uint64) verified {
+	v := verified{user: unique.Make(user).Value(), role: unique.Make(role).Value(), sid: sid, expires: expires.Unix(), gen: gen}
+	if !issued.IsZero() {
+		v.issued = issued.Unix()
+	}
+	return v
 }
 
 // get returns what raw was verified as under key generation gen.

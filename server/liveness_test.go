@@ -104,3 +104,14 @@ func TestVerifyEndsWithTheAPIKey(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyAcceptsANewSessionAtOnce: a login after the user's state was
+// cached gets a token that passes at once, not a second later.
+func TestVerifyAcceptsANewSessionAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withClock(newClock())) // time stands still: no re-read by age
+	first := accessValue(t, e.login())
+	wantStatus(t, e.verify(http.MethodGet, bearer(first)), http.StatusOK)
+	second := accessValue(t, e.login())
+	wantStatus(t, e.verify(http.MethodGet, bearer(second)), http.StatusOK)
+}
