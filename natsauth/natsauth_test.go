@@ -19,6 +19,7 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
@@ -821,5 +822,45 @@ func TestNewChecksKeys(t *testing.T) {
 		if _, err := natsauth.New(authority{}, tc.cfg, slog.Default()); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error saying %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestTokenClientEndsWithItsUserAndRole: the callout applies /auth/verify's
+// liveness check, so a token whose role was dropped, or whose user was
+// disabled, no longer connects (within the cache's re-read, 1 s here: no
+// change notifications in this test), and gets none of the grants left
+// behind.
+func TestTokenClientEndsWithItsUserAndRole(t *testing.T) {
+	t.Parallel()
+	for _, change := range []string{"role dropped", "user disabled"} {
+		t.Run(change, func(t *testing.T) {
+			t.Parallel()
+			st := newStack(t, stackOptions{})
+			role := storetest.NewRole(t)
+			st.grant(t, role, store.NATSSubAllow, ">")
+			tok := st.token(t, "erin", role)
+			c := st.mustConnect(t, nats.Token(tok))
+			c.Close()
+			if change == "role dropped" {
+				storetest.Exec(t, storetest.AdminURL(), "drop role "+pgx.Identifier{role}.Sanitize())
+			} else if err := st.db.SetDisabled(context.Background(), "erin", true); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(time.Minute)
+			for {
+				c, err := st.connect(t, nats.Token(tok))
+				if err != nil {
+					if !errors.Is(err, nats.ErrAuthorization) {
+						t.Fatalf("got %v, want %v", err, nats.ErrAuthorization)
+					}
+					return
+				}
+				c.Close()
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: a minute later the token still connects", change)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
 	}
 }
