@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
 
 	"authd/store"
 	"authd/token"
@@ -82,6 +83,8 @@ type Core struct {
 	// dummyHash is compared against when a login names no known user, so
 	// that an unknown user costs the same bcrypt work as a wrong password.
 	dummyHash string
+	// compare is store.CheckPassword; tests count the compares through it.
+	compare func(hash, password string) bool
 	// bcrypt bounds and deprioritises password hashing, so that a flood
 	// of logins is shed instead of starving everything else of CPU.
 	bcrypt *bcryptGate
@@ -132,7 +135,7 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 	}
 	m := newMetrics(cfg.Metrics, cfg.Now)
 	return &Core{
-		cfg: cfg, db: db, tokens: tokens, log: log, dummyHash: dummy,
+		cfg: cfg, db: db, tokens: tokens, log: log, dummyHash: dummy, compare: store.CheckPassword,
 		bcrypt:           newBcryptGate(cfg.BcryptSlots, cfg.LoginQueue, cfg.LoginQueueWait, cfg.BcryptNice, m),
 		failuresByClient: newClientLimiter(cfg.LoginFailuresPerIP, cfg.LoginFailureWindow, cfg.Now),
 		keys:             newKeyCache(cfg.Now),
@@ -267,13 +270,28 @@ func (c *Core) CheckPassword(ctx context.Context, username, password, client str
 		hash = u.PasswordHash
 	}
 	var ok bool
-	if err := c.bcrypt.run(ctx, func() { ok = store.CheckPassword(hash, password) }); err != nil {
+	if err := c.bcrypt.run(ctx, func() {
+		ok = c.compare(hash, password)
+		// A refusal after a compare cheaper than the configured cost (a
+		// SuperStack cost-6 hash, one made with a lower AUTHD_BCRYPT_COST,
+		// or no bcrypt hash at all) also pays for a compare at that cost,
+		// so that it takes at least as long as an unknown user's: the time
+		// of a wrong password does not point out such accounts.
+		if !(ok && found && u.DisabledAt == nil) && cheaperThan(hash, c.cfg.BcryptCost) {
+			c.compare(c.dummyHash, password)
+		}
+	}); err != nil {
 		return store.User{}, err
 	}
 	// A disabled user is refused exactly as a wrong password is, after
 	// the same bcrypt work: the answer does not say the account exists.
-	if !ok || !found || u.DisabledAt != nil {
-		return store.User{}, errInvalidLogin() // the reserved failures stand
+	switch {
+	case !found:
+		return store.User{}, loginRefused(ReasonUnknownUser) // the reserved failures stand
+	case !ok:
+		return store.User{}, loginRefused(ReasonWrongPassword)
+	case u.DisabledAt != nil:
+		return store.User{}, loginRefused(ReasonDisabled)
 	}
 	if byClient != nil {
 		byClient.CancelAt(now)
@@ -294,6 +312,14 @@ func (c *Core) CheckPassword(ctx context.Context, username, password, client str
 		c.upgradeHash(ctx, u, password)
 	}
 	return u, nil
+}
+
+// cheaperThan reports whether comparing against hash costs less bcrypt
+// work than cost: a bcrypt hash of a lower cost, or no bcrypt hash at all
+// (which is refused at once).
+func cheaperThan(hash string, cost int) bool {
+	c, err := bcrypt.Cost([]byte(hash))
+	return err != nil || c < cost
 }
 
 // reserveUserFailure counts a failure of username in advance in the
