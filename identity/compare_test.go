@@ -74,10 +74,10 @@ func (l *compareLog) take() []int {
 }
 
 // TestRefusalCostsTheConfiguredCost: whatever cost a user's hash was made
-// at, a refused login does at least a compare at the configured cost, as
-// an unknown user's does — so a wrong password's answer time does not
-// point out the users with cheaper hashes (SuperStack's cost 6, or no
-// usable hash at all).
+// at, a refused login does as much bcrypt work as an unknown user's, one
+// compare at the configured cost (work 2^cost) — so a wrong password's
+// answer time does not point out the users with cheaper hashes
+// (SuperStack's cost 6, or no usable hash at all).
 func TestRefusalCostsTheConfiguredCost(t *testing.T) {
 	const cost = 6
 	c, db := newTestCore(t, cost)
@@ -100,6 +100,7 @@ func TestRefusalCostsTheConfiguredCost(t *testing.T) {
 		return h
 	}
 	add("cheap", hashAt(4))
+	add("cheap5", hashAt(5))
 	add("current", hashAt(cost))
 	// Of bcrypt's form (as the database requires) but of a cost bcrypt
 	// refuses: refused without any bcrypt work.
@@ -115,9 +116,10 @@ func TestRefusalCostsTheConfiguredCost(t *testing.T) {
 	}{
 		{"nobody", "wrong", ReasonUnknownUser, []int{cost}},
 		{"current", "wrong", ReasonWrongPassword, []int{cost}},
-		{"cheap", "wrong", ReasonWrongPassword, []int{4, cost}},
+		{"cheap", "wrong", ReasonWrongPassword, []int{4, 4, 5}}, // 2^4 + 2^4 + 2^5 = 2^6
+		{"cheap5", "wrong", ReasonWrongPassword, []int{5, 5}},
 		{"nohash", "wrong", ReasonWrongPassword, []int{0, cost}},
-		{"cheap-disabled", "right password", ReasonDisabled, []int{4, cost}},
+		{"cheap-disabled", "right password", ReasonDisabled, []int{4, 4, 5}},
 	} {
 		_, err := c.CheckPassword(ctx, tc.user, tc.password, "192.0.2.1")
 		var e *Error
@@ -143,5 +145,23 @@ func TestRefusalCostsTheConfiguredCost(t *testing.T) {
 	}
 	if got, _ := bcrypt.Cost([]byte(u.PasswordHash)); got != cost {
 		t.Errorf("hash not upgraded: cost %d", got)
+	}
+}
+
+// TestPadHashDoesTheWork: a pad hash is read as a hash of its cost and
+// refuses a password only after computing it (a mismatch, not a malformed
+// hash, which bcrypt refuses at once).
+func TestPadHashDoesTheWork(t *testing.T) {
+	for _, cost := range []int{bcrypt.MinCost, 6, 10} {
+		h := padHash(cost)
+		if got, err := bcrypt.Cost([]byte(h)); err != nil || got != cost {
+			t.Errorf("padHash(%d): cost %d, %v", cost, got, err)
+		}
+		if cost > 6 {
+			continue // slow, and the same code path
+		}
+		if err := bcrypt.CompareHashAndPassword([]byte(h), []byte("any password")); !errors.Is(err, bcrypt.ErrMismatchedHashAndPassword) {
+			t.Errorf("padHash(%d) compare: got %v, want a mismatch after the work", cost, err)
+		}
 	}
 }
