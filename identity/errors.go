@@ -52,7 +52,18 @@ type Error struct {
 	// Cause is the failure behind an Unavailable or Internal error, for
 	// the log; never shown to a client.
 	Cause error
+	// Reason is why a login was refused (ReasonUnknownUser, ...), for the
+	// log only: the client is told "Invalid user or password" whatever it
+	// is. "" for other errors.
+	Reason string
 }
+
+// The reasons of a refused login (Error.Reason).
+const (
+	ReasonUnknownUser   = "unknown_user"
+	ReasonWrongPassword = "wrong_password"
+	ReasonDisabled      = "disabled"
+)
 
 func (e *Error) Error() string {
 	if e.Cause != nil {
@@ -65,8 +76,10 @@ func (e *Error) Unwrap() error { return e.Cause }
 
 func ptr(s string) *string { return &s }
 
-func errInvalidLogin() *Error {
-	return &Error{Kind: Unauthorized, Code: "PT401", Message: "Invalid user or password"}
+// loginRefused is the one answer to a wrong user name or password, or a
+// disabled user; reason is for the log.
+func loginRefused(reason string) *Error {
+	return &Error{Kind: Unauthorized, Code: "PT401", Message: "Invalid user or password", Reason: reason}
 }
 
 // RoleMissing is the refusal of a user whose database role was dropped:

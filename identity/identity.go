@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
 
 	"authd/store"
 	"authd/token"
@@ -82,6 +83,11 @@ type Core struct {
 	// dummyHash is compared against when a login names no known user, so
 	// that an unknown user costs the same bcrypt work as a wrong password.
 	dummyHash string
+	// dummyCost is dummyHash's bcrypt cost, the work every refused login
+	// does at least (see equalise).
+	dummyCost int
+	// compare is store.CheckPassword; tests count the compares through it.
+	compare func(hash, password string) bool
 	// bcrypt bounds and deprioritises password hashing, so that a flood
 	// of logins is shed instead of starving everything else of CPU.
 	bcrypt *bcryptGate
@@ -132,9 +138,16 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 	if cfg.LoginQueue <= 0 {
 		cfg.LoginQueue = DefaultLoginQueue(cfg.BcryptSlots, cfg.Now().Sub(hashStart))
 	}
+	// Not always cfg.BcryptCost: bcrypt hashes at its default for a cost
+	// below its minimum.
+	dummyCost, err := bcrypt.Cost([]byte(dummy))
+	if err != nil {
+		return nil, fmt.Errorf("read dummy hash: %w", err)
+	}
 	m := newMetrics(cfg.Metrics, cfg.Now)
 	return &Core{
-		cfg: cfg, db: db, tokens: tokens, log: log, dummyHash: dummy,
+		cfg: cfg, db: db, tokens: tokens, log: log,
+		dummyHash: dummy, dummyCost: dummyCost, compare: store.CheckPassword,
 		bcrypt:           newBcryptGate(cfg.BcryptSlots, cfg.LoginQueue, cfg.LoginQueueWait, cfg.BcryptNice, m),
 		failuresByClient: newClientLimiter(cfg.LoginFailuresPerIP, cfg.LoginFailureWindow, cfg.Now),
 		keys:             newKeyCache(cfg.Now),
@@ -280,13 +293,23 @@ func (c *Core) CheckPassword(ctx context.Context, username, password, client str
 		hash = u.PasswordHash
 	}
 	var ok bool
-	if err := c.bcrypt.run(ctx, func() { ok = store.CheckPassword(hash, password) }); err != nil {
+	if err := c.bcrypt.run(ctx, func() {
+		ok = c.compare(hash, password)
+		if !(ok && found && u.DisabledAt == nil) {
+			c.equalise(hash, password)
+		}
+	}); err != nil {
 		return store.User{}, err
 	}
 	// A disabled user is refused exactly as a wrong password is, after
 	// the same bcrypt work: the answer does not say the account exists.
-	if !ok || !found || u.DisabledAt != nil {
-		return store.User{}, errInvalidLogin() // the reserved failures stand
+	switch {
+	case !found:
+		return store.User{}, loginRefused(ReasonUnknownUser) // the reserved failures stand
+	case !ok:
+		return store.User{}, loginRefused(ReasonWrongPassword)
+	case u.DisabledAt != nil:
+		return store.User{}, loginRefused(ReasonDisabled)
 	}
 	if byClient != nil {
 		byClient.CancelAt(now)
@@ -307,6 +330,34 @@ func (c *Core) CheckPassword(ctx context.Context, username, password, client str
 		c.upgradeHash(ctx, u, password)
 	}
 	return u, nil
+}
+
+// equalise follows a refused compare against hash with the compares that
+// bring its bcrypt work up to an unknown user's (the dummy hash's cost),
+// so that the time of a wrong password does not point out the users whose
+// hash is cheaper: SuperStack's cost-6 hashes, hashes made before
+// AUTHD_BCRYPT_COST was raised, or no usable hash at all. bcrypt's work
+// doubles with each cost step, so a compare at cost c is topped up by one
+// at each cost from c to the dummy's less one (2^c + 2^c + 2^(c+1) + … +
+// 2^(d-1) = 2^d); a hash bcrypt cannot read, refused without any work, by
+// the dummy's compare. A dearer hash cannot be made faster: see `authd
+// user list --stale-hashes`.
+func (c *Core) equalise(hash, password string) {
+	cost, err := bcrypt.Cost([]byte(hash))
+	if err != nil {
+		c.compare(c.dummyHash, password)
+		return
+	}
+	for k := cost; k < c.dummyCost; k++ {
+		c.compare(padHash(k), password)
+	}
+}
+
+// padHash is a hash of bcrypt's form at cost, of no password: comparing
+// against it does all the work of that cost and never matches (its digest
+// is zeros), and making it costs nothing.
+func padHash(cost int) string {
+	return fmt.Sprintf("$2a$%02d$%s", cost, strings.Repeat(".", 53))
 }
 
 // reserveUserFailure counts a failure of username in advance in the

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -155,6 +156,9 @@ func (e *env) newServer(opts ...option) (*httptest.Server, *identity.Core, serve
 		ReuseGrace: 10 * time.Second,
 		Cookie:     defaultCookies(),
 		Metrics:    reg,
+		// authd's default: the test clients, on loopback, stand for a
+		// gateway and name the client in X-Forwarded-For (loginFrom).
+		TrustedProxies: mustTrust(e.t, server.DefaultTrustedProxies),
 	}
 	icfg := identity.Config{BcryptCost: testCost, Metrics: reg}
 	o := envOpts{accessTTL: time.Hour}
@@ -184,6 +188,15 @@ func (e *env) newServer(opts ...option) (*httptest.Server, *identity.Core, serve
 	srv := httptest.NewServer(api)
 	e.t.Cleanup(srv.Close)
 	return srv, core, cfg, iss, logs
+}
+
+func mustTrust(t testing.TB, proxies string) []netip.Prefix {
+	t.Helper()
+	p, err := server.ParseTrustedProxies(proxies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // mustNewAPI builds the identity core and the HTTP API on it, as

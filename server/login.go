@@ -1,8 +1,12 @@
 package server
 
 import (
+	"errors"
+	"log/slog"
+
 	"github.com/labstack/echo/v4"
 
+	"authd/identity"
 	"authd/token"
 )
 
@@ -25,6 +29,7 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 		ctx := r.Context()
 		u, err := s.ident.CheckPassword(ctx, args["user_"], args["pass"], c.RealIP())
 		if err != nil {
+			s.logLoginRefused(c, args["user_"], err)
 			return err
 		}
 		refresh, refreshHash, err := token.NewRefresh()
@@ -38,4 +43,22 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 		g.Role = u.Role
 		return s.respondTokens(c, g, refresh)
 	}
+}
+
+// logLoginRefused logs a login refused for a wrong user name or password,
+// or a disabled user: why, which client, and the user — only when the name
+// is a user's, since an unknown "name" may be a password typed into the
+// wrong field. Never the password. Other refusals (throttled, shed) are in
+// the request's own log line, with its status and client.
+func (s *Server) logLoginRefused(c echo.Context, username string, err error) {
+	var e *identity.Error
+	if !errors.As(err, &e) || e.Reason == "" {
+		return
+	}
+	attrs := []slog.Attr{slog.String("reason", e.Reason)}
+	if e.Reason != identity.ReasonUnknownUser {
+		attrs = append(attrs, slog.String("user", username))
+	}
+	attrs = append(attrs, slog.String("client", c.RealIP()), slog.String("user_agent", logUserAgent(c.Request())))
+	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "login refused", attrs...)
 }

@@ -245,6 +245,33 @@ func TestLoginFailureIsTheSameForUnknownUserAndWrongPassword(t *testing.T) {
 	}
 }
 
+// TestLoginFailureTimeDoesNotRevealCheapHashes: a user whose hash is
+// cheaper than AUTHD_BCRYPT_COST (as SuperStack's cost-6 ones are, until
+// their next login) answers a wrong password no faster than an unknown
+// user: a cost-4 compare alone is 16 times faster than cost 8.
+func TestLoginFailureTimeDoesNotRevealCheapHashes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withCost(8)) // testUser's hash is cost 4 (testCost)
+	fastest := func(user string) time.Duration {
+		var best time.Duration
+		for i := range 3 {
+			r := e.post("/rpc/login", jsonHeader(), loginBody(user, "wrong password"))
+			wantInvalidLogin(t, r)
+			if i == 0 || r.elapsed < best {
+				best = r.elapsed
+			}
+		}
+		return best
+	}
+	unknown := fastest("nobody-here")
+	cheap := fastest(testUser)
+	t.Logf("wrong password: unknown user %s, cost-4 user %s (configured cost 8)", unknown, cheap)
+	// Loose (5x), so that a busy machine cannot fail it.
+	if cheap < unknown/5 {
+		t.Errorf("a cost-4 user answered a wrong password in %s, an unknown user in %s: the difference points the user out", cheap, unknown)
+	}
+}
+
 func TestLoginPasswordOverBcryptLimit(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

@@ -38,7 +38,9 @@ func (s *Server) handleRefresh() echo.HandlerFunc {
 			s.metrics.refreshReuse.Inc()
 			// The same answer as any dead token: the client cannot tell
 			// whether it or a thief spent the token first.
-			s.log.WarnContext(r.Context(), "refresh token reused after rotation; session revoked")
+			s.log.WarnContext(r.Context(), "refresh token reused after rotation; session revoked",
+				"user", g.Username, "session", g.SessionID.String(),
+				"client", c.RealIP(), "user_agent", logUserAgent(r))
 			return errInvalidRefresh()
 		case errors.Is(err, store.ErrInvalidRefresh):
 			return errInvalidRefresh()

@@ -8,6 +8,7 @@ package server
 import (
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -35,6 +36,10 @@ type Config struct {
 	// Now is the clock behind the latencies the API reports; nil means
 	// time.Now.
 	Now func() time.Time
+	// TrustedProxies are the gateways whose X-Forwarded-For entries are
+	// believed (AUTHD_TRUSTED_PROXIES; see clientAddr); nil believes none,
+	// and the client is the TCP peer.
+	TrustedProxies []netip.Prefix
 	// MetricsApart takes GET /metrics out of the API (it answers 404
 	// there, as any unknown path) and leaves it to Operator, for a
 	// listener that the public network does not reach.
@@ -71,9 +76,9 @@ func New(cfg Config, ident *identity.Core, db *store.DB, tokens *token.Issuer, l
 	e := newEcho(log)
 	// authd sits behind a gateway: the client address (for logs and login
 	// throttling) is taken from X-Forwarded-For, but only as far as the hops
-	// are loopback or private addresses — a client on the internet cannot
-	// pick its own address with that header.
-	e.IPExtractor = echo.ExtractIPFromXFFHeader()
+	// are the trusted proxies — nobody else can pick their own address with
+	// that header.
+	e.IPExtractor = clientIPExtractor(cfg.TrustedProxies)
 	s.metrics = newMetrics(cfg.Metrics, db, cfg.Now)
 	e.Use(
 		s.metrics.middleware,
@@ -87,6 +92,7 @@ func New(cfg Config, ident *identity.Core, db *store.DB, tokens *token.Issuer, l
 	// Scrapes and probes on the operator listener are not counted: they
 	// are not the API's traffic.
 	op := newEcho(log)
+	op.IPExtractor = e.IPExtractor
 	op.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}))
 	s.operatorRoutes(op)
 	s.operator = op

@@ -51,7 +51,8 @@ func (db *DB) StartSession(ctx context.Context, username string, tokenHash []byt
 //   - spent less than grace ago (two tabs, or SSR, refreshing at once): a
 //     sibling token is issued and nothing is revoked;
 //   - spent longer ago: a replay (RFC 9700 §4.14.2). The session is revoked,
-//     the newest token with it, and ErrRefreshReused is returned;
+//     the newest token with it, and ErrRefreshReused is returned, with a
+//     Grant that names only the user and the session (for the log);
 //   - the user's role was dropped: *RoleMissingError, nothing spent;
 //   - the user's role may not be in a token (a superuser, say, given to
 //     the user before the database refused such roles):
@@ -173,7 +174,8 @@ func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl,
 	case !foundRows:
 		return Grant{}, ErrInvalidRefresh
 	case revoked:
-		return Grant{}, ErrRefreshReused
+		// Who and which session, for the caller's log; nothing is granted.
+		return Grant{Username: g.Username, SessionID: g.SessionID}, ErrRefreshReused
 	case sibling != nil:
 		g.RefreshExpiresAt = *sibling
 		return g, nil

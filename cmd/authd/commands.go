@@ -57,8 +57,12 @@ func commands() []command {
 		{name: "user role", params: "NAME ROLE", summary: "give a user another role; ends their sessions", setup: simple(userRole)},
 		{name: "user disable", params: "NAME", summary: "refuse a user's logins and end their sessions", setup: simple(userSetDisabled(true))},
 		{name: "user enable", params: "NAME", summary: "let a disabled user log in again", setup: simple(userSetDisabled(false))},
+		{name: "user expire-password", params: "NAME", summary: "replace a user's password by a random one nobody knows; ends their sessions",
+			about: "For an account whose hash is not at AUTHD_BCRYPT_COST (user list --stale-hashes): a cheaper one is easier to\n" +
+				"crack if the database leaks, a dearer one answers a wrong password slower than for an unknown user. The new\n" +
+				"hash is at AUTHD_BCRYPT_COST; user passwd gives the account a password again.", setup: simple(userExpirePassword)},
 		{name: "user del", params: "NAME", summary: "delete a user and their sessions", setup: simple(userDel)},
-		{name: "user list", summary: "list users", setup: simple(userList)},
+		{name: "user list", synopsis: "[--stale-hashes]", summary: "list users", setup: userListCmd},
 		{name: "user sessions", params: "NAME", summary: "list a user's sessions (ids and times, never tokens)", setup: simple(userSessions)},
 		{name: "user logout", params: "NAME [SESSION]", summary: "end every session of a user, or the one SESSION",
 			about: "Their refresh tokens stop working at once; access tokens already issued live out their AUTHD_ACCESS_TTL.",

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -63,6 +64,10 @@ type config struct {
 	FixedProcs       bool
 	StatementTimeout time.Duration
 	PurgeInterval    time.Duration
+
+	// TrustedProxies are the gateways whose X-Forwarded-For is believed
+	// (AUTHD_TRUSTED_PROXIES); nil: none.
+	TrustedProxies []netip.Prefix
 
 	// MetricsAddr, when set, is the operator listener's address: /metrics
 	// is served there only, with /healthz and /readyz.
@@ -282,6 +287,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 	}
 	c.AccessTTL = accessTTL(e)
+	c.TrustedProxies = trustedProxies(e)
 	c.BcryptCost = bcryptCost(e)
 	if c.RefreshTTL == 0 {
 		e.fail("AUTHD_REFRESH_TTL", "must be positive")
@@ -478,6 +484,16 @@ func bcryptCost(e *env) int {
 	return n
 }
 
+// trustedProxies is AUTHD_TRUSTED_PROXIES: by default the loopback
+// addresses, a gateway on authd's own host or in its pod.
+func trustedProxies(e *env) []netip.Prefix {
+	p, err := server.ParseTrustedProxies(e.str("AUTHD_TRUSTED_PROXIES", server.DefaultTrustedProxies))
+	if err != nil {
+		e.fail("AUTHD_TRUSTED_PROXIES", "%v", err)
+	}
+	return p
+}
+
 // passwordMinLength is AUTHD_PASSWORD_MIN_LENGTH: the shortest password
 // user add and user passwd accept, in characters.
 func passwordMinLength(e *env) int {
@@ -498,7 +514,7 @@ func knownVars() []string {
 		"AUTHD_ADDR", "AUTHD_METRICS_ADDR", "AUTHD_ACCESS_TTL", "AUTHD_REFRESH_TTL", "AUTHD_REFRESH_REUSE_GRACE",
 		"AUTHD_SIGNING_KEYS_DIR", "AUTHD_JWT_ISS", "AUTHD_JWT_AUD", "AUTHD_JWT_ROLE_PATH",
 		"AUTHD_BCRYPT_COST", "AUTHD_BCRYPT_SLOTS", "AUTHD_BCRYPT_NICE", "AUTHD_LOGIN_QUEUE", "AUTHD_LOGIN_QUEUE_WAIT",
-		"AUTHD_LOGIN_FAILURES_PER_USER", "AUTHD_LOGIN_FAILURES_PER_IP", "AUTHD_APIKEY_TOKEN_TTL", "AUTHD_CACHE_RECHECK",
+		"AUTHD_LOGIN_FAILURES_PER_USER", "AUTHD_LOGIN_FAILURES_PER_IP", "AUTHD_TRUSTED_PROXIES", "AUTHD_APIKEY_TOKEN_TTL", "AUTHD_CACHE_RECHECK",
 		"AUTHD_COOKIE_SECURE", "AUTHD_COOKIE_SAMESITE", "AUTHD_REFRESH_COOKIE_SAMESITE", "AUTHD_COOKIE_DOMAIN",
 		"AUTHD_LOG_LEVEL", "AUTHD_LOG_FORMAT", "AUTHD_SHUTDOWN_GRACE",
 		"AUTHD_STATEMENT_TIMEOUT", "AUTHD_PURGE_INTERVAL", "AUTHD_DB_WAIT",

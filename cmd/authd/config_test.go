@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -65,6 +66,7 @@ func TestConfigDefaults(t *testing.T) {
 		{"DatabaseURL", c.DatabaseURL, ""},
 		{"DatabaseURLFile", c.DatabaseURLFile, ""},
 		{"FixedProcs", c.FixedProcs, false},
+		{"TrustedProxies", fmt.Sprint(c.TrustedProxies), "[127.0.0.0/8 ::1/128]"},
 		{"JWTSecret", string(mustSecret(t, c)), secret32},
 	} {
 		if !reflect.DeepEqual(tt.got, tt.want) {
@@ -94,6 +96,7 @@ func TestConfigValues(t *testing.T) {
 		"AUTHD_BCRYPT_SLOTS":            "3",
 		"AUTHD_LOGIN_QUEUE":             "50",
 		"AUTHD_BCRYPT_NICE":             "0",
+		"AUTHD_TRUSTED_PROXIES":         "10.0.0.0/8, 192.168.1.7",
 	}
 	c, err := loadConfig(getenv(env))
 	if err != nil {
@@ -120,6 +123,7 @@ func TestConfigValues(t *testing.T) {
 		{"BcryptSlots", c.BcryptSlots, 3},
 		{"LoginQueue", c.LoginQueue, 50},
 		{"BcryptNice", c.BcryptNice, 0},
+		{"TrustedProxies", fmt.Sprint(c.TrustedProxies), "[10.0.0.0/8 192.168.1.7/32]"},
 	} {
 		if !reflect.DeepEqual(tt.got, tt.want) {
 			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
@@ -288,6 +292,9 @@ func TestConfigErrors(t *testing.T) {
 		{"AUTHD_BCRYPT_NICE", "-5", nil}, // raising priority needs privilege
 		{"AUTHD_BCRYPT_SLOTS", "two", nil},
 		{"AUTHD_LOGIN_QUEUE", "-1", nil},
+		{"AUTHD_TRUSTED_PROXIES", "10.0.0.0/33", nil},
+		{"AUTHD_TRUSTED_PROXIES", "caddy", nil},
+		{"AUTHD_TRUSTED_PROXIES", ",", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {

@@ -3,17 +3,21 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/term"
 
 	"authd/identity"
@@ -218,25 +222,95 @@ func userDel(ctx context.Context, c *cli, args []string) error {
 	})
 }
 
-func userList(ctx context.Context, c *cli, _ []string) error {
-	return withDB(ctx, c, func(db *store.DB) error {
-		users, err := db.Users(ctx)
+// readBcryptCost is AUTHD_BCRYPT_COST, for the commands that need no
+// other setting.
+func readBcryptCost(c *cli) (int, error) {
+	e := &env{getenv: c.getenv}
+	cost := bcryptCost(e)
+	return cost, errors.Join(e.errs...)
+}
+
+// userListCmd is user list; --stale-hashes lists only the users whose
+// password hash is not at AUTHD_BCRYPT_COST, with the cost.
+func userListCmd(fs *flag.FlagSet, c *cli) action {
+	stale := fs.Bool("stale-hashes", false, "list only users whose password hash is not at AUTHD_BCRYPT_COST (see user expire-password)")
+	return func(ctx context.Context, _ []string) error {
+		cost, err := readBcryptCost(c)
 		if err != nil {
 			return err
 		}
-		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "USERNAME\tROLE\tCREATED\tDISABLED")
-		for _, u := range users {
-			r := u.Role
-			switch {
-			case !u.RoleExists:
-				r += " (missing)"
-			case u.RoleRefusal != "":
-				r += " (refused: " + u.RoleRefusal + ")"
+		return withDB(ctx, c, func(db *store.DB) error {
+			users, err := db.Users(ctx)
+			if err != nil {
+				return err
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Username, r, formatTime(&u.CreatedAt, ""), formatTime(u.DisabledAt, "no"))
+			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+			header := "USERNAME\tROLE\tCREATED\tDISABLED"
+			if *stale {
+				header += "\tHASH COST"
+			}
+			fmt.Fprintln(tw, header)
+			for _, u := range users {
+				hashCost, staleHash := hashCostOf(u.PasswordHash, cost)
+				if *stale && !staleHash {
+					continue
+				}
+				r := u.Role
+				switch {
+				case !u.RoleExists:
+					r += " (missing)"
+				case u.RoleRefusal != "":
+					r += " (refused: " + u.RoleRefusal + ")"
+				}
+				line := fmt.Sprintf("%s\t%s\t%s\t%s", u.Username, r, formatTime(&u.CreatedAt, ""), formatTime(u.DisabledAt, "no"))
+				if *stale {
+					line += "\t" + hashCost
+				}
+				fmt.Fprintln(tw, line)
+			}
+			return tw.Flush()
+		})
+	}
+}
+
+// hashCostOf says at what bcrypt cost hash was made, and whether that is
+// not cost. A cheaper hash is easier to crack if the database leaks (a
+// wrong password is answered as slowly as any: identity.CheckPassword
+// adds a compare at cost); a dearer one answers a wrong password slower
+// than an unknown user's. A login re-hashes the first, not the second.
+func hashCostOf(hash string, cost int) (string, bool) {
+	c, err := bcrypt.Cost([]byte(hash))
+	if err != nil {
+		return "unusable", true
+	}
+	return strconv.Itoa(c), c != cost
+}
+
+// userExpirePassword replaces a user's password by a random one nobody
+// knows, hashed at AUTHD_BCRYPT_COST, and ends their sessions: for an
+// old hash (user list --stale-hashes) of an account whose owner has not
+// logged in to have it upgraded. The account stays; user passwd gives it
+// a password again.
+func userExpirePassword(ctx context.Context, c *cli, args []string) error {
+	name := args[0]
+	cost, err := readBcryptCost(c)
+	if err != nil {
+		return err
+	}
+	random := make([]byte, 32)
+	if _, err := rand.Read(random); err != nil {
+		return fmt.Errorf("user expire-password: %w", err)
+	}
+	hash, err := store.HashPassword(base64.RawURLEncoding.EncodeToString(random), cost)
+	if err != nil {
+		return err
+	}
+	return withDB(ctx, c, func(db *store.DB) error {
+		if err := db.SetPassword(ctx, name, hash); err != nil {
+			return notFoundUser(err, name)
 		}
-		return tw.Flush()
+		fmt.Fprintf(c.stdout, "user %q: password expired, no password works until 'authd user passwd'; their sessions are revoked\n", name)
+		return nil
 	})
 }
 
