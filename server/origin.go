@@ -22,10 +22,19 @@ func ParseOrigin(s string) (string, error) {
 		return "", errors.New("want an origin such as https://app.example.com (scheme, host and port only), got " + s)
 	}
 	o, ok := originOf(u)
-	if !ok {
-		return "", errors.New("want an http or https origin with a host, got " + s)
+	if !ok || !hostName(u.Hostname()) {
+		return "", errors.New("want an http or https origin with a host name or address (no wildcards), got " + s)
 	}
 	return o, nil
+}
+
+// hostName reports whether h is an IP address or a DNS name: letters,
+// digits, hyphens and dots only.
+func hostName(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	return h != "" && strings.Trim(strings.ToLower(h), "abcdefghijklmnopqrstuvwxyz0123456789-.") == ""
 }
 
 // originOf is the origin of u, normalised as ParseOrigin's; false when u

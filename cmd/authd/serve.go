@@ -144,11 +144,12 @@ func serve(ctx context.Context, cfg config, p process, log, life *slog.Logger) e
 	// that no job fails on a closed pool.
 	defer c.close()
 	h := server.New(server.Config{
-		RefreshTTL:   cfg.RefreshTTL,
-		ReuseGrace:   cfg.ReuseGrace,
-		Cookie:       cfg.Cookie,
-		Metrics:      reg,
-		MetricsApart: cfg.MetricsAddr != "",
+		RefreshTTL:     cfg.RefreshTTL,
+		ReuseGrace:     cfg.ReuseGrace,
+		Cookie:         cfg.Cookie,
+		AllowedOrigins: cfg.AllowedOrigins,
+		Metrics:        reg,
+		MetricsApart:   cfg.MetricsAddr != "",
 	}, c.ident, c.db, c.tokens, log)
 	api.set(h)
 	if cfg.MetricsAddr != "" {

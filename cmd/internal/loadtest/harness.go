@@ -164,7 +164,9 @@ func Setup(ctx context.Context, c Config) (_ *Harness, err error) {
 // pool and creates users users of Role; env is for every server.
 func (h *Harness) Seed(ctx context.Context, users int, env ...string) error {
 	h.Secret = NewSecret()
-	h.Env = slices.Concat([]string{"JWT_SECRET=" + h.Secret, "AUTHD_BCRYPT_COST=" + strconv.Itoa(BcryptCost), "AUTHD_LOG_LEVEL=" + h.cfg.LogLevel}, env, h.cfg.ServerEnv)
+	h.Env = slices.Concat([]string{"JWT_SECRET=" + h.Secret, "AUTHD_BCRYPT_COST=" + strconv.Itoa(BcryptCost), "AUTHD_LOG_LEVEL=" + h.cfg.LogLevel,
+		// Plain HTTP on loopback: the clients read and send access_token.
+		"AUTHD_COOKIE_SECURE=false"}, env, h.cfg.ServerEnv)
 	if _, err := h.Authd(ctx, "migrate", "up"); err != nil {
 		return err
 	}
