@@ -6,7 +6,8 @@ import (
 )
 
 // Cookie names and paths. SuperStack's clients know these names, and its
-// Caddyfile copies access_token into Authorization.
+// Caddyfile copies access_token into Authorization (such a gateway needs
+// HostPrefix off; the gateways in deploy/ ask /auth/verify instead).
 const (
 	accessCookie  = "access_token"
 	refreshCookie = "refresh_token"
