@@ -389,7 +389,7 @@ func TestServeBadConfig(t *testing.T) {
 	}{
 		{"short secret", map[string]string{"JWT_SECRET": secret}, []string{"JWT_SECRET"}},
 		{"bad duration", map[string]string{"JWT_SECRET": secret32, "AUTHD_ACCESS_TTL": "1 hour"}, []string{"AUTHD_ACCESS_TTL"}},
-		{"several", map[string]string{"JWT_SECRET": secret, "AUTHD_BCRYPT_COST": "1", "AUTHD_COOKIE_SAMESITE": "None"},
+		{"several", map[string]string{"JWT_SECRET": secret, "AUTHD_BCRYPT_COST": "1", "AUTHD_COOKIE_SAMESITE": "None", "AUTHD_COOKIE_SECURE": "false"},
 			[]string{"JWT_SECRET", "AUTHD_BCRYPT_COST", "AUTHD_COOKIE_SAMESITE"}},
 	}
 	for _, tt := range tests {
