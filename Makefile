@@ -17,8 +17,9 @@ build:
 # run: DATABASE_URL if set (its database created if missing), else a local
 # server, else a private cluster in .dev/pg; migrate, add the demo user,
 # and serve. A dev JWT secret is made once and kept in .dev/jwt_secret
-# unless JWT_SECRET is set. (The assignment, unlike eval "$(…)" alone,
-# stops here when localdb.sh fails.)
+# unless JWT_SECRET is set. It serves plain HTTP, so its cookies lack
+# Secure (AUTHD_COOKIE_SECURE=false unless set). (The assignment, unlike
+# eval "$(…)" alone, stops here when localdb.sh fails.)
 run: build
 	@set -euo pipefail; \
 	db_env=$$(scripts/localdb.sh); eval "$$db_env"; \
@@ -28,6 +29,7 @@ run: build
 		export JWT_SECRET="$$(cat .dev/jwt_secret)" JWT_SECRET_IS_BASE64=true; \
 		echo "dev JWT secret (base64, share it with PostgREST as PGRST_JWT_SECRET): $$JWT_SECRET"; \
 	fi; \
+	export AUTHD_COOKIE_SECURE="$${AUTHD_COOKIE_SECURE:-false}"; \
 	bin/authd migrate up; \
 	bin/authd seed; \
 	echo; \

@@ -320,6 +320,9 @@ func startReadmeServer(t *testing.T, bin string, env []string) string {
 	cmd.Env = append(env[:len(env):len(env)],
 		"JWT_SECRET=readme-test-secret-0123456789-abcdefgh",
 		"AUTHD_ADDR=127.0.0.1:0",
+		// Plain HTTP, as with `make run`: cookies without Secure, so
+		// that the walkthrough's curl sends them back.
+		"AUTHD_COOKIE_SECURE=false",
 	)
 	// A file, not a buffer: the process writes it while the test may read.
 	logPath := filepath.Join(t.TempDir(), "authd.log")

@@ -30,6 +30,11 @@ func TestMain(m *testing.M) {
 	storetest.Main(m)
 }
 
+// pageCSP is the policy every gateway sends with the login page: the
+// page's own <meta> policy plus frame-ancestors, which only a header can
+// carry (clickjacking).
+const pageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
 // identityHeaders are what authd's verdict adds for the upstream besides
 // Authorization; a client must never be able to set them.
 var identityHeaders = []string{"X-Auth-User", "X-Auth-Role"}
@@ -57,6 +62,7 @@ func TestGateways(t *testing.T) {
 			t.Run("login page", func(t *testing.T) { checkLoginPage(t, base) })
 			t.Run("public", func(t *testing.T) { checkPublic(t, s, base) })
 			t.Run("cookie session", func(t *testing.T) { checkCookieSession(t, s, base) })
+			t.Run("origin policy", func(t *testing.T) { checkOriginPolicy(t, base) })
 			t.Run("api keys", func(t *testing.T) { checkAPIKeys(t, s, base) })
 			t.Run("no metrics", func(t *testing.T) { checkNoMetrics(t, base) })
 		})
@@ -201,6 +207,59 @@ func checkLoginPage(t *testing.T, base string) {
 	}
 	if !bytes.Equal(r.body, page) {
 		t.Errorf("GET / is not web/index.html (%d bytes, want %d)", len(r.body), len(page))
+	}
+	// No other site may frame the page (clickjacking).
+	for _, path := range []string{"/", "/index.html", "/app.js"} {
+		r := do(t, c, "GET", base+path, "")
+		if got := r.header.Values("Content-Security-Policy"); len(got) != 1 || got[0] != pageCSP {
+			t.Errorf("GET %s: Content-Security-Policy %q, want %q", path, got, pageCSP)
+		}
+		if got := r.header.Values("X-Frame-Options"); len(got) != 1 || got[0] != "DENY" {
+			t.Errorf("GET %s: X-Frame-Options %q, want DENY", path, got)
+		}
+	}
+}
+
+// checkOriginPolicy: the gateway passes on what authd's origin policy
+// needs (Host with its port, X-Forwarded-Proto), so that a browser
+// without Fetch Metadata logs in from the site itself, and another site
+// cannot log it in.
+func checkOriginPolicy(t *testing.T, base string) {
+	c := &http.Client{Timeout: 10 * time.Second}
+	// What each endpoint answers a request it lets through: no such user,
+	// no refresh token, nothing to log out.
+	passed := []struct {
+		path, body string
+		status     int
+	}{
+		{"/rpc/login", `{"user_":"nobody","pass":"wrong"}`, http.StatusUnauthorized},
+		{"/rpc/refresh_token", `{}`, http.StatusUnauthorized},
+		{"/rpc/logout", `{}`, http.StatusNoContent},
+	}
+	for _, tc := range []struct {
+		name    string
+		headers []string
+		refused bool
+	}{
+		{"the site's own Origin", []string{"Origin", base}, false},
+		{"the site's own Referer", []string{"Referer", base + "/"}, false},
+		{"another site's Origin", []string{"Origin", "http://evil.example"}, true},
+		{"another port's Origin", []string{"Origin", base + "1"}, true},
+		{"a sibling subdomain", []string{"Sec-Fetch-Site", "same-site", "Origin", "http://evil.127.0.0.1"}, true},
+	} {
+		for _, p := range passed {
+			r := do(t, c, "POST", base+p.path, p.body, append([]string{"Content-Type", "application/json"}, tc.headers...)...)
+			want := p.status
+			if tc.refused {
+				want = http.StatusForbidden
+			}
+			if r.status != want {
+				t.Errorf("%s, POST %s: got %s, want %d", tc.name, p.path, r, want)
+			}
+			if tc.refused && !bytes.Contains(r.body, []byte(`"message":"Cross-site request refused"`)) {
+				t.Errorf("%s, POST %s: body %s, want authd's PT403", tc.name, p.path, r.body)
+			}
+		}
 	}
 }
 
@@ -445,7 +504,16 @@ func TestCaddyfiles(t *testing.T) {
 
 			var auths []map[string]any
 			deleted := map[string]bool{}
+			framing := 0 // handlers that set the login page's CSP and X-Frame-Options
 			walk(cfg, func(m map[string]any) {
+				if m["handler"] == "headers" {
+					js, _ := json.Marshal(m["response"])
+					csp, _ := json.Marshal(pageCSP)
+					if bytes.Contains(js, []byte(`"Content-Security-Policy":[`+string(csp)+`]`)) &&
+						bytes.Contains(js, []byte(`"X-Frame-Options":["DENY"]`)) {
+						framing++
+					}
+				}
 				if m["handler"] == "reverse_proxy" {
 					if rw, ok := m["rewrite"].(map[string]any); ok && rw["uri"] == "/auth/verify" {
 						auths = append(auths, m)
@@ -479,6 +547,9 @@ func TestCaddyfiles(t *testing.T) {
 				if !deleted[h] {
 					t.Errorf("%s: no request_header -%s: a client could send its own", tc.file, h)
 				}
+			}
+			if framing != 1 {
+				t.Errorf("%s: %d header blocks set Content-Security-Policy %q and X-Frame-Options DENY, want one, for the login page", tc.file, framing, pageCSP)
 			}
 		})
 	}
@@ -527,7 +598,11 @@ type traefikMiddleware struct {
 		AuthRequestHeaders  []string `json:"authRequestHeaders"`
 	} `json:"forwardAuth"`
 	Headers *struct {
-		CustomRequestHeaders map[string]string `json:"customRequestHeaders"`
+		CustomRequestHeaders  map[string]string `json:"customRequestHeaders"`
+		ContentSecurityPolicy string            `json:"contentSecurityPolicy"`
+		FrameDeny             bool              `json:"frameDeny"`
+		ContentTypeNosniff    bool              `json:"contentTypeNosniff"`
+		ReferrerPolicy        string            `json:"referrerPolicy"`
 	} `json:"headers"`
 }
 
@@ -636,6 +711,17 @@ func TestTraefikConfig(t *testing.T) {
 		if serviceURL(r.Service).Host == authdURL.Host && r.Rule != authdRouter.Rule {
 			t.Errorf("router %s sends %s to authd, want only its public paths", name, r.Rule)
 		}
+	}
+
+	// No other site may frame the login page (clickjacking).
+	framed := true
+	for _, m := range page.Middlewares {
+		if hd := h.Middlewares[m].Headers; hd != nil && hd.ContentSecurityPolicy == pageCSP && hd.FrameDeny {
+			framed = false
+		}
+	}
+	if framed {
+		t.Errorf("router %s: no headers middleware with contentSecurityPolicy %q and frameDeny", page.Rule, pageCSP)
 	}
 
 	for _, r := range []traefikRouter{authdRouter, public, page} {

@@ -225,6 +225,8 @@ func newStack(t *testing.T, bin string) *stack {
 		"AUTHD_ADDR":        "127.0.0.1:0",
 		"AUTHD_BCRYPT_COST": "4",
 		"AUTHD_LOG_LEVEL":   "info",
+		// The gateways here listen on plain HTTP.
+		"AUTHD_COOKIE_SECURE": "false",
 	})
 	s.authd = startProc(t, "authd", cmd)
 	listening := regexp.MustCompile(`"msg":"authd ready","addr":"(127\.0\.0\.1:\d+)"`)

@@ -235,6 +235,7 @@ func startKeyedAuthd(t *testing.T, s *stack, dir string) string {
 		"AUTHD_ADDR":             "127.0.0.1:0",
 		"AUTHD_BCRYPT_COST":      "4",
 		"AUTHD_LOG_LEVEL":        "info",
+		"AUTHD_COOKIE_SECURE":    "false", // plain HTTP
 	})
 	s.authd = startProc(t, "authd", cmd)
 	listening := regexp.MustCompile(`"msg":"authd ready","addr":"(127\.0\.0\.1:\d+)"`)

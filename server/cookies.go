@@ -6,10 +6,16 @@ import (
 )
 
 // Cookie names and paths. SuperStack's clients know these names, and its
-// Caddyfile copies access_token into Authorization.
+// Caddyfile copies access_token into Authorization (such a gateway needs
+// HostPrefix off; the gateways in deploy/ ask /auth/verify instead).
 const (
 	accessCookie  = "access_token"
 	refreshCookie = "refresh_token"
+	// hostPrefix marks a cookie that browsers accept only with Secure,
+	// Path=/ and no Domain, set by this very host: a sibling subdomain
+	// cannot plant one (cookie tossing). The refresh cookie cannot carry
+	// it: its paths are not /.
+	hostPrefix = "__Host-"
 )
 
 // refreshPaths are the only paths the refresh cookie is sent to. It is
@@ -31,10 +37,22 @@ type CookieConfig struct {
 	RefreshSameSite http.SameSite
 	// Domain, when set, shares the cookies with subdomains.
 	Domain string
+	// HostPrefix names the access cookie __Host-access_token, and only
+	// that name is read back. Browsers take it only with Secure and no
+	// Domain.
+	HostPrefix bool
+}
+
+// accessName is the access cookie's name.
+func (cc CookieConfig) accessName() string {
+	if cc.HostPrefix {
+		return hostPrefix + accessCookie
+	}
+	return accessCookie
 }
 
 func (cc CookieConfig) access(value string, maxAge int) *http.Cookie {
-	return cc.cookie(accessCookie, value, "/", cc.SameSite, maxAge)
+	return cc.cookie(cc.accessName(), value, "/", cc.SameSite, maxAge)
 }
 
 func (cc CookieConfig) refresh(value string, maxAge int) []*http.Cookie {
@@ -66,4 +84,29 @@ func (cc CookieConfig) cookie(name, value, path string, sameSite http.SameSite, 
 		c.Expires = time.Unix(0, 0)
 	}
 	return c
+}
+
+// cookieValues are the values of every cookie named name in r. A browser
+// sends two when another host under the same parent domain (or a path
+// of this one) set a cookie of that name too: the order says nothing
+// about which is this site's, so callers never just take the first.
+func cookieValues(r *http.Request, name string) []string {
+	var out []string
+	for _, c := range r.CookiesNamed(name) {
+		out = append(out, c.Value)
+	}
+	return out
+}
+
+// oneCookie is the value of the cookie name, "" when there is none, and
+// a 401 when there are several.
+func oneCookie(r *http.Request, name string) (string, error) {
+	vs := cookieValues(r, name)
+	switch len(vs) {
+	case 0:
+		return "", nil
+	case 1:
+		return vs[0], nil
+	}
+	return "", errDuplicateCookie(name)
 }

@@ -136,7 +136,7 @@ func FuzzPresentedAccess(f *testing.F) {
 		if cookie != "" {
 			r.Header.Set("Cookie", cookie)
 		}
-		raw, err := presentedAccess(r)
+		raw, err := presentedAccess(r, accessCookie)
 		if err != nil {
 			var e *Error
 			if !errors.As(err, &e) || e.Status != http.StatusUnauthorized || len(e.Header["WWW-Authenticate"]) == 0 {

@@ -102,11 +102,24 @@ func errTooLarge(limit int64) *Error {
 	}
 }
 
+// errCrossSite refuses a request to a cookie endpoint from another site
+// (origin.go).
 func errCrossSite() *Error {
 	return &Error{
 		Status: http.StatusForbidden, Code: "PT403",
-		Message: "Cross-site form login refused",
-		Hint:    ptr("Log in with a JSON request from the application's own origin."),
+		Message: "Cross-site request refused",
+		Hint:    ptr("Log in, refresh and log out from the application's own origin, or add that origin to AUTHD_ALLOWED_ORIGINS."),
+	}
+}
+
+// errDuplicateCookie refuses a request with two cookies of one name: one
+// may have been planted by a sibling subdomain (cookie tossing).
+func errDuplicateCookie(name string) *Error {
+	return &Error{
+		Status: http.StatusUnauthorized, Code: "PT401",
+		Message: "Cookie " + name + " sent more than once",
+		Hint:    ptr("Another site under the same domain may have set it: clear this site's cookies, then log in again."),
+		Header:  http.Header{"WWW-Authenticate": {"Bearer"}},
 	}
 }
 

@@ -72,6 +72,10 @@ func withCookie(cc server.CookieConfig) option {
 	return func(c *server.Config, _ *identity.Config, _ *envOpts) { c.Cookie = cc }
 }
 
+func withAllowedOrigins(origins ...string) option {
+	return func(c *server.Config, _ *identity.Config, _ *envOpts) { c.AllowedOrigins = origins }
+}
+
 func withRequestTimeout(d time.Duration) option {
 	return func(c *server.Config, _ *identity.Config, _ *envOpts) { c.RequestTimeout = d }
 }

@@ -57,11 +57,11 @@ func TestLoginSetsHttpOnlyCookies(t *testing.T) {
 
 func maskCookies(cookies []string) []string {
 	out := make([]string, len(cookies))
-	re := regexp.MustCompile(`^(access_token|refresh_token)=[^;]+`)
+	re := regexp.MustCompile(`^(__Host-access_token|access_token|refresh_token)=[^;]+`)
 	for i, c := range cookies {
 		out[i] = re.ReplaceAllStringFunc(c, func(s string) string {
-			if strings.HasPrefix(s, "access_token=") {
-				return "access_token=JWT"
+			if name, _, _ := strings.Cut(s, "="); name != "refresh_token" {
+				return name + "=JWT"
 			}
 			return "refresh_token=RT"
 		})

@@ -6,6 +6,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
+	"authd/identity"
 	"authd/token"
 )
 
@@ -14,6 +15,11 @@ import (
 // or body) and from the access token (header or cookie, expired or not);
 // either is enough, and neither is required: logging out twice, or with
 // nothing, is still 204.
+//
+// Two cookies of one name (one perhaps planted by a sibling subdomain)
+// are not chosen between, as refresh and verify refuse them: logout ends
+// the session of each. The holder of a token may always end its session,
+// and a planted cookie must not keep a user from logging out.
 func (s *Server) handleLogout() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
@@ -21,13 +27,38 @@ func (s *Server) handleLogout() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		var refreshHash []byte
-		if rt := presentedRefresh(c, args); rt != "" {
-			refreshHash = token.HashRefresh(rt)
+		refreshes := []string{args["refresh_token"]}
+		if refreshes[0] == "" {
+			refreshes = cookieValues(r, refreshCookie)
 		}
-		sid := s.accessSession(c)
-		if refreshHash != nil || sid != uuid.Nil {
-			if err := s.db.RevokeSessions(r.Context(), sid, refreshHash); err != nil {
+		var hashes [][]byte
+		for _, rt := range refreshes {
+			if rt != "" && identity.WellFormed(rt, maxRefreshLen) {
+				hashes = append(hashes, token.HashRefresh(rt))
+			}
+		}
+		accesses := []string{bearerToken(r.Header)}
+		if accesses[0] == "" {
+			accesses = cookieValues(r, s.cfg.Cookie.accessName())
+		}
+		var sids []uuid.UUID
+		for _, raw := range accesses {
+			if sid := s.accessSession(raw); sid != uuid.Nil {
+				sids = append(sids, sid)
+			}
+		}
+		for i := range max(len(hashes), len(sids)) {
+			var (
+				hash []byte
+				sid  uuid.UUID
+			)
+			if i < len(hashes) {
+				hash = hashes[i]
+			}
+			if i < len(sids) {
+				sid = sids[i]
+			}
+			if err := s.db.RevokeSessions(r.Context(), sid, hash); err != nil {
 				return errInternal(err)
 			}
 		}
@@ -39,16 +70,10 @@ func (s *Server) handleLogout() echo.HandlerFunc {
 	}
 }
 
-// accessSession returns the session named by a validly signed access
-// token, or uuid.Nil. Expiry is ignored on purpose: revoking is harmless, and an
-// expired token still proves which session it came from.
-func (s *Server) accessSession(c echo.Context) uuid.UUID {
-	raw := bearerToken(c.Request().Header)
-	if raw == "" {
-		if ck, err := c.Cookie(accessCookie); err == nil {
-			raw = ck.Value
-		}
-	}
+// accessSession returns the session named by raw, a validly signed
+// access token, or uuid.Nil. Expiry is ignored on purpose: revoking is
+// harmless, and an expired token still proves which session it came from.
+func (s *Server) accessSession(raw string) uuid.UUID {
 	if raw == "" {
 		return uuid.Nil
 	}

@@ -24,7 +24,10 @@ func (s *Server) handleRefresh() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		presented := presentedRefresh(c, args)
+		presented, err := presentedRefresh(c, args)
+		if err != nil {
+			return err
+		}
 		if presented == "" {
 			return errInvalidRefresh()
 		}
@@ -56,16 +59,18 @@ func (s *Server) handleRefresh() echo.HandlerFunc {
 // presentedRefresh is the refresh token in the body, else in the cookie;
 // "" when there is none, or when what is there cannot be one of authd's
 // tokens (too long, a NUL, invalid UTF-8): that is answered as any dead
-// token, before anything is hashed or looked up.
-func presentedRefresh(c echo.Context, args rpcArgs) string {
+// token, before anything is hashed or looked up. Two refresh cookies are
+// refused (oneCookie).
+func presentedRefresh(c echo.Context, args rpcArgs) (string, error) {
 	t := args["refresh_token"]
 	if t == "" {
-		if ck, err := c.Cookie(refreshCookie); err == nil {
-			t = ck.Value
+		var err error
+		if t, err = oneCookie(c.Request(), refreshCookie); err != nil {
+			return "", err
 		}
 	}
 	if !identity.WellFormed(t, maxRefreshLen) {
-		return ""
+		return "", nil
 	}
-	return t
+	return t, nil
 }

@@ -8,9 +8,11 @@ import (
 
 // routes is the whole API.
 func (s *Server) routes(e *echo.Echo) {
-	e.POST("/rpc/login", s.handleLogin())
-	e.POST("/rpc/refresh_token", s.handleRefresh())
-	e.POST("/rpc/logout", s.handleLogout())
+	// The endpoints that set or read the session cookies answer only the
+	// site itself (origin.go).
+	e.POST("/rpc/login", s.handleLogin(), s.sameSite)
+	e.POST("/rpc/refresh_token", s.handleRefresh(), s.sameSite)
+	e.POST("/rpc/logout", s.handleLogout(), s.sameSite)
 
 	// Forward-auth for gateways; they may send any method.
 	e.Any("/auth/verify", s.handleVerify())

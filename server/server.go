@@ -27,6 +27,10 @@ type Config struct {
 	// (concurrent tabs, SSR) before its reuse counts as theft.
 	ReuseGrace time.Duration
 	Cookie     CookieConfig
+	// AllowedOrigins are the origins (ParseOrigin's form) besides the
+	// site's own whose pages may log in, refresh and log out: an
+	// application on another origin that the gateway answers CORS for.
+	AllowedOrigins []string
 	// RequestTimeout bounds each request; 0 means 10 s.
 	RequestTimeout time.Duration
 	// Metrics is the registry the HTTP series are registered on and

@@ -29,7 +29,7 @@ func (s *Server) handleVerify() echo.HandlerFunc {
 			id, err = s.ident.IdentifyAPIKey(r.Context(), key)
 		} else {
 			var raw string
-			if raw, err = presentedAccess(r); err == nil {
+			if raw, err = presentedAccess(r, s.cfg.Cookie.accessName()); err == nil {
 				id, err = s.ident.IdentifyToken(r.Context(), raw)
 			}
 		}
@@ -47,8 +47,9 @@ func (s *Server) handleVerify() echo.HandlerFunc {
 
 // presentedAccess returns the access token of a request: the Authorization
 // header if there is one (an API client's explicit choice wins over a
-// cookie the browser happens to hold), else the access cookie.
-func presentedAccess(r *http.Request) (string, error) {
+// cookie the browser happens to hold), else the access cookie, named
+// cookieName; two of those are refused, not chosen between.
+func presentedAccess(r *http.Request, cookieName string) (string, error) {
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		raw := bearerToken(r.Header)
 		if raw == "" {
@@ -59,8 +60,12 @@ func presentedAccess(r *http.Request) (string, error) {
 		}
 		return checkTokenSize(raw)
 	}
-	if ck, err := r.Cookie(accessCookie); err == nil && ck.Value != "" {
-		return checkTokenSize(ck.Value)
+	raw, err := oneCookie(r, cookieName)
+	if err != nil {
+		return "", err
+	}
+	if raw != "" {
+		return checkTokenSize(raw)
 	}
 	return "", &Error{
 		Status: http.StatusUnauthorized, Code: "PGRST302", Message: "Anonymous access is disabled",

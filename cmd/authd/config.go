@@ -39,8 +39,11 @@ type config struct {
 	ReuseGrace      time.Duration
 	BcryptCost      int
 	Cookie          server.CookieConfig
-	LogLevel        string
-	LogFormat       string // json or text
+	// AllowedOrigins are AUTHD_ALLOWED_ORIGINS, in server.ParseOrigin's
+	// form: origins besides the site's own that may log in.
+	AllowedOrigins []string
+	LogLevel       string
+	LogFormat      string // json or text
 	// DBWait is how long serve and nats-callout wait for the database at
 	// start-up; 0 tries once.
 	DBWait              time.Duration
@@ -246,7 +249,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LogFormat:       e.oneOf("AUTHD_LOG_FORMAT", "json", "json", "text"),
 		DBWait:          e.duration("AUTHD_DB_WAIT", 60*time.Second),
 		Cookie: server.CookieConfig{
-			Secure:          e.boolean("AUTHD_COOKIE_SECURE", false),
+			// Secure unless the operator says the site is plain HTTP
+			// (development): a token cookie must not cross the network
+			// in clear because a setting was forgotten.
+			Secure:          e.boolean("AUTHD_COOKIE_SECURE", true),
 			SameSite:        e.sameSite("AUTHD_COOKIE_SAMESITE", http.SameSiteLaxMode),
 			RefreshSameSite: e.sameSite("AUTHD_REFRESH_COOKIE_SAMESITE", http.SameSiteStrictMode),
 			Domain:          e.getenv("AUTHD_COOKIE_DOMAIN"),
@@ -292,6 +298,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.RefreshTTL == 0 {
 		e.fail("AUTHD_REFRESH_TTL", "must be positive")
 	}
+	c.Cookie.HostPrefix = hostPrefix(e, c.Cookie)
+	c.AllowedOrigins = allowedOrigins(e)
 	if c.Cookie.SameSite == http.SameSiteNoneMode && !c.Cookie.Secure {
 		e.fail("AUTHD_COOKIE_SAMESITE", "None requires AUTHD_COOKIE_SECURE=true (browsers drop such cookies)")
 	}
@@ -299,6 +307,40 @@ func loadConfig(getenv func(string) string) (config, error) {
 		e.fail("AUTHD_REFRESH_COOKIE_SAMESITE", "None requires AUTHD_COOKIE_SECURE=true (browsers drop such cookies)")
 	}
 	return c, errors.Join(e.errs...)
+}
+
+// hostPrefix is AUTHD_COOKIE_HOST_PREFIX: on by default when the cookies
+// are Secure and have no Domain, the only cookies browsers accept with
+// the __Host- prefix; asked for otherwise, it is an error.
+func hostPrefix(e *env, cc server.CookieConfig) bool {
+	possible := cc.Secure && cc.Domain == ""
+	on := e.boolean("AUTHD_COOKIE_HOST_PREFIX", possible)
+	switch {
+	case on && !cc.Secure:
+		e.fail("AUTHD_COOKIE_HOST_PREFIX", "true requires AUTHD_COOKIE_SECURE=true (browsers drop __Host- cookies without Secure)")
+	case on && cc.Domain != "":
+		e.fail("AUTHD_COOKIE_HOST_PREFIX", "true cannot go with AUTHD_COOKIE_DOMAIN (browsers drop __Host- cookies with a Domain)")
+	}
+	return on && possible
+}
+
+// allowedOrigins is AUTHD_ALLOWED_ORIGINS: comma-separated origins such
+// as https://app.example.com.
+func allowedOrigins(e *env) []string {
+	v := e.getenv("AUTHD_ALLOWED_ORIGINS")
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		o, err := server.ParseOrigin(item)
+		if err != nil {
+			e.fail("AUTHD_ALLOWED_ORIGINS", "%v", err)
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
 }
 
 // secretSource says where the HMAC secret comes from, so that a reload can
@@ -516,6 +558,7 @@ func knownVars() []string {
 		"AUTHD_BCRYPT_COST", "AUTHD_BCRYPT_SLOTS", "AUTHD_BCRYPT_NICE", "AUTHD_LOGIN_QUEUE", "AUTHD_LOGIN_QUEUE_WAIT",
 		"AUTHD_LOGIN_FAILURES_PER_USER", "AUTHD_LOGIN_FAILURES_PER_IP", "AUTHD_TRUSTED_PROXIES", "AUTHD_APIKEY_TOKEN_TTL", "AUTHD_CACHE_RECHECK",
 		"AUTHD_COOKIE_SECURE", "AUTHD_COOKIE_SAMESITE", "AUTHD_REFRESH_COOKIE_SAMESITE", "AUTHD_COOKIE_DOMAIN",
+		"AUTHD_COOKIE_HOST_PREFIX", "AUTHD_ALLOWED_ORIGINS",
 		"AUTHD_LOG_LEVEL", "AUTHD_LOG_FORMAT", "AUTHD_SHUTDOWN_GRACE",
 		"AUTHD_STATEMENT_TIMEOUT", "AUTHD_PURGE_INTERVAL", "AUTHD_DB_WAIT",
 		// user add, user passwd, user role and apikey create

@@ -50,8 +50,10 @@ func TestConfigDefaults(t *testing.T) {
 		{"BcryptCost", c.BcryptCost, 10},
 		{"Cookie.SameSite", c.Cookie.SameSite, http.SameSiteLaxMode},
 		{"Cookie.RefreshSameSite", c.Cookie.RefreshSameSite, http.SameSiteStrictMode},
-		{"Cookie.Secure", c.Cookie.Secure, false},
+		{"Cookie.Secure", c.Cookie.Secure, true},
 		{"Cookie.Domain", c.Cookie.Domain, ""},
+		{"Cookie.HostPrefix", c.Cookie.HostPrefix, true},
+		{"AllowedOrigins", c.AllowedOrigins, []string(nil)},
 		{"JWTAudience", c.JWTAudience, ""},
 		{"AuthenticatorRole", c.AuthenticatorRole, "authenticator"},
 		{"LogLevel", c.LogLevel, "info"},
@@ -97,6 +99,7 @@ func TestConfigValues(t *testing.T) {
 		"AUTHD_LOGIN_QUEUE":             "50",
 		"AUTHD_BCRYPT_NICE":             "0",
 		"AUTHD_TRUSTED_PROXIES":         "10.0.0.0/8, 192.168.1.7",
+		"AUTHD_ALLOWED_ORIGINS":         "https://app.example.com, HTTPS://Admin.Example.com:443,http://localhost:8080",
 	}
 	c, err := loadConfig(getenv(env))
 	if err != nil {
@@ -117,6 +120,8 @@ func TestConfigValues(t *testing.T) {
 		{"Cookie.SameSite", c.Cookie.SameSite, http.SameSiteStrictMode},
 		{"Cookie.RefreshSameSite", c.Cookie.RefreshSameSite, http.SameSiteNoneMode},
 		{"Cookie.Domain", c.Cookie.Domain, "example.com"},
+		{"Cookie.HostPrefix", c.Cookie.HostPrefix, false}, // a Domain rules it out
+		{"AllowedOrigins", c.AllowedOrigins, []string{"https://app.example.com", "https://admin.example.com", "http://localhost:8080"}},
 		{"AuthenticatorRole", c.AuthenticatorRole, "pgrst"},
 		{"LogLevel", c.LogLevel, "debug"},
 		{"ShutdownGracePeriod", c.ShutdownGracePeriod, 30 * time.Second},
@@ -284,9 +289,18 @@ func TestConfigErrors(t *testing.T) {
 		{"AUTHD_COOKIE_SECURE", "maybe", nil},
 		{"AUTHD_COOKIE_SAMESITE", "sideways", nil},
 		{"AUTHD_REFRESH_COOKIE_SAMESITE", "loose", nil},
-		{"AUTHD_COOKIE_SAMESITE", "None", nil},
+		{"AUTHD_COOKIE_SAMESITE", "None", map[string]string{"AUTHD_COOKIE_SECURE": "false"}},
 		{"AUTHD_COOKIE_SAMESITE", "none", map[string]string{"AUTHD_COOKIE_SECURE": "false"}},
-		{"AUTHD_REFRESH_COOKIE_SAMESITE", "None", nil},
+		{"AUTHD_REFRESH_COOKIE_SAMESITE", "None", map[string]string{"AUTHD_COOKIE_SECURE": "false"}},
+		{"AUTHD_COOKIE_HOST_PREFIX", "maybe", nil},
+		{"AUTHD_COOKIE_HOST_PREFIX", "true", map[string]string{"AUTHD_COOKIE_SECURE": "false"}},
+		{"AUTHD_COOKIE_HOST_PREFIX", "true", map[string]string{"AUTHD_COOKIE_DOMAIN": "example.com"}},
+		{"AUTHD_ALLOWED_ORIGINS", "app.example.com", nil},
+		{"AUTHD_ALLOWED_ORIGINS", "https://app.example.com/", nil},
+		{"AUTHD_ALLOWED_ORIGINS", "https://app.example.com/login", nil},
+		{"AUTHD_ALLOWED_ORIGINS", "https://*.example.com", nil},
+		{"AUTHD_ALLOWED_ORIGINS", "ftp://example.com", nil},
+		{"AUTHD_ALLOWED_ORIGINS", "null", nil},
 		{"AUTHD_LOG_LEVEL", "verbose", nil},
 		{"AUTHD_BCRYPT_NICE", "20", nil},
 		{"AUTHD_BCRYPT_NICE", "-5", nil}, // raising priority needs privilege
@@ -382,7 +396,7 @@ func TestServeBadConfig(t *testing.T) {
 	}{
 		{"short secret", map[string]string{"JWT_SECRET": secret}, []string{"JWT_SECRET"}},
 		{"bad duration", map[string]string{"JWT_SECRET": secret32, "AUTHD_ACCESS_TTL": "1 hour"}, []string{"AUTHD_ACCESS_TTL"}},
-		{"several", map[string]string{"JWT_SECRET": secret, "AUTHD_BCRYPT_COST": "1", "AUTHD_COOKIE_SAMESITE": "None"},
+		{"several", map[string]string{"JWT_SECRET": secret, "AUTHD_BCRYPT_COST": "1", "AUTHD_COOKIE_SAMESITE": "None", "AUTHD_COOKIE_SECURE": "false"},
 			[]string{"JWT_SECRET", "AUTHD_BCRYPT_COST", "AUTHD_COOKIE_SAMESITE"}},
 	}
 	for _, tt := range tests {

@@ -36,6 +36,8 @@ func baseEnv(url string) map[string]string {
 		"AUTHD_BCRYPT_COST":        testCost,
 		"AUTHD_BCRYPT_NICE":        "0",
 		"AUTHD_AUTHENTICATOR_ROLE": "authd_test_no_such_authenticator",
+		// The tests' servers speak plain HTTP.
+		"AUTHD_COOKIE_SECURE": "false",
 	}
 }
 

@@ -147,6 +147,7 @@ func serve(ctx context.Context, cfg config, p process, log, life *slog.Logger) e
 		RefreshTTL:     cfg.RefreshTTL,
 		ReuseGrace:     cfg.ReuseGrace,
 		Cookie:         cfg.Cookie,
+		AllowedOrigins: cfg.AllowedOrigins,
 		Metrics:        reg,
 		MetricsApart:   cfg.MetricsAddr != "",
 		TrustedProxies: cfg.TrustedProxies,

@@ -186,6 +186,25 @@ async function run() {
     return `upstream saw X-Auth-User ${r.json.x_auth_user}, X-Auth-Role ${r.json.x_auth_role}, Authorization Bearer ${firstToken.slice(0, 12)}…`;
   });
 
+  await step("Who am I refuses a route on another origin, however it is spelt", async () => {
+    // Each resolves, with the page's URL, to another host: fetch would
+    // send the request there (the page's CSP would stop it, but the check
+    // must not rely on that).
+    const spellings = ["/\\evil.example/api/whoami", "//evil.example/api/whoami", "/\t/evil.example/api/whoami", "https://evil.example/api/whoami"];
+    const status = page.locator("#status");
+    for (const route of spellings) {
+      const seq = Number(await status.getAttribute("data-seq"));
+      await page.getByLabel("Protected route").fill(route);
+      await page.getByRole("button", { name: "Who am I" }).click();
+      await page.waitForFunction((n) => Number(document.getElementById("status").dataset.seq) > n, seq);
+      const text = (await status.textContent()).trim();
+      expect(/must be a path on this site/.test(text) && (await status.getAttribute("data-ok")) === "false",
+        `route ${JSON.stringify(route)}: the page shows ${JSON.stringify(text)}, want "must be a path on this site"`);
+    }
+    await page.getByLabel("Protected route").fill(protectedPath);
+    return `${spellings.length} spellings refused`;
+  });
+
   await step("Refresh: a new access token in the cookie", async () => {
     const r = await act(() => page.getByRole("button", { name: "Refresh" }).click(), "/rpc/refresh_token");
     expect(r.ok && r.status === 204, `refresh answered ${r.status}: ${r.text}`);

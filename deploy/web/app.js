@@ -79,14 +79,32 @@ $("login").addEventListener("submit", async (ev) => {
   if (ok) $("pass").value = "";
 });
 
+// sameOrigin is path resolved against this page's origin, or null when it
+// names another origin (or does not parse).
+function sameOrigin(path) {
+  if (!path.startsWith("/")) return null;
+  let url;
+  try {
+    url = new URL(path, location.origin);
+  } catch {
+    return null;
+  }
+  return url.origin === location.origin ? url : null;
+}
+
 $("whoami").addEventListener("click", () => {
   const path = $("route").value.trim();
   // A path on this origin only: the cookies are not meant for anyone else.
-  if (!path.startsWith("/") || path.startsWith("//")) {
+  // The browser's own URL parser decides, as fetch will: a string test is
+  // fooled by /\evil.example (URL reads a backslash as a slash) or by a
+  // tab between the slashes (URL drops tabs), both another host.
+  const url = sameOrigin(path);
+  if (!url) {
     show("whoami", false, 0, `Protected route must be a path on this site, like /api/whoami (got "${path}")`, "");
     return;
   }
-  call("whoami", "GET", path);
+  call("whoami", "GET", url.pathname + url.search);
 });
+
 $("refresh").addEventListener("click", () => call("refresh", "POST", "/rpc/refresh_token"));
 $("logout").addEventListener("click", () => call("logout", "POST", "/rpc/logout"));

@@ -148,7 +148,9 @@ func Setup(ctx context.Context, c Config, env ...string) (_ *Harness, err error)
 		})
 	}
 	h.Logf("database %s, role %s", h.DBName, h.Role)
-	h.Env = slices.Concat([]string{"JWT_SECRET=" + h.Secret, "AUTHD_BCRYPT_COST=" + strconv.Itoa(BcryptCost), "AUTHD_LOG_LEVEL=warn"}, env, c.ServerEnv)
+	h.Env = slices.Concat([]string{"JWT_SECRET=" + h.Secret, "AUTHD_BCRYPT_COST=" + strconv.Itoa(BcryptCost), "AUTHD_LOG_LEVEL=warn",
+		// Plain HTTP on loopback: the clients read and send access_token.
+		"AUTHD_COOKIE_SECURE=false"}, env, c.ServerEnv)
 	if _, err := h.Authd(ctx, "migrate", "up"); err != nil {
 		return nil, err
 	}
