@@ -67,3 +67,12 @@ func (cc CookieConfig) cookie(name, value, path string, sameSite http.SameSite, 
 	}
 	return c
 }
+
+// refreshMaxAge is the refresh cookie's Max-Age for a token that lives
+// ttl: whole seconds, rounded down so that the cookie never outlives the
+// token (nor the session, which caps the token), and at least 1: for
+// net/http a MaxAge of 0 means no Max-Age at all, a cookie kept until the
+// browser closes.
+func refreshMaxAge(ttl time.Duration) int {
+	return max(int(ttl/time.Second), 1)
+}
