@@ -110,3 +110,12 @@ func oneCookie(r *http.Request, name string) (string, error) {
 	}
 	return "", errDuplicateCookie(name)
 }
+
+// refreshMaxAge is the refresh cookie's Max-Age for a token that lives
+// ttl: whole seconds, rounded down so that the cookie never outlives the
+// token (nor the session, which caps the token), and at least 1: for
+// net/http a MaxAge of 0 means no Max-Age at all, a cookie kept until the
+// browser closes.
+func refreshMaxAge(ttl time.Duration) int {
+	return max(int(ttl/time.Second), 1)
+}

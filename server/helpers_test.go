@@ -60,6 +60,10 @@ func withGrace(d time.Duration) option {
 	return func(c *server.Config, _ *identity.Config, _ *envOpts) { c.ReuseGrace = d }
 }
 
+func withSessionLifetime(d time.Duration) option {
+	return func(c *server.Config, _ *identity.Config, _ *envOpts) { c.SessionLifetime = d }
+}
+
 func withAccessTTL(d time.Duration) option {
 	return func(_ *server.Config, _ *identity.Config, o *envOpts) { o.accessTTL = d }
 }

@@ -29,7 +29,7 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 		if err != nil {
 			return errInternal(err)
 		}
-		g, err := s.db.StartSession(ctx, u.Username, refreshHash, s.cfg.RefreshTTL)
+		g, err := s.db.StartSession(ctx, u.Username, refreshHash, s.cfg.RefreshTTL, s.cfg.SessionLifetime)
 		if err != nil {
 			return errInternal(err)
 		}

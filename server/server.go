@@ -22,7 +22,13 @@ import (
 
 // Config is what the HTTP API needs beyond its dependencies.
 type Config struct {
+	// RefreshTTL is how long a refresh token lives unused: the session's
+	// idle timeout.
 	RefreshTTL time.Duration
+	// SessionLifetime is how long a session lives from login however
+	// often it is refreshed; no refresh token or refresh cookie outlives
+	// it. 0 means 30 days.
+	SessionLifetime time.Duration
 	// ReuseGrace is how long a spent refresh token still earns tokens
 	// (concurrent tabs, SSR) before its reuse counts as theft.
 	ReuseGrace time.Duration
@@ -68,6 +74,9 @@ type Server struct {
 func New(cfg Config, ident *identity.Core, db *store.DB, tokens *token.Issuer, log *slog.Logger) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.SessionLifetime <= 0 {
+		cfg.SessionLifetime = 30 * 24 * time.Hour
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second

@@ -31,7 +31,7 @@ func (s *Server) respondTokens(c echo.Context, g store.Grant, refresh string) er
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-store")
 	http.SetCookie(c.Response(), s.cfg.Cookie.access(access, int(s.tokens.TTL().Seconds())))
-	for _, ck := range s.cfg.Cookie.refresh(refresh, int(s.cfg.RefreshTTL.Seconds())) {
+	for _, ck := range s.cfg.Cookie.refresh(refresh, refreshMaxAge(g.RefreshTTL)) {
 		http.SetCookie(c.Response(), ck)
 	}
 	if !wantsRepresentation(c.Request().Header) {

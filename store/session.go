@@ -16,62 +16,83 @@ type Grant struct {
 	Role             string
 	SessionID        uuid.UUID
 	RefreshExpiresAt time.Time
+	// RefreshTTL is how long the new refresh token lives, measured on the
+	// database's clock: the refresh TTL, or less when the session ends
+	// sooner. A cookie's Max-Age is taken from it.
+	RefreshTTL time.Duration
 }
 
 // ErrInvalidRefresh covers every refresh token that earns no new tokens:
-// unknown, expired, revoked, of a revoked session or deleted user.
+// unknown, expired, revoked, of a revoked or ended session or deleted user.
 var ErrInvalidRefresh = errors.New("invalid or expired refresh token")
 
 // ErrRefreshReused is returned when a spent refresh token is presented
-// after the grace window; its whole session has just been revoked.
+// after the grace window, or a token that lost a refresh race is presented
+// after the winner was used; its whole session has just been revoked.
 var ErrRefreshReused = errors.New("refresh token reused: session revoked")
 
-// StartSession opens a session for username with its first refresh token.
-func (db *DB) StartSession(ctx context.Context, username string, tokenHash []byte, ttl time.Duration) (Grant, error) {
+// StartSession opens a session for username that ends lifetime from now
+// however often it is refreshed, with its first refresh token, valid for
+// ttl or until the session ends if that is sooner.
+func (db *DB) StartSession(ctx context.Context, username string, tokenHash []byte, ttl, lifetime time.Duration) (Grant, error) {
 	g := Grant{Username: username, SessionID: uuid.New()}
+	var now time.Time
 	err := db.p().QueryRow(ctx, `
 		with s as (
-		    insert into auth.session (id, username) values ($1, $2)
-		    returning id
+		    insert into auth.session (id, username, expires_at)
+		    values ($1, $2, now() + make_interval(secs => $5))
+		    returning id, expires_at
 		)
 		insert into auth.refresh_token (token_hash, session_id, expires_at)
-		select $3, s.id, now() + make_interval(secs => $4) from s
-		returning expires_at`,
-		g.SessionID, username, tokenHash, ttl.Seconds()).Scan(&g.RefreshExpiresAt)
+		select $3, s.id, least(now() + make_interval(secs => $4), s.expires_at) from s
+		returning expires_at, now()`,
+		g.SessionID, username, tokenHash, ttl.Seconds(), lifetime.Seconds()).Scan(&g.RefreshExpiresAt, &now)
 	if err != nil {
 		return Grant{}, wrapf(err, "start session for %q", username)
 	}
+	g.RefreshTTL = g.RefreshExpiresAt.Sub(now)
 	return g, nil
 }
 
 // Refresh spends the refresh token whose hash is oldHash and stores its
-// successor newHash, valid for ttl. The happy path is one statement; a
-// token that fails it costs one more, which tells why and acts on it:
+// successor newHash, valid for ttl or until the session ends if sooner.
+// The happy path is one statement; a token that fails it costs one more,
+// which tells why and acts on it:
 //
-//   - spent less than grace ago (two tabs, or SSR, refreshing at once): a
-//     sibling token is issued and nothing is revoked;
-//   - spent longer ago: a replay (RFC 9700 §4.14.2). The session is revoked,
+//   - spent less than grace ago (two tabs, or SSR, refreshing at once):
+//     a sibling of its child is issued, and the family is marked
+//     contested (see refreshInGrace): the first member of it to be
+//     rotated ends the others, so a race — or a thief replaying within
+//     the window — never leaves two live chains in one session;
+//   - spent longer ago, or a contested token that lost (its sibling was
+//     rotated first): a replay (RFC 9700 §4.14.2). The session is revoked,
 //     the newest token with it, and ErrRefreshReused is returned, with a
 //     Grant that names only the user and the session (for the log);
+//   - a contested token, still live: rotated as on the happy path, its
+//     siblings superseded (rotateContested);
 //   - the user's role was dropped: *RoleMissingError, nothing spent;
 //   - the user's role may not be in a token (a superuser, say, given to
 //     the user before the database refused such roles):
 //     *RolePrivilegedError, nothing spent;
-//   - anything else, a disabled user's token included: ErrInvalidRefresh.
+//   - anything else, a disabled user's token or an ended session's
+//     included: ErrInvalidRefresh.
 //
 // The role check costs the happy path no round trip: it is a condition of
 // the same statement (auth.role_refusal).
 func (db *DB) Refresh(ctx context.Context, oldHash, newHash []byte, ttl, grace time.Duration) (Grant, error) {
-	g, err := db.rotate(ctx, oldHash, newHash, ttl)
+	g, err := db.rotate(ctx, db.p(), oldHash, newHash, ttl, false)
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return g, err
 	}
-	return db.refreshSlowPath(ctx, oldHash, newHash, ttl, grace)
+	return db.refreshSlowPath(ctx, oldHash, newHash, ttl, grace, true)
 }
 
-// rotateSQL is the refresh happy path's one statement: spend the token
-// with hash $1 if it is live, insert its child with hash $2 valid for $3
-// seconds, return the grant.
+// rotateSQL spends the token with hash $1 if it is live, inserts its
+// child with hash $2, valid for $3 seconds or until the session ends, and
+// returns the grant. With $4 false (the happy path) it refuses a contested
+// token, which needs its session locked first; with $4 true
+// (rotateContested, lock held) it also supersedes every other live token
+// of the session: the token's siblings from a refresh race.
 const rotateSQL = `
 		with spent as (
 		    update auth.refresh_token t
@@ -81,110 +102,226 @@ const rotateSQL = `
 		      join pg_roles r on r.rolname = u.role
 		     where t.token_hash = $1
 		       and t.revoked_at is null
+		       and (not t.contested or $4)
 		       and t.expires_at > now()
 		       and s.id = t.session_id
 		       and s.revoked_at is null
+		       and s.expires_at > now()
 		       and u.disabled_at is null
 		       and auth.role_refusal(u.role) is null
-		    returning t.id, t.session_id, u.username, u.role
+		    returning t.id, t.session_id, s.expires_at as session_expires_at, u.username, u.role
+		), superseded as (
+		    update auth.refresh_token o
+		       set revoked_at = now(), revoked_reason = 'superseded'
+		      from spent
+		     where $4
+		       and o.session_id = spent.session_id
+		       and o.id <> spent.id
+		       and o.revoked_at is null
 		), child as (
 		    insert into auth.refresh_token (token_hash, session_id, parent_id, expires_at)
-		    select $2, spent.session_id, spent.id, now() + make_interval(secs => $3) from spent
+		    select $2, spent.session_id, spent.id,
+		           least(now() + make_interval(secs => $3), spent.session_expires_at)
+		      from spent
 		    returning expires_at
 		)
-		select spent.username, spent.role, spent.session_id, child.expires_at
+		select spent.username, spent.role, spent.session_id, child.expires_at, now()
 		  from spent, child`
 
-// rotate is the happy path. Concurrent refreshes of one token all try to
+// queryRower is a pool or a transaction.
+type queryRower interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// rotate runs rotateSQL. Concurrent refreshes of one token all try to
 // update the same row; the row lock makes them queue, and each waiter
-// re-checks "revoked_at is null" after the winner commits, so exactly one
-// of them gets a row back — on one authd or many.
-func (db *DB) rotate(ctx context.Context, oldHash, newHash []byte, ttl time.Duration) (Grant, error) {
-	var g Grant
-	err := db.p().QueryRow(ctx, rotateSQL,
-		oldHash, newHash, ttl.Seconds()).Scan(&g.Username, &g.Role, &g.SessionID, &g.RefreshExpiresAt)
+// re-checks "revoked_at is null" (and "not contested") after the winner
+// commits, so exactly one of them gets a row back — on one authd or many.
+func (db *DB) rotate(ctx context.Context, q queryRower, oldHash, newHash []byte, ttl time.Duration, contested bool) (Grant, error) {
+	var (
+		g   Grant
+		now time.Time
+	)
+	err := q.QueryRow(ctx, rotateSQL, oldHash, newHash, ttl.Seconds(), contested).Scan(
+		&g.Username, &g.Role, &g.SessionID, &g.RefreshExpiresAt, &now)
 	if err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return Grant{}, err
 		}
 		return Grant{}, wrapf(err, "rotate refresh token")
 	}
+	g.RefreshTTL = g.RefreshExpiresAt.Sub(now)
 	return g, nil
 }
 
-// refreshSlowPath classifies a token that rotate did not accept, and in
-// the same statement either issues a sibling (grace) or revokes the
-// session (replay).
-func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl, grace time.Duration) (Grant, error) {
+// refreshSlowPath classifies a token that rotate did not accept, revoking
+// the session in the same statement when it is a replay, and hands a
+// token that may still earn tokens to refreshInGrace or, if
+// tryContested, rotateContested.
+func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl, grace time.Duration, tryContested bool) (Grant, error) {
 	var (
 		g          Grant
-		active     bool // unspent, unexpired, session live, user enabled
+		tokenID    int64
+		usable     bool // unexpired, session live and not ended, user enabled
+		live       bool // unspent
+		inGrace    bool // spent by a rotation less than grace ago
+		contested  bool
 		roleExists bool
 		refusal    string
-		sibling    *time.Time
 		revoked    bool
-		foundRows  = true
 	)
 	err := db.p().QueryRow(ctx, `
 		with found as (
-		    select t.id, t.session_id, t.revoked_at, t.revoked_reason, t.expires_at,
-		           s.revoked_at as session_revoked_at, u.username, u.role,
-		           u.disabled_at is null as enabled,
+		    select t.id, t.session_id, t.revoked_at, t.revoked_reason, t.contested,
+		           t.expires_at > now() and s.revoked_at is null and s.expires_at > now()
+		               and u.disabled_at is null as usable,
+		           u.username, u.role,
 		           exists (select 1 from pg_roles r where r.rolname = u.role) as role_exists,
 		           auth.role_refusal(u.role) as role_refusal
 		      from auth.refresh_token t
 		      join auth.session s on s.id = t.session_id
 		      join auth.user u on u.username = s.username
 		     where t.token_hash = $1
-		), sibling as (
-		    insert into auth.refresh_token (token_hash, session_id, parent_id, expires_at)
-		    select $2, f.session_id, f.id, now() + make_interval(secs => $3)
-		      from found f
-		     where f.revoked_reason = 'rotated'
-		       and f.revoked_at >= now() - make_interval(secs => $4)
-		       and f.session_revoked_at is null
-		       and f.expires_at > now()
-		       and f.enabled
-		       and f.role_exists
-		       and f.role_refusal is null
-		    returning expires_at
 		), replay as (
 		    update auth.session s
 		       set revoked_at = now()
 		      from found f
 		     where s.id = f.session_id
-		       and f.revoked_reason = 'rotated'
-		       and f.revoked_at < now() - make_interval(secs => $4)
 		       and s.revoked_at is null
+		       and (f.revoked_reason = 'superseded'
+		            or (f.revoked_reason = 'rotated' and f.revoked_at < now() - make_interval(secs => $2)))
 		    returning s.id
 		)
-		select f.username, f.role, f.session_id, f.role_exists, coalesce(f.role_refusal, ''),
-		       f.revoked_at is null and f.expires_at > now() and f.session_revoked_at is null and f.enabled,
-		       (select expires_at from sibling),
-		       exists (select 1 from replay)
+		select f.id, f.username, f.role, f.session_id, f.role_exists, coalesce(f.role_refusal, ''),
+		       f.usable, f.revoked_at is null, coalesce(f.revoked_reason = 'rotated'
+		           and f.revoked_at >= now() - make_interval(secs => $2), false),
+		       f.contested, exists (select 1 from replay)
 		  from found f`,
-		oldHash, newHash, ttl.Seconds(), grace.Seconds()).Scan(
-		&g.Username, &g.Role, &g.SessionID, &roleExists, &refusal, &active, &sibling, &revoked)
-	if errors.Is(err, pgx.ErrNoRows) {
-		foundRows = false
-	} else if err != nil {
-		return Grant{}, wrapf(err, "check refresh token")
-	}
+		oldHash, grace.Seconds()).Scan(
+		&tokenID, &g.Username, &g.Role, &g.SessionID, &roleExists, &refusal,
+		&usable, &live, &inGrace, &contested, &revoked)
 	switch {
-	case !foundRows:
+	case errors.Is(err, pgx.ErrNoRows):
 		return Grant{}, ErrInvalidRefresh
+	case err != nil:
+		return Grant{}, wrapf(err, "check refresh token")
 	case revoked:
 		// Who and which session, for the caller's log; nothing is granted.
 		return Grant{Username: g.Username, SessionID: g.SessionID}, ErrRefreshReused
-	case sibling != nil:
-		g.RefreshExpiresAt = *sibling
-		return g, nil
-	case !roleExists && active:
+	case !usable:
+		return Grant{}, ErrInvalidRefresh
+	case inGrace && roleExists && refusal == "":
+		return db.refreshInGrace(ctx, g, tokenID, newHash, ttl)
+	case live && !roleExists:
 		return Grant{}, &RoleMissingError{Role: g.Role}
-	case refusal != "" && active:
+	case live && refusal != "":
 		return Grant{}, &RolePrivilegedError{Role: g.Role, Reason: refusal}
+	case live && contested && tryContested:
+		return db.rotateContested(ctx, g.SessionID, oldHash, newHash, ttl, grace)
 	}
 	return Grant{}, ErrInvalidRefresh
+}
+
+// inLockedSession runs fn in a transaction that holds session sessionID's
+// row lock, or returns ErrInvalidRefresh if the session is revoked or has
+// ended. Everything that adds a member to a contested family or decides
+// one takes this lock first, so those steps queue, and always in the same
+// order (session, then tokens). "For no key update" does not block the
+// happy path, whose insert only takes the foreign key's "key share" lock.
+func (db *DB) inLockedSession(ctx context.Context, sessionID uuid.UUID, fn func(tx pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, db.p(), func(tx pgx.Tx) error {
+		var one int
+		err := tx.QueryRow(ctx, `
+			select 1 from auth.session
+			 where id = $1 and revoked_at is null and expires_at > now()
+			   for no key update`, sessionID).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrInvalidRefresh
+		}
+		if err != nil {
+			return wrapf(err, "lock session")
+		}
+		return fn(tx)
+	})
+}
+
+// refreshInGrace answers a token (parentID) spent less than the grace
+// window ago. Both the client that spent it and this one hold a child of
+// it: a sibling (hash newHash) is issued only while the race is
+// undecided, and the family is marked contested so that the first child
+// rotated supersedes the others. If a child has already been rotated the
+// race is over, and whoever presents the parent now is replaying it: the
+// session is revoked.
+func (db *DB) refreshInGrace(ctx context.Context, g Grant, parentID int64, newHash []byte, ttl time.Duration) (Grant, error) {
+	var replayed bool
+	err := db.inLockedSession(ctx, g.SessionID, func(tx pgx.Tx) error {
+		// Marking the live children first takes their row locks: a
+		// happy-path rotation of one of them either finished before (and
+		// the check below sees it) or waits and then finds it contested.
+		if _, err := tx.Exec(ctx, `
+			update auth.refresh_token set contested = true
+			 where parent_id = $1 and revoked_at is null`, parentID); err != nil {
+			return wrapf(err, "mark refresh siblings")
+		}
+		var (
+			exp *time.Time
+			now time.Time
+		)
+		// A new statement, so a new snapshot: it sees any rotation of a
+		// child that committed while the update above waited.
+		err := tx.QueryRow(ctx, `
+			with decided as (
+			    select exists (select 1 from auth.refresh_token
+			                    where parent_id = $1 and revoked_reason = 'rotated') as yes
+			), sibling as (
+			    insert into auth.refresh_token (token_hash, session_id, parent_id, expires_at, contested)
+			    select $2, s.id, $1, least(now() + make_interval(secs => $3), s.expires_at), true
+			      from auth.session s, decided
+			     where s.id = $4 and not decided.yes
+			    returning expires_at
+			), replay as (
+			    update auth.session s set revoked_at = now()
+			      from decided
+			     where s.id = $4 and decided.yes
+			    returning s.id
+			)
+			select (select expires_at from sibling), now(), exists (select 1 from replay)`,
+			parentID, newHash, ttl.Seconds(), g.SessionID).Scan(&exp, &now, &replayed)
+		if err != nil {
+			return wrapf(err, "issue refresh sibling")
+		}
+		if exp != nil {
+			g.RefreshExpiresAt, g.RefreshTTL = *exp, exp.Sub(now)
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return Grant{}, err
+	case replayed:
+		return Grant{Username: g.Username, SessionID: g.SessionID}, ErrRefreshReused
+	}
+	return g, nil
+}
+
+// rotateContested rotates a live contested token under its session's lock,
+// superseding its siblings. If a sibling won while this one waited for the
+// lock, the token is superseded now: a replay, and the session is revoked.
+func (db *DB) rotateContested(ctx context.Context, sessionID uuid.UUID, oldHash, newHash []byte, ttl, grace time.Duration) (Grant, error) {
+	var g Grant
+	err := db.inLockedSession(ctx, sessionID, func(tx pgx.Tx) error {
+		var err error
+		g, err = db.rotate(ctx, tx, oldHash, newHash, ttl, true)
+		return err
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Changed while it waited for the lock: a sibling won (it is
+		// superseded: a replay), the same token was rotated by a request
+		// of its own (in grace now), or the user changed. Classify it
+		// again, once.
+		return db.refreshSlowPath(ctx, oldHash, newHash, ttl, grace, false)
+	}
+	return g, err
 }
 
 // RevokeSessions ends the session named by sessionID (a zero UUID names

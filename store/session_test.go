@@ -99,3 +99,50 @@ func TestLogoutReason(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionLifetime: StartSession caps the first refresh token at the
+// session's end, Refresh caps every successor there, and refuses once the
+// session has ended, spending nothing.
+func TestSessionLifetime(t *testing.T) {
+	t.Parallel()
+	db := storetest.NewDB(t)
+	ctx := context.Background()
+	storetest.AddUser(t, db, "alice", "pw")
+	tok := storetest.TokenHash
+
+	g, err := db.StartSession(ctx, "alice", tok("a1"), time.Hour, 30*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.RefreshTTL != 30*time.Minute {
+		t.Errorf("first token: got TTL %s, want 30m (the session's lifetime)", g.RefreshTTL)
+	}
+	var end time.Time
+	if err := db.Pool().QueryRow(ctx, `select expires_at from auth.session where id = $1`, g.SessionID).Scan(&end); err != nil {
+		t.Fatal(err)
+	}
+	if !g.RefreshExpiresAt.Equal(end) {
+		t.Errorf("first token expires %v, want the session's end %v", g.RefreshExpiresAt, end)
+	}
+	g2, err := db.Refresh(ctx, tok("a1"), tok("a2"), time.Hour, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g2.RefreshExpiresAt.Equal(end) || g2.RefreshTTL > 30*time.Minute || g2.RefreshTTL <= 0 {
+		t.Errorf("refreshed token expires %v (TTL %s), want the session's end %v", g2.RefreshExpiresAt, g2.RefreshTTL, end)
+	}
+
+	if _, err := db.Pool().Exec(ctx, `update auth.session set expires_at = now() - interval '1 second'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Refresh(ctx, tok("a2"), tok("a3"), time.Hour, time.Minute); !errors.Is(err, store.ErrInvalidRefresh) {
+		t.Errorf("refresh after the session's end: got %v, want ErrInvalidRefresh", err)
+	}
+	var spent bool
+	if err := db.Pool().QueryRow(ctx, `select revoked_at is not null from auth.refresh_token where token_hash = $1`, tok("a2")).Scan(&spent); err != nil {
+		t.Fatal(err)
+	}
+	if spent {
+		t.Errorf("a refused refresh spent the token")
+	}
+}

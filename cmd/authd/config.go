@@ -36,6 +36,9 @@ type config struct {
 	JWTAudience     string
 	AccessTTL       time.Duration
 	RefreshTTL      time.Duration
+	// SessionLifetime is AUTHD_SESSION_LIFETIME: a session's absolute
+	// end, counted from login.
+	SessionLifetime time.Duration
 	ReuseGrace      time.Duration
 	BcryptCost      int
 	Cookie          server.CookieConfig
@@ -243,6 +246,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		MetricsAddr:     e.getenv("AUTHD_METRICS_ADDR"),
 		JWTAudience:     e.getenv("AUTHD_JWT_AUD"),
 		RefreshTTL:      e.duration("AUTHD_REFRESH_TTL", 30*24*time.Hour),
+		SessionLifetime: e.duration("AUTHD_SESSION_LIFETIME", 30*24*time.Hour),
 		ReuseGrace:      e.duration("AUTHD_REFRESH_REUSE_GRACE", 10*time.Second),
 		adminConfig:     readAdminConfig(e),
 		LogLevel:        e.oneOf("AUTHD_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
@@ -300,6 +304,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	c.Cookie.HostPrefix = hostPrefix(e, c.Cookie)
 	c.AllowedOrigins = allowedOrigins(e)
+	if c.SessionLifetime == 0 {
+		e.fail("AUTHD_SESSION_LIFETIME", "must be positive")
+	}
 	if c.Cookie.SameSite == http.SameSiteNoneMode && !c.Cookie.Secure {
 		e.fail("AUTHD_COOKIE_SAMESITE", "None requires AUTHD_COOKIE_SECURE=true (browsers drop such cookies)")
 	}
@@ -554,6 +561,7 @@ func knownVars() []string {
 	return []string{
 		// serve and nats-callout
 		"AUTHD_ADDR", "AUTHD_METRICS_ADDR", "AUTHD_ACCESS_TTL", "AUTHD_REFRESH_TTL", "AUTHD_REFRESH_REUSE_GRACE",
+		"AUTHD_SESSION_LIFETIME",
 		"AUTHD_SIGNING_KEYS_DIR", "AUTHD_JWT_ISS", "AUTHD_JWT_AUD", "AUTHD_JWT_ROLE_PATH",
 		"AUTHD_BCRYPT_COST", "AUTHD_BCRYPT_SLOTS", "AUTHD_BCRYPT_NICE", "AUTHD_LOGIN_QUEUE", "AUTHD_LOGIN_QUEUE_WAIT",
 		"AUTHD_LOGIN_FAILURES_PER_USER", "AUTHD_LOGIN_FAILURES_PER_IP", "AUTHD_TRUSTED_PROXIES", "AUTHD_APIKEY_TOKEN_TTL", "AUTHD_CACHE_RECHECK",

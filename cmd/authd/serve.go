@@ -144,13 +144,14 @@ func serve(ctx context.Context, cfg config, p process, log, life *slog.Logger) e
 	// that no job fails on a closed pool.
 	defer c.close()
 	h := server.New(server.Config{
-		RefreshTTL:     cfg.RefreshTTL,
-		ReuseGrace:     cfg.ReuseGrace,
-		Cookie:         cfg.Cookie,
-		AllowedOrigins: cfg.AllowedOrigins,
-		Metrics:        reg,
-		MetricsApart:   cfg.MetricsAddr != "",
-		TrustedProxies: cfg.TrustedProxies,
+		RefreshTTL:      cfg.RefreshTTL,
+		SessionLifetime: cfg.SessionLifetime,
+		ReuseGrace:      cfg.ReuseGrace,
+		Cookie:          cfg.Cookie,
+		AllowedOrigins:  cfg.AllowedOrigins,
+		Metrics:         reg,
+		MetricsApart:    cfg.MetricsAddr != "",
+		TrustedProxies:  cfg.TrustedProxies,
 	}, c.ident, c.db, c.tokens, log)
 	api.set(h)
 	if cfg.MetricsAddr != "" {
@@ -167,7 +168,7 @@ func serve(ctx context.Context, cfg config, p process, log, life *slog.Logger) e
 	}
 	ks := c.tokens.Keys()
 	life.Info("authd ready", "addr", addr, "signing_kid", ks.SigningKeyID(), "algorithms", ks.Algorithms(),
-		"access_ttl_ms", cfg.AccessTTL.Milliseconds(), "refresh_ttl_ms", cfg.RefreshTTL.Milliseconds(), "bcrypt_cost", cfg.BcryptCost,
+		"access_ttl_ms", cfg.AccessTTL.Milliseconds(), "refresh_ttl_ms", cfg.RefreshTTL.Milliseconds(), "session_lifetime_ms", cfg.SessionLifetime.Milliseconds(), "bcrypt_cost", cfg.BcryptCost,
 		"trusted_proxies", fmt.Sprint(cfg.TrustedProxies))
 
 	select {

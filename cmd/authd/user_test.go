@@ -444,7 +444,7 @@ func TestUserDel(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.StartSession(ctx, u, hash, time.Hour); err != nil {
+		if _, err := db.StartSession(ctx, u, hash, time.Hour, 24*time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}

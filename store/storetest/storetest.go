@@ -237,7 +237,7 @@ func TokenHash(s string) []byte {
 // hour.
 func StartSession(t testing.TB, db *store.DB, user, s string) store.Grant {
 	t.Helper()
-	g, err := db.StartSession(context.Background(), user, TokenHash(s), time.Hour)
+	g, err := db.StartSession(context.Background(), user, TokenHash(s), time.Hour, 24*time.Hour)
 	if err != nil {
 		t.Fatalf("storetest: start a session of %q: %v", user, err)
 	}
