@@ -1,11 +1,13 @@
 -- Least privilege for `authd serve` (security review, issue 12).
 --
 -- authd_app is a NOLOGIN group role holding exactly what authd needs at
--- run time in this database: USAGE on schema auth, SELECT, INSERT, UPDATE
--- and DELETE on its tables, USAGE on its sequences (the identity of
--- auth.refresh_token), and SELECT on goose's version table (serve refuses
--- to start while a migration is pending). Nothing else: it cannot create,
--- alter, drop or truncate anything, nor grant. The operator gives authd a
+-- run time in this database: CONNECT, USAGE on schema auth, SELECT,
+-- INSERT, UPDATE and DELETE on its tables, and SELECT on goose's version
+-- table (serve refuses to start while a migration is pending). Nothing on
+-- sequences: an identity column (auth.refresh_token.id) draws from its own
+-- on the table's INSERT privilege alone, so later tables use identity, not
+-- serial. Nothing else: it cannot create, alter, drop or truncate
+-- anything, nor grant. The operator gives authd a
 -- LOGIN role that is a member of it:
 --
 --     create role authd login password '...' in role authd_app;
@@ -52,7 +54,6 @@ end
 $$;
 grant usage on schema auth to authd_app;
 grant select, insert, update, delete on all tables in schema auth to authd_app;
-grant usage on all sequences in schema auth to authd_app;
 -- Unqualified, as goose names it: the table is where goose put it.
 grant select on goose_db_version to authd_app;
 
@@ -86,7 +87,6 @@ begin
     end loop;
     if exists (select from pg_catalog.pg_roles where rolname = 'authd_app') then
         revoke select on goose_db_version from authd_app;
-        revoke usage on all sequences in schema auth from authd_app;
         revoke select, insert, update, delete on all tables in schema auth from authd_app;
         revoke usage on schema auth from authd_app;
         execute format('revoke connect on database %I from authd_app', current_database());
