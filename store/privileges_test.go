@@ -286,3 +286,21 @@ func TestAppRoleMigrationRace(t *testing.T) {
 		}
 	}
 }
+
+// TestAppRoleMigrationNeedsCreateRole: migrating as a role that may not
+// create roles, on a cluster without authd_app, fails saying what a
+// superuser must run first.
+func TestAppRoleMigrationNeedsCreateRole(t *testing.T) {
+	t.Parallel()
+	role := storetest.Prefix() + "app_" + storetest.Unique() // never created
+	up := upSection(t, "00008_*.sql", storetest.AppRole, role)
+	owner := storetest.NewAppURL(t, storetest.NewURL(t)) // a login role without CREATEROLE
+	_, err := storetest.Connect(t, owner).Exec(context.Background(), up)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+		t.Fatalf("migrate without CREATEROLE: got %v, want 42501", err)
+	}
+	if want := "create role " + role + " nologin;"; !strings.Contains(pgErr.Hint, want) {
+		t.Errorf("hint %q, want it to contain %q", pgErr.Hint, want)
+	}
+}
