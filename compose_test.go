@@ -1,9 +1,11 @@
 package authd_test
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -11,6 +13,11 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"authd/store"
+	"authd/store/storetest"
 )
 
 // testJWTSecret stands in for the developer's .env: base64 of 32 bytes, as
@@ -21,9 +28,17 @@ const testJWTSecret = "dGVzdC1vbmx5LXNlY3JldC0zMi1ieXRlcy1sb25nISE="
 // the only environment: neither the OS environment nor a local .env leaks in.
 func loadCompose(t *testing.T, env ...string) (*types.Project, error) {
 	t.Helper()
+	return loadComposeProfiles(t, nil, env...)
+}
+
+// loadComposeProfiles is loadCompose as `docker compose --profile P up`
+// for each of profiles.
+func loadComposeProfiles(t *testing.T, profiles []string, env ...string) (*types.Project, error) {
+	t.Helper()
 	opts, err := cli.NewProjectOptions([]string{"compose.yaml"},
 		cli.WithWorkingDirectory("."),
 		cli.WithEnv(env),
+		cli.WithProfiles(profiles),
 	)
 	if err != nil {
 		t.Fatalf("compose project options: %v", err)
@@ -31,9 +46,9 @@ func loadCompose(t *testing.T, env ...string) (*types.Project, error) {
 	return opts.LoadProject(t.Context())
 }
 
-func mustLoadCompose(t *testing.T) *types.Project {
+func mustLoadCompose(t *testing.T, profiles ...string) *types.Project {
 	t.Helper()
-	p, err := loadCompose(t, "JWT_SECRET="+testJWTSecret)
+	p, err := loadComposeProfiles(t, profiles, "JWT_SECRET="+testJWTSecret)
 	if err != nil {
 		t.Fatalf("load compose.yaml: %v", err)
 	}
@@ -104,13 +119,24 @@ func TestComposeRequiresJWTSecret(t *testing.T) {
 	}
 }
 
+// TestComposeServices: the demo user (demo/demo, a password published in
+// this repository) is made only when asked for, with --profile demo.
 func TestComposeServices(t *testing.T) {
-	p := mustLoadCompose(t)
-	want := []string{"authd", "caddy", "migrate", "postgres", "postgrest", "seed"}
-	got := p.ServiceNames()
-	slices.Sort(got)
-	if !slices.Equal(got, want) {
-		t.Errorf("services = %q, want %q", got, want)
+	for _, tc := range []struct {
+		profiles []string
+		want     []string
+	}{
+		{nil, []string{"app-login", "authd", "caddy", "migrate", "postgres", "postgrest"}},
+		{[]string{"demo"}, []string{"app-login", "authd", "caddy", "migrate", "postgres", "postgrest", "seed"}},
+	} {
+		got := mustLoadCompose(t, tc.profiles...).ServiceNames()
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("profiles %q: services = %q, want %q", tc.profiles, got, tc.want)
+		}
+	}
+	if got := service(t, mustLoadCompose(t, "demo"), "seed").Profiles; !slices.Equal(got, []string{"demo"}) {
+		t.Errorf("seed profiles = %q, want [demo]", got)
 	}
 }
 
@@ -160,21 +186,26 @@ func TestComposeSharedJWTSecret(t *testing.T) {
 }
 
 func TestComposeAuthdWiring(t *testing.T) {
-	p := mustLoadCompose(t)
+	p := mustLoadCompose(t, "demo")
 	postgres := service(t, p, "postgres")
 	pgPassword := env(t, postgres, "POSTGRES_PASSWORD")
 	pgDB := env(t, postgres, "POSTGRES_DB")
+	appLogin := service(t, p, "app-login")
+	appUser, appPassword := env(t, appLogin, "AUTHD_DB_USER"), env(t, appLogin, "AUTHD_DB_PASSWORD")
 
 	for _, tc := range []struct {
-		name      string
-		command   []string
-		restart   string
-		dependsOn string
-		condition string
+		name           string
+		command        []string
+		restart        string
+		dependsOn      []string
+		condition      string
+		user, password string
 	}{
-		{"migrate", []string{"migrate", "up"}, "no", "postgres", types.ServiceConditionHealthy},
-		{"seed", []string{"seed"}, "no", "migrate", types.ServiceConditionCompletedSuccessfully},
-		{"authd", []string{"serve"}, "", "migrate", types.ServiceConditionCompletedSuccessfully},
+		// The migrations and the seed run as the owner of the schema;
+		// serve as the least-privileged login role app-login makes.
+		{"migrate", []string{"migrate", "up"}, "no", []string{"postgres"}, types.ServiceConditionHealthy, "postgres", pgPassword},
+		{"seed", []string{"seed"}, "no", []string{"migrate"}, types.ServiceConditionCompletedSuccessfully, "postgres", pgPassword},
+		{"authd", []string{"serve"}, "", []string{"migrate", "app-login"}, types.ServiceConditionCompletedSuccessfully, appUser, appPassword},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := service(t, p, tc.name)
@@ -184,11 +215,13 @@ func TestComposeAuthdWiring(t *testing.T) {
 			if s.Restart != tc.restart {
 				t.Errorf("restart = %q, want %q", s.Restart, tc.restart)
 			}
-			dep, ok := s.DependsOn[tc.dependsOn]
-			if !ok {
-				t.Errorf("depends_on = %v, want it to include %s", s.DependsOn, tc.dependsOn)
-			} else if dep.Condition != tc.condition {
-				t.Errorf("depends_on %s condition = %q, want %q", tc.dependsOn, dep.Condition, tc.condition)
+			for _, on := range tc.dependsOn {
+				dep, ok := s.DependsOn[on]
+				if !ok {
+					t.Errorf("depends_on = %v, want it to include %s", s.DependsOn, on)
+				} else if dep.Condition != tc.condition {
+					t.Errorf("depends_on %s condition = %q, want %q", on, dep.Condition, tc.condition)
+				}
 			}
 
 			// Built from this repository's Dockerfile, not pulled.
@@ -210,8 +243,11 @@ func TestComposeAuthdWiring(t *testing.T) {
 			if u.Hostname() != "postgres" {
 				t.Errorf("DATABASE_URL host = %q, want %q", u.Hostname(), "postgres")
 			}
-			if got, _ := u.User.Password(); got != pgPassword {
-				t.Errorf("DATABASE_URL password = %q, want postgres's POSTGRES_PASSWORD %q", got, pgPassword)
+			if got := u.User.Username(); got != tc.user {
+				t.Errorf("DATABASE_URL user = %q, want %q", got, tc.user)
+			}
+			if got, _ := u.User.Password(); got != tc.password {
+				t.Errorf("DATABASE_URL password = %q, want %q", got, tc.password)
 			}
 			if got := strings.TrimPrefix(u.Path, "/"); got != pgDB {
 				t.Errorf("DATABASE_URL database = %q, want POSTGRES_DB %q", got, pgDB)
@@ -222,6 +258,27 @@ func TestComposeAuthdWiring(t *testing.T) {
 	authd := service(t, p, "authd")
 	if got, want := env(t, authd, "AUTHD_ADDR"), ":3001"; got != want {
 		t.Errorf("authd AUTHD_ADDR = %q, want %q", got, want)
+	}
+	if appUser == "postgres" {
+		t.Errorf("authd serve logs in as %q, the superuser; want a member of authd_app", appUser)
+	}
+	if _, ok := authd.DependsOn["seed"]; ok {
+		t.Errorf("authd depends on seed, which runs only with --profile demo")
+	}
+	// Caddy serves plain HTTP here: a Secure cookie would never come back.
+	if got, want := env(t, authd, "AUTHD_COOKIE_SECURE"), "false"; got != want {
+		t.Errorf("authd AUTHD_COOKIE_SECURE = %q, want %q", got, want)
+	}
+
+	// app-login runs after the migrations (they create authd_app), as the
+	// superuser, on the compose database.
+	if dep, ok := appLogin.DependsOn["migrate"]; !ok || dep.Condition != types.ServiceConditionCompletedSuccessfully {
+		t.Errorf("app-login depends_on = %v, want migrate with %q", appLogin.DependsOn, types.ServiceConditionCompletedSuccessfully)
+	}
+	for key, want := range map[string]string{"PGHOST": "postgres", "PGUSER": "postgres", "PGPASSWORD": pgPassword, "PGDATABASE": pgDB} {
+		if got := env(t, appLogin, key); got != want {
+			t.Errorf("app-login %s = %q, want %q", key, got, want)
+		}
 	}
 }
 
@@ -493,4 +550,70 @@ func topLevel(body []string) []string {
 		}
 	}
 	return out
+}
+
+// TestComposeAppLogin runs app-login's command, as compose does, on a
+// freshly migrated database: twice, since it runs on every `up`. Its role
+// then logs in, reads and writes authd's tables and may change nothing in
+// the schema: only authd_app's grants.
+func TestComposeAppLogin(t *testing.T) {
+	t.Parallel()
+	s := service(t, mustLoadCompose(t), "app-login")
+	if s.Image != service(t, mustLoadCompose(t), "postgres").Image {
+		t.Errorf("app-login image = %q, want the postgres service's (its psql)", s.Image)
+	}
+	script := bindSource(t, s, "/app-login.sql")
+	args := slices.Clone(s.Command)
+	if i := slices.Index(args, "/app-login.sql"); i < 0 {
+		t.Fatalf("app-login command %q does not run /app-login.sql", args)
+	} else {
+		args[i] = script
+	}
+
+	dbURL := storetest.NewEmptyURL(t)
+	ctx := t.Context()
+	db, err := store.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := db.Migrator()
+	if err == nil {
+		_, err = p.Up(ctx)
+	}
+	db.Close()
+	if err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+
+	role := storetest.Prefix() + "login_" + storetest.Unique()
+	t.Cleanup(func() {
+		if !t.Failed() {
+			storetest.Exec(t, storetest.AdminURL(), "drop role if exists "+pgx.Identifier{role}.Sanitize())
+		}
+	})
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		cmd := exec.CommandContext(ctx, args[0], append(args[1:], "-d", dbURL)...)
+		cmd.Env = append(os.Environ(), "AUTHD_DB_USER="+role, "AUTHD_DB_PASSWORD="+env(t, s, "AUTHD_DB_PASSWORD"))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", cmd, err, out)
+		}
+	}
+
+	u.User = url.User(role)
+	conn := storetest.Connect(t, u.String())
+	var n int
+	if err := conn.QueryRow(ctx, `select count(*) from auth.user`).Scan(&n); err != nil {
+		t.Errorf("read auth.user as %s: %v", role, err)
+	}
+	if _, err := conn.Exec(ctx, `delete from auth.session`); err != nil {
+		t.Errorf("delete from auth.session as %s: %v", role, err)
+	}
+	var pgErr *pgconn.PgError
+	if _, err := conn.Exec(ctx, `create table auth.x (i int)`); !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+		t.Errorf("create table auth.x as %s: got %v, want 42501", role, err)
+	}
 }

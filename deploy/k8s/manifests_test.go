@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -989,21 +990,51 @@ func TestMigrateJob(t *testing.T) {
 		t.Errorf("parallelism: got %d, want 1", *p)
 	}
 
+	// Least privilege (issue 12): the Job migrates as the owner of schema
+	// auth, from its own key; serve logs in as a member of authd_app and
+	// never has the owner's URL mounted.
 	jobFiles := checkSecretMounts(t, m, spec, c)
 	deployFiles := checkSecretMounts(t, m, &d.Spec.Template.Spec, dc)
-	if got, want := jobFiles["DATABASE_URL_FILE"], deployFiles["DATABASE_URL_FILE"]; got != want || got[0] == "" {
-		t.Errorf("job DATABASE_URL_FILE: Secret and key %q, want the Deployment's %q", got, want)
+	if got, want := jobFiles["DATABASE_URL_FILE"], [2]string{deployFiles["DATABASE_URL_FILE"][0], "migrate-database-url"}; got != want || got[0] == "" {
+		t.Errorf("job DATABASE_URL_FILE: Secret and key %q, want %q", got, want)
 	}
-	jp, _ := envValue(c, "DATABASE_URL_FILE")
-	dp, _ := envValue(dc, "DATABASE_URL_FILE")
-	if jp != dp {
-		t.Errorf("job DATABASE_URL_FILE: got %q, want the Deployment's %q", jp, dp)
+	if got, want := deployFiles["DATABASE_URL_FILE"][1], "database-url"; got != want {
+		t.Errorf("Deployment DATABASE_URL_FILE key: got %q, want %q", got, want)
+	}
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Secret == nil || v.Secret.SecretName != jobFiles["DATABASE_URL_FILE"][0] {
+			continue
+		}
+		if len(v.Secret.Items) == 0 {
+			t.Errorf("Deployment volume %s projects all of Secret %s, the owner's migrate-database-url too: list items", v.Name, v.Secret.SecretName)
+		}
+		for _, it := range v.Secret.Items {
+			if it.Key == "migrate-database-url" {
+				t.Errorf("Deployment volume %s mounts the owner's migrate-database-url", v.Name)
+			}
+		}
+	}
+	if s := m.secrets[jobFiles["DATABASE_URL_FILE"][0]]; s != nil {
+		owner, app := dbUser(t, s.StringData["migrate-database-url"]), dbUser(t, s.StringData["database-url"])
+		if owner == app || app == "postgres" {
+			t.Errorf("example Secret: serve logs in as %q and migrations as %q; want a login role of its own for serve", app, owner)
+		}
 	}
 	for _, e := range c.Env {
 		if e.Name == "JWT_SECRET_FILE" || e.Name == keysDirEnv {
 			t.Errorf("job env %s: migrations need only the database URL", e.Name)
 		}
 	}
+}
+
+// dbUser is the user of the database URL raw.
+func dbUser(t *testing.T, raw string) string {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		t.Fatalf("database URL %q: want postgres://USER:PASSWORD@HOST/DB (%v)", raw, err)
+	}
+	return u.User.Username()
 }
 
 func TestVaultStaticSecrets(t *testing.T) {
