@@ -52,7 +52,7 @@ func checkTables(t *testing.T, url string, tables []string, want bool) {
 }
 
 // migrationFiles are the migrations, in version order.
-var migrationFiles = []string{"00001_create_auth_schema.sql", "00002_create_api_keys.sql", "00003_create_nats_permissions.sql", "00004_purge_friendly_refresh_parent.sql", "00005_user_admin_and_role_safety.sql", "00006_login_throttle.sql", "00008_app_role_least_privilege.sql"}
+var migrationFiles = []string{"00001_create_auth_schema.sql", "00002_create_api_keys.sql", "00003_create_nats_permissions.sql", "00004_purge_friendly_refresh_parent.sql", "00005_user_admin_and_role_safety.sql", "00006_login_throttle.sql", "00007_add_session_expiry_and_contested_tokens.sql", "00008_app_role_least_privilege.sql"}
 
 // versionOf is the version of migration file f, its number: numbers may
 // skip (a branch's migration merged later).
@@ -355,6 +355,8 @@ var migrationMakes = map[string]string{
 		 where table_schema = 'auth' and table_name = 'user' and column_name = 'disabled_at'`,
 	"00006_login_throttle.sql": `select count(*) from pg_tables where schemaname = 'auth' and tablename = 'login_throttle'`,
 	// The role is cluster-wide and stays; its grants here do not.
+	"00007_add_session_expiry_and_contested_tokens.sql": `select count(*) from information_schema.columns
+		 where table_schema = 'auth' and table_name = 'session' and column_name = 'expires_at'`,
 	"00008_app_role_least_privilege.sql": `select count(*) from information_schema.role_table_grants
 		 where grantee = 'authd_app' and table_schema = 'auth' and table_name = 'session' and privilege_type = 'DELETE'`,
 }
