@@ -14,7 +14,8 @@ type LoginThrottle struct {
 }
 
 // ReserveLoginFailure counts one failed login for username in advance, at
-// now, unless that would exceed t.Limit; then it counts nothing and says
+// now (a bucket never drains backwards: an instance whose clock is behind
+// the last writer's sees no time pass), unless that would exceed t.Limit; then it counts nothing and says
 // how long until one would fit (wait > 0). The check and the count are one
 // statement: of a concurrent burst, exactly as many as fit get through.
 // ReleaseLoginFailure gives the reservation back when the login succeeds.
@@ -25,16 +26,16 @@ func (db *DB) ReserveLoginFailure(ctx context.Context, username string, t LoginT
 	)
 	err = db.p().QueryRow(ctx, `
 		with cur as (
-		    select greatest(failures - extract(epoch from $4::timestamptz - at) * $3, 0) as n
+		    select greatest(failures - greatest(extract(epoch from $4::timestamptz - at), 0) * $3, 0) as n
 		      from auth.login_throttle where key = $1
 		), up as (
 		    insert into auth.login_throttle as t (key, failures, at, empty_at)
 		    values ($1, 1, $4, $4 + make_interval(secs => 1 / $3))
 		    on conflict (key) do update
-		       set failures = excluded.failures + greatest(t.failures - extract(epoch from $4 - t.at) * $3, 0),
-		           at = $4,
-		           empty_at = $4 + make_interval(secs => (1 + greatest(t.failures - extract(epoch from $4 - t.at) * $3, 0)) / $3)
-		     where greatest(t.failures - extract(epoch from $4 - t.at) * $3, 0) + 1 <= $2
+		       set failures = excluded.failures + greatest(t.failures - greatest(extract(epoch from $4 - t.at), 0) * $3, 0),
+		           at = greatest($4, t.at),
+		           empty_at = greatest($4, t.at) + make_interval(secs => (1 + greatest(t.failures - greatest(extract(epoch from $4 - t.at), 0) * $3, 0)) / $3)
+		     where greatest(t.failures - greatest(extract(epoch from $4 - t.at), 0) * $3, 0) + 1 <= $2
 		    returning 1
 		)
 		select exists (select from up), coalesce((select n from cur), 0)`,
@@ -57,9 +58,9 @@ func (db *DB) ReserveLoginFailure(ctx context.Context, username string, t LoginT
 func (db *DB) ReleaseLoginFailure(ctx context.Context, username string, t LoginThrottle, now time.Time) error {
 	_, err := db.p().Exec(ctx, `
 		update auth.login_throttle
-		   set failures = greatest(failures - extract(epoch from $3::timestamptz - at) * $2 - 1, 0),
-		       at = $3,
-		       empty_at = $3 + make_interval(secs => greatest(failures - extract(epoch from $3::timestamptz - at) * $2 - 1, 0) / $2)
+		   set failures = greatest(failures - greatest(extract(epoch from $3::timestamptz - at), 0) * $2 - 1, 0),
+		       at = greatest($3::timestamptz, at),
+		       empty_at = greatest($3::timestamptz, at) + make_interval(secs => greatest(failures - greatest(extract(epoch from $3::timestamptz - at), 0) * $2 - 1, 0) / $2)
 		 where key = $1`, usernameKey(username), t.PerSecond, now)
 	if err != nil {
 		return wrapf(err, "release a login attempt")
