@@ -78,6 +78,11 @@ func ptr(s string) *string { return &s }
 
 // loginRefused is the one answer to a wrong user name or password, or a
 // disabled user; reason is for the log.
+// LoginRefusedChanged is a login whose password check passed but whose
+// user changed (password, role, disabled) before its session opened
+// (store.ErrUserChanged): refused like a wrong password.
+func LoginRefusedChanged() *Error { return loginRefused("user_changed") }
+
 func loginRefused(reason string) *Error {
 	return &Error{Kind: Unauthorized, Code: "PT401", Message: "Invalid user or password", Reason: reason}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"authd/identity"
+	"authd/store"
 	"authd/token"
 )
 
@@ -29,7 +30,12 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 		if err != nil {
 			return errInternal(err)
 		}
-		g, err := s.db.StartSession(ctx, u.Username, refreshHash, s.cfg.RefreshTTL, s.cfg.SessionLifetime)
+		g, err := s.db.StartSession(ctx, u, refreshHash, s.cfg.RefreshTTL, s.cfg.SessionLifetime)
+		if errors.Is(err, store.ErrUserChanged) {
+			err := identity.LoginRefusedChanged()
+			s.logLoginRefused(c, args["user_"], err)
+			return err
+		}
 		if err != nil {
 			return errInternal(err)
 		}

@@ -31,24 +31,40 @@ var ErrInvalidRefresh = errors.New("invalid or expired refresh token")
 // after the winner was used; its whole session has just been revoked.
 var ErrRefreshReused = errors.New("refresh token reused: session revoked")
 
-// StartSession opens a session for username that ends lifetime from now
-// however often it is refreshed, with its first refresh token, valid for
-// ttl or until the session ends if that is sooner.
-func (db *DB) StartSession(ctx context.Context, username string, tokenHash []byte, ttl, lifetime time.Duration) (Grant, error) {
-	g := Grant{Username: username, SessionID: uuid.New()}
+// ErrUserChanged is returned by StartSession when the user's password,
+// role or disabled state changed after the password check it follows: the
+// check no longer speaks for the user, and no session is opened.
+var ErrUserChanged = errors.New("user changed since the password check")
+
+// StartSession opens a session for u, whose password was just checked,
+// that ends lifetime from now however often it is refreshed, with its
+// first refresh token, valid for ttl or until the session ends if that is
+// sooner. It opens none (ErrUserChanged) unless u's row still has the hash
+// and role that were checked and u is not disabled: a password change,
+// role change or disable that commits during the compare revokes the
+// user's sessions, and must not miss the one this login was about to open.
+func (db *DB) StartSession(ctx context.Context, u User, tokenHash []byte, ttl, lifetime time.Duration) (Grant, error) {
+	g := Grant{Username: u.Username, SessionID: uuid.New()}
 	var now time.Time
 	err := db.p().QueryRow(ctx, `
 		with s as (
 		    insert into auth.session (id, username, expires_at)
-		    values ($1, $2, now() + make_interval(secs => $5))
+		    select $1, u.username, now() + make_interval(secs => $5)
+		      from auth.user u
+		     where u.username = $2 and u.password_hash = $6 and u.role = $7
+		       and u.disabled_at is null
+		       for share of u
 		    returning id, expires_at
 		)
 		insert into auth.refresh_token (token_hash, session_id, expires_at)
 		select $3, s.id, least(now() + make_interval(secs => $4), s.expires_at) from s
 		returning expires_at, now()`,
-		g.SessionID, username, tokenHash, ttl.Seconds(), lifetime.Seconds()).Scan(&g.RefreshExpiresAt, &now)
+		g.SessionID, u.Username, tokenHash, ttl.Seconds(), lifetime.Seconds(), u.PasswordHash, u.Role).Scan(&g.RefreshExpiresAt, &now)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Grant{}, ErrUserChanged
+	}
 	if err != nil {
-		return Grant{}, wrapf(err, "start session for %q", username)
+		return Grant{}, wrapf(err, "start session for %q", u.Username)
 	}
 	g.RefreshTTL = g.RefreshExpiresAt.Sub(now)
 	return g, nil

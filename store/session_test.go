@@ -110,7 +110,11 @@ func TestSessionLifetime(t *testing.T) {
 	storetest.AddUser(t, db, "alice", "pw")
 	tok := storetest.TokenHash
 
-	g, err := db.StartSession(ctx, "alice", tok("a1"), time.Hour, 30*time.Minute)
+	alice, err := db.User(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := db.StartSession(ctx, alice, tok("a1"), time.Hour, 30*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,5 +148,51 @@ func TestSessionLifetime(t *testing.T) {
 	}
 	if spent {
 		t.Errorf("a refused refresh spent the token")
+	}
+}
+
+// TestStartSessionAfterAChange: a login whose password check read the user
+// before a password change, role change or disable committed opens no
+// session (the change revoked the user's sessions, and must not miss this
+// one); an unchanged user's does.
+func TestStartSessionAfterAChange(t *testing.T) {
+	t.Parallel()
+	db := storetest.NewDB(t)
+	ctx := context.Background()
+	other := storetest.NewRole(t)
+	for _, change := range []string{"password", "role", "disable"} {
+		name := "user-" + change
+		storetest.AddUser(t, db, name, "pw-of-"+name)
+		checked, err := db.User(ctx, name) // what the password check saw
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch change {
+		case "password":
+			h, _ := store.HashPassword("another-password", 4)
+			_, err = db.Pool().Exec(ctx, `update auth.user set password_hash = $1 where username = $2`, h, name)
+		case "role":
+			_, err = db.Pool().Exec(ctx, `update auth.user set role = $1 where username = $2`, other, name)
+		case "disable":
+			err = db.SetDisabled(ctx, name, true)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.StartSession(ctx, checked, storetest.TokenHash(name), time.Hour, time.Hour); !errors.Is(err, store.ErrUserChanged) {
+			t.Errorf("%s changed during the check: StartSession = %v, want ErrUserChanged", change, err)
+		}
+		var n int
+		if err := db.Pool().QueryRow(ctx, `select count(*) from auth.session where username = $1`, name).Scan(&n); err != nil || n != 0 {
+			t.Errorf("%s: %d sessions (%v), want none", change, n, err)
+		}
+	}
+	storetest.AddUser(t, db, "steady", "pw-of-steady")
+	u, err := db.User(ctx, "steady")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.StartSession(ctx, u, storetest.TokenHash("steady"), time.Hour, time.Hour); err != nil {
+		t.Errorf("unchanged user: %v", err)
 	}
 }

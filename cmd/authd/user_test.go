@@ -439,8 +439,12 @@ func TestUserDel(t *testing.T) {
 
 	db := storetest.Open(t, url)
 	ctx := context.Background()
-	for _, u := range []string{"alice", "alice", "bob"} {
+	for _, name := range []string{"alice", "alice", "bob"} {
 		_, hash, err := token.NewRefresh()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := db.User(ctx, name)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -237,7 +237,11 @@ func TokenHash(s string) []byte {
 // hour.
 func StartSession(t testing.TB, db *store.DB, user, s string) store.Grant {
 	t.Helper()
-	g, err := db.StartSession(context.Background(), user, TokenHash(s), time.Hour, 24*time.Hour)
+	u, err := db.User(context.Background(), user)
+	if err != nil {
+		t.Fatalf("storetest: load user %q: %v", user, err)
+	}
+	g, err := db.StartSession(context.Background(), u, TokenHash(s), time.Hour, 24*time.Hour)
 	if err != nil {
 		t.Fatalf("storetest: start a session of %q: %v", user, err)
 	}
