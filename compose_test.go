@@ -3,6 +3,7 @@ package authd_test
 import (
 	"errors"
 	"fmt"
+	stdnet "net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -615,5 +616,28 @@ func TestComposeAppLogin(t *testing.T) {
 	var pgErr *pgconn.PgError
 	if _, err := conn.Exec(ctx, `create table auth.x (i int)`); !errors.As(err, &pgErr) || pgErr.Code != "42501" {
 		t.Errorf("create table auth.x as %s: got %v, want 42501", role, err)
+	}
+}
+
+// TestComposeTrustsCaddyAlone: authd believes X-Forwarded-For only from
+// Caddy, whose address on the compose network is fixed, inside the
+// network's fixed subnet.
+func TestComposeTrustsCaddyAlone(t *testing.T) {
+	p := mustLoadCompose(t)
+	caddy := service(t, p, "caddy")
+	net, ok := caddy.Networks["default"]
+	if !ok || net == nil || net.Ipv4Address == "" {
+		t.Fatalf("caddy has no fixed address on the default network: %+v", caddy.Networks)
+	}
+	if got := env(t, service(t, p, "authd"), "AUTHD_TRUSTED_PROXIES"); got != net.Ipv4Address {
+		t.Errorf("AUTHD_TRUSTED_PROXIES = %q, want caddy's address %s alone", got, net.Ipv4Address)
+	}
+	ipam := p.Networks["default"].Ipam.Config
+	if len(ipam) != 1 {
+		t.Fatalf("default network IPAM config = %+v, want one fixed subnet", ipam)
+	}
+	_, subnet, err := stdnet.ParseCIDR(ipam[0].Subnet)
+	if err != nil || !subnet.Contains(stdnet.ParseIP(net.Ipv4Address)) {
+		t.Errorf("caddy's %s is not in the network's subnet %q (%v)", net.Ipv4Address, ipam[0].Subnet, err)
 	}
 }
