@@ -59,21 +59,32 @@ func NewCache[K comparable, V any](max int, now func() time.Time) *Cache[K, V] {
 func (c *Cache[K, V]) Get(k K) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.getLocked(k)
+	v, ok := c.getLocked(k)
+	if !ok {
+		delete(c.entries, k) // expired: not worth its room
+	}
+	return v, ok
 }
 
+// getLocked returns k's value if it has not expired. An expired entry is
+// left in place for Stale until a load replaces it.
 func (c *Cache[K, V]) getLocked(k K) (V, bool) {
 	e, ok := c.entries[k]
-	if !ok {
-		var zero V
-		return zero, false
-	}
-	if !c.now().Before(e.expires) {
-		delete(c.entries, k)
+	if !ok || !c.now().Before(e.expires) {
 		var zero V
 		return zero, false
 	}
 	return e.v, true
+}
+
+// Stale returns k's value even if it has expired, as long as the cache
+// still holds it (a load that failed leaves it; Delete and Clear do not):
+// for serving the last known value while its source is unreachable.
+func (c *Cache[K, V]) Stale(k K) (V, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[k]
+	return e.v, ok
 }
 
 // Put caches v for k until expires.

@@ -164,3 +164,24 @@ func TestCacheKeepsNoFailedLoad(t *testing.T) {
 		t.Errorf("Load after a failure = %d, %v; want a fresh load", v, err)
 	}
 }
+
+// TestCacheStaleOutlivesAFailedLoad: an expired value stays available to
+// Stale while loads fail, and goes with Delete.
+func TestCacheStaleOutlivesAFailedLoad(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	c := NewCache[string, int](10, func() time.Time { return now })
+	c.Put("k", 1, now.Add(time.Second))
+	now = now.Add(time.Minute)
+	if _, err := c.Load(t.Context(), "k", func(context.Context) (int, time.Time, error) {
+		return 0, time.Time{}, errors.New("database down")
+	}); err == nil {
+		t.Fatal("a failed load returned no error")
+	}
+	if v, ok := c.Stale("k"); !ok || v != 1 {
+		t.Errorf("Stale after a failed load = %d, %v; want the last value", v, ok)
+	}
+	c.Delete("k")
+	if _, ok := c.Stale("k"); ok {
+		t.Error("Stale after Delete still has the value")
+	}
+}
