@@ -327,7 +327,7 @@ func (c *Core) CheckPassword(ctx context.Context, username, password, client str
 		return store.User{}, RolePrivileged(u.Role, u.RoleRefusal)
 	}
 	if store.NeedsRehash(u.PasswordHash, c.cfg.BcryptCost) {
-		c.upgradeHash(ctx, u, password)
+		u = c.upgradeHash(ctx, u, password)
 	}
 	return u, nil
 }
@@ -384,9 +384,11 @@ func (c *Core) reserveUserFailure(ctx context.Context, username string, clean bo
 }
 
 // upgradeHash re-hashes a password stored below the configured cost (such
-// as SuperStack's cost-6 pgcrypto hashes) now that the plaintext is at hand.
-// A failure only delays the upgrade to the next login.
-func (c *Core) upgradeHash(ctx context.Context, u store.User, password string) {
+// as SuperStack's cost-6 pgcrypto hashes) now that the plaintext is at hand,
+// and returns u as it now is (the session the login opens names the hash
+// stored: store.StartSession). A failure only delays the upgrade to the
+// next login.
+func (c *Core) upgradeHash(ctx context.Context, u store.User, password string) store.User {
 	var (
 		h       string
 		hashErr error
@@ -395,12 +397,21 @@ func (c *Core) upgradeHash(ctx context.Context, u store.User, password string) {
 	if err == nil {
 		err = hashErr
 	}
+	var upgraded bool
 	if err == nil {
-		err = c.db.UpgradePasswordHash(ctx, u.Username, u.PasswordHash, h)
+		upgraded, err = c.db.UpgradePasswordHash(ctx, u.Username, u.PasswordHash, h)
 	}
 	if err != nil {
 		c.log.WarnContext(ctx, "password hash upgrade failed", "user", u.Username, "err", err)
-		return
+		return u
+	}
+	if !upgraded {
+		// The hash changed since it was read (a password change, or
+		// another login's upgrade): the session this login would open
+		// is refused as after any change during the check.
+		return u
 	}
 	c.log.InfoContext(ctx, "password hash upgraded", "user", u.Username, "cost", c.cfg.BcryptCost)
+	u.PasswordHash = h
+	return u
 }

@@ -121,21 +121,23 @@ func (db *DB) SetPassword(ctx context.Context, username, passwordHash string) er
 // has oldHash: a password changed meanwhile by an operator wins. The
 // password is the same, so the update is marked (authd.rehash, local to
 // its transaction) for the trigger that revokes sessions on a password
-// change to leave them alone.
-func (db *DB) UpgradePasswordHash(ctx context.Context, username, oldHash, newHash string) error {
-	err := pgx.BeginFunc(ctx, db.p(), func(tx pgx.Tx) error {
+// change to leave them alone. upgraded is false when the user no longer
+// had oldHash.
+func (db *DB) UpgradePasswordHash(ctx context.Context, username, oldHash, newHash string) (upgraded bool, err error) {
+	err = pgx.BeginFunc(ctx, db.p(), func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `select set_config('authd.rehash', 'on', true)`); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `
+		tag, err := tx.Exec(ctx, `
 			update auth.user set password_hash = $3
 			 where username = $1 and password_hash = $2`, username, oldHash, newHash)
+		upgraded = tag.RowsAffected() == 1
 		return err
 	})
 	if err != nil {
-		return wrapf(err, "upgrade password hash of %q", username)
+		return false, wrapf(err, "upgrade password hash of %q", username)
 	}
-	return nil
+	return upgraded, nil
 }
 
 // SetRole gives a user another role. The database refuses a role missing

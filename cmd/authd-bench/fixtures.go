@@ -131,10 +131,10 @@ func insertSessions(ctx context.Context, pool *pgxpool.Pool, users []string, n, 
 		sessions := make([][]any, len(ids))
 		for i := range ids {
 			ids[i] = uuid.New()
-			sessions[i] = []any{ids[i], users[i%len(users)]}
+			sessions[i] = []any{ids[i], users[i%len(users)], expires}
 		}
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "session"}, []string{"id", "username"}, pgx.CopyFromRows(sessions)); err != nil {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "session"}, []string{"id", "username", "expires_at"}, pgx.CopyFromRows(sessions)); err != nil {
 				return err
 			}
 			j := int64(0)

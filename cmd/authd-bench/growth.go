@@ -23,7 +23,8 @@ import (
 // this database; and under EXPLAIN as -growth stores more tokens.
 
 // refreshTTL is AUTHD_REFRESH_TTL's default in seconds: the statement's
-// third argument.
+// third argument. The fourth, false, is the happy path (no contested
+// family to settle: store.rotate).
 const refreshTTL = 30 * 24 * 3600
 
 // ceilings runs the refresh statement alone on -concurrency connections,
@@ -68,7 +69,7 @@ func (rn *runner) ceiling(ctx context.Context, sql string, async bool) error {
 		if err != nil {
 			return err
 		}
-		rows, _ := conns[w].Query(ctx, sql, cur[w], next, float64(refreshTTL))
+		rows, _ := conns[w].Query(ctx, sql, cur[w], next, float64(refreshTTL), false)
 		if n, err := pgx.CollectRows(rows, func(pgx.CollectableRow) (int, error) { return 1, nil }); err != nil || len(n) != 1 {
 			return fmt.Errorf("rotate: %d rows, want 1 (%v)", len(n), err)
 		}
@@ -165,7 +166,7 @@ func (rn *runner) growth(ctx context.Context) error {
 			return fmt.Errorf("growth: warm-up: %q", samples)
 		}
 		_, h1, _ := token.NewRefresh()
-		rows, _ := h.Pool.Query(ctx, "explain (costs off) "+sql, h1, h1, float64(refreshTTL))
+		rows, _ := h.Pool.Query(ctx, "explain (costs off) "+sql, h1, h1, float64(refreshTTL), false)
 		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		if err != nil {
 			return fmt.Errorf("growth: explain: %w", err)
