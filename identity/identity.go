@@ -274,6 +274,20 @@ func (c *Core) CheckPassword(ctx context.Context, username, password, client str
 		}
 		return store.User{}, errTooManyLogins(d)
 	}
+	// giveBack returns both reservations: the password was right, or no
+	// password was checked (the login was shed, the client left, the
+	// database failed) — only a compare that failed may count.
+	giveBack := func() {
+		if byClient != nil {
+			byClient.CancelAt(now)
+		}
+		if byUser != nil {
+			if err := c.db.ReleaseLoginFailure(context.WithoutCancel(ctx), username, *byUser, c.cfg.Now()); err != nil {
+				// The failure drains with the others.
+				c.log.WarnContext(ctx, "return a reserved login failure", "user", username, "err", err)
+			}
+		}
+	}
 	// A name no user can have (see WellFormed) is an unknown user, without
 	// asking the database: PostgreSQL would refuse a NUL or invalid UTF-8
 	// with an error (a 500, logged with the client's text), and the answer
@@ -283,6 +297,7 @@ func (c *Core) CheckPassword(ctx context.Context, username, password, client str
 		u, err = c.db.User(ctx, username)
 		found = err == nil
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			giveBack()
 			return store.User{}, Failure(err)
 		}
 	}
@@ -299,6 +314,7 @@ func (c *Core) CheckPassword(ctx context.Context, username, password, client str
 			c.equalise(hash, password)
 		}
 	}); err != nil {
+		giveBack() // shed or abandoned before its compare
 		return store.User{}, err
 	}
 	// A disabled user is refused exactly as a wrong password is, after
@@ -311,15 +327,7 @@ func (c *Core) CheckPassword(ctx context.Context, username, password, client str
 	case u.DisabledAt != nil:
 		return store.User{}, loginRefused(ReasonDisabled)
 	}
-	if byClient != nil {
-		byClient.CancelAt(now)
-	}
-	if byUser != nil {
-		if err := c.db.ReleaseLoginFailure(ctx, username, *byUser, c.cfg.Now()); err != nil {
-			// The user is in; the failure drains with the others.
-			c.log.WarnContext(ctx, "return a reserved login failure", "user", username, "err", err)
-		}
-	}
+	giveBack()
 	switch {
 	case !u.RoleExists:
 		return store.User{}, RoleMissing(u.Role)
