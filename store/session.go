@@ -111,20 +111,11 @@ func (db *DB) rotate(ctx context.Context, oldHash, newHash []byte, ttl time.Dura
 	return g, nil
 }
 
-// refreshSlowPath classifies a token that rotate did not accept, and in
-// the same statement either issues a sibling (grace) or revokes the
-// session (replay).
-func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl, grace time.Duration) (Grant, error) {
-	var (
-		g          Grant
-		active     bool // unspent, unexpired, session live, user enabled
-		roleExists bool
-		refusal    string
-		sibling    *time.Time
-		revoked    bool
-		foundRows  = true
-	)
-	err := db.p().QueryRow(ctx, `
+// refreshCheckSQL is the refresh slow path's one statement: find the
+// token with hash $1 whatever its state; if it was spent by rotation less
+// than $4 seconds ago, insert a sibling with hash $2 valid for $3 seconds;
+// if longer ago, revoke its session.
+const refreshCheckSQL = `
 		with found as (
 		    select t.id, t.session_id, t.revoked_at, t.revoked_reason, t.expires_at,
 		           s.revoked_at as session_revoked_at, u.username, u.role,
@@ -161,7 +152,22 @@ func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl,
 		       f.revoked_at is null and f.expires_at > now() and f.session_revoked_at is null and f.enabled,
 		       (select expires_at from sibling),
 		       exists (select 1 from replay)
-		  from found f`,
+		  from found f`
+
+// refreshSlowPath classifies a token that rotate did not accept, and in
+// the same statement either issues a sibling (grace) or revokes the
+// session (replay).
+func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl, grace time.Duration) (Grant, error) {
+	var (
+		g          Grant
+		active     bool // unspent, unexpired, session live, user enabled
+		roleExists bool
+		refusal    string
+		sibling    *time.Time
+		revoked    bool
+		foundRows  = true
+	)
+	err := db.p().QueryRow(ctx, refreshCheckSQL,
 		oldHash, newHash, ttl.Seconds(), grace.Seconds()).Scan(
 		&g.Username, &g.Role, &g.SessionID, &roleExists, &refusal, &active, &sibling, &revoked)
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -23,9 +22,6 @@ type options struct {
 	queueWait    time.Duration // every server's AUTHD_LOGIN_QUEUE_WAIT
 	stormFactor  float64
 	stormRates   [3]float64 // refresh, verify, healthz per second
-	growth       bool
-	growthTokens []int64
-	growthRate   float64
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -42,28 +38,18 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.stormRates[0], "storm-refresh-rate", 200, "storm: refreshes per second sent during both windows")
 	fs.Float64Var(&o.stormRates[1], "storm-verify-rate", 500, "storm: GET /auth/verify per second sent during both windows")
 	fs.Float64Var(&o.stormRates[2], "storm-health-rate", 100, "storm: GET /healthz per second sent during both windows")
-	fs.BoolVar(&o.growth, "growth", false, "instead of the scenarios: refresh latency at each stored-token count of -growth-tokens")
-	growthTokens := fs.String("growth-tokens", "1000,100000,1000000", "-growth: refresh tokens stored at each step (ascending)")
-	fs.Float64Var(&o.growthRate, "growth-rate", 1000, "-growth: refreshes per second")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	switch {
 	case fs.NArg() != 0:
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
-	case o.duration <= 0 || o.queueWait <= 0 || o.growthRate <= 0 || o.stormFactor <= 0:
-		return nil, errors.New("-duration, -login-queue-wait, -growth-rate and -storm-factor must be positive")
+	case o.duration <= 0 || o.queueWait <= 0 || o.stormFactor <= 0:
+		return nil, errors.New("-duration, -login-queue-wait and -storm-factor must be positive")
 	case o.concurrency < 1 || o.harness.Users < 1 || o.verifyTokens < 1:
 		return nil, errors.New("-concurrency, -users and -verify-tokens must be at least 1")
 	case slices.Min(o.stormRates[:]) < 0:
 		return nil, errors.New("the storm rates must not be negative")
-	}
-	for _, f := range strings.Split(*growthTokens, ",") {
-		n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
-		if err != nil || n < 1 || (len(o.growthTokens) > 0 && n <= o.growthTokens[len(o.growthTokens)-1]) {
-			return nil, fmt.Errorf("-growth-tokens: want ascending positive counts, got %q", *growthTokens)
-		}
-		o.growthTokens = append(o.growthTokens, n)
 	}
 	all := []string{token.HS256, token.ES256, token.EdDSA, token.RS256}
 	for _, a := range strings.Split(*algs, ",") {

@@ -6,15 +6,14 @@
 // each request makes.
 //
 //	go run ./cmd/authd-bench [-duration 10s] [-concurrency 8] [-algs HS256,ES256,EdDSA]
-//	go run ./cmd/authd-bench -growth [-growth-tokens 1000,100000,1000000] [-growth-rate 1000] [-duration 5s]
 //
 // The harness (cmd/internal/loadtest) gives it a throwaway database and
 // an authd built from this checkout. The report is Markdown on standard
 // output, progress on standard error; the exit status is non-zero when
 // any request failed. Files: flags, scenarios (closed loops on each
 // algorithm's server), storm (open-loop logins beside paced
-// refresh/verify/healthz), growth (-growth, and the refresh statement
-// alone), fixtures (keys, tokens, sessions by COPY), cpu (/proc), roundtrips (a
+// refresh/verify/healthz), ceiling (the refresh statement alone),
+// fixtures (keys, tokens, sessions by COPY), cpu (/proc), roundtrips (a
 // counting wire proxy), report.
 package main
 
@@ -48,12 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if rn.rep.algs, err = prepareAlgs(ctx, h, o.algs); err != nil {
 		return err
 	}
-	if o.growth {
-		err = rn.growth(ctx)
-	} else {
-		err = rn.all(ctx)
-	}
-	if err != nil {
+	if err := rn.all(ctx); err != nil {
 		return err
 	}
 	rn.rep.write(stdout)

@@ -132,29 +132,6 @@ func TestSmoke(t *testing.T) {
 	}
 }
 
-// TestGrowth runs -growth with two small sizes: a row for each, with
-// refreshes and no errors, and the plan of the statement at each.
-func TestGrowth(t *testing.T) {
-	out := bench(t, "-growth", "-growth-tokens", "300,600", "-growth-rate", "50", "-duration", "300ms", "-algs", "EdDSA")
-	var rows [][]string
-	for _, line := range strings.Split(out, "\n") {
-		if regexp.MustCompile(`^\| \d`).MatchString(line) {
-			rows = append(rows, cells(line))
-		}
-	}
-	if len(rows) != 2 {
-		t.Fatalf("%d rows in the growth table, want 2", len(rows))
-	}
-	for _, row := range rows {
-		if rate, _ := strconv.ParseFloat(row[2], 64); rate <= 0 || !strings.HasSuffix(row[3], " ms") || row[len(row)-1] != "0" {
-			t.Errorf("growth row %q, want refreshes, a p50 and no errors", row)
-		}
-		if !regexp.MustCompile(`(?m)^- ` + row[0] + ` tokens: .*Scan.* on refresh_token`).MatchString(out) {
-			t.Errorf("no plan of the refresh statement at %s tokens", row[0])
-		}
-	}
-}
-
 // tableRow returns the cells of the first Markdown table row whose first
 // cell is name or starts with name and a space.
 func tableRow(out, name string) []string {

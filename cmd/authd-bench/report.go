@@ -21,17 +21,12 @@ type report struct {
 	ceilings   []*result // the refresh statement alone: durable, then synchronous_commit=off
 	storm      *stormResult
 	roundTrips []rtRow
-	growth     []*growthRow
 	notes      []string
 }
 
 func (rep *report) errorCount() (n int64) {
 	for _, r := range slices.Concat(rep.results, rep.ceilings) {
 		_, errs, _ := r.lat.Get()
-		n += errs
-	}
-	for _, g := range rep.growth {
-		_, errs, _ := g.lat.Get()
 		n += errs
 	}
 	if sr := rep.storm; sr != nil && sr.storm != nil {
@@ -90,15 +85,7 @@ func verdict(ok bool) string {
 
 func (rep *report) write(w io.Writer) {
 	o := rep.o
-	title := "authd-bench"
-	if o.growth {
-		title += " -growth"
-	}
-	fmt.Fprintf(w, "## %s\n\n- %s/%s, %d CPUs (GOMAXPROCS %d), %s, PostgreSQL %s\n", title, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), rep.pgVersion)
-	if o.growth {
-		rep.writeGrowth(w)
-		return
-	}
+	fmt.Fprintf(w, "## authd-bench\n\n- %s/%s, %d CPUs (GOMAXPROCS %d), %s, PostgreSQL %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), rep.pgVersion)
 	fmt.Fprintf(w, "- %s per scenario, %d keep-alive clients, %d users, bcrypt cost %d\n", o.duration, o.concurrency, o.harness.Users, loadtest.BcryptCost)
 	fmt.Fprintln(w, "- CPU/req from /proc (10 ms ticks): authd, its PostgreSQL backends, this bench client, all on this machine")
 	var keys []string
@@ -246,38 +233,4 @@ func (rep *report) writeRoundTrips(w io.Writer) {
 		}
 		row(r.name, r.n, r.trips, strconv.FormatFloat(float64(r.trips)/float64(max(r.n, 1)), 'g', 3, 64), stmts)
 	}
-}
-
-func (rep *report) writeGrowth(w io.Writer) {
-	o := rep.o
-	fmt.Fprintf(w, "- one authd server (%s); refresh at %g/s (open loop, each session used by one request at a time) for %s at each size; tokens stored in sessions of four by COPY (three spent, one live), then vacuum (analyze)\n\n", rep.algs[0].alg, o.growthRate, o.duration)
-	row := loadtest.Table(w, "refresh tokens stored", "sessions", "refresh/s", "p50", "p99", "max", "authd CPU/req", "DB CPU/req", "errors")
-	for _, r := range rep.growth {
-		lat, errs, _ := r.lat.Get()
-		row(group(r.tokens), group(r.sessions), fmt.Sprintf("%.0f", r.rate()), loadtest.PMS(lat, .5), loadtest.PMS(lat, .99), loadtest.PMS(lat, 1), perReq(r.cpu.server, r.n()), perReq(r.cpu.db, r.n()), errs)
-	}
-	fmt.Fprintln(w, "\nThe refresh statement's plan at each size (EXPLAIN, scan nodes):")
-	fmt.Fprintln(w)
-	for _, r := range rep.growth {
-		_, _, samples := r.lat.Get()
-		fmt.Fprintf(w, "- %s tokens: %s\n", group(r.tokens), r.plan)
-		for _, e := range samples {
-			fmt.Fprintf(w, "  - error: %s\n", e)
-		}
-		if n := r.dropped.Load(); n > 0 {
-			fmt.Fprintf(w, "  - %d slots not sent: every session was in flight\n", n)
-		}
-	}
-	for _, n := range rep.notes {
-		fmt.Fprintf(w, "- %s\n", n)
-	}
-}
-
-// group writes n with thousands separators: 1,000,000.
-func group(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
 }
