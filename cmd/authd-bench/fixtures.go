@@ -23,9 +23,9 @@ type alg struct {
 	env      []string      // the key material: JWT_SECRET, or AUTHD_SIGNING_KEYS_DIR alone
 	iss      *token.Issuer // authd's token package with the same key, in this process
 
-	signNS, verifyNS       float64  // one access token, in this process
-	tokens                 []string // verify-fresh's
-	refresh, fresh, cached *result  // refresh, verify-fresh, verify-jwt
+	signNS, verifyNS float64  // one access token, in this process
+	tokens           []string // verify-fresh's
+	refresh          *result
 }
 
 // prepareAlgs makes a key for each asymmetric algorithm with authd
@@ -58,8 +58,7 @@ func prepareAlgs(ctx context.Context, h *loadtest.Harness, names []string) ([]*a
 		algs = append(algs, a)
 	}
 	p := max(slices.IndexFunc(algs, func(a *alg) bool { return a.alg == token.HS256 }), 0)
-	first := algs[p]
-	algs = append([]*alg{first}, slices.Delete(algs, p, p+1)...)
+	algs = slices.Concat(algs[p:p+1], algs[:p], algs[p+1:])
 	algs[0].primary = true
 	return algs, nil
 }
@@ -74,15 +73,6 @@ func issuer(keyDir string) (*token.Issuer, error) {
 		return nil, err
 	}
 	return token.New(ks, token.Options{TTL: time.Hour})
-}
-
-// check makes sure authd signed tok with a's key: only that key verifies
-// it here.
-func (a *alg) check(tok string) error {
-	if _, err := a.iss.Verify(tok); err != nil {
-		return fmt.Errorf("%s server: a token it issued: %w", a.alg, err)
-	}
-	return nil
 }
 
 // mint signs n access tokens for users of role in this process, with
@@ -115,54 +105,32 @@ func (a *alg) mint(role string, n int, d time.Duration) error {
 	return nil
 }
 
-// insertSessions stores n refresh tokens with COPY (hashed as authd
-// hashes its own) in sessions of perSession, all but each session's last
-// spent by rotation, as real chains look, and returns the live ones:
-// logging in that many would be bcrypt-bound. It then vacuums and
-// analyses the tables, so that neither that work nor an autovacuum lands
-// in a timed window.
-func insertSessions(ctx context.Context, pool *pgxpool.Pool, users []string, n, perSession int64) ([]string, error) {
-	var live []string
-	now := time.Now()
-	expires := now.Add(30 * 24 * time.Hour)
-	for done := int64(0); done < n; {
-		k := min(200_000, n-done)
-		ids := make([]uuid.UUID, (k+perSession-1)/perSession)
-		sessions := make([][]any, len(ids))
-		for i := range ids {
-			ids[i] = uuid.New()
-			sessions[i] = []any{ids[i], users[i%len(users)]}
-		}
-		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "session"}, []string{"id", "username"}, pgx.CopyFromRows(sessions)); err != nil {
-				return err
-			}
-			j := int64(0)
-			_, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "refresh_token"}, []string{"token_hash", "session_id", "expires_at", "revoked_at", "revoked_reason"}, pgx.CopyFromFunc(func() ([]any, error) {
-				if j == k {
-					return nil, nil
-				}
-				plain, hash, err := token.NewRefresh()
-				sid := ids[j/perSession]
-				if j++; j%perSession == 0 || j == k {
-					live = append(live, plain)
-					return []any{hash, sid, expires, nil, nil}, err
-				}
-				return []any{hash, sid, expires, now, "rotated"}, err
-			}))
+// insertSessions stores n sessions of a refresh token each with COPY
+// (hashed as authd hashes its own) and returns the tokens: logging in
+// that many would be bcrypt-bound. It then vacuums and analyses the
+// tables, so that neither that work nor an autovacuum lands in a timed
+// window.
+func insertSessions(ctx context.Context, pool *pgxpool.Pool, users []string, n int) ([]string, error) {
+	plain, sessions, tokens := make([]string, n), make([][]any, n), make([][]any, n)
+	expires := time.Now().Add(30 * 24 * time.Hour)
+	for i := range n {
+		var hash []byte
+		plain[i], hash, _ = token.NewRefresh()
+		sessions[i] = []any{uuid.New(), users[i%len(users)]}
+		tokens[i] = []any{hash, sessions[i][0], expires}
+	}
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "session"}, []string{"id", "username"}, pgx.CopyFromRows(sessions)); err != nil {
 			return err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("insert sessions: %w", err)
 		}
-		done += k
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "refresh_token"}, []string{"token_hash", "session_id", "expires_at"}, pgx.CopyFromRows(tokens))
+		return err
+	})
+	if err == nil {
+		_, err = pool.Exec(ctx, "vacuum (analyze) auth.session, auth.refresh_token")
 	}
-	return live, settle(ctx, pool)
-}
-
-func settle(ctx context.Context, pool *pgxpool.Pool) error {
-	if _, err := pool.Exec(ctx, "vacuum (analyze) auth.session, auth.refresh_token"); err != nil {
-		return fmt.Errorf("vacuum the session tables: %w", err)
+	if err != nil {
+		return nil, fmt.Errorf("insert sessions: %w", err)
 	}
-	return nil
+	return plain, nil
 }

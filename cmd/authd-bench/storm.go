@@ -20,60 +20,23 @@ import (
 
 // stormWindow is one window: the paced clients, and in the storm the flood.
 type stormWindow struct {
-	name          string
-	elapsed       time.Duration
-	paced         [3]loadtest.Latencies // refresh, verify, healthz
-	ok, shed, bad loadtest.Latencies    // logins by answer: 204, 503, anything else
-	dropped       [4]int64              // slots not sent, too many in flight: paced, then logins
+	name    string
+	elapsed time.Duration
+	lat     [6]loadtest.Latencies // refresh, verify, healthz; logins answered 204, 503, anything else
+	dropped atomic.Int64          // slots not sent: too many in flight, or no free session
 }
 
 type stormResult struct {
 	ceilingRate, bcryptMS, loginRate float64 // logins/s; one compare's CPU; offered/s
-	quiet, storm                     *stormWindow
+	windows                          [2]*stormWindow
 }
 
 func (w *stormWindow) errors() (n int64) {
-	for _, l := range []*loadtest.Latencies{&w.paced[0], &w.paced[1], &w.paced[2], &w.bad} {
-		_, e, _ := l.Get()
+	for i := range w.lat {
+		_, e, _ := w.lat[i].Get()
 		n += e
 	}
 	return n
-}
-
-// sessionPool logs in n sessions for paced refreshes.
-func sessionPool(ctx context.Context, c *loadtest.Client, users []string, n int) (chan string, error) {
-	sessions := make(chan string, n)
-	for i := range n {
-		s, err := c.Login(ctx, users[i%len(users)])
-		if err != nil {
-			return nil, fmt.Errorf("log in: %w", err)
-		}
-		sessions <- s.Refresh
-	}
-	return sessions, nil
-}
-
-// pacedRefresh refreshes a free session of the pool into lat (a slot that
-// finds none is dropped); a failed refresh is replaced by a login.
-func pacedRefresh(c *loadtest.Client, user string, sessions chan string, lat *loadtest.Latencies, dropped *atomic.Int64) func(context.Context) {
-	return func(ctx context.Context) {
-		var tok string
-		select {
-		case tok = <-sessions:
-		default:
-			dropped.Add(1)
-			return
-		}
-		t0 := time.Now()
-		s, err := c.Refresh(ctx, tok)
-		lat.Add(time.Since(t0), err)
-		if err != nil {
-			if s, err = c.Login(ctx, user); err != nil {
-				return // the pool shrinks by one; counted above
-			}
-		}
-		sessions <- s.Refresh
-	}
 }
 
 func (rn *runner) storm(ctx context.Context, addr string) error {
@@ -85,8 +48,8 @@ func (rn *runner) storm(ctx context.Context, addr string) error {
 	// as it lowers the measured rate.
 	lat, _, _ := ceil.lat.Get()
 	sr := &stormResult{ceilingRate: ceil.rate(), bcryptMS: float64(loadtest.Percentile(lat, 0.5)) / 1e6}
-	if ceil.cpu.self > 0 {
-		sr.bcryptMS = float64(ceil.cpu.self) / float64(ceil.n()) / 1e6
+	if ceil.cpu[2] > 0 {
+		sr.bcryptMS = float64(ceil.cpu[2]) / float64(ceil.n()) / 1e6
 		sr.ceilingRate = max(sr.ceilingRate, float64(runtime.GOMAXPROCS(0))/(sr.bcryptMS/1000))
 	}
 	sr.loginRate = o.stormFactor * sr.ceilingRate
@@ -96,9 +59,13 @@ func (rn *runner) storm(ctx context.Context, addr string) error {
 	flood, meas := loadtest.NewClient(addr, 512), loadtest.NewClient(addr, 64)
 	defer flood.Close()
 	defer meas.Close()
-	sessions, err := sessionPool(ctx, meas, h.Users, 64)
-	if err != nil {
-		return fmt.Errorf("storm: %w", err)
+	sessions := make(chan string, 64) // for paced refreshes, each used by one at a time
+	for i := range cap(sessions) {
+		s, err := meas.Login(ctx, h.Users[i%len(h.Users)])
+		if err != nil {
+			return fmt.Errorf("storm: log in: %w", err)
+		}
+		sessions <- s.Refresh
 	}
 	gets := rn.gets(rn.access)
 	verify, health := gets[2], gets[0] // verify-jwt, bare
@@ -107,21 +74,40 @@ func (rn *runner) storm(ctx context.Context, addr string) error {
 			return fmt.Errorf("storm: warm-up: %w", err)
 		}
 	}
-	window := func(name string, floodOn bool) (*stormWindow, error) {
+	h.Logf("storm: quiet window, then a login flood at %.0f/s (%g× the bcrypt ceiling of %.1f/s), %s each", sr.loginRate, o.stormFactor, sr.ceilingRate, o.duration)
+	for i, name := range []string{"quiet", "storm"} {
 		w := &stormWindow{name: name}
+		sr.windows[i] = w
 		start := time.Now().Add(20 * time.Millisecond)
 		var wg sync.WaitGroup
-		pace := func(i int, rate float64, inflight int, fn func(context.Context)) {
+		pace := func(rate float64, inflight int, fn func(context.Context)) {
 			wg.Go(func() {
-				w.dropped[i] += loadtest.Pacer{Rate: rate, MaxInflight: inflight}.Run(ctx, start, o.duration, fn)
+				w.dropped.Add(loadtest.Pacer{Rate: rate, MaxInflight: inflight}.Run(ctx, start, o.duration, fn))
 			})
 		}
-		var noSession, next atomic.Int64
-		pace(0, o.stormRates[0], 256, pacedRefresh(meas, h.Users[0], sessions, &w.paced[0], &noSession))
-		pace(1, o.stormRates[1], 256, func(ctx context.Context) { w.paced[1].Timed(func() error { return verify.do(ctx, meas) }) })
-		pace(2, o.stormRates[2], 256, func(ctx context.Context) { w.paced[2].Timed(func() error { return health.do(ctx, meas) }) })
-		if floodOn {
-			pace(3, sr.loginRate, 4096, func(ctx context.Context) {
+		pace(o.stormRates[0], 256, func(ctx context.Context) {
+			var tok string
+			select {
+			case tok = <-sessions:
+			default:
+				w.dropped.Add(1)
+				return
+			}
+			t0 := time.Now()
+			s, err := meas.Refresh(ctx, tok)
+			w.lat[0].Add(time.Since(t0), err)
+			if err != nil {
+				if s, err = meas.Login(ctx, h.Users[0]); err != nil {
+					return // the pool shrinks by one; counted above
+				}
+			}
+			sessions <- s.Refresh
+		})
+		pace(o.stormRates[1], 256, func(ctx context.Context) { w.lat[1].Timed(func() error { return verify.do(ctx, meas) }) })
+		pace(o.stormRates[2], 256, func(ctx context.Context) { w.lat[2].Timed(func() error { return health.do(ctx, meas) }) })
+		var next atomic.Int64
+		if name == "storm" {
+			pace(sr.loginRate, 4096, func(ctx context.Context) {
 				req := loadtest.LoginRequest(h.Users[int(next.Add(1))%len(h.Users)])
 				req.Want = 0
 				t0 := time.Now()
@@ -130,27 +116,19 @@ func (rn *runner) storm(ctx context.Context, addr string) error {
 				switch {
 				case err == nil && status == http.StatusNoContent:
 					_, err = loadtest.SessionCookies(hdr, "login")
-					w.ok.Add(d, err)
+					w.lat[3].Add(d, err)
 				case err == nil && status == http.StatusServiceUnavailable && hdr.Get("Retry-After") != "":
-					w.shed.Add(d, nil)
+					w.lat[4].Add(d, nil)
 				default:
-					w.bad.Add(d, errors.Join(err, fmt.Errorf("POST /rpc/login: status %d", status)))
+					w.lat[5].Add(d, errors.Join(err, fmt.Errorf("POST /rpc/login: status %d", status)))
 				}
 			})
 		}
 		wg.Wait()
 		w.elapsed = time.Since(start)
-		w.dropped[0] += noSession.Load()
-		return w, ctx.Err()
-	}
-
-	h.Logf("storm: quiet window, %s: refresh %g/s, verify %g/s, healthz %g/s", o.duration, o.stormRates[0], o.stormRates[1], o.stormRates[2])
-	if sr.quiet, err = window("quiet", false); err != nil {
-		return fmt.Errorf("storm: %w", err)
-	}
-	h.Logf("storm: login flood at %.0f/s (%g× the bcrypt ceiling of %.1f/s) for %s", sr.loginRate, o.stormFactor, sr.ceilingRate, o.duration)
-	if sr.storm, err = window("storm", true); err != nil {
-		return fmt.Errorf("storm: %w", err)
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("storm: %w", err)
+		}
 	}
 	return nil
 }
