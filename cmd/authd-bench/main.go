@@ -10,11 +10,9 @@
 // The harness (cmd/internal/loadtest) gives it a throwaway database and
 // an authd built from this checkout. The report is Markdown on standard
 // output, progress on standard error; the exit status is non-zero when
-// any request failed. Files: scenarios (closed loops on each algorithm's
-// server, CPU from /proc), storm (open-loop logins beside paced
-// refresh/verify/healthz), roundtrips (a counting wire proxy, and the
-// refresh statement alone), fixtures (keys, tokens, sessions by COPY),
-// report.
+// any request failed. Files: main (flags, keys, tokens, sessions by COPY),
+// scenarios (closed loops, CPU from /proc, the storm), roundtrips (a
+// counting wire proxy, the refresh statement alone), report.
 package main
 
 import (
@@ -23,9 +21,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"authd/cmd/internal/loadtest"
 	"authd/token"
@@ -51,7 +54,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o.harness.AddFlags(fs)
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "timed length of each scenario")
 	fs.IntVar(&o.concurrency, "concurrency", 8, "concurrent clients (keep-alive connections)")
-	algs := fs.String("algs", "HS256,ES256,EdDSA", "comma list of signing algorithms (HS256, ES256, EdDSA, RS256), each on its own authd server; refresh, verify-fresh and verify-jwt run on each, the rest on HS256's (else the first's)")
+	algs := fs.String("algs", "HS256,ES256,EdDSA", "comma list of signing algorithms (HS256, ES256, EdDSA, RS256), each on its own authd server; refresh, verify-fresh and verify-jwt run on each, the rest on the first's")
 	fs.IntVar(&o.verifyTokens, "verify-tokens", 40000, "access tokens verify-fresh presents, signed here with the server's key, per algorithm (cycled if the run outlasts them)")
 	fs.DurationVar(&o.queueWait, "login-queue-wait", 2*time.Second, "AUTHD_LOGIN_QUEUE_WAIT of every server: the longest a login waits for a bcrypt slot before 503")
 	fs.Float64Var(&o.stormFactor, "storm-factor", 4, "storm: logins per second offered, as a multiple of the bcrypt ceiling")
@@ -97,19 +100,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer h.Close()
-	rn := &runner{o: o, h: h, rep: &report{o: o}}
-	if err := h.Pool.QueryRow(ctx, "show server_version").Scan(&rn.rep.pgVersion); err != nil {
+	rn := &runner{o: o, h: h}
+	if err := h.Pool.QueryRow(ctx, "show server_version").Scan(&rn.pgVersion); err != nil {
 		return err
 	}
-	if rn.rep.algs, err = prepareAlgs(ctx, h, o.algs); err != nil {
+	if rn.algs, err = prepareAlgs(ctx, h, o.algs); err != nil {
 		return err
 	}
-	for _, a := range rn.rep.algs {
+	for _, a := range rn.algs {
 		if err := rn.runAlg(ctx, a); err != nil {
 			return err
 		}
 	}
-	h.Logf("counting database round trips per request (%s server)", rn.rep.algs[0].alg)
+	h.Logf("counting database round trips per request (%s server)", rn.algs[0].alg)
 	sql, err := rn.countRoundTrips(ctx)
 	if err != nil {
 		return fmt.Errorf("count round trips: %w", err)
@@ -119,18 +122,124 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	rn.rep.write(stdout)
-	if n := rn.rep.errorCount(); n > 0 {
+	rn.write(stdout)
+	if n := rn.errorCount(); n > 0 {
 		return fmt.Errorf("%d request(s) failed", n)
 	}
 	return nil
 }
 
-// runner holds what every part of a run shares.
+// runner holds what every part of a run shares, and what the report says.
 type runner struct {
-	o      *options
-	h      *loadtest.Harness
-	rep    *report
-	apiKey string // made once, used by the primary server
-	access string // the primary server's access token
+	o          *options
+	h          *loadtest.Harness
+	apiKey     string // made once, used by the primary server
+	access     string // the primary server's access token
+	pgVersion  string
+	algs       []*alg    // the primary first
+	results    []*result // the main table
+	bcrypt     *result
+	stormRes   *stormResult
+	roundTrips []rtRow
+	notes      []string
+}
+
+// alg is one signing algorithm's server and its in-process figures.
+type alg struct {
+	alg, kid string
+	primary  bool          // runs the scenarios that are not per algorithm
+	env      []string      // the key material: JWT_SECRET, or AUTHD_SIGNING_KEYS_DIR alone
+	iss      *token.Issuer // authd's token package with the same key, in this process
+
+	signNS, verifyNS float64  // one access token, in this process
+	tokens           []string // verify-fresh's
+	refresh          *result
+}
+
+// prepareAlgs makes a key for each asymmetric algorithm with authd
+// keygen; the first algorithm is the primary one.
+func prepareAlgs(ctx context.Context, h *loadtest.Harness, names []string) ([]*alg, error) {
+	var algs []*alg
+	for _, name := range names {
+		a := &alg{alg: name}
+		secret, keys, kid := []byte(h.Secret), []*token.Key(nil), ""
+		var err error
+		if name != token.HS256 {
+			dir := filepath.Join(h.Tmp, "keys-"+name)
+			if _, err := h.Authd(ctx, "keygen", "--alg", name, "--out", dir); err != nil {
+				return nil, err
+			}
+			// No JWT_SECRET, so that the server's key set is that key alone.
+			a.env, secret = []string{"JWT_SECRET=", "AUTHD_SIGNING_KEYS_DIR=" + dir}, nil
+			keys, kid, err = token.LoadKeyDir(dir)
+		}
+		var ks *token.KeySet
+		if err == nil {
+			ks, err = token.NewKeySet(secret, keys, kid)
+		}
+		if err == nil {
+			a.iss, err = token.New(ks, token.Options{TTL: time.Hour})
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		a.kid = ks.SigningKeyID()
+		algs = append(algs, a)
+	}
+	algs[0].primary = true
+	return algs, nil
+}
+
+// mint signs n access tokens with a's key here, for verify-fresh to
+// present once each (signing here keeps the server's cache and CPU out of
+// it), timing the signing and, for about d, the (uncached) verifying.
+func (a *alg) mint(role string, n int, d time.Duration) error {
+	a.tokens = make([]string, n)
+	start := time.Now()
+	for i := range a.tokens {
+		var err error
+		// No session: such a token (as the NATS callout issues for a
+		// password) is judged live by its user alone, whose state the
+		// server caches; a made-up session id would be refused.
+		if a.tokens[i], _, err = a.iss.Issue("user_000001", role, ""); err != nil {
+			return err
+		}
+	}
+	a.signNS = float64(time.Since(start)) / float64(n)
+	i, start := 0, time.Now()
+	for ; i == 0 || time.Since(start) < d; i++ {
+		if _, err := a.iss.Verify(a.tokens[0]); err != nil {
+			return err
+		}
+	}
+	a.verifyNS = float64(time.Since(start)) / float64(i)
+	return nil
+}
+
+// insertSessions stores n sessions of a refresh token each with COPY
+// (logging in that many would be bcrypt-bound) and returns the tokens;
+// then vacuum (analyze), so that no autovacuum lands in a timed window.
+func insertSessions(ctx context.Context, pool *pgxpool.Pool, users []string, n int) ([]string, error) {
+	plain, sessions, tokens := make([]string, n), make([][]any, n), make([][]any, n)
+	expires := time.Now().Add(30 * 24 * time.Hour)
+	for i := range n {
+		var hash []byte
+		plain[i], hash, _ = token.NewRefresh()
+		sessions[i] = []any{uuid.New(), users[i%len(users)]}
+		tokens[i] = []any{hash, sessions[i][0], expires}
+	}
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "session"}, []string{"id", "username"}, pgx.CopyFromRows(sessions)); err != nil {
+			return err
+		}
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "refresh_token"}, []string{"token_hash", "session_id", "expires_at"}, pgx.CopyFromRows(tokens))
+		return err
+	})
+	if err == nil {
+		_, err = pool.Exec(ctx, "vacuum (analyze) auth.session, auth.refresh_token")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("insert sessions: %w", err)
+	}
+	return plain, nil
 }

@@ -14,23 +14,12 @@ import (
 	"authd/cmd/internal/loadtest"
 )
 
-type report struct {
-	o          *options
-	pgVersion  string
-	algs       []*alg    // the primary first
-	results    []*result // the main table
-	bcrypt     *result
-	storm      *stormResult
-	roundTrips []rtRow
-	notes      []string
-}
-
-func (rep *report) errorCount() (n int64) {
-	for _, r := range rep.results {
+func (rn *runner) errorCount() (n int64) {
+	for _, r := range rn.results {
 		_, errs, _ := r.lat.Get()
 		n += errs
 	}
-	if sr := rep.storm; sr != nil && sr.windows[1] != nil {
+	if sr := rn.stormRes; sr != nil && sr.windows[1] != nil {
 		n += sr.windows[0].errors() + sr.windows[1].errors()
 	}
 	return n
@@ -44,13 +33,13 @@ func perReq(d time.Duration, n int64) string {
 	return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)/float64(n))
 }
 
-func (rep *report) write(w io.Writer) {
-	o := rep.o
-	fmt.Fprintf(w, "## authd-bench\n\n- %s/%s, %d CPUs (GOMAXPROCS %d), %s, PostgreSQL %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), rep.pgVersion)
+func (rn *runner) write(w io.Writer) {
+	o := rn.o
+	fmt.Fprintf(w, "## authd-bench\n\n- %s/%s, %d CPUs (GOMAXPROCS %d), %s, PostgreSQL %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), rn.pgVersion)
 	fmt.Fprintf(w, "- %s per scenario, %d keep-alive clients, %d users, bcrypt cost %d\n", o.duration, o.concurrency, o.harness.Users, loadtest.BcryptCost)
 	fmt.Fprintln(w, "- CPU/req from /proc (10 ms ticks): authd, its PostgreSQL backends, this bench client, all on this machine")
 	var keys []string
-	for _, a := range rep.algs {
+	for _, a := range rn.algs {
 		k := a.alg + " (JWT_SECRET)"
 		if a.kid != "" {
 			k = a.alg + " (key " + a.kid + " from authd keygen, no JWT_SECRET)"
@@ -61,29 +50,29 @@ func (rep *report) write(w io.Writer) {
 	fmt.Fprintln(w, "- the rotate statement is refresh's, as authd sent it, run alone with pgx, each connection rotating its own chain; synchronous_commit=off is not what authd does")
 	fmt.Fprintln(w)
 	row := loadtest.Table(w, "scenario", "requests", "req/s", "p50", "p99", "authd CPU/req", "DB CPU/req", "bench CPU/req", "errors")
-	for _, r := range rep.results {
+	for _, r := range rn.results {
 		lat, errs, samples := r.lat.Get()
 		n := int64(len(lat))
 		row(r.name, n, fmt.Sprintf("%.0f", r.rate()), loadtest.PMS(lat, .5), loadtest.PMS(lat, .99), perReq(r.cpu[0], n), perReq(r.cpu[1], n), perReq(r.cpu[2], n), errs)
 		for _, note := range slices.Concat(r.notes, samples) {
-			rep.notes = append(rep.notes, r.name+": "+note)
+			rn.notes = append(rn.notes, r.name+": "+note)
 		}
 	}
 	fmt.Fprintln(w)
-	for _, n := range rep.notes {
+	for _, n := range rn.notes {
 		fmt.Fprintf(w, "- %s\n", n)
 	}
 	fmt.Fprintf(w, "\n### Signing algorithms, in-process\n\nauthd's token package with each server's key, one goroutine: one access token signed, and verified (uncached).\n\n")
 	row = loadtest.Table(w, "alg", "sign", "verify")
-	for _, a := range rep.algs {
+	for _, a := range rn.algs {
 		row(a.alg, fmt.Sprintf("%.1f µs", a.signNS/1e3), fmt.Sprintf("%.1f µs", a.verifyNS/1e3))
 	}
-	rep.writeStorm(w)
-	rep.writeRoundTrips(w)
+	rn.writeStorm(w)
+	rn.writeRoundTrips(w)
 }
 
-func (rep *report) writeStorm(w io.Writer) {
-	sr, o := rep.storm, rep.o
+func (rn *runner) writeStorm(w io.Writer) {
+	sr, o := rn.stormRes, rn.o
 	if sr == nil || sr.windows[1] == nil {
 		return
 	}
@@ -123,12 +112,12 @@ func (rep *report) writeStorm(w io.Writer) {
 	}
 }
 
-func (rep *report) writeRoundTrips(w io.Writer) {
+func (rn *runner) writeRoundTrips(w io.Writer) {
 	fmt.Fprintf(w, "\n### Database round trips per request\n\n")
 	fmt.Fprintln(w, "Sync and simple Query messages from authd on the PostgreSQL wire, one request at a time after a warm-up (but the last row, from every client at once); the statements by the auth tables they name. The total is the whole window's, background writes included.")
 	fmt.Fprintln(w)
 	row := loadtest.Table(w, "request", "requests", "total", "round trips", "statements executed")
-	for _, r := range rep.roundTrips {
+	for _, r := range rn.roundTrips {
 		var labels []string
 		counts := map[string]int{}
 		for _, sql := range r.sql {

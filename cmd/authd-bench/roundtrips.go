@@ -133,10 +133,9 @@ func (p *pgProxy) count(name string, f func() (int64, error)) (rtRow, error) {
 	return rtRow{name: name, n: n, trips: p.trips - trips, sql: slices.Clone(p.sql[stmts:])}, err
 }
 
-// countRoundTrips fills the report's round-trip table from a server of
-// the primary algorithm whose database connections go through a pgProxy,
-// and returns the refresh statement as authd sent it: so this program
-// holds no copy of it.
+// countRoundTrips fills the round-trip table from a primary-algorithm
+// server whose connections go through a pgProxy, and returns refresh's
+// statement as authd sent it (this program holds no copy of it).
 func (rn *runner) countRoundTrips(ctx context.Context) (string, error) {
 	o, h := rn.o, rn.h
 	u, err := url.Parse(h.DBURL)
@@ -153,7 +152,7 @@ func (rn *runner) countRoundTrips(ctx context.Context) (string, error) {
 		q.Set("sslmode", "disable") // the proxy must see plain protocol
 		q.Set("application_name", "authd-bench-roundtrips")
 	})
-	srv, err := h.Start(ctx, "authd-roundtrips", append(slices.Clone(rn.rep.algs[0].env), "DATABASE_URL="+rtURL)...)
+	srv, err := h.Start(ctx, "authd-roundtrips", append(slices.Clone(rn.algs[0].env), "DATABASE_URL="+rtURL)...)
 	if err != nil {
 		return "", err
 	}
@@ -185,7 +184,7 @@ func (rn *runner) countRoundTrips(ctx context.Context) (string, error) {
 		// A new server: none of verify-fresh's tokens is in its cache.
 		{"verify-fresh", 3, 200, func(i int) error {
 			g := gets[1]
-			g.value = "Bearer " + rn.rep.algs[0].tokens[i%len(rn.rep.algs[0].tokens)]
+			g.value = "Bearer " + rn.algs[0].tokens[i%len(rn.algs[0].tokens)]
 			return g.do(ctx, c)
 		}},
 	}
@@ -209,7 +208,7 @@ func (rn *runner) countRoundTrips(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		rn.rep.roundTrips = append(rn.rep.roundTrips, row)
+		rn.roundTrips = append(rn.roundTrips, row)
 	}
 	// authd re-reads a cached API key and writes last_used_at once a
 	// second at most, in the background: counted from every client at full
@@ -230,8 +229,8 @@ func (rn *runner) countRoundTrips(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	rn.rep.roundTrips = append(rn.rep.roundTrips, row)
-	if r := rn.rep.roundTrips[1]; len(r.sql) == int(r.n) && len(slices.Compact(slices.Clone(r.sql))) == 1 {
+	rn.roundTrips = append(rn.roundTrips, row)
+	if r := rn.roundTrips[1]; len(r.sql) == int(r.n) && len(slices.Compact(slices.Clone(r.sql))) == 1 {
 		return r.sql[0], nil
 	}
 	return "", errors.New("refresh did not run one and the same statement per request")
@@ -242,9 +241,8 @@ func (rn *runner) countRoundTrips(ctx context.Context) (string, error) {
 const refreshTTL = 30 * 24 * 3600
 
 // ceiling runs the refresh statement alone on -concurrency connections,
-// each rotating its own session's chain: with async, without waiting for
-// the commit's WAL flush (synchronous_commit=off, which authd does not
-// do), to show what durability costs.
+// each rotating its own chain; async (synchronous_commit=off, which authd
+// does not do) shows what the commit's WAL flush costs.
 func (rn *runner) ceiling(ctx context.Context, sql string, async bool) error {
 	const app = "authd-bench-ceiling"
 	n := rn.o.concurrency
@@ -287,7 +285,7 @@ func (rn *runner) ceiling(ctx context.Context, sql string, async bool) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
-	if _, err := rn.closed(ctx, &cpuProbe{pool: rn.h.Pool, db: rn.h.DBName, app: app}, name, rotate); err != nil {
+	if _, err := rn.closed(ctx, &cpuProbe{pool: rn.h.Pool, db: rn.h.DBName, app: app}, name, n, rotate); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil

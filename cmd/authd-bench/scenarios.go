@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"os"
 	"runtime"
 	"slices"
@@ -37,7 +38,7 @@ func (r *result) rate() float64 { return float64(r.n()) / max(r.elapsed.Seconds(
 var errStop = errors.New("stop")
 
 // closedLoop runs op on n workers, each calling it again as soon as it
-// returns, for d, and records each call in r.
+// returns, for d, recording each call in r.
 func closedLoop(ctx context.Context, r *result, n int, d time.Duration, op func(ctx context.Context, w int) error) error {
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -78,8 +79,7 @@ func procCPU(pid int) (time.Duration, string) {
 	return -1, ""
 }
 
-// snapshot is authd's and this process's CPU, and each backend's (nil if
-// unknown).
+// snapshot is authd's and this process's CPU, and each backend's.
 func (p *cpuProbe) snapshot(ctx context.Context) (own [2]time.Duration, db map[int32]time.Duration, err error) {
 	own[0], _ = procCPU(p.pid)
 	own[1], _ = procCPU(os.Getpid())
@@ -131,13 +131,12 @@ func (p *cpuProbe) measure(ctx context.Context, r *result, f func() error) error
 	return err
 }
 
-// closed measures op on -concurrency workers for -duration, CPU included,
-// as a row of the main table.
-func (rn *runner) closed(ctx context.Context, probe *cpuProbe, name string, op func(ctx context.Context, w int) error) (*result, error) {
-	rn.h.Logf("%s: %s, %d clients", name, rn.o.duration, rn.o.concurrency)
+// closed measures op on n workers for -duration as a main table row.
+func (rn *runner) closed(ctx context.Context, probe *cpuProbe, name string, n int, op func(ctx context.Context, w int) error) (*result, error) {
+	rn.h.Logf("%s: %s, %d clients", name, rn.o.duration, n)
 	r := &result{name: name}
-	rn.rep.results = append(rn.rep.results, r)
-	return r, probe.measure(ctx, r, func() error { return closedLoop(ctx, r, rn.o.concurrency, rn.o.duration, op) })
+	rn.results = append(rn.results, r)
+	return r, probe.measure(ctx, r, func() error { return closedLoop(ctx, r, n, rn.o.duration, op) })
 }
 
 // get is a GET scenario; role is the X-Auth-Role a 200 must carry.
@@ -147,8 +146,8 @@ func (g get) do(ctx context.Context, c *loadtest.Client) error {
 	return c.Get(ctx, g.path, g.header, g.value, g.role)
 }
 
-// gets are the GET scenarios, in report order, with access as the token;
-// verify-fresh's value is set per request.
+// gets are the GET scenarios in report order; verify-fresh's value is set
+// per request.
 func (rn *runner) gets(access string) []get {
 	role := rn.h.Role
 	return []get{
@@ -160,8 +159,7 @@ func (rn *runner) gets(access string) []get {
 	}
 }
 
-// perAlg are the scenarios that run on every algorithm's server; the
-// others run on the primary's only.
+// perAlg run on every algorithm's server, the rest on the primary's.
 var perAlg = []string{"refresh", "verify-fresh", "verify-jwt"}
 
 // runAlg runs the scenarios on a server signing with a.
@@ -181,7 +179,7 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 			err = fmt.Errorf("%w\nthe %s server's log ends:\n%s", err, a.alg, srv.LogTail())
 		}
 		if p := srv.LogProblems(); p != "" {
-			rn.rep.notes = append(rn.rep.notes, a.alg+" server: "+p)
+			rn.notes = append(rn.notes, a.alg+" server: "+p)
 		}
 		_ = srv.Stop()
 	}()
@@ -193,7 +191,7 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 		if slices.Contains(perAlg, s) {
 			s += " (" + a.alg + ")"
 		}
-		return rn.closed(ctx, probe, s, op)
+		return rn.closed(ctx, probe, s, o.concurrency, op)
 	}
 	user := func(i int64) string { return h.Users[int(i)%len(h.Users)] }
 	var next atomic.Int64
@@ -204,16 +202,11 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 		}
 		// What login could reach here if bcrypt were all it did.
 		n := runtime.GOMAXPROCS(0)
-		r := &result{name: fmt.Sprintf("bcrypt ceiling (cost %d, %d goroutines)", loadtest.BcryptCost, n)}
-		rn.rep.results, rn.rep.bcrypt = append(rn.rep.results, r), r
-		h.Logf("%s: %s", r.name, o.duration)
-		if err := (&cpuProbe{}).measure(ctx, r, func() error {
-			return closedLoop(ctx, r, n, o.duration, func(context.Context, int) error {
-				if !store.CheckPassword(h.Hash, loadtest.Password) {
-					return errors.New("bcrypt compare failed")
-				}
-				return nil
-			})
+		if rn.bcrypt, err = rn.closed(ctx, &cpuProbe{}, fmt.Sprintf("bcrypt ceiling (cost %d, %d goroutines)", loadtest.BcryptCost, n), n, func(context.Context, int) error {
+			if !store.CheckPassword(h.Hash, loadtest.Password) {
+				return errors.New("bcrypt compare failed")
+			}
+			return nil
 		}); err != nil {
 			return err
 		}
@@ -226,12 +219,7 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 		}
 	}
 	if a.refresh, err = run("refresh", func(ctx context.Context, w int) (err error) {
-		if sessions[w].Refresh == "" { // the last refresh failed
-			if sessions[w], err = c.Login(ctx, user(int64(w))); err != nil {
-				return err
-			}
-		}
-		sessions[w], err = c.Refresh(ctx, sessions[w].Refresh)
+		sessions[w], err = c.Refresh(ctx, sessions[w].Refresh) // a failure fails the run
 		return err
 	}); err != nil {
 		return err
@@ -289,4 +277,120 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 	}
 	rn.access = s.Access
 	return rn.storm(ctx, srv.Addr)
+}
+
+// The storm: logins sent open-loop at -storm-factor × the bcrypt ceiling,
+// so that the excess must be shed with 503 within AUTHD_LOGIN_QUEUE_WAIT,
+// while refresh, verify (one Bearer token, as a gateway presents it) and
+// GET /healthz are paced, beside the same paced clients in a quiet window.
+
+// stormWindow is one window: the paced clients, and in the storm the flood.
+type stormWindow struct {
+	name    string
+	elapsed time.Duration
+	lat     [6]loadtest.Latencies // refresh, verify, healthz; logins answered 204, 503, anything else
+	dropped atomic.Int64          // slots not sent: too many in flight, or no free session
+}
+
+type stormResult struct {
+	ceilingRate, bcryptMS, loginRate float64 // logins/s; one compare's CPU; offered/s
+	windows                          [2]*stormWindow
+}
+
+func (w *stormWindow) errors() (n int64) {
+	for i := range w.lat {
+		_, e, _ := w.lat[i].Get()
+		n += e
+	}
+	return n
+}
+
+func (rn *runner) storm(ctx context.Context, addr string) error {
+	o, h, ceil := rn.o, rn.h, rn.bcrypt
+	if ceil.rate() <= 0 {
+		return errors.New("storm: no bcrypt ceiling measured")
+	}
+	// The ceiling from bcrypt's CPU cost, which other load does not lower
+	// as it lowers the measured rate.
+	lat, _, _ := ceil.lat.Get()
+	sr := &stormResult{ceilingRate: ceil.rate(), bcryptMS: float64(loadtest.Percentile(lat, 0.5)) / 1e6}
+	if ceil.cpu[2] > 0 {
+		sr.bcryptMS = float64(ceil.cpu[2]) / float64(ceil.n()) / 1e6
+		sr.ceilingRate = max(sr.ceilingRate, float64(runtime.GOMAXPROCS(0))/(sr.bcryptMS/1000))
+	}
+	sr.loginRate = o.stormFactor * sr.ceilingRate
+	rn.stormRes = sr
+
+	// The flood's hundreds of connections are not the measured clients'.
+	flood, meas := loadtest.NewClient(addr, 512), loadtest.NewClient(addr, 64)
+	defer flood.Close()
+	defer meas.Close()
+	sessions := make(chan string, 64) // for paced refreshes, each used by one at a time
+	for i := range cap(sessions) {
+		s, err := meas.Login(ctx, h.Users[i%len(h.Users)])
+		if err != nil {
+			return fmt.Errorf("storm: log in: %w", err)
+		}
+		sessions <- s.Refresh
+	}
+	gets := rn.gets(rn.access)
+	verify, health := gets[2], gets[0] // verify-jwt, bare
+	for range 8 {                      // warm the measuring connections and the verified-token cache
+		if err := verify.do(ctx, meas); err != nil {
+			return fmt.Errorf("storm: warm-up: %w", err)
+		}
+	}
+	h.Logf("storm: quiet window, then a login flood at %.0f/s (%g× the bcrypt ceiling of %.1f/s), %s each", sr.loginRate, o.stormFactor, sr.ceilingRate, o.duration)
+	for i, name := range []string{"quiet", "storm"} {
+		w := &stormWindow{name: name}
+		sr.windows[i] = w
+		start := time.Now().Add(20 * time.Millisecond)
+		var wg sync.WaitGroup
+		pace := func(rate float64, inflight int, fn func(context.Context)) {
+			wg.Go(func() {
+				w.dropped.Add(loadtest.Pacer{Rate: rate, MaxInflight: inflight}.Run(ctx, start, o.duration, fn))
+			})
+		}
+		pace(o.stormRates[0], 256, func(ctx context.Context) {
+			var tok string
+			select {
+			case tok = <-sessions:
+			default:
+				w.dropped.Add(1)
+				return
+			}
+			t0 := time.Now()
+			s, err := meas.Refresh(ctx, tok)
+			if w.lat[0].Add(time.Since(t0), err); err == nil { // else the pool shrinks by one
+				sessions <- s.Refresh
+			}
+		})
+		pace(o.stormRates[1], 256, func(ctx context.Context) { w.lat[1].Timed(func() error { return verify.do(ctx, meas) }) })
+		pace(o.stormRates[2], 256, func(ctx context.Context) { w.lat[2].Timed(func() error { return health.do(ctx, meas) }) })
+		var next atomic.Int64
+		if name == "storm" {
+			pace(sr.loginRate, 4096, func(ctx context.Context) {
+				req := loadtest.LoginRequest(h.Users[int(next.Add(1))%len(h.Users)])
+				req.Want = 0
+				t0 := time.Now()
+				status, hdr, _, err := flood.Do(ctx, req)
+				d := time.Since(t0)
+				switch {
+				case err == nil && status == http.StatusNoContent:
+					_, err = loadtest.SessionCookies(hdr, "login")
+					w.lat[3].Add(d, err)
+				case err == nil && status == http.StatusServiceUnavailable && hdr.Get("Retry-After") != "":
+					w.lat[4].Add(d, nil)
+				default:
+					w.lat[5].Add(d, errors.Join(err, fmt.Errorf("POST /rpc/login: status %d", status)))
+				}
+			})
+		}
+		wg.Wait()
+		w.elapsed = time.Since(start)
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("storm: %w", err)
+		}
+	}
+	return nil
 }

@@ -1,15 +1,17 @@
 package loadtest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -80,20 +82,20 @@ func LoginRequest(user string) Request {
 
 // Login logs user in; a 204 must set both session cookies.
 func (c *Client) Login(ctx context.Context, user string) (Session, error) {
-	_, h, _, err := c.Do(ctx, LoginRequest(user))
-	if err != nil {
-		return Session{}, err
-	}
-	return SessionCookies(h, "login")
+	return c.session(ctx, LoginRequest(user), "login")
 }
 
 // Refresh spends a refresh token and returns the rotated session.
 func (c *Client) Refresh(ctx context.Context, refresh string) (Session, error) {
-	_, h, _, err := c.Do(ctx, Request{Method: http.MethodPost, Path: RefreshPath, Header: "Cookie", Value: "refresh_token=" + refresh, Want: http.StatusNoContent})
+	return c.session(ctx, Request{Method: http.MethodPost, Path: RefreshPath, Header: "Cookie", Value: "refresh_token=" + refresh, Want: http.StatusNoContent}, "refresh")
+}
+
+func (c *Client) session(ctx context.Context, r Request, what string) (Session, error) {
+	_, h, _, err := c.Do(ctx, r)
 	if err != nil {
 		return Session{}, err
 	}
-	return SessionCookies(h, "refresh")
+	return SessionCookies(h, what)
 }
 
 // Logout ends s with the cookies of it that are set, as a browser sends them.
@@ -150,12 +152,135 @@ func (c *Client) Metrics(ctx context.Context) (map[string]float64, error) {
 		return nil, err
 	}
 	out := map[string]float64{}
-	for sc := bufio.NewScanner(bytes.NewReader(body)); sc.Scan(); {
-		if name, v, ok := strings.Cut(sc.Text(), " "); ok && !strings.HasPrefix(name, "#") {
-			if f, err := strconv.ParseFloat(v, 64); err == nil {
-				out[name] = f
-			}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, v, _ := strings.Cut(line, " ")
+		if f, err := strconv.ParseFloat(v, 64); err == nil && !strings.HasPrefix(name, "#") {
+			out[name] = f
 		}
 	}
 	return out, nil
+}
+
+// Percentile is the nearest-rank p-quantile of lat (1 is the maximum), 0
+// for none. lat is left unsorted.
+func Percentile(lat []time.Duration, p float64) time.Duration {
+	if len(lat) == 0 {
+		return 0
+	}
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	return s[max(int(math.Ceil(p*float64(len(s))))-1, 0)]
+}
+
+// MS writes d in milliseconds, the unit of every latency in the reports.
+func MS(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+
+// PMS is MS of lat's p-quantile.
+func PMS(lat []time.Duration, p float64) string { return MS(Percentile(lat, p)) }
+
+// Table writes the head of a Markdown table (the first column text, the
+// others numbers) and returns the function that writes a row.
+func Table(w io.Writer, head ...string) func(cells ...any) {
+	fmt.Fprintf(w, "| %s |\n|---|%s\n", strings.Join(head, " | "), strings.Repeat("---:|", len(head)-1))
+	return func(cells ...any) {
+		s := make([]string, len(cells))
+		for i, c := range cells {
+			s[i] = fmt.Sprint(c)
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(s, " | "))
+	}
+}
+
+// Latencies records requests' durations and failures from many
+// goroutines; the zero value is ready.
+type Latencies struct {
+	mu      sync.Mutex
+	lat     []time.Duration
+	errs    int64
+	samples []string // the first few distinct error messages, for the whole run
+}
+
+// Add records a request; a non-nil err counts as a failure and keeps its
+// message if new and there is room.
+func (l *Latencies) Add(d time.Duration, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lat = append(l.lat, d)
+	if err != nil {
+		l.errs++
+		if msg := err.Error(); len(l.samples) < 5 && !slices.Contains(l.samples, msg) {
+			l.samples = append(l.samples, msg)
+		}
+	}
+}
+
+// Timed records how long f takes and whether it fails.
+func (l *Latencies) Timed(f func() error) {
+	t0 := time.Now()
+	err := f()
+	l.Add(time.Since(t0), err)
+}
+
+// Get is every duration recorded, failures too, the failures and the
+// error samples; read it once the senders are done.
+func (l *Latencies) Get() ([]time.Duration, int64, []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lat, l.errs, slices.Clone(l.samples)
+}
+
+// Take returns what was recorded so far and starts over (keeping the
+// error samples, which describe the run), while senders go on adding.
+func (l *Latencies) Take() ([]time.Duration, int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lat, errs := l.lat, l.errs
+	l.lat, l.errs = nil, 0
+	return lat, errs
+}
+
+// Pacer sends requests open loop, each on its own goroutine when its slot
+// comes, as independent clients would: a closed loop slows down with the
+// server and so hides its latency under load.
+type Pacer struct {
+	Rate        float64 // calls per second; none unless positive
+	MaxInflight int     // a slot that finds this many running is dropped
+	// MaxLag, if positive, is how far the schedule may fall behind the
+	// clock (the sender starved of CPU) before missed slots are dropped
+	// rather than sent at once.
+	MaxLag time.Duration
+}
+
+// Run calls fn on the schedule from start until start+d or ctx's end and
+// returns, once every call has, the slots dropped.
+func (p Pacer) Run(ctx context.Context, start time.Time, d time.Duration, fn func(context.Context)) (dropped int64) {
+	if p.Rate <= 0 {
+		return 0
+	}
+	every, end := time.Duration(float64(time.Second)/p.Rate), start.Add(d)
+	sem := make(chan struct{}, max(p.MaxInflight, 1))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for next := start; next.Before(end); next = next.Add(every) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(next)):
+		}
+		if ctx.Err() != nil {
+			return dropped
+		}
+		select {
+		case sem <- struct{}{}:
+			wg.Go(func() {
+				defer func() { <-sem }()
+				fn(ctx)
+			})
+		default:
+			dropped++
+		}
+		if now := time.Now(); p.MaxLag > 0 && next.Add(every).Before(now.Add(-p.MaxLag)) {
+			next = now.Add(-every) // far behind: drop the missed slots
+		}
+	}
+	return dropped
 }
