@@ -10,19 +10,23 @@
 // The harness (cmd/internal/loadtest) gives it a throwaway database and
 // an authd built from this checkout. The report is Markdown on standard
 // output, progress on standard error; the exit status is non-zero when
-// any request failed. Files: main (flags, keys, tokens, sessions by COPY),
-// scenarios (closed loops, CPU from /proc, the storm), roundtrips (a
-// counting wire proxy, the refresh statement alone), report.
+// any request failed. Files: main (flags, keys, tokens, sessions by COPY,
+// the report), scenarios (closed loops, CPU from /proc, the storm),
+// roundtrips (a counting wire proxy, the refresh statement alone).
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +38,10 @@ import (
 	"authd/token"
 )
 
+// stormFactor is the storm's logins per second offered, as a multiple of
+// the bcrypt ceiling.
+const stormFactor = 4.0
+
 const serverApp = "authd-bench-server" // the servers' application_name, to charge their backends' CPU
 
 type options struct {
@@ -43,21 +51,19 @@ type options struct {
 	algs         []string      // in the order given
 	verifyTokens int           // verify-fresh's pool, per algorithm
 	queueWait    time.Duration // every server's AUTHD_LOGIN_QUEUE_WAIT
-	stormFactor  float64
-	stormRates   [3]float64 // refresh, verify, healthz per second
+	stormRates   [3]float64    // refresh, verify, healthz per second
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("authd-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	o := &options{harness: loadtest.Config{Name: "authd-bench", Users: 100, Log: stderr}, stormRates: [3]float64{200, 500, 100}}
+	o := &options{harness: loadtest.Config{Name: "authd-bench", Users: 100, Log: stderr}}
 	o.harness.AddFlags(fs)
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "timed length of each scenario")
 	fs.IntVar(&o.concurrency, "concurrency", 8, "concurrent clients (keep-alive connections)")
 	algs := fs.String("algs", "HS256,ES256,EdDSA", "comma list of signing algorithms (HS256, ES256, EdDSA, RS256), each on its own authd server; refresh, verify-fresh and verify-jwt run on each, the rest on the first's")
 	fs.IntVar(&o.verifyTokens, "verify-tokens", 40000, "access tokens verify-fresh presents, signed here with the server's key, per algorithm (cycled if the run outlasts them)")
 	fs.DurationVar(&o.queueWait, "login-queue-wait", 2*time.Second, "AUTHD_LOGIN_QUEUE_WAIT of every server: the longest a login waits for a bcrypt slot before 503")
-	fs.Float64Var(&o.stormFactor, "storm-factor", 4, "storm: logins per second offered, as a multiple of the bcrypt ceiling")
 	scale := fs.Float64("storm-scale", 1, "storm: the paced rates (refresh 200/s, GET /auth/verify 500/s, GET /healthz 100/s) times this")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -65,24 +71,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	switch {
 	case fs.NArg() != 0:
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
-	case o.duration <= 0 || o.queueWait <= 0 || o.stormFactor <= 0 || *scale <= 0:
-		return nil, errors.New("-duration, -login-queue-wait, -storm-factor and -storm-scale must be positive")
+	case o.duration <= 0 || o.queueWait <= 0 || *scale <= 0:
+		return nil, errors.New("-duration, -login-queue-wait and -storm-scale must be positive")
 	case o.concurrency < 1 || o.harness.Users < 1 || o.verifyTokens < 1:
 		return nil, errors.New("-concurrency, -users and -verify-tokens must be at least 1")
 	}
-	for i := range o.stormRates {
-		o.stormRates[i] *= *scale
-	}
-	all := []string{token.HS256, token.ES256, token.EdDSA, token.RS256}
-	for _, a := range strings.Split(*algs, ",") {
-		i := slices.IndexFunc(all, func(k string) bool { return strings.EqualFold(k, strings.TrimSpace(a)) })
-		if i < 0 {
-			return nil, fmt.Errorf("-algs: unknown algorithm %q (want %s)", a, strings.Join(all, ", "))
-		}
-		if !slices.Contains(o.algs, all[i]) {
-			o.algs = append(o.algs, all[i])
-		}
-	}
+	o.stormRates = [3]float64{200 * *scale, 500 * *scale, 100 * *scale}
+	o.algs = strings.Split(*algs, ",") // authd keygen refuses an unknown one
 	return o, nil
 }
 
@@ -122,8 +117,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	rn.write(stdout)
-	if n := rn.errorCount(); n > 0 {
+	if n := rn.write(stdout); n > 0 {
 		return fmt.Errorf("%d request(s) failed", n)
 	}
 	return nil
@@ -131,22 +125,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // runner holds what every part of a run shares, and what the report says.
 type runner struct {
-	o          *options
-	h          *loadtest.Harness
-	apiKey     string // made once, used by the primary server
-	access     string // the primary server's access token
-	pgVersion  string
-	algs       []*alg    // the primary first
-	results    []*result // the main table
-	bcrypt     *result
-	stormRes   *stormResult
-	roundTrips []rtRow
-	notes      []string
+	o                                *options
+	h                                *loadtest.Harness
+	apiKey                           string // made once, used by the primary server
+	access                           string // the primary server's access token
+	pgVersion                        string
+	algs                             []*alg    // the primary first
+	results                          []*result // the main table
+	bcrypt                           *result
+	ceilingRate, bcryptMS, loginRate float64 // the storm's: logins/s; one compare's CPU; offered/s
+	windows                          [2]*stormWindow
+	roundTrips                       []rtRow
+	notes                            []string
 }
 
 // alg is one signing algorithm's server and its in-process figures.
 type alg struct {
-	alg, kid string
+	alg, key string        // key: how the server signs, for the report
 	primary  bool          // runs the scenarios that are not per algorithm
 	env      []string      // the key material: JWT_SECRET, or AUTHD_SIGNING_KEYS_DIR alone
 	iss      *token.Issuer // authd's token package with the same key, in this process
@@ -183,7 +178,9 @@ func prepareAlgs(ctx context.Context, h *loadtest.Harness, names []string) ([]*a
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		a.kid = ks.SigningKeyID()
+		if a.key = "JWT_SECRET"; name != token.HS256 {
+			a.key = "key " + ks.SigningKeyID() + " from authd keygen, no JWT_SECRET"
+		}
 		algs = append(algs, a)
 	}
 	algs[0].primary = true
@@ -242,4 +239,112 @@ func insertSessions(ctx context.Context, pool *pgxpool.Pool, users []string, n i
 		return nil, fmt.Errorf("insert sessions: %w", err)
 	}
 	return plain, nil
+}
+
+// perReq is d over n requests in ms; "–" when unknown.
+func perReq(d time.Duration, n int64) string {
+	if d < 0 || n == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)/float64(n))
+}
+
+// write writes the report and returns how many requests failed.
+func (rn *runner) write(w io.Writer) (failed int64) {
+	o := rn.o
+	fmt.Fprintf(w, "## authd-bench\n\n- %s/%s, %d CPUs (GOMAXPROCS %d), %s, PostgreSQL %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), rn.pgVersion)
+	fmt.Fprintf(w, "- %s per scenario, %d keep-alive clients, %d users, bcrypt cost %d\n", o.duration, o.concurrency, o.harness.Users, loadtest.BcryptCost)
+	fmt.Fprintln(w, "- CPU/req from /proc (10 ms ticks): authd, its PostgreSQL backends, this bench client, all on this machine")
+	var keys []string
+	for _, a := range rn.algs {
+		keys = append(keys, a.alg+" ("+a.key+")")
+	}
+	fmt.Fprintf(w, "- signing: %s, each on its own server; rows marked with an algorithm ran on each\n", strings.Join(keys, ", "))
+	fmt.Fprint(w, "- the rotate statement is refresh's, as authd sent it, run alone with pgx, each connection rotating its own chain; synchronous_commit=off is not what authd does\n\n")
+	row := loadtest.Table(w, "scenario", "requests", "req/s", "p50", "p99", "authd CPU/req", "DB CPU/req", "bench CPU/req", "errors")
+	for _, r := range rn.results {
+		lat, errs, samples := r.lat.Get()
+		n := int64(len(lat))
+		failed += errs
+		row(r.name, n, fmt.Sprintf("%.0f", r.rate()), loadtest.PMS(lat, .5), loadtest.PMS(lat, .99), perReq(r.cpu[0], n), perReq(r.cpu[1], n), perReq(r.cpu[2], n), errs)
+		for _, e := range samples {
+			rn.notes = append(rn.notes, r.name+": "+e)
+		}
+	}
+	fmt.Fprintln(w)
+	for _, n := range rn.notes {
+		fmt.Fprintf(w, "- %s\n", n)
+	}
+	fmt.Fprintf(w, "\n### Signing algorithms, in-process\n\nauthd's token package with each server's key, one goroutine: one access token signed, and verified (uncached).\n\n")
+	row = loadtest.Table(w, "alg", "sign", "verify")
+	for _, a := range rn.algs {
+		row(a.alg, fmt.Sprintf("%.1f µs", a.signNS/1e3), fmt.Sprintf("%.1f µs", a.verifyNS/1e3))
+	}
+	failed += rn.writeStorm(w)
+	rn.writeRoundTrips(w)
+	return failed
+}
+
+func (rn *runner) writeStorm(w io.Writer) (failed int64) {
+	o := rn.o
+	fmt.Fprintf(w, "\n### Login storm\n\nLogins open-loop at %g× the bcrypt ceiling (%.1f/s: %d CPUs over one compare's CPU; %.0f/s offered) for %s, while refresh (%g/s), GET /auth/verify with one cached Bearer token (%g/s) and GET /healthz (%g/s) are paced; first the same %s without the flood. AUTHD_LOGIN_QUEUE_WAIT=%s.\n\n",
+		stormFactor, rn.ceilingRate, runtime.GOMAXPROCS(0), rn.loginRate, o.duration, o.stormRates[0], o.stormRates[1], o.stormRates[2], o.duration, o.queueWait)
+	row := loadtest.Table(w, "window", "logins sent", "204", "503 shed", "logins done/s", "refresh p50", "refresh p99", "verify p50", "verify p99", "healthz p99", "errors")
+	var lat [2][6][]time.Duration // quiet, storm: refresh, verify, healthz, 204, 503, other
+	for i, win := range rn.windows {
+		var errs int64
+		for k := range lat[i] {
+			var e int64
+			lat[i][k], e, _ = win.lat[k].Get()
+			errs += e
+		}
+		failed += errs
+		l := lat[i]
+		logins := []any{len(l[3]) + len(l[4]) + len(l[5]), len(l[3]), len(l[4]), fmt.Sprintf("%.1f", float64(len(l[3]))/win.elapsed.Seconds())}
+		if i == 0 {
+			logins = []any{"–", "–", "–", "–"}
+		}
+		row(append(append([]any{win.name}, logins...), loadtest.PMS(l[0], .5), loadtest.PMS(l[0], .99), loadtest.PMS(l[1], .5), loadtest.PMS(l[1], .99), loadtest.PMS(l[2], .99), errs)...)
+	}
+	st := lat[1]
+	bound := o.queueWait + time.Duration(rn.bcryptMS*1e6)
+	worst := loadtest.Percentile(slices.Concat(st[3], st[4], st[5]), 1)
+	fmt.Fprintf(w, "\n- the longest a login waited for its answer: %s (bound: AUTHD_LOGIN_QUEUE_WAIT %s + one compare, %.1f ms = %s: %s). 503s: p50 %s, max %s; 204s: p50 %s, p99 %s, max %s\n",
+		loadtest.MS(worst), o.queueWait, rn.bcryptMS, loadtest.MS(bound), map[bool]string{true: "met", false: "NOT met"}[worst <= bound], loadtest.PMS(st[4], .5), loadtest.PMS(st[4], 1), loadtest.PMS(st[3], .5), loadtest.PMS(st[3], .99), loadtest.PMS(st[3], 1))
+	for _, win := range rn.windows {
+		if n := win.dropped.Load(); n > 0 {
+			fmt.Fprintf(w, "- %s: %d slots not sent, too many in flight or no free session\n", win.name, n)
+		}
+		for k := range win.lat {
+			_, _, samples := win.lat[k].Get()
+			for _, e := range samples {
+				fmt.Fprintf(w, "- %s error: %s\n", win.name, e)
+			}
+		}
+	}
+	return failed
+}
+
+func (rn *runner) writeRoundTrips(w io.Writer) {
+	fmt.Fprint(w, "\n### Database round trips per request\n\nSync and simple Query messages from authd on the PostgreSQL wire, one request at a time after a warm-up (but the last row, from every client at once); the statements by verb and the auth tables they name. The total is the whole window's, background writes included.\n\n")
+	row := loadtest.Table(w, "request", "requests", "total", "round trips", "statements")
+	for _, r := range rn.roundTrips {
+		var labels []string
+		for _, sql := range r.sql {
+			if l := stmtLabel(sql); !slices.Contains(labels, l) {
+				labels = append(labels, l)
+			}
+		}
+		row(r.name, r.n, r.trips, strconv.FormatFloat(float64(r.trips)/float64(max(r.n, 1)), 'g', 3, 64), cmp.Or(strings.Join(labels, "; "), "none"))
+	}
+}
+
+var authTableRe = regexp.MustCompile(`\bauth\.[a-z_]+`)
+
+// stmtLabel names a statement by its verb and the auth tables it names:
+// "select auth.api_key, auth.plan".
+func stmtLabel(sql string) string {
+	sql = strings.ToLower(strings.Join(strings.Fields(sql), " "))
+	verb, _, _ := strings.Cut(sql, " ")
+	return strings.TrimSpace(verb + " " + strings.Join(slices.Compact(slices.Sorted(slices.Values(authTableRe.FindAllString(sql, -1)))), ", "))
 }

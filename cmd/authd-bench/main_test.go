@@ -18,15 +18,13 @@ import (
 // checks that each row is there with sane values, that no request failed,
 // and the round trips docs/performance.md states.
 func TestSmoke(t *testing.T) {
-	// A bound on a hung run only: a smoke run takes 10-50 s on a busy
-	// 2-CPU machine under -race.
+	// A bound on a hung run only: a run takes 10-50 s on a busy 2-CPU machine.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	// Compares at normal priority: at nice 10, CPU-bound neighbours leave
-	// them so little CPU that a login behind another waits past the slot
-	// wait and is shed, which the login row counts as a failure. What the
-	// priority does is tested in server.
+	// Compares at normal priority: at nice 10, busy neighbours can starve a
+	// login past the slot wait, and the login row counts the 503 as a
+	// failure. What the priority does is tested in server.
 	err := run(ctx, []string{"-duration", "300ms", "-algs", "HS256,ES256", "-verify-tokens", "600", "-storm-scale", "0.1",
 		"-users", "4", "-concurrency", "2", "-db-prefix", storetest.Prefix(), "-server-env", "AUTHD_BCRYPT_NICE=0"}, &stdout, &stderr)
 	out := stdout.String()
@@ -81,10 +79,9 @@ func TestSmoke(t *testing.T) {
 	}
 
 	// Round trips (cells: request, requests, total, per request,
-	// statements). The token path reads its user's state (liveness) at
-	// most once a second, however many requests present the user's tokens;
-	// a cached API key is re-read (and its last_used_at written) likewise.
-	// A window may straddle two such seconds.
+	// statements). The token path reads its user's state (liveness), and a
+	// cached API key is re-read (and its last_used_at written), once a
+	// second at most; a window may straddle two such seconds.
 	for name, want := range map[string]string{"login": "4", "refresh": "1", "refresh, unknown token (401)": "2", "logout": "1", "bare": "0"} {
 		if row := tableRow(t, rt, name); row[3] != want {
 			t.Errorf("round trips, %s: %q, want %s per request", name, row, want)

@@ -10,13 +10,12 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"authd/cmd/internal/loadtest"
 	"authd/token"
@@ -192,19 +191,18 @@ func (rn *runner) countRoundTrips(ctx context.Context) (string, error) {
 		ops = append(ops, op{g.name, 3, 200, func(int) error { return g.do(ctx, c) }})
 	}
 	for _, r := range ops {
-		for i := range r.warm {
-			if err := r.do(i); err != nil {
-				return "", fmt.Errorf("%s (warm-up): %w", r.name, err)
-			}
-		}
-		row, err := px.count(r.name, func() (int64, error) {
-			for i := range r.n {
-				if err := r.do(r.warm + i); err != nil {
+		do := func(from, to int) (int64, error) {
+			for i := from; i < to; i++ {
+				if err := r.do(i); err != nil {
 					return 0, fmt.Errorf("%s: %w", r.name, err)
 				}
 			}
-			return int64(r.n), nil
-		})
+			return int64(to - from), nil
+		}
+		if _, err := do(0, r.warm); err != nil {
+			return "", err
+		}
+		row, err := px.count(r.name, func() (int64, error) { return do(r.warm, r.warm+r.n) })
 		if err != nil {
 			return "", err
 		}
@@ -249,24 +247,18 @@ func (rn *runner) ceiling(ctx context.Context, sql string, async bool) error {
 	name := fmt.Sprintf("rotate statement alone (pgx, %d connections)", n)
 	u, _ := loadtest.PgURL(rn.h.DBURL, func(u *url.URL, q url.Values) {
 		q.Set("application_name", app)
-		q.Set("pool_max_conns", strconv.Itoa(n))
 		if async {
 			name = strings.Replace(name, " (", ", synchronous_commit=off (", 1)
 			q.Set("synchronous_commit", "off") // pgx sends unknown parameters as settings
 		}
 	})
-	pool, err := pgxpool.New(ctx, u)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
 	plain, err := insertSessions(ctx, rn.h.Pool, rn.h.Users, n)
 	if err != nil {
 		return err
 	}
 	// Each worker keeps its connection, so that the statement is prepared
 	// once on it, as in authd; the first rotation warms it.
-	conns, cur := make([]*pgxpool.Conn, n), make([][]byte, n)
+	conns, cur := make([]*pgx.Conn, n), make([][]byte, n)
 	rotate := func(ctx context.Context, w int) error {
 		_, next, _ := token.NewRefresh() // crypto/rand does not fail
 		if tag, err := conns[w].Exec(ctx, sql, cur[w], next, float64(refreshTTL)); err != nil || tag.RowsAffected() != 1 {
@@ -276,10 +268,10 @@ func (rn *runner) ceiling(ctx context.Context, sql string, async bool) error {
 		return nil
 	}
 	for w := range conns {
-		if conns[w], err = pool.Acquire(ctx); err != nil {
+		if conns[w], err = pgx.Connect(ctx, u); err != nil {
 			return err
 		}
-		defer conns[w].Release()
+		defer conns[w].Close(context.Background())
 		cur[w] = token.HashRefresh(plain[w])
 		if err := rotate(ctx, w); err != nil {
 			return fmt.Errorf("%s: %w", name, err)

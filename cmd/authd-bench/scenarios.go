@@ -27,7 +27,6 @@ type result struct {
 	lat     loadtest.Latencies
 	elapsed time.Duration
 	cpu     [3]time.Duration // authd's, its PostgreSQL backends', this process's; -1 if unknown
-	notes   []string
 }
 
 func (r *result) n() int64 { lat, _, _ := r.lat.Get(); return int64(len(lat)) }
@@ -269,7 +268,7 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 			return err
 		}
 		if g.name == "verify-fresh" && r.n() > int64(len(a.tokens)) {
-			r.notes = append(r.notes, fmt.Sprintf("%d requests presented one of %d tokens again, which authd may have answered from its cache: raise -verify-tokens", r.n()-int64(len(a.tokens)), len(a.tokens)))
+			rn.notes = append(rn.notes, fmt.Sprintf("%s: %d requests presented one of %d tokens again, which authd may have answered from its cache: raise -verify-tokens", r.name, r.n()-int64(len(a.tokens)), len(a.tokens)))
 		}
 	}
 	if !a.primary {
@@ -279,7 +278,7 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 	return rn.storm(ctx, srv.Addr)
 }
 
-// The storm: logins sent open-loop at -storm-factor × the bcrypt ceiling,
+// The storm: logins sent open-loop at stormFactor × the bcrypt ceiling,
 // so that the excess must be shed with 503 within AUTHD_LOGIN_QUEUE_WAIT,
 // while refresh, verify (one Bearer token, as a gateway presents it) and
 // GET /healthz are paced, beside the same paced clients in a quiet window.
@@ -292,34 +291,17 @@ type stormWindow struct {
 	dropped atomic.Int64          // slots not sent: too many in flight, or no free session
 }
 
-type stormResult struct {
-	ceilingRate, bcryptMS, loginRate float64 // logins/s; one compare's CPU; offered/s
-	windows                          [2]*stormWindow
-}
-
-func (w *stormWindow) errors() (n int64) {
-	for i := range w.lat {
-		_, e, _ := w.lat[i].Get()
-		n += e
-	}
-	return n
-}
-
 func (rn *runner) storm(ctx context.Context, addr string) error {
 	o, h, ceil := rn.o, rn.h, rn.bcrypt
-	if ceil.rate() <= 0 {
-		return errors.New("storm: no bcrypt ceiling measured")
-	}
 	// The ceiling from bcrypt's CPU cost, which other load does not lower
 	// as it lowers the measured rate.
 	lat, _, _ := ceil.lat.Get()
-	sr := &stormResult{ceilingRate: ceil.rate(), bcryptMS: float64(loadtest.Percentile(lat, 0.5)) / 1e6}
+	rn.ceilingRate, rn.bcryptMS = ceil.rate(), float64(loadtest.Percentile(lat, 0.5))/1e6
 	if ceil.cpu[2] > 0 {
-		sr.bcryptMS = float64(ceil.cpu[2]) / float64(ceil.n()) / 1e6
-		sr.ceilingRate = max(sr.ceilingRate, float64(runtime.GOMAXPROCS(0))/(sr.bcryptMS/1000))
+		rn.bcryptMS = float64(ceil.cpu[2]) / float64(ceil.n()) / 1e6
+		rn.ceilingRate = max(rn.ceilingRate, float64(runtime.GOMAXPROCS(0))/(rn.bcryptMS/1000))
 	}
-	sr.loginRate = o.stormFactor * sr.ceilingRate
-	rn.stormRes = sr
+	rn.loginRate = stormFactor * rn.ceilingRate
 
 	// The flood's hundreds of connections are not the measured clients'.
 	flood, meas := loadtest.NewClient(addr, 512), loadtest.NewClient(addr, 64)
@@ -340,10 +322,10 @@ func (rn *runner) storm(ctx context.Context, addr string) error {
 			return fmt.Errorf("storm: warm-up: %w", err)
 		}
 	}
-	h.Logf("storm: quiet window, then a login flood at %.0f/s (%g× the bcrypt ceiling of %.1f/s), %s each", sr.loginRate, o.stormFactor, sr.ceilingRate, o.duration)
+	h.Logf("storm: quiet window, then a login flood at %.0f/s (%g× the bcrypt ceiling of %.1f/s), %s each", rn.loginRate, stormFactor, rn.ceilingRate, o.duration)
 	for i, name := range []string{"quiet", "storm"} {
 		w := &stormWindow{name: name}
-		sr.windows[i] = w
+		rn.windows[i] = w
 		start := time.Now().Add(20 * time.Millisecond)
 		var wg sync.WaitGroup
 		pace := func(rate float64, inflight int, fn func(context.Context)) {
@@ -365,11 +347,16 @@ func (rn *runner) storm(ctx context.Context, addr string) error {
 				sessions <- s.Refresh
 			}
 		})
-		pace(o.stormRates[1], 256, func(ctx context.Context) { w.lat[1].Timed(func() error { return verify.do(ctx, meas) }) })
-		pace(o.stormRates[2], 256, func(ctx context.Context) { w.lat[2].Timed(func() error { return health.do(ctx, meas) }) })
+		for k, g := range []get{verify, health} {
+			pace(o.stormRates[k+1], 256, func(ctx context.Context) {
+				t0 := time.Now()
+				err := g.do(ctx, meas)
+				w.lat[k+1].Add(time.Since(t0), err)
+			})
+		}
 		var next atomic.Int64
 		if name == "storm" {
-			pace(sr.loginRate, 4096, func(ctx context.Context) {
+			pace(rn.loginRate, 4096, func(ctx context.Context) {
 				req := loadtest.LoginRequest(h.Users[int(next.Add(1))%len(h.Users)])
 				req.Want = 0
 				t0 := time.Now()

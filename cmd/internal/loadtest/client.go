@@ -98,15 +98,13 @@ func (c *Client) session(ctx context.Context, r Request, what string) (Session, 
 	return SessionCookies(h, what)
 }
 
-// Logout ends s with the cookies of it that are set, as a browser sends them.
+// Logout ends s with its refresh cookie, and its access cookie if set.
 func (c *Client) Logout(ctx context.Context, s Session) error {
-	var cookies []string
-	for _, kv := range [][2]string{{"access_token", s.Access}, {"refresh_token", s.Refresh}} {
-		if kv[1] != "" {
-			cookies = append(cookies, kv[0]+"="+kv[1])
-		}
+	cookies := "refresh_token=" + s.Refresh
+	if s.Access != "" {
+		cookies = "access_token=" + s.Access + "; " + cookies
 	}
-	_, _, _, err := c.Do(ctx, Request{Method: http.MethodPost, Path: "/rpc/logout", Header: "Cookie", Value: strings.Join(cookies, "; "), Want: http.StatusNoContent})
+	_, _, _, err := c.Do(ctx, Request{Method: http.MethodPost, Path: "/rpc/logout", Header: "Cookie", Value: cookies, Want: http.StatusNoContent})
 	return err
 }
 
@@ -212,13 +210,6 @@ func (l *Latencies) Add(d time.Duration, err error) {
 			l.samples = append(l.samples, msg)
 		}
 	}
-}
-
-// Timed records how long f takes and whether it fails.
-func (l *Latencies) Timed(f func() error) {
-	t0 := time.Now()
-	err := f()
-	l.Add(time.Since(t0), err)
 }
 
 // Get is every duration recorded, failures too, the failures and the

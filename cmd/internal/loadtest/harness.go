@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -120,8 +121,7 @@ func Setup(ctx context.Context, c Config, env ...string) (_ *Harness, err error)
 	if h.Tmp, err = os.MkdirTemp("", c.Name+"-"); err != nil {
 		return nil, fmt.Errorf("temporary directory: %w", err)
 	}
-	tmp := h.Tmp
-	h.onClose(func() { _ = os.RemoveAll(tmp) })
+	h.onClose(func() { _ = os.RemoveAll(h.Tmp) })
 	prefix, suffix := c.DBPrefix+strings.ReplaceAll(c.Name, "-", "_"), strings.ToLower(rand.Text()[:12])
 	h.DBName, h.Role = prefix+"_"+suffix, prefix+"_role_"+suffix
 	// PostgreSQL would silently cut a name longer than NAMEDATALEN-1.
@@ -131,7 +131,7 @@ func Setup(ctx context.Context, c Config, env ...string) (_ *Harness, err error)
 	if h.DBURL, err = PgURL(c.AdminURL, func(u *url.URL, q url.Values) { u.Path = "/" + h.DBName }); err != nil {
 		return nil, err
 	}
-	h.Logf("building ./cmd/authd")
+	h.Logf("building ./cmd/authd; database %s, role %s", h.DBName, h.Role)
 	h.bin = filepath.Join(h.Tmp, "authd")
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", h.bin, "authd/cmd/authd").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("build authd (run inside the repository): %w\n%s", err, out)
@@ -147,7 +147,6 @@ func Setup(ctx context.Context, c Config, env ...string) (_ *Harness, err error)
 			}
 		})
 	}
-	h.Logf("database %s, role %s", h.DBName, h.Role)
 	h.env = slices.Concat([]string{"JWT_SECRET=" + h.Secret, "AUTHD_BCRYPT_COST=" + strconv.Itoa(BcryptCost), "AUTHD_LOG_LEVEL=warn"}, env, c.ServerEnv)
 	if _, err := h.Authd(ctx, "migrate", "up"); err != nil {
 		return nil, err
@@ -156,7 +155,6 @@ func Setup(ctx context.Context, c Config, env ...string) (_ *Harness, err error)
 		return nil, fmt.Errorf("connect to %s: %w", h.DBName, err)
 	}
 	h.onClose(h.Pool.Close)
-	h.Logf("creating %d users (bcrypt cost %d)", c.Users, BcryptCost)
 	for i := range max(c.Users, 1) {
 		h.Users = append(h.Users, fmt.Sprintf("user_%06d", i+1))
 	}
@@ -283,17 +281,13 @@ func (s *Server) LogTail() string {
 // run whose requests all succeeded can still hide server-side trouble.
 func (s *Server) LogProblems() string {
 	b, _ := os.ReadFile(s.log)
-	var bad []string
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`) {
-			bad = append(bad, line)
-		}
+	if bad := problemRe.FindAll(b, -1); len(bad) > 0 {
+		return fmt.Sprintf("authd logged %d warning/error line(s); the first: %s", len(bad), bad[0])
 	}
-	if len(bad) == 0 {
-		return ""
-	}
-	return fmt.Sprintf("authd logged %d warning/error line(s); the first: %s", len(bad), bad[0])
+	return ""
 }
+
+var problemRe = regexp.MustCompile(`(?m)^.*"level":"(WARN|ERROR)".*$`)
 
 // APIKey makes a plan named Name for Role with a rate no load reaches (so
 // the limiter is consulted but never refuses) and a key of it with `authd
