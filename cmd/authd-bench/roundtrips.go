@@ -55,12 +55,6 @@ func startProxy(target string) (*pgProxy, error) {
 	return p, nil
 }
 
-// close waits for the connections to end: stop authd first.
-func (p *pgProxy) close() {
-	_ = p.ln.Close()
-	p.wg.Wait()
-}
-
 func (p *pgProxy) serve(client net.Conn, target string) {
 	defer client.Close()
 	upstream, err := net.DialTimeout("tcp", target, 5*time.Second)
@@ -145,7 +139,7 @@ func (rn *runner) countRoundTrips(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer px.close()
+	defer func() { _ = px.ln.Close(); px.wg.Wait() }() // waits for the connections: after authd stops
 	rtURL, _ := loadtest.PgURL(h.DBURL, func(u *url.URL, q url.Values) {
 		u.Host = px.ln.Addr().String()
 		q.Set("sslmode", "disable") // the proxy must see plain protocol
