@@ -170,23 +170,11 @@ func (db *DB) rotate(ctx context.Context, q queryRower, oldHash, newHash []byte,
 	return g, nil
 }
 
-// refreshSlowPath classifies a token that rotate did not accept, revoking
-// the session in the same statement when it is a replay, and hands a
-// token that may still earn tokens to refreshInGrace or, if
-// tryContested, rotateContested.
-func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl, grace time.Duration, tryContested bool) (Grant, error) {
-	var (
-		g          Grant
-		tokenID    int64
-		usable     bool // unexpired, session live and not ended, user enabled
-		live       bool // unspent
-		inGrace    bool // spent by a rotation less than grace ago
-		contested  bool
-		roleExists bool
-		refusal    string
-		revoked    bool
-	)
-	err := db.p().QueryRow(ctx, `
+// refreshCheckSQL is the refresh slow path's one statement: find the
+// token with hash $1 whatever its state, with its session and user; if it
+// is a replay (spent by rotation more than $2 seconds ago, or superseded),
+// revoke its session.
+const refreshCheckSQL = `
 		with found as (
 		    select t.id, t.session_id, t.revoked_at, t.revoked_reason, t.contested,
 		           t.expires_at > now() and s.revoked_at is null and s.expires_at > now()
@@ -212,7 +200,25 @@ func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl,
 		       f.usable, f.revoked_at is null, coalesce(f.revoked_reason = 'rotated'
 		           and f.revoked_at >= now() - make_interval(secs => $2), false),
 		       f.contested, exists (select 1 from replay)
-		  from found f`,
+		  from found f`
+
+// refreshSlowPath classifies a token that rotate did not accept, revoking
+// the session in the same statement when it is a replay, and hands a
+// token that may still earn tokens to refreshInGrace or, if
+// tryContested, rotateContested.
+func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl, grace time.Duration, tryContested bool) (Grant, error) {
+	var (
+		g          Grant
+		tokenID    int64
+		usable     bool // unexpired, session live and not ended, user enabled
+		live       bool // unspent
+		inGrace    bool // spent by a rotation less than grace ago
+		contested  bool
+		roleExists bool
+		refusal    string
+		revoked    bool
+	)
+	err := db.p().QueryRow(ctx, refreshCheckSQL,
 		oldHash, grace.Seconds()).Scan(
 		&tokenID, &g.Username, &g.Role, &g.SessionID, &roleExists, &refusal,
 		&usable, &live, &inGrace, &contested, &revoked)

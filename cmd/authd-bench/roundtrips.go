@@ -9,12 +9,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"authd/cmd/internal/loadtest"
@@ -53,12 +53,6 @@ func startProxy(target string) (*pgProxy, error) {
 		}
 	})
 	return p, nil
-}
-
-// close waits for the connections to end: stop authd first.
-func (p *pgProxy) close() {
-	_ = p.ln.Close()
-	p.wg.Wait()
 }
 
 func (p *pgProxy) serve(client net.Conn, target string) {
@@ -112,121 +106,66 @@ func (p *pgProxy) serve(client net.Conn, target string) {
 
 // rtRow is one row of the round-trip table.
 type rtRow struct {
-	name  string
-	n     int64
-	trips int64
-	sql   []string
+	name     string
+	n, trips int64
+	sql      []string
 }
 
-// rtServer is an authd whose database connections go through a pgProxy.
-type rtServer struct {
-	px  *pgProxy
-	srv *loadtest.Server
-	c   *loadtest.Client
+// count runs f (which returns how many requests it made) after a pause
+// that lets a background write (an API key's last_used_at) land on its
+// side of the window, and counts what it sent to PostgreSQL.
+func (p *pgProxy) count(name string, f func() (int64, error)) (rtRow, error) {
+	time.Sleep(100 * time.Millisecond)
+	p.mu.Lock()
+	trips, stmts := p.trips, len(p.sql)
+	p.mu.Unlock()
+	n, err := f()
+	time.Sleep(100 * time.Millisecond)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return rtRow{name: name, n: n, trips: p.trips - trips, sql: slices.Clone(p.sql[stmts:])}, err
 }
 
-func (rn *runner) startRT(ctx context.Context) (*rtServer, error) {
-	u, err := url.Parse(rn.h.DBURL)
+// countRoundTrips fills the round-trip table from a primary-algorithm
+// server whose connections go through a pgProxy, and returns refresh's
+// statement as authd sent it (this program holds no copy of it).
+func (rn *runner) countRoundTrips(ctx context.Context) (string, error) {
+	o, h := rn.o, rn.h
+	u, err := url.Parse(h.DBURL)
 	if err != nil || u.Hostname() == "" || strings.HasPrefix(u.Hostname(), "/") || u.Query().Get("host") != "" {
-		return nil, errors.New("-admin-url does not name a TCP host and port")
+		return "", errors.New("-admin-url does not name a TCP host and port")
 	}
 	px, err := startProxy(net.JoinHostPort(u.Hostname(), cmp.Or(u.Port(), "5432")))
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	rtURL, _ := loadtest.PgURL(rn.h.DBURL, func(u *url.URL, q url.Values) {
+	defer func() { _ = px.ln.Close(); px.wg.Wait() }() // waits for the connections: after authd stops
+	rtURL, _ := loadtest.PgURL(h.DBURL, func(u *url.URL, q url.Values) {
 		u.Host = px.ln.Addr().String()
 		q.Set("sslmode", "disable") // the proxy must see plain protocol
 		q.Set("application_name", "authd-bench-roundtrips")
 	})
-	srv, err := rn.h.Start(ctx, "authd-roundtrips", append(slices.Clone(rn.rep.algs[0].env), "DATABASE_URL="+rtURL)...)
-	if err != nil {
-		px.close()
-		return nil, err
-	}
-	return &rtServer{px: px, srv: srv, c: loadtest.NewClient(srv.Addr, 2*rn.o.concurrency)}, nil
-}
-
-func (rt *rtServer) close() {
-	rt.c.Close()
-	_ = rt.srv.Stop()
-	rt.px.close()
-}
-
-// measure runs f (which returns how many requests it made) after a
-// pause that lets a background write (an API key's last_used_at) land on
-// its side of the window, and counts what it sent to PostgreSQL.
-func (rt *rtServer) measure(name string, f func() (int64, error)) (rtRow, error) {
-	time.Sleep(100 * time.Millisecond)
-	rt.px.mu.Lock()
-	trips, stmts := rt.px.trips, len(rt.px.sql)
-	rt.px.mu.Unlock()
-	n, err := f()
-	time.Sleep(100 * time.Millisecond)
-	rt.px.mu.Lock()
-	defer rt.px.mu.Unlock()
-	return rtRow{name: name, n: n, trips: rt.px.trips - trips, sql: slices.Clone(rt.px.sql[stmts:])}, err
-}
-
-// serial sends warm requests (pgx prepares once per connection), then n
-// counted ones, one at a time.
-func (rt *rtServer) serial(name string, warm, n int, op func(i int) error) (rtRow, error) {
-	for i := range warm {
-		if err := op(i); err != nil {
-			return rtRow{}, fmt.Errorf("%s (warm-up): %w", name, err)
-		}
-	}
-	return rt.measure(name, func() (int64, error) {
-		for i := range n {
-			if err := op(warm + i); err != nil {
-				return 0, fmt.Errorf("%s: %w", name, err)
-			}
-		}
-		return int64(n), nil
-	})
-}
-
-// refreshStatement is the one statement a refresh runs, as authd sends
-// it: so this program holds no copy of it.
-func (rt *rtServer) refreshStatement(ctx context.Context, user string) (string, error) {
-	s, err := rt.c.Login(ctx, user)
+	srv, err := h.Start(ctx, "authd-roundtrips", append(slices.Clone(rn.algs[0].env), "DATABASE_URL="+rtURL)...)
 	if err != nil {
 		return "", err
 	}
-	row, err := rt.serial("refresh", 2, 3, func(int) error { s, err = rt.c.Refresh(ctx, s.Refresh); return err })
-	if err != nil {
-		return "", err
-	}
-	if len(row.sql) != 3 || row.sql[0] != row.sql[1] || row.sql[1] != row.sql[2] || row.trips != 3 {
-		return "", fmt.Errorf("3 refreshes made %d round trips with %d statements; want one statement each", row.trips, len(row.sql))
-	}
-	return row.sql[0], nil
-}
-
-// rtOp is a request counted one at a time, after warm-up ones.
-type rtOp struct {
-	name    string
-	warm, n int
-	op      func(i int) error
-}
-
-// countRoundTrips fills the report's round-trip table on the primary
-// algorithm's server, and returns the refresh statement.
-func (rn *runner) countRoundTrips(ctx context.Context) (string, error) {
-	o, h := rn.o, rn.h
-	rt, err := rn.startRT(ctx)
-	if err != nil {
-		return "", err
-	}
-	defer rt.close()
-	c := rt.c
+	defer srv.Stop()
+	c := loadtest.NewClient(srv.Addr, 2*o.concurrency)
+	defer c.Close()
 	var s loadtest.Session
-	logouts, err := insertSessions(ctx, h.Pool, h.Users, 53, 1)
+	logouts, err := insertSessions(ctx, h.Pool, h.Users, 53)
 	if err != nil {
 		return "", err
 	}
 	gets := rn.gets(rn.access)
-	rows := []rtOp{
+	// Requests one at a time, after warm ones (pgx prepares once per
+	// connection).
+	type op struct {
+		name    string
+		warm, n int
+		do      func(i int) error
+	}
+	ops := []op{
 		{"login", 2, 5, func(i int) (err error) { s, err = c.Login(ctx, h.Users[i%len(h.Users)]); return err }},
 		{"refresh", 3, 50, func(int) (err error) { s, err = c.Refresh(ctx, s.Refresh); return err }},
 		{"refresh, unknown token (401)", 2, 20, func(int) error {
@@ -237,18 +176,31 @@ func (rn *runner) countRoundTrips(ctx context.Context) (string, error) {
 		{"logout", 3, 50, func(i int) error { return c.Logout(ctx, loadtest.Session{Refresh: logouts[i]}) }},
 		// A new server: none of verify-fresh's tokens is in its cache.
 		{"verify-fresh", 3, 200, func(i int) error {
-			return c.Get(ctx, gets[1].path, gets[1].header, "Bearer "+rn.rep.algs[0].tokens[i%len(rn.rep.algs[0].tokens)], gets[1].role)
+			g := gets[1]
+			g.value = "Bearer " + rn.algs[0].tokens[i%len(rn.algs[0].tokens)]
+			return g.do(ctx, c)
 		}},
 	}
 	for _, g := range []get{gets[0], gets[2], gets[3]} { // bare, verify-jwt, verify-cookie
-		rows = append(rows, rtOp{g.name, 3, 200, func(int) error { return g.do(ctx, c) }})
+		ops = append(ops, op{g.name, 3, 200, func(int) error { return g.do(ctx, c) }})
 	}
-	for _, r := range rows {
-		row, err := rt.serial(r.name, r.warm, r.n, r.op)
+	for _, r := range ops {
+		do := func(from, to int) (int64, error) {
+			for i := from; i < to; i++ {
+				if err := r.do(i); err != nil {
+					return 0, fmt.Errorf("%s: %w", r.name, err)
+				}
+			}
+			return int64(to - from), nil
+		}
+		if _, err := do(0, r.warm); err != nil {
+			return "", err
+		}
+		row, err := px.count(r.name, func() (int64, error) { return do(r.warm, r.warm+r.n) })
 		if err != nil {
 			return "", err
 		}
-		rn.rep.roundTrips = append(rn.rep.roundTrips, row)
+		rn.roundTrips = append(rn.roundTrips, row)
 	}
 	// authd re-reads a cached API key and writes last_used_at once a
 	// second at most, in the background: counted from every client at full
@@ -258,7 +210,7 @@ func (rn *runner) countRoundTrips(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("verify-apikey: %w", err)
 	}
 	d := min(o.duration, 2*time.Second)
-	row, err := rt.measure(fmt.Sprintf("verify-apikey, %d clients for %s", o.concurrency, d), func() (int64, error) {
+	row, err := px.count(fmt.Sprintf("verify-apikey, %d clients for %s", o.concurrency, d), func() (int64, error) {
 		r := &result{}
 		err := closedLoop(ctx, r, o.concurrency, d, apikey)
 		if _, errs, samples := r.lat.Get(); err == nil && errs > 0 {
@@ -269,22 +221,58 @@ func (rn *runner) countRoundTrips(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	rn.rep.roundTrips = append(rn.rep.roundTrips, row)
-	return rt.refreshStatement(ctx, h.Users[0])
+	rn.roundTrips = append(rn.roundTrips, row)
+	if r := rn.roundTrips[1]; len(r.sql) == int(r.n) && len(slices.Compact(slices.Clone(r.sql))) == 1 {
+		return r.sql[0], nil
+	}
+	return "", errors.New("refresh did not run one and the same statement per request")
 }
 
-var authTableRe = regexp.MustCompile(`\bauth\.[a-z_]+`)
+// refreshTTL is AUTHD_REFRESH_TTL's default in seconds: the statement's
+// third argument. The fourth, false, is the happy path (store.rotateSQL).
+const refreshTTL = 30 * 24 * 3600
 
-// stmtLabel names a statement by its verb and the auth tables it names:
-// "select auth.api_key, auth.plan". Others keep their first words.
-func stmtLabel(sql string) string {
-	f := strings.Fields(strings.ToLower(sql))
-	tables := slices.Compact(slices.Sorted(slices.Values(authTableRe.FindAllString(strings.ToLower(sql), -1))))
-	switch {
-	case len(f) == 0:
-		return "(empty)"
-	case len(tables) == 0:
-		return strings.Join(f[:min(len(f), 4)], " ")
+// ceiling runs the refresh statement alone on -concurrency connections,
+// each rotating its own chain; async (synchronous_commit=off, which authd
+// does not do) shows what the commit's WAL flush costs.
+func (rn *runner) ceiling(ctx context.Context, sql string, async bool) error {
+	const app = "authd-bench-ceiling"
+	n := rn.o.concurrency
+	name := fmt.Sprintf("rotate statement alone (pgx, %d connections)", n)
+	u, _ := loadtest.PgURL(rn.h.DBURL, func(u *url.URL, q url.Values) {
+		q.Set("application_name", app)
+		if async {
+			name = strings.Replace(name, " (", ", synchronous_commit=off (", 1)
+			q.Set("synchronous_commit", "off") // pgx sends unknown parameters as settings
+		}
+	})
+	plain, err := insertSessions(ctx, rn.h.Pool, rn.h.Users, n)
+	if err != nil {
+		return err
 	}
-	return f[0] + " " + strings.Join(tables, ", ")
+	// Each worker keeps its connection, so that the statement is prepared
+	// once on it, as in authd; the first rotation warms it.
+	conns, cur := make([]*pgx.Conn, n), make([][]byte, n)
+	rotate := func(ctx context.Context, w int) error {
+		_, next, _ := token.NewRefresh() // crypto/rand does not fail
+		if tag, err := conns[w].Exec(ctx, sql, cur[w], next, float64(refreshTTL), false); err != nil || tag.RowsAffected() != 1 {
+			return fmt.Errorf("rotate: %q, %v; want 1 row", tag, err)
+		}
+		cur[w] = next
+		return nil
+	}
+	for w := range conns {
+		if conns[w], err = pgx.Connect(ctx, u); err != nil {
+			return err
+		}
+		defer conns[w].Close(context.Background())
+		cur[w] = token.HashRefresh(plain[w])
+		if err := rotate(ctx, w); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	if _, err := rn.closed(ctx, &cpuProbe{pool: rn.h.Pool, db: rn.h.DBName, app: app}, name, n, rotate); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
 }

@@ -5,14 +5,138 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
+	"os"
 	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/procfs"
 
 	"authd/cmd/internal/loadtest"
 	"authd/store"
 )
+
+// result is one measured window: a row of the main table.
+type result struct {
+	name    string
+	lat     loadtest.Latencies
+	elapsed time.Duration
+	cpu     [3]time.Duration // authd's, its PostgreSQL backends', this process's; -1 if unknown
+}
+
+func (r *result) n() int64 { lat, _, _ := r.lat.Get(); return int64(len(lat)) }
+
+func (r *result) rate() float64 { return float64(r.n()) / max(r.elapsed.Seconds(), 1e-9) }
+
+// errStop ends a worker's loop without counting the iteration.
+var errStop = errors.New("stop")
+
+// closedLoop runs op on n workers, each calling it again as soon as it
+// returns, for d, recording each call in r.
+func closedLoop(ctx context.Context, r *result, n int, d time.Duration, op func(ctx context.Context, w int) error) error {
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Go(func() {
+			for ctx.Err() == nil && time.Since(start) < d {
+				t0 := time.Now()
+				err := op(ctx, w)
+				if errors.Is(err, errStop) || ctx.Err() != nil {
+					return
+				}
+				r.lat.Add(time.Since(t0), err)
+			}
+		})
+	}
+	wg.Wait()
+	r.elapsed = time.Since(start)
+	return ctx.Err()
+}
+
+// cpuProbe reads from /proc the CPU used by authd (pid; 0 for none), by
+// the PostgreSQL backends of database db whose application_name is app
+// ("" for none) and by this process.
+type cpuProbe struct {
+	pid     int
+	pool    *pgxpool.Pool
+	db, app string
+}
+
+// procCPU is pid's CPU time (all threads, in 10 ms ticks), -1 if
+// unreadable, and its command name.
+func procCPU(pid int) (time.Duration, string) {
+	if p, err := procfs.NewProc(pid); err == nil {
+		if st, err := p.Stat(); err == nil {
+			return time.Duration(st.CPUTime() * float64(time.Second)), st.Comm
+		}
+	}
+	return -1, ""
+}
+
+// snapshot is authd's and this process's CPU, and each backend's.
+func (p *cpuProbe) snapshot(ctx context.Context) (own [2]time.Duration, db map[int32]time.Duration, err error) {
+	own[0], _ = procCPU(p.pid)
+	own[1], _ = procCPU(os.Getpid())
+	if p.app == "" {
+		return own, nil, nil
+	}
+	rows, _ := p.pool.Query(ctx, `select pid from pg_stat_activity where datname = $1 and application_name = $2`, p.db, p.app)
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return own, nil, fmt.Errorf("list the server's database backends: %w", err)
+	}
+	db = map[int32]time.Duration{}
+	for _, pid := range pids {
+		// On another host or in another container these pids mean nothing here.
+		t, comm := procCPU(int(pid))
+		if comm != "postgres" {
+			return own, nil, nil
+		}
+		db[pid] = t
+	}
+	return own, db, nil
+}
+
+// measure runs f between two snapshots and records in r its CPU. A backend
+// that appeared in between counts in full (connection start-up is part of
+// the load); one that ended is lost, which pgxpool's hour-long connection
+// lifetime makes unlikely.
+func (p *cpuProbe) measure(ctx context.Context, r *result, f func() error) error {
+	own0, db0, err := p.snapshot(ctx)
+	if err == nil {
+		err = f()
+	}
+	if err != nil {
+		return err
+	}
+	own1, db1, err := p.snapshot(ctx)
+	r.cpu = [3]time.Duration{-1, -1, -1}
+	for i, k := range []int{0, 2} {
+		if own0[i] >= 0 && own1[i] >= 0 {
+			r.cpu[k] = own1[i] - own0[i]
+		}
+	}
+	if db0 != nil && db1 != nil {
+		r.cpu[1] = 0
+		for pid, t := range db1 {
+			r.cpu[1] += t - db0[pid]
+		}
+	}
+	return err
+}
+
+// closed measures op on n workers for -duration as a main table row.
+func (rn *runner) closed(ctx context.Context, probe *cpuProbe, name string, n int, op func(ctx context.Context, w int) error) (*result, error) {
+	rn.h.Logf("%s: %s, %d clients", name, rn.o.duration, n)
+	r := &result{name: name}
+	rn.results = append(rn.results, r)
+	return r, probe.measure(ctx, r, func() error { return closedLoop(ctx, r, n, rn.o.duration, op) })
+}
 
 // get is a GET scenario; role is the X-Auth-Role a 200 must carry.
 type get struct{ name, path, header, value, role string }
@@ -21,8 +145,8 @@ func (g get) do(ctx context.Context, c *loadtest.Client) error {
 	return c.Get(ctx, g.path, g.header, g.value, g.role)
 }
 
-// gets are the GET scenarios, in report order, with access as the token;
-// verify-fresh's value is set per request.
+// gets are the GET scenarios in report order; verify-fresh's value is set
+// per request.
 func (rn *runner) gets(access string) []get {
 	role := rn.h.Role
 	return []get{
@@ -34,8 +158,7 @@ func (rn *runner) gets(access string) []get {
 	}
 }
 
-// perAlg are the scenarios that run on every algorithm's server; the
-// others run on the primary's only.
+// perAlg run on every algorithm's server, the rest on the primary's.
 var perAlg = []string{"refresh", "verify-fresh", "verify-jwt"}
 
 // runAlg runs the scenarios on a server signing with a.
@@ -55,7 +178,7 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 			err = fmt.Errorf("%w\nthe %s server's log ends:\n%s", err, a.alg, srv.LogTail())
 		}
 		if p := srv.LogProblems(); p != "" {
-			rn.rep.notes = append(rn.rep.notes, a.alg+" server: "+p)
+			rn.notes = append(rn.notes, a.alg+" server: "+p)
 		}
 		_ = srv.Stop()
 	}()
@@ -67,29 +190,22 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 		if slices.Contains(perAlg, s) {
 			s += " (" + a.alg + ")"
 		}
-		r, err := rn.closed(ctx, probe, s, op)
-		rn.rep.results = append(rn.rep.results, r)
-		return r, err
+		return rn.closed(ctx, probe, s, o.concurrency, op)
 	}
 	user := func(i int64) string { return h.Users[int(i)%len(h.Users)] }
+	var next atomic.Int64
 
 	if a.primary {
-		var next atomic.Int64
 		if _, err := run("login", func(ctx context.Context, _ int) error { _, err := c.Login(ctx, user(next.Add(1))); return err }); err != nil {
 			return err
 		}
 		// What login could reach here if bcrypt were all it did.
 		n := runtime.GOMAXPROCS(0)
-		r := &result{name: fmt.Sprintf("bcrypt ceiling (cost %d, %d goroutines)", loadtest.BcryptCost, n)}
-		rn.rep.results, rn.rep.bcrypt = append(rn.rep.results, r), r
-		h.Logf("%s: %s", r.name, o.duration)
-		if err := (&cpuProbe{}).measure(ctx, r, func() error {
-			return closedLoop(ctx, r, n, o.duration, func(context.Context, int) error {
-				if !store.CheckPassword(h.Hash, loadtest.Password) {
-					return errors.New("bcrypt compare failed")
-				}
-				return nil
-			})
+		if rn.bcrypt, err = rn.closed(ctx, &cpuProbe{}, fmt.Sprintf("bcrypt ceiling (cost %d, %d goroutines)", loadtest.BcryptCost, n), n, func(context.Context, int) error {
+			if !store.CheckPassword(h.Hash, loadtest.Password) {
+				return errors.New("bcrypt compare failed")
+			}
+			return nil
 		}); err != nil {
 			return err
 		}
@@ -102,12 +218,7 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 		}
 	}
 	if a.refresh, err = run("refresh", func(ctx context.Context, w int) (err error) {
-		if sessions[w].Refresh == "" { // the last refresh failed
-			if sessions[w], err = c.Login(ctx, user(int64(w))); err != nil {
-				return err
-			}
-		}
-		sessions[w], err = c.Refresh(ctx, sessions[w].Refresh)
+		sessions[w], err = c.Refresh(ctx, sessions[w].Refresh) // a failure fails the run
 		return err
 	}); err != nil {
 		return err
@@ -117,11 +228,11 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 		// refresh's rate is plenty for its one UPDATE, and COPY is cheap.
 		n := int64(math.Ceil(max(3*a.refresh.rate(), 5000) * o.duration.Seconds()))
 		h.Logf("logout: creating %d sessions", n)
-		tokens, err := insertSessions(ctx, h.Pool, h.Users, n, 1)
+		tokens, err := insertSessions(ctx, h.Pool, h.Users, int(n))
 		if err != nil {
 			return err
 		}
-		var next atomic.Int64
+		next.Store(0)
 		if _, err := run("logout", func(ctx context.Context, _ int) error {
 			if i := next.Add(1) - 1; i < n {
 				return c.Logout(ctx, loadtest.Session{Refresh: tokens[i]})
@@ -136,32 +247,28 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 	}
 	s, err := c.Login(ctx, h.Users[0])
 	if err == nil {
-		err = a.check(s.Access)
+		_, err = a.iss.Verify(s.Access) // signed with a's key: only that key verifies it here
 	}
 	if err != nil {
-		return fmt.Errorf("log in for an access token: %w", err)
+		return fmt.Errorf("an access token from the %s server: %w", a.alg, err)
 	}
 	for _, g := range rn.gets(s.Access) {
 		if !a.primary && !slices.Contains(perAlg, g.name) {
 			continue
 		}
-		var next atomic.Int64
+		next.Store(0)
 		r, err := run(g.name, func(ctx context.Context, _ int) error {
-			if g.name != "verify-fresh" {
-				return g.do(ctx, c)
+			v := g
+			if v.name == "verify-fresh" {
+				v.value = "Bearer " + a.tokens[(next.Add(1)-1)%int64(len(a.tokens))]
 			}
-			return c.Get(ctx, g.path, g.header, "Bearer "+a.tokens[(next.Add(1)-1)%int64(len(a.tokens))], g.role)
+			return v.do(ctx, c)
 		})
 		if err != nil {
 			return err
 		}
-		switch g.name {
-		case "verify-fresh":
-			if a.fresh = r; r.n() > int64(len(a.tokens)) {
-				r.notes = append(r.notes, fmt.Sprintf("%d requests presented one of %d tokens again, which authd may have answered from its cache: raise -verify-tokens", r.n()-int64(len(a.tokens)), len(a.tokens)))
-			}
-		case "verify-jwt":
-			a.cached = r
+		if g.name == "verify-fresh" && r.n() > int64(len(a.tokens)) {
+			rn.notes = append(rn.notes, fmt.Sprintf("%s: %d requests presented one of %d tokens again, which authd may have answered from its cache: raise -verify-tokens", r.name, r.n()-int64(len(a.tokens)), len(a.tokens)))
 		}
 	}
 	if !a.primary {
@@ -169,4 +276,108 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 	}
 	rn.access = s.Access
 	return rn.storm(ctx, srv.Addr)
+}
+
+// The storm: logins sent open-loop at stormFactor × the bcrypt ceiling,
+// so that the excess must be shed with 503 within AUTHD_LOGIN_QUEUE_WAIT,
+// while refresh, verify (one Bearer token, as a gateway presents it) and
+// GET /healthz are paced, beside the same paced clients in a quiet window.
+
+// stormWindow is one window: the paced clients, and in the storm the flood.
+type stormWindow struct {
+	name    string
+	elapsed time.Duration
+	lat     [6]loadtest.Latencies // refresh, verify, healthz; logins answered 204, 503, anything else
+	dropped atomic.Int64          // slots not sent: too many in flight, or no free session
+}
+
+func (rn *runner) storm(ctx context.Context, addr string) error {
+	o, h, ceil := rn.o, rn.h, rn.bcrypt
+	// The ceiling from bcrypt's CPU cost, which other load does not lower
+	// as it lowers the measured rate.
+	lat, _, _ := ceil.lat.Get()
+	rn.ceilingRate, rn.bcryptMS = ceil.rate(), float64(loadtest.Percentile(lat, 0.5))/1e6
+	if ceil.cpu[2] > 0 {
+		rn.bcryptMS = float64(ceil.cpu[2]) / float64(ceil.n()) / 1e6
+		rn.ceilingRate = max(rn.ceilingRate, float64(runtime.GOMAXPROCS(0))/(rn.bcryptMS/1000))
+	}
+	rn.loginRate = stormFactor * rn.ceilingRate
+
+	// The flood's hundreds of connections are not the measured clients'.
+	flood, meas := loadtest.NewClient(addr, 512), loadtest.NewClient(addr, 64)
+	defer flood.Close()
+	defer meas.Close()
+	sessions := make(chan string, 64) // for paced refreshes, each used by one at a time
+	for i := range cap(sessions) {
+		s, err := meas.Login(ctx, h.Users[i%len(h.Users)])
+		if err != nil {
+			return fmt.Errorf("storm: log in: %w", err)
+		}
+		sessions <- s.Refresh
+	}
+	gets := rn.gets(rn.access)
+	verify, health := gets[2], gets[0] // verify-jwt, bare
+	for range 8 {                      // warm the measuring connections and the verified-token cache
+		if err := verify.do(ctx, meas); err != nil {
+			return fmt.Errorf("storm: warm-up: %w", err)
+		}
+	}
+	h.Logf("storm: quiet window, then a login flood at %.0f/s (%g× the bcrypt ceiling of %.1f/s), %s each", rn.loginRate, stormFactor, rn.ceilingRate, o.duration)
+	for i, name := range []string{"quiet", "storm"} {
+		w := &stormWindow{name: name}
+		rn.windows[i] = w
+		start := time.Now().Add(20 * time.Millisecond)
+		var wg sync.WaitGroup
+		pace := func(rate float64, inflight int, fn func(context.Context)) {
+			wg.Go(func() {
+				w.dropped.Add(loadtest.Pacer{Rate: rate, MaxInflight: inflight}.Run(ctx, start, o.duration, fn))
+			})
+		}
+		pace(o.stormRates[0], 256, func(ctx context.Context) {
+			var tok string
+			select {
+			case tok = <-sessions:
+			default:
+				w.dropped.Add(1)
+				return
+			}
+			t0 := time.Now()
+			s, err := meas.Refresh(ctx, tok)
+			if w.lat[0].Add(time.Since(t0), err); err == nil { // else the pool shrinks by one
+				sessions <- s.Refresh
+			}
+		})
+		for k, g := range []get{verify, health} {
+			pace(o.stormRates[k+1], 256, func(ctx context.Context) {
+				t0 := time.Now()
+				err := g.do(ctx, meas)
+				w.lat[k+1].Add(time.Since(t0), err)
+			})
+		}
+		var next atomic.Int64
+		if name == "storm" {
+			pace(rn.loginRate, 4096, func(ctx context.Context) {
+				req := loadtest.LoginRequest(h.Users[int(next.Add(1))%len(h.Users)])
+				req.Want = 0
+				t0 := time.Now()
+				status, hdr, _, err := flood.Do(ctx, req)
+				d := time.Since(t0)
+				switch {
+				case err == nil && status == http.StatusNoContent:
+					_, err = loadtest.SessionCookies(hdr, "login")
+					w.lat[3].Add(d, err)
+				case err == nil && status == http.StatusServiceUnavailable && hdr.Get("Retry-After") != "":
+					w.lat[4].Add(d, nil)
+				default:
+					w.lat[5].Add(d, errors.Join(err, fmt.Errorf("POST /rpc/login: status %d", status)))
+				}
+			})
+		}
+		wg.Wait()
+		w.elapsed = time.Since(start)
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("storm: %w", err)
+		}
+	}
+	return nil
 }

@@ -25,6 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/procfs"
+
 	"authd/cmd/internal/loadtest"
 )
 
@@ -68,8 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer h.Close()
-	apiKey, err := h.APIKey(ctx)
-	if err != nil {
+	s := &soak{h: h, sessions: make(chan loadtest.Session, 100_000), stats: map[string]*kindStats{}}
+	if s.apiKey, err = h.APIKey(ctx); err != nil {
 		return err
 	}
 	srv, err := h.Start(ctx, "authd")
@@ -78,11 +80,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer srv.Stop()
 	h.Logf("authd serving on %s (pid %d); %s of traffic, a line every %s", srv.Addr, srv.PID(), *duration, *interval)
-	s := &soak{h: h, apiKey: apiKey, pid: srv.PID(), c: loadtest.NewClient(srv.Addr, *workers*len(kinds)),
-		sessions: make(chan loadtest.Session, 100_000), stats: map[string]*kindStats{}}
+	s.c, s.pid = loadtest.NewClient(srv.Addr, *workers*len(kinds)), srv.PID()
 	defer s.c.Close()
+	head, perSecond := []string{"elapsed", "requests", "errors"}, []string{}
 	for _, k := range kinds {
 		s.stats[k] = &kindStats{}
+		head, perSecond = append(head, k+" p99"), append(perSecond, fmt.Sprintf("%s %g", k, *rates[k]))
 	}
 	// A session per user (at most 50) first, for refresh and verify.
 	for _, u := range h.Users[:min(50, len(h.Users))] {
@@ -91,47 +94,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	var perSecond []string
-	for _, k := range kinds {
-		perSecond = append(perSecond, fmt.Sprintf("%s %g", k, *rates[k]))
-	}
 	fmt.Fprintf(stdout, "## authd-soak\n\n- %s, a line every %s; rates per second: %s; %d users; AUTHD_PURGE_INTERVAL=%s\n", *duration, *interval, strings.Join(perSecond, ", "), len(h.Users), *purge)
 	fmt.Fprintf(stdout, "- p99 per kind over each interval (client side); RSS is authd's VmRSS; goroutines and pool (acquired+idle connections) from GET /metrics\n\n")
-	head := []string{"elapsed", "requests", "errors"}
-	for _, k := range kinds {
-		head = append(head, k+" p99")
-	}
 	row := loadtest.Table(stdout, append(head, "RSS", "goroutines", "pool")...)
-
 	runCtx, cancel := context.WithTimeout(ctx, *duration)
 	defer cancel()
 	var wg sync.WaitGroup
+	s.start = time.Now()
 	for _, k := range kinds {
 		// A slot that finds every worker busy, or no free session, is
 		// dropped, and so are those missed when more than a second behind.
 		p := loadtest.Pacer{Rate: *rates[k], MaxInflight: *workers, MaxLag: time.Second}
-		wg.Go(func() { s.skipped.Add(p.Run(runCtx, time.Now(), 0, func(ctx context.Context) { s.one(ctx, k) })) })
+		wg.Go(func() { s.skipped.Add(p.Run(ctx, s.start, *duration, func(ctx context.Context) { s.one(ctx, k) })) })
 	}
-	start := time.Now()
 	tick := time.NewTicker(*interval)
 	defer tick.Stop()
-	for done := false; !done; {
+	for runCtx.Err() == nil {
 		select {
 		case <-runCtx.Done():
-			done = true
 		case <-tick.C:
-			row(s.interval(time.Since(start))...)
+			row(s.interval()...)
 		}
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	row(s.interval(time.Since(start))...) // the tail since the last line
-	s.summary(stdout, time.Since(start))
-	if p := srv.LogProblems(); p != "" {
-		fmt.Fprintf(stdout, "- server log: %s\n", p)
-	}
+	row(s.interval()...) // the tail since the last line
+	s.summary(stdout, time.Since(s.start), srv.LogProblems())
 	if s.errors > 0 {
 		return fmt.Errorf("%d request(s) failed", s.errors)
 	}
@@ -143,6 +133,7 @@ type soak struct {
 	c        *loadtest.Client
 	apiKey   string
 	pid      int
+	start    time.Time
 	sessions chan loadtest.Session
 	nextUser atomic.Int64
 	skipped  atomic.Int64 // slots dropped: all workers busy or no free session
@@ -156,14 +147,13 @@ type soak struct {
 // kindStats are one kind's requests: this interval's in cur (its error
 // samples cover the run), the whole run's in the rest.
 type kindStats struct {
-	cur          loadtest.Latencies
-	all          []time.Duration
-	errs         int
-	intervalP99s []time.Duration
+	cur   loadtest.Latencies
+	all   []time.Duration
+	errs  int
+	worst time.Duration // the highest interval p99
 }
 
-// one sends one request of kind and records it, unless the end of the
-// run cut it short.
+// one sends one request of kind and records it.
 func (s *soak) one(ctx context.Context, kind string) {
 	var sess loadtest.Session
 	if kind != "login" && kind != "verify-apikey" {
@@ -193,9 +183,6 @@ func (s *soak) one(ctx context.Context, kind string) {
 	if sess.Refresh != "" && kind != "logout" && (err == nil || kind != "refresh") {
 		s.sessions <- sess
 	}
-	if ctx.Err() != nil && err != nil {
-		return
-	}
 	s.stats[kind].cur.Add(d, err)
 }
 
@@ -211,8 +198,8 @@ func (s *soak) login(ctx context.Context, user string) error {
 }
 
 // interval closes the current interval and returns its row.
-func (s *soak) interval(elapsed time.Duration) []any {
-	cells := []any{elapsed.Round(time.Second), 0, 0}
+func (s *soak) interval() []any {
+	cells := []any{time.Since(s.start).Round(time.Second), 0, 0}
 	var reqs, errs int
 	for _, k := range kinds {
 		st := s.stats[k]
@@ -224,15 +211,17 @@ func (s *soak) interval(elapsed time.Duration) []any {
 			continue
 		}
 		p99 := loadtest.Percentile(lat, 0.99)
-		st.intervalP99s = append(st.intervalP99s, p99)
+		st.worst = max(st.worst, p99)
 		cells = append(cells, loadtest.MS(p99))
 	}
 	cells[1], cells[2] = reqs, errs
 	s.requests, s.errors = s.requests+reqs, s.errors+errs
 	rss, gor, pool := "n/a", "n/a", "n/a"
-	if b, err := loadtest.RSS(s.pid); err == nil {
-		rss = fmt.Sprintf("%.1f MB", float64(b)/(1<<20))
-		s.rss = append(s.rss, rss)
+	if p, err := procfs.NewProc(s.pid); err == nil {
+		if st, err := p.NewStatus(); err == nil {
+			rss = fmt.Sprintf("%.1f MB", float64(st.VmRSS)/(1<<20))
+			s.rss = append(s.rss, rss)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -243,15 +232,18 @@ func (s *soak) interval(elapsed time.Duration) []any {
 	return append(cells, rss, gor, pool)
 }
 
-func (s *soak) summary(w io.Writer, elapsed time.Duration) {
+func (s *soak) summary(w io.Writer, elapsed time.Duration, serverLog string) {
 	fmt.Fprintf(w, "\n### Summary\n\n- %s: %d requests (%.0f/s), %d errors; %d slots dropped (every worker busy or no free session)\n\n",
 		elapsed.Round(time.Second), s.requests, float64(s.requests)/elapsed.Seconds(), s.errors, s.skipped.Load())
 	row := loadtest.Table(w, "kind", "requests", "errors", "p50", "p99", "max", "worst interval p99")
 	for _, k := range kinds {
 		st := s.stats[k]
-		row(k, len(st.all), st.errs, loadtest.PMS(st.all, 0.5), loadtest.PMS(st.all, 0.99), loadtest.PMS(st.all, 1), loadtest.PMS(st.intervalP99s, 1))
+		row(k, len(st.all), st.errs, loadtest.PMS(st.all, 0.5), loadtest.PMS(st.all, 0.99), loadtest.PMS(st.all, 1), loadtest.MS(st.worst))
 	}
 	fmt.Fprintf(w, "\n- authd RSS over time: %s\n", strings.Join(s.rss, ", "))
+	if serverLog != "" {
+		fmt.Fprintf(w, "- server log: %s\n", serverLog)
+	}
 	for _, k := range kinds {
 		_, _, samples := s.stats[k].cur.Get()
 		for _, e := range samples {

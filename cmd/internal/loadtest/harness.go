@@ -1,24 +1,25 @@
 // Package loadtest is the harness authd-bench and authd-soak share, so
 // that their numbers compare: it builds authd, gives it a throwaway
-// database, role and users, runs `authd serve` on a free loopback port,
-// drives it over HTTP and reads its cost from /proc. Harness.Close removes
-// everything it made, on error and Ctrl-C too.
+// database, role and users, runs `authd serve` on a free loopback port
+// and drives it over HTTP. Harness.Close removes everything it made, on
+// error and Ctrl-C too.
 package loadtest
 
 import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -96,12 +97,12 @@ type Harness struct {
 	Role   string        // a nologin role for the users
 	DBURL  string        // AdminURL with DBName as its database
 	Secret string        // every server's JWT_SECRET
-	Env    []string      // every server's settings
 	Pool   *pgxpool.Pool // the command's own connections
 	Users  []string      // user_000001…, of Role, with Password
 	Hash   string        // the bcrypt hash they share
 
 	bin      string
+	env      []string // every server's settings
 	cfg      Config
 	cleanups []func()
 }
@@ -111,7 +112,7 @@ type Harness struct {
 // an operator would, and creates c.Users users; env is for every server.
 // On error it removes what it made.
 func Setup(ctx context.Context, c Config, env ...string) (_ *Harness, err error) {
-	h := &Harness{cfg: c, Secret: randomHex(32)}
+	h := &Harness{cfg: c, Secret: rand.Text() + rand.Text()}
 	defer func() {
 		if err != nil {
 			h.Close()
@@ -120,9 +121,8 @@ func Setup(ctx context.Context, c Config, env ...string) (_ *Harness, err error)
 	if h.Tmp, err = os.MkdirTemp("", c.Name+"-"); err != nil {
 		return nil, fmt.Errorf("temporary directory: %w", err)
 	}
-	tmp := h.Tmp
-	h.Defer(func() { _ = os.RemoveAll(tmp) })
-	prefix, suffix := c.DBPrefix+strings.ReplaceAll(c.Name, "-", "_"), randomHex(6)
+	h.onClose(func() { _ = os.RemoveAll(h.Tmp) })
+	prefix, suffix := c.DBPrefix+strings.ReplaceAll(c.Name, "-", "_"), strings.ToLower(rand.Text()[:12])
 	h.DBName, h.Role = prefix+"_"+suffix, prefix+"_role_"+suffix
 	// PostgreSQL would silently cut a name longer than NAMEDATALEN-1.
 	if len(h.Role) > 63 {
@@ -131,7 +131,7 @@ func Setup(ctx context.Context, c Config, env ...string) (_ *Harness, err error)
 	if h.DBURL, err = PgURL(c.AdminURL, func(u *url.URL, q url.Values) { u.Path = "/" + h.DBName }); err != nil {
 		return nil, err
 	}
-	h.Logf("building ./cmd/authd")
+	h.Logf("building ./cmd/authd; database %s, role %s", h.DBName, h.Role)
 	h.bin = filepath.Join(h.Tmp, "authd")
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", h.bin, "authd/cmd/authd").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("build authd (run inside the repository): %w\n%s", err, out)
@@ -141,24 +141,22 @@ func Setup(ctx context.Context, c Config, env ...string) (_ *Harness, err error)
 		if err := adminExec(ctx, c.AdminURL, s[0]); err != nil {
 			return nil, fmt.Errorf("%s: %w", s[0], err)
 		}
-		h.Defer(func() {
+		h.onClose(func() {
 			if err := adminExec(context.Background(), c.AdminURL, s[1]); err != nil {
 				h.Logf("cleanup: %s: %v", s[1], err)
 			}
 		})
 	}
-	h.Logf("database %s, role %s", h.DBName, h.Role)
-	h.Env = slices.Concat([]string{"JWT_SECRET=" + h.Secret, "AUTHD_BCRYPT_COST=" + strconv.Itoa(BcryptCost), "AUTHD_LOG_LEVEL=warn",
+	h.env = slices.Concat([]string{"JWT_SECRET=" + h.Secret, "AUTHD_BCRYPT_COST=" + strconv.Itoa(BcryptCost), "AUTHD_LOG_LEVEL=warn",
 		// Plain HTTP on loopback: the clients read and send access_token.
 		"AUTHD_COOKIE_SECURE=false"}, env, c.ServerEnv)
 	if _, err := h.Authd(ctx, "migrate", "up"); err != nil {
 		return nil, err
 	}
-	if h.Pool, err = pgxpool.New(ctx, h.URL(c.Name)); err != nil {
+	if h.Pool, err = pgxpool.New(ctx, h.dbURL(c.Name)); err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", h.DBName, err)
 	}
-	h.Defer(h.Pool.Close)
-	h.Logf("creating %d users (bcrypt cost %d)", c.Users, BcryptCost)
+	h.onClose(h.Pool.Close)
 	for i := range max(c.Users, 1) {
 		h.Users = append(h.Users, fmt.Sprintf("user_%06d", i+1))
 	}
@@ -172,18 +170,29 @@ func Setup(ctx context.Context, c Config, env ...string) (_ *Harness, err error)
 	return h, nil
 }
 
-// URL is the database's URL with application_name app, by which the
+// dbURL is the database's URL with application_name app, by which the
 // bench tells the servers' backends from its own.
-func (h *Harness) URL(app string) string {
+func (h *Harness) dbURL(app string) string {
 	u, _ := PgURL(h.DBURL, func(u *url.URL, q url.Values) { q.Set("application_name", app) }) // DBURL parsed in Setup
 	return u
+}
+
+// authdEnv is this process's environment without AUTHD_*, JWT_*, PGRST_*
+// and DATABASE_URL, plus set: a developer's own settings must not change
+// what is measured.
+func authdEnv(set ...[]string) []string {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		k, _, _ := strings.Cut(kv, "=")
+		return strings.HasPrefix(k, "AUTHD_") || strings.HasPrefix(k, "JWT_") || strings.HasPrefix(k, "PGRST_") || k == "DATABASE_URL"
+	})
+	return slices.Concat(append([][]string{env}, set...)...)
 }
 
 // Authd runs the authd binary with the servers' settings and returns its
 // standard output.
 func (h *Harness) Authd(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, h.bin, args...)
-	cmd.Env = authdEnv(append(slices.Clone(h.Env), "DATABASE_URL="+h.URL(h.cfg.Name)))
+	cmd.Env = authdEnv(h.env, []string{"DATABASE_URL=" + h.dbURL(h.cfg.Name)})
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -193,17 +202,94 @@ func (h *Harness) Authd(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
+// Server is one `authd serve` process.
+type Server struct {
+	Addr    string // 127.0.0.1:port
+	log     string // the file of its standard output and error
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed once waited for
+	waitErr error
+}
+
 // Start runs `authd serve` with the servers' settings plus env (which may
-// set DATABASE_URL; by default application_name is Name+"-server"), its
-// log in Tmp/name.log.
+// set DATABASE_URL; by default application_name is Name+"-server") on a
+// free loopback port, its log in Tmp/name.log, and returns once GET
+// /readyz answers 200, so that no measurement includes start-up. The
+// server is not tied to ctx: Stop ends it with SIGTERM, as production does.
 func (h *Harness) Start(ctx context.Context, name string, env ...string) (*Server, error) {
-	env = authdEnv(slices.Concat(h.Env, []string{"DATABASE_URL=" + h.URL(h.cfg.Name+"-server")}, env))
-	srv, err := startServer(ctx, h.bin, env, filepath.Join(h.Tmp, name+".log"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("%s: find a free port: %w", name, err)
+	}
+	s := &Server{Addr: ln.Addr().String(), log: filepath.Join(h.Tmp, name+".log"), exited: make(chan struct{})}
+	_ = ln.Close()
+	logFile, err := os.Create(s.log)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return srv, nil
+	defer logFile.Close() // the child has its own descriptor
+	s.cmd = exec.Command(h.bin, "serve")
+	s.cmd.Env = authdEnv(h.env, []string{"DATABASE_URL=" + h.dbURL(h.cfg.Name+"-server")}, env, []string{"AUTHD_ADDR=" + s.Addr})
+	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
+	if err := s.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	go func() {
+		s.waitErr = s.cmd.Wait()
+		close(s.exited)
+	}()
+	c := NewClient(s.Addr, 1)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for c.Get(ctx, "/readyz", "", "", "") != nil {
+		select {
+		case <-s.exited:
+			err = fmt.Errorf("authd exited (%v)", s.waitErr)
+		case <-ctx.Done():
+			err = fmt.Errorf("GET /readyz did not answer 200 within 30s: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+			continue
+		}
+		_ = s.Stop()
+		return nil, fmt.Errorf("%s: %w\n%s", name, err, s.LogTail())
+	}
+	return s, nil
 }
+
+// PID is the server's process id.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
+// Stop sends SIGTERM and waits for authd to drain; after 15 s it kills it.
+func (s *Server) Stop() error {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+		return nil
+	case <-time.After(15 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+		return errors.New("authd did not stop within 15s of SIGTERM; killed")
+	}
+}
+
+// LogTail is the log's last 4000 bytes: why it failed, not buried.
+func (s *Server) LogTail() string {
+	b, _ := os.ReadFile(s.log)
+	return string(b[max(len(b)-4000, 0):])
+}
+
+// LogProblems counts the WARN and ERROR lines authd logged, "" if none: a
+// run whose requests all succeeded can still hide server-side trouble.
+func (s *Server) LogProblems() string {
+	b, _ := os.ReadFile(s.log)
+	if bad := problemRe.FindAll(b, -1); len(bad) > 0 {
+		return fmt.Sprintf("authd logged %d warning/error line(s); the first: %s", len(bad), bad[0])
+	}
+	return ""
+}
+
+var problemRe = regexp.MustCompile(`(?m)^.*"level":"(WARN|ERROR)".*$`)
 
 // APIKey makes a plan named Name for Role with a rate no load reaches (so
 // the limiter is consulted but never refuses) and a key of it with `authd
@@ -216,21 +302,13 @@ func (h *Harness) APIKey(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if k, ok := Field(out, "key"); ok && strings.HasPrefix(k, "authd_") {
-		return k, nil
+	for _, line := range strings.Split(out, "\n") {
+		if k, ok := strings.CutPrefix(line, "key:"); ok && strings.HasPrefix(strings.TrimSpace(k), "authd_") {
+			return strings.TrimSpace(k), nil
+		}
 	}
 	// Not echoed: the output holds the key if only its format changed.
 	return "", errors.New("authd apikey create: no \"key: authd_…\" line in its output")
-}
-
-// Field is the value of authd's first output line "name: value".
-func Field(out, name string) (string, bool) {
-	for _, line := range strings.Split(out, "\n") {
-		if v, ok := strings.CutPrefix(line, name+":"); ok {
-			return strings.TrimSpace(v), true
-		}
-	}
-	return "", false
 }
 
 // Logf reports progress on the configured log, prefixed with Name.
@@ -238,8 +316,8 @@ func (h *Harness) Logf(format string, a ...any) {
 	fmt.Fprintf(h.cfg.Log, h.cfg.Name+": "+format+"\n", a...)
 }
 
-// Defer registers f to run at Close before everything registered earlier.
-func (h *Harness) Defer(f func()) { h.cleanups = append(h.cleanups, f) }
+// onClose registers f to run at Close before everything registered earlier.
+func (h *Harness) onClose(f func()) { h.cleanups = append(h.cleanups, f) }
 
 // Close runs the cleanups once, in reverse order, on their own contexts.
 func (h *Harness) Close() {
@@ -273,10 +351,4 @@ func adminExec(ctx context.Context, adminURL, sql string) error {
 	defer conn.Close(context.Background())
 	_, err = conn.Exec(ctx, sql)
 	return err
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
