@@ -246,3 +246,48 @@ func natsRoleError(cmd, role string, err error) error {
 	}
 	return err
 }
+
+func natsMapCmd(ctx context.Context, c *cli, args []string) error {
+	pattern, role := args[0], args[1]
+	if err := store.CheckNATSWorkloadPattern(pattern); err != nil {
+		return fmt.Errorf("nats map: %w", err)
+	}
+	return withDB(ctx, c, func(db *store.DB) error {
+		if err := db.MapNATSWorkload(ctx, pattern, role); err != nil {
+			return natsRoleError("map", role, err)
+		}
+		fmt.Fprintf(c.stdout, "mapped NATS workload %s to %s\n", pattern, role)
+		return nil
+	})
+}
+
+func natsUnmapCmd(ctx context.Context, c *cli, args []string) error {
+	pattern := args[0]
+	return withDB(ctx, c, func(db *store.DB) error {
+		role, err := db.UnmapNATSWorkload(ctx, pattern)
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("nats unmap: no mapping %q: nothing to unmap", pattern)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "unmapped NATS workload %s (was %s)\n", pattern, role)
+		return nil
+	})
+}
+
+// natsMappingsCmd prints every mapping of service accounts to roles.
+func natsMappingsCmd(ctx context.Context, c *cli, _ []string) error {
+	return withDB(ctx, c, func(db *store.DB) error {
+		mappings, err := db.NATSWorkloadMappings(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PATTERN\tROLE")
+		for _, m := range mappings {
+			fmt.Fprintf(tw, "%s\t%s\n", m.Pattern, markMissing(m.Role, m.RoleExists))
+		}
+		return tw.Flush()
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"authd/store"
@@ -23,23 +24,26 @@ func listNATS(t *testing.T, env map[string]string, args ...string) natsListing {
 	t.Helper()
 	out := mustRun(t, env, "", append([]string{"nats", "list"}, args...)...).stdout
 	grants, responses, _ := strings.Cut(out, "\n\n")
-	rows := func(block, header string) []string {
-		t.Helper()
-		lines := strings.Split(strings.TrimSuffix(block, "\n"), "\n")
-		if got := strings.Join(strings.Fields(lines[0]), " "); got != header {
-			t.Fatalf("nats list: got header %q, want %q in\n%s", got, header, out)
-		}
-		var rows []string
-		for _, l := range lines[1:] {
-			rows = append(rows, strings.Join(strings.Fields(l), " "))
-		}
-		return rows
-	}
-	l := natsListing{grants: rows(grants, "ROLE KIND SUBJECT")}
+	l := natsListing{grants: tableRows(t, "nats list", grants, "ROLE KIND SUBJECT")}
 	if responses != "" {
-		l.responses = rows(responses, "ROLE RESPONSES MAX TTL")
+		l.responses = tableRows(t, "nats list", responses, "ROLE RESPONSES MAX TTL")
 	}
 	return l
+}
+
+// tableRows is the rows of a table cmd printed under header, each with
+// single spaces between its columns.
+func tableRows(t *testing.T, cmd, block, header string) []string {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(block, "\n"), "\n")
+	if got := strings.Join(strings.Fields(lines[0]), " "); got != header {
+		t.Fatalf("%s: got header %q, want %q in\n%s", cmd, got, header, block)
+	}
+	var rows []string
+	for _, l := range lines[1:] {
+		rows = append(rows, strings.Join(strings.Fields(l), " "))
+	}
+	return rows
 }
 
 func natsPermissions(t *testing.T, db *store.DB, role string) store.NATSPermissions {
@@ -235,8 +239,8 @@ func TestNATSErrors(t *testing.T) {
 		{"flag on list", []string{"nats", "list", "--pub", "a"}, "nats list: flag provided but not defined: -pub; run 'authd nats list --help' for usage"},
 		{"two roles on list", []string{"nats", "list", "a", "b"}, "nats list: want [ROLE], got 2 argument(s)"},
 		{"unknown flag", []string{"nats", "grant", role, "--publish", "a"}, "nats grant: flag provided but not defined: -publish"},
-		{"unknown command", []string{"nats", "frob"}, `unknown nats command "frob": want grant, revoke or list`},
-		{"no command", []string{"nats"}, "nats: missing command: want grant, revoke or list; run 'authd nats --help' for usage"},
+		{"unknown command", []string{"nats", "frob"}, `unknown nats command "frob": want grant, revoke, list, map, unmap or mappings`},
+		{"no command", []string{"nats"}, "nats: missing command: want grant, revoke, list, map, unmap or mappings; run 'authd nats --help' for usage"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -692,4 +696,73 @@ func TestNATSMigrationDownUp(t *testing.T) {
 	mustRun(t, env, "", "nats", "grant", role, "--pub", "orders.*")
 	mustRun(t, env, "pw-of-alice\n", "user", "passwd", "alice")
 	keyFrom(t, mustRun(t, env, "", "apikey", "rotate", id))
+}
+
+// TestNATSMapCLI: nats map, mappings and unmap round trip through the
+// database, and refuse a bad pattern, a missing or privileged role and an
+// unknown mapping with one line each, writing nothing.
+func TestNATSMapCLI(t *testing.T) {
+	t.Parallel()
+	url := storetest.NewURL(t)
+	env := baseEnv(url)
+	db := storetest.Open(t, url)
+	team, special := storetest.NewRole(t), storetest.NewRole(t)
+
+	mappings := func() []string {
+		t.Helper()
+		return tableRows(t, "nats mappings", mustRun(t, env, "", "nats", "mappings").stdout, "PATTERN ROLE")
+	}
+	if rows := mappings(); len(rows) != 0 {
+		t.Errorf("mappings of an empty table: %q", rows)
+	}
+
+	if r := mustRun(t, env, "", "nats", "map", "my-app/*", team); r.stdout != "mapped NATS workload my-app/* to "+team+"\n" {
+		t.Errorf("nats map: stdout %q", r.stdout)
+	}
+	mustRun(t, env, "", "nats", "map", "my-app/my-nats-client", special)
+	want := []string{"my-app/* " + team, "my-app/my-nats-client " + special}
+	if rows := mappings(); !reflect.DeepEqual(rows, want) {
+		t.Errorf("nats mappings: got %q, want %q", rows, want)
+	}
+	ctx := context.Background()
+	if role, err := db.NATSWorkloadRole(ctx, "my-app", "my-nats-client"); err != nil || role != special {
+		t.Errorf("role of my-app/my-nats-client: got %q, %v; want %q", role, err, special)
+	}
+
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"nats", "map", "my-app", team}, `nats map: bad workload pattern "my-app": no '/' (want NAMESPACE/SERVICEACCOUNT or NAMESPACE/*)`},
+		{[]string{"nats", "map", "My-App/x", team}, `bad workload pattern "My-App/x": the namespace is not a Kubernetes namespace name`},
+		{[]string{"nats", "map", "my-app/x*", team}, `bad workload pattern "my-app/x*": the service account is not a Kubernetes name or *`},
+		{[]string{"nats", "map", "my-app/x", "authd_no_such_role_xyz"}, `nats map: role "authd_no_such_role_xyz" does not exist (create it first: create role "authd_no_such_role_xyz";)`},
+		{[]string{"nats", "map", "my-app/x", "postgres"}, `role "postgres" may not be the role of a token: it is a superuser`},
+		{[]string{"nats", "map", "my-app/x"}, "nats map: want PATTERN ROLE, got 1 argument(s)"},
+		{[]string{"nats", "unmap", "my-app/x"}, `nats unmap: no mapping "my-app/x": nothing to unmap`},
+		{[]string{"nats", "mappings", "x"}, `nats mappings: takes no arguments`},
+	} {
+		r := runCLI(t, env, "", tt.args...)
+		if r.err == nil || !strings.Contains(r.err.Error(), tt.want) || strings.Contains(r.err.Error(), "\n") {
+			t.Errorf("authd %q: got %v, want one line containing %q", tt.args, r.err, tt.want)
+		}
+		if r.stdout != "" {
+			t.Errorf("authd %q: stdout %q, want nothing", tt.args, r.stdout)
+		}
+	}
+	if rows := mappings(); !reflect.DeepEqual(rows, want) {
+		t.Errorf("after refused commands: got %q, want %q", rows, want)
+	}
+
+	if r := mustRun(t, env, "", "nats", "unmap", "my-app/my-nats-client"); r.stdout != "unmapped NATS workload my-app/my-nats-client (was "+special+")\n" {
+		t.Errorf("nats unmap: stdout %q", r.stdout)
+	}
+	if role, err := db.NATSWorkloadRole(ctx, "my-app", "my-nats-client"); err != nil || role != team {
+		t.Errorf("after unmap: got %q, %v; want the namespace's %q", role, err, team)
+	}
+	// A dropped role is marked, as in nats list.
+	storetest.Exec(t, storetest.AdminURL(), "drop role "+pgx.Identifier{team}.Sanitize())
+	if rows := mappings(); !reflect.DeepEqual(rows, []string{"my-app/* " + team + " (missing)"}) {
+		t.Errorf("after dropping the role: got %q", rows)
+	}
 }
