@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -236,5 +237,33 @@ func TestNewVerifierErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestStandInServiceAccounts checks the stand-in API server's
+// ServiceAccount endpoint, which the permission sources' tests read.
+func TestStandInServiceAccounts(t *testing.T) {
+	is := workloadtest.NewIssuer(t)
+	is.SetServiceAccount("my-app", "my-nats-client", map[string]string{"nats.io/allowed-pub-subjects": "a.>"})
+	get := func(path string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, is.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer x")
+		resp, err := is.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/api/v1/namespaces/my-app/serviceaccounts/my-nats-client"); code != 200 || !strings.Contains(body, `"nats.io/allowed-pub-subjects":"a.\u003e"`) {
+		t.Errorf("existing ServiceAccount: %d %s", code, body)
+	}
+	is.DeleteServiceAccount("my-app", "my-nats-client")
+	if code, body := get("/api/v1/namespaces/my-app/serviceaccounts/my-nats-client"); code != 404 || !strings.Contains(body, `"reason":"NotFound"`) {
+		t.Errorf("deleted ServiceAccount: %d %s", code, body)
+	}
+	if got := is.ServiceAccountRequests(); len(got) != 2 || got[0] != "Bearer x" {
+		t.Errorf("requests: %q", got)
 	}
 }

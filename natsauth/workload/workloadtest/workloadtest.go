@@ -1,6 +1,8 @@
-// Package workloadtest is a stand-in for a Kubernetes cluster's token
-// issuer, for tests: an HTTPS server with its own test CA serving a JWKS
-// (and OpenID discovery), and the service-account tokens it mints.
+// Package workloadtest is a stand-in for a Kubernetes API server, for
+// tests: an HTTPS server with its own test CA serving the token issuer's
+// JWKS (and OpenID discovery) and ServiceAccounts (GET
+// /api/v1/namespaces/NS/serviceaccounts/NAME), and the service-account
+// tokens it mints.
 package workloadtest
 
 import (
@@ -34,7 +36,9 @@ type Issuer struct {
 	keys     []*Key // published
 	down     bool
 	requests int
-	bearer   []string // Authorization headers of the JWKS requests
+	bearer   []string                     // Authorization headers of the JWKS requests
+	accounts map[string]map[string]string // "ns/name" -> annotations
+	saBearer []string                     // Authorization headers of the ServiceAccount requests
 }
 
 // Key is a signing key and its kid.
@@ -80,6 +84,22 @@ func NewIssuer(t testing.TB) *Issuer {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(set)
+	})
+	mux.HandleFunc("GET /api/v1/namespaces/{ns}/serviceaccounts/{name}", func(w http.ResponseWriter, r *http.Request) {
+		ns, name := r.PathValue("ns"), r.PathValue("name")
+		is.mu.Lock()
+		is.saBearer = append(is.saBearer, r.Header.Get("Authorization"))
+		ann, ok := is.accounts[ns+"/"+name]
+		is.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			_ = json.NewEncoder(w).Encode(map[string]any{"kind": "Status", "apiVersion": "v1", "status": "Failure",
+				"reason": "NotFound", "code": 404, "message": `serviceaccounts "` + name + `" not found`})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"kind": "ServiceAccount", "apiVersion": "v1",
+			"metadata": map[string]any{"name": name, "namespace": ns, "annotations": ann}})
 	})
 	is.srv = httptest.NewUnstartedServer(mux)
 	// Handshakes a test makes fail on purpose (an untrusted CA) are not news.
@@ -141,6 +161,32 @@ func (is *Issuer) Requests() (int, []string) {
 	is.mu.Lock()
 	defer is.mu.Unlock()
 	return is.requests, append([]string(nil), is.bearer...)
+}
+
+// SetServiceAccount creates or replaces the ServiceAccount ns/name with
+// annotations (nil: none).
+func (is *Issuer) SetServiceAccount(ns, name string, annotations map[string]string) {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	if is.accounts == nil {
+		is.accounts = map[string]map[string]string{}
+	}
+	is.accounts[ns+"/"+name] = annotations
+}
+
+// DeleteServiceAccount removes ns/name.
+func (is *Issuer) DeleteServiceAccount(ns, name string) {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	delete(is.accounts, ns+"/"+name)
+}
+
+// ServiceAccountRequests are the Authorization headers of the
+// ServiceAccount reads so far.
+func (is *Issuer) ServiceAccountRequests() []string {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	return append([]string(nil), is.saBearer...)
 }
 
 // Token describes a service-account token to mint; zero fields get a
