@@ -46,3 +46,8 @@ func errInvalidToken(raw string, err error) *Error {
 	}
 	return invalidToken("PGRST303", "Parsing claims failed", nil)
 }
+
+// TokenRefusal words a failed verification of a JWT, authd's own or a
+// trusted external issuer's (natsauth/workload), as errInvalidToken does,
+// so every door refuses a bad token in the same words.
+func TokenRefusal(raw string, err error) *Error { return errInvalidToken(raw, err) }

@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"authd/identity"
+	"authd/natsauth/workload"
+	"authd/store"
 	"authd/token"
 )
 
@@ -20,7 +22,10 @@ const (
 	methodToken    = "token"
 	methodAPIKey   = "api_key"
 	methodPassword = "password"
-	methodNone     = "none"
+	// methodK8s: a workload token of a trusted issuer (a Kubernetes
+	// service-account token).
+	methodK8s  = "k8s"
+	methodNone = "none"
 )
 
 // APIKeyUser is the NATS username that marks the password as an API key,
@@ -47,9 +52,12 @@ type decision struct {
 	method string
 	// who names the client for the log: the username tried, the API key's
 	// id (the public part) or the token's user; never a secret.
-	who  string
-	id   identity.Identity
-	deny *refusal
+	who string
+	id  identity.Identity
+	// workload is who a workload token names (method k8s): verified when
+	// the request is allowed, only claimed when it is refused.
+	workload *workload.Identity
+	deny     *refusal
 }
 
 // answer decides one request and responds. Every request gets a response
@@ -76,7 +84,7 @@ func (s *Service) answer(m *nats.Msg, received time.Time) {
 	d := s.decide(ctx, req)
 	var userJWT string
 	if d.deny == nil {
-		userJWT, d.deny = s.userJWT(ctx, req, d.id)
+		userJWT, d.deny = s.userJWT(ctx, req, d)
 	}
 
 	resp := jwt.NewAuthorizationResponseClaims(req.UserNkey)
@@ -152,6 +160,8 @@ func (s *Service) deadline(req *jwt.AuthorizationRequestClaims, received time.Ti
 // decide finds who the client is, from the credentials it presented:
 //
 //   - auth_token starting "authd_": an API key (IdentifyAPIKey);
+//   - an auth_token whose iss is a trusted workload issuer: a workload
+//     (a Kubernetes service-account token), when Config.Workloads is set;
 //   - any other auth_token: an authd access token (IdentifyToken: no
 //     database, no bcrypt);
 //   - user "apikey" with a password: the password is an API key;
@@ -167,6 +177,7 @@ func (s *Service) decide(ctx context.Context, req *jwt.AuthorizationRequestClaim
 	case strings.HasPrefix(o.Token, token.APIKeyPrefix):
 		d.method, d.who = methodAPIKey, apiKeyName(o.Token)
 		d.id, err = s.auth.IdentifyAPIKey(ctx, o.Token)
+	case o.Token != "" && s.decideWorkload(ctx, o.Token, &d):
 	case o.Token != "":
 		d.method = methodToken
 		d.id, err = s.auth.IdentifyToken(ctx, o.Token)
@@ -186,12 +197,46 @@ func (s *Service) decide(ctx context.Context, req *jwt.AuthorizationRequestClaim
 		d.deny = refusalFrom(err)
 		return d
 	}
+	if d.deny != nil {
+		return d
+	}
 	// Verification allows PostgREST's 30 s of clock skew; a NATS user
 	// cannot be issued already expired.
 	if !d.id.Expires.After(time.Now().Truncate(time.Second)) {
 		d.deny = &refusal{code: "PGRST303", message: "JWT expired"}
 	}
 	return d
+}
+
+// decideWorkload fills d and returns true when raw is a workload token
+// (whether it passes or not); false when it is none, and is authd's to
+// check.
+func (s *Service) decideWorkload(ctx context.Context, raw string, d *decision) bool {
+	if s.workloads == nil {
+		return false
+	}
+	t, err := s.workloads.VerifyToken(ctx, raw)
+	if errors.Is(err, workload.ErrNotWorkload) {
+		return false
+	}
+	d.method, d.workload = methodK8s, &t.Identity
+	if t.Namespace != "" && t.ServiceAccount != "" {
+		d.who = WorkloadUser(t.Identity)
+	}
+	if err != nil {
+		d.deny = refusalFrom(err)
+		return true
+	}
+	d.id = identity.Identity{User: d.who, Expires: t.Expires}
+	return true
+}
+
+// WorkloadUser is the NATS user name of a workload: Kubernetes' own name
+// for a service account (system:serviceaccount:NAMESPACE:NAME), which no
+// authd user name is mistaken for in logs and connz, since it says what
+// it is.
+func WorkloadUser(id workload.Identity) string {
+	return "system:serviceaccount:" + id.Namespace + ":" + id.ServiceAccount
 }
 
 // refusalFrom turns an Identify error into a refusal: the one place an
@@ -221,10 +266,20 @@ func apiKeyName(plain string) string {
 	return ""
 }
 
-// userJWT issues the NATS user for id: the role's permissions, expiring
-// with the identity's token, placed in the target account.
-func (s *Service) userJWT(ctx context.Context, req *jwt.AuthorizationRequestClaims, id identity.Identity) (string, *refusal) {
-	p, err := s.perms.get(ctx, id.Role, s.auth.NATSPermissions)
+// userJWT issues the NATS user for d: the role's permissions (a
+// workload's, from WorkloadPermissions), expiring with the identity's
+// token, placed in the target account.
+func (s *Service) userJWT(ctx context.Context, req *jwt.AuthorizationRequestClaims, d decision) (string, *refusal) {
+	id := d.id
+	var (
+		p   store.NATSPermissions
+		err error
+	)
+	if d.workload != nil {
+		p, err = s.workloadPerms.Permissions(ctx, *d.workload)
+	} else {
+		p, err = s.perms.get(ctx, id.Role, s.auth.NATSPermissions)
+	}
 	if err != nil {
 		return "", refusalFrom(err)
 	}
@@ -307,6 +362,16 @@ func (s *Service) record(req *jwt.AuthorizationRequestClaims, d decision, took t
 	}
 	if d.who != "" {
 		attrs = append(attrs, slog.String("user", d.who))
+	}
+	if w := d.workload; w != nil {
+		// On a refusal these are what the token claims, unverified.
+		attrs = append(attrs, slog.String("namespace", w.Namespace), slog.String("service_account", w.ServiceAccount))
+		if w.Pod != "" {
+			attrs = append(attrs, slog.String("pod", w.Pod))
+		}
+		if w.Issuer != "" {
+			attrs = append(attrs, slog.String("issuer", w.Issuer))
+		}
 	}
 	if d.deny == nil {
 		s.metrics.observe(d.method, "", took)

@@ -16,7 +16,7 @@ type metrics struct {
 
 // methods are the values of the method label: how the client presented
 // itself ("none": no usable credentials, or an unreadable request).
-var methods = []string{methodToken, methodAPIKey, methodPassword, methodNone}
+var methods = []string{methodToken, methodAPIKey, methodPassword, methodK8s, methodNone}
 
 func newMetrics(reg *prometheus.Registry, inflight chan struct{}) *metrics {
 	m := &metrics{

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"authd/identity"
+	"authd/natsauth/workload"
 	"authd/store"
 )
 
@@ -81,6 +82,13 @@ type Config struct {
 	// Metrics is the registry the callout's series are registered on
 	// (authd_nats_auth_*); nil means a registry of its own.
 	Metrics *prometheus.Registry
+	// Workloads, when set, admits workloads (Kubernetes pods) by a token
+	// of a trusted external issuer: a connect token whose iss is one of
+	// its issuers is verified by it, and the workload gets
+	// WorkloadPermissions' answer (method "k8s"). Any other token is
+	// checked as authd's own. WorkloadPermissions is then required.
+	Workloads           *workload.Verifier
+	WorkloadPermissions workload.Permissions
 }
 
 // Service answers authorization requests. Start it on a connection made
@@ -96,6 +104,9 @@ type Service struct {
 	// then placed by their JWT's issuer, not by its audience.
 	operator bool
 	timeout  time.Duration
+
+	workloads     *workload.Verifier
+	workloadPerms workload.Permissions
 
 	perms    permCache
 	metrics  *metrics
@@ -128,6 +139,9 @@ func New(auth Authority, cfg Config, log *slog.Logger) (*Service, error) {
 	if cfg.Account == "" {
 		return nil, errors.New("natsauth: no target account")
 	}
+	if (cfg.Workloads == nil) != (cfg.WorkloadPermissions == nil) {
+		return nil, errors.New("natsauth: workload verifier and workload permissions go together")
+	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 1500 * time.Millisecond
 	}
@@ -145,17 +159,19 @@ func New(auth Authority, cfg Config, log *slog.Logger) (*Service, error) {
 	}
 	inflight := make(chan struct{}, cfg.MaxInFlight)
 	return &Service{
-		auth:      auth,
-		log:       log,
-		issuer:    cfg.Issuer,
-		issuerPub: pub,
-		xkey:      cfg.XKey,
-		account:   cfg.Account,
-		operator:  nkeys.IsValidPublicAccountKey(cfg.Account),
-		timeout:   cfg.Timeout,
-		perms:     newPermCache(cfg.PermissionsTTL, cfg.Now),
-		metrics:   newMetrics(cfg.Metrics, inflight),
-		inflight:  inflight,
+		auth:          auth,
+		log:           log,
+		issuer:        cfg.Issuer,
+		issuerPub:     pub,
+		xkey:          cfg.XKey,
+		account:       cfg.Account,
+		operator:      nkeys.IsValidPublicAccountKey(cfg.Account),
+		timeout:       cfg.Timeout,
+		workloads:     cfg.Workloads,
+		workloadPerms: cfg.WorkloadPermissions,
+		perms:         newPermCache(cfg.PermissionsTTL, cfg.Now),
+		metrics:       newMetrics(cfg.Metrics, inflight),
+		inflight:      inflight,
 	}, nil
 }
 

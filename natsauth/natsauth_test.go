@@ -27,6 +27,7 @@ import (
 
 	"authd/identity"
 	"authd/natsauth"
+	"authd/natsauth/workload"
 	"authd/store"
 	"authd/store/storetest"
 	"authd/token"
@@ -76,6 +77,9 @@ type stackOptions struct {
 	bcryptCost int
 	operator   bool // operator mode (operator_test.go) instead of server.conf
 	signingKey bool // operator mode: sign with a signing key of the account
+	// workloads and workloadPerms admit workload tokens (workload_test.go).
+	workloads     *workload.Verifier
+	workloadPerms workload.Permissions
 }
 
 // newStack starts the callout and a NATS server that uses it.
@@ -117,6 +121,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		st.callout = nats.UserInfo("authd", calloutPass)
 	}
 	cfg.Metrics, cfg.Now = st.metrics, o.calloutNow
+	cfg.Workloads, cfg.WorkloadPermissions = o.workloads, o.workloadPerms
 	st.account = cfg.Account
 
 	st.svc, err = natsauth.New(authority{core, st.db}, cfg, log)
@@ -554,6 +559,13 @@ func TestTokenExpiryEndsConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	st.endsBy(t, tok, exp)
+}
+
+// endsBy connects with tok and checks that nats-server disconnects the
+// client by exp, the token's expiry.
+func (st *stack) endsBy(t *testing.T, tok string, exp time.Time) {
+	t.Helper()
 	closed := make(chan time.Time, 1)
 	st.mustConnect(t, nats.Token(tok), nats.ClosedHandler(func(*nats.Conn) { closed <- time.Now() }))
 	select {
@@ -754,14 +766,26 @@ func TestMetrics(t *testing.T) {
 		`authd_nats_auth_in_flight 0`,
 		`authd_logins_total{result="succeeded"} 0`, // the API's series, on the same registry
 	}
+	body := st.settledMetrics(t, wants)
+	for _, secret := range []string{tok, "heidi", role} {
+		if strings.Contains(body, secret) {
+			t.Errorf("metrics contain %q", secret)
+		}
+	}
+}
+
+// settledMetrics scrapes the callout's registry until it shows every line
+// of wants, and reports those it never shows. A client has its answer a
+// moment before the callout's goroutine leaves the in-flight set and
+// records, so the figures may lag a refusal: the loop waits for them to
+// settle (a bound on a hang only).
+func (st *stack) settledMetrics(t *testing.T, wants []string) string {
+	t.Helper()
 	scrape := func() string {
 		rec := httptest.NewRecorder()
 		promhttp.HandlerFor(st.metrics, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 		return rec.Body.String()
 	}
-	// A client has its answer a moment before the callout's goroutine
-	// leaves the in-flight set, so the gauge may still say 1 right after
-	// the refusal: wait for the figures to settle (a bound on a hang only).
 	body := scrape()
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); body = scrape() {
 		settled := true
@@ -778,11 +802,7 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("metrics lack %s:\n%s", want, body)
 		}
 	}
-	for _, secret := range []string{tok, "heidi", role} {
-		if strings.Contains(body, secret) {
-			t.Errorf("metrics contain %q", secret)
-		}
-	}
+	return body
 }
 
 // syncBuffer is a bytes.Buffer safe to write from the callout's goroutines

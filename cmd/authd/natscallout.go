@@ -21,6 +21,7 @@ import (
 
 	"authd/identity"
 	"authd/natsauth"
+	"authd/natsauth/workload"
 	"authd/store"
 )
 
@@ -46,6 +47,9 @@ type natsConfig struct {
 	Account string
 	// HealthAddr, when set, serves /healthz, /readyz and /metrics.
 	HealthAddr string
+	// Workload admits Kubernetes workloads by their service-account
+	// tokens, when its issuer is set.
+	Workload workloadConfig
 }
 
 // loadNATSConfig reads the AUTHD_NATS_* variables, reporting every problem
@@ -59,6 +63,7 @@ func loadNATSConfig(getenv func(string) string) (natsConfig, error) {
 		User:         e.getenv("AUTHD_NATS_USER"),
 		Account:      e.str("AUTHD_NATS_ACCOUNT", "$G"),
 		HealthAddr:   e.getenv("AUTHD_NATS_HEALTH_ADDR"),
+		Workload:     loadWorkloadConfig(e),
 	}
 	var passwordOK bool
 	c.Password, passwordOK = natsPassword(e)
@@ -228,10 +233,19 @@ func natsCallout(ctx context.Context, cfg config, ncfg natsConfig, p process, lo
 	defer c.close()
 	db, ks := c.db, c.tokens.Keys()
 	reg.MustRegister(db.Collector())
-	svc, err := natsauth.New(authority{c.ident, db}, natsauth.Config{
+	scfg := natsauth.Config{
 		Issuer: ncfg.Issuer, XKey: ncfg.XKey, Account: ncfg.Account, Metrics: reg,
 		PermissionsTTL: cfg.CacheRecheck,
-	}, log)
+	}
+	if w := ncfg.Workload; w.Issuer.Issuer != "" {
+		if scfg.Workloads, err = workload.NewVerifier(workload.Config{Issuers: []workload.IssuerConfig{w.Issuer}}, log); err != nil {
+			return err
+		}
+		if scfg.WorkloadPermissions, err = workloadPermissions(w, db, log); err != nil {
+			return err
+		}
+	}
+	svc, err := natsauth.New(authority{c.ident, db}, scfg, log)
 	if err != nil {
 		return err
 	}
@@ -281,7 +295,7 @@ func natsCallout(ctx context.Context, cfg config, ncfg natsConfig, p process, lo
 	}
 	life.Info("authd nats-callout answering", "subject", natsauth.Subject, "url", nc.ConnectedUrlRedacted(),
 		"issuer", svc.IssuerPublicKey(), "xkey", xkey, "account", ncfg.Account, "signing_kid", ks.SigningKeyID(),
-		"health_addr", healthAddr)
+		"health_addr", healthAddr, "workload_issuer", ncfg.Workload.Issuer.Issuer, "workload_permissions", ncfg.Workload.Permissions)
 
 	select {
 	case <-ctx.Done():

@@ -275,6 +275,30 @@ func TestNATSCalloutNKeyGlobalAccount(t *testing.T) {
 	mustRun(t, env, "s3cret-pw\n", "user", "add", "judy", "--role", role)
 	mustRun(t, env, "", "nats", "grant", role, "--pub", "a.>", "--sub", "a.>")
 
+	ns := nkeyCalloutNATS(t, env)
+	startCallout(t, env)
+
+	nc, _, err := calloutClient(t, ns, nats.UserInfo("judy", "s3cret-pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	calloutEcho(t, nc, "a.b")
+	cid, err := nc.GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cz, err := ns.Connz(&natsserver.ConnzOptions{CID: cid, Username: true})
+	// Connz leaves out the account name for $G, the only account here.
+	if err != nil || len(cz.Conns) != 1 || cz.Conns[0].Account != "" || cz.Conns[0].AuthorizedUser != "judy" {
+		t.Fatalf("connz: %v, %+v; want judy in $G", err, cz.Conns[0])
+	}
+}
+
+// nkeyCalloutNATS starts a nats-server without accounts whose callout
+// logs in with an nkey, and sets env for `authd nats-callout` to answer
+// it.
+func nkeyCalloutNATS(t *testing.T, env map[string]string) *natsserver.Server {
+	t.Helper()
 	issuer, err := nkeys.CreateAccount()
 	if err != nil {
 		t.Fatal(err)
@@ -295,22 +319,7 @@ authorization {
 	env["AUTHD_NATS_URL"] = ns.ClientURL()
 	env["AUTHD_NATS_NKEY_SEED_FILE"] = userFile
 	env["AUTHD_NATS_ISSUER_SEED_FILE"] = issuerFile
-	startCallout(t, env)
-
-	nc, _, err := calloutClient(t, ns, nats.UserInfo("judy", "s3cret-pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	calloutEcho(t, nc, "a.b")
-	cid, err := nc.GetClientID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cz, err := ns.Connz(&natsserver.ConnzOptions{CID: cid, Username: true})
-	// Connz leaves out the account name for $G, the only account here.
-	if err != nil || len(cz.Conns) != 1 || cz.Conns[0].Account != "" || cz.Conns[0].AuthorizedUser != "judy" {
-		t.Fatalf("connz: %v, %+v; want judy in $G", err, cz.Conns[0])
-	}
+	return ns
 }
 
 func TestNATSCalloutConfigErrors(t *testing.T) {
@@ -360,6 +369,24 @@ func TestNATSCalloutConfigErrors(t *testing.T) {
 			"AUTHD_NATS_ISSUER_SEED_FILE: " + userSeedFile + ": first line is not an account seed (SA…)",
 			"AUTHD_NATS_XKEY_SEED_FILE: " + accountSeedFile + ": first line is not a curve seed (SX…)",
 		}},
+		{"workload settings without an issuer", map[string]string{
+			"AUTHD_NATS_USER": "authd", "AUTHD_NATS_PASSWORD": "p", "AUTHD_NATS_ISSUER_SEED_FILE": accountSeedFile,
+			"AUTHD_NATS_WORKLOAD_JWKS_URL": "https://k8s.example/jwks", "AUTHD_NATS_WORKLOAD_PERMISSIONS": "labels",
+		}, []string{
+			"AUTHD_NATS_WORKLOAD_JWKS_URL: set, but AUTHD_NATS_WORKLOAD_ISSUER (or JWT_ISSUER, or K8S_IN_CLUSTER=true) is not",
+			"AUTHD_NATS_WORKLOAD_PERMISSIONS: ",
+		}},
+		{"workload issuer twice, insecure", map[string]string{
+			"AUTHD_NATS_USER": "authd", "AUTHD_NATS_PASSWORD": "p", "AUTHD_NATS_ISSUER_SEED_FILE": accountSeedFile,
+			"AUTHD_NATS_WORKLOAD_ISSUER": "http://k8s.example", "JWT_ISSUER": "https://other.example",
+		}, []string{
+			"AUTHD_NATS_WORKLOAD_ISSUER: AUTHD_NATS_WORKLOAD_ISSUER and JWT_ISSUER are both set, to different values",
+			`AUTHD_NATS_WORKLOAD_ISSUER: workload: issuer "http://k8s.example" is not an https URL`,
+		}},
+		{"in cluster without the service-account mount", map[string]string{
+			"AUTHD_NATS_USER": "authd", "AUTHD_NATS_PASSWORD": "p", "AUTHD_NATS_ISSUER_SEED_FILE": accountSeedFile,
+			"K8S_IN_CLUSTER": "true", "AUTHD_NATS_WORKLOAD_SA_DIR": dir,
+		}, []string{"AUTHD_NATS_WORKLOAD_ISSUER: workload: issuer https://kubernetes.default.svc: CA file: open " + filepath.Join(dir, "ca.crt")}},
 		{"missing files", map[string]string{
 			"AUTHD_NATS_CREDS": filepath.Join(dir, "none.creds"), "AUTHD_NATS_ISSUER_SEED_FILE": filepath.Join(dir, "none.nk"),
 		}, []string{"AUTHD_NATS_CREDS: stat ", "AUTHD_NATS_ISSUER_SEED_FILE: open "}},

@@ -150,6 +150,39 @@ type vaultStaticSecret struct {
 	} `json:"spec"`
 }
 
+// v1 ServiceAccount.
+type serviceAccount struct {
+	object
+	AutomountServiceAccountToken *bool `json:"automountServiceAccountToken,omitempty"`
+}
+
+// rbac.authorization.k8s.io/v1 ClusterRole.
+type clusterRole struct {
+	object
+	Rules []struct {
+		APIGroups     []string `json:"apiGroups,omitempty"`
+		Resources     []string `json:"resources,omitempty"`
+		ResourceNames []string `json:"resourceNames,omitempty"`
+		Verbs         []string `json:"verbs"`
+	} `json:"rules"`
+}
+
+// rbac.authorization.k8s.io/v1 ClusterRoleBinding.
+type clusterRoleBinding struct {
+	object
+	RoleRef struct {
+		APIGroup string `json:"apiGroup"`
+		Kind     string `json:"kind"`
+		Name     string `json:"name"`
+	} `json:"roleRef"`
+	Subjects []struct {
+		Kind      string `json:"kind"`
+		Name      string `json:"name"`
+		Namespace string `json:"namespace,omitempty"`
+		APIGroup  string `json:"apiGroup,omitempty"`
+	} `json:"subjects"`
+}
+
 // kustomization is the part of kustomize's Kustomization used here.
 type kustomization struct {
 	typeMeta

@@ -46,6 +46,9 @@ type manifests struct {
 	secrets        map[string]*secret
 	pdbs           map[string]*podDisruptionBudget
 	vaultSecrets   map[string]*vaultStaticSecret
+	serviceAccts   map[string]*serviceAccount
+	clusterRoles   map[string]*clusterRole
+	roleBindings   map[string]*clusterRoleBinding
 	kustomizations map[string]*kustomization // by file
 	namespaced     []*objectMeta
 }
@@ -75,6 +78,15 @@ func (m *manifests) target(apiVersion, kind, name, file string) (any, func(), er
 	case "secrets.hashicorp.com/v1beta1 VaultStaticSecret":
 		o := &vaultStaticSecret{}
 		return o, func() { m.vaultSecrets[name] = o; m.namespaced = append(m.namespaced, &o.Metadata) }, nil
+	case "v1 ServiceAccount":
+		o := &serviceAccount{}
+		return o, func() { m.serviceAccts[name] = o; m.namespaced = append(m.namespaced, &o.Metadata) }, nil
+	case "rbac.authorization.k8s.io/v1 ClusterRole":
+		o := &clusterRole{}
+		return o, func() { m.clusterRoles[name] = o }, nil
+	case "rbac.authorization.k8s.io/v1 ClusterRoleBinding":
+		o := &clusterRoleBinding{}
+		return o, func() { m.roleBindings[name] = o }, nil
 	case "kustomize.config.k8s.io/v1beta1 Kustomization":
 		o := &kustomization{}
 		return o, func() { m.kustomizations[file] = o }, nil
@@ -140,6 +152,9 @@ func read(dir string) (m *manifests, errs []error) {
 		secrets:        map[string]*secret{},
 		pdbs:           map[string]*podDisruptionBudget{},
 		vaultSecrets:   map[string]*vaultStaticSecret{},
+		serviceAccts:   map[string]*serviceAccount{},
+		clusterRoles:   map[string]*clusterRole{},
+		roleBindings:   map[string]*clusterRoleBinding{},
 		kustomizations: map[string]*kustomization{},
 	}
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
@@ -315,6 +330,8 @@ func TestStrictDecodingFails(t *testing.T) {
 func TestMisspeltFieldsFail(t *testing.T) {
 	m := load(t)
 	files, _ := filepath.Glob("*.yaml")
+	sub, _ := filepath.Glob(filepath.Join(calloutDir, "*.yaml"))
+	files = append(files, sub...)
 	checked := 0
 	for _, file := range files {
 		data, err := os.ReadFile(file)
@@ -411,6 +428,9 @@ func fieldByJSONName(t reflect.Type, name string) (reflect.StructField, bool) {
 func TestTypoInAManifestFails(t *testing.T) {
 	load(t) // the manifests themselves are right
 	for _, tc := range []struct{ file, field, typo string }{
+		{calloutDir + "/deployment.yaml", "serviceAccountName:", "serviceAccount:"},
+		{calloutDir + "/rbac.yaml", "verbs:", "verb:"},
+		{calloutDir + "/rbac.yaml", "roleRef:", "roleref:"},
 		{"deployment.yaml", "replicas:", "replica:"},
 		{"deployment.yaml", "readOnlyRootFilesystem:", "readOnlyRootFileSystem:"},
 		{"deployment.yaml", "containerPort:", "containerport:"},
@@ -424,7 +444,8 @@ func TestTypoInAManifestFails(t *testing.T) {
 		{"kustomization.yaml", "resources:", "resource:"},
 	} {
 		dir := t.TempDir()
-		files, _ := filepath.Glob("*.yaml")
+		from := filepath.Dir(tc.file)
+		files, _ := filepath.Glob(filepath.Join(from, "*.yaml"))
 		for _, file := range files {
 			b, err := os.ReadFile(file)
 			if err != nil {
@@ -436,12 +457,12 @@ func TestTypoInAManifestFails(t *testing.T) {
 				}
 				b = bytes.Replace(b, []byte(tc.field), []byte(tc.typo), 1)
 			}
-			if err := os.WriteFile(filepath.Join(dir, file), b, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, filepath.Base(file)), b, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
 		_, errs := read(dir)
-		if err := errors.Join(errs...); err == nil || !strings.Contains(err.Error(), tc.file) {
+		if err := errors.Join(errs...); err == nil || !strings.Contains(err.Error(), filepath.Base(tc.file)) {
 			t.Errorf("%s with %q as %q: got %v, want an error naming the file", tc.file, tc.field, tc.typo, err)
 		}
 	}
@@ -514,8 +535,8 @@ func TestDeployment(t *testing.T) {
 		}
 	}
 
-	checkProbe(t, "liveness", c.LivenessProbe, c, "/healthz")
-	checkProbe(t, "readiness", c.ReadinessProbe, c, "/readyz")
+	checkProbe(t, "liveness", c.LivenessProbe, c, "/healthz", authdPort)
+	checkProbe(t, "readiness", c.ReadinessProbe, c, "/readyz", authdPort)
 	if c.LivenessProbe != nil && c.ReadinessProbe != nil {
 		// A liveness probe that failed with the database would restart
 		// every pod during a database outage.
@@ -586,7 +607,7 @@ func resolvePort(c *containerSpec, p intOrString) (int32, bool) {
 	return 0, false
 }
 
-func checkProbe(t *testing.T, kind string, p *probe, c *containerSpec, path string) {
+func checkProbe(t *testing.T, kind string, p *probe, c *containerSpec, path string, want int32) {
 	t.Helper()
 	if p == nil || p.HTTPGet == nil {
 		t.Errorf("%s probe: got %+v, want GET %s", kind, p, path)
@@ -595,8 +616,8 @@ func checkProbe(t *testing.T, kind string, p *probe, c *containerSpec, path stri
 	if p.HTTPGet.Path != path {
 		t.Errorf("%s probe path: got %q, want %q", kind, p.HTTPGet.Path, path)
 	}
-	if port, ok := resolvePort(c, p.HTTPGet.Port); !ok || port != authdPort {
-		t.Errorf("%s probe port %q: got container port %d, want %d", kind, p.HTTPGet.Port.String(), port, authdPort)
+	if port, ok := resolvePort(c, p.HTTPGet.Port); !ok || port != want {
+		t.Errorf("%s probe port %q: got container port %d, want %d", kind, p.HTTPGet.Port.String(), port, want)
 	}
 	if s := p.HTTPGet.Scheme; s != "" && s != "HTTP" {
 		t.Errorf("%s probe scheme: got %q, want HTTP", kind, s)
