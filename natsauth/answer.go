@@ -245,7 +245,14 @@ func WorkloadUser(id workload.Identity) string {
 // into the response for nats-server's log, and a failure on authd's side
 // (shed load included) is logged here with its cause.
 func refusalFrom(err error) *refusal {
-	var e *identity.Error
+	var (
+		e  *identity.Error
+		ae *workload.AnnotationError
+	)
+	if errors.As(err, &ae) {
+		// The ServiceAccount's own mistake, not authd's: said as it is.
+		return &refusal{code: "bad_annotation", message: ae.Error()}
+	}
 	if !errors.As(err, &e) {
 		return &refusal{code: "PT500", message: "Internal server error", cause: err}
 	}

@@ -237,11 +237,12 @@ func natsCallout(ctx context.Context, cfg config, ncfg natsConfig, p process, lo
 		Issuer: ncfg.Issuer, XKey: ncfg.XKey, Account: ncfg.Account, Metrics: reg,
 		PermissionsTTL: cfg.CacheRecheck,
 	}
+	forgetWorkloadRole, forgetWorkloads := func(string) {}, func() {}
 	if w := ncfg.Workload; w.Issuer.Issuer != "" {
 		if scfg.Workloads, err = workload.NewVerifier(workload.Config{Issuers: []workload.IssuerConfig{w.Issuer}}, log); err != nil {
 			return err
 		}
-		if scfg.WorkloadPermissions, err = workloadPermissions(w, db, log); err != nil {
+		if scfg.WorkloadPermissions, forgetWorkloadRole, forgetWorkloads, err = workloadPermissions(w, db, cfg.CacheRecheck, log); err != nil {
 			return err
 		}
 	}
@@ -252,8 +253,8 @@ func natsCallout(ctx context.Context, cfg config, ncfg natsConfig, p process, lo
 	changes := newChangeListener(db, map[string]func(string){
 		store.ChannelAPIKey:  c.ident.ForgetAPIKey,
 		store.ChannelSession: c.ident.ForgetUser,
-		store.ChannelNATS:    svc.ForgetRole,
-	}, func() { c.ident.ForgetAll(); svc.ForgetAll() }, reg, log)
+		store.ChannelNATS:    func(role string) { svc.ForgetRole(role); forgetWorkloadRole(role) },
+	}, func() { c.ident.ForgetAll(); svc.ForgetAll(); forgetWorkloads() }, reg, log)
 	c.goJob(changes.run)
 
 	opts, err := ncfg.options()

@@ -1,10 +1,12 @@
 package main
 
 import (
-	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
+	"time"
 
 	"authd/natsauth/workload"
 	"authd/store"
@@ -102,21 +104,22 @@ func aliased(e *env, name, alias string) string {
 	return v
 }
 
-// workloadPermissions builds the permission source w names.
-//
-// PLACEHOLDER (issue 13): the annotations and mapping sources come from
-// the "k8sperm" branch (workload.NewAnnotations, workload.NewMapping);
-// until they are merged here, both give every workload no rights at all
-// (an explicit deny), never more.
-func workloadPermissions(w workloadConfig, _ *store.DB, log *slog.Logger) (workload.Permissions, error) {
-	log.Warn("workload permissions are a placeholder: every workload is denied all subjects", "source", w.Permissions)
-	return noRights{}, nil
-}
-
-// noRights gives no rights: natsauth turns empty permissions into an
-// explicit deny of every subject. PLACEHOLDER, see workloadPermissions.
-type noRights struct{}
-
-func (noRights) Permissions(context.Context, workload.Identity) (store.NATSPermissions, error) {
-	return store.NATSPermissions{}, nil
+// workloadPermissions builds the permission source w names: the
+// ServiceAccount's annotations, read from the Kubernetes API (in a pod:
+// K8S_IN_CLUSTER=true), or authd's own mapping of service accounts to
+// roles, re-read every recheck and dropped at once by the authd_nats
+// notifications (forget).
+func workloadPermissions(w workloadConfig, db *store.DB, recheck time.Duration, log *slog.Logger) (p workload.Permissions, forget func(role string), forgetAll func(), err error) {
+	if w.Permissions == permsMapping {
+		m := workload.NewMapping(db, recheck, nil)
+		return m, m.ForgetRole, m.ForgetAll, nil
+	}
+	if w.APIServer == "" {
+		return nil, nil, nil, errors.New("AUTHD_NATS_WORKLOAD_PERMISSIONS=annotations reads ServiceAccounts from the Kubernetes API: run in a pod with K8S_IN_CLUSTER=true, or use mapping")
+	}
+	a, err := workload.NewAnnotations(workload.AnnotationsConfig{APIURL: w.APIServer, CAFile: w.CAFile, TokenFile: w.TokenFile, Logger: log})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("workload annotations: %w", err)
+	}
+	return a, func(string) {}, func() {}, nil
 }

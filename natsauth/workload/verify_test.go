@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,23 +19,6 @@ import (
 	"authd/natsauth/workload/workloadtest"
 )
 
-// clock is a time a test moves.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -62,7 +44,7 @@ func wantCode(t *testing.T, name string, err error, code, msg string) {
 func TestVerify(t *testing.T) {
 	is := workloadtest.NewIssuer(t)
 	clk := &clock{t: time.Now()}
-	v := newVerifier(t, workload.IssuerConfig{Issuer: is.URL, JWKSURL: is.URL + workloadtest.JWKSPath, Client: is.Client()}, clk.Now)
+	v := newVerifier(t, workload.IssuerConfig{Issuer: is.URL, JWKSURL: is.URL + workloadtest.JWKSPath, Client: is.Client()}, clk.now)
 	ctx := context.Background()
 
 	exp := time.Now().Add(time.Hour).Truncate(time.Second)
@@ -131,7 +113,7 @@ func TestVerify(t *testing.T) {
 func TestVerifyRotation(t *testing.T) {
 	is := workloadtest.NewIssuer(t)
 	clk := &clock{t: time.Now()}
-	v := newVerifier(t, workload.IssuerConfig{Issuer: is.URL, JWKSURL: is.URL + workloadtest.JWKSPath, Client: is.Client()}, clk.Now)
+	v := newVerifier(t, workload.IssuerConfig{Issuer: is.URL, JWKSURL: is.URL + workloadtest.JWKSPath, Client: is.Client()}, clk.now)
 	ctx := context.Background()
 	k1 := is.Keys()[0]
 	if _, err := v.Verify(ctx, is.Mint(t, workloadtest.Token{})); err != nil {
@@ -139,7 +121,7 @@ func TestVerifyRotation(t *testing.T) {
 	}
 	k2 := workloadtest.NewKey(t, "k2")
 	is.Publish(k2, k1)
-	clk.Add(workload.DefaultRefreshInterval)
+	clk.add(workload.DefaultRefreshInterval)
 	if _, err := v.Verify(ctx, is.Mint(t, workloadtest.Token{})); err != nil {
 		t.Fatalf("rotated key: %v", err)
 	}
@@ -147,7 +129,7 @@ func TestVerifyRotation(t *testing.T) {
 		t.Fatalf("old key still published: %v", err)
 	}
 	is.Publish(k2)
-	clk.Add(workload.DefaultKeysTTL)
+	clk.add(workload.DefaultKeysTTL)
 	wantCode(t, "withdrawn key", func() error { _, err := v.Verify(ctx, is.Mint(t, workloadtest.Token{Key: k1})); return err }(), "PGRST301", "No suitable key")
 }
 
@@ -157,28 +139,28 @@ func TestVerifyRotation(t *testing.T) {
 func TestVerifyOutage(t *testing.T) {
 	is := workloadtest.NewIssuer(t)
 	clk := &clock{t: time.Now()}
-	v := newVerifier(t, workload.IssuerConfig{Issuer: is.URL, JWKSURL: is.URL + workloadtest.JWKSPath, Client: is.Client()}, clk.Now)
+	v := newVerifier(t, workload.IssuerConfig{Issuer: is.URL, JWKSURL: is.URL + workloadtest.JWKSPath, Client: is.Client()}, clk.now)
 	ctx := context.Background()
 	// Tokens minted on the verifier's clock, so they stay valid as it moves.
 	mint := func() string {
-		return is.Mint(t, workloadtest.Token{IssuedAt: clk.Now(), Expires: clk.Now().Add(time.Hour)})
+		return is.Mint(t, workloadtest.Token{IssuedAt: clk.now(), Expires: clk.now().Add(time.Hour)})
 	}
 	if _, err := v.Verify(ctx, mint()); err != nil {
 		t.Fatal(err)
 	}
 	is.SetDown(true)
-	clk.Add(workload.DefaultKeysTTL) // the keys are due for a refresh, which fails
+	clk.add(workload.DefaultKeysTTL) // the keys are due for a refresh, which fails
 	if _, err := v.Verify(ctx, mint()); err != nil {
 		t.Fatalf("outage, within the bound: %v", err)
 	}
-	clk.Add(workload.DefaultMaxStale - workload.DefaultKeysTTL - time.Second)
+	clk.add(workload.DefaultMaxStale - workload.DefaultKeysTTL - time.Second)
 	if _, err := v.Verify(ctx, mint()); err != nil {
 		t.Fatalf("outage, a second before the bound: %v", err)
 	}
-	clk.Add(2 * time.Second)
+	clk.add(2 * time.Second)
 	wantCode(t, "outage past the bound", func() error { _, err := v.Verify(ctx, mint()); return err }(), "PT503", "unavailable")
 	is.SetDown(false)
-	clk.Add(workload.DefaultRefreshInterval)
+	clk.add(workload.DefaultRefreshInterval)
 	if _, err := v.Verify(ctx, mint()); err != nil {
 		t.Fatalf("JWKS back: %v", err)
 	}
@@ -201,7 +183,7 @@ func TestVerifyDiscoveryCAToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Now()}
-	v := newVerifier(t, workload.IssuerConfig{Issuer: is.URL, CAFile: is.CAFile(t, dir), TokenFile: tokenFile}, clk.Now)
+	v := newVerifier(t, workload.IssuerConfig{Issuer: is.URL, CAFile: is.CAFile(t, dir), TokenFile: tokenFile}, clk.now)
 	ctx := context.Background()
 	if _, err := v.Verify(ctx, is.Mint(t, workloadtest.Token{})); err != nil {
 		t.Fatal(err)
@@ -209,7 +191,7 @@ func TestVerifyDiscoveryCAToken(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("pod-token-2\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(workload.DefaultKeysTTL)
+	clk.add(workload.DefaultKeysTTL)
 	if _, err := v.Verify(ctx, is.Mint(t, workloadtest.Token{})); err != nil {
 		t.Fatal(err)
 	}
