@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,14 +18,11 @@ import (
 	"authd/store/storetest"
 )
 
-// TestNATSCalloutWorkloadInCluster runs the callout configured as the
-// nats-k8s-oidc-callout seed's Deployment is (K8S_IN_CLUSTER=true,
-// JWT_AUDIENCE=nats), against a stand-in API server found through
-// KUBERNETES_SERVICE_HOST/PORT, trusted through the CA file of the
-// service-account mount and asked with its token file.
-func TestNATSCalloutWorkloadInCluster(t *testing.T) {
-	t.Parallel()
-	is := workloadtest.NewIssuer(t)
+// inClusterEnv is the environment of a callout in a pod whose API server
+// (and issuer) is is: the service-account mount (CA, the pod's token) in a
+// directory of its own, the API's host and port as kubelet sets them.
+func inClusterEnv(t *testing.T, is *workloadtest.Issuer) map[string]string {
+	t.Helper()
 	saDir := t.TempDir()
 	is.CAFile(t, saDir)
 	if err := os.WriteFile(filepath.Join(saDir, "token"), []byte("callout-pod-token\n"), 0o600); err != nil {
@@ -34,15 +32,29 @@ func TestNATSCalloutWorkloadInCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return map[string]string{
+		"K8S_IN_CLUSTER":             "true",
+		"KUBERNETES_SERVICE_HOST":    api.Hostname(),
+		"KUBERNETES_SERVICE_PORT":    api.Port(),
+		"AUTHD_NATS_WORKLOAD_SA_DIR": saDir,
+	}
+}
+
+// TestNATSCalloutWorkloadInCluster runs the callout configured as the
+// nats-k8s-oidc-callout seed's Deployment is (K8S_IN_CLUSTER=true,
+// JWT_AUDIENCE=nats), against a stand-in API server found through
+// KUBERNETES_SERVICE_HOST/PORT, trusted through the CA file of the
+// service-account mount and asked with its token file.
+func TestNATSCalloutWorkloadInCluster(t *testing.T) {
+	t.Parallel()
+	is := workloadtest.NewIssuer(t)
+	inCluster := inClusterEnv(t, is)
 
 	env := baseEnv(storetest.NewURL(t))
 	ns := nkeyCalloutNATS(t, env)
 	env["AUTHD_NATS_HEALTH_ADDR"] = "127.0.0.1:0"
-	env["K8S_IN_CLUSTER"] = "true"
+	maps.Copy(env, inCluster)
 	env["JWT_AUDIENCE"] = "nats"
-	env["KUBERNETES_SERVICE_HOST"] = api.Hostname()
-	env["KUBERNETES_SERVICE_PORT"] = api.Port()
-	env["AUTHD_NATS_WORKLOAD_SA_DIR"] = saDir
 	is.SetServiceAccount("my-app", "my-nats-client", map[string]string{
 		"nats.io/allowed-pub-subjects": "my-app.echo.>",
 		"nats.io/allowed-sub-subjects": "my-app.echo.>",
@@ -157,25 +169,13 @@ func TestNATSCalloutWorkloadInCluster(t *testing.T) {
 func TestNATSCalloutWorkloadMapping(t *testing.T) {
 	t.Parallel()
 	is := workloadtest.NewIssuer(t)
-	saDir := t.TempDir()
-	is.CAFile(t, saDir)
-	if err := os.WriteFile(filepath.Join(saDir, "token"), []byte("callout-pod-token\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	api, err := url.Parse(is.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := storetest.NewURL(t)
-	env := baseEnv(url)
+	inCluster := inClusterEnv(t, is)
+	env := baseEnv(storetest.NewURL(t))
 	role := storetest.NewRole(t)
 	mustRun(t, env, "", "nats", "grant", role, "--pub", "mapped.>", "--sub", "mapped.>")
 	mustRun(t, env, "", "nats", "map", "my-app/my-nats-client", role)
 	ns := nkeyCalloutNATS(t, env)
-	env["K8S_IN_CLUSTER"] = "true"
-	env["KUBERNETES_SERVICE_HOST"] = api.Hostname()
-	env["KUBERNETES_SERVICE_PORT"] = api.Port()
-	env["AUTHD_NATS_WORKLOAD_SA_DIR"] = saDir
+	maps.Copy(env, inCluster)
 	env["AUTHD_NATS_WORKLOAD_PERMISSIONS"] = "mapping"
 	callout := startCallout(t, env)
 

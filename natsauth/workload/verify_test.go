@@ -19,7 +19,6 @@ import (
 	"authd/natsauth/workload/workloadtest"
 )
 
-
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func newVerifier(t *testing.T, ic workload.IssuerConfig, now func() time.Time) *workload.Verifier {
