@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
 
 	"authd/store"
 	"authd/store/storetest"
@@ -107,31 +106,8 @@ func TestNATSGrantsReachTheCallout(t *testing.T) {
 	mustRun(t, env, "hunter22\n", "user", "add", "nina", "--role", role)
 	mustRun(t, env, "", "nats", "grant", role, "--pub", "a.>", "--sub", "a.>")
 
-	issuer, err := nkeys.CreateAccount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuerFile, issuerPub := calloutKeyFile(t, issuer)
-	ns := calloutNATS(t, `
-accounts {
-  AUTH { users: [ { user: authd, password: callout-pass } ] }
-  APP {}
-}
-authorization {
-  auth_callout {
-    issuer: "`+issuerPub+`"
-    account: AUTH
-    auth_users: [ authd ]
-  }
-}
-`)
 	cenv := baseEnv(url)
-	cenv["JWT_SECRET"] = "a-test-secret-that-is-long-enough-0123456789"
-	cenv["AUTHD_NATS_URL"] = ns.ClientURL()
-	cenv["AUTHD_NATS_USER"] = "authd"
-	cenv["AUTHD_NATS_PASSWORD"] = "callout-pass"
-	cenv["AUTHD_NATS_ISSUER_SEED_FILE"] = issuerFile
-	cenv["AUTHD_NATS_ACCOUNT"] = "APP"
+	ns := nkeyCalloutNATS(t, cenv)
 	cenv["AUTHD_CACHE_RECHECK"] = "1h"
 	callout := startCallout(t, cenv)
 
