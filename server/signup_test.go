@@ -76,8 +76,13 @@ func TestSignupOffIsAnUnknownFunction(t *testing.T) {
 
 func TestSignupCreatesUserAndLogsIn(t *testing.T) {
 	e := newSignupEnv(t, 0)
+	hashes := e.metric("authd_bcrypt_wait_seconds_count")
 	r := e.post("/rpc/signup", jsonHeader(), loginBody("bob", "a good long password"))
 	wantStatus(t, r, http.StatusNoContent)
+	// The hash was made in the bcrypt gate, where a flood is shed.
+	if got := e.metric("authd_bcrypt_wait_seconds_count"); got != hashes+1 {
+		t.Errorf("bcrypt slots taken by a sign-up: got %v, want 1", got-hashes)
+	}
 	claims := verifyJWT(t, accessValue(t, r))
 	if claims["role"] != e.role || claims["sub"] != "bob" {
 		t.Errorf("got claims role %v sub %v, want %q and bob", claims["role"], claims["sub"], e.role)
