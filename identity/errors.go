@@ -35,6 +35,12 @@ const (
 	Canceled
 	// Internal: a failure on authd's side; Cause says which.
 	Internal
+	// BadInput: a value the client chose breaks a rule (a sign-up's user
+	// name or password); Message says which.
+	BadInput
+	// Conflict: what the client asked to create exists (a sign-up's user
+	// name is taken).
+	Conflict
 )
 
 // Error is a refusal or failure of the identity rules, worded as PostgREST
@@ -131,6 +137,33 @@ func errTooManyLogins(wait time.Duration) *Error {
 	return &Error{
 		Kind: Throttled, Code: "PT429", Message: "Too many failed logins; try again later",
 		RetryAfter: retryAfter(wait),
+	}
+}
+
+func errTooManySignups(wait time.Duration) *Error {
+	return &Error{
+		Kind: Throttled, Code: "PT429", Message: "Too many sign-ups from this address; try again later",
+		RetryAfter: retryAfter(wait),
+	}
+}
+
+// badInput is a refusal of a value the client chose, in the words of the
+// check constraint PostgreSQL would have refused it with (23514).
+func badInput(message, hint string) *Error {
+	e := &Error{Kind: BadInput, Code: "23514", Message: message}
+	if hint != "" {
+		e.Hint = ptr(hint)
+	}
+	return e
+}
+
+// errUserTaken is a sign-up for a name that is taken, as PostgREST answers
+// a unique violation (23505). It says no more than that the name is taken:
+// not whether the user is disabled, nor their role.
+func errUserTaken() *Error {
+	return &Error{
+		Kind: Conflict, Code: "23505", Message: "User name is taken",
+		Hint: ptr("Choose another user name, or log in if it is yours."),
 	}
 }
 

@@ -57,6 +57,19 @@ type Config struct {
 	// again: disabling a key takes effect within this time on every
 	// instance. 0 means 1 s.
 	APIKeyRecheck time.Duration
+	// SignupRole is the role of the users POST /rpc/signup creates
+	// (AUTHD_SIGNUP_ROLE); "" means sign-up is off.
+	SignupRole string
+	// PasswordMinLength is the password policy's minimum for passwords
+	// chosen through the API (CheckNewPassword); 0 means
+	// DefaultPasswordMinLength.
+	PasswordMinLength int
+	// SignupsPerIP are the sign-ups allowed per SignupWindow from one
+	// client address; 0 means no limit.
+	SignupsPerIP int
+	// SignupWindow is the period those sign-ups are counted over; 0 means
+	// DefaultSignupWindow.
+	SignupWindow time.Duration
 	// Now is the clock behind expiry checks, limiters, caches and the
 	// waits reported; nil means time.Now. Tests set it to move time
 	// without waiting.
@@ -96,6 +109,8 @@ type Core struct {
 	// process; the per-username limit is shared by every instance through
 	// the database (store.ReserveLoginFailure).
 	failuresByClient *clientLimiter
+	// signupsByClient limits sign-ups per client address in this process.
+	signupsByClient *clientLimiter
 
 	keys     keyCache
 	verified verifiedCache
@@ -120,6 +135,12 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 	}
 	if cfg.LoginFailureWindow <= 0 {
 		cfg.LoginFailureWindow = time.Minute
+	}
+	if cfg.PasswordMinLength <= 0 {
+		cfg.PasswordMinLength = DefaultPasswordMinLength
+	}
+	if cfg.SignupWindow <= 0 {
+		cfg.SignupWindow = DefaultSignupWindow
 	}
 	if cfg.LoginQueueWait <= 0 {
 		cfg.LoginQueueWait = DefaultLoginQueueWait
@@ -150,6 +171,7 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 		dummyHash: dummy, dummyCost: dummyCost, compare: store.CheckPassword,
 		bcrypt:           newBcryptGate(cfg.BcryptSlots, cfg.LoginQueue, cfg.LoginQueueWait, cfg.BcryptNice, m),
 		failuresByClient: newClientLimiter(cfg.LoginFailuresPerIP, cfg.LoginFailureWindow, cfg.Now),
+		signupsByClient:  newClientLimiter(cfg.SignupsPerIP, cfg.SignupWindow, cfg.Now),
 		keys:             newKeyCache(cfg.Now),
 		verified:         newVerifiedCache(cfg.Now),
 		users:            NewCache[string, userEntry](maxUsers, cfg.Now),

@@ -8,9 +8,9 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// clientLimiter is a token bucket of failed logins per client address, in
-// this process (golang.org/x/time/rate): n per window, all at once at
-// most. A bucket lapses once it has had time to refill, so forgetting it
+// clientLimiter is a token bucket of events (failed logins, sign-ups) per
+// client address, in this process (golang.org/x/time/rate): n per window,
+// all at once at most. A bucket lapses once it has had time to refill, so forgetting it
 // changes no answer; the buckets are held in a bounded Cache, so a flood
 // of addresses costs at most maxClients buckets, and nothing scans them.
 type clientLimiter struct {

@@ -161,6 +161,10 @@ func fromIdentity(e *identity.Error) *Error {
 		out.Status = http.StatusForbidden
 	case identity.Throttled:
 		out.Status = http.StatusTooManyRequests
+	case identity.BadInput:
+		out.Status = http.StatusBadRequest
+	case identity.Conflict:
+		out.Status = http.StatusConflict
 	case identity.Busy, identity.Unavailable:
 		out.Status = http.StatusServiceUnavailable
 	case identity.Canceled:

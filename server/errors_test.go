@@ -126,7 +126,7 @@ func TestClientErrors(t *testing.T) {
 			status: 405, want: `{"code":"PGRST101","details":null,"hint":null,"message":"Cannot use the POST method on /healthz"}`, allowed: "OPTIONS, GET, HEAD",
 		},
 		{
-			name: "unknown path", method: "POST", path: "/rpc/signup",
+			name: "unknown path", method: "POST", path: "/rpc/no_such_function",
 			status: 404, want: `{"code":"PGRST125","details":null,"hint":null,"message":"Invalid path specified in request URL"}`,
 		},
 	}

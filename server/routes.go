@@ -13,6 +13,13 @@ func (s *Server) routes(e *echo.Echo) {
 	e.POST("/rpc/login", s.handleLogin(), s.sameSite)
 	e.POST("/rpc/refresh_token", s.handleRefresh(), s.sameSite)
 	e.POST("/rpc/logout", s.handleLogout(), s.sameSite)
+	// Off unless AUTHD_SIGNUP_ROLE is set: then it is as if the function
+	// did not exist, whoever asks.
+	if s.ident.SignupEnabled() {
+		e.POST("/rpc/signup", s.handleSignup(), s.sameSite)
+	} else {
+		e.POST("/rpc/signup", handleNoSignup())
+	}
 
 	// Forward-auth for gateways; they may send any method.
 	e.Any("/auth/verify", s.handleVerify())

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -65,6 +66,38 @@ func (db *DB) StartSession(ctx context.Context, u User, tokenHash []byte, ttl, l
 	}
 	if err != nil {
 		return Grant{}, wrapf(err, "start session for %q", u.Username)
+	}
+	g.RefreshTTL = g.RefreshExpiresAt.Sub(now)
+	return g, nil
+}
+
+// AddUserWithSession inserts a user, as AddUser does (with its typed
+// errors), and opens their first session, as StartSession does, in one
+// statement: a sign-up leaves both or neither. The foreign keys and the
+// role trigger are checked at the end of the statement, when the user's
+// row is there.
+func (db *DB) AddUserWithSession(ctx context.Context, username, passwordHash, role string, tokenHash []byte, ttl, lifetime time.Duration) (Grant, error) {
+	g := Grant{Username: username, Role: role, SessionID: uuid.New()}
+	var now time.Time
+	err := db.p().QueryRow(ctx, `
+		with u as (
+		    insert into auth.user (username, password_hash, role)
+		    values ($2, $6, $7)
+		    returning username
+		), s as (
+		    insert into auth.session (id, username, expires_at)
+		    select $1, u.username, now() + make_interval(secs => $5) from u
+		    returning id, expires_at
+		)
+		insert into auth.refresh_token (token_hash, session_id, expires_at)
+		select $3, s.id, least(now() + make_interval(secs => $4), s.expires_at) from s
+		returning expires_at, now()`,
+		g.SessionID, username, tokenHash, ttl.Seconds(), lifetime.Seconds(), passwordHash, role).Scan(&g.RefreshExpiresAt, &now)
+	if err != nil {
+		if typed := userError(err, role); typed != err {
+			return Grant{}, fmt.Errorf("add user %q with a session: %w", username, typed)
+		}
+		return Grant{}, wrapf(err, "add user %q with a session", username)
 	}
 	g.RefreshTTL = g.RefreshExpiresAt.Sub(now)
 	return g, nil

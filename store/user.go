@@ -289,6 +289,29 @@ func (db *DB) RoleExists(ctx context.Context, role string) (bool, error) {
 	return ok, nil
 }
 
+// CheckTokenRole returns nil if role may be the role of a token — it
+// exists, and auth.role_refusal does not refuse it, as the role trigger
+// of auth.user decides — and otherwise *RoleMissingError or
+// *RolePrivilegedError.
+func (db *DB) CheckTokenRole(ctx context.Context, role string) error {
+	var (
+		exists  bool
+		refusal string
+	)
+	err := db.p().QueryRow(ctx, `
+		select exists (select 1 from pg_roles where rolname = $1),
+		       coalesce(auth.role_refusal($1), '')`, role).Scan(&exists, &refusal)
+	switch {
+	case err != nil:
+		return wrapf(err, "check role %q", role)
+	case !exists:
+		return &RoleMissingError{Role: role}
+	case refusal != "":
+		return &RolePrivilegedError{Role: role, Reason: refusal}
+	}
+	return nil
+}
+
 // CanSwitchRole reports whether the role authenticator exists and, if so,
 // whether it may SET ROLE to role, as PostgREST does for every request.
 func (db *DB) CanSwitchRole(ctx context.Context, authenticator, role string) (exists, can bool, err error) {

@@ -78,6 +78,16 @@ type config struct {
 	// MetricsAddr, when set, is the operator listener's address: /metrics
 	// is served there only, with /healthz and /readyz.
 	MetricsAddr string
+
+	// SignupRole is AUTHD_SIGNUP_ROLE, the role of the users POST
+	// /rpc/signup creates; "" (the default) turns sign-up off.
+	SignupRole string
+	// SignupsPerIP is AUTHD_SIGNUP_PER_IP: sign-ups per hour from one
+	// client address; 0 means no limit.
+	SignupsPerIP int
+	// PasswordMinLength is AUTHD_PASSWORD_MIN_LENGTH, for passwords
+	// chosen at sign-up as for user add.
+	PasswordMinLength int
 }
 
 // env reads variables and collects every problem, so a bad env file is
@@ -273,6 +283,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 		FixedProcs:           e.getenv("GOMAXPROCS") != "",
 		StatementTimeout:     e.duration("AUTHD_STATEMENT_TIMEOUT", 5*time.Second),
 		PurgeInterval:        e.duration("AUTHD_PURGE_INTERVAL", 10*time.Minute),
+		SignupRole:           e.getenv("AUTHD_SIGNUP_ROLE"),
+		SignupsPerIP:         e.count("AUTHD_SIGNUP_PER_IP", identity.DefaultSignupsPerIP),
+		PasswordMinLength:    passwordMinLength(e),
+	}
+	if c.SignupRole != "" && c.SignupRole == c.AuthenticatorRole {
+		e.fail("AUTHD_SIGNUP_ROLE", "%q is AUTHD_AUTHENTICATOR_ROLE, the role PostgREST logs in as: it may not be the role of a token", c.SignupRole)
 	}
 	if c.BcryptNice > 19 {
 		e.fail("AUTHD_BCRYPT_NICE", "want 0 (normal priority) to 19 (lowest), got %d", c.BcryptNice)
@@ -544,7 +560,7 @@ func trustedProxies(e *env) []netip.Prefix {
 }
 
 // passwordMinLength is AUTHD_PASSWORD_MIN_LENGTH: the shortest password
-// user add and user passwd accept, in characters.
+// user add, user passwd and sign-up accept, in characters.
 func passwordMinLength(e *env) int {
 	n := e.count("AUTHD_PASSWORD_MIN_LENGTH", identity.DefaultPasswordMinLength)
 	if n < 1 || n > identity.MaxPasswordMinLength {
@@ -569,6 +585,7 @@ func knownVars() []string {
 		"AUTHD_COOKIE_HOST_PREFIX", "AUTHD_ALLOWED_ORIGINS",
 		"AUTHD_LOG_LEVEL", "AUTHD_LOG_FORMAT", "AUTHD_SHUTDOWN_GRACE",
 		"AUTHD_STATEMENT_TIMEOUT", "AUTHD_PURGE_INTERVAL", "AUTHD_DB_WAIT",
+		"AUTHD_SIGNUP_ROLE", "AUTHD_SIGNUP_PER_IP",
 		// user add, user passwd, user role and apikey create
 		"AUTHD_AUTHENTICATOR_ROLE", "AUTHD_PASSWORD_MIN_LENGTH",
 		// nats-callout

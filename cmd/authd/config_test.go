@@ -71,6 +71,9 @@ func TestConfigDefaults(t *testing.T) {
 		{"FixedProcs", c.FixedProcs, false},
 		{"TrustedProxies", fmt.Sprint(c.TrustedProxies), "[127.0.0.0/8 ::1/128]"},
 		{"JWTSecret", string(mustSecret(t, c)), secret32},
+		{"SignupRole", c.SignupRole, ""}, // sign-up off
+		{"SignupsPerIP", c.SignupsPerIP, 10},
+		{"PasswordMinLength", c.PasswordMinLength, 8},
 	} {
 		if !reflect.DeepEqual(tt.got, tt.want) {
 			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
@@ -102,6 +105,9 @@ func TestConfigValues(t *testing.T) {
 		"AUTHD_BCRYPT_NICE":             "0",
 		"AUTHD_TRUSTED_PROXIES":         "10.0.0.0/8, 192.168.1.7",
 		"AUTHD_ALLOWED_ORIGINS":         "https://app.example.com, HTTPS://Admin.Example.com:443,http://localhost:8080",
+		"AUTHD_SIGNUP_ROLE":             "web_user",
+		"AUTHD_SIGNUP_PER_IP":           "0",
+		"AUTHD_PASSWORD_MIN_LENGTH":     "12",
 	}
 	c, err := loadConfig(getenv(env))
 	if err != nil {
@@ -132,6 +138,9 @@ func TestConfigValues(t *testing.T) {
 		{"LoginQueue", c.LoginQueue, 50},
 		{"BcryptNice", c.BcryptNice, 0},
 		{"TrustedProxies", fmt.Sprint(c.TrustedProxies), "[10.0.0.0/8 192.168.1.7/32]"},
+		{"SignupRole", c.SignupRole, "web_user"},
+		{"SignupsPerIP", c.SignupsPerIP, 0}, // no limit
+		{"PasswordMinLength", c.PasswordMinLength, 12},
 	} {
 		if !reflect.DeepEqual(tt.got, tt.want) {
 			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
@@ -298,6 +307,11 @@ func TestConfigErrors(t *testing.T) {
 		{"AUTHD_COOKIE_SAMESITE", "none", map[string]string{"AUTHD_COOKIE_SECURE": "false"}},
 		{"AUTHD_REFRESH_COOKIE_SAMESITE", "None", map[string]string{"AUTHD_COOKIE_SECURE": "false"}},
 		{"AUTHD_COOKIE_HOST_PREFIX", "maybe", nil},
+		{"AUTHD_SIGNUP_PER_IP", "ten", nil},
+		{"AUTHD_SIGNUP_PER_IP", "-1", nil},
+		{"AUTHD_SIGNUP_ROLE", "authenticator", nil}, // PostgREST's own role
+		{"AUTHD_SIGNUP_ROLE", "pgrst", map[string]string{"AUTHD_AUTHENTICATOR_ROLE": "pgrst"}},
+		{"AUTHD_PASSWORD_MIN_LENGTH", "0", nil},
 		{"AUTHD_COOKIE_HOST_PREFIX", "true", map[string]string{"AUTHD_COOKIE_SECURE": "false"}},
 		{"AUTHD_COOKIE_HOST_PREFIX", "true", map[string]string{"AUTHD_COOKIE_DOMAIN": "example.com"}},
 		{"AUTHD_ALLOWED_ORIGINS", "app.example.com", nil},

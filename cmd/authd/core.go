@@ -174,6 +174,13 @@ func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus
 	if pending {
 		return errors.New("database schema is not up to date: run `authd migrate up` first")
 	}
+	// A sign-up role the database would refuse stops start-up, rather
+	// than every sign-up.
+	if cfg.SignupRole != "" {
+		if err := db.CheckTokenRole(ctx, cfg.SignupRole); err != nil {
+			return fmt.Errorf("AUTHD_SIGNUP_ROLE: %w (create it NOLOGIN, as for `authd user add --role`, or unset AUTHD_SIGNUP_ROLE to turn sign-up off)", err)
+		}
+	}
 	ks, keys, err := cfg.keySet()
 	if err != nil {
 		return err
@@ -197,6 +204,9 @@ func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus
 		BcryptSlots:          p.bcryptSlots,
 		LoginQueue:           cfg.LoginQueue,
 		BcryptNice:           cfg.BcryptNice,
+		SignupRole:           cfg.SignupRole,
+		SignupsPerIP:         cfg.SignupsPerIP,
+		PasswordMinLength:    cfg.PasswordMinLength,
 	}, db, tokens, log)
 	if err != nil {
 		return err

@@ -42,6 +42,10 @@ func TestServeRefusesToStart(t *testing.T) {
 	unreachable["AUTHD_DB_WAIT"] = "0" // try once
 	badRolePath := serveEnv(storetest.NewURL(t))
 	badRolePath["AUTHD_JWT_ROLE_PATH"] = "exp.roles"
+	missingSignupRole := serveEnv(storetest.NewURL(t))
+	missingSignupRole["AUTHD_SIGNUP_ROLE"] = "authd_no_such_role_xyz"
+	superSignupRole := serveEnv(storetest.NewURL(t))
+	superSignupRole["AUTHD_SIGNUP_ROLE"] = "postgres"
 
 	for _, tt := range []struct {
 		name string
@@ -53,6 +57,8 @@ func TestServeRefusesToStart(t *testing.T) {
 		{"metrics port in use", busyMetrics, "AUTHD_METRICS_ADDR: listen on " + busy.Addr().String()},
 		{"unreachable database", unreachable, "127.0.0.1:1"},
 		{"role path over a registered claim", badRolePath, "AUTHD_JWT_ROLE_PATH"},
+		{"missing sign-up role", missingSignupRole, `AUTHD_SIGNUP_ROLE: role "authd_no_such_role_xyz" does not exist`},
+		{"superuser sign-up role", superSignupRole, `AUTHD_SIGNUP_ROLE: role "postgres" may not be the role of a token: it is a superuser`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -272,5 +278,32 @@ func TestServeStatementTimeout(t *testing.T) {
 	}
 	if r := s.post(t, "/rpc/login", `{"user_":"tim","pass":"pw-of-tim"}`, nil); r.StatusCode != http.StatusNoContent {
 		t.Errorf("login after the lock: got %d %s", r.StatusCode, r.body)
+	}
+}
+
+// TestServeSignup: AUTHD_SIGNUP_ROLE turns POST /rpc/signup on, with
+// AUTHD_PASSWORD_MIN_LENGTH's policy and AUTHD_SIGNUP_PER_IP's limit.
+func TestServeSignup(t *testing.T) {
+	t.Parallel()
+	url := storetest.NewURL(t)
+	role := storetest.NewRole(t)
+	s := startServer(t, url, map[string]string{
+		"AUTHD_SIGNUP_ROLE": role, "AUTHD_SIGNUP_PER_IP": "1", "AUTHD_PASSWORD_MIN_LENGTH": "12",
+	})
+	if r := s.post(t, "/rpc/signup", `{"user_":"zoe","pass":"eleven char"}`, nil); r.StatusCode != http.StatusBadRequest {
+		t.Errorf("sign-up with an 11-character password: got %d %s, want 400", r.StatusCode, r.body)
+	}
+	if r := s.post(t, "/rpc/signup", `{"user_":"zoe","pass":"twelve chars"}`, nil); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("sign-up: got %d %s, want 204", r.StatusCode, r.body)
+	}
+	if r := s.post(t, "/rpc/signup", `{"user_":"zed","pass":"twelve chars"}`, nil); r.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("second sign-up from one client: got %d %s, want 429", r.StatusCode, r.body)
+	}
+	if r := s.post(t, "/rpc/login", `{"user_":"zoe","pass":"twelve chars"}`, nil); r.StatusCode != http.StatusNoContent {
+		t.Errorf("login after sign-up: got %d %s, want 204", r.StatusCode, r.body)
+	}
+	var got string
+	if err := connect(t, url).QueryRow(context.Background(), `select role from auth.user where username = 'zoe'`).Scan(&got); err != nil || got != role {
+		t.Errorf("zoe's role: got %q (%v), want %q", got, err, role)
 	}
 }

@@ -80,13 +80,10 @@ func userAddCmd(fs *flag.FlagSet, c *cli) action {
 		if *role == "" {
 			return &usageError{"user add", "--role ROLE is required"}
 		}
-		if len(name) < 3 {
-			return fmt.Errorf("user add %q: %w", name, store.ErrUsernameTooShort)
-		}
-		// A login never looks such a name up (it is answered as an
-		// unknown user), so the user could never log in.
-		if !identity.WellFormed(name, identity.MaxUsernameLen) {
-			return fmt.Errorf("user add: the username must be UTF-8 of at most %d bytes", identity.MaxUsernameLen)
+		if err := identity.CheckUsername(name); errors.Is(err, store.ErrUsernameTooShort) {
+			return fmt.Errorf("user add %q: %w", name, err)
+		} else if err != nil {
+			return fmt.Errorf("user add: %w", err)
 		}
 		admin := loadAdminConfig(c.getenv)
 		if err := checkNotAuthenticator("user add", *role, admin); err != nil {
