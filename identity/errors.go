@@ -35,6 +35,9 @@ const (
 	Canceled
 	// Internal: a failure on authd's side; Cause says which.
 	Internal
+	// Invalid: the request asks for something the rules refuse, such as
+	// a new password the password policy does not accept.
+	Invalid
 )
 
 // Error is a refusal or failure of the identity rules, worded as PostgREST
@@ -126,6 +129,19 @@ func RoleRefused(err error) *Error {
 	}
 	return nil
 }
+
+// PasswordRefused is the refusal of a new password by the password
+// policy (CheckNewPassword) or by bcrypt's length limit; err says which.
+func PasswordRefused(err error) *Error {
+	return &Error{
+		Kind: Invalid, Code: "22023", Message: err.Error(),
+		Hint: ptr("Choose a longer password that is not one of the most common ones nor the username."),
+	}
+}
+
+// SessionEnded refuses a request whose access token's session is revoked
+// or has ended, as /auth/verify does.
+func SessionEnded() *Error { return errSessionEnded() }
 
 func errTooManyLogins(wait time.Duration) *Error {
 	return &Error{

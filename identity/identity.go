@@ -61,6 +61,10 @@ type Config struct {
 	// waits reported; nil means time.Now. Tests set it to move time
 	// without waiting.
 	Now func() time.Time
+	// PasswordMinLength is the password policy's shortest password, in
+	// characters, for passwords users choose themselves
+	// (ChangePassword); 0 means DefaultPasswordMinLength.
+	PasswordMinLength int
 	// Metrics is the registry the rules' series (authd_logins_total,
 	// authd_bcrypt_*) are registered on; nil means a registry of its own.
 	Metrics *prometheus.Registry
@@ -121,6 +125,9 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 	if cfg.LoginFailureWindow <= 0 {
 		cfg.LoginFailureWindow = time.Minute
 	}
+	if cfg.PasswordMinLength <= 0 {
+		cfg.PasswordMinLength = DefaultPasswordMinLength
+	}
 	if cfg.LoginQueueWait <= 0 {
 		cfg.LoginQueueWait = DefaultLoginQueueWait
 	}
@@ -165,6 +172,9 @@ type Identity struct {
 	Role    string
 	Token   string    // the access JWT to forward
 	Expires time.Time // when Token expires
+	// SessionID is the token's sid claim: the login session of a user's
+	// access token, "" for a token of no session.
+	SessionID string
 }
 
 // MaxTokenLen bounds the JWT authd will look at. Its own are under 1 KiB;
@@ -216,7 +226,7 @@ func (c *Core) IdentifyToken(ctx context.Context, raw string) (Identity, error) 
 	if err := c.checkLive(ctx, v); err != nil {
 		return Identity{}, err
 	}
-	return Identity{User: v.user, Role: v.role, Token: raw, Expires: time.Unix(v.expires, 0)}, nil
+	return Identity{User: v.user, Role: v.role, Token: raw, Expires: time.Unix(v.expires, 0), SessionID: v.sid}, nil
 }
 
 // MaxUsernameLen bounds, in bytes, the user names a login looks up; a

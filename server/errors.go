@@ -165,6 +165,8 @@ func fromIdentity(e *identity.Error) *Error {
 		out.Status = http.StatusServiceUnavailable
 	case identity.Canceled:
 		out.Status = statusClientClosed
+	case identity.Invalid:
+		out.Status = http.StatusBadRequest
 	default:
 		out.Status = http.StatusInternalServerError
 	}

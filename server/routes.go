@@ -13,6 +13,11 @@ func (s *Server) routes(e *echo.Echo) {
 	e.POST("/rpc/login", s.handleLogin(), s.sameSite)
 	e.POST("/rpc/refresh_token", s.handleRefresh(), s.sameSite)
 	e.POST("/rpc/logout", s.handleLogout(), s.sameSite)
+	// Self-service: authenticated by the access token, which may be a
+	// cookie, so the origin policy applies as well (selfservice.go).
+	e.POST("/rpc/change_password", s.handleChangePassword(), s.sameSite)
+	e.POST("/rpc/sessions", s.handleSessions(), s.sameSite)
+	e.POST("/rpc/revoke_session", s.handleRevokeSession(), s.sameSite)
 
 	// Forward-auth for gateways; they may send any method.
 	e.Any("/auth/verify", s.handleVerify())

@@ -41,7 +41,10 @@ type config struct {
 	SessionLifetime time.Duration
 	ReuseGrace      time.Duration
 	BcryptCost      int
-	Cookie          server.CookieConfig
+	// PasswordMinLength is AUTHD_PASSWORD_MIN_LENGTH, for the passwords
+	// users choose themselves (/rpc/change_password).
+	PasswordMinLength int
+	Cookie            server.CookieConfig
 	// AllowedOrigins are AUTHD_ALLOWED_ORIGINS, in server.ParseOrigin's
 	// form: origins besides the site's own that may log in.
 	AllowedOrigins []string
@@ -299,6 +302,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.AccessTTL = accessTTL(e)
 	c.TrustedProxies = trustedProxies(e)
 	c.BcryptCost = bcryptCost(e)
+	c.PasswordMinLength = passwordMinLength(e)
 	if c.RefreshTTL == 0 {
 		e.fail("AUTHD_REFRESH_TTL", "must be positive")
 	}
@@ -544,7 +548,7 @@ func trustedProxies(e *env) []netip.Prefix {
 }
 
 // passwordMinLength is AUTHD_PASSWORD_MIN_LENGTH: the shortest password
-// user add and user passwd accept, in characters.
+// user add, user passwd and /rpc/change_password accept, in characters.
 func passwordMinLength(e *env) int {
 	n := e.count("AUTHD_PASSWORD_MIN_LENGTH", identity.DefaultPasswordMinLength)
 	if n < 1 || n > identity.MaxPasswordMinLength {

@@ -188,6 +188,7 @@ func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus
 	}
 	ident, err := identity.New(identity.Config{
 		BcryptCost:           cfg.BcryptCost,
+		PasswordMinLength:    cfg.PasswordMinLength,
 		Metrics:              reg,
 		LoginFailuresPerUser: cfg.LoginFailuresPerUser,
 		LoginFailuresPerIP:   cfg.LoginFailuresPerIP,
