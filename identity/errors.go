@@ -35,8 +35,8 @@ const (
 	Canceled
 	// Internal: a failure on authd's side; Cause says which.
 	Internal
-	// BadInput: a value the client chose breaks a rule (a sign-up's user
-	// name or password); Message says which.
+	// BadInput: a value the client chose breaks a rule (a user name, a
+	// new password the policy refuses); Message says which.
 	BadInput
 	// Conflict: what the client asked to create exists (a sign-up's user
 	// name is taken).
@@ -133,6 +133,19 @@ func RoleRefused(err error) *Error {
 	return nil
 }
 
+// PasswordRefused is the refusal of a new password by the password
+// policy (CheckNewPassword) or by bcrypt's length limit; err says which.
+func PasswordRefused(err error) *Error {
+	return &Error{
+		Kind: BadInput, Code: "22023", Message: err.Error(),
+		Hint: ptr("Choose a longer password that is not one of the most common ones nor the username."),
+	}
+}
+
+// SessionEnded refuses a request whose access token's session is revoked
+// or has ended, as /auth/verify does.
+func SessionEnded() *Error { return errSessionEnded() }
+
 func errTooManyLogins(wait time.Duration) *Error {
 	return &Error{
 		Kind: Throttled, Code: "PT429", Message: "Too many failed logins; try again later",
@@ -147,10 +160,10 @@ func errTooManySignups(wait time.Duration) *Error {
 	}
 }
 
-// badInput is a refusal of a value the client chose, in the words of the
-// check constraint PostgreSQL would have refused it with (23514).
+// badInput is a refusal of a value the client chose: an invalid
+// parameter value (22023), as PostgreSQL names it.
 func badInput(message, hint string) *Error {
-	e := &Error{Kind: BadInput, Code: "23514", Message: message}
+	e := &Error{Kind: BadInput, Code: "22023", Message: message}
 	if hint != "" {
 		e.Hint = ptr(hint)
 	}

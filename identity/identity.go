@@ -60,9 +60,9 @@ type Config struct {
 	// SignupRole is the role of the users POST /rpc/signup creates
 	// (AUTHD_SIGNUP_ROLE); "" means sign-up is off.
 	SignupRole string
-	// PasswordMinLength is the password policy's minimum for passwords
-	// chosen through the API (CheckNewPassword); 0 means
-	// DefaultPasswordMinLength.
+	// PasswordMinLength is the password policy's minimum, in characters,
+	// for passwords users choose themselves (sign-up, ChangePassword;
+	// CheckNewPassword); 0 means DefaultPasswordMinLength.
 	PasswordMinLength int
 	// SignupsPerIP are the sign-ups allowed per SignupWindow from one
 	// client address; 0 means no limit.
@@ -187,6 +187,9 @@ type Identity struct {
 	Role    string
 	Token   string    // the access JWT to forward
 	Expires time.Time // when Token expires
+	// SessionID is the token's sid claim: the login session of a user's
+	// access token, "" for a token of no session.
+	SessionID string
 }
 
 // MaxTokenLen bounds the JWT authd will look at. Its own are under 1 KiB;
@@ -238,7 +241,7 @@ func (c *Core) IdentifyToken(ctx context.Context, raw string) (Identity, error) 
 	if err := c.checkLive(ctx, v); err != nil {
 		return Identity{}, err
 	}
-	return Identity{User: v.user, Role: v.role, Token: raw, Expires: time.Unix(v.expires, 0)}, nil
+	return Identity{User: v.user, Role: v.role, Token: raw, Expires: time.Unix(v.expires, 0), SessionID: v.sid}, nil
 }
 
 // MaxUsernameLen bounds, in bytes, the user names a login looks up; a

@@ -84,10 +84,10 @@ func (c *Core) SignUp(ctx context.Context, username, password, client string, to
 		return store.Grant{}, badInput("Invalid username: "+err.Error(), "")
 	}
 	if len(password) > store.MaxPasswordBytes {
-		return store.Grant{}, badInput(fmt.Sprintf("Invalid password: at most %d bytes", store.MaxPasswordBytes), "")
+		return store.Grant{}, PasswordRefused(fmt.Errorf("password is longer than bcrypt's %d-byte limit", store.MaxPasswordBytes))
 	}
 	if err := CheckNewPassword(password, username, c.cfg.PasswordMinLength); err != nil {
-		return store.Grant{}, badInput("Invalid password: "+err.Error(), "")
+		return store.Grant{}, PasswordRefused(err)
 	}
 	now := c.cfg.Now()
 	res, d := c.signupsByClient.reserve(client, now)

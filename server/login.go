@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"log/slog"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -30,7 +31,8 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 		if err != nil {
 			return errInternal(err)
 		}
-		g, err := s.db.StartSession(ctx, u, refreshHash, s.cfg.RefreshTTL, s.cfg.SessionLifetime)
+		from := store.LoginClient{Addr: c.RealIP(), UserAgent: strings.ReplaceAll(logUserAgent(r), "\x00", "")}
+		g, err := s.db.StartSessionFrom(ctx, u, from, refreshHash, s.cfg.RefreshTTL, s.cfg.SessionLifetime)
 		if errors.Is(err, store.ErrUserChanged) {
 			err := identity.LoginRefusedChanged()
 			s.logLoginRefused(c, args["user_"], err)

@@ -10,8 +10,10 @@ import (
 	"authd/token"
 )
 
-// handleLogout is POST /rpc/logout: revoke the session server-side and
-// delete both cookies. The session is found from the refresh token (cookie
+// handleLogout is POST /rpc/logout {"scope"?}: revoke the session
+// server-side and delete both cookies. With scope "global" every session
+// of its user ends too, with "others" every session but this one, whose
+// cookies stay (GoTrue's scopes; "local", this session, is the default). The session is found from the refresh token (cookie
 // or body) and from the access token (header or cookie, expired or not);
 // either is enough, and neither is required: logging out twice, or with
 // nothing, is still 204.
@@ -23,7 +25,11 @@ import (
 func (s *Server) handleLogout() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		args, err := decodeArgs(r, "auth.logout", nil, []string{"refresh_token"})
+		args, err := decodeArgs(r, "auth.logout", nil, []string{"refresh_token", "scope"})
+		if err != nil {
+			return err
+		}
+		scope, err := parseLogoutScope(args["scope"])
 		if err != nil {
 			return err
 		}
@@ -47,18 +53,22 @@ func (s *Server) handleLogout() echo.HandlerFunc {
 				sids = append(sids, sid)
 			}
 		}
+		if scope != scopeLocal {
+			// Only a live session speaks for its user here (see
+			// RevokeUserSessionsOf); this one stays for "others".
+			for i := range max(len(hashes), len(sids)) {
+				if err := s.db.RevokeUserSessionsOf(r.Context(), at(sids, i), at(hashes, i), scope == scopeOthers); err != nil {
+					return errInternal(err)
+				}
+			}
+		}
+		if scope == scopeOthers {
+			// The current session goes on: its cookies stay.
+			c.Response().Header().Set("Cache-Control", "no-store")
+			return c.NoContent(http.StatusNoContent)
+		}
 		for i := range max(len(hashes), len(sids)) {
-			var (
-				hash []byte
-				sid  uuid.UUID
-			)
-			if i < len(hashes) {
-				hash = hashes[i]
-			}
-			if i < len(sids) {
-				sid = sids[i]
-			}
-			if err := s.db.RevokeSessions(r.Context(), sid, hash); err != nil {
+			if err := s.db.RevokeSessions(r.Context(), at(sids, i), at(hashes, i)); err != nil {
 				return errInternal(err)
 			}
 		}
@@ -68,6 +78,15 @@ func (s *Server) handleLogout() echo.HandlerFunc {
 		}
 		return c.NoContent(http.StatusNoContent)
 	}
+}
+
+// at is xs[i], or the zero value past its end.
+func at[T any](xs []T, i int) T {
+	var zero T
+	if i < len(xs) {
+		return xs[i]
+	}
+	return zero
 }
 
 // accessSession returns the session named by raw, a validly signed

@@ -20,6 +20,11 @@ func (s *Server) routes(e *echo.Echo) {
 	} else {
 		e.POST("/rpc/signup", handleNoSignup())
 	}
+	// Self-service: authenticated by the access token, which may be a
+	// cookie, so the origin policy applies as well (selfservice.go).
+	e.POST("/rpc/change_password", s.handleChangePassword(), s.sameSite)
+	e.POST("/rpc/sessions", s.handleSessions(), s.sameSite)
+	e.POST("/rpc/revoke_session", s.handleRevokeSession(), s.sameSite)
 
 	// Forward-auth for gateways; they may send any method.
 	e.Any("/auth/verify", s.handleVerify())

@@ -45,12 +45,30 @@ var ErrUserChanged = errors.New("user changed since the password check")
 // role change or disable that commits during the compare revokes the
 // user's sessions, and must not miss the one this login was about to open.
 func (db *DB) StartSession(ctx context.Context, u User, tokenHash []byte, ttl, lifetime time.Duration) (Grant, error) {
+	return db.StartSessionFrom(ctx, u, LoginClient{}, tokenHash, ttl, lifetime)
+}
+
+// LoginClient is where a login came from, as the session remembers it
+// for its user (/rpc/sessions): the client's address and User-Agent, the
+// latter at most MaxUserAgent bytes. Both are the client's word.
+type LoginClient struct {
+	Addr      string
+	UserAgent string
+}
+
+// MaxUserAgent bounds the User-Agent a session keeps, in bytes (the
+// check constraint session_user_agent_length).
+const MaxUserAgent = 200
+
+// StartSessionFrom is StartSession for a login from client; an empty
+// field is stored as null.
+func (db *DB) StartSessionFrom(ctx context.Context, u User, client LoginClient, tokenHash []byte, ttl, lifetime time.Duration) (Grant, error) {
 	g := Grant{Username: u.Username, SessionID: uuid.New()}
 	var now time.Time
 	err := db.p().QueryRow(ctx, `
 		with s as (
-		    insert into auth.session (id, username, expires_at)
-		    select $1, u.username, now() + make_interval(secs => $5)
+		    insert into auth.session (id, username, expires_at, client_addr, user_agent)
+		    select $1, u.username, now() + make_interval(secs => $5), nullif($8, ''), nullif($9, '')
 		      from auth.user u
 		     where u.username = $2 and u.password_hash = $6 and u.role = $7
 		       and u.disabled_at is null
@@ -60,7 +78,8 @@ func (db *DB) StartSession(ctx context.Context, u User, tokenHash []byte, ttl, l
 		insert into auth.refresh_token (token_hash, session_id, expires_at)
 		select $3, s.id, least(now() + make_interval(secs => $4), s.expires_at) from s
 		returning expires_at, now()`,
-		g.SessionID, u.Username, tokenHash, ttl.Seconds(), lifetime.Seconds(), u.PasswordHash, u.Role).Scan(&g.RefreshExpiresAt, &now)
+		g.SessionID, u.Username, tokenHash, ttl.Seconds(), lifetime.Seconds(), u.PasswordHash, u.Role,
+		client.Addr, client.UserAgent).Scan(&g.RefreshExpiresAt, &now)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Grant{}, ErrUserChanged
 	}

@@ -189,6 +189,9 @@ type Session struct {
 	// RevokedReason is why its live tokens were revoked (logout,
 	// password_change, ...); "" when unknown, as for a replayed token.
 	RevokedReason string
+	// ClientAddr and UserAgent are the login's; "" when unknown (a
+	// session from before they were stored).
+	ClientAddr, UserAgent string
 }
 
 // Sessions lists the sessions of username, oldest first. An unknown user
@@ -198,7 +201,7 @@ func (db *DB) Sessions(ctx context.Context, username string) ([]Session, error) 
 	// (left join), so that an unknown user is told from an idle one.
 	rows, _ := db.p().Query(ctx, `
 		select s.id, s.created_at, t.last_refreshed, t.expires_at, s.revoked_at,
-		       coalesce(t.revoked_reason, '')
+		       coalesce(t.revoked_reason, ''), coalesce(s.client_addr, ''), coalesce(s.user_agent, '')
 		  from auth.user u
 		  left join auth.session s on s.username = u.username
 		  left join lateral (
@@ -218,6 +221,8 @@ func (db *DB) Sessions(ctx context.Context, username string) ([]Session, error) 
 		ExpiresAt       *time.Time
 		RevokedAt       *time.Time
 		RevokedReason   string
+		ClientAddr      string
+		UserAgent       string
 	}
 	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
 	if err != nil {
@@ -232,7 +237,8 @@ func (db *DB) Sessions(ctx context.Context, username string) ([]Session, error) 
 			continue
 		}
 		out = append(out, Session{ID: *r.ID, CreatedAt: *r.CreatedAt, LastRefreshedAt: r.LastRefreshedAt,
-			ExpiresAt: r.ExpiresAt, RevokedAt: r.RevokedAt, RevokedReason: r.RevokedReason})
+			ExpiresAt: r.ExpiresAt, RevokedAt: r.RevokedAt, RevokedReason: r.RevokedReason,
+			ClientAddr: r.ClientAddr, UserAgent: r.UserAgent})
 	}
 	return out, nil
 }
@@ -265,6 +271,23 @@ func (db *DB) LogoutUser(ctx context.Context, username string, sessionID uuid.UU
 		return 0, fmt.Errorf("log out %q: session %s: %w", username, sessionID, ErrSessionNotFound)
 	}
 	return n, nil
+}
+
+// RevokeSession ends session id, whoever's it is, with its live refresh
+// tokens (reason admin_logout), and returns its user; ErrSessionNotFound
+// for an unknown id. Ending an ended session is not an error.
+func (db *DB) RevokeSession(ctx context.Context, id uuid.UUID) (username string, err error) {
+	err = db.p().QueryRow(ctx, `
+		select s.username from auth.session s,
+		       lateral auth.revoke_user_sessions(s.username, 'admin_logout', s.id) n
+		 where s.id = $1`, id).Scan(&username)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("revoke session %s: %w", id, ErrSessionNotFound)
+	}
+	if err != nil {
+		return "", wrapf(err, "revoke session %s", id)
+	}
+	return username, nil
 }
 
 // DeleteUser removes a user; their sessions and refresh tokens go with them.

@@ -67,6 +67,13 @@ func commands() []command {
 		{name: "user logout", params: "NAME [SESSION]", summary: "end every session of a user, or the one SESSION",
 			about: "Their refresh tokens stop working at once; access tokens already issued live out their AUTHD_ACCESS_TTL.",
 			setup: simple(userLogout)},
+		{name: "session list", params: "USER", summary: "list a user's sessions, with client address and User-Agent at login (never tokens)",
+			setup: simple(sessionList)},
+		{name: "session revoke", params: "[ID]", synopsis: "[--user USER]", summary: "end one session (an id from session list), or every session of --user USER",
+			about: "Their refresh tokens stop working at once; their access tokens stop passing /auth/verify and the NATS callout\n" +
+				"within a second, and live out their AUTHD_ACCESS_TTL at verifiers that only check signatures (PostgREST).\n" +
+				"user logout NAME [SESSION] does the same.",
+			setup: sessionRevokeCmd},
 		{name: "apikey create", synopsis: "--plan PLAN [--role ROLE] [--expires 30d]",
 			summary: "add an API key (role and expiry default to the plan's); prints the key once", setup: apiKeyCreateCmd},
 		{name: "apikey list", summary: "list API keys (ids only, never the keys)", setup: simple(apiKeyListCmd)},

@@ -41,7 +41,11 @@ type config struct {
 	SessionLifetime time.Duration
 	ReuseGrace      time.Duration
 	BcryptCost      int
-	Cookie          server.CookieConfig
+	// PasswordMinLength is AUTHD_PASSWORD_MIN_LENGTH, for the passwords
+	// users choose themselves (sign-up, /rpc/change_password), as for
+	// user add.
+	PasswordMinLength int
+	Cookie            server.CookieConfig
 	// AllowedOrigins are AUTHD_ALLOWED_ORIGINS, in server.ParseOrigin's
 	// form: origins besides the site's own that may log in.
 	AllowedOrigins []string
@@ -85,9 +89,6 @@ type config struct {
 	// SignupsPerIP is AUTHD_SIGNUP_PER_IP: sign-ups per hour from one
 	// client address; 0 means no limit.
 	SignupsPerIP int
-	// PasswordMinLength is AUTHD_PASSWORD_MIN_LENGTH, for passwords
-	// chosen at sign-up as for user add.
-	PasswordMinLength int
 }
 
 // env reads variables and collects every problem, so a bad env file is
@@ -560,7 +561,7 @@ func trustedProxies(e *env) []netip.Prefix {
 }
 
 // passwordMinLength is AUTHD_PASSWORD_MIN_LENGTH: the shortest password
-// user add, user passwd and sign-up accept, in characters.
+// user add, user passwd, sign-up and /rpc/change_password accept, in characters.
 func passwordMinLength(e *env) int {
 	n := e.count("AUTHD_PASSWORD_MIN_LENGTH", identity.DefaultPasswordMinLength)
 	if n < 1 || n > identity.MaxPasswordMinLength {

@@ -195,6 +195,7 @@ func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus
 	}
 	ident, err := identity.New(identity.Config{
 		BcryptCost:           cfg.BcryptCost,
+		PasswordMinLength:    cfg.PasswordMinLength,
 		Metrics:              reg,
 		LoginFailuresPerUser: cfg.LoginFailuresPerUser,
 		LoginFailuresPerIP:   cfg.LoginFailuresPerIP,
@@ -206,7 +207,6 @@ func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus
 		BcryptNice:           cfg.BcryptNice,
 		SignupRole:           cfg.SignupRole,
 		SignupsPerIP:         cfg.SignupsPerIP,
-		PasswordMinLength:    cfg.PasswordMinLength,
 	}, db, tokens, log)
 	if err != nil {
 		return err

@@ -162,6 +162,16 @@ func userSetDisabled(disabled bool) func(ctx context.Context, c *cli, args []str
 
 // userSessions lists a user's sessions: never a token or its hash.
 func userSessions(ctx context.Context, c *cli, args []string) error {
+	return listSessions(ctx, c, args, false)
+}
+
+// sessionList is userSessions with where each login came from: the
+// client address and User-Agent, last (a User-Agent has spaces).
+func sessionList(ctx context.Context, c *cli, args []string) error {
+	return listSessions(ctx, c, args, true)
+}
+
+func listSessions(ctx context.Context, c *cli, args []string, from bool) error {
 	return withDB(ctx, c, func(db *store.DB) error {
 		sessions, err := db.Sessions(ctx, args[0])
 		if err != nil {
@@ -169,7 +179,11 @@ func userSessions(ctx context.Context, c *cli, args []string) error {
 		}
 		now := time.Now()
 		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SESSION\tCREATED\tLAST REFRESHED\tEXPIRES\tREVOKED")
+		header := "SESSION\tCREATED\tLAST REFRESHED\tEXPIRES\tREVOKED"
+		if from {
+			header += "\tCLIENT\tUSER AGENT"
+		}
+		fmt.Fprintln(tw, header)
 		for _, s := range sessions {
 			exp := formatTime(s.ExpiresAt, "-")
 			if s.ExpiresAt != nil && !s.ExpiresAt.After(now) {
@@ -179,8 +193,14 @@ func userSessions(ctx context.Context, c *cli, args []string) error {
 			if s.RevokedAt != nil && s.RevokedReason != "" {
 				revoked += " (" + s.RevokedReason + ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ID, formatTime(&s.CreatedAt, ""),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s", s.ID, formatTime(&s.CreatedAt, ""),
 				formatTime(s.LastRefreshedAt, "never"), exp, revoked)
+			if from {
+				// %q: the User-Agent is the client's text, and must not
+				// forge lines or columns on the administrator's terminal.
+				fmt.Fprintf(tw, "\t%s\t%q", orDash(s.ClientAddr), s.UserAgent)
+			}
+			fmt.Fprintln(tw)
 		}
 		return tw.Flush()
 	})
@@ -207,6 +227,43 @@ func userLogout(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(c.stdout, "user %q: %d session(s) ended\n", name, n)
 		return nil
 	})
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// sessionRevokeCmd ends one session by its id, whoever's it is, or with
+// --user every session of a user (as user logout), or with both the one
+// session of that user.
+func sessionRevokeCmd(fs *flag.FlagSet, c *cli) action {
+	user := fs.String("user", "", "end every session of this user (with ID: only that one, which must be theirs)")
+	return func(ctx context.Context, args []string) error {
+		switch {
+		case *user != "":
+			return userLogout(ctx, c, append([]string{*user}, args...))
+		case len(args) == 0:
+			return &usageError{"session revoke", "want a session ID or --user USER"}
+		}
+		id, err := uuid.Parse(args[0])
+		if err != nil || id == uuid.Nil {
+			return fmt.Errorf("session revoke: %q is not a session id (as in session list)", args[0])
+		}
+		return withDB(ctx, c, func(db *store.DB) error {
+			name, err := db.RevokeSession(ctx, id)
+			if errors.Is(err, store.ErrSessionNotFound) {
+				return fmt.Errorf("no session %s", id)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "session %s of user %q ended\n", id, name)
+			return nil
+		})
+	}
 }
 
 func userDel(ctx context.Context, c *cli, args []string) error {
