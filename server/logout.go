@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"authd/identity"
+	"authd/store"
 	"authd/token"
 )
 
@@ -58,8 +59,13 @@ func (s *Server) handleLogout() echo.HandlerFunc {
 			if i < len(sids) {
 				sid = sids[i]
 			}
-			if err := s.db.RevokeSessions(r.Context(), sid, hash); err != nil {
+			ended, err := s.db.RevokeSessions(r.Context(), sid, hash)
+			if err != nil {
 				return errInternal(err)
+			}
+			for _, e := range ended {
+				s.audit(c, store.AuditEvent{Event: auditLogout, Outcome: "ok", Username: e.Username, SessionID: e.ID,
+					Details: map[string]string{"scope": "local"}})
 			}
 		}
 		c.Response().Header().Set("Cache-Control", "no-store")

@@ -43,7 +43,7 @@ func TestPurge(t *testing.T) {
 	}
 
 	revoked := start("revoked")
-	if err := db.RevokeSessions(ctx, revoked.SessionID, tok("revoked")); err != nil {
+	if _, err := db.RevokeSessions(ctx, revoked.SessionID, tok("revoked")); err != nil {
 		t.Fatal(err)
 	}
 	exec(`update auth.session set revoked_at = now() - interval '2 hours' where revoked_at is not null`)
@@ -57,7 +57,7 @@ func TestPurge(t *testing.T) {
 	exec(`update auth.refresh_token set expires_at = now() - interval '1 minute' where token_hash = $1`, tok("live"))
 
 	reg := prometheus.NewRegistry()
-	job := newPurgeJob(db, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	job := newPurgeJob(db, 0, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	jctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { job.run(jctx, time.Hour); close(done) }()

@@ -1,0 +1,40 @@
+-- The audit log (issue 14): who logged in, failed, was throttled or shed,
+-- whose refresh token was replayed, who logged out, and what an admin
+-- changed from the CLI. serve writes it in batches (server.Auditor), the
+-- CLI as it acts; `authd audit` reads it; the purge job deletes rows older
+-- than AUTHD_AUDIT_RETENTION.
+--
+-- Never a secret: no password, token or hash goes into any column,
+-- details included. A refused login whose name is no user's has no
+-- username: it may be a password typed into the wrong field.
+
+-- +goose Up
+-- +goose StatementBegin
+create table auth.audit_log (
+    id bigint generated always as identity primary key,
+    at timestamptz not null default now(),
+    event text not null,
+    username text,
+    session_id uuid,
+    -- The client address as authd saw it (behind trusted proxies, the
+    -- forwarded one); text, not inet, so that a unix-socket peer or an
+    -- unparsable address is still recorded, not lost with its batch.
+    client text,
+    user_agent text,
+    outcome text not null,
+    details jsonb not null default '{}'
+);
+
+-- `authd audit --user` and a user's own history; retention and --since.
+create index audit_log_username_at on auth.audit_log (username, at);
+create index audit_log_at on auth.audit_log (at);
+
+-- serve appends rows, reads none but for `authd audit` run as it, and
+-- deletes only in the purge job; no update: history is not rewritten.
+grant select, insert, delete on auth.audit_log to authd_app;
+-- +goose StatementEnd
+
+-- +goose Down
+-- +goose StatementBegin
+drop table auth.audit_log;
+-- +goose StatementEnd
