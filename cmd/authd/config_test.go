@@ -69,6 +69,7 @@ func TestConfigDefaults(t *testing.T) {
 		{"DatabaseURL", c.DatabaseURL, ""},
 		{"DatabaseURLFile", c.DatabaseURLFile, ""},
 		{"FixedProcs", c.FixedProcs, false},
+		{"AuditRetention", c.AuditRetention, 90 * 24 * time.Hour},
 		{"TrustedProxies", fmt.Sprint(c.TrustedProxies), "[127.0.0.0/8 ::1/128]"},
 		{"JWTSecret", string(mustSecret(t, c)), secret32},
 	} {
@@ -102,6 +103,7 @@ func TestConfigValues(t *testing.T) {
 		"AUTHD_BCRYPT_NICE":             "0",
 		"AUTHD_TRUSTED_PROXIES":         "10.0.0.0/8, 192.168.1.7",
 		"AUTHD_ALLOWED_ORIGINS":         "https://app.example.com, HTTPS://Admin.Example.com:443,http://localhost:8080",
+		"AUTHD_AUDIT_RETENTION":         "30d12h",
 	}
 	c, err := loadConfig(getenv(env))
 	if err != nil {
@@ -132,6 +134,7 @@ func TestConfigValues(t *testing.T) {
 		{"LoginQueue", c.LoginQueue, 50},
 		{"BcryptNice", c.BcryptNice, 0},
 		{"TrustedProxies", fmt.Sprint(c.TrustedProxies), "[10.0.0.0/8 192.168.1.7/32]"},
+		{"AuditRetention", c.AuditRetention, 30*24*time.Hour + 12*time.Hour},
 	} {
 		if !reflect.DeepEqual(tt.got, tt.want) {
 			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
@@ -288,6 +291,8 @@ func TestConfigErrors(t *testing.T) {
 		{"AUTHD_SESSION_LIFETIME", "0", nil},
 		{"AUTHD_SESSION_LIFETIME", "7d", nil},
 		{"AUTHD_SHUTDOWN_GRACE", "soon", nil},
+		{"AUTHD_AUDIT_RETENTION", "forever", nil},
+		{"AUTHD_AUDIT_RETENTION", "-1d", nil},
 		{"AUTHD_BCRYPT_COST", "3", nil},
 		{"AUTHD_BCRYPT_COST", "32", nil},
 		{"AUTHD_BCRYPT_COST", "ten", nil},
