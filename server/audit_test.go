@@ -128,3 +128,23 @@ func TestAuditBufferFullDrops(t *testing.T) {
 		t.Errorf("got %d audit rows, want 3", got)
 	}
 }
+
+// TestAuditRunWritesQueuedOnStop: when its context ends, Run writes what
+// is queued before it returns: serve's last events are not lost.
+func TestAuditRunWritesQueuedOnStop(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for i := range 3 {
+		wantStatus(t, loginFrom(e, "203.0.113.1", testUser, fmt.Sprint("wrong ", i)), http.StatusUnauthorized)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	e.api.Audit().Run(ctx) // returns at once: its context is done
+	events, err := e.db.AuditLog(context.Background(), store.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 3 {
+		t.Errorf("got %d audit rows after Run stopped, want 3", len(events))
+	}
+}

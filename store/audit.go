@@ -91,9 +91,15 @@ func (db *DB) AuditLog(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
 		return nil, wrapf(err, "read audit log")
 	}
 	events, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditEvent, error) {
-		var e AuditEvent
-		err := r.Scan(&e.ID, &e.At, &e.Event, &e.Username, &e.SessionID, &e.Client, &e.UserAgent, &e.Outcome, &e.Details)
-		return e, err
+		var (
+			e       AuditEvent
+			details map[string]any
+		)
+		if err := r.Scan(&e.ID, &e.At, &e.Event, &e.Username, &e.SessionID, &e.Client, &e.UserAgent, &e.Outcome, &details); err != nil {
+			return e, err
+		}
+		e.Details = detailStrings(details)
+		return e, nil
 	})
 	if err != nil {
 		return nil, wrapf(err, "read audit log")
@@ -116,6 +122,24 @@ func (db *DB) PurgeAudit(ctx context.Context, retention time.Duration, batch int
 		return 0, wrapf(err, "purge audit log")
 	}
 	return tag.RowsAffected(), nil
+}
+
+// detailStrings is details with every value a string: a row written by
+// hand may hold numbers or objects, which are shown as their JSON.
+func detailStrings(details map[string]any) map[string]string {
+	if len(details) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(details))
+	for k, v := range details {
+		if s, ok := v.(string); ok {
+			out[k] = s
+			continue
+		}
+		b, _ := json.Marshal(v) // it came from JSON
+		out[k] = string(b)
+	}
+	return out
 }
 
 func nullString(s string) *string {

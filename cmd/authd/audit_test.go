@@ -91,6 +91,11 @@ func TestAuditCLI(t *testing.T) {
 	if err := db.WriteAudit(context.Background(), []store.AuditEvent{old}); err != nil {
 		t.Fatal(err)
 	}
+	// A row written by hand, with details that are not all strings.
+	storetest.Exec(t, url, `insert into auth.audit_log (event, outcome, username, details) values ('note', 'ok', 'dave', '{"n": 2, "tags": ["a"], "by": "ops"}')`)
+	if got := auditJSON(t, env, "--user", "dave"); len(got) != 1 || got[0].Details["n"] != "2" || got[0].Details["tags"] != `["a"]` || got[0].Details["by"] != "ops" {
+		t.Errorf("audit --user dave: got %+v, want details n=2 tags=[\"a\"] by=ops", got)
+	}
 	if got := auditJSON(t, env, "--user", "carol"); len(got) != 0 {
 		t.Errorf("audit --user carol: got %+v, want nothing within 24h", got)
 	}
@@ -121,5 +126,25 @@ func TestAuditCLI(t *testing.T) {
 		if strings.Contains(out, s) {
 			t.Errorf("authd audit shows the secret %q", s)
 		}
+	}
+}
+
+// TestServeFlushesAuditOnStop: the audit events of the last requests are
+// written before serve returns (end to end; that Run writes what is
+// queued when stopped is TestAuditRunWritesQueuedOnStop in server).
+func TestServeFlushesAuditOnStop(t *testing.T) {
+	t.Parallel()
+	url := storetest.NewURL(t)
+	env := baseEnv(url)
+	mustRun(t, env, "pw-of-alice\n", "user", "add", "alice", "--role", storetest.NewRole(t))
+	srv := startServer(t, url, nil)
+	for range 3 {
+		if r := srv.post(t, "/rpc/login", `{"user_":"alice","pass":"pw-of-alice"}`, nil); r.StatusCode != http.StatusNoContent {
+			t.Fatalf("login: got %d %s", r.StatusCode, r.body)
+		}
+	}
+	srv.stop(t)
+	if got := len(auditJSON(t, env, "--event", "login")); got != 3 {
+		t.Errorf("after stop: %d logins in the audit log, want 3", got)
 	}
 }
