@@ -32,9 +32,22 @@ create index audit_log_at on auth.audit_log (at);
 -- serve appends rows, reads none but for `authd audit` run as it, and
 -- deletes only in the purge job; no update: history is not rewritten.
 grant select, insert, delete on auth.audit_log to authd_app;
+
+-- A user's own history, for a PostgREST deployment to expose: the rows
+-- whose username is the "username" claim of the request's JWT (PostgREST
+-- sets request.jwt.claims). The view runs with its owner's rights, so
+-- the roles of users need SELECT on it (or on a view over it in the API
+-- schema) and nothing on auth.audit_log; security_barrier keeps a
+-- caller's own leaky functions from seeing rows before the filter. No
+-- claim, no rows. docs/operating.md shows the grants.
+create view auth.own_audit_log with (security_barrier) as
+    select at, event, outcome, session_id, client, user_agent, details
+      from auth.audit_log
+     where username = nullif(pg_catalog.current_setting('request.jwt.claims', true), '')::jsonb ->> 'username';
 -- +goose StatementEnd
 
 -- +goose Down
 -- +goose StatementBegin
+drop view auth.own_audit_log;
 drop table auth.audit_log;
 -- +goose StatementEnd
