@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -26,6 +27,28 @@ func BenchmarkRefresh(b *testing.B) {
 			b.Fatalf("refresh: got %d (%s)", rec.Code, rec.Body)
 		}
 		tok = refreshValue(b, response{header: rec.Result().Header, cookies: rec.Result().Cookies()})
+	}
+}
+
+// BenchmarkLogin logs one user in through the handler (bcrypt at cost
+// 4, the tests' cost): authd's CPU and database round trips per login,
+// with the audit writer running as serve runs it, so that its batches
+// compete with the logins for the pool.
+func BenchmarkLogin(b *testing.B) {
+	e := newEnv(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.api.Audit().Run(ctx)
+	body := loginBody(testUser, testPassword)
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, "/rpc/login", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		e.api.ServeHTTP(rec, req)
+		if rec.Code != http.StatusNoContent {
+			b.Fatalf("login: got %d (%s)", rec.Code, rec.Body)
+		}
 	}
 }
 

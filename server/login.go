@@ -25,6 +25,7 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 		u, err := s.ident.CheckPassword(ctx, args["user_"], args["pass"], c.RealIP())
 		if err != nil {
 			s.logLoginRefused(c, args["user_"], err)
+			s.auditLoginRefused(c, args["user_"], err)
 			return err
 		}
 		refresh, refreshHash, err := token.NewRefresh()
@@ -36,12 +37,14 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 		if errors.Is(err, store.ErrUserChanged) {
 			err := identity.LoginRefusedChanged()
 			s.logLoginRefused(c, args["user_"], err)
+			s.auditLoginRefused(c, args["user_"], err)
 			return err
 		}
 		if err != nil {
 			return errInternal(err)
 		}
 		g.Role = u.Role
+		s.audit(c, store.AuditEvent{Event: auditLogin, Outcome: "ok", Username: g.Username, SessionID: g.SessionID})
 		return s.respondTokens(c, g, refresh)
 	}
 }
@@ -62,4 +65,33 @@ func (s *Server) logLoginRefused(c echo.Context, username string, err error) {
 	}
 	attrs = append(attrs, slog.String("client", c.RealIP()), slog.String("user_agent", logUserAgent(c.Request())))
 	s.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "login refused", attrs...)
+}
+
+// auditLoginRefused records a refused login in the audit log: failed (with
+// its reason), throttled or shed. The name entered is kept only for a
+// failure whose name is a user's, for the reason logLoginRefused gives; a
+// throttled or shed login has no name for the same reason (it was refused
+// before anyone looked the name up). A login that failed on authd's side
+// (database down, timeout, client gone) is in the log, not the audit.
+func (s *Server) auditLoginRefused(c echo.Context, username string, err error) {
+	var e *identity.Error
+	if !errors.As(err, &e) {
+		return
+	}
+	ev := store.AuditEvent{Event: auditLogin}
+	switch e.Kind {
+	case identity.Unauthorized:
+		ev.Outcome = "failed"
+		ev.Details = map[string]string{"reason": e.Reason}
+		if e.Reason != identity.ReasonUnknownUser {
+			ev.Username = username
+		}
+	case identity.Throttled:
+		ev.Outcome = "throttled"
+	case identity.Busy:
+		ev.Outcome = "shed"
+	default:
+		return
+	}
+	s.audit(c, ev)
 }

@@ -396,6 +396,14 @@ func TestLoginStormIsShedFast(t *testing.T) {
 	if shed == 0 {
 		t.Errorf("no login was shed (%d answered 401)", refused)
 	}
+	// Each is in the audit log, shed or failed as answered.
+	outcomes := map[string]int{}
+	for _, ev := range e.auditRows() {
+		outcomes[ev.Event+" "+ev.Outcome]++
+	}
+	if outcomes["login shed"] != shed || outcomes["login failed"] != refused {
+		t.Errorf("audit log: got %v, want %d login shed and %d login failed", outcomes, shed, refused)
+	}
 }
 
 // TestLoginQueueFullIsShedAtOnce: once LoginQueue logins wait for the

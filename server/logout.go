@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"authd/identity"
+	"authd/store"
 	"authd/token"
 )
 
@@ -68,8 +69,13 @@ func (s *Server) handleLogout() echo.HandlerFunc {
 			return c.NoContent(http.StatusNoContent)
 		}
 		for i := range max(len(hashes), len(sids)) {
-			if err := s.db.RevokeSessions(r.Context(), at(sids, i), at(hashes, i)); err != nil {
+			ended, err := s.db.RevokeSessions(r.Context(), at(sids, i), at(hashes, i))
+			if err != nil {
 				return errInternal(err)
+			}
+			for _, e := range ended {
+				s.audit(c, store.AuditEvent{Event: auditLogout, Outcome: "ok", Username: e.Username, SessionID: e.ID,
+					Details: map[string]string{"scope": "local"}})
 			}
 		}
 		c.Response().Header().Set("Cache-Control", "no-store")

@@ -44,6 +44,7 @@ func (s *Server) handleRefresh() echo.HandlerFunc {
 			s.log.WarnContext(r.Context(), "refresh token reused after rotation; session revoked",
 				"user", g.Username, "session", g.SessionID.String(),
 				"client", c.RealIP(), "user_agent", logUserAgent(r))
+			s.audit(c, store.AuditEvent{Event: auditRefreshReuse, Outcome: "session_revoked", Username: g.Username, SessionID: g.SessionID})
 			return errInvalidRefresh()
 		case errors.Is(err, store.ErrInvalidRefresh):
 			return errInvalidRefresh()

@@ -54,6 +54,9 @@ type Config struct {
 	// there, as any unknown path) and leaves it to Operator, for a
 	// listener that the public network does not reach.
 	MetricsApart bool
+	// AuditBuffer is how many audit events may wait to be written before
+	// more are dropped; 0 means 10000.
+	AuditBuffer int
 }
 
 // Server holds the API's dependencies.
@@ -64,6 +67,7 @@ type Server struct {
 	tokens *token.Issuer
 	log    *slog.Logger
 
+	auditor  *Auditor
 	metrics  *metrics
 	handler  http.Handler
 	operator http.Handler
@@ -84,7 +88,11 @@ func New(cfg Config, ident *identity.Core, db *store.DB, tokens *token.Issuer, l
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
+	if cfg.AuditBuffer <= 0 {
+		cfg.AuditBuffer = auditBuffer
+	}
 	s := &Server{cfg: cfg, ident: ident, db: db, tokens: tokens, log: log}
+	s.auditor = newAuditor(db, cfg.AuditBuffer, cfg.Metrics, cfg.Now, log)
 
 	e := newEcho(log)
 	// authd sits behind a gateway: the client address (for logs and login

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -28,7 +29,9 @@ func sqlState(err error) string {
 // TestAppRoleGrants: authd_app holds, on every table and sequence in auth
 // and on goose's version table, exactly what `authd serve` uses (none on
 // sequences: TestServeAsAppRole inserts refresh tokens without it), only
-// SELECT on the tables serve only reads (auth.nats_workload). A later
+// SELECT on the tables serve only reads (auth.nats_workload), and no
+// UPDATE on the audit log, which serve appends to and purges, nor
+// anything on the view of a user's own audit history. A later
 // migration that adds a table without its grant fails here.
 func TestAppRoleGrants(t *testing.T) {
 	t.Parallel()
@@ -93,9 +96,15 @@ func TestAppRoleGrants(t *testing.T) {
 		if readOnly[r.Name] {
 			privs = map[string]bool{"select": true, "insert": false, "update": false, "delete": false, "truncate": false, "references": false, "trigger": false}
 		}
+		switch r.Name {
+		case "audit_log":
+			privs = map[string]bool{"select": true, "insert": true, "update": false, "delete": true, "truncate": false, "references": false, "trigger": false}
+		case "own_audit_log": // for the users' roles, through PostgREST; serve never reads it
+			privs = map[string]bool{"select": false, "insert": false, "update": false, "delete": false, "truncate": false, "references": false, "trigger": false}
+		}
 		check(pgx.Identifier{"auth", r.Name}.Sanitize(), fn, privs)
 	}
-	for name := range readOnly {
+	for _, name := range append(slices.Collect(maps.Keys(readOnly)), "audit_log") {
 		if !slices.ContainsFunc(rels, func(r rel) bool { return r.Name == name }) {
 			t.Errorf("auth.%s is missing", name)
 		}
@@ -129,7 +138,7 @@ func TestAppRoleCannotChangeSchema(t *testing.T) {
 	if _, err := db.Refresh(ctx, storetest.TokenHash("first"), storetest.TokenHash("second"), time.Hour, 0); err != nil {
 		t.Fatalf("refresh as the app role: %v", err)
 	}
-	if err := db.RevokeSessions(ctx, g.SessionID, storetest.TokenHash("second")); err != nil {
+	if _, err := db.RevokeSessions(ctx, g.SessionID, storetest.TokenHash("second")); err != nil {
 		t.Fatalf("logout as the app role: %v", err)
 	}
 	if _, err := db.PurgeBatch(ctx, 1000); err != nil {

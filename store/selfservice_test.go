@@ -47,7 +47,7 @@ func TestChangePasswordGuards(t *testing.T) {
 		t.Errorf("stale hash: got %v, want ErrUserChanged", err)
 	}
 	ended := storetest.StartSession(t, db, "alice", "ended")
-	if err := db.RevokeSessions(ctx, ended.SessionID, nil); err != nil {
+	if _, err := db.RevokeSessions(ctx, ended.SessionID, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.ChangePassword(ctx, u, newHash, ended.SessionID, storetest.TokenHash("n2"), time.Hour); !errors.Is(err, store.ErrSessionEnded) {

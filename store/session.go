@@ -402,7 +402,7 @@ func (db *DB) rotateContested(ctx context.Context, sessionID uuid.UUID, oldHash,
 // none) and the one the refresh token with hash refreshHash belongs to
 // (nil names none), whether or not that token is still usable: one
 // statement for a browser's logout, which carries both. Revoking a revoked
-// or unknown session is not an error.
+// or unknown session is not an error; the sessions it ended are returned.
 //
 // The revoked session alone stops its tokens. Its live tokens (unspent,
 // unexpired) are marked revoked too, with reason 'logout', so that the row
@@ -410,23 +410,35 @@ func (db *DB) rotateContested(ctx context.Context, sessionID uuid.UUID, oldHash,
 // moment inserts may stay unmarked, stopped by its session all the same.
 // Refresh treats a 'logout' token as any token of a revoked session: only
 // a 'rotated' one can be a replay or earn a grace sibling.
-func (db *DB) RevokeSessions(ctx context.Context, sessionID uuid.UUID, refreshHash []byte) error {
-	_, err := db.p().Exec(ctx, `
+func (db *DB) RevokeSessions(ctx context.Context, sessionID uuid.UUID, refreshHash []byte) ([]EndedSession, error) {
+	rows, err := db.p().Query(ctx, `
 		with ended as (
 		    update auth.session s set revoked_at = now()
 		     where s.revoked_at is null
 		       and (s.id = $1
 		            or s.id = (select t.session_id from auth.refresh_token t where t.token_hash = $2))
-		    returning s.id
+		    returning s.id, s.username
+		), tokens as (
+		    update auth.refresh_token t set revoked_at = now(), revoked_reason = 'logout'
+		      from ended
+		     where t.session_id = ended.id
+		       and t.revoked_at is null
+		       and t.expires_at > now()
 		)
-		update auth.refresh_token t set revoked_at = now(), revoked_reason = 'logout'
-		  from ended
-		 where t.session_id = ended.id
-		   and t.revoked_at is null
-		   and t.expires_at > now()`,
+		select id, username from ended`,
 		sessionID, refreshHash)
 	if err != nil {
-		return wrapf(err, "revoke session")
+		return nil, wrapf(err, "revoke session")
 	}
-	return nil
+	ended, err := pgx.CollectRows(rows, pgx.RowToStructByPos[EndedSession])
+	if err != nil {
+		return nil, wrapf(err, "revoke session")
+	}
+	return ended, nil
+}
+
+// EndedSession is a session RevokeSessions ended, for the audit log.
+type EndedSession struct {
+	ID       uuid.UUID
+	Username string
 }

@@ -58,7 +58,7 @@ func TestLogoutReason(t *testing.T) {
 		sid  uuid.UUID
 		hash []byte
 	}{{uuid.Nil, tok("a2")}, {b.SessionID, nil}, {d.SessionID, tok("d2")}} {
-		if err := db.RevokeSessions(ctx, c.sid, c.hash); err != nil {
+		if _, err := db.RevokeSessions(ctx, c.sid, c.hash); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -79,7 +79,7 @@ func TestLogoutReason(t *testing.T) {
 	if err := db.Pool().QueryRow(ctx, q, tok("a2")).Scan(&before); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.RevokeSessions(ctx, uuid.Nil, tok("a2")); err != nil {
+	if _, err := db.RevokeSessions(ctx, uuid.Nil, tok("a2")); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Pool().QueryRow(ctx, q, tok("a2")).Scan(&after); err != nil {

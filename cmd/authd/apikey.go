@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"authd/store"
@@ -76,7 +77,7 @@ func apiKeyDisable(ctx context.Context, c *cli, args []string) error {
 			return notFoundAPIKey(err, id)
 		}
 		fmt.Fprintf(c.stdout, "api key %s disabled\n", id)
-		return nil
+		return auditAdmin(ctx, db, "apikey_disable", "", uuid.Nil, map[string]string{"key_id": id})
 	})
 }
 
@@ -95,7 +96,7 @@ func apiKeyRotate(ctx context.Context, c *cli, args []string) error {
 		}
 		printAPIKey(c.stdout, plain, k)
 		fmt.Fprintln(c.stderr, "The old key is revoked. Store the new one now: it cannot be shown again.")
-		return nil
+		return auditAdmin(ctx, db, "apikey_rotate", "", uuid.Nil, map[string]string{"key_id": id})
 	})
 }
 
@@ -124,6 +125,9 @@ func apiKeyCreate(ctx context.Context, db *store.DB, plan, role string, lifetime
 	}
 	printAPIKey(stdout, plain, k)
 	fmt.Fprintln(stderr, "Store the key now: it cannot be shown again.")
+	if err := auditAdmin(ctx, db, "apikey_create", "", uuid.Nil, map[string]string{"key_id": k.ID, "role": k.Role, "plan": k.Plan}); err != nil {
+		return err
+	}
 	return warnAuthenticator(ctx, db, admin.AuthenticatorRole, k.Role, "this key's", stderr)
 }
 

@@ -79,6 +79,10 @@ func commands() []command {
 		{name: "apikey list", summary: "list API keys (ids only, never the keys)", setup: simple(apiKeyListCmd)},
 		{name: "apikey disable", params: "ID", summary: "disable an API key", setup: simple(apiKeyDisable)},
 		{name: "apikey rotate", params: "ID", summary: "give an API key a new secret; prints it once", setup: simple(apiKeyRotate)},
+		{name: "audit", synopsis: "[--user U] [--since 24h] [--event E] [--limit 1000] [--json]",
+			summary: "show the audit log: logins, logouts, replayed refresh tokens, admin actions",
+			about: "Oldest first; the newest --limit events of the --since window. --since takes days too (7d).\n" +
+				"Events, outcomes and columns are described in docs/operating.md.", setup: auditCmd},
 		{name: "nats grant", params: "ROLE", synopsis: "[--pub S] [--sub S] [--deny-pub S] [--deny-sub S] [--allow-responses ...]",
 			summary: "let a role publish or subscribe to NATS subjects, or deny it, or answer requests",
 			about:   "Subject flags are repeatable; subjects may use the wildcards * and >.", setup: natsChangeCmd("grant")},

@@ -74,6 +74,9 @@ type config struct {
 	FixedProcs       bool
 	StatementTimeout time.Duration
 	PurgeInterval    time.Duration
+	// AuditRetention is how long the purge job keeps audit log rows
+	// (AUTHD_AUDIT_RETENTION); 0 keeps them for ever.
+	AuditRetention time.Duration
 
 	// TrustedProxies are the gateways whose X-Forwarded-For is believed
 	// (AUTHD_TRUSTED_PROXIES); nil: none.
@@ -291,6 +294,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.SignupRole != "" && c.SignupRole == c.AuthenticatorRole {
 		e.fail("AUTHD_SIGNUP_ROLE", "%q is AUTHD_AUTHENTICATOR_ROLE, the role PostgREST logs in as: it may not be the role of a token", c.SignupRole)
 	}
+	c.AuditRetention = auditRetention(e)
 	if c.BcryptNice > 19 {
 		e.fail("AUTHD_BCRYPT_NICE", "want 0 (normal priority) to 19 (lowest), got %d", c.BcryptNice)
 	}
@@ -331,6 +335,24 @@ func loadConfig(getenv func(string) string) (config, error) {
 		e.fail("AUTHD_REFRESH_COOKIE_SAMESITE", "None requires AUTHD_COOKIE_SECURE=true (browsers drop such cookies)")
 	}
 	return c, errors.Join(e.errs...)
+}
+
+// auditRetention is AUTHD_AUDIT_RETENTION: 90 days unless set; days are
+// written as in apikey create --expires (90d), and 0 keeps every row.
+func auditRetention(e *env) time.Duration {
+	v := e.getenv("AUTHD_AUDIT_RETENTION")
+	switch v {
+	case "":
+		return 90 * 24 * time.Hour
+	case "0":
+		return 0
+	}
+	d, err := parseLifetime(v)
+	if err != nil {
+		e.fail("AUTHD_AUDIT_RETENTION", "want a duration such as 90d or 720h, or 0 to keep every row, got %q", v)
+		return 90 * 24 * time.Hour
+	}
+	return d
 }
 
 // hostPrefix is AUTHD_COOKIE_HOST_PREFIX: on by default when the cookies
@@ -585,7 +607,7 @@ func knownVars() []string {
 		"AUTHD_COOKIE_SECURE", "AUTHD_COOKIE_SAMESITE", "AUTHD_REFRESH_COOKIE_SAMESITE", "AUTHD_COOKIE_DOMAIN",
 		"AUTHD_COOKIE_HOST_PREFIX", "AUTHD_ALLOWED_ORIGINS",
 		"AUTHD_LOG_LEVEL", "AUTHD_LOG_FORMAT", "AUTHD_SHUTDOWN_GRACE",
-		"AUTHD_STATEMENT_TIMEOUT", "AUTHD_PURGE_INTERVAL", "AUTHD_DB_WAIT",
+		"AUTHD_STATEMENT_TIMEOUT", "AUTHD_PURGE_INTERVAL", "AUTHD_AUDIT_RETENTION", "AUTHD_DB_WAIT",
 		"AUTHD_SIGNUP_ROLE", "AUTHD_SIGNUP_PER_IP",
 		// user add, user passwd, user role and apikey create
 		"AUTHD_AUTHENTICATOR_ROLE", "AUTHD_PASSWORD_MIN_LENGTH",

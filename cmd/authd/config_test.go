@@ -69,6 +69,7 @@ func TestConfigDefaults(t *testing.T) {
 		{"DatabaseURL", c.DatabaseURL, ""},
 		{"DatabaseURLFile", c.DatabaseURLFile, ""},
 		{"FixedProcs", c.FixedProcs, false},
+		{"AuditRetention", c.AuditRetention, 90 * 24 * time.Hour},
 		{"TrustedProxies", fmt.Sprint(c.TrustedProxies), "[127.0.0.0/8 ::1/128]"},
 		{"JWTSecret", string(mustSecret(t, c)), secret32},
 		{"SignupRole", c.SignupRole, ""}, // sign-up off
@@ -108,6 +109,7 @@ func TestConfigValues(t *testing.T) {
 		"AUTHD_SIGNUP_ROLE":             "web_user",
 		"AUTHD_SIGNUP_PER_IP":           "0",
 		"AUTHD_PASSWORD_MIN_LENGTH":     "12",
+		"AUTHD_AUDIT_RETENTION":         "30d12h",
 	}
 	c, err := loadConfig(getenv(env))
 	if err != nil {
@@ -141,6 +143,7 @@ func TestConfigValues(t *testing.T) {
 		{"SignupRole", c.SignupRole, "web_user"},
 		{"SignupsPerIP", c.SignupsPerIP, 0}, // no limit
 		{"PasswordMinLength", c.PasswordMinLength, 12},
+		{"AuditRetention", c.AuditRetention, 30*24*time.Hour + 12*time.Hour},
 	} {
 		if !reflect.DeepEqual(tt.got, tt.want) {
 			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
@@ -297,6 +300,8 @@ func TestConfigErrors(t *testing.T) {
 		{"AUTHD_SESSION_LIFETIME", "0", nil},
 		{"AUTHD_SESSION_LIFETIME", "7d", nil},
 		{"AUTHD_SHUTDOWN_GRACE", "soon", nil},
+		{"AUTHD_AUDIT_RETENTION", "forever", nil},
+		{"AUTHD_AUDIT_RETENTION", "-1d", nil},
 		{"AUTHD_BCRYPT_COST", "3", nil},
 		{"AUTHD_BCRYPT_COST", "32", nil},
 		{"AUTHD_BCRYPT_COST", "ten", nil},

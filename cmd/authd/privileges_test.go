@@ -97,6 +97,12 @@ func TestServeAsAppRole(t *testing.T) {
 	storetest.Exec(t, owner, `update auth.api_key set enabled = false where id = $1`, id)
 	waitFor("the disabled key refused", func() bool { return verifyKey(t, srv.base, plain) != http.StatusOK })
 
+	// The audit writer, as the app role: the failed and the good login,
+	// the logout.
+	waitFor("the audit log written", func() bool {
+		return count(t, owner, `select count(*) from auth.audit_log where event in ('login', 'logout')`) == 3
+	})
+
 	logs := srv.stop(t)
 	for _, l := range jsonLines(t, logs) {
 		if l["level"] == "WARN" || l["level"] == "ERROR" {

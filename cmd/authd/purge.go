@@ -14,28 +14,34 @@ import (
 // transaction only for this many rows.
 const purgeBatch = 1000
 
-// purgeJob deletes dead sessions and expired refresh tokens, so the tables
+// purgeJob deletes dead sessions, expired refresh tokens and audit log
+// rows past their retention, so the tables
 // stay the size of what is live. serve runs it; nats-callout, which only
 // reads sessions' users, does not.
 type purgeJob struct {
-	db     *store.DB
-	log    *slog.Logger
-	purged *prometheus.CounterVec
+	db *store.DB
+	// auditRetention is how long audit log rows are kept; 0 keeps them.
+	auditRetention time.Duration
+	log            *slog.Logger
+	purged         *prometheus.CounterVec
 }
 
 // newPurgeJob returns the purge job on db, with authd_purged_total{kind}
 // registered on reg.
-func newPurgeJob(db *store.DB, reg *prometheus.Registry, log *slog.Logger) *purgeJob {
+// Audit log rows older than auditRetention go too, unless it is 0.
+func newPurgeJob(db *store.DB, auditRetention time.Duration, reg *prometheus.Registry, log *slog.Logger) *purgeJob {
 	j := &purgeJob{
-		db:  db,
-		log: log,
+		db:             db,
+		auditRetention: auditRetention,
+		log:            log,
 		purged: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "authd_purged_total", Help: "Dead sessions, expired refresh tokens and drained login throttle buckets deleted by the purge job.",
+			Name: "authd_purged_total", Help: "Dead sessions, expired refresh tokens, drained login throttle buckets and old audit log rows deleted by the purge job.",
 		}, []string{"kind"}),
 	}
 	j.purged.WithLabelValues("session")
 	j.purged.WithLabelValues("refresh_token")
 	j.purged.WithLabelValues("login_throttle")
+	j.purged.WithLabelValues("audit_log")
 	reg.MustRegister(j.purged)
 	return j
 }
@@ -59,6 +65,10 @@ func (j *purgeJob) once(ctx context.Context) {
 	var total int64
 	for ctx.Err() == nil {
 		p, err := j.db.PurgeBatch(ctx, purgeBatch)
+		var audit int64
+		if err == nil && j.auditRetention > 0 {
+			audit, err = j.db.PurgeAudit(ctx, j.auditRetention, purgeBatch)
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				j.log.Warn("purge failed; retrying at the next interval", "err", err)
@@ -68,12 +78,13 @@ func (j *purgeJob) once(ctx context.Context) {
 		j.purged.WithLabelValues("session").Add(float64(p.Sessions))
 		j.purged.WithLabelValues("refresh_token").Add(float64(p.Tokens))
 		j.purged.WithLabelValues("login_throttle").Add(float64(p.Throttles))
-		total += p.Sessions + p.Tokens + p.Throttles
-		if p.Sessions < purgeBatch && p.Tokens < purgeBatch && p.Throttles < purgeBatch {
+		j.purged.WithLabelValues("audit_log").Add(float64(audit))
+		total += p.Sessions + p.Tokens + p.Throttles + audit
+		if p.Sessions < purgeBatch && p.Tokens < purgeBatch && p.Throttles < purgeBatch && audit < purgeBatch {
 			break
 		}
 	}
 	if total > 0 {
-		j.log.Info("purged dead sessions and expired refresh tokens", "rows", total)
+		j.log.Info("purged dead sessions, expired refresh tokens and old audit rows", "rows", total)
 	}
 }

@@ -43,7 +43,7 @@ func TestPurge(t *testing.T) {
 	}
 
 	revoked := start("revoked")
-	if err := db.RevokeSessions(ctx, revoked.SessionID, tok("revoked")); err != nil {
+	if _, err := db.RevokeSessions(ctx, revoked.SessionID, tok("revoked")); err != nil {
 		t.Fatal(err)
 	}
 	exec(`update auth.session set revoked_at = now() - interval '2 hours' where revoked_at is not null`)
@@ -57,7 +57,7 @@ func TestPurge(t *testing.T) {
 	exec(`update auth.refresh_token set expires_at = now() - interval '1 minute' where token_hash = $1`, tok("live"))
 
 	reg := prometheus.NewRegistry()
-	job := newPurgeJob(db, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	job := newPurgeJob(db, 0, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	jctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { job.run(jctx, time.Hour); close(done) }()
@@ -101,5 +101,44 @@ func TestServeExportsPurged(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("serve's /metrics lacks %s", want)
 		}
+	}
+}
+
+// TestPurgeAuditRetention: the purge job deletes audit log rows older
+// than AUTHD_AUDIT_RETENTION and keeps the younger; with 0 it keeps all.
+func TestPurgeAuditRetention(t *testing.T) {
+	t.Parallel()
+	db := storetest.NewDB(t)
+	ctx := context.Background()
+	now := time.Now()
+	var events []store.AuditEvent
+	for _, age := range []time.Duration{100 * 24 * time.Hour, 91 * 24 * time.Hour, 89 * 24 * time.Hour, time.Hour} {
+		events = append(events, store.AuditEvent{At: now.Add(-age), Event: "login", Outcome: "ok", Username: "alice"})
+	}
+	if err := db.WriteAudit(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		t.Helper()
+		var n int
+		if err := db.Pool().QueryRow(ctx, "select count(*) from auth.audit_log").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	newPurgeJob(db, 0, prometheus.NewRegistry(), discard).once(ctx)
+	if got := count(); got != 4 {
+		t.Errorf("retention 0: %d rows left, want all 4", got)
+	}
+	reg := prometheus.NewRegistry()
+	newPurgeJob(db, 90*24*time.Hour, reg, discard).once(ctx)
+	if got := count(); got != 2 {
+		t.Errorf("retention 90d: %d rows left, want the 2 younger", got)
+	}
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if want := `authd_purged_total{kind="audit_log"} 2`; !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("metrics lack %s; got:\n%s", want, rec.Body.String())
 	}
 }

@@ -162,7 +162,8 @@ func serve(ctx context.Context, cfg config, p process, log, life *slog.Logger) e
 		store.ChannelSession: c.ident.ForgetUser,
 	}, c.ident.ForgetAll, reg, log)
 	c.goJob(changes.run)
-	purge := newPurgeJob(c.db, reg, log)
+	c.goJob(h.Audit().Run)
+	purge := newPurgeJob(c.db, cfg.AuditRetention, reg, log)
 	if cfg.PurgeInterval > 0 {
 		c.goJob(func(ctx context.Context) { purge.run(ctx, cfg.PurgeInterval) })
 	}
@@ -193,7 +194,11 @@ func serve(ctx context.Context, cfg config, p process, log, life *slog.Logger) e
 	for deadline := time.Now().Add(min(time.Second, cfg.ShutdownGracePeriod/2)); open.Load() > 0 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := srv.Shutdown(sctx); err != nil {
+	err = srv.Shutdown(sctx)
+	// The audit events of the last requests, which Run, stopped with ctx,
+	// may not have seen.
+	h.Audit().Flush(context.Background())
+	if err != nil {
 		return fmt.Errorf("drain connections: %w", err)
 	}
 	life.Info("stopped")

@@ -125,7 +125,7 @@ func userPasswd(ctx context.Context, c *cli, args []string) error {
 		return notFoundUser(err, name)
 	}
 	fmt.Fprintf(c.stdout, "user %q: password changed; their sessions are revoked\n", name)
-	return nil
+	return auditAdmin(ctx, db, "user_passwd", name, uuid.Nil, nil)
 }
 
 func userRole(ctx context.Context, c *cli, args []string) error {
@@ -139,6 +139,9 @@ func userRole(ctx context.Context, c *cli, args []string) error {
 			return roleRefused("user role", notFoundUser(err, name))
 		}
 		fmt.Fprintf(c.stdout, "user %q: role changed to %q; their sessions are revoked\n", name, role)
+		if err := auditAdmin(ctx, db, "user_role", name, uuid.Nil, map[string]string{"role": role}); err != nil {
+			return err
+		}
 		return warnAuthenticator(ctx, db, admin.AuthenticatorRole, role, "this user's", c.stderr)
 	})
 }
@@ -150,12 +153,14 @@ func userSetDisabled(disabled bool) func(ctx context.Context, c *cli, args []str
 			if err := db.SetDisabled(ctx, args[0], disabled); err != nil {
 				return notFoundUser(err, args[0])
 			}
+			event := "user_enable"
 			if disabled {
+				event = "user_disable"
 				fmt.Fprintf(c.stdout, "user %q disabled; their sessions are revoked\n", args[0])
 			} else {
 				fmt.Fprintf(c.stdout, "user %q enabled\n", args[0])
 			}
-			return nil
+			return auditAdmin(ctx, db, event, args[0], uuid.Nil, nil)
 		})
 	}
 }
@@ -225,7 +230,7 @@ func userLogout(ctx context.Context, c *cli, args []string) error {
 			return notFoundUser(err, name)
 		}
 		fmt.Fprintf(c.stdout, "user %q: %d session(s) ended\n", name, n)
-		return nil
+		return auditAdmin(ctx, db, "user_logout", name, one, map[string]string{"sessions": strconv.FormatInt(int64(n), 10)})
 	})
 }
 
@@ -272,7 +277,7 @@ func userDel(ctx context.Context, c *cli, args []string) error {
 			return notFoundUser(err, args[0])
 		}
 		fmt.Fprintf(c.stdout, "user %q deleted, with their sessions\n", args[0])
-		return nil
+		return auditAdmin(ctx, db, "user_del", args[0], uuid.Nil, nil)
 	})
 }
 
@@ -364,7 +369,7 @@ func userExpirePassword(ctx context.Context, c *cli, args []string) error {
 			return notFoundUser(err, name)
 		}
 		fmt.Fprintf(c.stdout, "user %q: password expired, no password works until 'authd user passwd'; their sessions are revoked\n", name)
-		return nil
+		return auditAdmin(ctx, db, "user_expire_password", name, uuid.Nil, nil)
 	})
 }
 
@@ -386,6 +391,9 @@ func userAdd(ctx context.Context, db *store.DB, name, role, password string, cos
 		return roleRefused("user add", err)
 	}
 	fmt.Fprintf(stdout, "user %q added with role %q\n", name, role)
+	if err := auditAdmin(ctx, db, "user_add", name, uuid.Nil, map[string]string{"role": role}); err != nil {
+		return err
+	}
 	return warnAuthenticator(ctx, db, admin.AuthenticatorRole, role, "this user's", stderr)
 }
 
