@@ -122,6 +122,9 @@ func (a *Auditor) write(ctx context.Context, batch []store.AuditEvent) {
 const (
 	auditLogin        = "login"
 	auditLogout       = "logout"
+	auditPassword     = "password_change"
+	auditSessionEnd   = "session_revoke"
+	auditSignup       = "signup"
 	auditRefreshReuse = "refresh_reuse"
 )
 

@@ -148,3 +148,40 @@ func TestAuditRunWritesQueuedOnStop(t *testing.T) {
 		t.Errorf("got %d audit rows after Run stopped, want 3", len(events))
 	}
 }
+
+// TestAuditSelfService: a password change (refused, then done), a session
+// ended by its user and a sign-up are in the audit log, with who and which
+// session, and no password.
+func TestAuditSelfService(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	access := accessValue(t, e.login())
+	sid := verifyJWT(t, access)["sid"]
+	const newPassword = "a brand new passphrase"
+	wantStatus(t, e.post("/rpc/change_password", selfHeader(access), changeBody("not the password", newPassword)), http.StatusUnauthorized)
+	r := e.post("/rpc/change_password", selfHeader(access), changeBody(testPassword, newPassword))
+	wantStatus(t, r, http.StatusNoContent)
+	third := accessValue(t, e.post("/rpc/login", jsonHeader(), loginBody(testUser, newPassword)))
+	wantStatus(t, e.post("/rpc/revoke_session", selfHeader(accessValue(t, r)), `{"session_id":"`+verifyJWT(t, third)["sid"].(string)+`"}`), http.StatusNoContent)
+
+	var got []string
+	for _, ev := range e.auditRows() {
+		if ev.Event == "login" {
+			continue
+		}
+		got = append(got, ev.Event+" "+ev.Outcome+" "+ev.Username+" "+ev.SessionID.String())
+		for _, v := range ev.Details {
+			if strings.Contains(v, newPassword) || strings.Contains(v, testPassword) {
+				t.Errorf("audit details hold a password: %v", ev.Details)
+			}
+		}
+	}
+	want := []string{
+		"password_change failed " + testUser + " " + sid.(string),
+		"password_change ok " + testUser + " " + sid.(string),
+		"session_revoke ok " + testUser + " " + verifyJWT(t, third)["sid"].(string),
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("audit rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

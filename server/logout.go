@@ -61,6 +61,8 @@ func (s *Server) handleLogout() echo.HandlerFunc {
 				if err := s.db.RevokeUserSessionsOf(r.Context(), at(sids, i), at(hashes, i), scope == scopeOthers); err != nil {
 					return errInternal(err)
 				}
+				s.audit(c, store.AuditEvent{Event: auditLogout, Outcome: "ok", SessionID: at(sids, i),
+					Details: map[string]string{"scope": string(scope)}})
 			}
 		}
 		if scope == scopeOthers {

@@ -65,8 +65,10 @@ func (s *Server) handleChangePassword() echo.HandlerFunc {
 			refreshHash, s.cfg.RefreshTTL)
 		if err != nil {
 			s.logLoginRefused(c, user, err)
+			s.audit(c, store.AuditEvent{Event: auditPassword, Outcome: "failed", Username: user, SessionID: sid})
 			return err
 		}
+		s.audit(c, store.AuditEvent{Event: auditPassword, Outcome: "ok", Username: user, SessionID: sid})
 		s.log.InfoContext(r.Context(), "password changed by its user; other sessions revoked",
 			"user", user, "session", sid.String(), "client", c.RealIP(), "user_agent", logUserAgent(r))
 		return s.respondTokens(c, g, refresh)
@@ -152,6 +154,7 @@ func (s *Server) handleRevokeSession() echo.HandlerFunc {
 			return errInternal(err)
 		}
 		s.ident.ForgetUser(user) // this instance need not wait for the notification
+		s.audit(c, store.AuditEvent{Event: auditSessionEnd, Outcome: "ok", Username: user, SessionID: id})
 		c.Response().Header().Set("Cache-Control", "no-store")
 		return c.NoContent(http.StatusNoContent)
 	}

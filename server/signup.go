@@ -5,6 +5,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"authd/store"
 	"authd/token"
 )
 
@@ -30,6 +31,7 @@ func (s *Server) handleSignup() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		s.audit(c, store.AuditEvent{Event: auditSignup, Outcome: "ok", Username: g.Username, SessionID: g.SessionID})
 		return s.respondTokens(c, g, refresh)
 	}
 }
