@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"errors"
 	"net/http"
 	"os/exec"
@@ -45,6 +46,28 @@ func serveProcess(t *testing.T, bin string, env map[string]string) string {
 	}
 }
 
+// waitListening waits until the authd at base hears change notifications
+// (authd_change_listener_up 1 in its /metrics): a change committed before
+// that would be missed, and only a re-read would see it.
+func waitListening(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Get(base + "/metrics")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), "\nauthd_change_listener_up 1\n") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not listening for changes within a minute (%v)", base, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // verifyKey is the status /auth/verify at base answers for an API key.
 func verifyKey(t *testing.T, base, key string) int {
 	t.Helper()
@@ -78,6 +101,9 @@ func TestChangesReachEveryInstance(t *testing.T) {
 	env["AUTHD_CACHE_RECHECK"] = "1h"
 	bases := []string{serveProcess(t, bin, env), serveProcess(t, bin, env)}
 	for _, base := range bases {
+		waitListening(t, base)
+	}
+	for _, base := range bases {
 		if got := verifyKey(t, base, plain); got != http.StatusOK {
 			t.Fatalf("%s: key before disable: %d, want 200", base, got)
 		}
@@ -109,7 +135,9 @@ func TestNATSGrantsReachTheCallout(t *testing.T) {
 	cenv := baseEnv(url)
 	ns := nkeyCalloutNATS(t, cenv)
 	cenv["AUTHD_CACHE_RECHECK"] = "1h"
+	cenv["AUTHD_NATS_HEALTH_ADDR"] = "127.0.0.1:0"
 	callout := startCallout(t, cenv)
+	waitListening(t, "http://"+callout.health)
 
 	nc, _, err := calloutClient(t, ns, nats.UserInfo("nina", "hunter22"))
 	if err != nil {
@@ -158,6 +186,7 @@ func TestListenerSurvivesALostConnection(t *testing.T) {
 	env := baseEnv(url)
 	plain, id := keyFrom(t, mustRun(t, env, "", "apikey", "create", "--plan", newPlan(t, url, storetest.NewRole(t), 600, "")))
 	s := startServer(t, url, map[string]string{"AUTHD_CACHE_RECHECK": "1h"})
+	waitListening(t, s.base)
 	if got := verifyKey(t, s.base, plain); got != http.StatusOK {
 		t.Fatalf("key: %d, want 200", got)
 	}
@@ -207,6 +236,8 @@ func TestLogoutReachesEveryInstance(t *testing.T) {
 	env["JWT_SECRET"] = "a-test-secret-that-is-long-enough-0123456789"
 	env["AUTHD_CACHE_RECHECK"] = "1h"
 	a, b := serveProcess(t, bin, env), serveProcess(t, bin, env)
+	waitListening(t, a)
+	waitListening(t, b)
 
 	post := func(url, body string, h http.Header) *http.Response {
 		t.Helper()

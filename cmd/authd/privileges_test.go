@@ -32,6 +32,7 @@ func TestServeAsAppRole(t *testing.T) {
 
 	// A cached key is only re-read on a notification (or after an hour).
 	srv := startServer(t, app, map[string]string{"AUTHD_CACHE_RECHECK": "1h"})
+	waitListening(t, srv.base)
 
 	var user string
 	queryRow(t, owner, `select usename from pg_stat_activity where application_name = $1 and datname = current_database()`,
