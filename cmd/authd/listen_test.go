@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"io"
 	"errors"
+	"io"
 	"net/http"
 	"os/exec"
 	"strings"
