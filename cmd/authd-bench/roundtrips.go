@@ -23,8 +23,10 @@ import (
 
 // Round trips are counted, not timed: a second authd talks to PostgreSQL
 // through pgProxy, which decodes what it forwards and counts Sync and
-// Query (each ends in a ReadyForQuery the client waits for), pgxpool's
-// "-- ping"s apart. The timed servers connect directly. (pg_stat_database
+// Query (each ends in a ReadyForQuery the client waits for), leaving out
+// what no request waits for: pgxpool's "-- ping"s, statement preparation
+// (once per pooled connection) and the audit writer's COPY batches. The
+// timed servers connect directly. (pg_stat_database
 // is no use: a busy backend flushes its counters once a second at most.)
 
 // pgProxy forwards connections to PostgreSQL and counts the frontend's
@@ -74,6 +76,7 @@ func (p *pgProxy) serve(client net.Conn, target string) {
 		return
 	}
 	prepared := map[string]string{} // statement name → SQL, per connection
+	bound := false                  // a statement executed since the last Sync
 	for bad := 0; bad < 3; {
 		msg, err := be.Receive()
 		var opErr *net.OpError
@@ -88,15 +91,25 @@ func (p *pgProxy) serve(client net.Conn, target string) {
 		p.mu.Lock()
 		switch m := msg.(type) {
 		case *pgproto3.Sync:
-			p.trips++
+			// A Sync after only Parse and Describe prepares a statement,
+			// once per pooled connection (pgx's statement cache): not a
+			// cost of the request that happens to be first on it.
+			if bound {
+				p.trips++
+			}
+			bound = false
 		case *pgproto3.Query:
-			if !strings.HasPrefix(m.String, "-- ping") {
+			// Not on a request's path: pool pings, and the audit
+			// writer's COPY, a batch of many requests' events every
+			// 100 ms (server.Auditor).
+			if !strings.HasPrefix(m.String, "-- ping") && !strings.HasPrefix(strings.ToLower(m.String), "copy ") {
 				p.trips++
 				p.sql = append(p.sql, m.String)
 			}
 		case *pgproto3.Parse:
 			prepared[m.Name] = m.Query
 		case *pgproto3.Bind:
+			bound = true
 			p.sql = append(p.sql, prepared[m.PreparedStatement])
 		}
 		p.mu.Unlock()
