@@ -91,17 +91,11 @@ func (p *pgProxy) serve(client net.Conn, target string) {
 		p.mu.Lock()
 		switch m := msg.(type) {
 		case *pgproto3.Sync:
-			// A Sync after only Parse and Describe prepares a statement,
-			// once per pooled connection (pgx's statement cache): not a
-			// cost of the request that happens to be first on it.
-			if bound {
+			if bound { // else it only prepared a statement (see above)
 				p.trips++
 			}
 			bound = false
 		case *pgproto3.Query:
-			// Not on a request's path: pool pings, and the audit
-			// writer's COPY, a batch of many requests' events every
-			// 100 ms (server.Auditor).
 			if !strings.HasPrefix(m.String, "-- ping") && !strings.HasPrefix(strings.ToLower(m.String), "copy ") {
 				p.trips++
 				p.sql = append(p.sql, m.String)
