@@ -17,7 +17,8 @@ import (
 // 200 answers carry the token to forward in Authorization, plus
 // X-Auth-User and X-Auth-Role. Refusals are 401 (or 403 for a key over its
 // rate): nginx's auth_request turns any other status into a 500. The token
-// path does no database work.
+// path reads the database only to refresh a user's cached state (liveness,
+// identity.IdentifyToken), at most once a second per user.
 func (s *Server) handleVerify() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
