@@ -126,6 +126,13 @@ func TestNATSCalloutWorkloadInCluster(t *testing.T) {
 	if err := <-errs3; err == nil || !strings.Contains(err.Error(), "Permissions Violation") {
 		t.Errorf("publish without annotations: got %v, want a permissions violation", err)
 	}
+	// A subject that is not one is refused, with the annotation named in
+	// the log, rather than silently dropped.
+	is.SetServiceAccount("my-app", "typo", map[string]string{"nats.io/allowed-pub-subjects": "my-app..events"})
+	typo := is.Mint(t, workloadtest.Token{Issuer: "https://kubernetes.default.svc", ServiceAccount: "typo"})
+	if _, _, err := calloutClient(t, ns, nats.Token(typo)); err == nil {
+		t.Error("a bad annotation: connected")
+	}
 	wrongAud := is.Mint(t, workloadtest.Token{Issuer: "https://kubernetes.default.svc", Audience: []string{"api"}})
 	if _, _, err := calloutClient(t, ns, nats.Token(wrongAud)); err == nil {
 		t.Error("wrong audience: connected")
@@ -142,14 +149,14 @@ func TestNATSCalloutWorkloadInCluster(t *testing.T) {
 	resp.Body.Close()
 	for _, want := range []string{
 		`authd_nats_auth_requests_total{method="k8s",result="allowed"}`,
-		`authd_nats_auth_requests_total{method="k8s",result="denied"} 1`,
+		`authd_nats_auth_requests_total{method="k8s",result="denied"} 2`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
 	logs := callout.stderr.String()
-	for _, want := range []string{`"workload_issuer":"https://kubernetes.default.svc"`, `"service_account":"my-nats-client"`} {
+	for _, want := range []string{`"workload_issuer":"https://kubernetes.default.svc"`, `"service_account":"my-nats-client"`, `"code":"bad_annotation"`, `nats.io/allowed-pub-subjects`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("log lacks %s:\n%s", want, logs)
 		}
