@@ -70,6 +70,15 @@ type Config struct {
 	// SignupWindow is the period those sign-ups are counted over; 0 means
 	// DefaultSignupWindow.
 	SignupWindow time.Duration
+	// ResetsPerIP are the password reset requests allowed per ResetWindow
+	// from one client address; 0 means no limit.
+	ResetsPerIP int
+	// ResetWindow is the period those requests are counted over; 0 means
+	// DefaultResetWindow.
+	ResetWindow time.Duration
+	// ResetTTL is the life of a password reset token; 0 means
+	// DefaultResetTTL.
+	ResetTTL time.Duration
 	// Now is the clock behind expiry checks, limiters, caches and the
 	// waits reported; nil means time.Now. Tests set it to move time
 	// without waiting.
@@ -111,6 +120,8 @@ type Core struct {
 	failuresByClient *clientLimiter
 	// signupsByClient limits sign-ups per client address in this process.
 	signupsByClient *clientLimiter
+	// resetsByClient limits password reset requests per client address.
+	resetsByClient *clientLimiter
 
 	keys     keyCache
 	verified verifiedCache
@@ -142,6 +153,12 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 	if cfg.SignupWindow <= 0 {
 		cfg.SignupWindow = DefaultSignupWindow
 	}
+	if cfg.ResetWindow <= 0 {
+		cfg.ResetWindow = DefaultResetWindow
+	}
+	if cfg.ResetTTL <= 0 {
+		cfg.ResetTTL = DefaultResetTTL
+	}
 	if cfg.LoginQueueWait <= 0 {
 		cfg.LoginQueueWait = DefaultLoginQueueWait
 	}
@@ -172,6 +189,7 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 		bcrypt:           newBcryptGate(cfg.BcryptSlots, cfg.LoginQueue, cfg.LoginQueueWait, cfg.BcryptNice, m),
 		failuresByClient: newClientLimiter(cfg.LoginFailuresPerIP, cfg.LoginFailureWindow, cfg.Now),
 		signupsByClient:  newClientLimiter(cfg.SignupsPerIP, cfg.SignupWindow, cfg.Now),
+		resetsByClient:   newClientLimiter(cfg.ResetsPerIP, cfg.ResetWindow, cfg.Now),
 		keys:             newKeyCache(cfg.Now),
 		verified:         newVerifiedCache(cfg.Now),
 		users:            NewCache[string, userEntry](maxUsers, cfg.Now),

@@ -25,6 +25,9 @@ func (s *Server) routes(e *echo.Echo) {
 	e.POST("/rpc/change_password", s.handleChangePassword(), s.sameSite)
 	e.POST("/rpc/sessions", s.handleSessions(), s.sameSite)
 	e.POST("/rpc/revoke_session", s.handleRevokeSession(), s.sameSite)
+	// Password reset (reset.go): no session, but a page of the site asks.
+	e.POST("/rpc/request_password_reset", s.handleRequestPasswordReset(), s.sameSite)
+	e.POST("/rpc/reset_password", s.handleResetPassword(), s.sameSite)
 
 	// Forward-auth for gateways; they may send any method.
 	e.Any("/auth/verify", s.handleVerify())

@@ -104,7 +104,7 @@ func TestAppRoleGrants(t *testing.T) {
 		}
 		check(pgx.Identifier{"auth", r.Name}.Sanitize(), fn, privs)
 	}
-	for _, name := range append(slices.Collect(maps.Keys(readOnly)), "audit_log") {
+	for _, name := range append(slices.Collect(maps.Keys(readOnly)), "audit_log", "password_reset") {
 		if !slices.ContainsFunc(rels, func(r rel) bool { return r.Name == name }) {
 			t.Errorf("auth.%s is missing", name)
 		}

@@ -92,6 +92,11 @@ type config struct {
 	// SignupsPerIP is AUTHD_SIGNUP_PER_IP: sign-ups per hour from one
 	// client address; 0 means no limit.
 	SignupsPerIP int
+	// ResetsPerIP is AUTHD_RESET_PER_IP: password reset requests per hour
+	// from one client address; 0 means no limit.
+	ResetsPerIP int
+	// ResetTTL is AUTHD_RESET_TTL, the life of a password reset token.
+	ResetTTL time.Duration
 }
 
 // env reads variables and collects every problem, so a bad env file is
@@ -290,6 +295,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		SignupRole:           e.getenv("AUTHD_SIGNUP_ROLE"),
 		SignupsPerIP:         e.count("AUTHD_SIGNUP_PER_IP", identity.DefaultSignupsPerIP),
 		PasswordMinLength:    passwordMinLength(e),
+		ResetsPerIP:          e.count("AUTHD_RESET_PER_IP", identity.DefaultResetsPerIP),
+		ResetTTL:             e.duration("AUTHD_RESET_TTL", identity.DefaultResetTTL),
 	}
 	if c.SignupRole != "" && c.SignupRole == c.AuthenticatorRole {
 		e.fail("AUTHD_SIGNUP_ROLE", "%q is AUTHD_AUTHENTICATOR_ROLE, the role PostgREST logs in as: it may not be the role of a token", c.SignupRole)
@@ -608,7 +615,7 @@ func knownVars() []string {
 		"AUTHD_COOKIE_HOST_PREFIX", "AUTHD_ALLOWED_ORIGINS",
 		"AUTHD_LOG_LEVEL", "AUTHD_LOG_FORMAT", "AUTHD_SHUTDOWN_GRACE",
 		"AUTHD_STATEMENT_TIMEOUT", "AUTHD_PURGE_INTERVAL", "AUTHD_AUDIT_RETENTION", "AUTHD_DB_WAIT",
-		"AUTHD_SIGNUP_ROLE", "AUTHD_SIGNUP_PER_IP",
+		"AUTHD_SIGNUP_ROLE", "AUTHD_SIGNUP_PER_IP", "AUTHD_RESET_PER_IP", "AUTHD_RESET_TTL",
 		// user add, user passwd, user role and apikey create
 		"AUTHD_AUTHENTICATOR_ROLE", "AUTHD_PASSWORD_MIN_LENGTH",
 		// nats-callout

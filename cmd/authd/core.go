@@ -207,6 +207,8 @@ func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus
 		BcryptNice:           cfg.BcryptNice,
 		SignupRole:           cfg.SignupRole,
 		SignupsPerIP:         cfg.SignupsPerIP,
+		ResetsPerIP:          cfg.ResetsPerIP,
+		ResetTTL:             cfg.ResetTTL,
 	}, db, tokens, log)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 
 	"authd/identity"
 	"authd/store"
+	"authd/token"
 )
 
 // passwordSettings are the settings of the commands that set a password,
@@ -472,4 +474,42 @@ func readPassword(stdin io.Reader, prompt io.Writer) (string, error) {
 		return "", errors.New("no password on standard input (pipe one in, or run in a terminal to be prompted)")
 	}
 	return line, nil
+}
+
+// userResetLinkCmd prints a password reset link for a user, for an admin
+// to hand over: a one-time token, valid for AUTHD_RESET_TTL, that kills
+// the user's earlier ones. It is not announced to the mail worker.
+func userResetLinkCmd(fs *flag.FlagSet, c *cli) action {
+	base := fs.String("base", "", "the site's address; the link is BASE/reset?token=... (default AUTHD_JWT_ISS)")
+	return func(ctx context.Context, args []string) error {
+		name := args[0]
+		b := *base
+		if b == "" {
+			b = c.getenv("AUTHD_JWT_ISS")
+		}
+		if b == "" {
+			return &usageError{"user reset-link", "want --base URL (or AUTHD_JWT_ISS set)"}
+		}
+		e := &env{getenv: c.getenv}
+		ttl := e.duration("AUTHD_RESET_TTL", identity.DefaultResetTTL)
+		if err := errors.Join(e.errs...); err != nil {
+			return err
+		}
+		plain, hash, err := token.NewRefresh()
+		if err != nil {
+			return err
+		}
+		return withDB(ctx, c, func(db *store.DB) error {
+			issued, expires, err := db.IssueResetToken(ctx, name, plain, hash, ttl, false)
+			if err != nil {
+				return err
+			}
+			if !issued {
+				return fmt.Errorf("user %q does not exist or is disabled", name)
+			}
+			fmt.Fprintf(c.stdout, "%s/reset?token=%s\n", strings.TrimRight(b, "/"), url.QueryEscape(plain))
+			fmt.Fprintf(c.stderr, "valid until %s, once; earlier reset links of %q no longer work\n", expires.UTC().Format(time.RFC3339), name)
+			return auditAdmin(ctx, db, "password_reset_link", name, uuid.Nil, nil)
+		})
+	}
 }

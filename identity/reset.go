@@ -1,0 +1,103 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"authd/store"
+	"authd/token"
+)
+
+// DefaultResetsPerIP is how many password reset requests one client
+// address may make per ResetWindow unless configured (AUTHD_RESET_PER_IP).
+const DefaultResetsPerIP = 5
+
+// DefaultResetWindow is the period those requests are counted over.
+const DefaultResetWindow = time.Hour
+
+// DefaultResetTTL is how long a reset token lives unless configured
+// (AUTHD_RESET_TTL).
+const DefaultResetTTL = 30 * time.Minute
+
+// RequestPasswordReset issues a reset token for username and announces
+// it on store.ResetChannel for the app's mail worker. The answer is the
+// same whether or not the user exists, and so is the work (the same
+// statements run): only Throttled, after ResetsPerIP requests per
+// ResetWindow from client, or a failure. issued says whether a token was
+// made, for the audit log only.
+func (c *Core) RequestPasswordReset(ctx context.Context, username, client string) (issued bool, err error) {
+	if _, d := c.resetsByClient.reserve(client, c.cfg.Now()); d > 0 {
+		return false, errTooManyResets(d)
+	}
+	// A name no login could look up is no user's: nothing to store.
+	if !WellFormed(username, MaxUsernameLen) {
+		return false, nil
+	}
+	plain, hash, err := token.NewRefresh()
+	if err != nil {
+		return false, Failure(err)
+	}
+	issued, _, err = c.db.IssueResetToken(ctx, username, plain, hash, c.cfg.ResetTTL, true)
+	if err != nil {
+		return false, Failure(err)
+	}
+	return issued, nil
+}
+
+// ResetPassword sets the password of the user whose live reset token is
+// plain to next, spending the token, and so revokes every session of the
+// user (store.ResetPassword). The token is checked first, then the
+// password policy, then the hash is made in the bcrypt gate. Errors are
+// *Error: InvalidToken for a bad token, BadInput for a refused password.
+func (c *Core) ResetPassword(ctx context.Context, plain, next string) (username string, err error) {
+	if !WellFormed(plain, MaxTokenLen) {
+		return "", errResetToken()
+	}
+	hash := token.HashRefresh(plain)
+	user, err := c.db.ResetTokenUser(ctx, hash)
+	switch {
+	case errors.Is(err, store.ErrResetTokenInvalid):
+		return "", errResetToken()
+	case err != nil:
+		return "", Failure(err)
+	}
+	if len(next) > store.MaxPasswordBytes {
+		return user, PasswordRefused(store.ErrPasswordTooLong)
+	}
+	if err := CheckNewPassword(next, user, c.cfg.PasswordMinLength); err != nil {
+		return user, PasswordRefused(err)
+	}
+	var (
+		pwHash  string
+		hashErr error
+	)
+	if err := c.bcrypt.run(ctx, func() { pwHash, hashErr = store.HashPassword(next, c.cfg.BcryptCost) }); err != nil {
+		return user, err
+	}
+	if hashErr != nil {
+		return user, Failure(hashErr)
+	}
+	err = c.db.ResetPassword(ctx, user, hash, pwHash)
+	switch {
+	case errors.Is(err, store.ErrResetTokenInvalid):
+		return user, errResetToken()
+	case err != nil:
+		return user, Failure(err)
+	}
+	c.ForgetUser(user) // this instance need not wait for the notification
+	return user, nil
+}
+
+func errTooManyResets(wait time.Duration) *Error {
+	return &Error{
+		Kind: Throttled, Code: "PT429", Message: "Too many password reset requests from this address; try again later",
+		RetryAfter: retryAfter(wait),
+	}
+}
+
+// errResetToken refuses a reset token that is unknown, spent, expired or
+// replaced by a newer one, without saying which.
+func errResetToken() *Error {
+	return &Error{Kind: InvalidToken, Code: "PT401", Message: "Invalid or expired reset token"}
+}
