@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"authd/store"
 )
 
 // bcryptGate keeps bcrypt, deliberately the most expensive thing authd
@@ -144,4 +146,21 @@ func (g *bcryptGate) acquire(ctx context.Context) error {
 	case <-ctx.Done():
 		return Timeout(nil)
 	}
+}
+
+// hashPassword hashes password at the configured cost in a bcrypt slot:
+// hashing costs what a compare does, so it waits for a slot like one. Its
+// errors are the gate's (shed, timed out) or Failure.
+func (c *Core) hashPassword(ctx context.Context, password string) (string, error) {
+	var (
+		h       string
+		hashErr error
+	)
+	if err := c.bcrypt.run(ctx, func() { h, hashErr = store.HashPassword(password, c.cfg.BcryptCost) }); err != nil {
+		return "", err
+	}
+	if hashErr != nil {
+		return "", Failure(hashErr)
+	}
+	return h, nil
 }

@@ -440,14 +440,7 @@ func (c *Core) reserveUserFailure(ctx context.Context, username string, clean bo
 // stored: store.StartSession). A failure only delays the upgrade to the
 // next login.
 func (c *Core) upgradeHash(ctx context.Context, u store.User, password string) store.User {
-	var (
-		h       string
-		hashErr error
-	)
-	err := c.bcrypt.run(ctx, func() { h, hashErr = store.HashPassword(password, c.cfg.BcryptCost) })
-	if err == nil {
-		err = hashErr
-	}
+	h, err := c.hashPassword(ctx, password)
 	var upgraded bool
 	if err == nil {
 		upgraded, err = c.db.UpgradePasswordHash(ctx, u.Username, u.PasswordHash, h)

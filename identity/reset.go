@@ -68,15 +68,9 @@ func (c *Core) ResetPassword(ctx context.Context, plain, next string) (username 
 	if err := CheckNewPassword(next, user, c.cfg.PasswordMinLength); err != nil {
 		return user, PasswordRefused(err)
 	}
-	var (
-		pwHash  string
-		hashErr error
-	)
-	if err := c.bcrypt.run(ctx, func() { pwHash, hashErr = store.HashPassword(next, c.cfg.BcryptCost) }); err != nil {
+	pwHash, err := c.hashPassword(ctx, next)
+	if err != nil {
 		return user, err
-	}
-	if hashErr != nil {
-		return user, Failure(hashErr)
 	}
 	err = c.db.ResetPassword(ctx, user, hash, pwHash)
 	switch {

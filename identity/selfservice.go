@@ -32,16 +32,9 @@ func (c *Core) ChangePassword(ctx context.Context, username string, sessionID uu
 	if err != nil {
 		return store.Grant{}, err
 	}
-	var (
-		hash    string
-		hashErr error
-	)
-	// Hashing costs what a compare does: it waits for a slot like one.
-	if err := c.bcrypt.run(ctx, func() { hash, hashErr = store.HashPassword(next, c.cfg.BcryptCost) }); err != nil {
+	hash, err := c.hashPassword(ctx, next)
+	if err != nil {
 		return store.Grant{}, err
-	}
-	if hashErr != nil {
-		return store.Grant{}, Failure(hashErr)
 	}
 	g, err := c.db.ChangePassword(ctx, u, hash, sessionID, refreshHash, ttl)
 	switch {

@@ -99,17 +99,10 @@ func (c *Core) SignUp(ctx context.Context, username, password, client string, to
 			res.CancelAt(now)
 		}
 	}
-	var (
-		hash    string
-		hashErr error
-	)
-	if err := c.bcrypt.run(ctx, func() { hash, hashErr = store.HashPassword(password, c.cfg.BcryptCost) }); err != nil {
+	hash, err := c.hashPassword(ctx, password)
+	if err != nil {
 		giveBack() // shed, or the client left: nothing was tried
 		return store.Grant{}, err
-	}
-	if hashErr != nil {
-		giveBack()
-		return store.Grant{}, Failure(hashErr)
 	}
 	g, err := c.db.AddUserWithSession(ctx, username, hash, role, tokenHash, ttl, lifetime)
 	switch {
