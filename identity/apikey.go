@@ -18,7 +18,7 @@ import (
 // of each per request.
 type keyCache struct {
 	// rows holds each key's row, or the fact that no key has its id, for
-	// Config.APIKeyRecheck — or until a change notification drops it
+	// Config.CacheRecheck — or until a change notification drops it
 	// (ForgetAPIKey). Remembering unknown ids makes a flood of made-up
 	// keys cost one query per id per recheck, not one per request.
 	rows *Cache[string, keyRow]
@@ -124,7 +124,7 @@ func (c *Core) IdentifyAPIKey(ctx context.Context, plain string) (Identity, erro
 			RetryAfter: retryAfter(wait),
 		}
 	}
-	if now.Sub(e.touchedAt) >= c.cfg.APIKeyRecheck {
+	if now.Sub(e.touchedAt) >= c.cfg.CacheRecheck {
 		e.touchedAt = now
 		c.touchAPIKey(id)
 	}

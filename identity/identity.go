@@ -52,11 +52,12 @@ type Config struct {
 	// APIKeyTokenTTL is the life of the JWTs minted for API keys; 0 means
 	// DefaultAPIKeyTokenTTL.
 	APIKeyTokenTTL time.Duration
-	// APIKeyRecheck is how long a cached API key row, or the fact that a
-	// key id does not exist, is trusted before the database is asked
-	// again: disabling a key takes effect within this time on every
-	// instance. 0 means 1 s.
-	APIKeyRecheck time.Duration
+	// CacheRecheck (AUTHD_CACHE_RECHECK) is how long a cached API key row
+	// (or the fact that a key id does not exist) and a user's state are
+	// trusted before the database is asked again, when no change
+	// notification drops them first: the bound on a revocation that is not
+	// heard. 0 means 1 s.
+	CacheRecheck time.Duration
 	// SignupRole is the role of the users POST /rpc/signup creates
 	// (AUTHD_SIGNUP_ROLE); "" means sign-up is off.
 	SignupRole string
@@ -141,8 +142,8 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 	if cfg.APIKeyTokenTTL <= 0 {
 		cfg.APIKeyTokenTTL = DefaultAPIKeyTokenTTL
 	}
-	if cfg.APIKeyRecheck <= 0 {
-		cfg.APIKeyRecheck = time.Second
+	if cfg.CacheRecheck <= 0 {
+		cfg.CacheRecheck = time.Second
 	}
 	if cfg.LoginFailureWindow <= 0 {
 		cfg.LoginFailureWindow = time.Minute

@@ -18,7 +18,7 @@ import (
 // or deleted user, a revoked session, a disabled or rotated API key. So
 // /auth/verify and the NATS callout check, for every token, that what it
 // stands for is still live — without a database round trip per request:
-// each user's state is cached (userStates) for Config.APIKeyRecheck, and
+// each user's state is cached (userStates) for Config.CacheRecheck, and
 // dropped at once when the database says it changed (ForgetUser, for the
 // authd_session notifications). A verifier that only checks the signature
 // (PostgREST itself) still accepts such a token until it expires.
@@ -49,9 +49,9 @@ func (c *Core) userState(ctx context.Context, name string) (userEntry, error) {
 	return c.users.Load(ctx, name, func(ctx context.Context) (userEntry, time.Time, error) {
 		s, err := c.db.UserState(ctx, name)
 		if errors.Is(err, store.ErrNotFound) {
-			return userEntry{loadedAt: now}, now.Add(c.cfg.APIKeyRecheck), nil
+			return userEntry{loadedAt: now}, now.Add(c.cfg.CacheRecheck), nil
 		}
-		return userEntry{state: s, found: err == nil, loadedAt: now}, now.Add(c.cfg.APIKeyRecheck), err
+		return userEntry{state: s, found: err == nil, loadedAt: now}, now.Add(c.cfg.CacheRecheck), err
 	})
 }
 
@@ -61,9 +61,9 @@ func (c *Core) apiKeyRow(ctx context.Context, id string) (keyRow, error) {
 	return c.keys.rows.Load(ctx, id, func(ctx context.Context) (keyRow, time.Time, error) {
 		k, err := c.db.APIKey(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
-			return keyRow{}, now.Add(c.cfg.APIKeyRecheck), nil
+			return keyRow{}, now.Add(c.cfg.CacheRecheck), nil
 		}
-		return keyRow{key: k, found: true}, now.Add(c.cfg.APIKeyRecheck), err
+		return keyRow{key: k, found: true}, now.Add(c.cfg.CacheRecheck), err
 	})
 }
 

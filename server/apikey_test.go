@@ -156,11 +156,11 @@ func TestVerifyAPIKeyRoleDropped(t *testing.T) {
 	}
 }
 
-// TestAPIKeyRecheck: a key's row, and the absence of a key id, are
-// trusted for APIKeyRecheck (1 s) and read again after it, so that a busy
+// TestCacheRecheck: a key's row, and the absence of a key id, are
+// trusted for CacheRecheck (1 s) and read again after it, so that a busy
 // or made-up key costs one query per second, and disabling or creating a
 // key takes effect within one. Timed by a synctest bubble's clock.
-func TestAPIKeyRecheck(t *testing.T) {
+func TestCacheRecheck(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t) // on time.Now: the bubble's clock inside it
 	id, key := e.newKey(600, nil)

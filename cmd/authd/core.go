@@ -200,7 +200,7 @@ func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus
 		LoginFailuresPerUser: cfg.LoginFailuresPerUser,
 		LoginFailuresPerIP:   cfg.LoginFailuresPerIP,
 		APIKeyTokenTTL:       cfg.APIKeyTokenTTL,
-		APIKeyRecheck:        cfg.CacheRecheck,
+		CacheRecheck:         cfg.CacheRecheck,
 		LoginQueueWait:       cfg.LoginQueueWait,
 		BcryptSlots:          p.bcryptSlots,
 		LoginQueue:           cfg.LoginQueue,
