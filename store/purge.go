@@ -13,7 +13,8 @@ type Purged struct{ Sessions, Tokens, Throttles int64 }
 // drained login throttle buckets (auth.login_throttle). Rows another
 // instance is purging are skipped (skip locked), so several authd
 // processes can run it at once. Spent but unexpired tokens stay: they are
-// what recognises a replayed token.
+// what recognises a replayed token. Each statement commits on its own: on an
+// error, the Purged returned counts what the earlier ones deleted.
 func (db *DB) PurgeBatch(ctx context.Context, batch int) (Purged, error) {
 	var p Purged
 	tag, err := db.p().Exec(ctx, `

@@ -69,17 +69,20 @@ func (j *purgeJob) once(ctx context.Context) {
 		if err == nil && j.auditRetention > 0 {
 			audit, err = j.db.PurgeAudit(ctx, j.auditRetention, purgeBatch)
 		}
-		if err != nil {
-			if ctx.Err() == nil {
-				j.log.Warn("purge failed; retrying at the next interval", "err", err)
-			}
-			return
-		}
+		// Count what was deleted before any failure: PurgeBatch's statements
+		// commit one by one, so a failure in the last (or a shutdown between
+		// them) must not hide the rows the first ones removed.
 		j.purged.WithLabelValues("session").Add(float64(p.Sessions))
 		j.purged.WithLabelValues("refresh_token").Add(float64(p.Tokens))
 		j.purged.WithLabelValues("login_throttle").Add(float64(p.Throttles))
 		j.purged.WithLabelValues("audit_log").Add(float64(audit))
 		total += p.Sessions + p.Tokens + p.Throttles + audit
+		if err != nil {
+			if ctx.Err() == nil {
+				j.log.Warn("purge failed; retrying at the next interval", "err", err)
+			}
+			break
+		}
 		if p.Sessions < purgeBatch && p.Tokens < purgeBatch && p.Throttles < purgeBatch && audit < purgeBatch {
 			break
 		}

@@ -61,10 +61,29 @@ func TestPurge(t *testing.T) {
 	jctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { job.run(jctx, time.Hour); close(done) }()
+	metrics := func() string {
+		rec := httptest.NewRecorder()
+		promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		return rec.Body.String()
+	}
+	wantMetrics := []string{`authd_purged_total{kind="session"} 2`, `authd_purged_total{kind="refresh_token"} 1`}
+	counted := func() bool {
+		m := metrics()
+		for _, want := range wantMetrics {
+			if !strings.Contains(m, want) {
+				return false
+			}
+		}
+		return true
+	}
+	// Wait for the first purge to be done and counted: the rows go before
+	// the counter moves, so watching the tables alone and then cancelling
+	// could stop the job between the two (as CI once saw).
 	deadline := time.Now().Add(time.Minute) // a bound on a hang: the first purge runs at once
-	for count("auth.session") != 1 || count("auth.refresh_token") != 1 {
+	for count("auth.session") != 1 || count("auth.refresh_token") != 1 || !counted() {
 		if time.Now().After(deadline) {
-			t.Fatalf("purge left %d sessions, %d tokens; want 1 and 1", count("auth.session"), count("auth.refresh_token"))
+			t.Fatalf("purge left %d sessions, %d tokens (want 1 and 1); metrics want %q, got:\n%s",
+				count("auth.session"), count("auth.refresh_token"), wantMetrics, metrics())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -74,12 +93,9 @@ func TestPurge(t *testing.T) {
 	if _, err := db.Refresh(ctx, tok("live-next"), tok("live-last"), time.Hour, time.Minute); err != nil {
 		t.Errorf("refresh with the live child after the purge: %v", err)
 	}
-	rec := httptest.NewRecorder()
-	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	for _, want := range []string{`authd_purged_total{kind="session"} 2`, `authd_purged_total{kind="refresh_token"} 1`} {
-		if !strings.Contains(rec.Body.String(), want) {
-			t.Errorf("metrics lack %s; got:\n%s", want, rec.Body.String())
-		}
+	// Nothing is counted twice, and the job stopped with its context.
+	if !counted() {
+		t.Errorf("after the job stopped, metrics want %q, got:\n%s", wantMetrics, metrics())
 	}
 }
 
@@ -140,5 +156,35 @@ func TestPurgeAuditRetention(t *testing.T) {
 	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	if want := `authd_purged_total{kind="audit_log"} 2`; !strings.Contains(rec.Body.String(), want) {
 		t.Errorf("metrics lack %s; got:\n%s", want, rec.Body.String())
+	}
+}
+
+// TestPurgeCountsBeforeFailure: PurgeBatch's statements commit one by one,
+// so when a later one fails the rows the earlier ones deleted are still
+// counted in authd_purged_total, and the failure is logged once.
+func TestPurgeCountsBeforeFailure(t *testing.T) {
+	t.Parallel()
+	db := storetest.NewDB(t)
+	ctx := context.Background()
+	storetest.AddUser(t, db, "alice", "pw")
+	g := storetest.StartSession(t, db, "alice", "dead")
+	if _, err := db.Pool().Exec(ctx, `update auth.refresh_token set expires_at = now() - interval '1 minute' where session_id = $1`, g.SessionID); err != nil {
+		t.Fatal(err)
+	}
+	// The throttle purge, the last statement, now fails.
+	if _, err := db.Pool().Exec(ctx, `drop table auth.login_throttle`); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	var logs strings.Builder
+	job := newPurgeJob(db, 0, reg, slog.New(slog.NewTextHandler(&logs, nil)))
+	job.once(ctx)
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if want := `authd_purged_total{kind="session"} 1`; !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("metrics lack %s; got:\n%s", want, rec.Body.String())
+	}
+	if n := strings.Count(logs.String(), "purge failed"); n != 1 {
+		t.Errorf("logged %d purge failures, want 1:\n%s", n, logs.String())
 	}
 }
