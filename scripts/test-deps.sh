@@ -2,6 +2,8 @@
 # Installs what the gateway and browser tests need, if it is missing
 # (Debian bookworm):
 #   caddy, nginx      real gateways for deploy/gateway_test.go
+#   pgbouncer         a real transaction-mode pooler for cmd/authd's
+#                     pooler_test.go (AUTHD_DB_POOLER=transaction)
 #   chromium          Debian's browser, driven by deploy/browser_test.go
 #   node, npm         to run deploy/e2e/*.mjs (Debian's nodejs and npm
 #                     packages when node is missing; a Node.js that ships its
@@ -83,6 +85,7 @@ fi
 apt_needs=(
 	caddy:caddy
 	nginx:nginx
+	pgbouncer:pgbouncer
 	chromium:chromium
 	node:nodejs
 	npm:npm
@@ -195,7 +198,7 @@ if [ ${#missing_pkgs[@]} -gt 0 ]; then
 
 	# Nothing we just installed may keep port 80, now or after a reboot.
 	for pkg in "${missing_pkgs[@]}"; do
-		case $pkg in nginx | caddy) ;; *) continue ;; esac
+		case $pkg in nginx | caddy | pgbouncer) ;; *) continue ;; esac
 		if [ -d /run/systemd/system ]; then
 			systemctl disable --now "$pkg" >/dev/null 2>&1 || true
 		elif command -v service >/dev/null 2>&1; then

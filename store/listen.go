@@ -3,9 +3,11 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // The channels the auth schema's triggers notify (migrations 00002 and
@@ -45,17 +47,15 @@ var errPoolSwapped = errors.New("database URL reloaded")
 // the statement timeout.
 //
 // Listen needs a session of its own: through a pooler in transaction mode
-// (PgBouncer, Supavisor, RDS Proxy) LISTEN never hears anything, and
-// callers rely on their periodic re-reads alone.
+// (PgBouncer, Supavisor, RDS Proxy) LISTEN never hears anything. There it
+// connects to the direct URL (WithDirectURL), and without one it returns
+// ErrCannotListen at once: callers rely on their periodic re-reads alone.
 func (db *DB) Listen(ctx context.Context, channels []string, idle time.Duration, listening func(), notify func(Notification)) error {
 	pool := db.p()
-	pc, err := pool.Acquire(ctx)
+	conn, err := db.listenConn(ctx, pool)
 	if err != nil {
-		return wrapf(err, "acquire a connection to listen on")
+		return err
 	}
-	// Out of the pool for good: the pool neither counts it nor hands it
-	// to a query while it waits.
-	conn := pc.Hijack()
 	defer conn.Close(context.WithoutCancel(ctx))
 	// Named, so that an operator can tell it in pg_stat_activity from
 	// the pool's connections (and not mistake it for a stuck session).
@@ -91,4 +91,35 @@ func (db *DB) Listen(ctx context.Context, channels []string, idle time.Duration,
 			return wrapf(err, "check the listening connection")
 		}
 	}
+}
+
+// ErrCannotListen: DATABASE_URL reaches a transaction-mode pooler and no
+// direct URL was given, so no connection can hold a LISTEN.
+var ErrCannotListen = errors.New("cannot LISTEN through a transaction-mode pooler: set AUTHD_DB_DIRECT_URL")
+
+// CanListen reports whether Listen has a connection to listen on.
+func (db *DB) CanListen() bool {
+	return db.opts.pooler != PoolerTransaction || db.opts.directURL != ""
+}
+
+// listenConn is the connection Listen holds: one of its own to the direct
+// URL if there is one, else one taken out of the pool for good (so the
+// pool neither counts it nor hands it to a query while it waits).
+func (db *DB) listenConn(ctx context.Context, pool *pgxpool.Pool) (*pgx.Conn, error) {
+	switch {
+	case db.opts.directURL != "":
+		conn, err := pgx.Connect(ctx, db.opts.directURL)
+		if err != nil {
+			// pgx's message may hold the URL, password and all.
+			return nil, fmt.Errorf("connect to AUTHD_DB_DIRECT_URL to listen: %w", unwrapConnectError(err))
+		}
+		return conn, nil
+	case !db.CanListen():
+		return nil, ErrCannotListen
+	}
+	pc, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, wrapf(err, "acquire a connection to listen on")
+	}
+	return pc.Hijack(), nil
 }

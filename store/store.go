@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -31,14 +32,59 @@ type DB struct {
 // Option changes how Open connects.
 type Option func(*options)
 
-type options struct{ statementTimeout time.Duration }
+type options struct {
+	statementTimeout time.Duration
+	pooler           Pooler
+	directURL        string
+}
 
 // WithStatementTimeout makes every statement fail after d (unless the URL
 // sets statement_timeout itself): for serve, so a stuck query fails its
 // request instead of holding a connection and the client. Migrations run
-// without it.
+// without it. Through a transaction-mode pooler it is not sent (see
+// PoolerTransaction).
 func WithStatementTimeout(d time.Duration) Option {
 	return func(o *options) { o.statementTimeout = d }
+}
+
+// Pooler says what stands between authd and PostgreSQL (AUTHD_DB_POOLER).
+type Pooler int
+
+const (
+	// PoolerNone: DATABASE_URL reaches PostgreSQL itself, or a pooler in
+	// session mode, which behaves the same.
+	PoolerNone Pooler = iota
+	// PoolerTransaction: DATABASE_URL reaches a pooler in transaction mode
+	// (PgBouncer, Supavisor, RDS Proxy), which hands each transaction to
+	// whichever server connection is free. authd then keeps no state in
+	// a session: no startup parameters (PgBouncer refuses
+	// statement_timeout), no named prepared statements (another client's
+	// connection would not have them, or would already have one of the
+	// same name), and no LISTEN except on WithDirectURL's connection.
+	PoolerTransaction
+)
+
+// ParsePooler reads AUTHD_DB_POOLER's value: "" or "none", "transaction".
+func ParsePooler(s string) (Pooler, error) {
+	switch s {
+	case "", "none":
+		return PoolerNone, nil
+	case "transaction":
+		return PoolerTransaction, nil
+	}
+	return PoolerNone, fmt.Errorf("unknown pooler mode %q: want none or transaction", s)
+}
+
+// WithPooler connects as the pooler in front of PostgreSQL requires.
+func WithPooler(p Pooler) Option {
+	return func(o *options) { o.pooler = p }
+}
+
+// WithDirectURL gives Listen a URL that reaches PostgreSQL without a
+// transaction-mode pooler (AUTHD_DB_DIRECT_URL): LISTEN needs a session
+// of its own for as long as it listens.
+func WithDirectURL(url string) Option {
+	return func(o *options) { o.directURL = url }
 }
 
 func (db *DB) p() *pgxpool.Pool { return db.pool.Load() }
@@ -120,12 +166,26 @@ func Transient(err error) bool {
 //     a few more connections than cores keep the CPUs busy;
 //   - two warm connections, so the first requests after a quiet spell do
 //     not pay for a connection and its TLS handshake.
+//
+// Through a transaction-mode pooler (PoolerTransaction) it sends no
+// startup parameter, so the statement timeout is left to the server (a
+// statement_timeout set on the role, see docs/operating.md) and to each
+// request's deadline, which cancels a statement through the pooler; and
+// statements run as unnamed ones (pgx's exec mode: one round trip, no
+// state on the server connection) unless the URL sets
+// default_query_exec_mode.
 func applyPoolDefaults(cfg *pgxpool.Config, databaseURL string, o options) {
 	if !strings.Contains(databaseURL, "pool_max_conns") {
 		cfg.MaxConns = int32(max(8, 4*runtime.GOMAXPROCS(0)))
 	}
 	if !strings.Contains(databaseURL, "pool_min_conns") {
 		cfg.MinConns = 2
+	}
+	if o.pooler == PoolerTransaction {
+		if !strings.Contains(databaseURL, "default_query_exec_mode") {
+			cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+		}
+		return
 	}
 	if o.statementTimeout > 0 && !strings.Contains(databaseURL, "statement_timeout") {
 		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(o.statementTimeout.Milliseconds(), 10)

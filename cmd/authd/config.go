@@ -54,6 +54,7 @@ type config struct {
 	// DBWait is how long serve and nats-callout wait for the database at
 	// start-up; 0 tries once.
 	DBWait              time.Duration
+	DBPath              dbPath
 	ShutdownGracePeriod time.Duration
 	// Failed logins allowed per minute per username and per client address.
 	LoginFailuresPerUser int
@@ -209,14 +210,43 @@ func readDatabaseURLFile(path string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
+// dbPath is how authd reaches PostgreSQL besides DATABASE_URL:
+// AUTHD_DB_POOLER says what kind of pooler, if any, DATABASE_URL points
+// at, and AUTHD_DB_DIRECT_URL reaches PostgreSQL past a transaction-mode
+// pooler, for what needs a session of its own (LISTEN, migrations).
+type dbPath struct {
+	Pooler    store.Pooler
+	DirectURL string
+}
+
+func readDBPath(e *env) dbPath {
+	p := dbPath{DirectURL: e.getenv("AUTHD_DB_DIRECT_URL")}
+	var err error
+	if p.Pooler, err = store.ParsePooler(e.getenv("AUTHD_DB_POOLER")); err != nil {
+		e.fail("AUTHD_DB_POOLER", "want none or transaction, got %q", e.getenv("AUTHD_DB_POOLER"))
+	}
+	return p
+}
+
+// options are the store options of p.
+func (p dbPath) options() []store.Option {
+	return []store.Option{store.WithPooler(p.Pooler), store.WithDirectURL(p.DirectURL)}
+}
+
 // openDB connects to the database of DATABASE_URL or DATABASE_URL_FILE,
-// for the commands that need nothing else.
+// through the pooler AUTHD_DB_POOLER names, for the commands that need
+// nothing else.
 func openDB(ctx context.Context, getenv func(string) string) (*store.DB, error) {
 	dbURL, err := databaseURL(getenv)
 	if err != nil {
 		return nil, err
 	}
-	return store.Open(ctx, dbURL)
+	e := &env{getenv: getenv}
+	path := readDBPath(e)
+	if err := errors.Join(e.errs...); err != nil {
+		return nil, err
+	}
+	return store.Open(ctx, dbURL, path.options()...)
 }
 
 // withDB runs f on the database of DATABASE_URL or DATABASE_URL_FILE, for
@@ -228,6 +258,27 @@ func withDB(ctx context.Context, c *cli, f func(db *store.DB) error) error {
 	}
 	defer db.Close()
 	return f(db)
+}
+
+// errMigrateThroughPooler: goose holds a session advisory lock for the
+// whole migration, which a transaction-mode pooler cannot keep.
+var errMigrateThroughPooler = errors.New("migrations hold a session lock, which a transaction-mode pooler (AUTHD_DB_POOLER=transaction) cannot keep: set AUTHD_DB_DIRECT_URL to a URL that reaches PostgreSQL directly")
+
+// openMigrationDB connects for the migrate commands: to DATABASE_URL, or
+// past a transaction-mode pooler to AUTHD_DB_DIRECT_URL.
+func openMigrationDB(ctx context.Context, getenv func(string) string) (*store.DB, error) {
+	e := &env{getenv: getenv}
+	path := readDBPath(e)
+	if err := errors.Join(e.errs...); err != nil {
+		return nil, err
+	}
+	if path.Pooler != store.PoolerTransaction {
+		return openDB(ctx, getenv)
+	}
+	if path.DirectURL == "" {
+		return nil, errMigrateThroughPooler
+	}
+	return store.Open(ctx, path.DirectURL)
 }
 
 // adminConfig is what user add and apikey create read from the
@@ -271,6 +322,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LogLevel:        e.oneOf("AUTHD_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 		LogFormat:       e.oneOf("AUTHD_LOG_FORMAT", "json", "json", "text"),
 		DBWait:          e.duration("AUTHD_DB_WAIT", 60*time.Second),
+		DBPath:          readDBPath(e),
 		Cookie: server.CookieConfig{
 			// Secure unless the operator says the site is plain HTTP
 			// (development): a token cookie must not cross the network
@@ -611,6 +663,7 @@ func knownVars() []string {
 		"AUTHD_SIGNING_KEYS_DIR", "AUTHD_JWT_ISS", "AUTHD_JWT_AUD", "AUTHD_JWT_ROLE_PATH",
 		"AUTHD_BCRYPT_COST", "AUTHD_BCRYPT_SLOTS", "AUTHD_BCRYPT_NICE", "AUTHD_LOGIN_QUEUE", "AUTHD_LOGIN_QUEUE_WAIT",
 		"AUTHD_LOGIN_FAILURES_PER_USER", "AUTHD_LOGIN_FAILURES_PER_IP", "AUTHD_TRUSTED_PROXIES", "AUTHD_APIKEY_TOKEN_TTL", "AUTHD_CACHE_RECHECK",
+		"AUTHD_DB_POOLER", "AUTHD_DB_DIRECT_URL",
 		"AUTHD_COOKIE_SECURE", "AUTHD_COOKIE_SAMESITE", "AUTHD_REFRESH_COOKIE_SAMESITE", "AUTHD_COOKIE_DOMAIN",
 		"AUTHD_COOKIE_HOST_PREFIX", "AUTHD_ALLOWED_ORIGINS",
 		"AUTHD_LOG_LEVEL", "AUTHD_LOG_FORMAT", "AUTHD_SHUTDOWN_GRACE",

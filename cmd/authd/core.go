@@ -110,7 +110,7 @@ func waitForDB(ctx context.Context, cfg config, log *slog.Logger) (*store.DB, er
 	var db *store.DB
 	err := retry(ctx, cfg.DBWait, log, func(ctx context.Context) error {
 		var err error
-		db, err = store.Open(ctx, cfg.DatabaseURL, store.WithStatementTimeout(cfg.StatementTimeout))
+		db, err = store.Open(ctx, cfg.DatabaseURL, append(cfg.DBPath.options(), store.WithStatementTimeout(cfg.StatementTimeout))...)
 		return err
 	})
 	return db, err

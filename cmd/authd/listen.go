@@ -50,6 +50,10 @@ func newChangeListener(db *store.DB, handlers map[string]func(string), clear fun
 // run listens until ctx ends, listening again after a failure with a
 // growing pause (backoff, up to 5 s).
 func (l *changeListener) run(ctx context.Context) {
+	if !l.db.CanListen() {
+		l.log.Warn("not listening for changes: DATABASE_URL reaches a transaction-mode pooler and AUTHD_DB_DIRECT_URL is not set; cached API keys, sessions and NATS permissions are re-read every AUTHD_CACHE_RECHECK")
+		return
+	}
 	channels := slices.Sorted(maps.Keys(l.handlers))
 	for attempt := 1; ; attempt++ {
 		err := l.db.Listen(ctx, channels, listenIdle, func() {

@@ -12,15 +12,19 @@ import (
 	"authd/store"
 )
 
-// withMigrator runs f with the migrations of DATABASE_URL's database.
+// withMigrator runs f with the migrations of DATABASE_URL's database
+// (reached through AUTHD_DB_DIRECT_URL past a transaction-mode pooler).
 func withMigrator(ctx context.Context, c *cli, f func(p *goose.Provider) error) error {
-	return withDB(ctx, c, func(db *store.DB) error {
-		p, err := db.Migrator()
-		if err != nil {
-			return err
-		}
-		return f(p)
-	})
+	db, err := openMigrationDB(ctx, c.getenv)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	p, err := db.Migrator()
+	if err != nil {
+		return err
+	}
+	return f(p)
 }
 
 func migrateUp(ctx context.Context, c *cli, _ []string) error {
