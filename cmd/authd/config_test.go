@@ -2,6 +2,7 @@ package main
 
 import (
 	"authd/identity"
+	"authd/store"
 	"authd/token"
 	"bytes"
 	"context"
@@ -110,6 +111,8 @@ func TestConfigValues(t *testing.T) {
 		"AUTHD_SIGNUP_PER_IP":           "0",
 		"AUTHD_PASSWORD_MIN_LENGTH":     "12",
 		"AUTHD_AUDIT_RETENTION":         "30d12h",
+		"AUTHD_DB_POOLER":               "transaction",
+		"AUTHD_DB_DIRECT_URL":           "postgres://authd@db-primary/app",
 	}
 	c, err := loadConfig(getenv(env))
 	if err != nil {
@@ -144,6 +147,7 @@ func TestConfigValues(t *testing.T) {
 		{"SignupsPerIP", c.SignupsPerIP, 0}, // no limit
 		{"PasswordMinLength", c.PasswordMinLength, 12},
 		{"AuditRetention", c.AuditRetention, 30*24*time.Hour + 12*time.Hour},
+		{"DBPath", c.DBPath, dbPath{Pooler: store.PoolerTransaction, DirectURL: "postgres://authd@db-primary/app"}},
 	} {
 		if !reflect.DeepEqual(tt.got, tt.want) {
 			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
@@ -327,6 +331,7 @@ func TestConfigErrors(t *testing.T) {
 		{"AUTHD_ALLOWED_ORIGINS", "null", nil},
 		{"AUTHD_LOG_LEVEL", "verbose", nil},
 		{"AUTHD_BCRYPT_NICE", "20", nil},
+		{"AUTHD_DB_POOLER", "pgbouncer", nil},
 		{"AUTHD_BCRYPT_NICE", "-5", nil}, // raising priority needs privilege
 		{"AUTHD_BCRYPT_SLOTS", "two", nil},
 		{"AUTHD_LOGIN_QUEUE", "-1", nil},
