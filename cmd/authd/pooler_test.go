@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -73,17 +72,7 @@ pidfile = %s
 	if os.Getuid() == 0 {
 		// PgBouncer refuses to run as root: it switches to -u's user,
 		// who must own its directory.
-		owner, err := user.Lookup("postgres")
-		if err != nil {
-			t.Fatalf("PgBouncer does not run as root and there is no postgres user to run it as: %v", err)
-		}
-		uid, _ := strconv.Atoi(owner.Uid)
-		gid, _ := strconv.Atoi(owner.Gid)
-		for _, f := range []string{dir, filepath.Join(dir, "pgbouncer.ini"), filepath.Join(dir, "users.txt")} {
-			if err := os.Chown(f, uid, gid); err != nil {
-				t.Fatal(err)
-			}
-		}
+		giveToPostgres(t, dir, filepath.Join(dir, "pgbouncer.ini"), filepath.Join(dir, "users.txt"))
 		args = append([]string{"-u", "postgres"}, args...)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -58,15 +58,7 @@ func newPrivatePG(t *testing.T) *privatePG {
 	if os.Geteuid() == 0 {
 		// initdb refuses to run as root: the cluster belongs to postgres,
 		// which needs its way into the test's private temporary directory.
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			t.Fatalf("running as root, the private cluster needs user postgres: %v (install the postgresql package)", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(p.dir, uid, gid); err != nil {
-			t.Fatal(err)
-		}
+		giveToPostgres(t, p.dir)
 		if err := os.Chmod(filepath.Dir(p.dir), 0o711); err != nil {
 			t.Fatal(err)
 		}
@@ -173,4 +165,21 @@ func (p *privatePG) logTail() string {
 		b = b[len(b)-4000:]
 	}
 	return string(b)
+}
+
+// giveToPostgres makes user postgres the owner of paths, for the servers
+// (initdb, PgBouncer) that refuse to run as root.
+func giveToPostgres(t *testing.T, paths ...string) {
+	t.Helper()
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		t.Fatalf("running as root, this test runs its server as user postgres, who does not exist: %v (install the postgresql package)", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	for _, p := range paths {
+		if err := os.Chown(p, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
