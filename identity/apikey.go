@@ -34,9 +34,15 @@ type keyRow struct {
 }
 
 type keyState struct {
-	mu        sync.Mutex
-	limiter   *rate.Limiter
-	rpm       int
+	mu sync.Mutex
+	// allowance is what is left of the requests this process took from
+	// the key's shared rate (store.TakeAPIKeyAllowance).
+	allowance int
+	// limiter counts the key's requests in this process alone: it decides
+	// while the shared rate cannot be asked, until sharedAfter.
+	limiter     *rate.Limiter
+	sharedAfter time.Time
+	rpm         int
 	role      string // the role token was minted for
 	sid       string // and the key's secret (keyTokenSession)
 	token     string
@@ -114,10 +120,9 @@ func (c *Core) IdentifyAPIKey(ctx context.Context, plain string) (Identity, erro
 	if e.limiter == nil || k.RequestsPerMinute != e.rpm {
 		e.limiter = rate.NewLimiter(rate.Limit(float64(k.RequestsPerMinute)/60), k.RequestsPerMinute)
 		e.rpm = k.RequestsPerMinute
+		e.allowance = 0
 	}
-	if r := e.limiter.ReserveN(now, 1); r.DelayFrom(now) > 0 {
-		wait := r.DelayFrom(now)
-		r.CancelAt(now)
+	if wait := c.admitKey(ctx, k, e, now); wait > 0 {
 		return Identity{}, &Error{
 			Kind: Forbidden, Code: "PT403",
 			Message:    "API key rate limit exceeded (" + strconv.Itoa(k.RequestsPerMinute) + " requests per minute)",
@@ -139,6 +144,48 @@ func (c *Core) IdentifyAPIKey(ctx context.Context, plain string) (Identity, erro
 		e.token, e.tokenExp, e.role, e.sid = tok, exp, k.Role, keyTokenSession(k)
 	}
 	return Identity{User: "apikey:" + k.ID, Role: k.Role, Token: e.token, Expires: e.tokenExp}, nil
+}
+
+// sharedRateRetry is how long a key's requests are counted in this
+// process alone after the shared rate could not be asked: a database
+// outage must not add a failing statement to every request.
+const sharedRateRetry = time.Second
+
+// admitKey counts one request of key k (state e, locked) against its
+// plan's rate, which every authd instance shares through the database: it
+// spends this process's allowance, taking up to a second's worth of the
+// plan's rate when it runs out. So N instances admit no more than the plan
+// in all, and at most N seconds' worth less while allowances sit unused
+// (docs/security.md#api-keys). While the database cannot be asked, each
+// process limits the key on its own. It returns how long to wait when the
+// key is over its rate, else 0.
+func (c *Core) admitKey(ctx context.Context, k store.APIKey, e *keyState, now time.Time) time.Duration {
+	local := e.limiter.ReserveN(now, 1)
+	localWait := local.DelayFrom(now)
+	if localWait > 0 {
+		local.CancelAt(now)
+	}
+	if e.allowance > 0 {
+		e.allowance--
+		return 0
+	}
+	if now.Before(e.sharedAfter) {
+		return localWait
+	}
+	r := store.KeyRate{Capacity: float64(k.RequestsPerMinute), PerSecond: float64(k.RequestsPerMinute) / 60}
+	granted, wait, err := c.db.TakeAPIKeyAllowance(ctx, k.ID, r, max(1, k.RequestsPerMinute/60), now)
+	if err != nil {
+		if e.sharedAfter.IsZero() || ctx.Err() == nil {
+			c.log.Warn("API key rate limited by this process alone for a second: the shared rate cannot be read", "key_id", k.ID, "err", err)
+		}
+		e.sharedAfter = now.Add(sharedRateRetry)
+		return localWait
+	}
+	if granted == 0 {
+		return wait
+	}
+	e.allowance = granted - 1
+	return 0
 }
 
 // touchAPIKey records that a key passed; last_used_at is written in the
