@@ -43,11 +43,11 @@ type keyState struct {
 	limiter     *rate.Limiter
 	sharedAfter time.Time
 	rpm         int
-	role      string // the role token was minted for
-	sid       string // and the key's secret (keyTokenSession)
-	token     string
-	tokenExp  time.Time
-	touchedAt time.Time
+	role        string // the role token was minted for
+	sid         string // and the key's secret (keyTokenSession)
+	token       string
+	tokenExp    time.Time
+	touchedAt   time.Time
 }
 
 // maxKeys bounds each of the key caches; past it, an arbitrary entry makes
