@@ -14,7 +14,7 @@ create table auth.api_key_rate (
     granted integer not null check (granted >= 0),
     at timestamptz not null
 );
-grant select, insert, update on auth.api_key_rate to authd_app;
+grant select, insert, update, delete on auth.api_key_rate to authd_app;
 
 -- +goose Down
 drop table auth.api_key_rate;

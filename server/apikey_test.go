@@ -141,6 +141,29 @@ func TestVerifyAPIKeyRateLimitedPerPlan(t *testing.T) {
 	}
 }
 
+// TestVerifyAPIKeyRateWithoutTheSharedCount: while the shared rate
+// (auth.api_key_rate) cannot be read, each instance still limits a key to
+// its plan on its own, and says so in its log, without the key's secret.
+func TestVerifyAPIKeyRateWithoutTheSharedCount(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id, key := e.newKey(3, nil)
+	e.exec(`drop table auth.api_key_rate`)
+	for range 3 {
+		wantStatus(t, e.verify(http.MethodGet, apiKeyHeader(key)), http.StatusOK)
+	}
+	r := e.verify(http.MethodGet, apiKeyHeader(key))
+	wantStatus(t, r, http.StatusForbidden)
+	wantBody(t, r, `{"code":"PT403","details":null,"hint":null,"message":"API key rate limit exceeded (3 requests per minute)"}`)
+	logs := e.logs.String()
+	if !strings.Contains(logs, "the shared rate cannot be read") || !strings.Contains(logs, id) {
+		t.Errorf("logs lack the warning about the shared rate for key %s:\n%s", id, logs)
+	}
+	if strings.Contains(logs, key) {
+		t.Error("the logs hold the API key")
+	}
+}
+
 func TestVerifyAPIKeyRoleDropped(t *testing.T) {
 	t.Parallel()
 	clock := newClock()
