@@ -21,13 +21,7 @@ func TestTakeAPIKeyAllowanceIsShared(t *testing.T) {
 	t.Parallel()
 	db := storetest.NewDB(t)
 	ctx := context.Background()
-	role := storetest.NewRole(t)
-	if _, err := db.Pool().Exec(ctx, `insert into auth.plan (name, role, requests_per_minute) values ('p', $1, 60)`, role); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.CreateAPIKey(ctx, "k1", bytes.Repeat([]byte{1}, 32), "", "p", nil); err != nil {
-		t.Fatal(err)
-	}
+	addKey(t, db, "k1")
 	r := store.KeyRate{Capacity: 60, PerSecond: 1}
 	now := time.Now()
 	var total atomic.Int64
@@ -69,4 +63,19 @@ func TestTakeAPIKeyAllowanceIsShared(t *testing.T) {
 	if err := db.Pool().QueryRow(ctx, `select count(*) from auth.api_key_rate`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("rate rows after the key was deleted: %d (%v), want 0", n, err)
 	}
+}
+
+// addKey adds API key id, on a plan of 60 requests a minute for a new
+// role, which it returns.
+func addKey(t *testing.T, db *store.DB, id string) (role string) {
+	t.Helper()
+	ctx := context.Background()
+	role = storetest.NewRole(t)
+	if _, err := db.Pool().Exec(ctx, `insert into auth.plan (name, role, requests_per_minute) values ('p', $1, 60)`, role); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateAPIKey(ctx, id, bytes.Repeat([]byte{1}, 32), "", "p", nil); err != nil {
+		t.Fatal(err)
+	}
+	return role
 }

@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -56,13 +55,7 @@ func TestListenHearsCommittedChanges(t *testing.T) {
 	t.Parallel()
 	db := storetest.NewDB(t)
 	ctx := context.Background()
-	role := storetest.NewRole(t)
-	if _, err := db.Pool().Exec(ctx, `insert into auth.plan (name, role, requests_per_minute) values ('p', $1, 60)`, role); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.CreateAPIKey(ctx, "k1", bytes.Repeat([]byte{1}, 32), "", "p", nil); err != nil {
-		t.Fatal(err)
-	}
+	role := addKey(t, db, "k1")
 	notes, _ := listen(t, db, time.Minute)
 
 	tx, err := db.Pool().Begin(ctx)

@@ -87,18 +87,8 @@ func TestThreeInstancesOneSetOfRules(t *testing.T) {
 	if access == "" {
 		t.Fatalf("login: %d, no access_token cookie", login.StatusCode)
 	}
-	verify := func(base string) int {
-		req, _ := http.NewRequest(http.MethodGet, base+"/auth/verify", nil)
-		req.Header.Set("Authorization", "Bearer "+access)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
 	for _, base := range bases {
-		if got := verify(base); got != http.StatusOK {
+		if got := verifyBearer(t, base, access); got != http.StatusOK {
 			t.Fatalf("%s before logout: %d, want 200", base, got)
 		}
 	}
@@ -107,7 +97,7 @@ func TestThreeInstancesOneSetOfRules(t *testing.T) {
 	}
 	deadline := time.Now().Add(time.Minute) // a bound on a hang; a notification takes milliseconds
 	for _, base := range bases {
-		for verify(base) != http.StatusUnauthorized {
+		for verifyBearer(t, base, access) != http.StatusUnauthorized {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s still accepts the token a minute after logout", base)
 			}
@@ -133,4 +123,21 @@ func instancePost(t *testing.T, url, body string, h http.Header) *http.Response 
 	}
 	resp.Body.Close()
 	return resp
+}
+
+// verifyBearer is the status /auth/verify at base answers for an access
+// token.
+func verifyBearer(t *testing.T, base, access string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, base+"/auth/verify", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+access)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

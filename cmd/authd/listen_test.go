@@ -239,33 +239,7 @@ func TestLogoutReachesEveryInstance(t *testing.T) {
 	waitListening(t, a)
 	waitListening(t, b)
 
-	post := func(url, body string, h http.Header) *http.Response {
-		t.Helper()
-		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header = h
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp
-	}
-	verify := func(base, tok string) int {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, base+"/auth/verify", nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	login := post(a+"/rpc/login", `{"user_":"lena","pass":"pw-of-lena-0"}`, http.Header{})
+	login := instancePost(t, a+"/rpc/login", `{"user_":"lena","pass":"pw-of-lena-0"}`, nil)
 	var access string
 	for _, c := range login.Cookies() {
 		if c.Name == "access_token" {
@@ -275,14 +249,14 @@ func TestLogoutReachesEveryInstance(t *testing.T) {
 	if access == "" {
 		t.Fatalf("login: %d, no access_token cookie", login.StatusCode)
 	}
-	if got := verify(b, access); got != http.StatusOK {
+	if got := verifyBearer(t, b, access); got != http.StatusOK {
 		t.Fatalf("the other instance: %d, want 200", got)
 	}
-	if got := post(a+"/rpc/logout", "", http.Header{"Authorization": {"Bearer " + access}}).StatusCode; got != http.StatusNoContent {
+	if got := instancePost(t, a+"/rpc/logout", "", http.Header{"Authorization": {"Bearer " + access}}).StatusCode; got != http.StatusNoContent {
 		t.Fatalf("logout: %d", got)
 	}
 	deadline := time.Now().Add(time.Minute)
-	for verify(b, access) != http.StatusUnauthorized {
+	for verifyBearer(t, b, access) != http.StatusUnauthorized {
 		if time.Now().After(deadline) {
 			t.Fatal("a minute after logout, the other instance still accepts the token")
 		}
