@@ -581,20 +581,19 @@ var smtpEnv = map[string]string{
 func TestConfigResetDelivery(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+	hookFile, smtpFile := filepath.Join(dir, "hook"), filepath.Join(dir, "smtp")
+	for path, content := range map[string]string{hookFile: testWebhookSecret + "\n", smtpFile: "mail-secret\n"} {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		return p
 	}
 	c, err := loadConfig(getenv(withSecret(map[string]string{
 		"AUTHD_JWT_ISS":                   "https://app.example",
 		"AUTHD_RESET_PER_USER":            "5",
 		"AUTHD_RESET_WEBHOOK_URL":         "https://hooks.example/reset",
-		"AUTHD_RESET_WEBHOOK_SECRET_FILE": write("hook", testWebhookSecret+"\n"),
+		"AUTHD_RESET_WEBHOOK_SECRET_FILE": hookFile,
 		"AUTHD_SMTP_URL":                  "smtps://mailer@mail.example",
-		"AUTHD_SMTP_PASSWORD_FILE":        write("smtp", "mail-secret\n"),
+		"AUTHD_SMTP_PASSWORD_FILE":        smtpFile,
 		"AUTHD_SMTP_FROM":                 "Example <no-reply@example.com>",
 	})))
 	if err != nil {
