@@ -338,3 +338,36 @@ func TestPasswordResetPerUser(t *testing.T) {
 		t.Fatalf("reset with the second token: %d %s, want 204", r.status, r.body)
 	}
 }
+
+// TestPasswordResetMailTLS: to a server that offers no STARTTLS, the link
+// goes in clear only when that is allowed (a loopback relay); otherwise
+// the delivery fails at once, and no mail leaves.
+func TestPasswordResetMailTLS(t *testing.T) {
+	t.Parallel()
+	smtpSrv := startSMTP(t, nil, "", "")
+	plain, err := notify.ParseSMTPURL("smtp://" + smtpSrv.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain.From = mail.Address{Address: "no-reply@example.com"}
+	strict := plain
+	strict.PlainAllowed = false // as for any host but a loopback one
+	var e *env
+	e = newEnv(t, withDelivery(t, &e, &syncBuffer{}, "https://app.example", &plain, &strict))
+	e.addUser("bob@example.com", testPassword, e.role)
+	e.requestReset("bob@example.com")
+	if m := smtpSrv.next(t); m.tls || m.to != "bob@example.com" {
+		t.Errorf("mail: tls %v, to %q; want a plain mail to bob@example.com", m.tls, m.to)
+	}
+	waitFor(t, "the strict sender's failure", func() bool {
+		return e.metric(`authd_reset_deliveries_total{channel="smtp",result="failed"}`) == 1
+	})
+	if got := e.metric(`authd_reset_deliveries_total{channel="smtp",result="delivered"}`); got != 1 {
+		t.Errorf("delivered %v, want 1", got)
+	}
+	select {
+	case m := <-smtpSrv.mails:
+		t.Errorf("a second mail, tls %v: the strict sender sent in clear", m.tls)
+	default:
+	}
+}
