@@ -209,6 +209,7 @@ func natsCallout(ctx context.Context, cfg config, ncfg natsConfig, p process, lo
 	// auth_callout anyway.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.ResetDelivery = resetDelivery{} // no reset requests come over NATS: no delivery workers
 	c, err := openCore(ctx, cfg, p, reg, log)
 	if err != nil {
 		if ctx.Err() != nil { // stopped while waiting for the database
