@@ -74,12 +74,21 @@ type Config struct {
 	// ResetsPerIP are the password reset requests allowed per ResetWindow
 	// from one client address; 0 means no limit.
 	ResetsPerIP int
+	// ResetsPerUser are the password reset requests allowed per
+	// ResetWindow naming one user, over every instance; 0 means no limit.
+	ResetsPerUser int
 	// ResetWindow is the period those requests are counted over; 0 means
 	// DefaultResetWindow.
 	ResetWindow time.Duration
 	// ResetTTL is the life of a password reset token; 0 means
 	// DefaultResetTTL.
 	ResetTTL time.Duration
+	// ResetLinkBase is the site the reset links handed to ResetDelivery
+	// point to (notify.Link); "" sends the token without a link.
+	ResetLinkBase string
+	// ResetDelivery receives every reset token issued, besides pg_notify;
+	// nil means pg_notify only.
+	ResetDelivery ResetDeliverer
 	// Now is the clock behind expiry checks, limiters, caches and the
 	// waits reported; nil means time.Now. Tests set it to move time
 	// without waiting.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"authd/identity/notify"
 	"authd/store"
 	"authd/token"
 )
@@ -13,6 +14,11 @@ import (
 // address may make per ResetWindow unless configured (AUTHD_RESET_PER_IP).
 const DefaultResetsPerIP = 5
 
+// DefaultResetsPerUser is how many password reset requests may name one
+// user per ResetWindow, over every instance, unless configured
+// (AUTHD_RESET_PER_USER).
+const DefaultResetsPerUser = 3
+
 // DefaultResetWindow is the period those requests are counted over.
 const DefaultResetWindow = time.Hour
 
@@ -20,27 +26,57 @@ const DefaultResetWindow = time.Hour
 // (AUTHD_RESET_TTL).
 const DefaultResetTTL = 30 * time.Minute
 
-// RequestPasswordReset issues a reset token for username and announces
-// it on store.ResetChannel for the app's mail worker. The answer is the
-// same whether or not the user exists, and so is the work (the same
-// statements run): only Throttled, after ResetsPerIP requests per
-// ResetWindow from client, or a failure. issued says whether a token was
-// made, for the audit log only.
+// ResetDeliverer hands reset links to the delivery hooks besides
+// pg_notify (notify.Dispatcher: webhook, SMTP). Deliver must return at
+// once: the request's answer may not wait for a delivery, or its time
+// would tell that the user exists.
+type ResetDeliverer interface {
+	Deliver(notify.Reset)
+}
+
+// RequestPasswordReset issues a reset token for username, announces it on
+// store.ResetChannel for the app's mail worker and queues it for
+// ResetDelivery. The answer is the same whether or not the user exists,
+// and so is the work (the same statements run): only Throttled, after
+// ResetsPerIP requests per ResetWindow from client, or a failure. Past
+// ResetsPerUser requests naming username per ResetWindow (shared by every
+// instance, and counted for unknown names alike) no token is issued, with
+// the same answer. issued says whether a token was made, for the audit
+// log only.
 func (c *Core) RequestPasswordReset(ctx context.Context, username, client string) (issued bool, err error) {
-	if _, d := c.resetsByClient.reserve(client, c.cfg.Now()); d > 0 {
+	now := c.cfg.Now()
+	if _, d := c.resetsByClient.reserve(client, now); d > 0 {
 		return false, errTooManyResets(d)
 	}
 	// A name no login could look up is no user's: nothing to store.
 	if !WellFormed(username, MaxUsernameLen) {
 		return false, nil
 	}
+	if n := c.cfg.ResetsPerUser; n > 0 {
+		t := store.LoginThrottle{Limit: float64(n), PerSecond: float64(n) / c.cfg.ResetWindow.Seconds()}
+		d, err := c.db.ReserveResetRequest(ctx, username, t, now)
+		if err != nil {
+			return false, Failure(err)
+		}
+		if d > 0 {
+			// Enough mail for this name: the links already sent stand.
+			return false, nil
+		}
+	}
 	plain, hash, err := token.NewRefresh()
 	if err != nil {
 		return false, Failure(err)
 	}
-	issued, _, err = c.db.IssueResetToken(ctx, username, plain, hash, c.cfg.ResetTTL, true)
+	issued, expires, err := c.db.IssueResetToken(ctx, username, plain, hash, c.cfg.ResetTTL, true)
 	if err != nil {
 		return false, Failure(err)
+	}
+	if issued && c.cfg.ResetDelivery != nil {
+		r := notify.Reset{User: username, Token: plain, ExpiresAt: expires}
+		if c.cfg.ResetLinkBase != "" {
+			r.Link = notify.Link(c.cfg.ResetLinkBase, plain)
+		}
+		c.cfg.ResetDelivery.Deliver(r)
 	}
 	return issued, nil
 }

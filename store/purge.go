@@ -5,12 +5,15 @@ import (
 )
 
 // Purged counts what one PurgeBatch removed.
-type Purged struct{ Sessions, Tokens, Throttles int64 }
+type Purged struct{ Sessions, Tokens, Throttles, Resets int64 }
 
 // PurgeBatch deletes at most batch dead sessions (revoked over an hour
 // ago, or with no unexpired refresh token left; their tokens go with them)
-// at most batch expired refresh tokens of live sessions, and at most batch
-// drained login throttle buckets (auth.login_throttle). Rows another
+// at most batch expired refresh tokens of live sessions, at most batch
+// drained login throttle buckets (auth.login_throttle, which holds the
+// per-user reset limit too), and at most batch password reset tokens
+// spent or expired (auth.password_reset): such a token is refused
+// whether or not its row is there. Rows another
 // instance is purging are skipped (skip locked), so several authd
 // processes can run it at once. Spent but unexpired tokens stay: they are
 // what recognises a replayed token. Each statement commits on its own: on an
@@ -55,5 +58,17 @@ func (db *DB) PurgeBatch(ctx context.Context, batch int) (Purged, error) {
 		return p, wrapf(err, "purge login throttle buckets")
 	}
 	p.Throttles = tag.RowsAffected()
+	tag, err = db.p().Exec(ctx, `
+		with dead as (
+		    select token_hash from auth.password_reset
+		     where used_at is not null or expires_at < now()
+		     limit $1
+		       for update skip locked
+		)
+		delete from auth.password_reset p using dead where p.token_hash = dead.token_hash`, batch)
+	if err != nil {
+		return p, wrapf(err, "purge password reset tokens")
+	}
+	p.Resets = tag.RowsAffected()
 	return p, nil
 }

@@ -20,6 +20,29 @@ type LoginThrottle struct {
 // statement: of a concurrent burst, exactly as many as fit get through.
 // ReleaseLoginFailure gives the reservation back when the login succeeds.
 func (db *DB) ReserveLoginFailure(ctx context.Context, username string, t LoginThrottle, now time.Time) (wait time.Duration, err error) {
+	wait, err = db.reserve(ctx, usernameKey(username), t, now)
+	if err != nil {
+		return 0, wrapf(err, "reserve a login attempt")
+	}
+	return wait, nil
+}
+
+// ReserveResetRequest counts one password reset request for username in
+// the same buckets as ReserveLoginFailure, under a key of its own, unless
+// that would exceed t.Limit (wait > 0): the per-user reset limit that
+// every instance shares. It counts unknown users as known ones, so that
+// neither the answer nor its time tells them apart.
+func (db *DB) ReserveResetRequest(ctx context.Context, username string, t LoginThrottle, now time.Time) (wait time.Duration, err error) {
+	wait, err = db.reserve(ctx, resetKey(username), t, now)
+	if err != nil {
+		return 0, wrapf(err, "reserve a password reset request")
+	}
+	return wait, nil
+}
+
+// reserve adds one to the bucket of key at now, unless that would exceed
+// t.Limit; then it says how long until one would fit.
+func (db *DB) reserve(ctx context.Context, key []byte, t LoginThrottle, now time.Time) (wait time.Duration, err error) {
 	var (
 		reserved bool
 		current  float64
@@ -39,9 +62,9 @@ func (db *DB) ReserveLoginFailure(ctx context.Context, username string, t LoginT
 		    returning 1
 		)
 		select exists (select from up), coalesce((select n from cur), 0)`,
-		usernameKey(username), t.Limit, t.PerSecond, now).Scan(&reserved, &current)
+		key, t.Limit, t.PerSecond, now).Scan(&reserved, &current)
 	if err != nil {
-		return 0, wrapf(err, "reserve a login attempt")
+		return 0, err
 	}
 	if reserved {
 		return 0, nil
@@ -71,5 +94,12 @@ func (db *DB) ReleaseLoginFailure(ctx context.Context, username string, t LoginT
 // usernameKey is the throttle's key for username: its SHA-256.
 func usernameKey(username string) []byte {
 	k := sha256.Sum256([]byte(username))
+	return k[:]
+}
+
+// resetKey is the key of username's reset requests: the SHA-256 of a
+// prefix ending in NUL, which no username holds, and the name.
+func resetKey(username string) []byte {
+	k := sha256.Sum256([]byte("password_reset\x00" + username))
 	return k[:]
 }

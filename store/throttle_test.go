@@ -87,3 +87,28 @@ func TestLoginFailuresDrainAndRelease(t *testing.T) {
 		t.Errorf("purged %d throttle buckets, want 1", p.Throttles)
 	}
 }
+
+// TestReserveResetRequest: the per-user reset limit has buckets of its
+// own: it refuses past its limit, and neither it nor the login throttle
+// spends the other's.
+func TestReserveResetRequest(t *testing.T) {
+	t.Parallel()
+	db := storetest.NewDB(t)
+	ctx := context.Background()
+	now := time.Now()
+	th := store.LoginThrottle{Limit: 2, PerSecond: 2.0 / 3600}
+	for i := range 2 {
+		if d, err := db.ReserveResetRequest(ctx, "alice", th, now); err != nil || d != 0 {
+			t.Fatalf("request %d: wait %s, %v; want 0", i+1, d, err)
+		}
+	}
+	if d, err := db.ReserveResetRequest(ctx, "alice", th, now); err != nil || d < 25*time.Minute {
+		t.Fatalf("third request: wait %s, %v; want about 30m (one request drains in 1800 s)", d, err)
+	}
+	if d, err := db.ReserveLoginFailure(ctx, "alice", th, now); err != nil || d != 0 {
+		t.Errorf("a login failure after the reset limit: wait %s, %v; want 0", d, err)
+	}
+	if d, err := db.ReserveResetRequest(ctx, "bob", th, now); err != nil || d != 0 {
+		t.Errorf("another user: wait %s, %v; want 0", d, err)
+	}
+}

@@ -68,7 +68,7 @@ func commands() []command {
 			about: "Their refresh tokens stop working at once; access tokens already issued live out their AUTHD_ACCESS_TTL.",
 			setup: simple(userLogout)},
 		{name: "user reset-link", params: "NAME", synopsis: "[--base URL]", summary: "print a one-time password reset link for a user (BASE/reset?token=...)",
-			about: "Valid for AUTHD_RESET_TTL (30m); it ends the user's earlier reset links. BASE defaults to AUTHD_JWT_ISS.",
+			about: "Valid for AUTHD_RESET_TTL (30m); it ends the user's earlier reset links. BASE defaults to AUTHD_RESET_LINK_BASE, else AUTHD_JWT_ISS.",
 			setup: userResetLinkCmd},
 		{name: "session list", params: "USER", summary: "list a user's sessions, with client address and User-Agent at login (never tokens)",
 			setup: simple(sessionList)},

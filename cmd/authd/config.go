@@ -98,6 +98,11 @@ type config struct {
 	ResetsPerIP int
 	// ResetTTL is AUTHD_RESET_TTL, the life of a password reset token.
 	ResetTTL time.Duration
+	// ResetsPerUser is AUTHD_RESET_PER_USER: password reset requests per
+	// hour naming one user, over every instance; 0 means no limit.
+	ResetsPerUser int
+	// ResetDelivery are the reset link hooks besides pg_notify.
+	ResetDelivery resetDelivery
 }
 
 // env reads variables and collects every problem, so a bad env file is
@@ -233,6 +238,26 @@ func (p dbPath) options() []store.Option {
 	return []store.Option{store.WithPooler(p.Pooler), store.WithDirectURL(p.DirectURL)}
 }
 
+// secretVar is the variable name, or the contents of name_FILE without
+// its final newline. It returns false when it reported a problem, so that
+// the caller does not call the secret "not set" as well.
+func secretVar(e *env, name string) (string, bool) {
+	v, f := e.getenv(name), e.getenv(name+"_FILE")
+	switch {
+	case v != "" && f != "":
+		e.fail(name, "%s and %s_FILE are both set: use one", name, name)
+		return "", false
+	case f != "":
+		b, err := os.ReadFile(f)
+		if err != nil {
+			e.fail(name+"_FILE", "%v", err)
+			return "", false
+		}
+		return strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r"), true
+	}
+	return v, true
+}
+
 // openDB connects to the database of DATABASE_URL or DATABASE_URL_FILE,
 // through the pooler AUTHD_DB_POOLER names, for the commands that need
 // nothing else.
@@ -349,6 +374,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		PasswordMinLength:    passwordMinLength(e),
 		ResetsPerIP:          e.count("AUTHD_RESET_PER_IP", identity.DefaultResetsPerIP),
 		ResetTTL:             e.duration("AUTHD_RESET_TTL", identity.DefaultResetTTL),
+		ResetsPerUser:        e.count("AUTHD_RESET_PER_USER", identity.DefaultResetsPerUser),
+		ResetDelivery:        readResetDelivery(e),
 	}
 	if c.SignupRole != "" && c.SignupRole == c.AuthenticatorRole {
 		e.fail("AUTHD_SIGNUP_ROLE", "%q is AUTHD_AUTHENTICATOR_ROLE, the role PostgREST logs in as: it may not be the role of a token", c.SignupRole)
@@ -669,6 +696,8 @@ func knownVars() []string {
 		"AUTHD_LOG_LEVEL", "AUTHD_LOG_FORMAT", "AUTHD_SHUTDOWN_GRACE",
 		"AUTHD_STATEMENT_TIMEOUT", "AUTHD_PURGE_INTERVAL", "AUTHD_AUDIT_RETENTION", "AUTHD_DB_WAIT",
 		"AUTHD_SIGNUP_ROLE", "AUTHD_SIGNUP_PER_IP", "AUTHD_RESET_PER_IP", "AUTHD_RESET_TTL",
+		"AUTHD_RESET_PER_USER", "AUTHD_RESET_LINK_BASE", "AUTHD_RESET_WEBHOOK_URL", "AUTHD_RESET_WEBHOOK_SECRET",
+		"AUTHD_RESET_WEBHOOK_SECRET_FILE", "AUTHD_SMTP_URL", "AUTHD_SMTP_PASSWORD", "AUTHD_SMTP_PASSWORD_FILE", "AUTHD_SMTP_FROM",
 		// user add, user passwd, user role and apikey create
 		"AUTHD_AUTHENTICATOR_ROLE", "AUTHD_PASSWORD_MIN_LENGTH",
 		// nats-callout

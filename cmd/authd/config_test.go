@@ -76,6 +76,8 @@ func TestConfigDefaults(t *testing.T) {
 		{"SignupRole", c.SignupRole, ""}, // sign-up off
 		{"SignupsPerIP", c.SignupsPerIP, 10},
 		{"PasswordMinLength", c.PasswordMinLength, 8},
+		{"ResetsPerUser", c.ResetsPerUser, 3},
+		{"ResetDelivery", c.ResetDelivery, resetDelivery{}}, // pg_notify only
 	} {
 		if !reflect.DeepEqual(tt.got, tt.want) {
 			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
@@ -338,13 +340,25 @@ func TestConfigErrors(t *testing.T) {
 		{"AUTHD_TRUSTED_PROXIES", "10.0.0.0/33", nil},
 		{"AUTHD_TRUSTED_PROXIES", "caddy", nil},
 		{"AUTHD_TRUSTED_PROXIES", ",", nil},
+		{"AUTHD_RESET_PER_USER", "-1", nil},
+		{"AUTHD_RESET_LINK_BASE", "app.example.com", nil},
+		{"AUTHD_RESET_WEBHOOK_URL", "http://hooks.example/reset", map[string]string{"AUTHD_RESET_WEBHOOK_SECRET": testWebhookSecret}},
+		{"AUTHD_RESET_WEBHOOK_SECRET", "", map[string]string{"AUTHD_RESET_WEBHOOK_URL": "https://hooks.example/reset"}},
+		{"AUTHD_RESET_WEBHOOK_SECRET", "hunter2", map[string]string{"AUTHD_RESET_WEBHOOK_URL": "https://hooks.example/reset"}},
+		{"AUTHD_SMTP_URL", "smtp://mail.example/x", smtpEnv},
+		{"AUTHD_SMTP_URL", "mail.example:587", smtpEnv},
+		{"AUTHD_SMTP_FROM", "no reply", smtpEnv},
+		{"AUTHD_SMTP_FROM", "", smtpEnv},
+		{"AUTHD_RESET_LINK_BASE", "", smtpEnv},
+		{"AUTHD_SMTP_PASSWORD", "hunter2", smtpEnv}, // no user in the URL
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
-			env := withSecret(map[string]string{tt.name: tt.value})
+			env := withSecret(nil)
 			for k, v := range tt.extra {
 				env[k] = v
 			}
+			env[tt.name] = tt.value
 			_, err := loadConfig(getenv(env))
 			if err == nil {
 				t.Fatalf("loadConfig with %s=%q: got no error", tt.name, tt.value)
@@ -356,7 +370,7 @@ func TestConfigErrors(t *testing.T) {
 			if strings.Contains(msg, "\n") {
 				t.Errorf("one bad variable gave several errors: %q", msg)
 			}
-			if strings.Contains(msg, secret32) {
+			if strings.Contains(msg, secret32) || strings.Contains(msg, "hunter2") {
 				t.Errorf("error %q contains the secret", msg)
 			}
 		})
@@ -555,6 +569,55 @@ func TestConfigFromFiles(t *testing.T) {
 	_, err = loadConfig(getenv(map[string]string{"AUTHD_SIGNING_KEYS_DIR": keys}))
 	if err == nil || !strings.Contains(err.Error(), "AUTHD_SIGNING_KEYS_DIR: key directory "+keys+" is writable by group or others") {
 		t.Errorf("world-writable key directory: got %v, want a refusal naming it", err)
+	}
+}
+
+// testWebhookSecret is a valid AUTHD_RESET_WEBHOOK_SECRET.
+const testWebhookSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+// smtpEnv is a valid SMTP configuration for the tests to spoil.
+var smtpEnv = map[string]string{
+	"AUTHD_SMTP_URL": "smtp://mail.example", "AUTHD_SMTP_FROM": "no-reply@example.com", "AUTHD_RESET_LINK_BASE": "https://app.example",
+}
+
+// TestConfigResetDelivery: the webhook's secret and the SMTP password
+// come from files too, the link base from AUTHD_JWT_ISS unless
+// AUTHD_RESET_LINK_BASE is set.
+func TestConfigResetDelivery(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	hookFile, smtpFile := filepath.Join(dir, "hook"), filepath.Join(dir, "smtp")
+	for path, content := range map[string]string{hookFile: testWebhookSecret + "\n", smtpFile: "mail-secret\n"} {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := loadConfig(getenv(withSecret(map[string]string{
+		"AUTHD_JWT_ISS":                   "https://app.example",
+		"AUTHD_RESET_PER_USER":            "5",
+		"AUTHD_RESET_WEBHOOK_URL":         "https://hooks.example/reset",
+		"AUTHD_RESET_WEBHOOK_SECRET_FILE": hookFile,
+		"AUTHD_SMTP_URL":                  "smtps://mailer@mail.example",
+		"AUTHD_SMTP_PASSWORD_FILE":        smtpFile,
+		"AUTHD_SMTP_FROM":                 "Example <no-reply@example.com>",
+	})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.ResetDelivery
+	if c.ResetsPerUser != 5 || d.LinkBase != "https://app.example" {
+		t.Errorf("per user %d, link base %q; want 5 and AUTHD_JWT_ISS", c.ResetsPerUser, d.LinkBase)
+	}
+	if d.Webhook == nil || d.Webhook.URL != "https://hooks.example/reset" || len(d.Webhook.Secret) != 24 {
+		t.Errorf("webhook %+v, want the URL and the file's 24-byte key", d.Webhook)
+	}
+	if s := d.SMTP; s == nil || s.Host != "mail.example" || s.Port != "465" || !s.ImplicitTLS || s.Username != "mailer" ||
+		s.Password != "mail-secret" || s.From.Address != "no-reply@example.com" || s.PlainAllowed {
+		t.Errorf("smtp %+v, want smtps to mail.example:465 as mailer with the file's password", s)
+	}
+	c, err = loadConfig(getenv(withSecret(map[string]string{"AUTHD_JWT_ISS": "https://auth.example", "AUTHD_RESET_LINK_BASE": "https://app.example/"})))
+	if err != nil || c.ResetDelivery.LinkBase != "https://app.example/" {
+		t.Errorf("link base %q (%v), want AUTHD_RESET_LINK_BASE's", c.ResetDelivery.LinkBase, err)
 	}
 }
 

@@ -193,6 +193,12 @@ func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus
 	if err != nil {
 		return fmt.Errorf("AUTHD_JWT_ROLE_PATH: %w", err)
 	}
+	// A nil *Dispatcher must not become a non-nil interface.
+	resets := cfg.ResetDelivery.dispatcher(db, reg, log)
+	var deliver identity.ResetDeliverer
+	if resets != nil {
+		deliver = resets
+	}
 	ident, err := identity.New(identity.Config{
 		BcryptCost:           cfg.BcryptCost,
 		PasswordMinLength:    cfg.PasswordMinLength,
@@ -209,11 +215,17 @@ func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus
 		SignupsPerIP:         cfg.SignupsPerIP,
 		ResetsPerIP:          cfg.ResetsPerIP,
 		ResetTTL:             cfg.ResetTTL,
+		ResetsPerUser:        cfg.ResetsPerUser,
+		ResetLinkBase:        cfg.ResetDelivery.LinkBase,
+		ResetDelivery:        deliver,
 	}, db, tokens, log)
 	if err != nil {
 		return err
 	}
 	c.tokens, c.ident = tokens, ident
+	if resets != nil {
+		c.goJob(resets.Run)
+	}
 	c.goJob(func(ctx context.Context) { watchSecrets(ctx, cfg, keys, tokens, db, p.hup, log) })
 	return nil
 }

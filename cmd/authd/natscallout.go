@@ -111,20 +111,7 @@ func loadNATSConfig(getenv func(string) string) (natsConfig, error) {
 // it reported a problem, so that the caller does not call the password
 // "not set" as well.
 func natsPassword(e *env) (string, bool) {
-	v, f := e.getenv("AUTHD_NATS_PASSWORD"), e.getenv("AUTHD_NATS_PASSWORD_FILE")
-	switch {
-	case v != "" && f != "":
-		e.fail("AUTHD_NATS_PASSWORD", "AUTHD_NATS_PASSWORD and AUTHD_NATS_PASSWORD_FILE are both set: use one")
-		return "", false
-	case f != "":
-		b, err := os.ReadFile(f)
-		if err != nil {
-			e.fail("AUTHD_NATS_PASSWORD_FILE", "%v", err)
-			return "", false
-		}
-		return strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r"), true
-	}
-	return v, true
+	return secretVar(e, "AUTHD_NATS_PASSWORD")
 }
 
 // readSeed reads an nkey seed of the given kind from the first line of
@@ -222,6 +209,7 @@ func natsCallout(ctx context.Context, cfg config, ncfg natsConfig, p process, lo
 	// auth_callout anyway.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.ResetDelivery = resetDelivery{} // no reset requests come over NATS: no delivery workers
 	c, err := openCore(ctx, cfg, p, reg, log)
 	if err != nil {
 		if ctx.Err() != nil { // stopped while waiting for the database

@@ -14,8 +14,8 @@ import (
 // transaction only for this many rows.
 const purgeBatch = 1000
 
-// purgeJob deletes dead sessions, expired refresh tokens and audit log
-// rows past their retention, so the tables
+// purgeJob deletes dead sessions, expired refresh tokens, spent or expired
+// password reset tokens and audit log rows past their retention, so the tables
 // stay the size of what is live. serve runs it; nats-callout, which only
 // reads sessions' users, does not.
 type purgeJob struct {
@@ -35,12 +35,13 @@ func newPurgeJob(db *store.DB, auditRetention time.Duration, reg *prometheus.Reg
 		auditRetention: auditRetention,
 		log:            log,
 		purged: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "authd_purged_total", Help: "Dead sessions, expired refresh tokens, drained login throttle buckets and old audit log rows deleted by the purge job.",
+			Name: "authd_purged_total", Help: "Dead sessions, expired refresh tokens, drained login throttle buckets, spent or expired password reset tokens and old audit log rows deleted by the purge job.",
 		}, []string{"kind"}),
 	}
 	j.purged.WithLabelValues("session")
 	j.purged.WithLabelValues("refresh_token")
 	j.purged.WithLabelValues("login_throttle")
+	j.purged.WithLabelValues("password_reset")
 	j.purged.WithLabelValues("audit_log")
 	reg.MustRegister(j.purged)
 	return j
@@ -75,15 +76,16 @@ func (j *purgeJob) once(ctx context.Context) {
 		j.purged.WithLabelValues("session").Add(float64(p.Sessions))
 		j.purged.WithLabelValues("refresh_token").Add(float64(p.Tokens))
 		j.purged.WithLabelValues("login_throttle").Add(float64(p.Throttles))
+		j.purged.WithLabelValues("password_reset").Add(float64(p.Resets))
 		j.purged.WithLabelValues("audit_log").Add(float64(audit))
-		total += p.Sessions + p.Tokens + p.Throttles + audit
+		total += p.Sessions + p.Tokens + p.Throttles + p.Resets + audit
 		if err != nil {
 			if ctx.Err() == nil {
 				j.log.Warn("purge failed; retrying at the next interval", "err", err)
 			}
 			break
 		}
-		if p.Sessions < purgeBatch && p.Tokens < purgeBatch && p.Throttles < purgeBatch && audit < purgeBatch {
+		if p.Sessions < purgeBatch && p.Tokens < purgeBatch && p.Throttles < purgeBatch && p.Resets < purgeBatch && audit < purgeBatch {
 			break
 		}
 	}

@@ -17,8 +17,9 @@ import (
 	"authd/store/storetest"
 )
 
-// TestPurge: the purge job deletes revoked and expired sessions and the
-// expired tokens of live ones, keeps what is live, counts what it deleted
+// TestPurge: the purge job deletes revoked and expired sessions, the
+// expired tokens of live ones and spent or expired reset tokens, keeps
+// what is live, counts what it deleted
 // in authd_purged_total{kind}, and stops when its context ends.
 func TestPurge(t *testing.T) {
 	t.Parallel()
@@ -55,6 +56,11 @@ func TestPurge(t *testing.T) {
 		t.Fatal(err)
 	}
 	exec(`update auth.refresh_token set expires_at = now() - interval '1 minute' where token_hash = $1`, tok("live"))
+	// Reset tokens: one spent, one expired, one live.
+	exec(`insert into auth.password_reset (token_hash, username, expires_at, used_at) values
+	      (sha256('spent'), 'alice', now() + interval '1 hour', now()),
+	      (sha256('expired'), 'alice', now() - interval '1 second', null),
+	      (sha256('live'), 'alice', now() + interval '1 hour', null)`)
 
 	reg := prometheus.NewRegistry()
 	job := newPurgeJob(db, 0, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -66,7 +72,7 @@ func TestPurge(t *testing.T) {
 		promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 		return rec.Body.String()
 	}
-	wantMetrics := []string{`authd_purged_total{kind="session"} 2`, `authd_purged_total{kind="refresh_token"} 1`}
+	wantMetrics := []string{`authd_purged_total{kind="session"} 2`, `authd_purged_total{kind="refresh_token"} 1`, `authd_purged_total{kind="password_reset"} 2`}
 	counted := func() bool {
 		m := metrics()
 		for _, want := range wantMetrics {
@@ -80,10 +86,10 @@ func TestPurge(t *testing.T) {
 	// the counter moves, so watching the tables alone and then cancelling
 	// could stop the job between the two (as CI once saw).
 	deadline := time.Now().Add(time.Minute) // a bound on a hang: the first purge runs at once
-	for count("auth.session") != 1 || count("auth.refresh_token") != 1 || !counted() {
+	for count("auth.session") != 1 || count("auth.refresh_token") != 1 || count("auth.password_reset") != 1 || !counted() {
 		if time.Now().After(deadline) {
-			t.Fatalf("purge left %d sessions, %d tokens (want 1 and 1); metrics want %q, got:\n%s",
-				count("auth.session"), count("auth.refresh_token"), wantMetrics, metrics())
+			t.Fatalf("purge left %d sessions, %d tokens, %d reset tokens (want 1, 1 and 1); metrics want %q, got:\n%s",
+				count("auth.session"), count("auth.refresh_token"), count("auth.password_reset"), wantMetrics, metrics())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -92,6 +98,10 @@ func TestPurge(t *testing.T) {
 	// The live child survives its purged parent and still refreshes.
 	if _, err := db.Refresh(ctx, tok("live-next"), tok("live-last"), time.Hour, time.Minute); err != nil {
 		t.Errorf("refresh with the live child after the purge: %v", err)
+	}
+	var live int
+	if err := db.Pool().QueryRow(ctx, `select count(*) from auth.password_reset where token_hash = sha256('live')`).Scan(&live); err != nil || live != 1 {
+		t.Errorf("the live reset token: %d rows (%v), want 1", live, err)
 	}
 	// Nothing is counted twice, and the job stopped with its context.
 	if !counted() {

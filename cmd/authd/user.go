@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -9,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -22,6 +22,7 @@ import (
 	"golang.org/x/term"
 
 	"authd/identity"
+	"authd/identity/notify"
 	"authd/store"
 	"authd/token"
 )
@@ -480,15 +481,12 @@ func readPassword(stdin io.Reader, prompt io.Writer) (string, error) {
 // to hand over: a one-time token, valid for AUTHD_RESET_TTL, that kills
 // the user's earlier ones. It is not announced to the mail worker.
 func userResetLinkCmd(fs *flag.FlagSet, c *cli) action {
-	base := fs.String("base", "", "the site's address; the link is BASE/reset?token=... (default AUTHD_JWT_ISS)")
+	base := fs.String("base", "", "the site's address; the link is BASE/reset?token=... (default AUTHD_RESET_LINK_BASE, else AUTHD_JWT_ISS)")
 	return func(ctx context.Context, args []string) error {
 		name := args[0]
-		b := *base
+		b := cmp.Or(*base, c.getenv("AUTHD_RESET_LINK_BASE"), c.getenv("AUTHD_JWT_ISS"))
 		if b == "" {
-			b = c.getenv("AUTHD_JWT_ISS")
-		}
-		if b == "" {
-			return &usageError{"user reset-link", "want --base URL (or AUTHD_JWT_ISS set)"}
+			return &usageError{"user reset-link", "want --base URL (or AUTHD_RESET_LINK_BASE or AUTHD_JWT_ISS set)"}
 		}
 		e := &env{getenv: c.getenv}
 		ttl := e.duration("AUTHD_RESET_TTL", identity.DefaultResetTTL)
@@ -507,7 +505,7 @@ func userResetLinkCmd(fs *flag.FlagSet, c *cli) action {
 			if !issued {
 				return fmt.Errorf("user %q does not exist or is disabled", name)
 			}
-			fmt.Fprintf(c.stdout, "%s/reset?token=%s\n", strings.TrimRight(b, "/"), url.QueryEscape(plain))
+			fmt.Fprintln(c.stdout, notify.Link(b, plain))
 			fmt.Fprintf(c.stderr, "valid until %s, once; earlier reset links of %q no longer work\n", expires.UTC().Format(time.RFC3339), name)
 			return auditAdmin(ctx, db, "password_reset_link", name, uuid.Nil, nil)
 		})
