@@ -148,7 +148,7 @@ func (db *DB) AddUserWithSession(ctx context.Context, username, passwordHash, ro
 // The role check costs the happy path no round trip: it is a condition of
 // the same statement (auth.role_refusal).
 func (db *DB) Refresh(ctx context.Context, oldHash, newHash []byte, ttl, grace time.Duration) (Grant, error) {
-	g, err := db.rotate(ctx, db.p(), oldHash, newHash, ttl, false)
+	g, err := db.rotateGrouped(ctx, oldHash, newHash, ttl)
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return g, err
 	}
@@ -206,12 +206,17 @@ type queryRower interface {
 // re-checks "revoked_at is null" (and "not contested") after the winner
 // commits, so exactly one of them gets a row back — on one authd or many.
 func (db *DB) rotate(ctx context.Context, q queryRower, oldHash, newHash []byte, ttl time.Duration, contested bool) (Grant, error) {
+	return scanRotation(q.QueryRow(ctx, rotateSQL, oldHash, newHash, ttl.Seconds(), contested))
+}
+
+// scanRotation reads rotateSQL's row: pgx.ErrNoRows as it is (the token
+// is not live: the slow path decides why), any other error wrapped.
+func scanRotation(row pgx.Row) (Grant, error) {
 	var (
 		g   Grant
 		now time.Time
 	)
-	err := q.QueryRow(ctx, rotateSQL, oldHash, newHash, ttl.Seconds(), contested).Scan(
-		&g.Username, &g.Role, &g.SessionID, &g.RefreshExpiresAt, &now)
+	err := row.Scan(&g.Username, &g.Role, &g.SessionID, &g.RefreshExpiresAt, &now)
 	if err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return Grant{}, err

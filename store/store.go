@@ -27,6 +27,9 @@ var ErrNotFound = errors.New("not found")
 type DB struct {
 	pool atomic.Pointer[pgxpool.Pool]
 	opts options
+	// rotations gathers concurrent refreshes into shared commits
+	// (groupcommit.go).
+	rotations rotationQueue
 }
 
 // Option changes how Open connects.
