@@ -97,6 +97,10 @@ type config struct {
 	ResetsPerIP int
 	// ResetTTL is AUTHD_RESET_TTL, the life of a password reset token.
 	ResetTTL time.Duration
+	// MFAPendingTTL is AUTHD_MFA_PENDING_TTL: how long the session of a
+	// user with a second factor has to present it after login, and the
+	// longest life of its aal1 access tokens.
+	MFAPendingTTL time.Duration
 }
 
 // env reads variables and collects every problem, so a bad env file is
@@ -297,6 +301,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		PasswordMinLength:    passwordMinLength(e),
 		ResetsPerIP:          e.count("AUTHD_RESET_PER_IP", identity.DefaultResetsPerIP),
 		ResetTTL:             e.duration("AUTHD_RESET_TTL", identity.DefaultResetTTL),
+		MFAPendingTTL:        e.duration("AUTHD_MFA_PENDING_TTL", identity.DefaultMFAPendingTTL),
 	}
 	if c.SignupRole != "" && c.SignupRole == c.AuthenticatorRole {
 		e.fail("AUTHD_SIGNUP_ROLE", "%q is AUTHD_AUTHENTICATOR_ROLE, the role PostgREST logs in as: it may not be the role of a token", c.SignupRole)
@@ -307,6 +312,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.CacheRecheck <= 0 {
 		e.fail("AUTHD_CACHE_RECHECK", "must be positive, got %s", c.CacheRecheck)
+	}
+	if c.MFAPendingTTL < 30*time.Second {
+		e.fail("AUTHD_MFA_PENDING_TTL", "must be at least 30s (a code's step), got %s", c.MFAPendingTTL)
 	}
 	if c.APIKeyTokenTTL < time.Minute {
 		e.fail("AUTHD_APIKEY_TOKEN_TTL", "must be at least 1m, got %s", c.APIKeyTokenTTL)
@@ -615,7 +623,7 @@ func knownVars() []string {
 		"AUTHD_COOKIE_HOST_PREFIX", "AUTHD_ALLOWED_ORIGINS",
 		"AUTHD_LOG_LEVEL", "AUTHD_LOG_FORMAT", "AUTHD_SHUTDOWN_GRACE",
 		"AUTHD_STATEMENT_TIMEOUT", "AUTHD_PURGE_INTERVAL", "AUTHD_AUDIT_RETENTION", "AUTHD_DB_WAIT",
-		"AUTHD_SIGNUP_ROLE", "AUTHD_SIGNUP_PER_IP", "AUTHD_RESET_PER_IP", "AUTHD_RESET_TTL",
+		"AUTHD_SIGNUP_ROLE", "AUTHD_SIGNUP_PER_IP", "AUTHD_RESET_PER_IP", "AUTHD_RESET_TTL", "AUTHD_MFA_PENDING_TTL",
 		// user add, user passwd, user role and apikey create
 		"AUTHD_AUTHENTICATOR_ROLE", "AUTHD_PASSWORD_MIN_LENGTH",
 		// nats-callout

@@ -209,6 +209,7 @@ func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus
 		SignupsPerIP:         cfg.SignupsPerIP,
 		ResetsPerIP:          cfg.ResetsPerIP,
 		ResetTTL:             cfg.ResetTTL,
+		MFAPendingTTL:        cfg.MFAPendingTTL,
 	}, db, tokens, log)
 	if err != nil {
 		return err
