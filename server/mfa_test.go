@@ -194,8 +194,8 @@ func TestMFAEnrollAndActivate(t *testing.T) {
 		}
 	}
 	want := map[string]int{
-		`mfa_enroll ok user="alice" sid client=127.0.0.1 ua="Go-http-client/1.1" map[]`:                                    2,
-		`mfa_verify failed user="alice" sid client=127.0.0.1 ua="Go-http-client/1.1" map[reason:wrong_code]`:               1,
+		`mfa_enroll ok user="alice" sid client=127.0.0.1 ua="Go-http-client/1.1" map[]`:                           2,
+		`mfa_verify failed user="alice" sid client=127.0.0.1 ua="Go-http-client/1.1" map[reason:wrong_code]`:      1,
 		`mfa_verify ok user="alice" sid client=127.0.0.1 ua="Go-http-client/1.1" map[activated:true method:totp]`: 1,
 	}
 	if !reflect.DeepEqual(events, want) {
