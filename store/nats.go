@@ -253,8 +253,9 @@ func (db *DB) RevokeNATSRules(ctx context.Context, role string, rules []NATSRule
 		}
 		// Only a row that allows responses counts: one with
 		// allow_responses false (written with plain SQL) allows none.
-		tag, err := tx.Exec(ctx, `delete from auth.nats_role where role = $1 and allow_responses`, role)
-		if err == nil && tag.RowsAffected() == 0 {
+		var n int
+		err := tx.QueryRow(ctx, dropResponsesSQL, role).Scan(&n)
+		if err == nil && n == 0 {
 			err = &NATSNotGrantedError{Role: role, Responses: true}
 		}
 		if err != nil {
@@ -288,6 +289,21 @@ func checkNATSResponses(allow bool, max int, ttl time.Duration) error {
 	return nil
 }
 
+// dropResponsesSQL takes role $1's leave to answer requests, and says
+// whether it had it. Its auth.nats_role row goes, unless it still says
+// something else (require_mfa).
+const dropResponsesSQL = `
+		with gone as (
+		    delete from auth.nats_role where role = $1 and allow_responses and not require_mfa
+		    returning 1
+		), kept as (
+		    update auth.nats_role
+		       set allow_responses = false, max_responses = null, response_ttl = null
+		     where role = $1 and allow_responses and require_mfa
+		    returning 1
+		)
+		select (select count(*) from gone) + (select count(*) from kept)`
+
 // execer runs a statement: the pool, or a transaction.
 type execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
@@ -305,12 +321,7 @@ func setNATSResponses(ctx context.Context, q execer, role string, allow bool, ma
 			       max_responses = excluded.max_responses, response_ttl = excluded.response_ttl`,
 			role, max, ttl)
 	} else {
-		// The row stays while it says something else (require_mfa).
-		_, err = q.Exec(ctx, `
-			with gone as (delete from auth.nats_role where role = $1 and not require_mfa)
-			update auth.nats_role
-			   set allow_responses = false, max_responses = null, response_ttl = null
-			 where role = $1 and require_mfa`, role)
+		_, err = q.Exec(ctx, dropResponsesSQL, role)
 	}
 	if err != nil {
 		return fmt.Errorf("set NATS responses of %q: %w", role, natsError(err, role, "", ""))

@@ -96,10 +96,6 @@ func commands() []command {
 		{name: "nats revoke", params: "ROLE", synopsis: "[--pub S] [--sub S] [--deny-pub S] [--deny-sub S] [--responses]",
 			summary: "take NATS grants back from a role", setup: natsChangeCmd("revoke")},
 		{name: "nats list", params: "[ROLE]", summary: "list NATS grants and response settings", setup: simple(natsListCmd)},
-		{name: "nats require-mfa", params: "ROLE MODE", summary: "admit a role on NATS only with an aal2 access token (MODE on), or again as any (off)",
-			about: "With on, the callout refuses the role's passwords, API keys and aal1 tokens: a user connects with the access\n" +
-				"token of a session verified with /rpc/mfa_verify (docs/security.md, Second factor). The role's grants stay.",
-			setup: simple(natsRequireMFACmd)},
 		{name: "nats map", params: "PATTERN ROLE", summary: "give Kubernetes service accounts a role's NATS grants",
 			about: "PATTERN is NAMESPACE/NAME, or NAMESPACE/* for every service account of the namespace; a service account\n" +
 				"with both gets the NAMESPACE/NAME one's role. Mapping a pattern again replaces its role. The role follows\n" +
@@ -107,6 +103,10 @@ func commands() []command {
 			setup: simple(natsMapCmd)},
 		{name: "nats unmap", params: "PATTERN", summary: "remove a service account mapping", setup: simple(natsUnmapCmd)},
 		{name: "nats mappings", summary: "list the mappings of service accounts to roles", setup: simple(natsMappingsCmd)},
+		{name: "nats require-mfa", params: "ROLE MODE", summary: "admit a role on NATS only with an aal2 access token (MODE on), or again as any (off)",
+			about: "With on, the callout refuses the role's passwords, API keys and aal1 tokens: a user connects with the access\n" +
+				"token of a session verified with /rpc/mfa_verify (docs/security.md, Second factor). The role's grants stay.",
+			setup: simple(natsRequireMFACmd)},
 		{name: "keygen", synopsis: "--alg ES256 --out DIR", summary: "write a new signing key DIR/<kid>.pem (ES256, EdDSA or RS256)", setup: keygenCmd},
 		{name: "jwks", synopsis: "[--dir DIR]", summary: "print the public keys as a JWKS, for PostgREST's jwt-secret", setup: jwksCmd},
 		{name: "version", summary: "print the version and VCS revision authd was built from", setup: simple(runVersion)},
