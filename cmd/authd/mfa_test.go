@@ -4,12 +4,10 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 
 	"authd/store/storetest"
-	"authd/token"
 )
 
 // TestUserMFAReset: `authd user mfa-reset NAME` removes the user's factor
@@ -24,18 +22,8 @@ func TestUserMFAReset(t *testing.T) {
 	mustRun(t, env, "pw-of-bob\n", "user", "add", "bob", "--role", role)
 	db := storetest.Open(t, url)
 	ctx := context.Background()
-	for _, name := range []string{"alice", "alice", "bob"} {
-		_, hash, err := token.NewRefresh()
-		if err != nil {
-			t.Fatal(err)
-		}
-		u, err := db.User(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.StartSession(ctx, u, hash, time.Hour, 24*time.Hour); err != nil {
-			t.Fatal(err)
-		}
+	startSessions(t, db, "alice", "alice", "bob")
+	for _, name := range []string{"alice", "bob"} {
 		if err := db.EnrollMFA(ctx, name, uuid.New(), "JBSWY3DPEHPK3PXP"); err != nil {
 			t.Fatal(err)
 		}
