@@ -177,17 +177,6 @@ func (db *DB) VerifyMFA(ctx context.Context, p MFAProof) (Grant, error) {
 	return g, nil
 }
 
-// RecoveryCodesLeft counts username's unspent recovery codes.
-func (db *DB) RecoveryCodesLeft(ctx context.Context, username string) (int, error) {
-	var n int
-	err := db.p().QueryRow(ctx, `
-		select count(*) from auth.mfa_recovery_code where username = $1 and used_at is null`, username).Scan(&n)
-	if err != nil {
-		return 0, wrapf(err, "count recovery codes of %q", username)
-	}
-	return n, nil
-}
-
 // ResetMFA removes username's factor and recovery codes and ends every
 // session of theirs (reason mfa_reset), in one statement: an administrator
 // resets a second factor after a lost device, and whoever holds a session
