@@ -137,13 +137,14 @@ func (c *Core) IdentifyAPIKey(ctx context.Context, plain string) (Identity, erro
 	// upstream never receives a token about to expire; never hand out a
 	// token minted for another role.
 	if e.token == "" || e.role != k.Role || e.sid != keyTokenSession(k) || e.tokenExp.Sub(now) < c.cfg.APIKeyTokenTTL/5 {
-		tok, exp, err := c.tokens.IssueFor("apikey:"+k.ID, k.Role, keyTokenSession(k), c.cfg.APIKeyTokenTTL)
+		tok, exp, err := c.tokens.IssueAs("apikey:"+k.ID, k.Role, keyTokenSession(k), c.cfg.APIKeyTokenTTL,
+			token.Assurance{AAL: token.AAL1, AMR: []string{token.AMRAPIKey}})
 		if err != nil {
 			return Identity{}, Failure(err)
 		}
 		e.token, e.tokenExp, e.role, e.sid = tok, exp, k.Role, keyTokenSession(k)
 	}
-	return Identity{User: "apikey:" + k.ID, Role: k.Role, Token: e.token, Expires: e.tokenExp}, nil
+	return Identity{User: "apikey:" + k.ID, Role: k.Role, Token: e.token, Expires: e.tokenExp, AAL: token.AAL1}, nil
 }
 
 // sharedRateRetry is how long a key's requests are counted in this

@@ -89,6 +89,14 @@ type Config struct {
 	// ResetDelivery receives every reset token issued, besides pg_notify;
 	// nil means pg_notify only.
 	ResetDelivery ResetDeliverer
+	// MFAPendingTTL (AUTHD_MFA_PENDING_TTL) is how long the session a
+	// login of a user with a second factor opens has to present it, and
+	// the longest life of its aal1 access tokens; 0 means
+	// DefaultMFAPendingTTL.
+	MFAPendingTTL time.Duration
+	// MFAIssuer names authd in authenticator apps (the otpauth URI's
+	// issuer); "" means DefaultMFAIssuer.
+	MFAIssuer string
 	// Now is the clock behind expiry checks, limiters, caches and the
 	// waits reported; nil means time.Now. Tests set it to move time
 	// without waiting.
@@ -169,6 +177,12 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 	if cfg.ResetTTL <= 0 {
 		cfg.ResetTTL = DefaultResetTTL
 	}
+	if cfg.MFAPendingTTL <= 0 {
+		cfg.MFAPendingTTL = DefaultMFAPendingTTL
+	}
+	if cfg.MFAIssuer == "" {
+		cfg.MFAIssuer = DefaultMFAIssuer
+	}
 	if cfg.LoginQueueWait <= 0 {
 		cfg.LoginQueueWait = DefaultLoginQueueWait
 	}
@@ -218,6 +232,9 @@ type Identity struct {
 	// SessionID is the token's sid claim: the login session of a user's
 	// access token, "" for a token of no session.
 	SessionID string
+	// AAL is the token's aal claim (token.AAL1, token.AAL2), "" for a
+	// token without one.
+	AAL string
 }
 
 // MaxTokenLen bounds the JWT authd will look at. Its own are under 1 KiB;
@@ -260,7 +277,7 @@ func (c *Core) IdentifyToken(ctx context.Context, raw string) (Identity, error) 
 		if claims.IssuedAt != nil {
 			issued = claims.IssuedAt.Time
 		}
-		v = newVerified(user, claims.Role, claims.SessionID, issued, claims.ExpiresAt.Time, gen)
+		v = newVerified(user, claims.Role, claims.SessionID, claims.AAL, issued, claims.ExpiresAt.Time, gen)
 		c.verified.put(raw, v)
 	}
 	if v.role == "" {
@@ -269,7 +286,7 @@ func (c *Core) IdentifyToken(ctx context.Context, raw string) (Identity, error) 
 	if err := c.checkLive(ctx, v); err != nil {
 		return Identity{}, err
 	}
-	return Identity{User: v.user, Role: v.role, Token: raw, Expires: time.Unix(v.expires, 0), SessionID: v.sid}, nil
+	return Identity{User: v.user, Role: v.role, Token: raw, Expires: time.Unix(v.expires, 0), SessionID: v.sid, AAL: v.aal}, nil
 }
 
 // MaxUsernameLen bounds, in bytes, the user names a login looks up; a
@@ -296,7 +313,7 @@ func (c *Core) IdentifyPassword(ctx context.Context, username, password, client 
 	if err != nil {
 		return Identity{}, Failure(err)
 	}
-	return Identity{User: u.Username, Role: u.Role, Token: tok, Expires: exp}, nil
+	return Identity{User: u.Username, Role: u.Role, Token: tok, Expires: exp, AAL: token.AAL1}, nil
 }
 
 // CheckPassword is the one password check, for /rpc/login and for NATS
@@ -306,40 +323,13 @@ func (c *Core) IdentifyPassword(ctx context.Context, username, password, client 
 // Its errors are *Error.
 func (c *Core) CheckPassword(ctx context.Context, username, password, client string) (u store.User, err error) {
 	defer func() { c.metrics.loginResult(err) }()
-	// Brute-force protection, before any bcrypt work: each attempt counts
-	// as a failure of this client and of this username in advance, and
-	// gets it back if the password is right — so a user who knows their
-	// password is never slowed, and a concurrent burst of guesses gets no
-	// more compares than a sequential one.
-	now := c.cfg.Now()
-	clean := c.failuresByClient.clean(client, now)
-	byClient, d := c.failuresByClient.reserve(client, now)
-	if d > 0 {
-		return store.User{}, errTooManyLogins(d)
-	}
-	byUser, d, err := c.reserveUserFailure(ctx, username, clean, now)
-	if err != nil || d > 0 {
-		if byClient != nil {
-			byClient.CancelAt(now) // no attempt was made
-		}
-		if err != nil {
-			return store.User{}, Failure(err)
-		}
-		return store.User{}, errTooManyLogins(d)
-	}
-	// giveBack returns both reservations: the password was right, or no
+	// Brute-force protection, before any bcrypt work (reserveFailure).
+	// giveBack returns the reservations: the password was right, or no
 	// password was checked (the login was shed, the client left, the
 	// database failed) — only a compare that failed may count.
-	giveBack := func() {
-		if byClient != nil {
-			byClient.CancelAt(now)
-		}
-		if byUser != nil {
-			if err := c.db.ReleaseLoginFailure(context.WithoutCancel(ctx), username, *byUser, c.cfg.Now()); err != nil {
-				// The failure drains with the others.
-				c.log.WarnContext(ctx, "return a reserved login failure", "user", username, "err", err)
-			}
-		}
+	giveBack, err := c.reserveFailure(ctx, username, client, c.cfg.Now())
+	if err != nil {
+		return store.User{}, err
 	}
 	// A name no user can have (see WellFormed) is an unknown user, without
 	// asking the database: PostgreSQL would refuse a NUL or invalid UTF-8
@@ -419,6 +409,42 @@ func (c *Core) equalise(hash, password string) {
 // is zeros), and making it costs nothing.
 func padHash(cost int) string {
 	return fmt.Sprintf("$2a$%02d$%s", cost, strings.Repeat(".", 53))
+}
+
+// reserveFailure counts an attempt (a password or a second factor) as a
+// failure of client and of username in advance, and returns giveBack,
+// which takes both back when the attempt succeeds or was never judged —
+// so a user who knows their password (or has their authenticator) is
+// never slowed, and a concurrent burst of guesses gets no more tries than
+// a sequential one. Throttled when either has no failure left; its errors
+// are *Error.
+func (c *Core) reserveFailure(ctx context.Context, username, client string, now time.Time) (giveBack func(), err error) {
+	clean := c.failuresByClient.clean(client, now)
+	byClient, d := c.failuresByClient.reserve(client, now)
+	if d > 0 {
+		return nil, errTooManyLogins(d)
+	}
+	byUser, d, err := c.reserveUserFailure(ctx, username, clean, now)
+	if err != nil || d > 0 {
+		if byClient != nil {
+			byClient.CancelAt(now) // no attempt was made
+		}
+		if err != nil {
+			return nil, Failure(err)
+		}
+		return nil, errTooManyLogins(d)
+	}
+	return func() {
+		if byClient != nil {
+			byClient.CancelAt(now)
+		}
+		if byUser != nil {
+			if err := c.db.ReleaseLoginFailure(context.WithoutCancel(ctx), username, *byUser, c.cfg.Now()); err != nil {
+				// The failure drains with the others.
+				c.log.WarnContext(ctx, "return a reserved login failure", "user", username, "err", err)
+			}
+		}
+	}, nil
 }
 
 // reserveUserFailure counts a failure of username in advance in the

@@ -38,14 +38,16 @@ func newVerifiedCache(now func() time.Time) verifiedCache {
 type verified struct {
 	user, role string
 	sid        string // the session (or API key secret) the token is for
+	aal        string // the token's aal claim
 	issued     int64  // Unix seconds, as in the token's iat; 0 without one
 	expires    int64  // Unix seconds, as in the token's exp
 	gen        uint64
 }
 
 // newVerified is the entry for a verified token's identity.
-func newVerified(user, role, sid string, issued, expires time.Time, gen uint64) verified {
-	v := verified{user: unique.Make(user).Value(), role: unique.Make(role).Value(), sid: sid, expires: expires.Unix(), gen: gen}
+func newVerified(user, role, sid, aal string, issued, expires time.Time, gen uint64) verified {
+	v := verified{user: unique.Make(user).Value(), role: unique.Make(role).Value(), sid: sid,
+		aal: unique.Make(aal).Value(), expires: expires.Unix(), gen: gen}
 	if !issued.IsZero() {
 		v.issued = issued.Unix()
 	}

@@ -11,7 +11,7 @@ func TestVerifiedCacheChecksExpiryOnEveryHit(t *testing.T) {
 	exp := time.Unix(1_800_000_000, 0)
 	now := exp.Add(29 * time.Second)
 	vc := newVerifiedCache(func() time.Time { return now })
-	vc.put("tok", newVerified("u", "r", "", time.Time{}, exp, 1))
+	vc.put("tok", newVerified("u", "r", "", "", time.Time{}, exp, 1))
 
 	if v, ok := vc.get("tok", 1); !ok || v.user != "u" || v.role != "r" {
 		t.Errorf("got %+v, %v within PostgREST's 30 s leeway, want the entry", v, ok)
@@ -35,7 +35,7 @@ func TestVerifiedCacheIsBounded(t *testing.T) {
 	vc := newVerifiedCache(nil)
 	exp := time.Now().Add(time.Hour)
 	for i := range verifiedCacheSize + 500 {
-		vc.put(strconv.Itoa(i), newVerified("", "r", "", time.Time{}, exp, 1))
+		vc.put(strconv.Itoa(i), newVerified("", "r", "", "", time.Time{}, exp, 1))
 	}
 	if n := vc.c.Len(); n != verifiedCacheSize {
 		t.Errorf("cache holds %d tokens, want at most %d", n, verifiedCacheSize)
@@ -46,7 +46,7 @@ func TestVerifiedCacheIsBounded(t *testing.T) {
 // heap dump of a busy authd does not hand out the tokens it verified.
 func TestVerifiedCacheHoldsNoTokens(t *testing.T) {
 	vc := newVerifiedCache(nil)
-	vc.put("eyJ.secret.token", newVerified("", "r", "", time.Time{}, time.Now().Add(time.Hour), 1))
+	vc.put("eyJ.secret.token", newVerified("", "r", "", "", time.Time{}, time.Now().Add(time.Hour), 1))
 	for k := range vc.c.entries {
 		if k != sha256.Sum256([]byte("eyJ.secret.token")) {
 			t.Errorf("key %x is not the token's SHA-256", k)

@@ -290,6 +290,13 @@ func (s *Service) userJWT(ctx context.Context, req *jwt.AuthorizationRequestClai
 	if err != nil {
 		return "", refusalFrom(err)
 	}
+	// A role marked require_mfa (authd nats require-mfa) is for sessions
+	// that presented a second factor: its users' passwords, its API keys
+	// and aal1 tokens are refused.
+	if p.RequireMFA && d.workload == nil && id.AAL != token.AAL2 {
+		return "", &refusal{code: "mfa_required", message: fmt.Sprintf("role %q requires a second factor: "+
+			"connect with the access token of a session verified with /rpc/mfa_verify (aal2)", id.Role)}
+	}
 	uc := jwt.NewUserClaims(req.UserNkey)
 	uc.Name = id.User
 	// Never later than the token: nats-server disconnects the client at

@@ -47,6 +47,7 @@ func TestVerifyAPIKeyMintsReusedToken(t *testing.T) {
 	if exp, iat := c["exp"].(float64), c["iat"].(float64); exp-iat != 300 {
 		t.Errorf("got a token for %v s, want 300 (5 min)", exp-iat)
 	}
+	wantAssurance(t, tok, "aal1", []string{"api_key"}, 5*time.Minute)
 	if got := r.header.Get("X-Auth-User") + " " + r.header.Get("X-Auth-Role"); got != "apikey:"+id+" "+e.role {
 		t.Errorf("got X-Auth-User/Role %q", got)
 	}

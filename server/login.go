@@ -33,7 +33,10 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 			return errInternal(err)
 		}
 		from := store.LoginClient{Addr: c.RealIP(), UserAgent: strings.ReplaceAll(logUserAgent(r), "\x00", "")}
-		g, err := s.db.StartSessionFrom(ctx, u, from, refreshHash, s.cfg.RefreshTTL, s.cfg.SessionLifetime)
+		// A user with a second factor gets a session that waits for it
+		// (aal1, short-lived) until /rpc/mfa_verify steps it up.
+		lifetime, mfaPending := s.ident.LoginSessionLifetime(u, s.cfg.SessionLifetime)
+		g, err := s.db.StartSessionFrom(ctx, u, from, refreshHash, s.cfg.RefreshTTL, lifetime, mfaPending)
 		if errors.Is(err, store.ErrUserChanged) {
 			err := identity.LoginRefusedChanged()
 			s.logLoginRefused(c, args["user_"], err)
@@ -45,6 +48,9 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 		}
 		g.Role = u.Role
 		s.audit(c, store.AuditEvent{Event: auditLogin, Outcome: "ok", Username: g.Username, SessionID: g.SessionID})
+		if mfaPending {
+			return s.respondTokensWith(c, g, refresh, &mfaAnswer{MFARequired: true, AAL: g.AAL})
+		}
 		return s.respondTokens(c, g, refresh)
 	}
 }

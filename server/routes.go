@@ -25,6 +25,9 @@ func (s *Server) routes(e *echo.Echo) {
 	e.POST("/rpc/change_password", s.handleChangePassword(), s.sameSite)
 	e.POST("/rpc/sessions", s.handleSessions(), s.sameSite)
 	e.POST("/rpc/revoke_session", s.handleRevokeSession(), s.sameSite)
+	// Second factor (mfa.go): authenticated by the access token, as above.
+	e.POST("/rpc/mfa_enroll", s.handleMFAEnroll(), s.sameSite)
+	e.POST("/rpc/mfa_verify", s.handleMFAVerify(), s.sameSite)
 	// Password reset (reset.go): no session, but a page of the site asks.
 	e.POST("/rpc/request_password_reset", s.handleRequestPasswordReset(), s.sameSite)
 	e.POST("/rpc/reset_password", s.handleResetPassword(), s.sameSite)

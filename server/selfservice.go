@@ -23,8 +23,8 @@ import (
 //
 // The token is checked before the body is read: a request without a good
 // one is 401 whatever it carries. Then the body is decoded as for
-// decodeArgs(fn, required, nil).
-func (s *Server) caller(c echo.Context, fn string, required []string) (user string, sessionID uuid.UUID, args rpcArgs, err error) {
+// decodeArgs(fn, required, optional).
+func (s *Server) caller(c echo.Context, fn string, required []string, optional ...string) (user string, sessionID uuid.UUID, args rpcArgs, err error) {
 	r := c.Request()
 	raw, err := presentedAccess(r, s.cfg.Cookie.accessName())
 	if err != nil {
@@ -38,7 +38,7 @@ func (s *Server) caller(c echo.Context, fn string, required []string) (user stri
 	if perr != nil || id.User == "" || strings.HasPrefix(id.User, "apikey:") {
 		return "", uuid.Nil, nil, invalidToken("PGRST303", "JWT is not for a login session")
 	}
-	args, err = decodeArgs(r, fn, required, nil)
+	args, err = decodeArgs(r, fn, required, optional)
 	if err != nil {
 		return "", uuid.Nil, nil, err
 	}
@@ -85,6 +85,9 @@ type sessionJSON struct {
 	IP          *string    `json:"ip"`
 	UserAgent   *string    `json:"user_agent"`
 	Current     bool       `json:"current"`
+	// AAL is the session's assurance level: aal2 once a second factor
+	// stepped it up (GoTrue's name).
+	AAL string `json:"aal"`
 }
 
 // handleSessions is POST /rpc/sessions: the caller's live sessions, a
@@ -105,7 +108,7 @@ func (s *Server) handleSessions() echo.HandlerFunc {
 			out = append(out, sessionJSON{
 				ID: l.ID.String(), CreatedAt: l.CreatedAt.UTC(), RefreshedAt: utcOrNil(l.RefreshedAt),
 				NotAfter: l.ExpiresAt.UTC(), IP: nilIfEmpty(l.ClientAddr), UserAgent: nilIfEmpty(l.UserAgent),
-				Current: l.ID == sid,
+				Current: l.ID == sid, AAL: l.AAL,
 			})
 		}
 		b, err := json.Marshal(out)

@@ -23,29 +23,58 @@ type tokenResponse struct {
 // as cookies: 204 as SuperStack did, or 200 with the tokens in the body
 // when the client prefers a representation.
 func (s *Server) respondTokens(c echo.Context, g store.Grant, refresh string) error {
-	access, _, err := s.tokens.Issue(g.Username, g.Role, g.SessionID.String())
+	return s.respondTokensWith(c, g, refresh, nil)
+}
+
+// mfaAnswer is the body of a login that needs a second factor, or of a
+// verification that activated one; the tokens join it (tokenResponse's
+// fields) with Prefer: return=representation.
+type mfaAnswer struct {
+	*tokenResponse
+	MFARequired   bool     `json:"mfa_required,omitempty"`
+	AAL           string   `json:"aal,omitempty"`
+	RecoveryCodes []string `json:"recovery_codes,omitempty"`
+}
+
+// respondTokensWith is respondTokens with a body of its own: with extra
+// set the answer is always 200 with extra, the tokens in it only when the
+// client prefers a representation. The access token carries the
+// session's assurance (aal, amr) and lives as long as the identity core
+// says (shorter for a session waiting for its second factor).
+func (s *Server) respondTokensWith(c echo.Context, g store.Grant, refresh string, extra *mfaAnswer) error {
+	access, ttl, err := s.ident.SessionToken(g)
 	if err != nil {
-		return errInternal(err)
+		return err
 	}
 	// Each cookie lives exactly as long as its token.
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-store")
-	http.SetCookie(c.Response(), s.cfg.Cookie.access(access, int(s.tokens.TTL().Seconds())))
+	http.SetCookie(c.Response(), s.cfg.Cookie.access(access, int(ttl.Seconds())))
 	for _, ck := range s.cfg.Cookie.refresh(refresh, refreshMaxAge(g.RefreshTTL)) {
 		http.SetCookie(c.Response(), ck)
 	}
-	if !wantsRepresentation(c.Request().Header) {
+	represent := wantsRepresentation(c.Request().Header)
+	if !represent && extra == nil {
 		return c.NoContent(http.StatusNoContent)
 	}
-	b, err := json.Marshal(tokenResponse{
-		AccessToken:  access,
-		TokenType:    "bearer",
-		ExpiresIn:    int(s.tokens.TTL().Seconds()),
-		RefreshToken: refresh,
-	})
+	var tokens *tokenResponse
+	if represent {
+		tokens = &tokenResponse{
+			AccessToken:  access,
+			TokenType:    "bearer",
+			ExpiresIn:    int(ttl.Seconds()),
+			RefreshToken: refresh,
+		}
+		h.Set("Preference-Applied", "return=representation")
+	}
+	var body any = tokens
+	if extra != nil {
+		extra.tokenResponse = tokens
+		body = extra
+	}
+	b, err := json.Marshal(body)
 	if err != nil {
 		return errInternal(fmt.Errorf("encode token response: %w", err))
 	}
-	h.Set("Preference-Applied", "return=representation")
 	return c.Blob(http.StatusOK, jsonType, b)
 }

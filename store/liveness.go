@@ -25,7 +25,7 @@ func (db *DB) UserState(ctx context.Context, username string) (UserState, error)
 		              where s.username = u.username and s.revoked_at is null)
 		  from auth.user u where u.username = $1`, username).Scan(
 		&u.Username, &u.PasswordHash, &u.Role, &u.RoleExists, &u.RoleRefusal,
-		&u.CreatedAt, &u.UpdatedAt, &u.DisabledAt, &s.LiveSessions)
+		&u.CreatedAt, &u.UpdatedAt, &u.DisabledAt, &u.MFA, &s.LiveSessions)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return UserState{}, ErrNotFound
 	}

@@ -31,6 +31,9 @@ type NATSPermissions struct {
 	AllowResponses                       bool
 	ResponseMax                          int
 	ResponseTTL                          time.Duration
+	// RequireMFA: the role is admitted only with an aal2 access token
+	// (auth.nats_role.require_mfa).
+	RequireMFA bool
 }
 
 // NATSGrant is a row of auth.nats_permission.
@@ -41,13 +44,15 @@ type NATSGrant struct {
 	RoleExists bool
 }
 
-// NATSResponses is a row of auth.nats_role: a role's response settings.
+// NATSResponses is a row of auth.nats_role: a role's response settings,
+// and whether it needs a second factor.
 type NATSResponses struct {
 	Role       string
 	RoleExists bool
 	Allow      bool
 	Max        int           // 0: the NATS server's default, 1
 	TTL        time.Duration // 0: the NATS server's default, 2 minutes
+	RequireMFA bool
 }
 
 // NATSSubjectError reports a subject that is not a valid NATS subject
@@ -113,12 +118,13 @@ func (db *DB) NATSPermissions(ctx context.Context, role string) (NATSPermissions
 		       coalesce(array_agg(p.subject order by p.subject collate "C") filter (where p.kind = 'sub_deny'), '{}'),
 		       coalesce(r.allow_responses, false),
 		       coalesce(r.max_responses, 0),
-		       coalesce(r.response_ttl, interval '0')
+		       coalesce(r.response_ttl, interval '0'),
+		       coalesce(r.require_mfa, false)
 		  from (select $1::name as role) x
 		  left join auth.nats_role r on r.role = x.role
 		  left join auth.nats_permission p on p.role = x.role
-		 group by r.allow_responses, r.max_responses, r.response_ttl`, role).
-		Scan(&p.PubAllow, &p.PubDeny, &p.SubAllow, &p.SubDeny, &p.AllowResponses, &p.ResponseMax, &p.ResponseTTL)
+		 group by r.allow_responses, r.max_responses, r.response_ttl, r.require_mfa`, role).
+		Scan(&p.PubAllow, &p.PubDeny, &p.SubAllow, &p.SubDeny, &p.AllowResponses, &p.ResponseMax, &p.ResponseTTL, &p.RequireMFA)
 	if err != nil {
 		return NATSPermissions{}, wrapf(err, "load NATS permissions of %q", role)
 	}
@@ -247,8 +253,9 @@ func (db *DB) RevokeNATSRules(ctx context.Context, role string, rules []NATSRule
 		}
 		// Only a row that allows responses counts: one with
 		// allow_responses false (written with plain SQL) allows none.
-		tag, err := tx.Exec(ctx, `delete from auth.nats_role where role = $1 and allow_responses`, role)
-		if err == nil && tag.RowsAffected() == 0 {
+		var n int
+		err := tx.QueryRow(ctx, dropResponsesSQL, role).Scan(&n)
+		if err == nil && n == 0 {
 			err = &NATSNotGrantedError{Role: role, Responses: true}
 		}
 		if err != nil {
@@ -282,6 +289,21 @@ func checkNATSResponses(allow bool, max int, ttl time.Duration) error {
 	return nil
 }
 
+// dropResponsesSQL takes role $1's leave to answer requests, and says
+// whether it had it. Its auth.nats_role row goes, unless it still says
+// something else (require_mfa).
+const dropResponsesSQL = `
+		with gone as (
+		    delete from auth.nats_role where role = $1 and allow_responses and not require_mfa
+		    returning 1
+		), kept as (
+		    update auth.nats_role
+		       set allow_responses = false, max_responses = null, response_ttl = null
+		     where role = $1 and allow_responses and require_mfa
+		    returning 1
+		)
+		select (select count(*) from gone) + (select count(*) from kept)`
+
 // execer runs a statement: the pool, or a transaction.
 type execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
@@ -299,7 +321,7 @@ func setNATSResponses(ctx context.Context, q execer, role string, allow bool, ma
 			       max_responses = excluded.max_responses, response_ttl = excluded.response_ttl`,
 			role, max, ttl)
 	} else {
-		_, err = q.Exec(ctx, `delete from auth.nats_role where role = $1`, role)
+		_, err = q.Exec(ctx, dropResponsesSQL, role)
 	}
 	if err != nil {
 		return fmt.Errorf("set NATS responses of %q: %w", role, natsError(err, role, "", ""))
@@ -321,13 +343,14 @@ func (db *DB) NATSGrants(ctx context.Context) ([]NATSGrant, error) {
 	return grants, nil
 }
 
-// NATSResponseSettings lists the response settings of every role that has
-// some, by role.
+// NATSResponseSettings lists the settings of every role that has some
+// (responses, require_mfa), by role.
 func (db *DB) NATSResponseSettings(ctx context.Context) ([]NATSResponses, error) {
 	rows, _ := db.p().Query(ctx, `
 		select n.role::text,
 		       exists (select 1 from pg_roles r where r.rolname = n.role) as role_exists,
-		       n.allow_responses, coalesce(n.max_responses, 0), coalesce(n.response_ttl, interval '0')
+		       n.allow_responses, coalesce(n.max_responses, 0), coalesce(n.response_ttl, interval '0'),
+		       n.require_mfa
 		  from auth.nats_role n
 		 order by n.role collate "C"`)
 	settings, err := pgx.CollectRows(rows, pgx.RowToStructByPos[NATSResponses])

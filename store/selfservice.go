@@ -47,7 +47,7 @@ func (db *DB) ChangePassword(ctx context.Context, u User, newHash string, sessio
 		var now time.Time
 		err = tx.QueryRow(ctx, `
 			with s as (
-			    select s.id, s.expires_at from auth.session s
+			    select s.id, s.expires_at, s.aal, s.amr, s.mfa_pending from auth.session s
 			     where s.id = $1 and s.username = $2
 			       and s.revoked_at is null and s.expires_at > now()
 			       for no key update
@@ -58,8 +58,8 @@ func (db *DB) ChangePassword(ctx context.Context, u User, newHash string, sessio
 			)
 			insert into auth.refresh_token (token_hash, session_id, expires_at)
 			select $3, s.id, least(now() + make_interval(secs => $4), s.expires_at) from s
-			returning expires_at, now()`,
-			sessionID, u.Username, tokenHash, ttl.Seconds()).Scan(&g.RefreshExpiresAt, &now)
+			returning expires_at, now(), (select aal from s), (select amr from s), (select mfa_pending from s)`,
+			sessionID, u.Username, tokenHash, ttl.Seconds()).Scan(&g.RefreshExpiresAt, &now, &g.AAL, &g.AMR, &g.MFAPending)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrSessionEnded
 		}
@@ -91,6 +91,9 @@ type LiveSession struct {
 	// session from before they were stored).
 	ClientAddr string
 	UserAgent  string
+	// AAL is the session's assurance level: aal2 once a second factor
+	// stepped it up.
+	AAL string
 }
 
 // LiveSessions lists username's sessions that are neither revoked nor
@@ -101,7 +104,7 @@ func (db *DB) LiveSessions(ctx context.Context, username string) ([]LiveSession,
 		       -- the login's own token is issued with the session
 		       (select max(t.issued_at) from auth.refresh_token t
 		         where t.session_id = s.id and t.issued_at > s.created_at),
-		       s.expires_at, coalesce(s.client_addr, ''), coalesce(s.user_agent, '')
+		       s.expires_at, coalesce(s.client_addr, ''), coalesce(s.user_agent, ''), s.aal
 		  from auth.session s
 		 where s.username = $1 and s.revoked_at is null and s.expires_at > now()
 		 order by s.created_at, s.id`, username)

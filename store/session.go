@@ -21,6 +21,13 @@ type Grant struct {
 	// database's clock: the refresh TTL, or less when the session ends
 	// sooner. A cookie's Max-Age is taken from it.
 	RefreshTTL time.Duration
+	// AAL and AMR are the session's assurance, which its access tokens
+	// carry (aal1 and ["pwd"] until a second factor steps it up).
+	AAL string
+	AMR []string
+	// MFAPending: the user has a second factor the session has not yet
+	// presented; its access tokens are short (AUTHD_MFA_PENDING_TTL).
+	MFAPending bool
 }
 
 // ErrInvalidRefresh covers every refresh token that earns no new tokens:
@@ -45,7 +52,7 @@ var ErrUserChanged = errors.New("user changed since the password check")
 // role change or disable that commits during the compare revokes the
 // user's sessions, and must not miss the one this login was about to open.
 func (db *DB) StartSession(ctx context.Context, u User, tokenHash []byte, ttl, lifetime time.Duration) (Grant, error) {
-	return db.StartSessionFrom(ctx, u, LoginClient{}, tokenHash, ttl, lifetime)
+	return db.StartSessionFrom(ctx, u, LoginClient{}, tokenHash, ttl, lifetime, false)
 }
 
 // LoginClient is where a login came from, as the session remembers it
@@ -61,14 +68,16 @@ type LoginClient struct {
 const MaxUserAgent = 200
 
 // StartSessionFrom is StartSession for a login from client; an empty
-// field is stored as null.
-func (db *DB) StartSessionFrom(ctx context.Context, u User, client LoginClient, tokenHash []byte, ttl, lifetime time.Duration) (Grant, error) {
-	g := Grant{Username: u.Username, SessionID: uuid.New()}
+// field is stored as null. mfaPending opens a session that waits for the
+// user's second factor (Grant.MFAPending); lifetime is then the time it
+// has to present it (store.VerifyMFA extends it).
+func (db *DB) StartSessionFrom(ctx context.Context, u User, client LoginClient, tokenHash []byte, ttl, lifetime time.Duration, mfaPending bool) (Grant, error) {
+	g := Grant{Username: u.Username, SessionID: uuid.New(), AAL: "aal1", AMR: []string{"pwd"}, MFAPending: mfaPending}
 	var now time.Time
 	err := db.p().QueryRow(ctx, `
 		with s as (
-		    insert into auth.session (id, username, expires_at, client_addr, user_agent)
-		    select $1, u.username, now() + make_interval(secs => $5), nullif($8, ''), nullif($9, '')
+		    insert into auth.session (id, username, expires_at, client_addr, user_agent, mfa_pending)
+		    select $1, u.username, now() + make_interval(secs => $5), nullif($8, ''), nullif($9, ''), $10
 		      from auth.user u
 		     where u.username = $2 and u.password_hash = $6 and u.role = $7
 		       and u.disabled_at is null
@@ -79,7 +88,7 @@ func (db *DB) StartSessionFrom(ctx context.Context, u User, client LoginClient, 
 		select $3, s.id, least(now() + make_interval(secs => $4), s.expires_at) from s
 		returning expires_at, now()`,
 		g.SessionID, u.Username, tokenHash, ttl.Seconds(), lifetime.Seconds(), u.PasswordHash, u.Role,
-		client.Addr, client.UserAgent).Scan(&g.RefreshExpiresAt, &now)
+		client.Addr, client.UserAgent, mfaPending).Scan(&g.RefreshExpiresAt, &now)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Grant{}, ErrUserChanged
 	}
@@ -96,7 +105,7 @@ func (db *DB) StartSessionFrom(ctx context.Context, u User, client LoginClient, 
 // role trigger are checked at the end of the statement, when the user's
 // row is there.
 func (db *DB) AddUserWithSession(ctx context.Context, username, passwordHash, role string, tokenHash []byte, ttl, lifetime time.Duration) (Grant, error) {
-	g := Grant{Username: username, Role: role, SessionID: uuid.New()}
+	g := Grant{Username: username, Role: role, SessionID: uuid.New(), AAL: "aal1", AMR: []string{"pwd"}}
 	var now time.Time
 	err := db.p().QueryRow(ctx, `
 		with u as (
@@ -177,7 +186,8 @@ const rotateSQL = `
 		       and s.expires_at > now()
 		       and u.disabled_at is null
 		       and auth.role_refusal(u.role) is null
-		    returning t.id, t.session_id, s.expires_at as session_expires_at, u.username, u.role
+		    returning t.id, t.session_id, s.expires_at as session_expires_at, u.username, u.role,
+		              s.aal, s.amr, s.mfa_pending
 		), superseded as (
 		    update auth.refresh_token o
 		       set revoked_at = now(), revoked_reason = 'superseded'
@@ -193,7 +203,8 @@ const rotateSQL = `
 		      from spent
 		    returning expires_at
 		)
-		select spent.username, spent.role, spent.session_id, child.expires_at, now()
+		select spent.username, spent.role, spent.session_id, child.expires_at, now(),
+		       spent.aal, spent.amr, spent.mfa_pending
 		  from spent, child`
 
 // queryRower is a pool or a transaction.
@@ -216,7 +227,7 @@ func scanRotation(row pgx.Row) (Grant, error) {
 		g   Grant
 		now time.Time
 	)
-	err := row.Scan(&g.Username, &g.Role, &g.SessionID, &g.RefreshExpiresAt, &now)
+	err := row.Scan(&g.Username, &g.Role, &g.SessionID, &g.RefreshExpiresAt, &now, &g.AAL, &g.AMR, &g.MFAPending)
 	if err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return Grant{}, err
@@ -236,7 +247,7 @@ const refreshCheckSQL = `
 		    select t.id, t.session_id, t.revoked_at, t.revoked_reason, t.contested,
 		           t.expires_at > now() and s.revoked_at is null and s.expires_at > now()
 		               and u.disabled_at is null as usable,
-		           u.username, u.role,
+		           u.username, u.role, s.aal, s.amr, s.mfa_pending,
 		           exists (select 1 from pg_roles r where r.rolname = u.role) as role_exists,
 		           auth.role_refusal(u.role) as role_refusal
 		      from auth.refresh_token t
@@ -253,7 +264,7 @@ const refreshCheckSQL = `
 		            or (f.revoked_reason = 'rotated' and f.revoked_at < now() - make_interval(secs => $2)))
 		    returning s.id
 		)
-		select f.id, f.username, f.role, f.session_id, f.role_exists, coalesce(f.role_refusal, ''),
+		select f.id, f.username, f.role, f.aal, f.amr, f.mfa_pending, f.session_id, f.role_exists, coalesce(f.role_refusal, ''),
 		       f.usable, f.revoked_at is null, coalesce(f.revoked_reason = 'rotated'
 		           and f.revoked_at >= now() - make_interval(secs => $2), false),
 		       f.contested, exists (select 1 from replay)
@@ -277,7 +288,7 @@ func (db *DB) refreshSlowPath(ctx context.Context, oldHash, newHash []byte, ttl,
 	)
 	err := db.p().QueryRow(ctx, refreshCheckSQL,
 		oldHash, grace.Seconds()).Scan(
-		&tokenID, &g.Username, &g.Role, &g.SessionID, &roleExists, &refusal,
+		&tokenID, &g.Username, &g.Role, &g.AAL, &g.AMR, &g.MFAPending, &g.SessionID, &roleExists, &refusal,
 		&usable, &live, &inGrace, &contested, &revoked)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):

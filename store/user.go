@@ -27,6 +27,9 @@ type User struct {
 	UpdatedAt   time.Time
 	// DisabledAt is when the user was disabled; nil when they are not.
 	DisabledAt *time.Time
+	// MFA reports whether the user has a verified second factor: a login
+	// then opens a session that waits for it.
+	MFA bool
 }
 
 // userColumns selects a User, in field order, from auth.user u.
@@ -34,7 +37,8 @@ const userColumns = `
 	u.username, u.password_hash, u.role,
 	exists (select 1 from pg_roles r where r.rolname = u.role) as role_exists,
 	coalesce(auth.role_refusal(u.role), '') as role_refusal,
-	u.created_at, u.updated_at, u.disabled_at`
+	u.created_at, u.updated_at, u.disabled_at,
+	exists (select 1 from auth.mfa_factor f where f.username = u.username and f.verified_at is not null) as mfa`
 
 // ErrUserExists is returned when adding a username that is taken.
 var ErrUserExists = errors.New("user already exists")

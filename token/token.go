@@ -29,13 +29,47 @@ const Leeway = 30 * time.Second
 
 // Claims are the access token's claims. role is at the top level, where
 // PostgREST's default jwt-role-claim-key looks; sub repeats the username
-// because caddy-jwt refuses tokens without a user claim.
+// because caddy-jwt refuses tokens without a user claim. aal and amr are
+// named as GoTrue names them, so row-level-security policies written for
+// Supabase read them unchanged.
 type Claims struct {
 	Role      string `json:"role"`
 	Username  string `json:"username"`
 	SessionID string `json:"sid,omitempty"`
+	// AAL is the authenticator assurance level (NIST SP 800-63B): "aal1"
+	// for one factor, "aal2" after a second. AMR lists the methods that
+	// authenticated the holder (RFC 8176 values where there is one).
+	AAL string   `json:"aal,omitempty"`
+	AMR []string `json:"amr,omitempty"`
 	jwt.RegisteredClaims
 }
+
+// Assurance is how the holder of a token authenticated: its aal and amr
+// claims.
+type Assurance struct {
+	AAL string
+	AMR []string
+}
+
+// The assurance levels.
+const (
+	AAL1 = "aal1"
+	AAL2 = "aal2"
+)
+
+// The methods of the amr claim. RFC 8176 has "pwd" and "otp"; authd says
+// "totp" as GoTrue does, and "recovery" (a recovery code) and "api_key"
+// (a token minted for an API key), which RFC 8176 has no value for.
+const (
+	AMRPassword = "pwd"
+	AMRTOTP     = "totp"
+	AMRRecovery = "recovery"
+	AMRAPIKey   = "api_key"
+)
+
+// PasswordOnly is the assurance of a password alone: a login, or a NATS
+// client's user and password.
+func PasswordOnly() Assurance { return Assurance{AAL: AAL1, AMR: []string{AMRPassword}} }
 
 // Issuer signs and verifies access tokens with its current KeySet, which
 // a reload may swap at any time without a lock on the request path.
@@ -102,7 +136,7 @@ func New(ks *KeySet, o Options) (*Issuer, error) {
 			}
 		}
 		switch rolePath[0] {
-		case "role", "username", "sid", "sub", "iss", "aud", "exp", "nbf", "iat", "jti":
+		case "role", "username", "sid", "aal", "amr", "sub", "iss", "aud", "exp", "nbf", "iat", "jti":
 			return nil, fmt.Errorf("role claim path %q would overwrite the %q claim", o.RolePath, rolePath[0])
 		}
 	}
@@ -158,20 +192,28 @@ func (i *Issuer) IssuerName() string { return i.issuer }
 func (i *Issuer) TTL() time.Duration { return i.ttl }
 
 // Issue signs an access token for username acting as role in session
-// sessionID, returning the token and its expiry.
+// sessionID, authenticated by password alone, returning the token and its
+// expiry.
 func (i *Issuer) Issue(username, role, sessionID string) (string, time.Time, error) {
-	return i.IssueFor(username, role, sessionID, i.ttl)
+	return i.IssueAs(username, role, sessionID, i.ttl, PasswordOnly())
 }
 
-// IssueFor is Issue with another lifetime (the short tokens minted for API
-// keys).
+// IssueFor is Issue with another lifetime.
 func (i *Issuer) IssueFor(username, role, sessionID string, ttl time.Duration) (string, time.Time, error) {
+	return i.IssueAs(username, role, sessionID, ttl, PasswordOnly())
+}
+
+// IssueAs is Issue with another lifetime (the short tokens minted for API
+// keys, or of a session waiting for its second factor) and assurance.
+func (i *Issuer) IssueAs(username, role, sessionID string, ttl time.Duration, a Assurance) (string, time.Time, error) {
 	now := i.now().Truncate(time.Second)
 	exp := now.Add(ttl)
 	c := Claims{
 		Role:      role,
 		Username:  username,
 		SessionID: sessionID,
+		AAL:       a.AAL,
+		AMR:       a.AMR,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   username,
 			IssuedAt:  jwt.NewNumericDate(now),

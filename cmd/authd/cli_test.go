@@ -102,8 +102,8 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"foo"}, `unknown command "foo"; run 'authd --help' for usage`},
-		{[]string{"user"}, "user: missing command: want add, passwd, role, disable, enable, expire-password, del, list, sessions, logout or reset-link; run 'authd user --help' for usage"},
-		{[]string{"user", "frob"}, `user: unknown user command "frob": want add, passwd, role, disable, enable, expire-password, del, list, sessions, logout or reset-link; run 'authd user --help' for usage`},
+		{[]string{"user"}, "user: missing command: want add, passwd, role, disable, enable, expire-password, del, list, sessions, logout, reset-link or mfa-reset; run 'authd user --help' for usage"},
+		{[]string{"user", "frob"}, `user: unknown user command "frob": want add, passwd, role, disable, enable, expire-password, del, list, sessions, logout, reset-link or mfa-reset; run 'authd user --help' for usage`},
 		{[]string{"seed", "extra"}, `seed: takes no arguments, got ["extra"]; run 'authd seed --help' for usage`},
 		{[]string{"serve", "extra"}, `serve: takes no arguments, got ["extra"]; run 'authd serve --help' for usage`},
 		{[]string{"migrate", "up", "down"}, `migrate up: takes no arguments, got ["down"]; run 'authd migrate up --help' for usage`},

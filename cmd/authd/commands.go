@@ -70,6 +70,10 @@ func commands() []command {
 		{name: "user reset-link", params: "NAME", synopsis: "[--base URL]", summary: "print a one-time password reset link for a user (BASE/reset?token=...)",
 			about: "Valid for AUTHD_RESET_TTL (30m); it ends the user's earlier reset links. BASE defaults to AUTHD_RESET_LINK_BASE, else AUTHD_JWT_ISS.",
 			setup: userResetLinkCmd},
+		{name: "user mfa-reset", params: "NAME", summary: "remove a user's second factor (TOTP) and recovery codes; ends their sessions",
+			about: "For a user who lost their device: they log in with their password alone and may enroll again\n" +
+				"(POST /rpc/mfa_enroll). Every session of theirs ends, as one opened with the lost factor may be a thief's.",
+			setup: simple(userMFAReset)},
 		{name: "session list", params: "USER", summary: "list a user's sessions, with client address and User-Agent at login (never tokens)",
 			setup: simple(sessionList)},
 		{name: "session revoke", params: "[ID]", synopsis: "[--user USER]", summary: "end one session (an id from session list), or every session of --user USER",
@@ -99,6 +103,10 @@ func commands() []command {
 			setup: simple(natsMapCmd)},
 		{name: "nats unmap", params: "PATTERN", summary: "remove a service account mapping", setup: simple(natsUnmapCmd)},
 		{name: "nats mappings", summary: "list the mappings of service accounts to roles", setup: simple(natsMappingsCmd)},
+		{name: "nats require-mfa", params: "ROLE MODE", summary: "admit a role on NATS only with an aal2 access token (MODE on), or again as any (off)",
+			about: "With on, the callout refuses the role's passwords, API keys and aal1 tokens: a user connects with the access\n" +
+				"token of a session verified with /rpc/mfa_verify (docs/security.md, Second factor). The role's grants stay.",
+			setup: simple(natsRequireMFACmd)},
 		{name: "keygen", synopsis: "--alg ES256 --out DIR", summary: "write a new signing key DIR/<kid>.pem (ES256, EdDSA or RS256)", setup: keygenCmd},
 		{name: "jwks", synopsis: "[--dir DIR]", summary: "print the public keys as a JWKS, for PostgREST's jwt-secret", setup: jwksCmd},
 		{name: "version", summary: "print the version and VCS revision authd was built from", setup: simple(runVersion)},

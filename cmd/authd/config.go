@@ -103,6 +103,10 @@ type config struct {
 	ResetsPerUser int
 	// ResetDelivery are the reset link hooks besides pg_notify.
 	ResetDelivery resetDelivery
+	// MFAPendingTTL is AUTHD_MFA_PENDING_TTL: how long the session of a
+	// user with a second factor has to present it after login, and the
+	// longest life of its aal1 access tokens.
+	MFAPendingTTL time.Duration
 }
 
 // env reads variables and collects every problem, so a bad env file is
@@ -376,6 +380,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ResetTTL:             e.duration("AUTHD_RESET_TTL", identity.DefaultResetTTL),
 		ResetsPerUser:        e.count("AUTHD_RESET_PER_USER", identity.DefaultResetsPerUser),
 		ResetDelivery:        readResetDelivery(e),
+		MFAPendingTTL:        e.duration("AUTHD_MFA_PENDING_TTL", identity.DefaultMFAPendingTTL),
 	}
 	if c.SignupRole != "" && c.SignupRole == c.AuthenticatorRole {
 		e.fail("AUTHD_SIGNUP_ROLE", "%q is AUTHD_AUTHENTICATOR_ROLE, the role PostgREST logs in as: it may not be the role of a token", c.SignupRole)
@@ -386,6 +391,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.CacheRecheck <= 0 {
 		e.fail("AUTHD_CACHE_RECHECK", "must be positive, got %s", c.CacheRecheck)
+	}
+	if c.MFAPendingTTL < 30*time.Second {
+		e.fail("AUTHD_MFA_PENDING_TTL", "must be at least 30s (a code's step), got %s", c.MFAPendingTTL)
 	}
 	if c.APIKeyTokenTTL < time.Minute {
 		e.fail("AUTHD_APIKEY_TOKEN_TTL", "must be at least 1m, got %s", c.APIKeyTokenTTL)
@@ -698,6 +706,7 @@ func knownVars() []string {
 		"AUTHD_SIGNUP_ROLE", "AUTHD_SIGNUP_PER_IP", "AUTHD_RESET_PER_IP", "AUTHD_RESET_TTL",
 		"AUTHD_RESET_PER_USER", "AUTHD_RESET_LINK_BASE", "AUTHD_RESET_WEBHOOK_URL", "AUTHD_RESET_WEBHOOK_SECRET",
 		"AUTHD_RESET_WEBHOOK_SECRET_FILE", "AUTHD_SMTP_URL", "AUTHD_SMTP_PASSWORD", "AUTHD_SMTP_PASSWORD_FILE", "AUTHD_SMTP_FROM",
+		"AUTHD_MFA_PENDING_TTL",
 		// user add, user passwd, user role and apikey create
 		"AUTHD_AUTHENTICATOR_ROLE", "AUTHD_PASSWORD_MIN_LENGTH",
 		// nats-callout

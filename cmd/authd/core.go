@@ -218,6 +218,7 @@ func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus
 		ResetsPerUser:        cfg.ResetsPerUser,
 		ResetLinkBase:        cfg.ResetDelivery.LinkBase,
 		ResetDelivery:        deliver,
+		MFAPendingTTL:        cfg.MFAPendingTTL,
 	}, db, tokens, log)
 	if err != nil {
 		return err

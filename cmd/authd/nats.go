@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"authd/store"
@@ -202,17 +203,31 @@ func natsList(ctx context.Context, db *store.DB, role string, stdout io.Writer) 
 			rows = append(rows, s)
 		}
 	}
-	if len(rows) == 0 {
-		return nil
-	}
-	fmt.Fprintln(stdout)
-	fmt.Fprintln(tw, "ROLE\tRESPONSES\tMAX\tTTL")
+	var responses, mfa []store.NATSResponses
 	for _, s := range rows {
-		allowed := "allowed"
-		if !s.Allow {
-			allowed = "no"
+		if s.Allow {
+			responses = append(responses, s)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", markMissing(s.Role, s.RoleExists), allowed, formatResponseMax(s.Max), formatResponseTTL(s.TTL))
+		if s.RequireMFA {
+			mfa = append(mfa, s)
+		}
+	}
+	if len(responses) > 0 {
+		fmt.Fprintln(stdout)
+		fmt.Fprintln(tw, "ROLE\tRESPONSES\tMAX\tTTL")
+		for _, s := range responses {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", markMissing(s.Role, s.RoleExists), "allowed", formatResponseMax(s.Max), formatResponseTTL(s.TTL))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(mfa) > 0 {
+		fmt.Fprintln(stdout)
+		fmt.Fprintln(tw, "ROLE\tMFA")
+		for _, s := range mfa {
+			fmt.Fprintf(tw, "%s\t%s\n", markMissing(s.Role, s.RoleExists), "required (aal2)")
+		}
 	}
 	return tw.Flush()
 }
@@ -245,6 +260,31 @@ func natsRoleError(cmd, role string, err error) error {
 		return fmt.Errorf("nats %s: role %q does not exist (create it first: create role %s;)", cmd, role, pgx.Identifier{role}.Sanitize())
 	}
 	return err
+}
+
+// natsRequireMFACmd sets whether the callout admits a role only with an
+// aal2 access token.
+func natsRequireMFACmd(ctx context.Context, c *cli, args []string) error {
+	role := args[0]
+	var on bool
+	switch args[1] {
+	case "on":
+		on = true
+	case "off":
+	default:
+		return &usageError{"nats require-mfa", fmt.Sprintf("MODE is on or off, got %q", args[1])}
+	}
+	return withDB(ctx, c, func(db *store.DB) error {
+		if err := db.SetNATSRequireMFA(ctx, role, on); err != nil {
+			return natsRoleError("require-mfa", role, err)
+		}
+		if on {
+			fmt.Fprintf(c.stdout, "NATS role %s: admitted only with an aal2 access token\n", role)
+		} else {
+			fmt.Fprintf(c.stdout, "NATS role %s: admitted with any credential\n", role)
+		}
+		return auditAdmin(ctx, db, "nats_require_mfa", "", uuid.Nil, map[string]string{"role": role, "mode": args[1]})
+	})
 }
 
 func natsMapCmd(ctx context.Context, c *cli, args []string) error {

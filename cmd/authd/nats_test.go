@@ -239,8 +239,8 @@ func TestNATSErrors(t *testing.T) {
 		{"flag on list", []string{"nats", "list", "--pub", "a"}, "nats list: flag provided but not defined: -pub; run 'authd nats list --help' for usage"},
 		{"two roles on list", []string{"nats", "list", "a", "b"}, "nats list: want [ROLE], got 2 argument(s)"},
 		{"unknown flag", []string{"nats", "grant", role, "--publish", "a"}, "nats grant: flag provided but not defined: -publish"},
-		{"unknown command", []string{"nats", "frob"}, `unknown nats command "frob": want grant, revoke, list, map, unmap or mappings`},
-		{"no command", []string{"nats"}, "nats: missing command: want grant, revoke, list, map, unmap or mappings; run 'authd nats --help' for usage"},
+		{"unknown command", []string{"nats", "frob"}, `unknown nats command "frob": want grant, revoke, list, map, unmap, mappings or require-mfa`},
+		{"no command", []string{"nats"}, "nats: missing command: want grant, revoke, list, map, unmap, mappings or require-mfa; run 'authd nats --help' for usage"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -237,6 +237,25 @@ func userLogout(ctx context.Context, c *cli, args []string) error {
 	})
 }
 
+// userMFAReset removes a user's second factor and recovery codes and ends
+// their sessions (store.ResetMFA).
+func userMFAReset(ctx context.Context, c *cli, args []string) error {
+	name := args[0]
+	return withDB(ctx, c, func(db *store.DB) error {
+		had, n, err := db.ResetMFA(ctx, name)
+		if err != nil {
+			return notFoundUser(err, name)
+		}
+		what := "second factor removed"
+		if !had {
+			what = "had no second factor"
+		}
+		fmt.Fprintf(c.stdout, "user %q: %s; %d session(s) ended\n", name, what, n)
+		return auditAdmin(ctx, db, "mfa_reset", name, uuid.Nil, map[string]string{
+			"factor_removed": strconv.FormatBool(had), "sessions": strconv.Itoa(n)})
+	})
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"

@@ -438,20 +438,7 @@ func TestUserDel(t *testing.T) {
 	mustRun(t, env, "pw-of-alice\n", "user", "add", "bob", "--role", role)
 
 	db := storetest.Open(t, url)
-	ctx := context.Background()
-	for _, name := range []string{"alice", "alice", "bob"} {
-		_, hash, err := token.NewRefresh()
-		if err != nil {
-			t.Fatal(err)
-		}
-		u, err := db.User(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.StartSession(ctx, u, hash, time.Hour, 24*time.Hour); err != nil {
-			t.Fatal(err)
-		}
-	}
+	startSessions(t, db, "alice", "alice", "bob")
 	// A rotated token too: the child row references its parent.
 	storetest.Exec(t, url, `
 		insert into auth.refresh_token (token_hash, session_id, parent_id, expires_at)
@@ -484,6 +471,25 @@ func TestUserDel(t *testing.T) {
 	r = runCLI(t, env, "", "user", "del", "alice")
 	if r.err == nil || !strings.Contains(r.err.Error(), `user "alice" does not exist`) {
 		t.Errorf("del of an unknown user: got %v, want an error saying user \"alice\" does not exist", r.err)
+	}
+}
+
+// startSessions opens a session for each user named, as a login would.
+func startSessions(t *testing.T, db *store.DB, names ...string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, name := range names {
+		_, hash, err := token.NewRefresh()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := db.User(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.StartSession(ctx, u, hash, time.Hour, 24*time.Hour); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
