@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,52 +26,19 @@ func TestRefreshUsesTokenIndex(t *testing.T) {
 	t.Parallel()
 	db := storetest.NewDB(t)
 	ctx := context.Background()
-	storetest.AddUser(t, db, "alice", "pw")
 	// Sessions of four tokens, three spent by rotation and one live, as
 	// real chains look; stored by COPY, since 100,000 refreshes would take
 	// minutes.
-	const tokens, perSession = 100_000, 4
-	sessions := make([][]any, tokens/perSession)
-	for i := range sessions {
-		sessions[i] = []any{uuid.New(), "alice", time.Now().Add(time.Hour)}
-	}
-	expires, spent := time.Now().Add(time.Hour), time.Now()
-	hash := func(i int) []byte {
-		h := sha256.Sum256(binary.BigEndian.AppendUint64(nil, uint64(i)))
-		return h[:]
-	}
-	i := 0
-	rows := pgx.CopyFromFunc(func() ([]any, error) {
-		if i == tokens {
-			return nil, nil
-		}
-		row := []any{hash(i), sessions[i/perSession][0], expires, &spent, "rotated"}
-		if i++; i%perSession == 0 {
-			row[3], row[4] = nil, nil
-		}
-		return row, nil
-	})
-	err := pgx.BeginFunc(ctx, db.Pool(), func(tx pgx.Tx) error {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "session"}, []string{"id", "username", "expires_at"}, pgx.CopyFromRows(sessions)); err != nil {
-			return err
-		}
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "refresh_token"}, []string{"token_hash", "session_id", "expires_at", "revoked_at", "revoked_reason"}, rows)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("copy %d tokens: %v", tokens, err)
-	}
-	if _, err := db.Pool().Exec(ctx, "analyze auth.session, auth.refresh_token"); err != nil {
-		t.Fatal(err)
-	}
+	const tokens, perSession = 100_000, growthPerSession
+	storeTokens(t, db, tokens)
 
 	for name, s := range store.RefreshSQL {
 		// rotate: a live token's hash, the new hash, the TTL in seconds
 		// and the happy path (not contested); check: the hash and the
 		// grace in seconds.
-		args := []any{hash(perSession - 1), hash(tokens), 3600.0, false}
+		args := []any{growthHash(perSession - 1), growthHash(tokens), 3600.0, false}
 		if name == "check" {
-			args = []any{hash(perSession - 1), 10.0}
+			args = []any{growthHash(perSession - 1), 10.0}
 		}
 		args = args[:s.Params]
 		var plan []struct{ Plan planNode }
@@ -103,4 +73,109 @@ type planNode struct {
 	Relation string     `json:"Relation Name"`
 	Index    string     `json:"Index Name"`
 	Plans    []planNode `json:"Plans"`
+}
+
+// growthPerSession is how many tokens storeTokens puts in a session: three
+// spent by rotation and the live one, last.
+const growthPerSession = 4
+
+// growthHash is the hash of storeTokens' token i.
+func growthHash(i int) []byte {
+	h := sha256.Sum256(binary.BigEndian.AppendUint64(nil, uint64(i)))
+	return h[:]
+}
+
+// storeTokens stores n refresh tokens of user alice (whom it adds) by
+// COPY, in sessions of growthPerSession, and analyzes the tables. Token
+// i's hash is growthHash(i); the live ones are those with
+// i % growthPerSession == growthPerSession-1.
+func storeTokens(t testing.TB, db *store.DB, n int) {
+	t.Helper()
+	ctx := context.Background()
+	storetest.AddUser(t, db, "alice", "pw")
+	expires, spent := time.Now().Add(24*time.Hour), time.Now()
+	s := 0
+	sessions := pgx.CopyFromFunc(func() ([]any, error) {
+		if s == n/growthPerSession {
+			return nil, nil
+		}
+		s++
+		return []any{sessionID(s - 1), "alice", expires}, nil
+	})
+	i := 0
+	rows := pgx.CopyFromFunc(func() ([]any, error) {
+		if i == n {
+			return nil, nil
+		}
+		row := []any{growthHash(i), sessionID(i / growthPerSession), expires, &spent, "rotated"}
+		if i++; i%growthPerSession == 0 {
+			row[3], row[4] = nil, nil
+		}
+		return row, nil
+	})
+	err := pgx.BeginFunc(ctx, db.Pool(), func(tx pgx.Tx) error {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "session"}, []string{"id", "username", "expires_at"}, sessions); err != nil {
+			return err
+		}
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"auth", "refresh_token"}, []string{"token_hash", "session_id", "expires_at", "revoked_at", "revoked_reason"}, rows)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("copy %d tokens: %v", n, err)
+	}
+	if _, err := db.Pool().Exec(ctx, "analyze auth.session, auth.refresh_token"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sessionID is session s's id in storeTokens: a uuid made from s.
+func sessionID(s int) uuid.UUID {
+	var id uuid.UUID
+	binary.BigEndian.PutUint64(id[8:], uint64(s)+1)
+	id[6], id[8] = 0x40, id[8]&0x3f|0x80 // version 4, RFC 4122 variant
+	return id
+}
+
+// BenchmarkRefreshGrowth: one refresh at a time (its latency, with the
+// commit), with AUTHD_GROWTH_TOKENS refresh tokens stored (a comma list;
+// default 1000,1000000), each size in a database of its own, and the
+// bytes auth.refresh_token and its indexes take per stored token. 10
+// million tokens take about 4 GB and ten minutes to store:
+//
+//	AUTHD_GROWTH_TOKENS=1000,1000000,10000000 go test -run '^$' -bench RefreshGrowth -benchtime 3000x -timeout 60m ./store
+func BenchmarkRefreshGrowth(b *testing.B) {
+	sizes := os.Getenv("AUTHD_GROWTH_TOKENS")
+	if sizes == "" {
+		sizes = "1000,1000000"
+	}
+	for _, f := range strings.Split(sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < growthPerSession {
+			b.Fatalf("AUTHD_GROWTH_TOKENS: %q is not a number of tokens", f)
+		}
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			db := storetest.NewDB(b)
+			storeTokens(b, db, n)
+			ctx := context.Background()
+			var bytes int64
+			if err := db.Pool().QueryRow(ctx, `select pg_total_relation_size('auth.refresh_token')`).Scan(&bytes); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(bytes)/float64(n), "bytes/token")
+			live := n / growthPerSession
+			b.ResetTimer()
+			for k := range b.N {
+				// Each live token once, spread over the table; past them,
+				// the children just made.
+				s := (k * 7919) % live
+				old := growthHash(s*growthPerSession + growthPerSession - 1)
+				if k >= live {
+					old = growthHash(n + k - live)
+				}
+				if _, err := db.Refresh(ctx, old, growthHash(n+k), time.Hour, 0); err != nil {
+					b.Fatalf("refresh %d: %v", k, err)
+				}
+			}
+		})
+	}
 }
