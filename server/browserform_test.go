@@ -47,7 +47,7 @@ func TestBrowserFormLogin(t *testing.T) {
 
 	cases := []struct{ name, next, want string }{
 		{"next", "/app/home?tab=1", "/app/home?tab=1"},
-		{"no next: back to the page", "", "/?next=%2Fapp%2Fhome"},
+		{"no next field: the page's ?next=", "", "/app/home"},
 		{"backslash", "/\\evil.example", "/?next=%2Fapp%2Fhome"},
 		{"two slashes", "//evil.example", "/?next=%2Fapp%2Fhome"},
 		{"encoded backslash", "/%5Cevil.example", "/?next=%2Fapp%2Fhome"},
@@ -66,12 +66,24 @@ func TestBrowserFormLogin(t *testing.T) {
 			t.Errorf("%s: body %q, want no JSON", tc.name, r.body)
 		}
 	}
-	if n := e.count(`select count(*) from auth.session`); n != len(cases) {
-		t.Errorf("got %d sessions, want %d", n, len(cases))
+	// Without a next anywhere: back to the page.
+	r := post(formLogin(testPassword, ""), browserFormHeader(e.srv.URL+"/signin"))
+	wantStatus(t, r, http.StatusSeeOther)
+	if got := r.header.Get("Location"); got != "/signin" {
+		t.Errorf("no next: Location %q, want /signin", got)
+	}
+	// A page's ?next= that leaves the site is not followed either.
+	r = post(formLogin(testPassword, ""), browserFormHeader(e.srv.URL+"/?next=%2F%5Cevil.example"))
+	wantStatus(t, r, http.StatusSeeOther)
+	if got := r.header.Get("Location"); got != "/" {
+		t.Errorf("page's next leaves the site: Location %q, want /", got)
+	}
+	if n := e.count(`select count(*) from auth.session`); n != len(cases)+2 {
+		t.Errorf("got %d sessions, want %d", n, len(cases)+2)
 	}
 
 	// Wrong password: 401, an HTML page, no cookies.
-	r := post(formLogin("wrong", "/app"), browserFormHeader(page))
+	r = post(formLogin("wrong", "/app"), browserFormHeader(page))
 	wantStatus(t, r, http.StatusUnauthorized)
 	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
 		t.Errorf("Content-Type %q, want text/html", ct)

@@ -62,7 +62,13 @@ func (s *Server) browserForm(action formAction) echo.MiddlewareFunc {
 			r.Body = io.NopCloser(bytes.NewReader(rest))
 			r.ContentLength = int64(len(rest))
 
-			back := backLink(r.Header.Get("Referer"))
+			referer := r.Header.Get("Referer")
+			back := backLink(referer)
+			if target == "" {
+				// A page without JavaScript cannot copy its own ?next=
+				// into the form: take it from the page's address.
+				target = refererNext(referer)
+			}
 			dest, ok := safeNext(target)
 			if !ok {
 				// No next, or one that would leave the site: back to the
@@ -192,6 +198,16 @@ func backLink(referer string) string {
 		return back
 	}
 	return "/"
+}
+
+// refererNext is the next query parameter of the page that posted the
+// form, or "".
+func refererNext(referer string) string {
+	u, err := url.Parse(referer)
+	if err != nil {
+		return ""
+	}
+	return u.Query().Get(formNextField)
 }
 
 // mfaRequired reports whether a login's answer asks for a second factor

@@ -188,7 +188,7 @@ async function run() {
       const text = await act(page, () => page.getByRole("button", { name: "Activate" }).click());
       expect(/Two-factor authentication is on/.test(text), `after the code the page says ${JSON.stringify(text)}`);
       const recovery = (await page.locator("#recovery-codes li").allTextContents()).map((s) => s.trim());
-      expect(recovery.length >= 2, `recovery codes shown: ${recovery.length}, want at least 2`);
+      expect(recovery.length >= 3, `recovery codes shown: ${recovery.length}, want at least 3`);
       mfa = { secret, lastStep: timeStep(now), recovery };
       await shot(page, "mfa");
       return `${recovery.length} recovery codes`;
@@ -331,6 +331,29 @@ async function run() {
     }
     await signedInAs(page, user);
     await shot(page, "signed-in-after-reset");
+    return text;
+  });
+
+  page = b.page;
+  await step("the second browser signs in again; the first ends that session from its list", async () => {
+    await fillSignIn(page, user, pw3);
+    let text = await act(page, () => page.locator("#signin").getByRole("button", { name: "Sign in" }).click());
+    if (cfg.expectMFA) {
+      await page.getByLabel("Code", { exact: true }).fill(mfa.recovery.shift());
+      text = await act(page, () => page.getByRole("button", { name: "Verify" }).click());
+    }
+    await signedInAs(page, user);
+    page = a.page;
+    await page.reload();
+    await ready(page);
+    const other = page.locator("#sessions-list li").filter({ hasNotText: "this browser" });
+    expect((await other.count()) === 1, `the first browser lists ${await other.count()} other sessions, want 1`);
+    text = await act(page, () => other.getByRole("button", { name: /^End the session/ }).click());
+    expect(/session has ended/.test(text), `the page says ${JSON.stringify(text)}`);
+    expect((await page.locator("#sessions-list li").count()) === 1, "the ended session is still listed");
+    page = b.page;
+    const status = await page.evaluate(async () => (await fetch("/rpc/refresh_token", { method: "POST", credentials: "same-origin" })).status);
+    expect(status === 401, `the ended session's refresh answered ${status}, want 401`);
     return text;
   });
 
