@@ -213,8 +213,7 @@ async function run() {
   });
 
   await step("a wrong password is refused with a readable message", async () => {
-    await fillSignIn(page, user, pw1 + "-wrong");
-    const text = await act(page, () => page.locator("#signin").getByRole("button", { name: "Sign in" }).click());
+    const text = await signIn(page, user, pw1 + "-wrong");
     expect(/Sign-in failed: Invalid user or password/.test(text), `the page says ${JSON.stringify(text)}`);
     expect(!text.includes("{"), `the page shows JSON: ${text}`);
     await shot(page, "wrong-password");
@@ -251,13 +250,9 @@ async function run() {
   await step("a second browser at /?next=/\\evil.example signs in and stays on the site", async () => {
     await page.goto(`${origin}/?next=/\\evil.example`);
     await ready(page);
-    await fillSignIn(page, user, pw1);
-    let text = await act(page, () => page.locator("#signin").getByRole("button", { name: "Sign in" }).click());
-    if (cfg.expectMFA) {
-      // The first browser used this step's code: a recovery code here.
-      await page.getByLabel("Code", { exact: true }).fill(mfa.recovery.shift());
-      text = await act(page, () => page.getByRole("button", { name: "Verify" }).click());
-    }
+    // With a factor: the first browser used this step's code, so a
+    // recovery code here.
+    const text = await signIn(page, user, pw1, mfa && mfa.recovery.shift());
     expect(/Not following the link/.test(text), `the page says ${JSON.stringify(text)}`);
     expect(new URL(page.url()).origin === origin, `the browser went to ${page.url()}`);
     await signedInAs(page, user);
@@ -284,7 +279,7 @@ async function run() {
 
   page = b.page;
   await step("the second browser's session has ended", async () => {
-    const status = await page.evaluate(async () => (await fetch("/rpc/refresh_token", { method: "POST", credentials: "same-origin" })).status);
+    const status = await refreshStatus(page);
     expect(status === 401, `the second browser's refresh answered ${status}, want 401`);
     await page.reload();
     await ready(page);
@@ -320,15 +315,9 @@ async function run() {
   });
 
   await step("the old password is refused; the new one signs in", async () => {
-    await fillSignIn(page, user, pw2);
-    let text = await act(page, () => page.locator("#signin").getByRole("button", { name: "Sign in" }).click());
+    let text = await signIn(page, user, pw2);
     expect(/Invalid user or password/.test(text), `with the old password the page says ${JSON.stringify(text)}`);
-    await fillSignIn(page, user, pw3);
-    text = await act(page, () => page.locator("#signin").getByRole("button", { name: "Sign in" }).click());
-    if (cfg.expectMFA) {
-      await page.getByLabel("Code", { exact: true }).fill(mfa.recovery.shift());
-      text = await act(page, () => page.getByRole("button", { name: "Verify" }).click());
-    }
+    text = await signIn(page, user, pw3, mfa && mfa.recovery.shift());
     await signedInAs(page, user);
     await shot(page, "signed-in-after-reset");
     return text;
@@ -336,12 +325,7 @@ async function run() {
 
   page = b.page;
   await step("the second browser signs in again; the first ends that session from its list", async () => {
-    await fillSignIn(page, user, pw3);
-    let text = await act(page, () => page.locator("#signin").getByRole("button", { name: "Sign in" }).click());
-    if (cfg.expectMFA) {
-      await page.getByLabel("Code", { exact: true }).fill(mfa.recovery.shift());
-      text = await act(page, () => page.getByRole("button", { name: "Verify" }).click());
-    }
+    let text = await signIn(page, user, pw3, mfa && mfa.recovery.shift());
     await signedInAs(page, user);
     page = a.page;
     await page.reload();
@@ -352,7 +336,7 @@ async function run() {
     expect(/session has ended/.test(text), `the page says ${JSON.stringify(text)}`);
     expect((await page.locator("#sessions-list li").count()) === 1, "the ended session is still listed");
     page = b.page;
-    const status = await page.evaluate(async () => (await fetch("/rpc/refresh_token", { method: "POST", credentials: "same-origin" })).status);
+    const status = await refreshStatus(page);
     expect(status === 401, `the ended session's refresh answered ${status}, want 401`);
     return text;
   });
@@ -456,6 +440,22 @@ async function fillSignIn(p, user, password) {
   const form = p.locator("#signin");
   await form.getByLabel("Username", { exact: true }).fill(user);
   await form.getByLabel("Password", { exact: true }).fill(password);
+}
+
+// signIn signs in through the page's form, giving code (a TOTP or recovery
+// code) at the second step if there is one, and returns what the page
+// says in the end.
+async function signIn(p, user, password, code) {
+  await fillSignIn(p, user, password);
+  const text = await act(p, () => p.locator("#signin").getByRole("button", { name: "Sign in" }).click());
+  if (!code) return text;
+  await p.getByLabel("Code", { exact: true }).fill(code);
+  return act(p, () => p.getByRole("button", { name: "Verify" }).click());
+}
+
+// refreshStatus is the status of a refresh with p's cookies.
+async function refreshStatus(p) {
+  return p.evaluate(async () => (await fetch("/rpc/refresh_token", { method: "POST", credentials: "same-origin" })).status);
 }
 
 // act does what the user does (a click), then waits for the page's account
