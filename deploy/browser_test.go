@@ -48,7 +48,8 @@ const browserTimeout = 3 * time.Minute
 // missing. While false, it checks that the page says the server has none.
 const expectMFA = false
 
-// shots are the screenshots the script leaves, one per step.
+// shots are the screenshots the script leaves, one per step (03: the
+// QR code with expectMFA, else the page saying there is no second factor).
 var shots = []string{
 	"browser-e2e-01-start.png", "browser-e2e-02-signed-up.png", "browser-e2e-03-mfa.png",
 	"browser-e2e-04-signed-out.png", "browser-e2e-05-wrong-password.png", "browser-e2e-06-signed-in.png",
@@ -136,7 +137,11 @@ func runBrowser(t *testing.T, node string, env map[string]string, sub string) {
 	}
 	t.Logf("%s deploy/e2e/browser.mjs (%v):\n%s", node, took, &out)
 
-	for _, name := range shots {
+	names := shots
+	if expectMFA {
+		names = append(names, "browser-e2e-03b-mfa-on.png") // the recovery codes
+	}
+	for _, name := range names {
 		checkPNG(t, filepath.Join(results, name))
 	}
 }

@@ -93,7 +93,6 @@ let browser;
 let page; // the page of the step running, for the failure screenshot
 let currentStep = "start";
 let aborting = false;
-let shotNo = 0;
 const foreign = [];
 
 const timer = setTimeout(() => {
@@ -142,7 +141,7 @@ async function run() {
     }
     expect(!(await page.getByRole("heading", { name: "Change password" }).isVisible()), "Change password is shown to nobody signed in");
     expect((await tokenCookies(a.context)).length === 0, "token cookies before signing in");
-    await shot(page, "start");
+    await shot(page, "01-start");
   });
 
   await step(`sign up as ${user}`, async () => {
@@ -152,7 +151,7 @@ async function run() {
     const text = await act(page, () => form.getByRole("button", { name: "Create account" }).click());
     expect(text === `Signed in as ${user}.`, `the page says ${JSON.stringify(text)}`);
     await signedInAs(page, user);
-    await shot(page, "signed-up");
+    await shot(page, "02-signed-up");
     return text;
   });
 
@@ -182,6 +181,7 @@ async function run() {
       expect(await img.evaluate((el) => el.complete && el.naturalWidth > 0), "the QR code image did not load");
       const secret = (await page.locator("#enroll-secret").textContent()).trim();
       expect(secret === enroll.secret, "the page does not show the key mfa_enroll answered");
+      await shot(page, "03-mfa");
       const now = Date.now();
       const code = totp(secret, now);
       await page.getByLabel("Code from the app").fill(code);
@@ -190,7 +190,7 @@ async function run() {
       const recovery = (await page.locator("#recovery-codes li").allTextContents()).map((s) => s.trim());
       expect(recovery.length >= 3, `recovery codes shown: ${recovery.length}, want at least 3`);
       mfa = { secret, lastStep: timeStep(now), recovery };
-      await shot(page, "mfa");
+      await shot(page, "03b-mfa-on");
       return `${recovery.length} recovery codes`;
     });
   } else {
@@ -199,7 +199,7 @@ async function run() {
       const text = await act(page, () => page.getByRole("button", { name: "Set up an authenticator app" }).click());
       expect((await res).status() === 404, `mfa_enroll answered ${(await res).status()}, want 404 while E2E_EXPECT_MFA=0`);
       expect(/not available on this server/.test(text), `the page says ${JSON.stringify(text)}`);
-      await shot(page, "mfa");
+      await shot(page, "03-mfa");
       return text;
     });
   }
@@ -209,14 +209,14 @@ async function run() {
     expect(/Signed out/.test(text), `the page says ${JSON.stringify(text)}`);
     expect((await tokenCookies(a.context)).length === 0, `after sign-out: ${names(await tokenCookies(a.context))}`);
     await signedOut(page);
-    await shot(page, "signed-out");
+    await shot(page, "04-signed-out");
   });
 
   await step("a wrong password is refused with a readable message", async () => {
     const text = await signIn(page, user, pw1 + "-wrong");
     expect(/Sign-in failed: Invalid user or password/.test(text), `the page says ${JSON.stringify(text)}`);
     expect(!text.includes("{"), `the page shows JSON: ${text}`);
-    await shot(page, "wrong-password");
+    await shot(page, "05-wrong-password");
   });
 
   await step(`sign in at /?next=${protectedPath}${cfg.expectMFA ? " with a TOTP code" : ""}: on to the protected route`, async () => {
@@ -240,7 +240,7 @@ async function run() {
     await page.goto(origin + "/");
     await ready(page);
     await signedInAs(page, user);
-    await shot(page, "signed-in");
+    await shot(page, "06-signed-in");
     return `upstream saw X-Auth-User ${echo.x_auth_user}, X-Auth-Role ${echo.x_auth_role}`;
   });
 
@@ -257,7 +257,7 @@ async function run() {
     expect(new URL(page.url()).origin === origin, `the browser went to ${page.url()}`);
     await signedInAs(page, user);
     expect((await page.locator("#sessions-list li").count()) === 2, "the second browser does not list two sessions");
-    await shot(page, "next-refused");
+    await shot(page, "07-next-refused");
     return text;
   });
 
@@ -273,7 +273,7 @@ async function run() {
     expect(/Password changed/.test(text), `the page says ${JSON.stringify(text)}`);
     await signedInAs(page, user);
     expect((await page.locator("#sessions-list li").count()) === 1, "other sessions are still listed after the change");
-    await shot(page, "password-changed");
+    await shot(page, "08-password-changed");
     return text;
   });
 
@@ -284,7 +284,7 @@ async function run() {
     await page.reload();
     await ready(page);
     await signedOut(page);
-    await shot(page, "other-session-ended");
+    await shot(page, "09-other-session-ended");
   });
 
   page = a.page;
@@ -295,7 +295,7 @@ async function run() {
     await page.locator("#forgot").getByLabel("Your username").fill(user);
     const text = await act(page, () => page.getByRole("button", { name: "Send a reset link" }).click());
     expect(/reset link is on its way/.test(text), `the page says ${JSON.stringify(text)}`);
-    await shot(page, "reset-requested");
+    await shot(page, "10-reset-requested");
     const res = await fetch(`${cfg.mailbox}/?user=${encodeURIComponent(user)}`);
     link = await res.text();
     expect(res.status === 200 && link.startsWith(origin + "/reset?token="), `the mailbox answered ${res.status}: ${link}`);
@@ -310,7 +310,7 @@ async function run() {
     await page.getByLabel("New password for the reset").fill(pw3);
     const text = await act(page, () => page.getByRole("button", { name: "Set password" }).click());
     expect(/password is set/.test(text), `the page says ${JSON.stringify(text)}`);
-    await shot(page, "reset");
+    await shot(page, "11-reset");
     return text;
   });
 
@@ -319,7 +319,7 @@ async function run() {
     expect(/Invalid user or password/.test(text), `with the old password the page says ${JSON.stringify(text)}`);
     text = await signIn(page, user, pw3, mfa && mfa.recovery.shift());
     await signedInAs(page, user);
-    await shot(page, "signed-in-after-reset");
+    await shot(page, "12-signed-in-after-reset");
     return text;
   });
 
@@ -352,7 +352,7 @@ async function run() {
     expect(await page.getByRole("heading", { name: "Sign-in failed" }).isVisible(), "no Sign-in failed heading");
     const alert = (await page.getByRole("alert").textContent()).trim();
     expect(alert === "Invalid user or password", `the page says ${JSON.stringify(alert)}`);
-    await shot(page, "nojs-error");
+    await shot(page, "13-nojs-error");
     return alert;
   });
 
@@ -365,7 +365,7 @@ async function run() {
     const echo = JSON.parse(await page.locator("body").textContent());
     checkEcho(echo, cfg.user);
     await page.goto(origin + "/");
-    await shot(page, "nojs-signed-in");
+    await shot(page, "14-nojs-signed-in");
     return `upstream saw X-Auth-User ${echo.x_auth_user}`;
   });
 
@@ -377,7 +377,7 @@ async function run() {
     const res = await page.goto(origin + protectedPath);
     expect(res.status() === 401, `${protectedPath} after sign-out answered ${res.status()}, want 401`);
     await page.goto(origin + "/");
-    await shot(page, "nojs-signed-out");
+    await shot(page, "15-nojs-signed-out");
   });
 
   page = a.page;
@@ -426,9 +426,10 @@ function expect(cond, msg) {
   if (!cond) throw new Error(msg);
 }
 
+// shot saves a screenshot of p as browser-e2e-NAME.png (browser_test.go
+// checks the numbered ones).
 async function shot(p, name) {
-  shotNo++;
-  await p.screenshot({ path: path.join(cfg.outDir, `browser-e2e-${String(shotNo).padStart(2, "0")}-${name}.png`), fullPage: true });
+  await p.screenshot({ path: path.join(cfg.outDir, `browser-e2e-${name}.png`), fullPage: true });
 }
 
 // ready waits for the page's script to have asked authd what to show.
