@@ -223,18 +223,18 @@ async function run() {
     await page.goto(`${origin}/?next=${encodeURIComponent(protectedPath)}`);
     await ready(page);
     await fillSignIn(page, user, pw1);
-    const nav = page.waitForURL(origin + protectedPath);
+    let submit = page.locator("#signin").getByRole("button", { name: "Sign in" });
     if (cfg.expectMFA) {
-      await act(page, () => page.locator("#signin").getByRole("button", { name: "Sign in" }).click());
+      await act(page, () => submit.click());
       expect(await page.getByRole("heading", { name: "Enter your code" }).isVisible(), "no code step after the password");
-      // A code is accepted once: wait for the step after the enrolment's.
+      // A code is accepted once: wait for the step after the enrolment's
+      // (up to 30 s, longer than a step's timeout: before waiting for the
+      // navigation).
       const code = await freshCode(mfa);
       await page.getByLabel("Code", { exact: true }).fill(code);
-      await page.getByRole("button", { name: "Verify" }).click();
-    } else {
-      await page.locator("#signin").getByRole("button", { name: "Sign in" }).click();
+      submit = page.getByRole("button", { name: "Verify" });
     }
-    await nav;
+    await Promise.all([page.waitForURL(origin + protectedPath), submit.click()]);
     const echo = JSON.parse(await page.locator("body").textContent());
     checkEcho(echo, user);
     await page.goto(origin + "/");
