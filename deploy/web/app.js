@@ -32,16 +32,12 @@ function notice(ok, text) {
 }
 
 // message is a human-readable account of a refusal: authd's PostgREST
-// "message" where there is one, with the page's wording for the few
-// answers whose message is for developers.
+// "message" (written for people: "Invalid user or password"), and when
+// to try again if authd says (Retry-After on 429 and 503).
 function message(r, what) {
   if (r.status === 0) return `${what}: the server could not be reached.`;
-  if (r.status === 429 || r.status === 503) {
-    const wait = r.retryAfter ? ` Try again in ${r.retryAfter} seconds.` : " Try again shortly.";
-    return `${what}: too many attempts or the server is busy.${wait}`;
-  }
-  if (r.status === 403 && r.data && r.data.code === "PT403") return `${what}: refused, the request did not come from this site.`;
-  const m = r.data && typeof r.data.message === "string" ? r.data.message : `${r.status} ${r.statusText}`;
+  let m = r.data && typeof r.data.message === "string" ? r.data.message : `${r.status} ${r.statusText}`;
+  if (r.retryAfter) m += ` (try again in ${r.retryAfter} seconds)`;
   return `${what}: ${m}`;
 }
 
