@@ -208,8 +208,12 @@ func checkLoginPage(t *testing.T, base string) {
 	if !bytes.Equal(r.body, page) {
 		t.Errorf("GET / is not web/index.html (%d bytes, want %d)", len(r.body), len(page))
 	}
+	// authd user reset-link's links are BASE/reset?token=...: the same page.
+	if r := do(t, c, "GET", base+"/reset?token=x", ""); r.status != http.StatusOK || !bytes.Equal(r.body, page) {
+		t.Errorf("GET /reset?token=x: got %d, %d bytes, want 200 and web/index.html", r.status, len(r.body))
+	}
 	// No other site may frame the page (clickjacking).
-	for _, path := range []string{"/", "/index.html", "/app.js"} {
+	for _, path := range []string{"/", "/index.html", "/app.js", "/reset"} {
 		r := do(t, c, "GET", base+path, "")
 		if got := r.header.Values("Content-Security-Policy"); len(got) != 1 || got[0] != pageCSP {
 			t.Errorf("GET %s: Content-Security-Policy %q, want %q", path, got, pageCSP)
@@ -235,6 +239,9 @@ func checkOriginPolicy(t *testing.T, base string) {
 		{"/rpc/login", `{"user_":"nobody","pass":"wrong"}`, http.StatusUnauthorized},
 		{"/rpc/refresh_token", `{}`, http.StatusUnauthorized},
 		{"/rpc/logout", `{}`, http.StatusNoContent},
+		// The account page's calls reach authd too (no access token).
+		{"/rpc/sessions", `{}`, http.StatusUnauthorized},
+		{"/rpc/change_password", `{}`, http.StatusUnauthorized},
 	}
 	for _, tc := range []struct {
 		name    string
@@ -691,7 +698,7 @@ func TestTraefikConfig(t *testing.T) {
 		return out
 	}
 
-	authdRouter := byRule("Path(`/rpc/login`) || Path(`/rpc/refresh_token`) || Path(`/rpc/logout`)")
+	authdRouter := byRule("Path(`/rpc/login`) || Path(`/rpc/refresh_token`) || Path(`/rpc/logout`) || Path(`/rpc/signup`) || Path(`/rpc/change_password`) || Path(`/rpc/sessions`) || Path(`/rpc/revoke_session`) || Path(`/rpc/request_password_reset`) || Path(`/rpc/reset_password`) || Path(`/rpc/mfa_enroll`) || Path(`/rpc/mfa_verify`)")
 	public := byRule("PathPrefix(`/public/`)")
 	api := byRule("PathPrefix(`/api/`)")
 	page := byRule("PathPrefix(`/`)")

@@ -209,6 +209,13 @@ type stack struct {
 // and the upstream.
 func newStack(t *testing.T, bin string) *stack {
 	t.Helper()
+	return newStackWith(t, bin, nil)
+}
+
+// newStackWith is newStack with more settings for authd serve; a value
+// "$ROLE" stands for the test user's role (for AUTHD_SIGNUP_ROLE).
+func newStackWith(t *testing.T, bin string, settings map[string]string) *stack {
+	t.Helper()
 	s := &stack{
 		bin:      bin,
 		dbURL:    storetest.NewURL(t),
@@ -219,7 +226,7 @@ func newStack(t *testing.T, bin string) *stack {
 	s.cli(t, s.password+"\n", "user", "add", s.user, "--role", s.role)
 
 	cmd := exec.Command(bin, "serve")
-	cmd.Env = environ(map[string]string{
+	vars := map[string]string{
 		"DATABASE_URL":      s.dbURL,
 		"JWT_SECRET":        jwtSecret,
 		"AUTHD_ADDR":        "127.0.0.1:0",
@@ -227,7 +234,14 @@ func newStack(t *testing.T, bin string) *stack {
 		"AUTHD_LOG_LEVEL":   "info",
 		// The gateways here listen on plain HTTP.
 		"AUTHD_COOKIE_SECURE": "false",
-	})
+	}
+	for k, v := range settings {
+		if v == "$ROLE" {
+			v = s.role
+		}
+		vars[k] = v
+	}
+	cmd.Env = environ(vars)
 	s.authd = startProc(t, "authd", cmd)
 	listening := regexp.MustCompile(`"msg":"authd ready","addr":"(127\.0\.0\.1:\d+)"`)
 	deadline := time.Now().Add(time.Minute)

@@ -200,6 +200,10 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			log.ErrorContext(c.Request().Context(), "request failed",
 				"method", c.Request().Method, "path", c.Request().URL.Path, "status", e.Status, "err", e.Cause)
 		}
+		if back, ok := c.Get(formBackKey).(formBack); ok {
+			renderFormError(c, e, back) // a browser's form (form.go)
+			return
+		}
 		h := c.Response().Header()
 		for k, vs := range e.Header {
 			h[k] = vs

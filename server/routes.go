@@ -10,9 +10,11 @@ import (
 func (s *Server) routes(e *echo.Echo) {
 	// The endpoints that set or read the session cookies answer only the
 	// site itself (origin.go).
-	e.POST("/rpc/login", s.handleLogin(), s.sameSite)
+	// A browser's plain form post to login or logout (no JavaScript) is
+	// answered with a redirect or an HTML page instead (form.go).
+	e.POST("/rpc/login", s.handleLogin(), s.browserForm(formSignIn), s.sameSite)
 	e.POST("/rpc/refresh_token", s.handleRefresh(), s.sameSite)
-	e.POST("/rpc/logout", s.handleLogout(), s.sameSite)
+	e.POST("/rpc/logout", s.handleLogout(), s.browserForm(formSignOut), s.sameSite)
 	// Off unless AUTHD_SIGNUP_ROLE is set: then it is as if the function
 	// did not exist, whoever asks.
 	if s.ident.SignupEnabled() {
