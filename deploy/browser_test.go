@@ -46,7 +46,7 @@ const browserTimeout = 3 * time.Minute
 // (/rpc/mfa_enroll, /rpc/mfa_verify): the script then enrolls a TOTP
 // factor through the page and signs in with codes, and fails if they are
 // missing. While false, it checks that the page says the server has none.
-const expectMFA = false
+const expectMFA = true
 
 // shots are the screenshots the script leaves, one per step (03: the
 // QR code with expectMFA, else the page saying there is no second factor).

@@ -28,8 +28,10 @@ func (s *Server) routes(e *echo.Echo) {
 	e.POST("/rpc/sessions", s.handleSessions(), s.sameSite)
 	e.POST("/rpc/revoke_session", s.handleRevokeSession(), s.sameSite)
 	// Second factor (mfa.go): authenticated by the access token, as above.
+	// The code step of a sign-in without JavaScript is a browser form too
+	// (form.go: the login's page for a user with a factor posts here).
 	e.POST("/rpc/mfa_enroll", s.handleMFAEnroll(), s.sameSite)
-	e.POST("/rpc/mfa_verify", s.handleMFAVerify(), s.sameSite)
+	e.POST("/rpc/mfa_verify", s.handleMFAVerify(), s.browserForm(formSignIn), s.sameSite)
 	// Password reset (reset.go): no session, but a page of the site asks.
 	e.POST("/rpc/request_password_reset", s.handleRequestPasswordReset(), s.sameSite)
 	e.POST("/rpc/reset_password", s.handleResetPassword(), s.sameSite)
