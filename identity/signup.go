@@ -59,7 +59,8 @@ func (c *Core) SignupEnabled() bool { return c.cfg.SignupRole != "" }
 
 // SignUp creates user username with password and the role of
 // Config.SignupRole, and opens their first session, with refresh token
-// tokenHash (valid for ttl, the session for lifetime), in one statement:
+// tokenHash (valid for ttl, the session for lifetime), remembering from
+// (the client address and User-Agent, for /rpc/sessions), in one statement:
 // no user is left behind without the session, nor a session without
 // the user.
 //
@@ -75,7 +76,7 @@ func (c *Core) SignupEnabled() bool { return c.cfg.SignupRole != "" }
 //     made privileged since start-up (Forbidden, as for a login).
 //
 // Its errors are *Error.
-func (c *Core) SignUp(ctx context.Context, username, password, client string, tokenHash []byte, ttl, lifetime time.Duration) (store.Grant, error) {
+func (c *Core) SignUp(ctx context.Context, username, password string, from store.LoginClient, tokenHash []byte, ttl, lifetime time.Duration) (store.Grant, error) {
 	role := c.cfg.SignupRole
 	if role == "" {
 		return store.Grant{}, Failure(errors.New("sign-up is off"))
@@ -90,7 +91,7 @@ func (c *Core) SignUp(ctx context.Context, username, password, client string, to
 		return store.Grant{}, PasswordRefused(err)
 	}
 	now := c.cfg.Now()
-	res, d := c.signupsByClient.reserve(client, now)
+	res, d := c.signupsByClient.reserve(from.Addr, now)
 	if d > 0 {
 		return store.Grant{}, errTooManySignups(d)
 	}
@@ -104,7 +105,7 @@ func (c *Core) SignUp(ctx context.Context, username, password, client string, to
 		giveBack() // shed, or the client left: nothing was tried
 		return store.Grant{}, err
 	}
-	g, err := c.db.AddUserWithSession(ctx, username, hash, role, tokenHash, ttl, lifetime)
+	g, err := c.db.AddUserWithSession(ctx, username, hash, role, from, tokenHash, ttl, lifetime)
 	switch {
 	case errors.Is(err, store.ErrUserExists):
 		return store.Grant{}, errUserTaken()
@@ -115,6 +116,6 @@ func (c *Core) SignUp(ctx context.Context, username, password, client string, to
 		}
 		return store.Grant{}, Failure(err)
 	}
-	c.log.InfoContext(ctx, "user signed up", "user", username, "role", role, "client", client)
+	c.log.InfoContext(ctx, "user signed up", "user", username, "role", role, "client", from.Addr)
 	return g, nil
 }

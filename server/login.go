@@ -32,7 +32,7 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 		if err != nil {
 			return errInternal(err)
 		}
-		from := store.LoginClient{Addr: c.RealIP(), UserAgent: strings.ReplaceAll(logUserAgent(r), "\x00", "")}
+		from := loginClient(c)
 		// A user with a second factor gets a session that waits for it
 		// (aal1, short-lived) until /rpc/mfa_verify steps it up.
 		lifetime, mfaPending := s.ident.LoginSessionLifetime(u, s.cfg.SessionLifetime)
@@ -100,4 +100,11 @@ func (s *Server) auditLoginRefused(c echo.Context, username string, err error) {
 		return
 	}
 	s.audit(c, ev)
+}
+
+// loginClient is where the request of a new session came from, as
+// /rpc/sessions shows it: the client address and the User-Agent (NULs,
+// which PostgreSQL's text refuses, dropped).
+func loginClient(c echo.Context) store.LoginClient {
+	return store.LoginClient{Addr: c.RealIP(), UserAgent: strings.ReplaceAll(logUserAgent(c.Request()), "\x00", "")}
 }

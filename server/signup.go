@@ -27,7 +27,7 @@ func (s *Server) handleSignup() echo.HandlerFunc {
 		if err != nil {
 			return errInternal(err)
 		}
-		g, err := s.ident.SignUp(r.Context(), args["user_"], args["pass"], c.RealIP(), refreshHash, s.cfg.RefreshTTL, s.cfg.SessionLifetime)
+		g, err := s.ident.SignUp(r.Context(), args["user_"], args["pass"], loginClient(c), refreshHash, s.cfg.RefreshTTL, s.cfg.SessionLifetime)
 		if err != nil {
 			return err
 		}

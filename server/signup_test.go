@@ -77,8 +77,15 @@ func TestSignupOffIsAnUnknownFunction(t *testing.T) {
 func TestSignupCreatesUserAndLogsIn(t *testing.T) {
 	e := newSignupEnv(t, 0)
 	hashes := e.metric("authd_bcrypt_wait_seconds_count")
-	r := e.post("/rpc/signup", jsonHeader(), loginBody("bob", "a good long password"))
+	h := jsonHeader()
+	h.Set("User-Agent", "signup-test/1.0")
+	r := e.post("/rpc/signup", h, loginBody("bob", "a good long password"))
 	wantStatus(t, r, http.StatusNoContent)
+	// The session remembers where it began, as a login's does
+	// (/rpc/sessions shows it).
+	if n := e.count(`select count(*) from auth.session where username = 'bob' and client_addr is not null and user_agent = 'signup-test/1.0'`); n != 1 {
+		t.Errorf("got %d sessions of bob with the client address and User-Agent, want 1", n)
+	}
 	// The hash was made in the bcrypt gate, where a flood is shed.
 	if got := e.metric("authd_bcrypt_wait_seconds_count"); got != hashes+1 {
 		t.Errorf("bcrypt slots taken by a sign-up: got %v, want 1", got-hashes)
@@ -100,7 +107,7 @@ func TestSignupCreatesUserAndLogsIn(t *testing.T) {
 	wantStatus(t, e.post("/rpc/login", jsonHeader(), loginBody("bob", "another password")), http.StatusUnauthorized)
 
 	// Prefer: return=representation answers as login does.
-	h := jsonHeader()
+	h = jsonHeader()
 	h.Set("Prefer", "return=representation")
 	r = e.post("/rpc/signup", h, loginBody("carol", "a good long password"))
 	wantStatus(t, r, http.StatusOK)

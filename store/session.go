@@ -104,7 +104,7 @@ func (db *DB) StartSessionFrom(ctx context.Context, u User, client LoginClient, 
 // statement: a sign-up leaves both or neither. The foreign keys and the
 // role trigger are checked at the end of the statement, when the user's
 // row is there.
-func (db *DB) AddUserWithSession(ctx context.Context, username, passwordHash, role string, tokenHash []byte, ttl, lifetime time.Duration) (Grant, error) {
+func (db *DB) AddUserWithSession(ctx context.Context, username, passwordHash, role string, client LoginClient, tokenHash []byte, ttl, lifetime time.Duration) (Grant, error) {
 	g := Grant{Username: username, Role: role, SessionID: uuid.New(), AAL: "aal1", AMR: []string{"pwd"}}
 	var now time.Time
 	err := db.p().QueryRow(ctx, `
@@ -113,14 +113,15 @@ func (db *DB) AddUserWithSession(ctx context.Context, username, passwordHash, ro
 		    values ($2, $6, $7)
 		    returning username
 		), s as (
-		    insert into auth.session (id, username, expires_at)
-		    select $1, u.username, now() + make_interval(secs => $5) from u
+		    insert into auth.session (id, username, expires_at, client_addr, user_agent)
+		    select $1, u.username, now() + make_interval(secs => $5), nullif($8, ''), nullif($9, '') from u
 		    returning id, expires_at
 		)
 		insert into auth.refresh_token (token_hash, session_id, expires_at)
 		select $3, s.id, least(now() + make_interval(secs => $4), s.expires_at) from s
 		returning expires_at, now()`,
-		g.SessionID, username, tokenHash, ttl.Seconds(), lifetime.Seconds(), passwordHash, role).Scan(&g.RefreshExpiresAt, &now)
+		g.SessionID, username, tokenHash, ttl.Seconds(), lifetime.Seconds(), passwordHash, role,
+		client.Addr, client.UserAgent).Scan(&g.RefreshExpiresAt, &now)
 	if err != nil {
 		if typed := userError(err, role); typed != err {
 			return Grant{}, fmt.Errorf("add user %q with a session: %w", username, typed)
