@@ -375,3 +375,29 @@ func TestMFAVerifyRefused(t *testing.T) {
 		wantStatus(t, r, http.StatusUnauthorized)
 	}
 }
+
+// TestMFAChangePasswordNeedsAAL2: a user with a second factor changes
+// the password only from a session that presented it. The password alone
+// (an aal1 session) is refused before anything changes — whoever stole
+// it would otherwise lock the owner out — and the same request passes
+// once the session steps up.
+func TestMFAChangePasswordNeedsAAL2(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	e := newEnv(t, withClock(clk))
+	secret, _ := e.enrollMFA(clk)
+	clk.advance(30 * time.Second) // the activation's step is spent
+
+	tok := accessValue(t, e.mfaLogin())
+	change := `{"pass": "` + testPassword + `", "new_pass": "a brand new passphrase"}`
+	r := e.post("/rpc/change_password", selfHeader(tok), change)
+	wantStatus(t, r, http.StatusForbidden)
+	wantBody(t, r, `{"code":"PT403","details":null,"hint":"Verify a code with /rpc/mfa_verify first","message":"This needs a session that presented the second factor"}`)
+	// Nothing changed: the old password still logs in.
+	wantStatus(t, e.post("/rpc/login", jsonHeader(), loginBody(testUser, testPassword)), http.StatusOK)
+
+	r = e.post("/rpc/mfa_verify", selfHeader(tok), codeBody(code(t, secret, clk.now())))
+	wantStatus(t, r, http.StatusNoContent)
+	wantStatus(t, e.post("/rpc/change_password", selfHeader(accessValue(t, r)), change), http.StatusNoContent)
+	wantStatus(t, e.post("/rpc/login", jsonHeader(), loginBody(testUser, testPassword)), http.StatusUnauthorized)
+}

@@ -25,24 +25,31 @@ import (
 // one is 401 whatever it carries. Then the body is decoded as for
 // decodeArgs(fn, required, optional).
 func (s *Server) caller(c echo.Context, fn string, required []string, optional ...string) (user string, sessionID uuid.UUID, args rpcArgs, err error) {
+	user, sessionID, _, args, err = s.callerAAL(c, fn, required, optional...)
+	return user, sessionID, args, err
+}
+
+// callerAAL is caller with the assurance level of the access token (its
+// aal claim).
+func (s *Server) callerAAL(c echo.Context, fn string, required []string, optional ...string) (user string, sessionID uuid.UUID, aal string, args rpcArgs, err error) {
 	r := c.Request()
 	raw, err := presentedAccess(r, s.cfg.Cookie.accessName())
 	if err != nil {
-		return "", uuid.Nil, nil, err
+		return "", uuid.Nil, "", nil, err
 	}
 	id, err := s.ident.IdentifyToken(r.Context(), raw)
 	if err != nil {
-		return "", uuid.Nil, nil, err
+		return "", uuid.Nil, "", nil, err
 	}
 	sid, perr := uuid.Parse(id.SessionID)
 	if perr != nil || id.User == "" || strings.HasPrefix(id.User, "apikey:") {
-		return "", uuid.Nil, nil, invalidToken("PGRST303", "JWT is not for a login session")
+		return "", uuid.Nil, "", nil, invalidToken("PGRST303", "JWT is not for a login session")
 	}
 	args, err = decodeArgs(r, fn, required, optional)
 	if err != nil {
-		return "", uuid.Nil, nil, err
+		return "", uuid.Nil, "", nil, err
 	}
-	return id.User, sid, args, nil
+	return id.User, sid, id.AAL, args, nil
 }
 
 // handleChangePassword is POST /rpc/change_password {"pass", "new_pass"}:
@@ -52,7 +59,7 @@ func (s *Server) caller(c echo.Context, fn string, required []string, optional .
 // answered as a refresh answers.
 func (s *Server) handleChangePassword() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		user, sid, args, err := s.caller(c, "auth.change_password", []string{"new_pass", "pass"})
+		user, sid, aal, args, err := s.callerAAL(c, "auth.change_password", []string{"new_pass", "pass"})
 		if err != nil {
 			return err
 		}
@@ -61,7 +68,7 @@ func (s *Server) handleChangePassword() echo.HandlerFunc {
 		if err != nil {
 			return errInternal(err)
 		}
-		g, err := s.ident.ChangePassword(r.Context(), user, sid, args["pass"], args["new_pass"], c.RealIP(),
+		g, err := s.ident.ChangePassword(r.Context(), user, sid, aal, args["pass"], args["new_pass"], c.RealIP(),
 			refreshHash, s.cfg.RefreshTTL)
 		if err != nil {
 			s.logLoginRefused(c, user, err)
