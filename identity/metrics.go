@@ -15,6 +15,7 @@ type metrics struct {
 	now func() time.Time
 
 	logins     *prometheus.CounterVec
+	shed       prometheus.Counter // logins's "shed", bound once for the shed path
 	bcryptWait prometheus.Histogram
 }
 
@@ -33,6 +34,7 @@ func newMetrics(reg *prometheus.Registry, now func() time.Time) *metrics {
 	for _, l := range []string{"succeeded", "failed", "throttled", "shed"} {
 		m.logins.WithLabelValues(l) // export zeros, so rates work from the start
 	}
+	m.shed = m.logins.WithLabelValues("shed")
 	reg.MustRegister(m.logins, m.bcryptWait)
 	return m
 }

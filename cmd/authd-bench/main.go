@@ -1,7 +1,8 @@
 // Command authd-bench measures authd under load on real PostgreSQL:
 // throughput, p50/p99 latency and CPU per request of login, refresh,
 // logout and GET /auth/verify (JWT, cookie, API key) beside a bare
-// endpoint and the bcrypt-only ceiling; a login storm; refresh beside its
+// endpoint and the bcrypt-only ceiling; a login storm, polite (open loop)
+// and hostile (a flood that ignores Retry-After); refresh beside its
 // statement alone; each signing algorithm; and the database round trips
 // each request makes.
 //
@@ -11,7 +12,7 @@
 // an authd built from this checkout. The report is Markdown on standard
 // output, progress on standard error; the exit status is non-zero when
 // any request failed. Files: main (flags, keys, tokens, sessions by COPY,
-// the report), scenarios (closed loops, CPU from /proc, the storm),
+// the report), scenarios (closed loops, CPU from /proc, the storm), flood,
 // roundtrips (a counting wire proxy, the refresh statement alone).
 package main
 
@@ -138,6 +139,7 @@ type runner struct {
 	bcrypt                           *result
 	ceilingRate, bcryptMS, loginRate float64 // the storm's: logins/s; one compare's CPU; offered/s
 	windows                          [2]*stormWindow
+	floods                           [2]*floodWindow
 	roundTrips                       []rtRow
 	notes                            []string
 }
@@ -284,6 +286,7 @@ func (rn *runner) write(w io.Writer) (failed int64) {
 		row(a.alg, fmt.Sprintf("%.1f µs", a.signNS/1e3), fmt.Sprintf("%.1f µs", a.verifyNS/1e3))
 	}
 	failed += rn.writeStorm(w)
+	failed += rn.writeFlood(w)
 	rn.writeRoundTrips(w)
 	return failed
 }

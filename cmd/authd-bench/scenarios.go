@@ -275,7 +275,10 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 		return nil
 	}
 	rn.access = s.Access
-	return rn.storm(ctx, srv.Addr)
+	if err := rn.storm(ctx, srv.Addr); err != nil {
+		return err
+	}
+	return rn.flood(ctx, srv.Addr, probe)
 }
 
 // The storm: logins sent open-loop at stormFactor × the bcrypt ceiling,
