@@ -142,6 +142,7 @@ func (g *bcryptGate) run(ctx context.Context, f func()) error {
 		// the thread ends with it, so its lower priority never carries
 		// over to other work.
 		runtime.LockOSThread()
+		nameThread(bcryptThreadName)
 		g.prio.run(f)
 	}()
 	select {

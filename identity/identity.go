@@ -179,7 +179,9 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 		return nil, fmt.Errorf("make dummy hash: %w", err)
 	}
 	if cfg.LoginQueue <= 0 {
-		cfg.LoginQueue = DefaultLoginQueue(narrow, cfg.Now().Sub(hashStart))
+		// At least 4 per slot as they widen: logins alone fill the wide
+		// slots, and a burst of them must find room behind.
+		cfg.LoginQueue = max(DefaultLoginQueue(narrow, cfg.Now().Sub(hashStart)), min(4*wide, 10000))
 	}
 	// Not always cfg.BcryptCost: bcrypt hashes at its default for a cost
 	// below its minimum.

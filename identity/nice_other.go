@@ -11,3 +11,8 @@ func lowerThreadPriority(int) {}
 // threadCPU is unknown here: the priority never adapts, as it never
 // lowers.
 func threadCPU() time.Duration { return -1 }
+
+const bcryptThreadName = ""
+
+// nameThread is a no-op: threads have no names of their own here.
+func nameThread(string) {}
