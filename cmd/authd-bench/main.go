@@ -1,7 +1,8 @@
 // Command authd-bench measures authd under load on real PostgreSQL:
 // throughput, p50/p99 latency and CPU per request of login, refresh,
 // logout and GET /auth/verify (JWT, cookie, API key) beside a bare
-// endpoint and the bcrypt-only ceiling; a login storm, polite (open loop)
+// endpoint and the bcrypt-only ceiling; login beside two busy processes;
+// a login storm, polite (open loop)
 // and hostile (a flood that ignores Retry-After); refresh beside its
 // statement alone; each signing algorithm; and the database round trips
 // each request makes.
