@@ -24,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -83,7 +84,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	return o, nil
 }
 
-func main() { loadtest.Main("authd-bench", run) }
+func main() {
+	if len(os.Args) == 2 && os.Args[1] == "-flood-child" {
+		if err := floodChild(); err != nil {
+			fmt.Fprintln(os.Stderr, "authd-bench flood:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	loadtest.Main("authd-bench", run)
+}
 
 // run measures each algorithm's server, then counts the database round
 // trips and runs the refresh statement alone.
