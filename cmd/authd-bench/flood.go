@@ -105,7 +105,7 @@ func (rn *runner) flood(ctx context.Context, addr string, probe *cpuProbe) error
 			var child *exec.Cmd
 			var out bytes.Buffer
 			if name == "flood" {
-				child = exec.CommandContext(ctx, self, "-flood-child")
+				child = exec.CommandContext(ctx, self)
 				child.Env = append(os.Environ(), floodEnv+"="+addr+" "+o.duration.String()+" "+strings.Join(h.Users, ","))
 				child.Stdout, child.Stderr = &out, os.Stderr
 				if err := child.Start(); err != nil {
@@ -175,6 +175,7 @@ func (rn *runner) writeFlood(w io.Writer) (failed int64) {
 }
 
 // floodEnv holds the flood child's orders: "addr duration user,user,…".
+// Set, the program (or its test binary, TestMain) is the flood child.
 const floodEnv = "AUTHD_BENCH_FLOOD"
 
 // floodChild is the flood process: floodClients clients posting logins

@@ -85,7 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 }
 
 func main() {
-	if len(os.Args) == 2 && os.Args[1] == "-flood-child" {
+	if os.Getenv(floodEnv) != "" {
 		if err := floodChild(); err != nil {
 			fmt.Fprintln(os.Stderr, "authd-bench flood:", err)
 			os.Exit(1)
