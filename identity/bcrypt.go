@@ -143,7 +143,7 @@ func (g *bcryptGate) run(ctx context.Context, f func()) error {
 		// over to other work.
 		runtime.LockOSThread()
 		nameThread(bcryptThreadName)
-		g.prio.run(f)
+		g.prio.run(f, g.slots.quietSince)
 	}()
 	select {
 	case <-done:

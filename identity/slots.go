@@ -127,6 +127,12 @@ func (s *slots) armWiden() {
 	})
 }
 
+// quietSince reports whether no latency-sensitive request has been in
+// flight since t.
+func (s *slots) quietSince(t time.Time) bool {
+	return s.urgent.Load() == 0 && s.lastUrgent.Load() < t.UnixNano()
+}
+
 // enter and exit bracket a latency-sensitive request.
 func (s *slots) enter() { s.urgent.Add(1) }
 

@@ -204,3 +204,29 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestQuietSince: a compare is judged for starvation only if no
+// latency-sensitive request was in flight while it ran.
+func TestQuietSince(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newSlots(1, 2, 1, widenAfter)
+		start := time.Now()
+		time.Sleep(time.Millisecond)
+		if !s.quietSince(start) {
+			t.Error("nothing urgent ever: not quiet")
+		}
+		s.enter()
+		if s.quietSince(start) {
+			t.Error("a refresh in flight: quiet")
+		}
+		time.Sleep(time.Millisecond)
+		s.exit()
+		if s.quietSince(start) {
+			t.Error("a refresh ended after the compare began: quiet")
+		}
+		time.Sleep(time.Millisecond)
+		if !s.quietSince(time.Now()) {
+			t.Error("the refresh ended before: not quiet")
+		}
+	})
+}
