@@ -95,8 +95,8 @@ func (rn *runner) flood(ctx context.Context, addr string, probe *cpuProbe) error
 			return fmt.Errorf("flood: log in: %w", err)
 		}
 	}
-	h.Logf("flood: %d refresh clients, %s alone, then beside %d clients posting logins without back-off", floodRefreshers, o.duration, floodClients)
-	for i, name := range []string{"quiet", "flood"} {
+	h.Logf("flood: %d refresh clients, %s alone, then beside %d clients posting logins without back-off, then the flood alone", floodRefreshers, o.duration, floodClients)
+	for i, name := range []string{"quiet", "flood", "flood alone"} {
 		w := &floodWindow{name: name}
 		rn.floods[i] = w
 		w.notBcrypt = -1
@@ -104,7 +104,7 @@ func (rn *runner) flood(ctx context.Context, addr string, probe *cpuProbe) error
 		err := probe.measure(ctx, &w.refresh, func() error {
 			var child *exec.Cmd
 			var out bytes.Buffer
-			if name == "flood" {
+			if name != "quiet" {
 				child = exec.CommandContext(ctx, self)
 				child.Env = append(os.Environ(), floodEnv+"="+addr+" "+o.duration.String()+" "+strings.Join(h.Users, ","))
 				child.Stdout, child.Stderr = &out, os.Stderr
@@ -112,7 +112,11 @@ func (rn *runner) flood(ctx context.Context, addr string, probe *cpuProbe) error
 					return fmt.Errorf("start the flood: %w", err)
 				}
 			}
-			err := closedLoop(ctx, &w.refresh, floodRefreshers, o.duration, func(ctx context.Context, k int) (err error) {
+			refreshers := floodRefreshers
+			if name == "flood alone" {
+				refreshers = 0 // the child's window is the whole window
+			}
+			err := closedLoop(ctx, &w.refresh, refreshers, o.duration, func(ctx context.Context, k int) (err error) {
 				sessions[k], err = c.Refresh(ctx, sessions[k].Refresh)
 				return err
 			})
@@ -148,9 +152,9 @@ func (rn *runner) flood(ctx context.Context, addr string, probe *cpuProbe) error
 
 // writeFlood reports the flood scenario.
 func (rn *runner) writeFlood(w io.Writer) (failed int64) {
-	fmt.Fprintf(w, "\n### Hostile login flood\n\n%d clients post logins as fast as they are answered, ignoring Retry-After, for %s, from a process of their own on this machine, beside %d refresh clients (closed loop); first the refresh clients alone. authd CPU/shed: the CPU of authd's threads other than bcrypt's in the flood window (schedstat), less its refreshes' (at the quiet window's CPU each), over the logins shed; the few logins answered 204 are in it too.\n\n",
+	fmt.Fprintf(w, "\n### Hostile login flood\n\n%d clients post logins as fast as they are answered, ignoring Retry-After, for %s, from a process of their own on this machine, beside %d refresh clients (closed loop); first the refresh clients alone, last the flood alone. authd CPU/shed, in the flood alone: the CPU of authd's threads other than bcrypt's (schedstat), over the logins shed (the few logins answered 204 are in it too); DB CPU/shed: its PostgreSQL backends' CPU over the same.\n\n",
 		floodClients, rn.o.duration, floodRefreshers)
-	row := loadtest.Table(w, "window", "refresh/s", "of quiet", "refresh p50", "refresh p99", "logins 204", "logins 503", "logins other", "authd CPU", "authd CPU/shed", "flood client CPU/login", "errors")
+	row := loadtest.Table(w, "window", "refresh/s", "of quiet", "refresh p50", "refresh p99", "logins 204", "logins 503", "logins other", "authd CPU", "authd CPU/shed", "DB CPU/shed", "flood client CPU/login", "errors")
 	quiet := rn.floods[0]
 	for _, win := range rn.floods {
 		if win == nil {
@@ -161,15 +165,22 @@ func (rn *runner) writeFlood(w io.Writer) (failed int64) {
 		for _, s := range samples {
 			rn.notes = append(rn.notes, "flood "+win.name+": "+s)
 		}
-		perShed := "–"
-		if shed := win.logins[1].Load(); shed > 0 && win.notBcrypt >= 0 && quiet.notBcrypt >= 0 {
-			perRefresh := float64(quiet.notBcrypt) / float64(max(quiet.refresh.n(), 1))
-			rest := float64(win.notBcrypt) - perRefresh*float64(len(lat))
-			perShed = fmt.Sprintf("%.1f µs", max(rest, 0)/float64(shed)/1e3)
+		perShed, dbPerShed := "–", "–"
+		if shed := win.logins[1].Load(); shed > 0 && len(lat) == 0 {
+			if win.notBcrypt >= 0 {
+				perShed = fmt.Sprintf("%.1f µs", float64(win.notBcrypt)/float64(shed)/1e3)
+			}
+			if win.refresh.cpu[1] >= 0 {
+				dbPerShed = fmt.Sprintf("%.1f µs", float64(win.refresh.cpu[1])/float64(shed)/1e3)
+			}
 		}
-		row(win.name, fmt.Sprintf("%.0f", win.refresh.rate()), fmt.Sprintf("%.0f %%", 100*win.refresh.rate()/max(quiet.refresh.rate(), 1e-9)),
-			loadtest.PMS(lat, .5), loadtest.PMS(lat, .99), win.logins[0].Load(), win.logins[1].Load(), win.logins[2].Load(),
-			fmt.Sprintf("%.2f s", win.refresh.cpu[0].Seconds()), perShed, perReq(win.client, win.logins[0].Load()+win.logins[1].Load()+win.logins[2].Load()), errs)
+		rate, ofQuiet, p50, p99 := "–", "–", "–", "–"
+		if len(lat) > 0 {
+			rate, ofQuiet = fmt.Sprintf("%.0f", win.refresh.rate()), fmt.Sprintf("%.0f %%", 100*win.refresh.rate()/max(quiet.refresh.rate(), 1e-9))
+			p50, p99 = loadtest.PMS(lat, .5), loadtest.PMS(lat, .99)
+		}
+		row(win.name, rate, ofQuiet, p50, p99, win.logins[0].Load(), win.logins[1].Load(), win.logins[2].Load(),
+			fmt.Sprintf("%.2f s", win.refresh.cpu[0].Seconds()), perShed, dbPerShed, perReq(win.client, win.logins[0].Load()+win.logins[1].Load()+win.logins[2].Load()), errs)
 	}
 	return failed
 }
