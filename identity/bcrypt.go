@@ -143,7 +143,9 @@ func (g *bcryptGate) run(ctx context.Context, f func()) error {
 		// over to other work.
 		runtime.LockOSThread()
 		nameThread(bcryptThreadName)
-		g.prio.run(f, g.slots.quietSince)
+		if cpu := g.prio.run(f, g.slots.quietSince); cpu > 0 {
+			g.m.bcryptCPU.Add(cpu.Seconds())
+		}
 	}()
 	select {
 	case <-done:

@@ -41,8 +41,9 @@ func (p *priority) nice() int {
 // run runs f on the calling thread, locked to it, at p.nice(), and learns
 // from the CPU f got — if alone(start) says that nothing of authd's own
 // that bcrypt is meant to yield to ran meanwhile: a compare that waited
-// for refreshes and verifies was not starved, it was doing its job.
-func (p *priority) run(f func(), alone func(since time.Time) bool) {
+// for refreshes and verifies was not starved, it was doing its job. It
+// returns the CPU f used, -1 if unknown.
+func (p *priority) run(f func(), alone func(since time.Time) bool) time.Duration {
 	nice := p.nice()
 	lowerThreadPriority(nice)
 	start, cpu0 := time.Now(), threadCPU()
@@ -54,6 +55,7 @@ func (p *priority) run(f func(), alone func(since time.Time) bool) {
 	if alone(start) {
 		p.observe(nice, time.Since(start), cpu)
 	}
+	return cpu
 }
 
 // observe learns from a compare at nice that took wall time and cpu of

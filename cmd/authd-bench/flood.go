@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,45 +37,8 @@ type floodWindow struct {
 	logins  [3]atomic.Int64
 	// client is the flood process's CPU.
 	client time.Duration
-	// notBcrypt is the CPU of authd's threads but the bcrypt compares'
-	// (from schedstat, in ns); -1 if unknown.
+	// notBcrypt is authd's CPU but its bcrypt compares'; -1 if unknown.
 	notBcrypt time.Duration
-}
-
-// threadCPU is the CPU time of each of pid's threads that is not running
-// a bcrypt compare: authd names those threads (identity.bcryptThreadName),
-// and an authd from before that ran them at a nice value above 0. A
-// thread that ends between two snapshots is lost: in authd, only
-// compares' threads end.
-func threadCPU(pid int) (map[string]time.Duration, error) {
-	dirs, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
-	if err != nil || len(dirs) == 0 {
-		return nil, fmt.Errorf("threads of %d: %v", pid, err)
-	}
-	out := map[string]time.Duration{}
-	for _, d := range dirs {
-		comm, err1 := os.ReadFile(filepath.Join(d, "comm"))
-		stat, err2 := os.ReadFile(filepath.Join(d, "stat"))
-		sched, err3 := os.ReadFile(filepath.Join(d, "schedstat"))
-		if err1 != nil || err2 != nil || err3 != nil {
-			continue // ended
-		}
-		if strings.TrimSpace(string(comm)) == "authd-bcrypt" {
-			continue
-		}
-		// Field 19 is the nice value, counted after the command name.
-		rest := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(rest) > 16 && rest[16] != "0" {
-			continue
-		}
-		f := strings.Fields(string(sched))
-		ns, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("%s/schedstat: %w", d, err)
-		}
-		out[filepath.Base(d)] = time.Duration(ns)
-	}
-	return out, nil
 }
 
 // flood runs the quiet window and the flood window on the server at addr.
@@ -100,7 +61,7 @@ func (rn *runner) flood(ctx context.Context, addr string, probe *cpuProbe) error
 		w := &floodWindow{name: name}
 		rn.floods[i] = w
 		w.notBcrypt = -1
-		before, terr := threadCPU(probe.pid)
+		before, merr := c.Metrics(ctx)
 		err := probe.measure(ctx, &w.refresh, func() error {
 			var child *exec.Cmd
 			var out bytes.Buffer
@@ -139,10 +100,12 @@ func (rn *runner) flood(ctx context.Context, addr string, probe *cpuProbe) error
 		if err != nil {
 			return fmt.Errorf("flood: %w", err)
 		}
-		if after, err := threadCPU(probe.pid); err == nil && terr == nil {
-			w.notBcrypt = 0
-			for tid, t := range after {
-				w.notBcrypt += t - before[tid]
+		// authd's CPU but bcrypt's: an authd from before the counter
+		// has none, and its figure stays unknown.
+		const bcryptCPU = "authd_bcrypt_cpu_seconds_total"
+		if after, err := c.Metrics(ctx); err == nil && merr == nil && w.refresh.cpu[0] >= 0 {
+			if b, ok := after[bcryptCPU]; ok {
+				w.notBcrypt = w.refresh.cpu[0] - time.Duration((b-before[bcryptCPU])*float64(time.Second))
 			}
 		}
 		h.Logf("flood: %s window: authd CPU %s, of which outside bcrypt threads %s; %d refreshes, logins %d 204, %d 503", name, w.refresh.cpu[0], w.notBcrypt, w.refresh.n(), w.logins[0].Load(), w.logins[1].Load())
@@ -152,7 +115,7 @@ func (rn *runner) flood(ctx context.Context, addr string, probe *cpuProbe) error
 
 // writeFlood reports the flood scenario.
 func (rn *runner) writeFlood(w io.Writer) (failed int64) {
-	fmt.Fprintf(w, "\n### Hostile login flood\n\n%d clients post logins as fast as they are answered, ignoring Retry-After, for %s, from a process of their own on this machine, beside %d refresh clients (closed loop); first the refresh clients alone, last the flood alone. authd CPU/shed, in the flood alone: the CPU of authd's threads other than bcrypt's (schedstat), over the logins shed (the few logins answered 204 are in it too); DB CPU/shed: its PostgreSQL backends' CPU over the same.\n\n",
+	fmt.Fprintf(w, "\n### Hostile login flood\n\n%d clients post logins as fast as they are answered, ignoring Retry-After, for %s, from a process of their own on this machine, beside %d refresh clients (closed loop); first the refresh clients alone, last the flood alone. authd CPU/shed, in the flood alone: authd's CPU (/proc, 10 ms ticks) less its bcrypt compares' (authd_bcrypt_cpu_seconds_total; – for an authd without it), over the logins shed (the few logins answered 204 are in it too); DB CPU/shed: its PostgreSQL backends' CPU over the same.\n\n",
 		floodClients, rn.o.duration, floodRefreshers)
 	row := loadtest.Table(w, "window", "refresh/s", "of quiet", "refresh p50", "refresh p99", "logins 204", "logins 503", "logins other", "authd CPU", "authd CPU/shed", "DB CPU/shed", "flood client CPU/login", "errors")
 	quiet := rn.floods[0]
