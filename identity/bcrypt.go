@@ -3,7 +3,6 @@ package identity
 import (
 	"context"
 	"runtime"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,38 +14,59 @@ import (
 // does (about 70 ms of a core at cost 10), from starving everything else
 // when logins arrive faster than the CPUs can hash:
 //
-//   - at most `slots` compares run at once: by default one per CPU but
-//     one (DefaultBcryptSlots);
+//   - compares run in a bounded number of slots (slots.go): by default one
+//     per CPU while logins are all there is to do, and one CPU fewer as
+//     soon as a refresh, verify or health check is in flight
+//     (BcryptSlotRange);
 //   - at most `queue` logins wait for a slot, each at most `wait`; a login
 //     that finds the queue full is shed at once (Busy: over HTTP, 503 +
-//     Retry-After), so a flood costs the server almost nothing beyond its
-//     ceiling;
+//     Retry-After, decided before the body is read), so a flood costs the
+//     server almost nothing beyond its ceiling;
 //   - each compare runs on an OS thread of its own at a lower scheduling
 //     priority (nice), so that authd's threads serving refresh, verify
 //     and health run ahead of it whenever they have work. (Only within
 //     the process: the kernel's autogroups and cgroups share CPU between
 //     processes whatever a thread's nice value, which is why one CPU is
-//     left to PostgreSQL and the rest — see DefaultBcryptSlots.)
+//     left to PostgreSQL and the rest while they have work.) A nice value
+//     is no share, though: against a CPU-bound neighbour at nice 0 in the
+//     same group, a thread at nice 10 gets a tenth of a CPU, and a login
+//     would take seconds. So the gate watches how much of the CPU its
+//     compares get (priority.go) and runs them at the normal priority
+//     while they are starved.
 //
 // Because a compare holds one of Go's Ps while it runs, the process needs
 // more Ps than slots for the rest of its work not to queue behind bcrypt;
-// `authd serve` adds the slots to GOMAXPROCS.
+// `authd serve` adds the wide slots to GOMAXPROCS.
 type bcryptGate struct {
-	slots   chan struct{}
-	waiting atomic.Int64
-	queue   int64
-	wait    time.Duration
-	nice    int
-	m       *metrics
+	slots *slots
+	wait  time.Duration
+	prio  *priority
+	m     *metrics
 }
 
 // DefaultBcryptSlots is the number of concurrent bcrypt compares for procs
-// CPUs: all but one, and at least one. The CPU left over is not waste: on
-// the 2-CPU machine of the README's storm figures, compares on both CPUs
-// (even at the lowest priority) made PostgreSQL's commit fsyncs wait —
-// pg_stat_activity showed refreshes in WALSync — and refresh p99 went from
-// 2 ms to 55–160 ms; with one CPU left it stays under 15 ms.
+// CPUs while latency-sensitive requests are in flight: all but one, and
+// at least one. The CPU left over is not waste: on the 2-CPU machine of
+// the README's storm figures, compares on both CPUs (even at the lowest
+// priority) made PostgreSQL's commit fsyncs wait — pg_stat_activity showed
+// refreshes in WALSync — and refresh p99 went from 2 ms to 55–160 ms; with
+// one CPU left it stays under 15 ms.
 func DefaultBcryptSlots(procs int) int { return max(1, procs-1) }
+
+// BcryptSlotRange is how many compares run at once on cpus CPUs: narrow
+// while latency-sensitive requests are about, wide while logins are all
+// there is. fixed > 0 (AUTHD_BCRYPT_SLOTS) is both.
+func BcryptSlotRange(cpus, fixed int) (narrow, wide int) {
+	if fixed > 0 {
+		return fixed, fixed
+	}
+	return DefaultBcryptSlots(cpus), max(1, cpus)
+}
+
+// widenAfter is how long no latency-sensitive request must have been in
+// flight before compares may take the wide slots: a few compares' time,
+// so that the gaps between the refreshes of a steady trickle let none in.
+const widenAfter = 100 * time.Millisecond
 
 // loginQueueTarget is how long the default login queue takes the slots
 // to get through: a login queued behind a full queue is answered within
@@ -69,21 +89,30 @@ func DefaultLoginQueue(slots int, compare time.Duration) int {
 	return min(n, 10000)
 }
 
-func newBcryptGate(slots, queue int, wait time.Duration, nice int, m *metrics) *bcryptGate {
-	g := &bcryptGate{slots: make(chan struct{}, slots), queue: int64(queue), wait: wait, nice: nice, m: m}
+func newBcryptGate(narrow, wide, queue int, wait time.Duration, nice int, m *metrics) *bcryptGate {
+	g := &bcryptGate{slots: newSlots(narrow, wide, queue, widenAfter), wait: wait, prio: newPriority(nice), m: m}
 	// The gate's own counters, read at scrape time: no second copy to
 	// keep in step.
 	m.registry.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "authd_bcrypt_queue_depth", Help: "Logins waiting for a bcrypt slot.",
-		}, func() float64 { return float64(g.waiting.Load()) }),
+		}, func() float64 { return float64(g.slots.waiting.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "authd_bcrypt_slots", Help: "Concurrent bcrypt compares allowed (AUTHD_BCRYPT_SLOTS).",
-		}, func() float64 { return float64(cap(g.slots)) }),
+			Name: "authd_bcrypt_slots", Help: "Concurrent bcrypt compares allowed while latency-sensitive requests are in flight (AUTHD_BCRYPT_SLOTS).",
+		}, func() float64 { return float64(g.slots.narrow) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authd_bcrypt_slots_max", Help: "Concurrent bcrypt compares allowed while logins are all there is to do.",
+		}, func() float64 { return float64(g.slots.wide) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authd_bcrypt_running", Help: "bcrypt compares running.",
+		}, func() float64 { return float64(g.slots.busy.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authd_bcrypt_nice", Help: "Nice value new bcrypt compares run at: AUTHD_BCRYPT_NICE, or 0 while compares are starved of CPU.",
+		}, func() float64 { return float64(g.prio.nice()) }),
 		// The default queue is measured at start-up: say what it came to.
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "authd_bcrypt_queue_limit", Help: "Logins allowed to wait for a bcrypt slot (AUTHD_LOGIN_QUEUE, or measured at start-up).",
-		}, func() float64 { return float64(g.queue) }),
+		}, func() float64 { return float64(g.slots.queue) }),
 	)
 	return g
 }
@@ -94,55 +123,33 @@ func newBcryptGate(slots, queue int, wait time.Duration, nice int, m *metrics) *
 // interrupted, so it finishes (and frees its slot) on its own, and the
 // caller must not read what f writes unless run returned nil.
 func (g *bcryptGate) run(ctx context.Context, f func()) error {
-	if err := g.acquire(ctx); err != nil {
+	waited, queued, err := g.slots.acquire(ctx, g.wait)
+	if err == nil || queued { // one shed at once did not wait
+		g.m.bcryptWait.Observe(waited.Seconds())
+	}
+	if err != nil {
 		return err
 	}
 	if ctx.Err() != nil { // the request ended while it waited: skip the compare
-		<-g.slots
+		g.slots.release()
 		return Timeout(nil)
 	}
 	done := make(chan struct{})
 	go func() {
-		defer func() { <-g.slots }()
+		defer g.slots.release()
 		defer close(done)
 		// A thread of its own, never unlocked: when this goroutine ends
 		// the thread ends with it, so its lower priority never carries
 		// over to other work.
 		runtime.LockOSThread()
-		lowerThreadPriority(g.nice)
-		f()
+		nameThread(bcryptThreadName)
+		if cpu := g.prio.run(f, g.slots.quietSince); cpu > 0 {
+			g.m.bcryptCPU.Add(cpu.Seconds())
+		}
 	}()
 	select {
 	case <-done:
 		return nil
-	case <-ctx.Done():
-		return Timeout(nil)
-	}
-}
-
-func (g *bcryptGate) acquire(ctx context.Context) error {
-	select {
-	case g.slots <- struct{}{}: // a free slot: no queue, no timer
-		g.m.bcryptWait.Observe(0)
-		return nil
-	default:
-	}
-	if g.waiting.Add(1) > g.queue {
-		g.waiting.Add(-1)
-		return errBusy()
-	}
-	start := g.m.now()
-	defer func() {
-		g.waiting.Add(-1)
-		g.m.bcryptWait.Observe(g.m.now().Sub(start).Seconds())
-	}()
-	timer := time.NewTimer(g.wait)
-	defer timer.Stop()
-	select {
-	case g.slots <- struct{}{}:
-		return nil
-	case <-timer.C:
-		return errBusy()
 	case <-ctx.Done():
 		return Timeout(nil)
 	}

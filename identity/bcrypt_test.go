@@ -60,7 +60,7 @@ func TestBcryptRunsOnALowerPriorityThread(t *testing.T) {
 		t.Fatalf("thread priorities are a Linux feature; this test runs on Linux (GOOS %s)", runtime.GOOS)
 	}
 	const nice = 13
-	g := newBcryptGate(1, 1, time.Second, nice, newMetrics(prometheus.NewRegistry(), time.Now))
+	g := newBcryptGate(1, 1, 1, time.Second, nice, newMetrics(prometheus.NewRegistry(), time.Now))
 	// Go never ends the process's main thread: if a compare ran there,
 	// the runtime parks it for good instead, so it runs nothing more and
 	// does not count.
@@ -128,7 +128,7 @@ const (
 // when the compare ends.
 func TestBcryptGateDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := newBcryptGate(1, 0, time.Second, 0, newMetrics(prometheus.NewRegistry(), time.Now))
+		g := newBcryptGate(1, 1, 0, time.Second, 0, newMetrics(prometheus.NewRegistry(), time.Now))
 		release := make(chan struct{})
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
@@ -157,7 +157,7 @@ func TestBcryptGateDeadline(t *testing.T) {
 func TestBcryptGateQueue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const wait = 2 * time.Second
-		g := newBcryptGate(1, 2, wait, 0, newMetrics(prometheus.NewRegistry(), time.Now))
+		g := newBcryptGate(1, 1, 2, wait, 0, newMetrics(prometheus.NewRegistry(), time.Now))
 		release := make(chan struct{})
 		holder := make(chan error, 1)
 		go func() { holder <- g.run(context.Background(), func() { <-release }) }()
@@ -171,7 +171,7 @@ func TestBcryptGateQueue(t *testing.T) {
 		ran := false
 		go func() { ended <- gateMessage(t, g.run(ctx, func() { ran = true })) }()
 		synctest.Wait()
-		if n := g.waiting.Load(); n != 2 {
+		if n := g.slots.waiting.Load(); n != 2 {
 			t.Fatalf("%d callers waiting, want 2", n)
 		}
 
@@ -202,7 +202,7 @@ func TestBcryptGateQueue(t *testing.T) {
 			t.Errorf("the compare in the slot: %v", err)
 		}
 		synctest.Wait()
-		if n := g.waiting.Load(); n != 0 {
+		if n := g.slots.waiting.Load(); n != 0 {
 			t.Errorf("%d callers still counted as waiting", n)
 		}
 		if got := gateMessage(t, g.run(context.Background(), func() {})); got != "ok" {

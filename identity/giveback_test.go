@@ -36,7 +36,7 @@ func TestShedLoginCountsNoFailure(t *testing.T) {
 	<-entered // the first holds the one slot
 	go func() { _, err := c.CheckPassword(ctx, "gina", "wrong-2", "c"); errs <- err }()
 	deadline := time.Now().Add(time.Minute)
-	for c.bcrypt.waiting.Load() != 1 { // the second waits in the queue of one
+	for c.bcrypt.slots.waiting.Load() != 1 { // the second waits in the queue of one
 		if time.Now().After(deadline) {
 			t.Fatal("the second login never queued")
 		}

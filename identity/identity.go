@@ -29,8 +29,11 @@ type Config struct {
 	// password stored below it.
 	BcryptCost int
 	// BcryptSlots is how many bcrypt compares run at once; 0 means
-	// DefaultBcryptSlots(GOMAXPROCS).
+	// BcryptSlotRange: one per CPU while no latency-sensitive request
+	// is about (Core.EnterUrgent), one fewer while one is.
 	BcryptSlots int
+	// BcryptCPUs is the CPUs BcryptSlotRange counts; 0 means GOMAXPROCS.
+	BcryptCPUs int
 	// LoginQueue is how many logins may wait for a bcrypt slot; one more
 	// is shed at once (Busy). 0 means DefaultLoginQueue, with the compare
 	// time measured by hashing the dummy password at start-up.
@@ -186,9 +189,10 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 	if cfg.LoginQueueWait <= 0 {
 		cfg.LoginQueueWait = DefaultLoginQueueWait
 	}
-	if cfg.BcryptSlots <= 0 {
-		cfg.BcryptSlots = DefaultBcryptSlots(runtime.GOMAXPROCS(0))
+	if cfg.BcryptCPUs <= 0 {
+		cfg.BcryptCPUs = runtime.GOMAXPROCS(0)
 	}
+	narrow, wide := BcryptSlotRange(cfg.BcryptCPUs, cfg.BcryptSlots)
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
@@ -198,7 +202,9 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 		return nil, fmt.Errorf("make dummy hash: %w", err)
 	}
 	if cfg.LoginQueue <= 0 {
-		cfg.LoginQueue = DefaultLoginQueue(cfg.BcryptSlots, cfg.Now().Sub(hashStart))
+		// At least 4 per slot as they widen: logins alone fill the wide
+		// slots, and a burst of them must find room behind.
+		cfg.LoginQueue = max(DefaultLoginQueue(narrow, cfg.Now().Sub(hashStart)), min(4*wide, 10000))
 	}
 	// Not always cfg.BcryptCost: bcrypt hashes at its default for a cost
 	// below its minimum.
@@ -210,7 +216,7 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 	return &Core{
 		cfg: cfg, db: db, tokens: tokens, log: log,
 		dummyHash: dummy, dummyCost: dummyCost, compare: store.CheckPassword,
-		bcrypt:           newBcryptGate(cfg.BcryptSlots, cfg.LoginQueue, cfg.LoginQueueWait, cfg.BcryptNice, m),
+		bcrypt:           newBcryptGate(narrow, wide, cfg.LoginQueue, cfg.LoginQueueWait, cfg.BcryptNice, m),
 		failuresByClient: newClientLimiter(cfg.LoginFailuresPerIP, cfg.LoginFailureWindow, cfg.Now),
 		signupsByClient:  newClientLimiter(cfg.SignupsPerIP, cfg.SignupWindow, cfg.Now),
 		resetsByClient:   newClientLimiter(cfg.ResetsPerIP, cfg.ResetWindow, cfg.Now),
@@ -323,6 +329,11 @@ func (c *Core) IdentifyPassword(ctx context.Context, username, password, client 
 // Its errors are *Error.
 func (c *Core) CheckPassword(ctx context.Context, username, password, client string) (u store.User, err error) {
 	defer func() { c.metrics.loginResult(err) }()
+	// A full queue sheds the login before it costs anything: no
+	// throttle to reserve, no user to look up.
+	if c.bcrypt.slots.full() {
+		return store.User{}, errBusy()
+	}
 	// Brute-force protection, before any bcrypt work (reserveFailure).
 	// giveBack returns the reservations: the password was right, or no
 	// password was checked (the login was shed, the client left, the

@@ -1,6 +1,22 @@
 package identity
 
-import "syscall"
+import (
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// bcryptThreadName is the name of the threads compares run on, as top -H
+// and /proc/<pid>/task/*/comm show it: an operator (and authd-bench) can
+// tell bcrypt's CPU from the rest of authd's.
+const bcryptThreadName = "authd-bcrypt"
+
+// nameThread names the calling OS thread (PR_SET_NAME, at most 15 bytes);
+// the name goes with the thread, which ends with its compare.
+func nameThread(name string) {
+	b := append([]byte(name), 0)
+	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_NAME, uintptr(unsafe.Pointer(&b[0])), 0)
+}
 
 // lowerThreadPriority sets the calling OS thread's nice value. On Linux
 // the nice value belongs to the thread (setpriority with a thread id), so
@@ -12,4 +28,17 @@ func lowerThreadPriority(nice int) {
 		return
 	}
 	_ = syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), nice)
+}
+
+// rusageThread is Linux's RUSAGE_THREAD: the calling thread's usage.
+const rusageThread = 1
+
+// threadCPU is the CPU time the calling OS thread has used; -1 if
+// unknown.
+func threadCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
+		return -1
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

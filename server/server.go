@@ -69,6 +69,7 @@ type Server struct {
 
 	auditor  *Auditor
 	metrics  *metrics
+	shed     *shedder
 	handler  http.Handler
 	operator http.Handler
 }
@@ -103,12 +104,16 @@ func New(cfg Config, ident *identity.Core, db *store.DB, tokens *token.Issuer, l
 	s.metrics = newMetrics(cfg.Metrics, db, cfg.Now)
 	e.Use(
 		s.metrics.middleware,
+		s.urgent,
 		middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}),
 		middleware.ContextTimeout(cfg.RequestTimeout),
 	)
 	s.routes(e)
 	s.metrics.setRoutes(e.Routes())
-	s.handler = e
+	// A login the bcrypt queue has no room for is answered at the door,
+	// before echo (shed.go).
+	s.shed = newShedder(s.metrics, cfg.Now, log, e.IPExtractor)
+	s.handler = s.door(e)
 
 	// Scrapes and probes on the operator listener are not counted: they
 	// are not the API's traffic.

@@ -1,7 +1,9 @@
 // Command authd-bench measures authd under load on real PostgreSQL:
 // throughput, p50/p99 latency and CPU per request of login, refresh,
 // logout and GET /auth/verify (JWT, cookie, API key) beside a bare
-// endpoint and the bcrypt-only ceiling; a login storm; refresh beside its
+// endpoint and the bcrypt-only ceiling; login beside two busy processes;
+// a login storm, polite (open loop)
+// and hostile (a flood that ignores Retry-After); refresh beside its
 // statement alone; each signing algorithm; and the database round trips
 // each request makes.
 //
@@ -11,7 +13,7 @@
 // an authd built from this checkout. The report is Markdown on standard
 // output, progress on standard error; the exit status is non-zero when
 // any request failed. Files: main (flags, keys, tokens, sessions by COPY,
-// the report), scenarios (closed loops, CPU from /proc, the storm),
+// the report), scenarios (closed loops, CPU from /proc, the storm), flood,
 // roundtrips (a counting wire proxy, the refresh statement alone).
 package main
 
@@ -22,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -81,7 +84,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	return o, nil
 }
 
-func main() { loadtest.Main("authd-bench", run) }
+func main() {
+	if os.Getenv(floodEnv) != "" {
+		if err := floodChild(); err != nil {
+			fmt.Fprintln(os.Stderr, "authd-bench flood:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	loadtest.Main("authd-bench", run)
+}
 
 // run measures each algorithm's server, then counts the database round
 // trips and runs the refresh statement alone.
@@ -138,6 +150,7 @@ type runner struct {
 	bcrypt                           *result
 	ceilingRate, bcryptMS, loginRate float64 // the storm's: logins/s; one compare's CPU; offered/s
 	windows                          [2]*stormWindow
+	floods                           [3]*floodWindow
 	roundTrips                       []rtRow
 	notes                            []string
 }
@@ -284,6 +297,7 @@ func (rn *runner) write(w io.Writer) (failed int64) {
 		row(a.alg, fmt.Sprintf("%.1f µs", a.signNS/1e3), fmt.Sprintf("%.1f µs", a.verifyNS/1e3))
 	}
 	failed += rn.writeStorm(w)
+	failed += rn.writeFlood(w)
 	rn.writeRoundTrips(w)
 	return failed
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -11,6 +13,19 @@ import (
 
 	"authd/store/storetest"
 )
+
+// TestMain is also the flood's process when the smoke test starts this
+// binary as one (floodEnv).
+func TestMain(m *testing.M) {
+	if os.Getenv(floodEnv) != "" {
+		if err := floodChild(); err != nil {
+			fmt.Fprintln(os.Stderr, "flood:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	os.Exit(m.Run())
+}
 
 // TestSmoke runs the whole benchmark briefly against the real PostgreSQL
 // server (AUTHD_TEST_DATABASE_URL or the local default), with two signing
@@ -42,7 +57,7 @@ func TestSmoke(t *testing.T) {
 	// Every row of the main table: requests, a rate, latencies, CPU
 	// (authd's where a server ran), no errors.
 	for _, name := range []string{"login", "bcrypt ceiling", "refresh (HS256)", "refresh (ES256)", "logout", "bare", "verify-fresh (HS256)", "verify-fresh (ES256)",
-		"verify-jwt (HS256)", "verify-jwt (ES256)", "verify-cookie", "verify-apikey",
+		"verify-jwt (HS256)", "verify-jwt (ES256)", "verify-cookie", "verify-apikey", "login beside 2 busy processes (yes)",
 		"rotate statement alone (pgx, 2 connections)", "rotate statement alone, synchronous_commit=off (pgx, 2 connections)"} {
 		row := tableRow(t, main, name)
 		_, err := strconv.ParseFloat(row[2], 64)
@@ -76,6 +91,15 @@ func TestSmoke(t *testing.T) {
 	}
 	if !strings.Contains(out, "- the longest a login waited for its answer: ") {
 		t.Error("no login wait line under the storm")
+	}
+
+	// The flood: both windows, refreshes all answered; logins shed in the
+	// flood, and authd's CPU per shed.
+	quiet := tableRow(t, out[strings.Index(out, "### Hostile login flood"):], "quiet")
+	flood := tableRow(t, main, "flood")
+	alone := tableRow(t, main, "flood alone")
+	if quiet[1] == "0" || flood[1] == "0" || quiet[len(quiet)-1] != "0" || flood[len(flood)-1] != "0" || flood[6] == "0" || alone[6] == "0" || !strings.HasSuffix(alone[9], " µs") {
+		t.Errorf("flood table: %q, %q, %q; want refreshes in the first two, logins shed in the flood, authd's CPU per shed in the flood alone, no errors", quiet, flood, alone)
 	}
 
 	// Round trips (cells: request, requests, total, per request,

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"sync"
@@ -209,6 +210,17 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 		}); err != nil {
 			return err
 		}
+		// The same beside busy neighbours: CPU-bound processes at nice 0
+		// in this session, so in authd's scheduling group.
+		if err := withNeighbours(busyNeighbours, func() error {
+			_, err := run(fmt.Sprintf("login beside %d busy processes (yes)", busyNeighbours), func(ctx context.Context, _ int) error {
+				_, err := c.Login(ctx, user(next.Add(1)))
+				return err
+			})
+			return err
+		}); err != nil {
+			return err
+		}
 	}
 
 	sessions := make([]loadtest.Session, o.concurrency) // one per worker, logged in untimed
@@ -275,7 +287,10 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 		return nil
 	}
 	rn.access = s.Access
-	return rn.storm(ctx, srv.Addr)
+	if err := rn.storm(ctx, srv.Addr); err != nil {
+		return err
+	}
+	return rn.flood(ctx, srv.Addr, probe)
 }
 
 // The storm: logins sent open-loop at stormFactor × the bcrypt ceiling,
@@ -380,4 +395,30 @@ func (rn *runner) storm(ctx context.Context, addr string) error {
 		}
 	}
 	return nil
+}
+
+// busyNeighbours is how many CPU-bound processes the login-beside-
+// neighbours row runs: as many as a 2-CPU machine has CPUs.
+const busyNeighbours = 2
+
+// withNeighbours runs f while n processes `yes > /dev/null` keep CPUs
+// busy, and ends them before it returns.
+func withNeighbours(n int, f func() error) (err error) {
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer null.Close()
+	for range n {
+		cmd := exec.Command("yes")
+		cmd.Stdout = null // a file: the child writes to it directly
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start a busy neighbour: %w", err)
+		}
+		defer func() {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}()
+	}
+	return f()
 }

@@ -66,7 +66,7 @@ type config struct {
 	CacheRecheck   time.Duration
 	LoginQueueWait time.Duration
 	// BcryptSlots and LoginQueue are 0 for their defaults
-	// (identity.DefaultBcryptSlots, identity.DefaultLoginQueue).
+	// (identity.BcryptSlotRange, identity.DefaultLoginQueue).
 	BcryptSlots int
 	LoginQueue  int
 	BcryptNice  int

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"authd/identity"
 	"authd/store"
 	"authd/token"
 	"bytes"
@@ -621,21 +620,24 @@ func TestConfigResetDelivery(t *testing.T) {
 	}
 }
 
-// TestReserveProcs: the bcrypt slots default to all CPUs but one, and
-// GOMAXPROCS is raised by the slots once however often it is called; an
-// operator's GOMAXPROCS (set in the environment) is left alone. Not
-// parallel: the servers of parallel tests set GOMAXPROCS too.
+// TestReserveProcs: the bcrypt slots are sized for the CPUs Go uses, and
+// GOMAXPROCS is raised by the most compares they allow (all CPUs) once
+// however often it is called; an operator's GOMAXPROCS (set in the
+// environment) is left alone. Not parallel: the servers of parallel tests
+// set GOMAXPROCS too.
 func TestReserveProcs(t *testing.T) {
 	runtime.SetDefaultGOMAXPROCS()
 	base := runtime.GOMAXPROCS(0)
-	want := identity.DefaultBcryptSlots(base)
 	for range 2 {
-		if got := reserveProcs(false, 0); got != want {
-			t.Errorf("slots: got %d, want %d (%d CPUs)", got, want, base)
+		if got := reserveProcs(false, 0); got != base {
+			t.Errorf("CPUs: got %d, want %d", got, base)
 		}
-		if got := runtime.GOMAXPROCS(0); got != base+want {
-			t.Errorf("GOMAXPROCS: got %d, want %d + %d", got, base, want)
+		if got := runtime.GOMAXPROCS(0); got != 2*base {
+			t.Errorf("GOMAXPROCS: got %d, want %d + %d", got, base, base)
 		}
+	}
+	if reserveProcs(false, 1); runtime.GOMAXPROCS(0) != base+1 {
+		t.Errorf("AUTHD_BCRYPT_SLOTS=1: GOMAXPROCS %d, want %d + 1", runtime.GOMAXPROCS(0), base)
 	}
 	c, err := loadConfig(getenv(map[string]string{"JWT_SECRET": secret32, "GOMAXPROCS": "2"}))
 	if err != nil {
@@ -645,8 +647,8 @@ func TestReserveProcs(t *testing.T) {
 		t.Fatal("with GOMAXPROCS set: FixedProcs is false")
 	}
 	before := runtime.GOMAXPROCS(0)
-	if got := reserveProcs(c.FixedProcs, c.BcryptSlots); got != identity.DefaultBcryptSlots(before) {
-		t.Errorf("with GOMAXPROCS set: got %d slots, want %d", got, identity.DefaultBcryptSlots(before))
+	if got := reserveProcs(c.FixedProcs, c.BcryptSlots); got != before {
+		t.Errorf("with GOMAXPROCS set: got %d CPUs, want %d", got, before)
 	}
 	if got := runtime.GOMAXPROCS(0); got != before {
 		t.Errorf("with GOMAXPROCS set, GOMAXPROCS changed from %d to %d", before, got)

@@ -37,9 +37,10 @@ type core struct {
 // in: set up once by claimProcess, at the start of the command, and handed
 // to the core, which changes nothing process-wide itself.
 type process struct {
-	// bcryptSlots is how many bcrypt compares run at once; GOMAXPROCS
-	// has room for them.
-	bcryptSlots int
+	// bcryptCPUs is the CPUs the bcrypt slots are sized for
+	// (identity.BcryptSlotRange); GOMAXPROCS has room for the most
+	// compares they allow besides.
+	bcryptCPUs int
 	// hup delivers SIGHUP: reload the keys, secrets and database URL.
 	hup <-chan os.Signal
 }
@@ -49,31 +50,27 @@ type process struct {
 func claimProcess(cfg config) (p process, release func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	return process{bcryptSlots: reserveProcs(cfg.FixedProcs, cfg.BcryptSlots), hup: hup}, func() { signal.Stop(hup) }
+	return process{bcryptCPUs: reserveProcs(cfg.FixedProcs, cfg.BcryptSlots), hup: hup}, func() { signal.Stop(hup) }
 }
 
-// reserveProcs sizes the bcrypt slots (0: identity.DefaultBcryptSlots of
-// the CPUs Go uses) and sets GOMAXPROCS to the runtime's default plus as
-// many, so that compares, which each hold a P while they run, leave the
-// usual number of Ps to refresh, verify and health checks. It sets
-// GOMAXPROCS from the default rather than adding to its current value, so
-// that a second server in one process (as in tests) does not raise it
-// twice; of servers starting at once, the last to set it wins. An
-// operator's GOMAXPROCS (fixed) stands.
-func reserveProcs(fixed bool, slots int) int {
+// reserveProcs returns the CPUs the bcrypt slots are sized for (the CPUs
+// Go uses by default) and sets GOMAXPROCS to that plus the most compares
+// the slots allow at once (AUTHD_BCRYPT_SLOTS, 0: identity.BcryptSlotRange),
+// so that compares, which each hold a P while they run, leave the usual
+// number of Ps to refresh, verify and health checks. It sets GOMAXPROCS
+// from the default rather than adding to its current value, so that a
+// second server in one process (as in tests) does not raise it twice; of
+// servers starting at once, the last to set it wins. An operator's
+// GOMAXPROCS (fixed) stands, and is the CPUs.
+func reserveProcs(fixed bool, slots int) (cpus int) {
 	if fixed {
-		if slots == 0 {
-			slots = identity.DefaultBcryptSlots(runtime.GOMAXPROCS(0))
-		}
-		return slots
+		return runtime.GOMAXPROCS(0)
 	}
 	runtime.SetDefaultGOMAXPROCS()
 	base := runtime.GOMAXPROCS(0)
-	if slots == 0 {
-		slots = identity.DefaultBcryptSlots(base)
-	}
-	runtime.GOMAXPROCS(base + slots)
-	return slots
+	_, wide := identity.BcryptSlotRange(base, slots)
+	runtime.GOMAXPROCS(base + wide)
+	return base
 }
 
 // openCore waits for the database (AUTHD_DB_WAIT), checks that it is
@@ -208,7 +205,8 @@ func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus
 		APIKeyTokenTTL:       cfg.APIKeyTokenTTL,
 		CacheRecheck:         cfg.CacheRecheck,
 		LoginQueueWait:       cfg.LoginQueueWait,
-		BcryptSlots:          p.bcryptSlots,
+		BcryptSlots:          cfg.BcryptSlots,
+		BcryptCPUs:           p.bcryptCPUs,
 		LoginQueue:           cfg.LoginQueue,
 		BcryptNice:           cfg.BcryptNice,
 		SignupRole:           cfg.SignupRole,

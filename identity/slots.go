@@ -1,0 +1,199 @@
+package identity
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// slots are the bcrypt gate's places, handed out first come, first served:
+// `narrow` of them at all times, and up to `wide` while no latency-sensitive
+// request (refresh, verify, health: Urgent) is in flight or has been for
+// `quiet`. Logins alone get every CPU; as soon as a refresh arrives, no
+// new compare starts beyond the narrow slots, and the ones running (at
+// most one compare long, about 70 ms at cost 10) finish at the gate's
+// lower priority. The quiet period keeps a steady trickle of refreshes,
+// with gaps of a millisecond between them, from letting a compare into the
+// wide slots in every gap.
+type slots struct {
+	narrow, wide int
+	queue        int
+	quiet        time.Duration
+
+	// urgent counts latency-sensitive requests in flight; lastUrgent is
+	// when the last one ended (time.Now().UnixNano(): the real clock, not
+	// the core's, which tests move to expire tokens).
+	urgent     atomic.Int64
+	lastUrgent atomic.Int64
+	// busy and waiting mirror len-s under mu, for lock-free reads (the
+	// metrics, and full() on the shed path).
+	busy, waiting atomic.Int64
+
+	mu      sync.Mutex
+	inUse   int
+	waiters []chan struct{} // oldest first; closed when granted a slot
+	widen   *time.Timer     // armed while logins wait out the quiet period
+}
+
+func newSlots(narrow, wide, queue int, quiet time.Duration) *slots {
+	return &slots{narrow: narrow, wide: max(narrow, wide), queue: queue, quiet: quiet}
+}
+
+// limit is how many compares may run now. Under mu.
+func (s *slots) limit() int {
+	if s.urgent.Load() > 0 || time.Now().UnixNano()-s.lastUrgent.Load() < int64(s.quiet) {
+		return s.narrow
+	}
+	return s.wide
+}
+
+// full reports whether a login arriving now would be shed at once: every
+// slot taken and the queue full. It takes no lock: a caller that reads it
+// a moment early or late only sheds one login more or fewer.
+func (s *slots) full() bool {
+	return s.waiting.Load() >= int64(s.queue) && s.busy.Load() >= int64(s.narrow)
+}
+
+// take takes a slot if one is free and nobody waits (ok), or else joins
+// the queue (a channel closed when a slot is granted), or finds it full
+// (both zero).
+func (s *slots) take() (ok bool, wait chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.waiters) == 0 && s.inUse < s.limit() {
+		s.inUse++
+		s.busy.Store(int64(s.inUse))
+		return true, nil
+	}
+	if len(s.waiters) >= s.queue {
+		return false, nil
+	}
+	wait = make(chan struct{})
+	s.waiters = append(s.waiters, wait)
+	s.waiting.Store(int64(len(s.waiters)))
+	s.armWiden()
+	return false, wait
+}
+
+// leave takes wait out of the queue; false if it was granted a slot
+// meanwhile (the caller then holds it).
+func (s *slots) leave(wait chan struct{}) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.Index(s.waiters, wait)
+	if i < 0 {
+		return false
+	}
+	s.waiters = slices.Delete(s.waiters, i, i+1)
+	s.waiting.Store(int64(len(s.waiters)))
+	return true
+}
+
+// release frees a slot for the next in line.
+func (s *slots) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inUse--
+	s.grant()
+}
+
+// grant hands free slots to the oldest waiters. Under mu.
+func (s *slots) grant() {
+	for lim := s.limit(); s.inUse < lim && len(s.waiters) > 0; {
+		close(s.waiters[0])
+		s.waiters = slices.Delete(s.waiters, 0, 1)
+		s.inUse++
+	}
+	s.busy.Store(int64(s.inUse))
+	s.waiting.Store(int64(len(s.waiters)))
+	s.armWiden()
+}
+
+// armWiden makes sure that logins waiting while only the quiet period
+// keeps the slots narrow are let in when it ends, even if no compare ends
+// then. Under mu.
+func (s *slots) armWiden() {
+	if s.widen != nil || len(s.waiters) == 0 || s.inUse >= s.wide || s.urgent.Load() > 0 {
+		return
+	}
+	d := time.Duration(int64(s.quiet) - (time.Now().UnixNano() - s.lastUrgent.Load()))
+	s.widen = time.AfterFunc(max(d, 0), func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.widen = nil
+		s.grant()
+	})
+}
+
+// quietSince reports whether no latency-sensitive request has been in
+// flight since t.
+func (s *slots) quietSince(t time.Time) bool {
+	return s.urgent.Load() == 0 && s.lastUrgent.Load() < t.UnixNano()
+}
+
+// enter and exit bracket a latency-sensitive request.
+func (s *slots) enter() { s.urgent.Add(1) }
+
+func (s *slots) exit() {
+	s.lastUrgent.Store(time.Now().UnixNano())
+	if s.urgent.Add(-1) == 0 && s.waiting.Load() > 0 && s.narrow < s.wide {
+		s.mu.Lock()
+		s.armWiden()
+		s.mu.Unlock()
+	}
+}
+
+// acquire waits for a slot: errBusy when the queue is full or none frees
+// up within wait, a Timeout when ctx ends first. It reports whether it
+// queued, and for how long.
+func (s *slots) acquire(ctx context.Context, wait time.Duration) (waited time.Duration, queued bool, err error) {
+	ok, ch := s.take()
+	if ok {
+		return 0, false, nil
+	}
+	if ch == nil {
+		return 0, false, errBusy()
+	}
+	start := time.Now()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-ch:
+		return time.Since(start), true, nil
+	case <-timer.C:
+		err = errBusy()
+	case <-ctx.Done():
+		err = Timeout(nil)
+	}
+	if !s.leave(ch) {
+		return time.Since(start), true, nil // granted as the wait ended: run checks ctx
+	}
+	return time.Since(start), true, err
+}
+
+// EnterUrgent and ExitUrgent bracket a latency-sensitive request (refresh,
+// verify, health: anything but bcrypt work): while one is in flight, and
+// for widenAfter after the last, bcrypt compares keep to the narrow slots.
+// Each is an atomic add.
+func (c *Core) EnterUrgent() { c.bcrypt.slots.enter() }
+
+// ExitUrgent ends what EnterUrgent began.
+func (c *Core) ExitUrgent() { c.bcrypt.slots.exit() }
+
+// ShedLogin reports whether a login arriving now must be shed at once,
+// the bcrypt slots taken and their queue full, and if so counts it as
+// shed (authd_logins_total{result="shed"}): a door calls it before it
+// reads the request, so that a flood of logins costs next to nothing,
+// and answers Busy.
+func (c *Core) ShedLogin() bool {
+	if !c.bcrypt.slots.full() {
+		return false
+	}
+	c.metrics.shed.Inc()
+	return true
+}
+
+// ErrBusy is the answer to a login shed by ShedLogin.
+func ErrBusy() *Error { return errBusy() }

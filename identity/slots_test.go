@@ -1,0 +1,232 @@
+package identity
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// held is a compare that runs until released.
+type held struct {
+	started, release chan struct{}
+	done             chan error
+}
+
+// hold starts a login in g whose compare runs until released.
+func hold(g *bcryptGate) *held {
+	h := &held{started: make(chan struct{}), release: make(chan struct{}), done: make(chan error, 1)}
+	go func() {
+		h.done <- g.run(context.Background(), func() { close(h.started); <-h.release })
+	}()
+	return h
+}
+
+// running reports whether h's compare has started, once every goroutine
+// of the bubble is blocked.
+func (h *held) running() bool {
+	synctest.Wait()
+	select {
+	case <-h.started:
+		return true
+	default:
+		return false
+	}
+}
+
+func (h *held) finish(t *testing.T) {
+	t.Helper()
+	close(h.release)
+	if err := <-h.done; err != nil {
+		t.Fatalf("held compare: %v", err)
+	}
+	synctest.Wait()
+}
+
+// TestSlotsWidenWhileNothingUrgent: with no latency-sensitive request
+// about, compares take every slot (wide); while one is in flight, and
+// for widenAfter after it ends, new compares keep to the narrow slots and
+// the rest wait their turn — the ones running are not stopped. Time is
+// synctest's: no timing is asserted, only what runs when.
+func TestSlotsWidenWhileNothingUrgent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newBcryptGate(1, 2, 10, time.Hour, 0, newMetrics(prometheus.NewRegistry(), time.Now))
+		s := g.slots
+
+		// Logins alone: two compares at once.
+		a, b := hold(g), hold(g)
+		if !a.running() || !b.running() {
+			t.Fatal("with nothing urgent, two compares did not run at once on two wide slots")
+		}
+
+		// A refresh arrives: the running compares go on, but when one
+		// ends no new compare takes its slot beyond the narrow one.
+		s.enter()
+		c := hold(g)
+		if c.running() {
+			t.Fatal("a compare started beyond the wide slots")
+		}
+		a.finish(t)
+		if c.running() {
+			t.Fatal("while a refresh is in flight, a compare took a second slot")
+		}
+		b.finish(t)
+		if !c.running() {
+			t.Fatal("the narrow slot freed up, and the waiting compare did not start")
+		}
+
+		// Still urgent: a second login waits.
+		d := hold(g)
+		if d.running() {
+			t.Fatal("while a refresh is in flight, a second compare ran")
+		}
+		// The refresh ends: the slots stay narrow for widenAfter...
+		s.exit()
+		time.Sleep(widenAfter - time.Nanosecond)
+		if d.running() {
+			t.Fatalf("compares widened before %s without a refresh", widenAfter)
+		}
+		// ...and then widen without waiting for a compare to end.
+		time.Sleep(time.Nanosecond)
+		if !d.running() {
+			t.Fatalf("%s after the last refresh, the waiting compare did not take the wide slot", widenAfter)
+		}
+		if n := s.busy.Load(); n != 2 {
+			t.Errorf("%d compares running, want 2", n)
+		}
+
+		// Narrow again as soon as a refresh arrives: a login that comes
+		// now waits for the narrow slot even when a wide one frees up.
+		s.enter()
+		e := hold(g)
+		c.finish(t)
+		if e.running() {
+			t.Fatal("with a refresh in flight, a compare took the freed wide slot")
+		}
+		d.finish(t)
+		if !e.running() {
+			t.Fatal("the narrow slot freed up, and the waiting compare did not start")
+		}
+		s.exit()
+		e.finish(t)
+		if n := s.busy.Load() + s.waiting.Load(); n != 0 {
+			t.Errorf("%d compares still counted", n)
+		}
+	})
+}
+
+// TestShedLoginWhenFull: ShedLogin sheds only when every narrow slot is
+// taken and the queue is full, and counts what it sheds.
+func TestShedLoginWhenFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newMetrics(prometheus.NewRegistry(), time.Now)
+		c := &Core{bcrypt: newBcryptGate(1, 1, 1, time.Hour, 0, m), metrics: m}
+		if c.ShedLogin() {
+			t.Fatal("shed with every slot free")
+		}
+		a := hold(c.bcrypt)
+		a.running()
+		if c.ShedLogin() {
+			t.Fatal("shed with a place in the queue")
+		}
+		b := hold(c.bcrypt)
+		synctest.Wait()
+		for range 3 {
+			if !c.ShedLogin() {
+				t.Fatal("not shed with the slot taken and the queue full")
+			}
+		}
+		if got := counterValue(t, m.shed); got != 3 {
+			t.Errorf("authd_logins_total{result=\"shed\"} = %v, want 3", got)
+		}
+		a.finish(t)
+		if c.ShedLogin() {
+			t.Fatal("shed with the queue emptied")
+		}
+		b.finish(t)
+	})
+}
+
+// TestPriorityAdapts: compares run at the configured nice value until one
+// is starved (less than half its time on a CPU), then at 0 until one at 0
+// runs freely; a compare too short to judge changes nothing.
+func TestPriorityAdapts(t *testing.T) {
+	p := newPriority(10)
+	steps := []struct {
+		nice      int
+		wall, cpu time.Duration
+		want      int
+	}{
+		{10, 70 * time.Millisecond, 68 * time.Millisecond, 10},  // runs freely
+		{10, 700 * time.Millisecond, 70 * time.Millisecond, 0},  // a tenth of a CPU: starved
+		{0, 2 * time.Millisecond, 2 * time.Millisecond, 0},      // too short to judge
+		{0, 105 * time.Millisecond, 70 * time.Millisecond, 0},   // two thirds: neighbours still there
+		{0, 100 * time.Millisecond, -1, 0},                      // CPU unknown
+		{0, 72 * time.Millisecond, 70 * time.Millisecond, 10},   // free again
+		{10, 140 * time.Millisecond, 71 * time.Millisecond, 10}, // half: not starved
+	}
+	for i, s := range steps {
+		p.observe(s.nice, s.wall, s.cpu)
+		if got := p.nice(); got != s.want {
+			t.Errorf("step %d (nice %d, %s of CPU in %s): next nice %d, want %d", i, s.nice, s.cpu, s.wall, got, s.want)
+		}
+	}
+	// Configured at 0, nothing changes.
+	p = newPriority(0)
+	p.observe(0, time.Second, time.Millisecond)
+	if p.nice() != 0 {
+		t.Errorf("nice 0 configured: got %d", p.nice())
+	}
+}
+
+// TestBcryptSlotRange: one slot per CPU while logins are alone, one CPU
+// fewer (at least one) while latency-sensitive requests are about;
+// AUTHD_BCRYPT_SLOTS fixes both.
+func TestBcryptSlotRange(t *testing.T) {
+	for _, tt := range []struct{ cpus, fixed, narrow, wide int }{
+		{1, 0, 1, 1}, {2, 0, 1, 2}, {8, 0, 7, 8}, {2, 2, 2, 2}, {8, 1, 1, 1},
+	} {
+		if n, w := BcryptSlotRange(tt.cpus, tt.fixed); n != tt.narrow || w != tt.wide {
+			t.Errorf("BcryptSlotRange(%d, %d) = %d, %d; want %d, %d", tt.cpus, tt.fixed, n, w, tt.narrow, tt.wide)
+		}
+	}
+}
+
+// counterValue reads a counter.
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// TestQuietSince: a compare is judged for starvation only if no
+// latency-sensitive request was in flight while it ran.
+func TestQuietSince(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newSlots(1, 2, 1, widenAfter)
+		start := time.Now()
+		time.Sleep(time.Millisecond)
+		if !s.quietSince(start) {
+			t.Error("nothing urgent ever: not quiet")
+		}
+		s.enter()
+		if s.quietSince(start) {
+			t.Error("a refresh in flight: quiet")
+		}
+		time.Sleep(time.Millisecond)
+		s.exit()
+		if s.quietSince(start) {
+			t.Error("a refresh ended after the compare began: quiet")
+		}
+		time.Sleep(time.Millisecond)
+		if !s.quietSince(time.Now()) {
+			t.Error("the refresh ended before: not quiet")
+		}
+	})
+}

@@ -1,0 +1,130 @@
+package server
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"authd/identity"
+)
+
+// The login shed path. A login that finds the bcrypt slots taken and
+// their queue full is answered before anything else is done for it:
+// before routing, before its body is read or decoded, before its client's
+// throttle or its user is looked up, and before the request log and the
+// audit log (whose buffer a flood would otherwise fill, dropping the
+// events that matter). The answer is rendered once; the shed is counted
+// in authd_logins_total{result="shed"} and in the HTTP series, and logged
+// at most once per shedLogEvery with the number shed since the last line.
+// Under a hostile flood (clients that ignore Retry-After) this is nearly
+// all the work authd does for the flood, so it must cost next to nothing:
+// the rest of the CPU is refresh's and verify's.
+
+// shedLogEvery is how often a run of shed logins is logged.
+const shedLogEvery = 10 * time.Second
+
+// loginPath is the route the shed path answers, for POST only.
+const loginPath = "/rpc/login"
+
+// shedder answers logins shed at the door.
+type shedder struct {
+	body   []byte
+	header http.Header // copied into each answer: the values are shared, never changed
+
+	requests prometheus.Counter
+	latency  prometheus.Observer
+	now      func() time.Time
+	log      *slog.Logger
+	clientIP echo.IPExtractor
+	// pending is how many were shed since the last line; lastLog is
+	// when that line was written (UnixNano), 0 for never.
+	pending atomic.Int64
+	lastLog atomic.Int64
+}
+
+func newShedder(m *metrics, now func() time.Time, log *slog.Logger, clientIP echo.IPExtractor) *shedder {
+	e := fromIdentity(identity.ErrBusy())
+	b, _ := json.Marshal(body{Code: e.Code, Details: e.Details, Hint: e.Hint, Message: e.Message})
+	h := http.Header{
+		"Content-Type":   {jsonType},
+		"Cache-Control":  {"no-store"},
+		"Content-Length": {strconv.Itoa(len(b))},
+	}
+	for k, v := range e.Header {
+		h[k] = v
+	}
+	return &shedder{
+		body: b, header: h, now: now, log: log, clientIP: clientIP,
+		requests: m.requests.WithLabelValues(loginPath, http.MethodPost, strconv.Itoa(e.Status)),
+		latency:  m.latency.WithLabelValues(loginPath),
+	}
+}
+
+// door is h behind the shed path: a POST /rpc/login that ShedLogin
+// refuses is answered here, everything else passes to h.
+func (s *Server) door(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == loginPath && s.ident.ShedLogin() {
+			s.shed.answer(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// answer writes the pre-rendered 503, counts it and maybe logs it.
+func (d *shedder) answer(w http.ResponseWriter, r *http.Request) {
+	start := d.now()
+	h := w.Header()
+	for k, v := range d.header {
+		h[k] = v
+	}
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write(d.body)
+	d.requests.Inc()
+	d.latency.Observe(d.now().Sub(start).Seconds())
+	d.sampleLog(r, start)
+}
+
+// sampleLog logs the first shed login, and then one line per shedLogEvery
+// at most while logins keep being shed, with how many were shed since the
+// line before: a flood of a million makes a line every ten seconds, not a
+// million lines.
+func (d *shedder) sampleLog(r *http.Request, now time.Time) {
+	d.pending.Add(1)
+	last := d.lastLog.Load()
+	if last != 0 && now.UnixNano()-last < int64(shedLogEvery) {
+		return
+	}
+	if !d.lastLog.CompareAndSwap(last, now.UnixNano()) {
+		return // another shed is writing the line
+	}
+	// The client of the line's own request: one of many, an example.
+	d.log.LogAttrs(r.Context(), slog.LevelWarn, "logins shed: the bcrypt queue is full",
+		slog.Int64("shed", d.pending.Swap(0)), slog.String("remote_ip", d.clientIP(r)))
+}
+
+// urgent marks every request but those that do bcrypt work as
+// latency-sensitive while it runs, so that the bcrypt slots narrow to
+// leave it a CPU (identity.Core.EnterUrgent).
+func (s *Server) urgent(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if bcryptRoutes[c.Path()] {
+			return next(c)
+		}
+		s.ident.EnterUrgent()
+		defer s.ident.ExitUrgent()
+		return next(c)
+	}
+}
+
+// bcryptRoutes are the routes whose work is a bcrypt compare or hash.
+var bcryptRoutes = map[string]bool{
+	loginPath: true, "/rpc/signup": true, "/rpc/change_password": true, "/rpc/reset_password": true,
+}
