@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -36,6 +37,10 @@ const loginPath = "/rpc/login"
 type shedder struct {
 	body   []byte
 	header http.Header // copied into each answer: the values are shared, never changed
+	// page and pageHeader answer a browser's plain form post (a sign-in
+	// without JavaScript) in words, as form.go answers its refusals.
+	page       []byte
+	pageHeader http.Header
 
 	requests prometheus.Counter
 	latency  prometheus.Observer
@@ -59,8 +64,25 @@ func newShedder(m *metrics, now func() time.Time, log *slog.Logger, clientIP ech
 	for k, v := range e.Header {
 		h[k] = v
 	}
+	var page bytes.Buffer
+	if err := formTemplate.Execute(&page, formPage{
+		Title: string(formSignIn) + " failed", Message: e.Message, Code: e.Code, Back: "/",
+	}); err != nil {
+		panic(err) // a constant page: only a broken template fails
+	}
+	ph := http.Header{
+		"Content-Type":            {"text/html; charset=UTF-8"},
+		"Cache-Control":           {"no-store"},
+		"Content-Length":          {strconv.Itoa(page.Len())},
+		"Content-Security-Policy": {formPageCSP},
+		"X-Content-Type-Options":  {"nosniff"},
+		"Referrer-Policy":         {"same-origin"},
+	}
+	for k, v := range e.Header {
+		ph[k] = v
+	}
 	return &shedder{
-		body: b, header: h, now: now, log: log, clientIP: clientIP,
+		body: b, header: h, page: page.Bytes(), pageHeader: ph, now: now, log: log, clientIP: clientIP,
 		requests: m.requests.WithLabelValues(loginPath, http.MethodPost, strconv.Itoa(e.Status)),
 		latency:  m.latency.WithLabelValues(loginPath),
 	}
@@ -81,12 +103,16 @@ func (s *Server) door(h http.Handler) http.Handler {
 // answer writes the pre-rendered 503, counts it and maybe logs it.
 func (d *shedder) answer(w http.ResponseWriter, r *http.Request) {
 	start := d.now()
+	body, header := d.body, d.header
+	if formNavigation(r.Header) {
+		body, header = d.page, d.pageHeader
+	}
 	h := w.Header()
-	for k, v := range d.header {
+	for k, v := range header {
 		h[k] = v
 	}
 	w.WriteHeader(http.StatusServiceUnavailable)
-	_, _ = w.Write(d.body)
+	_, _ = w.Write(body)
 	d.requests.Inc()
 	d.latency.Observe(d.now().Sub(start).Seconds())
 	d.sampleLog(r, start)

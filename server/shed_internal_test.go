@@ -62,8 +62,23 @@ func TestShedAnswerAndSampledLog(t *testing.T) {
 			}
 		}
 	}
+	// A sign-in form posted without JavaScript gets the refusal in words,
+	// as form.go's pages give it, not JSON.
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodPost, loginPath, strings.NewReader("user_=u&pass=p"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("Sec-Fetch-Mode", "navigate")
+	d.answer(w, r)
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Content-Type") != "text/html; charset=UTF-8" ||
+		w.Header().Get("Retry-After") != "1" || w.Header().Get("Content-Security-Policy") != formPageCSP ||
+		!strings.Contains(w.Body.String(), "Too many logins at once; try again shortly") || strings.Contains(w.Body.String(), `"code"`) {
+		t.Errorf("form navigation: got %d %v\n%s\nwant 503, an HTML page with the message, Retry-After and the page CSP", w.Code, w.Header(), w.Body)
+	}
+	if n, _ := strconv.Atoi(w.Header().Get("Content-Length")); n != w.Body.Len() {
+		t.Errorf("form page Content-Length %s, body %d bytes", w.Header().Get("Content-Length"), w.Body.Len())
+	}
 	var c dto.Metric
-	if err := d.requests.(prometheus.Counter).Write(&c); err != nil || c.GetCounter().GetValue() != burst {
+	if err := d.requests.(prometheus.Counter).Write(&c); err != nil || c.GetCounter().GetValue() != burst+1 {
 		t.Errorf("authd_http_requests_total{route=%q,method=POST,status=503} = %v (%v), want %d", loginPath, c.GetCounter().GetValue(), err, burst)
 	}
 	lines := shedLines(t, &logs)
@@ -71,13 +86,14 @@ func TestShedAnswerAndSampledLog(t *testing.T) {
 		t.Fatalf("a burst of %d sheds within %s logged %v, want one line for the first", burst, shedLogEvery, lines)
 	}
 
-	// shedLogEvery later, the next shed logs the rest of the burst and itself.
+	// shedLogEvery later, the next shed logs the rest of the burst (the
+	// form post's included) and itself.
 	mu.Lock()
 	now = now.Add(shedLogEvery)
 	mu.Unlock()
 	d.answer(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, loginPath, nil))
-	if lines := shedLines(t, &logs); len(lines) != 2 || lines[1]["shed"] != float64(burst) {
-		t.Errorf("after %s: logged %v, want a second line with shed=%d", shedLogEvery, lines, burst)
+	if lines := shedLines(t, &logs); len(lines) != 2 || lines[1]["shed"] != float64(burst+1) {
+		t.Errorf("after %s: logged %v, want a second line with shed=%d", shedLogEvery, lines, burst+1)
 	}
 }
 
