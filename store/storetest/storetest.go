@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -93,6 +94,7 @@ func run(m *testing.M) int {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = dropDB(ctx, template)
+		leftRoles.dropAll(ctx)
 	}()
 	db, err := store.Open(ctx, WithDatabase(AdminURL(), template))
 	if err != nil {
@@ -209,9 +211,47 @@ func NewRole(t testing.TB) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_ = adminExec(ctx, AdminURL(), "drop role if exists "+pgx.Identifier{role}.Sanitize())
+		if err := dropRole(ctx, role); err != nil {
+			// A database not dropped yet still holds grants to it
+			// (cleanups run last-in first-out, and the database was
+			// usually made first): Main drops it at the end.
+			leftRoles.add(role)
+		}
 	})
 	return role
+}
+
+// leftRoles are the roles whose drop failed at their test's cleanup.
+var leftRoles roleList
+
+type roleList struct {
+	mu    sync.Mutex
+	names []string
+}
+
+func (l *roleList) add(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.names = append(l.names, name)
+}
+
+// dropAll drops the roles again, once every test's databases are gone.
+func (l *roleList) dropAll(ctx context.Context) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, name := range l.names {
+		if err := dropRole(ctx, name); err != nil {
+			fmt.Fprintf(os.Stderr, "storetest: %v (a kept database of a failed test may hold grants to it)\n", err)
+		}
+	}
+	l.names = nil
+}
+
+func dropRole(ctx context.Context, name string) error {
+	if err := adminExec(ctx, AdminURL(), "drop role if exists "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return fmt.Errorf("drop role %s: %w", name, err)
+	}
+	return nil
 }
 
 // AddUser adds the user name, with a cost-4 hash of password and a new
