@@ -20,7 +20,30 @@ type Purged struct{ Sessions, Tokens, Throttles, Resets int64 }
 // error, the Purged returned counts what the earlier ones deleted.
 func (db *DB) PurgeBatch(ctx context.Context, batch int) (Purged, error) {
 	var p Purged
-	tag, err := db.p().Exec(ctx, `
+	for _, step := range []struct {
+		what, sql string
+		n         *int64
+	}{
+		{"sessions", purgeSessionsSQL, &p.Sessions},
+		{"refresh tokens", purgeTokensSQL, &p.Tokens},
+		{"login throttle buckets", purgeThrottlesSQL, &p.Throttles},
+		{"password reset tokens", purgeResetsSQL, &p.Resets},
+	} {
+		tag, err := db.p().Exec(ctx, step.sql, batch)
+		if err != nil {
+			return p, wrapf(err, "purge %s", step.what)
+		}
+		*step.n = tag.RowsAffected()
+	}
+	return p, nil
+}
+
+// The purge statements, each of at most $1 rows, skipping rows another
+// instance is purging.
+const (
+	// Revoked over an hour ago, or with no unexpired token left; their
+	// tokens go with them.
+	purgeSessionsSQL = `
 		with dead as (
 		    select s.id from auth.session s
 		     where s.revoked_at < now() - interval '1 hour'
@@ -29,46 +52,29 @@ func (db *DB) PurgeBatch(ctx context.Context, batch int) (Purged, error) {
 		     limit $1
 		       for update skip locked
 		)
-		delete from auth.session s using dead where s.id = dead.id`, batch)
-	if err != nil {
-		return p, wrapf(err, "purge sessions")
-	}
-	p.Sessions = tag.RowsAffected()
-	tag, err = db.p().Exec(ctx, `
+		delete from auth.session s using dead where s.id = dead.id`
+	purgeTokensSQL = `
 		with expired as (
 		    select t.id from auth.refresh_token t
 		     where t.expires_at < now()
 		     limit $1
 		       for update skip locked
 		)
-		delete from auth.refresh_token t using expired where t.id = expired.id`, batch)
-	if err != nil {
-		return p, wrapf(err, "purge refresh tokens")
-	}
-	p.Tokens = tag.RowsAffected()
-	tag, err = db.p().Exec(ctx, `
+		delete from auth.refresh_token t using expired where t.id = expired.id`
+	purgeThrottlesSQL = `
 		with drained as (
 		    select key from auth.login_throttle
 		     where empty_at < now()
 		     limit $1
 		       for update skip locked
 		)
-		delete from auth.login_throttle t using drained where t.key = drained.key`, batch)
-	if err != nil {
-		return p, wrapf(err, "purge login throttle buckets")
-	}
-	p.Throttles = tag.RowsAffected()
-	tag, err = db.p().Exec(ctx, `
+		delete from auth.login_throttle t using drained where t.key = drained.key`
+	purgeResetsSQL = `
 		with dead as (
 		    select token_hash from auth.password_reset
 		     where used_at is not null or expires_at < now()
 		     limit $1
 		       for update skip locked
 		)
-		delete from auth.password_reset p using dead where p.token_hash = dead.token_hash`, batch)
-	if err != nil {
-		return p, wrapf(err, "purge password reset tokens")
-	}
-	p.Resets = tag.RowsAffected()
-	return p, nil
-}
+		delete from auth.password_reset p using dead where p.token_hash = dead.token_hash`
+)
