@@ -37,7 +37,7 @@ var ErrPlanNotFound = errors.New("plan not found")
 const apiKeyColumns = `
 	k.id, k.role, k.plan,
 	exists (select 1 from pg_roles r where r.rolname = k.role) as role_exists,
-	coalesce(auth.role_refusal(k.role), '') as role_refusal,
+	coalesce((select reason from auth.role_refusals(k.role)), '') as role_refusal,
 	p.requests_per_minute, k.enabled, k.expires_at, k.created_at, k.last_used_at,
 	k.secret_hash`
 

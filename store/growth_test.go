@@ -217,3 +217,33 @@ func BenchmarkPurgeExpired(b *testing.B) {
 	// Every token went, most with their session (by cascade).
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/token")
 }
+
+// TestRoleCheckIsInlined: refresh's statements check the user's role
+// through auth.role_refusals, which PostgreSQL inlines into their kept
+// plans. Through auth.role_refusal (a function with its own search_path,
+// which the planner cannot inline) the check's body was planned again at
+// every execution: more than half of PostgreSQL's CPU per refresh.
+func TestRoleCheckIsInlined(t *testing.T) {
+	t.Parallel()
+	db := storetest.NewDB(t)
+	ctx := context.Background()
+	for name, s := range store.RefreshSQL {
+		args := []any{storetest.TokenHash("a"), storetest.TokenHash("b"), 3600.0, false}
+		if name == "check" {
+			args = []any{storetest.TokenHash("a"), 10.0}
+		}
+		args = args[:s.Params]
+		rows, err := db.Pool().Query(ctx, "explain (verbose) "+s.SQL, args...)
+		if err != nil {
+			t.Fatalf("%s: explain: %v", name, err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatalf("%s: explain: %v", name, err)
+		}
+		plan := strings.Join(lines, "\n")
+		if strings.Contains(plan, "role_refusal(") || !strings.Contains(plan, "pg_has_role") {
+			t.Errorf("%s: the role check is not inlined into the plan:\n%s", name, plan)
+		}
+	}
+}

@@ -172,10 +172,11 @@ func TestAppRoleCannotChangeSchema(t *testing.T) {
 }
 
 // TestAuthFunctionsPinSearchPath: every function in auth runs with
-// search_path = pg_catalog, pg_temp, so a session cannot shadow what they
-// read. Unpinned, a temporary table named pg_roles (temporary relations
-// come before pg_catalog unless pg_temp is listed) made the role check
-// accept a superuser as a user's role.
+// search_path = pg_catalog, pg_temp, or has a SQL-standard body (BEGIN
+// ATOMIC, names bound when it was created), so a session cannot shadow
+// what they read. Unpinned, a temporary table named pg_roles (temporary
+// relations come before pg_catalog unless pg_temp is listed) made the
+// role check accept a superuser as a user's role.
 func TestAuthFunctionsPinSearchPath(t *testing.T) {
 	t.Parallel()
 	url := storetest.NewURL(t)
@@ -183,12 +184,15 @@ func TestAuthFunctionsPinSearchPath(t *testing.T) {
 
 	admin := storetest.Connect(t, url)
 	rows, err := admin.Query(ctx, `
-		select p.oid::regprocedure::text, coalesce(array_to_string(p.proconfig, ';'), '')
+		select p.oid::regprocedure::text, coalesce(array_to_string(p.proconfig, ';'), ''), p.prosqlbody is not null
 		  from pg_proc p where p.pronamespace = 'auth'::regnamespace order by 1`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	type fn struct{ Name, Config string }
+	type fn struct {
+		Name, Config string
+		Atomic       bool
+	}
 	fns, err := pgx.CollectRows(rows, pgx.RowToStructByPos[fn])
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +200,12 @@ func TestAuthFunctionsPinSearchPath(t *testing.T) {
 	if len(fns) == 0 {
 		t.Fatal("no functions in auth")
 	}
+	atomic := 0
 	for _, f := range fns {
+		if f.Atomic && f.Config == "" {
+			atomic++
+			continue
+		}
 		if want := "search_path=pg_catalog, pg_temp"; f.Config != want {
 			t.Errorf("%s: proconfig %q, want %q", f.Name, f.Config, want)
 		}
@@ -218,6 +227,15 @@ func TestAuthFunctionsPinSearchPath(t *testing.T) {
 	_, err = conn.Exec(ctx, `insert into auth.user (username, password_hash, role) values ('mallory', $1, 'postgres')`, hash)
 	if got := sqlState(err); got != "23514" {
 		t.Errorf("a user with role postgres behind a temporary pg_roles: got %v (SQLSTATE %q), want 23514 role_not_privileged", err, got)
+	}
+	// auth.role_refusals, inlined into authd's statements (00017), reads
+	// the real pg_roles from a session that shadows it too.
+	if atomic == 0 {
+		t.Error("no function in auth has a SQL-standard body: auth.role_refusals (00017) is missing")
+	}
+	var reason string
+	if err := conn.QueryRow(ctx, `select reason from auth.role_refusals('postgres')`).Scan(&reason); err != nil || reason != "it is a superuser" {
+		t.Errorf("auth.role_refusals('postgres') behind a temporary pg_roles: %q, %v; want %q", reason, err, "it is a superuser")
 	}
 }
 

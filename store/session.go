@@ -186,7 +186,7 @@ const rotateSQL = `
 		       and s.revoked_at is null
 		       and s.expires_at > now()
 		       and u.disabled_at is null
-		       and auth.role_refusal(u.role) is null
+		       and not exists (select from auth.role_refusals(u.role))
 		    returning t.id, t.session_id, s.expires_at as session_expires_at, u.username, u.role,
 		              s.aal, s.amr, s.mfa_pending
 		), superseded as (
@@ -250,7 +250,7 @@ const refreshCheckSQL = `
 		               and u.disabled_at is null as usable,
 		           u.username, u.role, s.aal, s.amr, s.mfa_pending,
 		           exists (select 1 from pg_roles r where r.rolname = u.role) as role_exists,
-		           auth.role_refusal(u.role) as role_refusal
+		           (select reason from auth.role_refusals(u.role)) as role_refusal
 		      from auth.refresh_token t
 		      join auth.session s on s.id = t.session_id
 		      join auth.user u on u.username = s.username

@@ -36,7 +36,7 @@ type User struct {
 const userColumns = `
 	u.username, u.password_hash, u.role,
 	exists (select 1 from pg_roles r where r.rolname = u.role) as role_exists,
-	coalesce(auth.role_refusal(u.role), '') as role_refusal,
+	coalesce((select reason from auth.role_refusals(u.role)), '') as role_refusal,
 	u.created_at, u.updated_at, u.disabled_at,
 	exists (select 1 from auth.mfa_factor f where f.username = u.username and f.verified_at is not null) as mfa`
 
@@ -327,7 +327,7 @@ func (db *DB) CheckTokenRole(ctx context.Context, role string) error {
 	)
 	err := db.p().QueryRow(ctx, `
 		select exists (select 1 from pg_roles where rolname = $1),
-		       coalesce(auth.role_refusal($1), '')`, role).Scan(&exists, &refusal)
+		       coalesce((select reason from auth.role_refusals($1)), '')`, role).Scan(&exists, &refusal)
 	switch {
 	case err != nil:
 		return wrapf(err, "check role %q", role)

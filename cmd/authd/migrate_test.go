@@ -52,7 +52,7 @@ func checkTables(t *testing.T, url string, tables []string, want bool) {
 }
 
 // migrationFiles are the migrations, in version order.
-var migrationFiles = []string{"00001_create_auth_schema.sql", "00002_create_api_keys.sql", "00003_create_nats_permissions.sql", "00004_purge_friendly_refresh_parent.sql", "00005_user_admin_and_role_safety.sql", "00006_login_throttle.sql", "00007_add_session_expiry_and_contested_tokens.sql", "00008_app_role_least_privilege.sql", "00009_refuse_app_role_in_tokens.sql", "00010_nats_workload_mapping.sql", "00011_add_session_client_and_keep_session.sql", "00012_create_audit_log.sql", "00013_create_password_reset.sql", "00014_create_mfa.sql", "00016_share_api_key_rate.sql"}
+var migrationFiles = []string{"00001_create_auth_schema.sql", "00002_create_api_keys.sql", "00003_create_nats_permissions.sql", "00004_purge_friendly_refresh_parent.sql", "00005_user_admin_and_role_safety.sql", "00006_login_throttle.sql", "00007_add_session_expiry_and_contested_tokens.sql", "00008_app_role_least_privilege.sql", "00009_refuse_app_role_in_tokens.sql", "00010_nats_workload_mapping.sql", "00011_add_session_client_and_keep_session.sql", "00012_create_audit_log.sql", "00013_create_password_reset.sql", "00014_create_mfa.sql", "00016_share_api_key_rate.sql", "00017_inline_role_refusal.sql"}
 
 // versionOf is the version of migration file f, its number: numbers may
 // skip (a branch's migration merged later).
@@ -368,6 +368,7 @@ var migrationMakes = map[string]string{
 	"00013_create_password_reset.sql": `select count(*) from pg_tables where schemaname = 'auth' and tablename = 'password_reset'`,
 	"00014_create_mfa.sql":            `select count(*) from pg_tables where schemaname = 'auth' and tablename = 'mfa_factor'`,
 	"00016_share_api_key_rate.sql":    `select count(*) from pg_tables where schemaname = 'auth' and tablename = 'api_key_rate'`,
+	"00017_inline_role_refusal.sql":   `select count(*) from pg_proc where pronamespace = 'auth'::regnamespace and proname = 'role_refusals'`,
 }
 
 // madeBy is migrationMakes' count for file f.
