@@ -122,8 +122,11 @@ func newBcryptGate(narrow, wide, queue int, wait time.Duration, nice int, m *met
 // Timeout when ctx ends first — also while f runs: f cannot be
 // interrupted, so it finishes (and frees its slot) on its own, and the
 // caller must not read what f writes unless run returned nil.
-func (g *bcryptGate) run(ctx context.Context, f func()) error {
-	waited, queued, err := g.slots.acquire(ctx, g.wait)
+func (g *bcryptGate) run(ctx context.Context, f func()) error { return g.runIn(ctx, nil, f) }
+
+// runIn is run for a login that admit let in, in the place p it kept.
+func (g *bcryptGate) runIn(ctx context.Context, p *place, f func()) error {
+	waited, queued, err := g.slots.acquire(ctx, g.wait, p)
 	if err == nil || queued { // one shed at once did not wait
 		g.m.bcryptWait.Observe(waited.Seconds())
 	}

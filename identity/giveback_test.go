@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -55,5 +56,72 @@ func TestShedLoginCountsNoFailure(t *testing.T) {
 	// Two failures counted, not three: the limit of 3 still has room.
 	if _, err := c.CheckPassword(ctx, "gina", "wrong-4", "c"); !errors.As(err, &e) || e.Kind != Unauthorized {
 		t.Errorf("fourth login: %v, want a password check (Unauthorized), not throttled", err)
+	}
+}
+
+// TestFloodIsShedBeforeTheDatabase: logins that arrive together while one
+// place is left at the gate (the one slot taken, the queue of one empty)
+// are let in one at a time: the first keeps that place while it reserves
+// its failure and reads its user, and the rest are shed at once, without
+// a database round trip. Before, every one of them passed the door, did
+// its database work, and all but one were then shed at the gate: under a
+// flood of logins, more PostgreSQL work than the logins that got through.
+func TestFloodIsShedBeforeTheDatabase(t *testing.T) {
+	base, db := newTestCore(t, 4)
+	c, err := New(Config{BcryptCost: 4, BcryptSlots: 1, LoginQueue: 1, LoginFailuresPerUser: 100, LoginQueueWait: time.Minute},
+		db, base.tokens, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}, 64), make(chan struct{})
+	c.compare = func(hash, password string) bool {
+		entered <- struct{}{}
+		<-release
+		return store.CheckPassword(hash, password)
+	}
+	ctx := context.Background()
+	throttled := func() (n int) {
+		t.Helper()
+		if err := db.Pool().QueryRow(ctx, `select count(*) from auth.login_throttle`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	errs := make(chan error, 64)
+	go func() { _, err := c.CheckPassword(ctx, "holder", "wrong", "c"); errs <- err }()
+	<-entered // the one slot is taken; the queue of one is empty
+	before := throttled()
+
+	const flood = 32
+	start := make(chan struct{})
+	for i := range flood {
+		go func() {
+			<-start
+			_, err := c.CheckPassword(ctx, fmt.Sprint("flood-", i), "wrong", fmt.Sprint("client-", i))
+			errs <- err
+		}()
+	}
+	close(start)
+	var e *Error
+	shed := 0
+	for range flood - 1 {
+		if err := <-errs; !errors.As(err, &e) || e.Kind != Busy {
+			t.Fatalf("a login of the flood: %v, want shed (Busy) or queued", err)
+		}
+		shed++
+	}
+	// One was let in: it queued behind the holder, having reserved its
+	// failure; the others never reached the database.
+	if got := throttled() - before; got != 1 {
+		t.Errorf("the flood of %d reserved %d failures in the database, want 1 (the login let in)", flood, got)
+	}
+	close(release)
+	for range 2 {
+		if err := <-errs; !errors.As(err, &e) || e.Kind != Unauthorized {
+			t.Fatalf("the holder or the one let in: %v, want Unauthorized", err)
+		}
+	}
+	if n := c.bcrypt.slots.entering.Load(); n != 0 {
+		t.Errorf("%d places still kept after every login ended", n)
 	}
 }

@@ -330,10 +330,13 @@ func (c *Core) IdentifyPassword(ctx context.Context, username, password, client 
 func (c *Core) CheckPassword(ctx context.Context, username, password, client string) (u store.User, err error) {
 	defer func() { c.metrics.loginResult(err) }()
 	// A full queue sheds the login before it costs anything: no
-	// throttle to reserve, no user to look up.
-	if c.bcrypt.slots.full() {
+	// throttle to reserve, no user to look up. A login let in has its
+	// place at the gate kept while it does its database work.
+	place, admitted := c.bcrypt.slots.admit()
+	if !admitted {
 		return store.User{}, errBusy()
 	}
+	defer place.give() // if it never reaches the gate
 	// Brute-force protection, before any bcrypt work (reserveFailure).
 	// giveBack returns the reservations: the password was right, or no
 	// password was checked (the login was shed, the client left, the
@@ -362,7 +365,7 @@ func (c *Core) CheckPassword(ctx context.Context, username, password, client str
 		hash = u.PasswordHash
 	}
 	var ok bool
-	if err := c.bcrypt.run(ctx, func() {
+	if err := c.bcrypt.runIn(ctx, place, func() {
 		ok = c.compare(hash, password)
 		if !(ok && found && u.DisabledAt == nil) {
 			c.equalise(hash, password)

@@ -30,6 +30,10 @@ type slots struct {
 	// busy and waiting mirror len-s under mu, for lock-free reads (the
 	// metrics, and full() on the shed path).
 	busy, waiting atomic.Int64
+	// entering counts the logins let in by admit that have not reached
+	// the gate yet: they are doing their database work (the throttle, the
+	// user), and a place is kept for each.
+	entering atomic.Int64
 
 	mu      sync.Mutex
 	inUse   int
@@ -49,19 +53,61 @@ func (s *slots) limit() int {
 	return s.wide
 }
 
-// full reports whether a login arriving now would be shed at once: every
-// slot taken and the queue full. It takes no lock: a caller that reads it
-// a moment early or late only sheds one login more or fewer.
-func (s *slots) full() bool {
-	return s.waiting.Load() >= int64(s.queue) && s.busy.Load() >= int64(s.narrow)
+// room is how many more logins the gate has a place for: the queue's
+// free places and the narrow slots nobody holds, less the logins let in
+// and on their way (entering, which callers read first: take counts a login in the
+// queue or a slot before it gives its kept place back, so the sum never
+// shows a place twice). It takes no lock: a caller that reads it a moment
+// early or late only sheds one login more or fewer.
+func (s *slots) room(entering int64) int64 {
+	return int64(s.queue) + max(0, int64(s.narrow)-s.busy.Load()) - s.waiting.Load() - entering
+}
+
+// full reports whether a login arriving now would be shed at once: the
+// slots taken and the queue full, counting the logins on their way to it.
+func (s *slots) full() bool { return s.room(s.entering.Load()) <= 0 }
+
+// A place is kept at the gate for a login let in by admit, from the door
+// until it reaches the gate (take) or gives up (give).
+type place struct {
+	s    *slots
+	once sync.Once
+}
+
+// give gives the place back; only the first call counts.
+func (p *place) give() {
+	if p != nil {
+		p.once.Do(func() { p.s.entering.Add(-1) })
+	}
+}
+
+// admit lets a login in if the gate will have a place for it when it gets
+// there, and keeps that place until the login reaches the gate or gives
+// it back. A login refused here is shed before it costs a database round
+// trip: without the kept places, every login of a flood that found the
+// queue a place short of full did its database work, and most were then
+// shed at the gate anyway — under 64 clients posting without back-off,
+// more PostgreSQL CPU than the logins that got through.
+func (s *slots) admit() (*place, bool) {
+	for {
+		e := s.entering.Load()
+		if s.room(e) <= 0 {
+			return nil, false
+		}
+		if s.entering.CompareAndSwap(e, e+1) {
+			return &place{s: s}, true
+		}
+	}
 }
 
 // take takes a slot if one is free and nobody waits (ok), or else joins
 // the queue (a channel closed when a slot is granted), or finds it full
-// (both zero).
-func (s *slots) take() (ok bool, wait chan struct{}) {
+// (both zero). Either way the place kept for the caller (p, nil if none)
+// is given back, after the slot or the queue counts it.
+func (s *slots) take(p *place) (ok bool, wait chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer p.give()
 	if len(s.waiters) == 0 && s.inUse < s.limit() {
 		s.inUse++
 		s.busy.Store(int64(s.inUse))
@@ -145,11 +191,11 @@ func (s *slots) exit() {
 	}
 }
 
-// acquire waits for a slot: errBusy when the queue is full or none frees
+// acquire waits for a slot, in the place p kept for it if any: errBusy when the queue is full or none frees
 // up within wait, a Timeout when ctx ends first. It reports whether it
 // queued, and for how long.
-func (s *slots) acquire(ctx context.Context, wait time.Duration) (waited time.Duration, queued bool, err error) {
-	ok, ch := s.take()
+func (s *slots) acquire(ctx context.Context, wait time.Duration, p *place) (waited time.Duration, queued bool, err error) {
+	ok, ch := s.take(p)
 	if ok {
 		return 0, false, nil
 	}

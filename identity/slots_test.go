@@ -150,6 +150,73 @@ func TestShedLoginWhenFull(t *testing.T) {
 	})
 }
 
+// TestAdmitKeepsPlaces: admit lets in as many logins as the gate has
+// places for (free narrow slots and queue places), keeps a place for each
+// until it reaches the gate or gives it back, and ShedLogin counts the
+// kept places as taken.
+func TestAdmitKeepsPlaces(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newMetrics(prometheus.NewRegistry(), time.Now)
+		c := &Core{bcrypt: newBcryptGate(1, 1, 2, time.Hour, 0, m), metrics: m}
+		s := c.bcrypt.slots
+		var kept []*place
+		for range 3 { // one slot and two queue places
+			p, ok := s.admit()
+			if !ok {
+				t.Fatalf("refused with %d of 3 places kept", len(kept))
+			}
+			kept = append(kept, p)
+		}
+		if _, ok := s.admit(); ok {
+			t.Fatal("let in with every place kept")
+		}
+		if !c.ShedLogin() {
+			t.Fatal("the door does not shed with every place kept")
+		}
+		// One gives up before the gate (its database work failed, say);
+		// giving back twice frees one place.
+		kept[2].give()
+		kept[2].give()
+		p, ok := s.admit()
+		if !ok {
+			t.Fatal("refused with a place given back")
+		}
+		kept[2] = p
+		if _, ok := s.admit(); ok {
+			t.Fatal("a place given back twice was counted twice")
+		}
+		// At the gate the first takes the slot and the others queue, each
+		// in its kept place; nobody else gets in meanwhile.
+		first := make(chan error, 1)
+		release := make(chan struct{})
+		go func() { first <- c.bcrypt.runIn(context.Background(), kept[0], func() { <-release }) }()
+		synctest.Wait()
+		queued := make(chan error, 2)
+		for _, p := range kept[1:] {
+			go func() { queued <- c.bcrypt.runIn(context.Background(), p, func() {}) }()
+		}
+		synctest.Wait()
+		if got := s.waiting.Load(); got != 2 {
+			t.Fatalf("%d waiting, want the 2 let in", got)
+		}
+		if n := s.entering.Load(); n != 0 {
+			t.Errorf("%d places kept for logins already at the gate", n)
+		}
+		if _, ok := s.admit(); ok {
+			t.Fatal("let in with the slot taken and the queue full")
+		}
+		close(release)
+		for _, ch := range []chan error{first, queued, queued} {
+			if err := <-ch; err != nil {
+				t.Fatalf("a login let in: %v", err)
+			}
+		}
+		if _, ok := s.admit(); !ok {
+			t.Fatal("refused with the gate empty")
+		}
+	})
+}
+
 // TestPriorityAdapts: compares run at the configured nice value until one
 // is starved (less than half its time on a CPU), then at 0 until one at 0
 // runs freely; a compare too short to judge changes nothing.
