@@ -31,6 +31,7 @@ type metrics struct {
 	requests     *prometheus.CounterVec
 	latency      *prometheus.HistogramVec
 	refreshReuse prometheus.Counter
+	shedHeld     prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, db *store.DB, now func() time.Time) *metrics {
@@ -47,8 +48,11 @@ func newMetrics(reg *prometheus.Registry, db *store.DB, now func() time.Time) *m
 		refreshReuse: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "authd_refresh_reuse_detected_total", Help: "Spent refresh tokens presented after the grace window; each revoked a session.",
 		}),
+		shedHeld: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "authd_login_shed_held_total", Help: "Logins shed at the door whose answer was held (AUTHD_LOGIN_SHED_HOLD): their client address had been shed less than the hold before.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.refreshReuse,
+	reg.MustRegister(m.requests, m.latency, m.refreshReuse, m.shedHeld,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		db.Collector())
 	return m

@@ -57,6 +57,12 @@ type Config struct {
 	// AuditBuffer is how many audit events may wait to be written before
 	// more are dropped; 0 means 10000.
 	AuditBuffer int
+	// ShedHold is how long a login shed at the door is held before its
+	// answer when its client address was shed less than ShedHold ago: a
+	// client that ignores Retry-After gets one answer per ShedHold per
+	// connection instead of as many as it can post (shed.go). 0 holds
+	// none.
+	ShedHold time.Duration
 }
 
 // Server holds the API's dependencies.
@@ -113,6 +119,7 @@ func New(cfg Config, ident *identity.Core, db *store.DB, tokens *token.Issuer, l
 	// A login the bcrypt queue has no room for is answered at the door,
 	// before echo (shed.go).
 	s.shed = newShedder(s.metrics, cfg.Now, log, e.IPExtractor)
+	s.shed.holds = newShedHolds(cfg.ShedHold)
 	s.handler = s.door(e)
 
 	// Scrapes and probes on the operator listener are not counted: they

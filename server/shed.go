@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,18 @@ import (
 // all the work authd does for the flood, so it must cost next to nothing:
 // the rest of the CPU is refresh's and verify's.
 
+//
+// Cheap is not enough against a client on the same machine (or paying for
+// its own CPU by the request): a client that posts again as soon as it is
+// answered takes, together with authd's answers, as much CPU as it is
+// given — the cheaper the answer, the more it posts. So a login shed
+// from a client address that was shed less than the hold (Retry-After,
+// 1 s) ago is held for the hold before its answer: a polite client, which
+// waits out Retry-After, is never held; one that ignores it gets one
+// answer a second per connection. A hold costs a timer and a parked
+// goroutine; at most maxHeld are held at once (beyond that, answered at
+// once), and the addresses are remembered in a bounded map.
+
 // shedLogEvery is how often a run of shed logins is logged.
 const shedLogEvery = 10 * time.Second
 
@@ -44,6 +57,7 @@ type shedder struct {
 
 	requests prometheus.Counter
 	latency  prometheus.Observer
+	held     prometheus.Counter
 	now      func() time.Time
 	log      *slog.Logger
 	clientIP echo.IPExtractor
@@ -51,6 +65,76 @@ type shedder struct {
 	// when that line was written (UnixNano), 0 for never.
 	pending atomic.Int64
 	lastLog atomic.Int64
+	holds   *shedHolds
+}
+
+// maxHeld bounds the shed answers held at once, and maxHeldAddrs the
+// client addresses remembered for holding.
+const (
+	maxHeld      = 4096
+	maxHeldAddrs = 16384
+)
+
+// shedHolds remembers when each client address was last shed.
+type shedHolds struct {
+	hold time.Duration
+	held atomic.Int64 // answers being held now
+
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// newShedHolds holds for hold; nil (holding nothing) for hold <= 0.
+func newShedHolds(hold time.Duration) *shedHolds {
+	if hold <= 0 {
+		return nil
+	}
+	return &shedHolds{hold: hold, last: make(map[string]time.Time)}
+}
+
+// shed records that addr was shed at now, and reports whether the answer
+// must be held: addr was answered a refusal less than the hold ago, and
+// fewer than maxHeld answers are held.
+func (h *shedHolds) shed(addr string, now time.Time) bool {
+	if h == nil {
+		return false
+	}
+	h.mu.Lock()
+	last, seen := h.last[addr]
+	if !seen && len(h.last) >= maxHeldAddrs {
+		// Forget the addresses not shed within the hold; if that frees
+		// too little (a flood from that many addresses), forget them all.
+		for a, t := range h.last {
+			if now.Sub(t) >= h.hold {
+				delete(h.last, a)
+			}
+		}
+		if len(h.last) >= maxHeldAddrs/2 {
+			clear(h.last)
+		}
+	}
+	hold := seen && now.Sub(last) < h.hold && h.held.Load() < maxHeld
+	if hold {
+		now = now.Add(h.hold) // when it is answered: Retry-After runs from there
+	}
+	h.last[addr] = now
+	h.mu.Unlock()
+	return hold
+}
+
+// wait holds an answer for the hold, or until the client is gone
+// (false: nobody is left to answer).
+func (h *shedHolds) wait(r *http.Request) bool {
+	h.held.Add(1)
+	defer h.held.Add(-1)
+	t := time.NewTimer(h.hold)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
 }
 
 func newShedder(m *metrics, now func() time.Time, log *slog.Logger, clientIP echo.IPExtractor) *shedder {
@@ -85,6 +169,7 @@ func newShedder(m *metrics, now func() time.Time, log *slog.Logger, clientIP ech
 		body: b, header: h, page: page.Bytes(), pageHeader: ph, now: now, log: log, clientIP: clientIP,
 		requests: m.requests.WithLabelValues(loginPath, http.MethodPost, strconv.Itoa(e.Status)),
 		latency:  m.latency.WithLabelValues(loginPath),
+		held:     m.shedHeld,
 	}
 }
 
@@ -100,9 +185,16 @@ func (s *Server) door(h http.Handler) http.Handler {
 	})
 }
 
-// answer writes the pre-rendered 503, counts it and maybe logs it.
+// answer writes the pre-rendered 503, counts it and maybe logs it; held
+// first if its client was shed lately (shedHolds).
 func (d *shedder) answer(w http.ResponseWriter, r *http.Request) {
 	start := d.now()
+	if d.holds.shed(d.clientIP(r), start) {
+		d.held.Inc()
+		if !d.holds.wait(r) {
+			return // the client left: nobody to answer
+		}
+	}
 	body, header := d.body, d.header
 	if formNavigation(r.Header) {
 		body, header = d.page, d.pageHeader

@@ -2,7 +2,10 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -108,4 +112,91 @@ func shedLines(t *testing.T, logs *bytes.Buffer) []map[string]any {
 		out = append(out, m)
 	}
 	return out
+}
+
+// TestShedHold: a login shed from an address that was shed less than the
+// hold ago is answered after the hold, not at once — the client ignored
+// Retry-After — while a first shed, another address and a client that
+// waited out Retry-After are answered at once; a held login whose client
+// leaves is not answered. Time is synctest's: the holds are exact.
+func TestShedHold(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := &metrics{
+			requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "r"}, []string{"route", "method", "status"}),
+			latency:  prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "l"}, []string{"route"}),
+			shedHeld: prometheus.NewCounter(prometheus.CounterOpts{Name: "h"}),
+		}
+		d := newShedder(m, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)), echo.ExtractIPDirect())
+		d.holds = newShedHolds(time.Second)
+		shed := func(ctx context.Context, addr string) (time.Duration, int) {
+			w := httptest.NewRecorder()
+			r := httptest.NewRequestWithContext(ctx, http.MethodPost, loginPath, strings.NewReader(`{}`))
+			r.RemoteAddr = addr + ":40000"
+			start := time.Now()
+			d.answer(w, r)
+			return time.Since(start), w.Code
+		}
+		ctx := context.Background()
+		for i, step := range []struct {
+			addr  string
+			sleep time.Duration // before it
+			held  bool
+		}{
+			{addr: "192.0.2.1"},             // a first shed
+			{addr: "192.0.2.1", held: true}, // again at once: Retry-After ignored
+			{addr: "192.0.2.1", held: true}, // again as soon as answered
+			{addr: "192.0.2.2"},             // another address
+			{addr: "192.0.2.2", sleep: 999 * time.Millisecond, held: true},
+			{addr: "192.0.2.2", sleep: time.Second}, // Retry-After waited out after its answer
+		} {
+			time.Sleep(step.sleep)
+			took, code := shed(ctx, step.addr)
+			want := time.Duration(0)
+			if step.held {
+				want = time.Second
+			}
+			if took != want || code != http.StatusServiceUnavailable {
+				t.Errorf("step %d (%s): answered %d after %s, want 503 after %s", i, step.addr, code, took, want)
+			}
+		}
+		var c dto.Metric
+		if err := m.shedHeld.Write(&c); err != nil || c.GetCounter().GetValue() != 3 {
+			t.Errorf("authd_login_shed_held_total = %v (%v), want 3", c.GetCounter().GetValue(), err)
+		}
+		// A held client that leaves is let go when it leaves, unanswered.
+		ctx, cancel := context.WithCancel(ctx)
+		time.AfterFunc(100*time.Millisecond, cancel)
+		if took, code := shed(ctx, "192.0.2.2"); took != 100*time.Millisecond || code != http.StatusOK {
+			t.Errorf("a held client that left after 100ms: let go after %s with %d written, want 100ms and nothing (the recorder's 200)", took, code)
+		}
+		if n := d.holds.held.Load(); n != 0 {
+			t.Errorf("%d answers still counted as held", n)
+		}
+	})
+}
+
+// TestShedHoldsAreBounded: the addresses remembered for holding are
+// bounded, a flood from more addresses than that forgets them rather
+// than growing, and no more than maxHeld answers are held at once.
+func TestShedHoldsAreBounded(t *testing.T) {
+	h := newShedHolds(time.Second)
+	now := time.Unix(1_700_000_000, 0)
+	for i := range 3 * maxHeldAddrs {
+		h.shed(fmt.Sprint("10.", i/65536, ".", i/256%256, ".", i%256), now)
+		if len(h.last) > maxHeldAddrs {
+			t.Fatalf("%d addresses remembered, want at most %d", len(h.last), maxHeldAddrs)
+		}
+	}
+	h.shed("192.0.2.1", now)
+	h.held.Store(maxHeld)
+	if h.shed("192.0.2.1", now) {
+		t.Error("held with maxHeld answers already held")
+	}
+	h.held.Store(0)
+	if !h.shed("192.0.2.1", now) {
+		t.Error("not held: shed twice at once with nothing held")
+	}
+	if newShedHolds(0).shed("192.0.2.1", now) {
+		t.Error("held with no hold configured")
+	}
 }

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +27,13 @@ import (
 // them in Go's scheduler. Unlike the polite storm,
 // nearly every login is shed at the door, so the window measures what a
 // shed costs authd and how much refresh keeps of its quiet throughput.
+//
+// The flood comes first from this machine's one address, as a single
+// attacker's would: authd holds its refusals (AUTHD_LOGIN_SHED_HOLD), one
+// a second per connection. Then each login claims an address of its own
+// in X-Forwarded-For (authd believes loopback peers, as it does a gateway
+// on the same host), as a flood spread over a botnet's addresses would:
+// nothing is held, and the flood alone window measures what a shed costs.
 const (
 	floodClients    = 64
 	floodRefreshers = 4
@@ -39,6 +48,9 @@ type floodWindow struct {
 	client time.Duration
 	// notBcrypt is authd's CPU but its bcrypt compares'; -1 if unknown.
 	notBcrypt time.Duration
+	// held is how many refusals authd held (authd_login_shed_held_total);
+	// -1 if unknown.
+	held int64
 }
 
 // flood runs the quiet window and the flood window on the server at addr.
@@ -57,24 +69,28 @@ func (rn *runner) flood(ctx context.Context, addr string, probe *cpuProbe) error
 		}
 	}
 	h.Logf("flood: %d refresh clients, %s alone, then beside %d clients posting logins without back-off, then the flood alone", floodRefreshers, o.duration, floodClients)
-	for i, name := range []string{"quiet", "flood", "flood alone"} {
+	for i, win := range []struct {
+		name   string
+		spread bool // a new address for each login
+	}{{"quiet", false}, {"flood", false}, {"flood, many addresses", true}, {"flood alone, many addresses", true}} {
+		name := win.name
 		w := &floodWindow{name: name}
 		rn.floods[i] = w
-		w.notBcrypt = -1
+		w.notBcrypt, w.held = -1, -1
 		before, merr := c.Metrics(ctx)
 		err := probe.measure(ctx, &w.refresh, func() error {
 			var child *exec.Cmd
 			var out bytes.Buffer
 			if name != "quiet" {
 				child = exec.CommandContext(ctx, self)
-				child.Env = append(os.Environ(), floodEnv+"="+addr+" "+o.duration.String()+" "+strings.Join(h.Users, ","))
+				child.Env = append(os.Environ(), fmt.Sprint(floodEnv, "=", addr, " ", o.duration, " ", strings.Join(h.Users, ","), " ", win.spread))
 				child.Stdout, child.Stderr = &out, os.Stderr
 				if err := child.Start(); err != nil {
 					return fmt.Errorf("start the flood: %w", err)
 				}
 			}
 			refreshers := floodRefreshers
-			if name == "flood alone" {
+			if strings.HasPrefix(name, "flood alone") {
 				refreshers = 0 // the child's window is the whole window
 			}
 			err := closedLoop(ctx, &w.refresh, refreshers, o.duration, func(ctx context.Context, k int) (err error) {
@@ -103,9 +119,13 @@ func (rn *runner) flood(ctx context.Context, addr string, probe *cpuProbe) error
 		// authd's CPU but bcrypt's: an authd from before the counter
 		// has none, and its figure stays unknown.
 		const bcryptCPU = "authd_bcrypt_cpu_seconds_total"
-		if after, err := c.Metrics(ctx); err == nil && merr == nil && w.refresh.cpu[0] >= 0 {
-			if b, ok := after[bcryptCPU]; ok {
+		const held = "authd_login_shed_held_total"
+		if after, err := c.Metrics(ctx); err == nil && merr == nil {
+			if b, ok := after[bcryptCPU]; ok && w.refresh.cpu[0] >= 0 {
 				w.notBcrypt = w.refresh.cpu[0] - time.Duration((b-before[bcryptCPU])*float64(time.Second))
+			}
+			if n, ok := after[held]; ok {
+				w.held = int64(n - before[held])
 			}
 		}
 		h.Logf("flood: %s window: authd CPU %s, of which outside bcrypt threads %s; %d refreshes, logins %d 204, %d 503", name, w.refresh.cpu[0], w.notBcrypt, w.refresh.n(), w.logins[0].Load(), w.logins[1].Load())
@@ -115,9 +135,9 @@ func (rn *runner) flood(ctx context.Context, addr string, probe *cpuProbe) error
 
 // writeFlood reports the flood scenario.
 func (rn *runner) writeFlood(w io.Writer) (failed int64) {
-	fmt.Fprintf(w, "\n### Hostile login flood\n\n%d clients post logins as fast as they are answered, ignoring Retry-After, for %s, from a process of their own on this machine, beside %d refresh clients (closed loop); first the refresh clients alone, last the flood alone. authd CPU/shed, in the flood alone: authd's CPU (/proc, 10 ms ticks) less its bcrypt compares' (authd_bcrypt_cpu_seconds_total; – for an authd without it), over the logins shed (the few logins answered 204 are in it too); DB CPU/shed: its PostgreSQL backends' CPU over the same.\n\n",
+	fmt.Fprintf(w, "\n### Hostile login flood\n\n%d clients post logins as fast as they are answered, ignoring Retry-After, for %s, from a process of their own on this machine, beside %d refresh clients (closed loop); first the refresh clients alone, then the flood from this machine's address (authd holds its refusals, AUTHD_LOGIN_SHED_HOLD), then from a new address each login (X-Forwarded-For: never held), last that flood alone. Refusals held: answers authd held for AUTHD_LOGIN_SHED_HOLD (a client's refusals counted as it posts, not as answered). authd CPU/shed, in the flood alone: authd's CPU (/proc, 10 ms ticks) less its bcrypt compares' (authd_bcrypt_cpu_seconds_total; – for an authd without it), over the logins shed (the few logins answered 204 are in it too); DB CPU/shed: its PostgreSQL backends' CPU over the same.\n\n",
 		floodClients, rn.o.duration, floodRefreshers)
-	row := loadtest.Table(w, "window", "refresh/s", "of quiet", "refresh p50", "refresh p99", "logins 204", "logins 503", "logins other", "authd CPU", "authd CPU/shed", "DB CPU/shed", "flood client CPU/login", "errors")
+	row := loadtest.Table(w, "window", "refresh/s", "of quiet", "refresh p50", "refresh p99", "logins 204", "logins 503", "refusals held", "logins other", "authd CPU", "authd CPU/shed", "DB CPU/shed", "flood client CPU/login", "errors")
 	quiet := rn.floods[0]
 	for _, win := range rn.floods {
 		if win == nil {
@@ -142,13 +162,18 @@ func (rn *runner) writeFlood(w io.Writer) (failed int64) {
 			rate, ofQuiet = fmt.Sprintf("%.0f", win.refresh.rate()), fmt.Sprintf("%.0f %%", 100*win.refresh.rate()/max(quiet.refresh.rate(), 1e-9))
 			p50, p99 = loadtest.PMS(lat, .5), loadtest.PMS(lat, .99)
 		}
-		row(win.name, rate, ofQuiet, p50, p99, win.logins[0].Load(), win.logins[1].Load(), win.logins[2].Load(),
+		held := "–"
+		if win.held >= 0 {
+			held = strconv.FormatInt(win.held, 10)
+		}
+		row(win.name, rate, ofQuiet, p50, p99, win.logins[0].Load(), win.logins[1].Load(), held, win.logins[2].Load(),
 			fmt.Sprintf("%.2f s", win.refresh.cpu[0].Seconds()), perShed, dbPerShed, perReq(win.client, win.logins[0].Load()+win.logins[1].Load()+win.logins[2].Load()), errs)
 	}
 	return failed
 }
 
-// floodEnv holds the flood child's orders: "addr duration user,user,…".
+// floodEnv holds the flood child's orders: "addr duration user,user,…
+// spread", spread true for a new X-Forwarded-For address each login.
 // Set, the program (or its test binary, TestMain) is the flood child.
 const floodEnv = "AUTHD_BENCH_FLOOD"
 
@@ -157,7 +182,8 @@ const floodEnv = "AUTHD_BENCH_FLOOD"
 // anything else on stdout.
 func floodChild() error {
 	var addr, d, users string
-	if _, err := fmt.Sscan(os.Getenv(floodEnv), &addr, &d, &users); err != nil {
+	var spread bool
+	if _, err := fmt.Sscan(os.Getenv(floodEnv), &addr, &d, &users, &spread); err != nil {
 		return fmt.Errorf("%s: %w", floodEnv, err)
 	}
 	dur, err := time.ParseDuration(d)
@@ -170,13 +196,20 @@ func floodChild() error {
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
 	var n [3]atomic.Int64
+	// Addresses from a random place in 10/8: not those of an earlier
+	// flood, which authd would still hold.
 	var next atomic.Int64
+	next.Store(rand.Int64N(1 << 24))
 	var wg sync.WaitGroup
 	for range floodClients {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				req := loadtest.LoginRequest(names[int(next.Add(1))%len(names)])
+				i := next.Add(1)
+				req := loadtest.LoginRequest(names[int(i)%len(names)])
 				req.Want = 0
+				if spread {
+					req.Header, req.Value = "X-Forwarded-For", fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+				}
 				status, _, _, err := flood.Do(ctx, req)
 				switch {
 				case err == nil && status == http.StatusNoContent:

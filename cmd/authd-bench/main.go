@@ -150,7 +150,7 @@ type runner struct {
 	bcrypt                           *result
 	ceilingRate, bcryptMS, loginRate float64 // the storm's: logins/s; one compare's CPU; offered/s
 	windows                          [2]*stormWindow
-	floods                           [3]*floodWindow
+	floods                           [4]*floodWindow
 	roundTrips                       []rtRow
 	notes                            []string
 }

@@ -65,6 +65,8 @@ type config struct {
 	// notification arrives (store.Listen).
 	CacheRecheck   time.Duration
 	LoginQueueWait time.Duration
+	// LoginShedHold: see server.Config.ShedHold.
+	LoginShedHold time.Duration
 	// BcryptSlots and LoginQueue are 0 for their defaults
 	// (identity.BcryptSlotRange, identity.DefaultLoginQueue).
 	BcryptSlots int
@@ -366,6 +368,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LoginFailuresPerIP:   e.count("AUTHD_LOGIN_FAILURES_PER_IP", 60),
 		APIKeyTokenTTL:       e.duration("AUTHD_APIKEY_TOKEN_TTL", identity.DefaultAPIKeyTokenTTL),
 		LoginQueueWait:       e.duration("AUTHD_LOGIN_QUEUE_WAIT", identity.DefaultLoginQueueWait),
+		LoginShedHold:        e.duration("AUTHD_LOGIN_SHED_HOLD", time.Second),
 		CacheRecheck:         e.duration("AUTHD_CACHE_RECHECK", time.Second),
 		BcryptSlots:          e.count("AUTHD_BCRYPT_SLOTS", 0),
 		LoginQueue:           e.count("AUTHD_LOGIN_QUEUE", 0),
@@ -697,6 +700,7 @@ func knownVars() []string {
 		"AUTHD_SESSION_LIFETIME",
 		"AUTHD_SIGNING_KEYS_DIR", "AUTHD_JWT_ISS", "AUTHD_JWT_AUD", "AUTHD_JWT_ROLE_PATH",
 		"AUTHD_BCRYPT_COST", "AUTHD_BCRYPT_SLOTS", "AUTHD_BCRYPT_NICE", "AUTHD_LOGIN_QUEUE", "AUTHD_LOGIN_QUEUE_WAIT",
+		"AUTHD_LOGIN_SHED_HOLD",
 		"AUTHD_LOGIN_FAILURES_PER_USER", "AUTHD_LOGIN_FAILURES_PER_IP", "AUTHD_TRUSTED_PROXIES", "AUTHD_APIKEY_TOKEN_TTL", "AUTHD_CACHE_RECHECK",
 		"AUTHD_DB_POOLER", "AUTHD_DB_DIRECT_URL",
 		"AUTHD_COOKIE_SECURE", "AUTHD_COOKIE_SAMESITE", "AUTHD_REFRESH_COOKIE_SAMESITE", "AUTHD_COOKIE_DOMAIN",

@@ -63,6 +63,7 @@ func TestConfigDefaults(t *testing.T) {
 		{"LoginFailuresPerIP", c.LoginFailuresPerIP, 60},
 		{"APIKeyTokenTTL", c.APIKeyTokenTTL, 5 * time.Minute},
 		{"LoginQueueWait", c.LoginQueueWait, 2 * time.Second},
+		{"LoginShedHold", c.LoginShedHold, time.Second},
 		{"BcryptSlots", c.BcryptSlots, 0},
 		{"LoginQueue", c.LoginQueue, 0},
 		{"BcryptNice", c.BcryptNice, 10},
@@ -105,6 +106,7 @@ func TestConfigValues(t *testing.T) {
 		"AUTHD_SHUTDOWN_GRACE":          "30s",
 		"AUTHD_BCRYPT_SLOTS":            "3",
 		"AUTHD_LOGIN_QUEUE":             "50",
+		"AUTHD_LOGIN_SHED_HOLD":         "0",
 		"AUTHD_BCRYPT_NICE":             "0",
 		"AUTHD_TRUSTED_PROXIES":         "10.0.0.0/8, 192.168.1.7",
 		"AUTHD_ALLOWED_ORIGINS":         "https://app.example.com, HTTPS://Admin.Example.com:443,http://localhost:8080",
@@ -133,6 +135,7 @@ func TestConfigValues(t *testing.T) {
 		{"BcryptCost", c.BcryptCost, 12},
 		{"Cookie.Secure", c.Cookie.Secure, true},
 		{"Cookie.SameSite", c.Cookie.SameSite, http.SameSiteStrictMode},
+		{"LoginShedHold", c.LoginShedHold, time.Duration(0)},
 		{"Cookie.RefreshSameSite", c.Cookie.RefreshSameSite, http.SameSiteNoneMode},
 		{"Cookie.Domain", c.Cookie.Domain, "example.com"},
 		{"Cookie.HostPrefix", c.Cookie.HostPrefix, false}, // a Domain rules it out
@@ -336,6 +339,7 @@ func TestConfigErrors(t *testing.T) {
 		{"AUTHD_BCRYPT_NICE", "-5", nil}, // raising priority needs privilege
 		{"AUTHD_BCRYPT_SLOTS", "two", nil},
 		{"AUTHD_LOGIN_QUEUE", "-1", nil},
+		{"AUTHD_LOGIN_SHED_HOLD", "-1s", nil},
 		{"AUTHD_TRUSTED_PROXIES", "10.0.0.0/33", nil},
 		{"AUTHD_TRUSTED_PROXIES", "caddy", nil},
 		{"AUTHD_TRUSTED_PROXIES", ",", nil},

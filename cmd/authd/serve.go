@@ -152,6 +152,7 @@ func serve(ctx context.Context, cfg config, p process, log, life *slog.Logger) e
 		Metrics:         reg,
 		MetricsApart:    cfg.MetricsAddr != "",
 		TrustedProxies:  cfg.TrustedProxies,
+		ShedHold:        cfg.LoginShedHold,
 	}, c.ident, c.db, c.tokens, log)
 	api.set(h)
 	if cfg.MetricsAddr != "" {
