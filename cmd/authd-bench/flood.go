@@ -208,7 +208,7 @@ func floodChild() error {
 				req := loadtest.LoginRequest(names[int(i)%len(names)])
 				req.Want = 0
 				if spread {
-					req.Header, req.Value = "X-Forwarded-For", fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+					fromAddress(&req, i)
 				}
 				status, _, _, err := flood.Do(ctx, req)
 				switch {
@@ -225,4 +225,11 @@ func floodChild() error {
 	wg.Wait()
 	_, err = fmt.Println(n[0].Load(), n[1].Load(), n[2].Load())
 	return err
+}
+
+// fromAddress makes r claim the i-th address of 10/8 in X-Forwarded-For,
+// which authd believes from a loopback peer (as from a gateway on the
+// same host): a client of its own, as each of many users' is.
+func fromAddress(r *loadtest.Request, i int64) {
+	r.Header, r.Value = "X-Forwarded-For", fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
 }

@@ -304,7 +304,7 @@ func (rn *runner) write(w io.Writer) (failed int64) {
 
 func (rn *runner) writeStorm(w io.Writer) (failed int64) {
 	o := rn.o
-	fmt.Fprintf(w, "\n### Login storm\n\nLogins open-loop at %g× the bcrypt ceiling (%.1f/s: %d CPUs over one compare's CPU; %.0f/s offered) for %s, while refresh (%g/s), GET /auth/verify with one cached Bearer token (%g/s) and GET /healthz (%g/s) are paced; first the same %s without the flood. AUTHD_LOGIN_QUEUE_WAIT=%s.\n\n",
+	fmt.Fprintf(w, "\n### Login storm\n\nLogins open-loop, each from an address of its own (X-Forwarded-For), at %g× the bcrypt ceiling (%.1f/s: %d CPUs over one compare's CPU; %.0f/s offered) for %s, while refresh (%g/s), GET /auth/verify with one cached Bearer token (%g/s) and GET /healthz (%g/s) are paced; first the same %s without the flood. AUTHD_LOGIN_QUEUE_WAIT=%s.\n\n",
 		stormFactor, rn.ceilingRate, runtime.GOMAXPROCS(0), rn.loginRate, o.duration, o.stormRates[0], o.stormRates[1], o.stormRates[2], o.duration, o.queueWait)
 	row := loadtest.Table(w, "window", "logins sent", "204", "503 shed", "logins done/s", "refresh p50", "refresh p99", "verify p50", "verify p99", "healthz p99", "errors")
 	var lat [2][6][]time.Duration // quiet, storm: refresh, verify, healthz, 204, 503, other

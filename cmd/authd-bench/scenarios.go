@@ -294,7 +294,9 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 }
 
 // The storm: logins sent open-loop at stormFactor × the bcrypt ceiling,
-// so that the excess must be shed with 503 within AUTHD_LOGIN_QUEUE_WAIT,
+// each from an address of its own (many users at once, as after an
+// outage), so that the excess must be shed with 503 within
+// AUTHD_LOGIN_QUEUE_WAIT,
 // while refresh, verify (one Bearer token, as a gateway presents it) and
 // GET /healthz are paced, beside the same paced clients in a quiet window.
 
@@ -372,8 +374,12 @@ func (rn *runner) storm(ctx context.Context, addr string) error {
 		var next atomic.Int64
 		if name == "storm" {
 			pace(rn.loginRate, 4096, func(ctx context.Context) {
-				req := loadtest.LoginRequest(h.Users[int(next.Add(1))%len(h.Users)])
+				i := next.Add(1)
+				req := loadtest.LoginRequest(h.Users[int(i)%len(h.Users)])
 				req.Want = 0
+				// Many users, each from an address of its own: none is
+				// held for ignoring Retry-After (as the flood's are).
+				fromAddress(&req, i)
 				t0 := time.Now()
 				status, hdr, _, err := flood.Do(ctx, req)
 				d := time.Since(t0)
