@@ -55,10 +55,10 @@ func (s *slots) limit() int {
 
 // room is how many more logins the gate has a place for: the queue's
 // free places and the narrow slots nobody holds, less the logins let in
-// and on their way (entering, which callers read first: take counts a login in the
-// queue or a slot before it gives its kept place back, so the sum never
-// shows a place twice). It takes no lock: a caller that reads it a moment
-// early or late only sheds one login more or fewer.
+// and on their way (entering, which callers read first: take counts a
+// login in the queue or a slot before it gives its kept place back, so
+// the sum never shows a place twice). It takes no lock: a caller that
+// reads it a moment early or late only sheds one login more or fewer.
 func (s *slots) room(entering int64) int64 {
 	return int64(s.queue) + max(0, int64(s.narrow)-s.busy.Load()) - s.waiting.Load() - entering
 }
@@ -191,9 +191,9 @@ func (s *slots) exit() {
 	}
 }
 
-// acquire waits for a slot, in the place p kept for it if any: errBusy when the queue is full or none frees
-// up within wait, a Timeout when ctx ends first. It reports whether it
-// queued, and for how long.
+// acquire waits for a slot, in the place p kept for it if any: errBusy
+// when the queue is full or none frees up within wait, a Timeout when ctx
+// ends first. It reports whether it queued, and for how long.
 func (s *slots) acquire(ctx context.Context, wait time.Duration, p *place) (waited time.Duration, queued bool, err error) {
 	ok, ch := s.take(p)
 	if ok {

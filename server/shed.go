@@ -27,7 +27,6 @@ import (
 // Under a hostile flood (clients that ignore Retry-After) this is nearly
 // all the work authd does for the flood, so it must cost next to nothing:
 // the rest of the CPU is refresh's and verify's.
-
 //
 // Cheap is not enough against a client on the same machine (or paying for
 // its own CPU by the request): a client that posts again as soon as it is
