@@ -156,7 +156,8 @@ func (db *DB) AddUserWithSession(ctx context.Context, username, passwordHash, ro
 //     included: ErrInvalidRefresh.
 //
 // The role check costs the happy path no round trip: it is a condition of
-// the same statement (auth.role_refusal).
+// the same statement (auth.role_refusals, which PostgreSQL inlines into
+// the statement's kept plan; see migration 00017).
 func (db *DB) Refresh(ctx context.Context, oldHash, newHash []byte, ttl, grace time.Duration) (Grant, error) {
 	g, err := db.rotateGrouped(ctx, oldHash, newHash, ttl)
 	if !errors.Is(err, pgx.ErrNoRows) {

@@ -25,9 +25,9 @@ func TestServeHoldsRepeatedRefusals(t *testing.T) {
 			url := storetest.NewURL(t)
 			env := map[string]string{
 				// One slot and one place in the queue, compares of a
-				// quarter of a second (seconds under the race detector)
-				// against milliseconds for a probe.
-				"AUTHD_BCRYPT_COST": "12", "AUTHD_BCRYPT_SLOTS": "1", "AUTHD_LOGIN_QUEUE": "1",
+				// tenth of a second (over a second under the race
+				// detector) against milliseconds for a probe.
+				"AUTHD_BCRYPT_COST": "11", "AUTHD_BCRYPT_SLOTS": "1", "AUTHD_LOGIN_QUEUE": "1",
 				"AUTHD_LOGIN_QUEUE_WAIT": "1m", "AUTHD_BCRYPT_NICE": "0", "AUTHD_LOG_LEVEL": "error",
 			}
 			if hold != "" {
@@ -103,9 +103,12 @@ func TestServeHoldsRepeatedRefusals(t *testing.T) {
 			if hold == "0" && held != 0 {
 				t.Errorf("AUTHD_LOGIN_SHED_HOLD=0: %v refusals held, want 0", held)
 			}
+			// The logins that filled the gate are answered: 401, or 503
+			// if a loaded machine made the second wait out the fixed 10 s
+			// request deadline behind the first.
 			for range sent {
-				if s := <-fillers; s != http.StatusUnauthorized {
-					t.Errorf("a login that filled the gate: %d, want 401", s)
+				if s := <-fillers; s != http.StatusUnauthorized && s != http.StatusServiceUnavailable {
+					t.Errorf("a login that filled the gate: %d, want 401 (or 503)", s)
 				}
 			}
 		})
