@@ -36,13 +36,7 @@ func TestShedLoginCountsNoFailure(t *testing.T) {
 	go func() { _, err := c.CheckPassword(ctx, "gina", "wrong-1", "c"); errs <- err }()
 	<-entered // the first holds the one slot
 	go func() { _, err := c.CheckPassword(ctx, "gina", "wrong-2", "c"); errs <- err }()
-	deadline := time.Now().Add(time.Minute)
-	for c.bcrypt.slots.waiting.Load() != 1 { // the second waits in the queue of one
-		if time.Now().After(deadline) {
-			t.Fatal("the second login never queued")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitQueued(t, c, 1, "the second login") // it waits in the queue of one
 	var e *Error
 	if _, err := c.CheckPassword(ctx, "gina", "wrong-3", "c"); !errors.As(err, &e) || e.Kind != Busy {
 		t.Fatalf("third login: %v, want shed (Busy)", err)
@@ -112,13 +106,7 @@ func TestFloodIsShedBeforeTheDatabase(t *testing.T) {
 	}
 	// One was let in: it queues behind the holder, having reserved its
 	// failure; the others never reached the database.
-	deadline := time.Now().Add(time.Minute)
-	for c.bcrypt.slots.waiting.Load() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the login let in never queued")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitQueued(t, c, 1, "the login let in")
 	if got := throttled() - before; got != 1 {
 		t.Errorf("the flood of %d reserved %d failures in the database, want 1 (the login let in)", flood, got)
 	}
@@ -130,5 +118,18 @@ func TestFloodIsShedBeforeTheDatabase(t *testing.T) {
 	}
 	if n := c.bcrypt.slots.entering.Load(); n != 0 {
 		t.Errorf("%d places still kept after every login ended", n)
+	}
+}
+
+// waitQueued waits, a minute at most, until n logins wait in c's bcrypt
+// queue; who names them for the failure.
+func waitQueued(t *testing.T, c *Core, n int64, who string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for c.bcrypt.slots.waiting.Load() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never queued", who)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

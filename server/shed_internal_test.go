@@ -30,10 +30,7 @@ func TestShedAnswerAndSampledLog(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Unix(1_700_000_000, 0)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "r"}, []string{"route", "method", "status"}),
-		latency:  prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "l"}, []string{"route"}),
-	}
+	m := shedMetrics()
 	d := newShedder(m, clock, slog.New(slog.NewJSONHandler(&logs, nil)), echo.ExtractIPDirect())
 
 	const burst = 1000
@@ -101,6 +98,15 @@ func TestShedAnswerAndSampledLog(t *testing.T) {
 	}
 }
 
+// shedMetrics is the series a shedder writes to, unregistered.
+func shedMetrics() *metrics {
+	return &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "r"}, []string{"route", "method", "status"}),
+		latency:  prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "l"}, []string{"route"}),
+		shedHeld: prometheus.NewCounter(prometheus.CounterOpts{Name: "h"}),
+	}
+}
+
 func shedLines(t *testing.T, logs *bytes.Buffer) []map[string]any {
 	t.Helper()
 	var out []map[string]any
@@ -121,11 +127,7 @@ func shedLines(t *testing.T, logs *bytes.Buffer) []map[string]any {
 // leaves is not answered. Time is synctest's: the holds are exact.
 func TestShedHold(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := &metrics{
-			requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "r"}, []string{"route", "method", "status"}),
-			latency:  prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "l"}, []string{"route"}),
-			shedHeld: prometheus.NewCounter(prometheus.CounterOpts{Name: "h"}),
-		}
+		m := shedMetrics()
 		d := newShedder(m, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)), echo.ExtractIPDirect())
 		d.holds = newShedHolds(time.Second)
 		shed := func(ctx context.Context, addr string) (time.Duration, int) {
