@@ -159,6 +159,10 @@ func (rn *runner) gets(access string) []get {
 	}
 }
 
+// loginWarmup is how long logins run untimed before the login row, for a
+// row of duration d: a second, or d if shorter.
+func loginWarmup(d time.Duration) time.Duration { return min(d, time.Second) }
+
 // perAlg run on every algorithm's server, the rest on the primary's.
 var perAlg = []string{"refresh", "verify-fresh", "verify-jwt"}
 
@@ -197,7 +201,16 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 	var next atomic.Int64
 
 	if a.primary {
-		if _, err := run("login", func(ctx context.Context, _ int) error { _, err := c.Login(ctx, user(next.Add(1))); return err }); err != nil {
+		login := func(ctx context.Context, _ int) error { _, err := c.Login(ctx, user(next.Add(1))); return err }
+		// The server has just started: its pool opens connections and
+		// prepares statements, PostgreSQL analyses the new tables. The
+		// row is the steady state, as the other rows are (their sessions
+		// are logged in untimed), so logins run untimed first.
+		h.Logf("login: warming up for %s, untimed", loginWarmup(o.duration))
+		if err := closedLoop(ctx, &result{}, o.concurrency, loginWarmup(o.duration), login); err != nil {
+			return err
+		}
+		if _, err := run("login", login); err != nil {
 			return err
 		}
 		// What login could reach here if bcrypt were all it did.
@@ -213,10 +226,7 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 		// The same beside busy neighbours: CPU-bound processes at nice 0
 		// in this session, so in authd's scheduling group.
 		if err := withNeighbours(busyNeighbours, func() error {
-			_, err := run(fmt.Sprintf("login beside %d busy processes (yes)", busyNeighbours), func(ctx context.Context, _ int) error {
-				_, err := c.Login(ctx, user(next.Add(1)))
-				return err
-			})
+			_, err := run(fmt.Sprintf("login beside %d busy processes (yes)", busyNeighbours), login)
 			return err
 		}); err != nil {
 			return err
