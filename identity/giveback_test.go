@@ -133,3 +133,56 @@ func waitQueued(t *testing.T, c *Core, n int64, who string) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestLogInHandsTheFailureToTheSession: a login that opens a session
+// leaves the failure reserved for it to the session's statement, once: a
+// statement that opened the session, or found the user changed, gave it
+// back (not again here: two failures counted stay one); a statement that
+// failed did not, and LogIn gives it back itself.
+func TestLogInHandsTheFailureToTheSession(t *testing.T) {
+	base, db := newTestCore(t, 4)
+	c, err := New(Config{BcryptCost: 4, BcryptSlots: 1, LoginFailuresPerUser: 2},
+		db, base.tokens, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.AddUser(t, db, "lena", "pw-of-lena")
+	ctx := context.Background()
+	open := func(change bool) func(store.User, *store.LoginRelease) error {
+		return func(u store.User, r *store.LoginRelease) error {
+			if r == nil || r.Username != "lena" {
+				t.Errorf("release %+v, want lena's", r)
+			}
+			if change {
+				u.PasswordHash = "$2a$04$changed"
+			}
+			_, err := db.StartSessionFrom(ctx, u, store.LoginClient{}, storetest.TokenHash(fmt.Sprint("lena-", time.Now().UnixNano())), time.Hour, time.Hour, false, r)
+			return err
+		}
+	}
+	var e *Error
+	wrong := func(want Kind, step string) {
+		t.Helper()
+		if _, err := c.CheckPassword(ctx, "lena", "wrong", "c"); !errors.As(err, &e) || e.Kind != want {
+			t.Fatalf("%s: a wrong password: %v, want kind %v", step, err, want)
+		}
+	}
+	wrong(Unauthorized, "first") // one failure counted of two
+	for range 3 {
+		if err := c.LogIn(ctx, "lena", "pw-of-lena", "c", open(false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.LogIn(ctx, "lena", "pw-of-lena", "c", open(true)); !errors.Is(err, store.ErrUserChanged) {
+		t.Fatalf("user changed: %v, want store.ErrUserChanged", err)
+	}
+	failed := errors.New("the session's statement failed")
+	for range 3 {
+		if err := c.LogIn(ctx, "lena", "pw-of-lena", "c", func(store.User, *store.LoginRelease) error { return failed }); err != failed {
+			t.Fatalf("open failed: %v, want its error as it is", err)
+		}
+	}
+	// Still one failure counted: one more fits, and then none.
+	wrong(Unauthorized, "second")
+	wrong(Throttled, "third")
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/time/rate"
 
 	"authd/store"
 	"authd/token"
@@ -327,23 +328,59 @@ func (c *Core) IdentifyPassword(ctx context.Context, username, password, client 
 // a dummy compare for unknown users, disabled users refused as a wrong
 // password, the role checks and the hash upgrade.
 // Its errors are *Error.
-func (c *Core) CheckPassword(ctx context.Context, username, password, client string) (u store.User, err error) {
+func (c *Core) CheckPassword(ctx context.Context, username, password, client string) (store.User, error) {
+	u, r, err := c.checkPassword(ctx, username, password, client)
+	if err != nil {
+		return store.User{}, err
+	}
+	r.giveBack()
+	return u, nil
+}
+
+// LogIn is CheckPassword for a login that opens a session: once the
+// password is found right, open opens it, and gives back in the same
+// statement the failure reserved for the username (release, nil if none:
+// store.StartSessionFrom's) — one round trip and one commit fewer a login
+// than giving it back first. If open fails, the failure is given back on
+// its own, unless open's statement did (store.ErrUserChanged: the
+// password was right, the user changed since). Its errors are *Error, or
+// open's as they are.
+func (c *Core) LogIn(ctx context.Context, username, password, client string, open func(u store.User, release *store.LoginRelease) error) error {
+	u, r, err := c.checkPassword(ctx, username, password, client)
+	if err != nil {
+		return err
+	}
+	release := r.handOver()
+	if err := open(u, release); err != nil {
+		if !errors.Is(err, store.ErrUserChanged) {
+			r.giveBackUser()
+		}
+		return err
+	}
+	return nil
+}
+
+// checkPassword is the check of CheckPassword and LogIn. When the
+// password is right it returns the attempt's reservation, which the
+// caller gives back; on any other outcome it has given back what it
+// should, and the reservation is nil.
+func (c *Core) checkPassword(ctx context.Context, username, password, client string) (u store.User, r *reservation, err error) {
 	defer func() { c.metrics.loginResult(err) }()
 	// A full queue sheds the login before it costs anything: no
 	// throttle to reserve, no user to look up. A login let in has its
 	// place at the gate kept while it does its database work.
 	place, admitted := c.bcrypt.slots.admit()
 	if !admitted {
-		return store.User{}, errBusy()
+		return store.User{}, nil, errBusy()
 	}
 	defer place.give() // if it never reaches the gate
-	// Brute-force protection, before any bcrypt work (reserveFailure).
-	// giveBack returns the reservations: the password was right, or no
+	// Brute-force protection, before any bcrypt work (reserve). The
+	// reservations are given back when the password was right, or no
 	// password was checked (the login was shed, the client left, the
 	// database failed) — only a compare that failed may count.
-	giveBack, err := c.reserveFailure(ctx, username, client, c.cfg.Now())
+	r, err = c.reserve(ctx, username, client, c.cfg.Now())
 	if err != nil {
-		return store.User{}, err
+		return store.User{}, nil, err
 	}
 	// A name no user can have (see WellFormed) is an unknown user, without
 	// asking the database: PostgreSQL would refuse a NUL or invalid UTF-8
@@ -354,8 +391,8 @@ func (c *Core) CheckPassword(ctx context.Context, username, password, client str
 		u, err = c.db.User(ctx, username)
 		found = err == nil
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			giveBack()
-			return store.User{}, Failure(err)
+			r.giveBack()
+			return store.User{}, nil, Failure(err)
 		}
 	}
 	// Compare against a dummy hash for an unknown user, so that the
@@ -371,30 +408,29 @@ func (c *Core) CheckPassword(ctx context.Context, username, password, client str
 			c.equalise(hash, password)
 		}
 	}); err != nil {
-		giveBack() // shed or abandoned before its compare
-		return store.User{}, err
+		r.giveBack() // shed or abandoned before its compare
+		return store.User{}, nil, err
 	}
 	// A disabled user is refused exactly as a wrong password is, after
 	// the same bcrypt work: the answer does not say the account exists.
 	switch {
 	case !found:
-		return store.User{}, loginRefused(ReasonUnknownUser) // the reserved failures stand
+		return store.User{}, nil, loginRefused(ReasonUnknownUser) // the reserved failures stand
 	case !ok:
-		return store.User{}, loginRefused(ReasonWrongPassword)
+		return store.User{}, nil, loginRefused(ReasonWrongPassword)
 	case u.DisabledAt != nil:
-		return store.User{}, loginRefused(ReasonDisabled)
-	}
-	giveBack()
-	switch {
+		return store.User{}, nil, loginRefused(ReasonDisabled)
 	case !u.RoleExists:
-		return store.User{}, RoleMissing(u.Role)
+		r.giveBack()
+		return store.User{}, nil, RoleMissing(u.Role)
 	case u.RoleRefusal != "":
-		return store.User{}, RolePrivileged(u.Role, u.RoleRefusal)
+		r.giveBack()
+		return store.User{}, nil, RolePrivileged(u.Role, u.RoleRefusal)
 	}
 	if store.NeedsRehash(u.PasswordHash, c.cfg.BcryptCost) {
 		u = c.upgradeHash(ctx, u, password)
 	}
-	return u, nil
+	return u, r, nil
 }
 
 // equalise follows a refused compare against hash with the compares that
@@ -433,6 +469,15 @@ func padHash(cost int) string {
 // a sequential one. Throttled when either has no failure left; its errors
 // are *Error.
 func (c *Core) reserveFailure(ctx context.Context, username, client string, now time.Time) (giveBack func(), err error) {
+	r, err := c.reserve(ctx, username, client, now)
+	if err != nil {
+		return nil, err
+	}
+	return r.giveBack, nil
+}
+
+// reserve is reserveFailure, with the reservation itself.
+func (c *Core) reserve(ctx context.Context, username, client string, now time.Time) (*reservation, error) {
 	clean := c.failuresByClient.clean(client, now)
 	byClient, d := c.failuresByClient.reserve(client, now)
 	if d > 0 {
@@ -448,17 +493,51 @@ func (c *Core) reserveFailure(ctx context.Context, username, client string, now 
 		}
 		return nil, errTooManyLogins(d)
 	}
-	return func() {
-		if byClient != nil {
-			byClient.CancelAt(now)
-		}
-		if byUser != nil {
-			if err := c.db.ReleaseLoginFailure(context.WithoutCancel(ctx), username, *byUser, c.cfg.Now()); err != nil {
-				// The failure drains with the others.
-				c.log.WarnContext(ctx, "return a reserved login failure", "user", username, "err", err)
-			}
-		}
-	}, nil
+	return &reservation{c: c, ctx: ctx, username: username, now: now, byClient: byClient, byUser: byUser}, nil
+}
+
+// reservation is an attempt's failure, counted in advance for its client
+// (in this process) and its username (in the database; nil without a
+// per-user limit).
+type reservation struct {
+	c        *Core
+	ctx      context.Context
+	username string
+	now      time.Time
+	byClient *rate.Reservation
+	byUser   *store.LoginThrottle
+}
+
+// giveBack takes both counts back.
+func (r *reservation) giveBack() {
+	if r.byClient != nil {
+		r.byClient.CancelAt(r.now)
+	}
+	r.giveBackUser()
+}
+
+// giveBackUser takes the username's count back, in a statement of its
+// own.
+func (r *reservation) giveBackUser() {
+	if r.byUser == nil {
+		return
+	}
+	if err := r.c.db.ReleaseLoginFailure(context.WithoutCancel(r.ctx), r.username, *r.byUser, r.c.cfg.Now()); err != nil {
+		// The failure drains with the others.
+		r.c.log.WarnContext(r.ctx, "return a reserved login failure", "user", r.username, "err", err)
+	}
+}
+
+// handOver takes the client's count back, and hands the username's to
+// the statement that opens the session (nil if there is none to give).
+func (r *reservation) handOver() *store.LoginRelease {
+	if r.byClient != nil {
+		r.byClient.CancelAt(r.now)
+	}
+	if r.byUser == nil {
+		return nil
+	}
+	return &store.LoginRelease{Username: r.username, Throttle: *r.byUser, Now: r.c.cfg.Now()}
 }
 
 // reserveUserFailure counts a failure of username in advance in the

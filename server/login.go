@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -22,29 +23,39 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 			return err
 		}
 		ctx := r.Context()
-		u, err := s.ident.CheckPassword(ctx, args["user_"], args["pass"], c.RealIP())
-		if err != nil {
-			s.logLoginRefused(c, args["user_"], err)
-			s.auditLoginRefused(c, args["user_"], err)
-			return err
-		}
 		refresh, refreshHash, err := token.NewRefresh()
 		if err != nil {
 			return errInternal(err)
 		}
 		from := loginClient(c)
-		// A user with a second factor gets a session that waits for it
-		// (aal1, short-lived) until /rpc/mfa_verify steps it up.
-		lifetime, mfaPending := s.ident.LoginSessionLifetime(u, s.cfg.SessionLifetime)
-		g, err := s.db.StartSessionFrom(ctx, u, from, refreshHash, s.cfg.RefreshTTL, lifetime, mfaPending)
-		if errors.Is(err, store.ErrUserChanged) {
-			err := identity.LoginRefusedChanged()
+		var (
+			u          store.User
+			g          store.Grant
+			mfaPending bool
+		)
+		// The password checked, the session is opened, and the failure
+		// reserved for the attempt given back, in one statement.
+		err = s.ident.LogIn(ctx, args["user_"], args["pass"], c.RealIP(), func(checked store.User, release *store.LoginRelease) error {
+			u = checked
+			// A user with a second factor gets a session that waits for
+			// it (aal1, short-lived) until /rpc/mfa_verify steps it up.
+			var lifetime time.Duration
+			lifetime, mfaPending = s.ident.LoginSessionLifetime(u, s.cfg.SessionLifetime)
+			var err error
+			g, err = s.db.StartSessionFrom(ctx, u, from, refreshHash, s.cfg.RefreshTTL, lifetime, mfaPending, release)
+			return err
+		})
+		if err != nil {
+			var refused *identity.Error
+			switch {
+			case errors.Is(err, store.ErrUserChanged):
+				err = identity.LoginRefusedChanged()
+			case !errors.As(err, &refused):
+				return errInternal(err) // the session's statement failed
+			}
 			s.logLoginRefused(c, args["user_"], err)
 			s.auditLoginRefused(c, args["user_"], err)
 			return err
-		}
-		if err != nil {
-			return errInternal(err)
 		}
 		g.Role = u.Role
 		s.audit(c, store.AuditEvent{Event: auditLogin, Outcome: "ok", Username: g.Username, SessionID: g.SessionID})

@@ -52,7 +52,7 @@ var ErrUserChanged = errors.New("user changed since the password check")
 // role change or disable that commits during the compare revokes the
 // user's sessions, and must not miss the one this login was about to open.
 func (db *DB) StartSession(ctx context.Context, u User, tokenHash []byte, ttl, lifetime time.Duration) (Grant, error) {
-	return db.StartSessionFrom(ctx, u, LoginClient{}, tokenHash, ttl, lifetime, false)
+	return db.StartSessionFrom(ctx, u, LoginClient{}, tokenHash, ttl, lifetime, false, nil)
 }
 
 // LoginClient is where a login came from, as the session remembers it
@@ -70,12 +70,20 @@ const MaxUserAgent = 200
 // StartSessionFrom is StartSession for a login from client; an empty
 // field is stored as null. mfaPending opens a session that waits for the
 // user's second factor (Grant.MFAPending); lifetime is then the time it
-// has to present it (store.VerifyMFA extends it).
-func (db *DB) StartSessionFrom(ctx context.Context, u User, client LoginClient, tokenHash []byte, ttl, lifetime time.Duration, mfaPending bool) (Grant, error) {
+// has to present it (store.VerifyMFA extends it). release, if not nil, is
+// the login's reserved failure, given back by the same statement — also
+// when it opens no session because the user changed (ErrUserChanged):
+// the password was right — and not if it fails.
+func (db *DB) StartSessionFrom(ctx context.Context, u User, client LoginClient, tokenHash []byte, ttl, lifetime time.Duration, mfaPending bool, release *LoginRelease) (Grant, error) {
 	g := Grant{Username: u.Username, SessionID: uuid.New(), AAL: "aal1", AMR: []string{"pwd"}, MFAPending: mfaPending}
+	var releaseKey, perSecond, releaseAt any // null: nothing to give back
+	if release != nil {
+		releaseKey, perSecond, releaseAt = usernameKey(release.Username), release.Throttle.PerSecond, release.Now
+	}
 	var now time.Time
 	err := db.p().QueryRow(ctx, `
-		with s as (
+		with released as (`+releaseFailureSQL("$11", "$12", "$13")+`
+		), s as (
 		    insert into auth.session (id, username, expires_at, client_addr, user_agent, mfa_pending)
 		    select $1, u.username, now() + make_interval(secs => $5), nullif($8, ''), nullif($9, ''), $10
 		      from auth.user u
@@ -88,7 +96,7 @@ func (db *DB) StartSessionFrom(ctx context.Context, u User, client LoginClient, 
 		select $3, s.id, least(now() + make_interval(secs => $4), s.expires_at) from s
 		returning expires_at, now()`,
 		g.SessionID, u.Username, tokenHash, ttl.Seconds(), lifetime.Seconds(), u.PasswordHash, u.Role,
-		client.Addr, client.UserAgent, mfaPending).Scan(&g.RefreshExpiresAt, &now)
+		client.Addr, client.UserAgent, mfaPending, releaseKey, perSecond, releaseAt).Scan(&g.RefreshExpiresAt, &now)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Grant{}, ErrUserChanged
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/sha256"
+	"strings"
 	"time"
 )
 
@@ -77,18 +78,38 @@ func (db *DB) reserve(ctx context.Context, key []byte, t LoginThrottle, now time
 }
 
 // ReleaseLoginFailure returns the failure ReserveLoginFailure counted for
-// username: the login it was reserved for succeeded.
+// username: the login it was reserved for succeeded. A login that opens a
+// session gives it back in that session's statement instead
+// (StartSessionFrom's release).
 func (db *DB) ReleaseLoginFailure(ctx context.Context, username string, t LoginThrottle, now time.Time) error {
-	_, err := db.p().Exec(ctx, `
-		update auth.login_throttle
-		   set failures = greatest(failures - greatest(extract(epoch from $3::timestamptz - at), 0) * $2 - 1, 0),
-		       at = greatest($3::timestamptz, at),
-		       empty_at = greatest($3::timestamptz, at) + make_interval(secs => greatest(failures - greatest(extract(epoch from $3::timestamptz - at), 0) * $2 - 1, 0) / $2)
-		 where key = $1`, usernameKey(username), t.PerSecond, now)
+	_, err := db.p().Exec(ctx, releaseFailureSQL("$1", "$2", "$3"), usernameKey(username), t.PerSecond, now)
 	if err != nil {
 		return wrapf(err, "release a login attempt")
 	}
 	return nil
+}
+
+// LoginRelease is a failure ReserveLoginFailure counted for Username, to
+// be given back, as of Now, by the statement that opens the login's
+// session (StartSessionFrom): one round trip and one commit fewer than
+// ReleaseLoginFailure after it.
+type LoginRelease struct {
+	Username string
+	Throttle LoginThrottle
+	Now      time.Time
+}
+
+// releaseFailureSQL is the update that gives one failure back to the
+// bucket whose key is placeholder key, drained at perSecond up to now
+// (placeholders, typed here): ReleaseLoginFailure's statement, and a CTE
+// of StartSessionFrom's. A null key updates nothing.
+func releaseFailureSQL(key, perSecond, now string) string {
+	return strings.NewReplacer(":key", key+"::bytea", ":per_second", perSecond+"::float8", ":now", now+"::timestamptz").Replace(`
+		update auth.login_throttle
+		   set failures = greatest(failures - greatest(extract(epoch from :now - at), 0) * :per_second - 1, 0),
+		       at = greatest(:now, at),
+		       empty_at = greatest(:now, at) + make_interval(secs => greatest(failures - greatest(extract(epoch from :now - at), 0) * :per_second - 1, 0) / :per_second)
+		 where key = :key`)
 }
 
 // usernameKey is the throttle's key for username: its SHA-256.

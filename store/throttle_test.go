@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -110,5 +111,66 @@ func TestReserveResetRequest(t *testing.T) {
 	}
 	if d, err := db.ReserveResetRequest(ctx, "bob", th, now); err != nil || d != 0 {
 		t.Errorf("another user: wait %s, %v; want 0", d, err)
+	}
+}
+
+// TestStartSessionGivesBackTheLoginFailure: the failure a login reserved
+// is given back by the statement that opens its session, also when the
+// user changed since the check (no session, but the password was right),
+// and not when the statement fails or there is nothing to give back.
+func TestStartSessionGivesBackTheLoginFailure(t *testing.T) {
+	t.Parallel()
+	db := storetest.NewDB(t)
+	ctx := context.Background()
+	storetest.AddUser(t, db, "rita", "pw-of-rita")
+	u, err := db.User(ctx, "rita")
+	if err != nil {
+		t.Fatal(err)
+	}
+	th := store.LoginThrottle{Limit: 1, PerSecond: 1.0 / 3600}
+	now := time.Now()
+	release := &store.LoginRelease{Username: "rita", Throttle: th, Now: now}
+	full := func() bool {
+		t.Helper()
+		d, err := db.ReserveLoginFailure(ctx, "rita", th, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d > 0
+	}
+	if full() {
+		t.Fatal("first reservation refused")
+	}
+	start := func(u store.User, tok string, r *store.LoginRelease) error {
+		_, err := db.StartSessionFrom(ctx, u, store.LoginClient{}, []byte(tok), time.Hour, 24*time.Hour, false, r)
+		return err
+	}
+	if err := start(u, string(storetest.TokenHash("t1")), release); err != nil {
+		t.Fatal(err)
+	}
+	if full() {
+		t.Fatal("the session's statement did not give the failure back")
+	}
+	changed := u
+	changed.PasswordHash = "$2a$04$changed"
+	if err := start(changed, string(storetest.TokenHash("t2")), release); !errors.Is(err, store.ErrUserChanged) {
+		t.Fatalf("user changed: %v, want ErrUserChanged", err)
+	}
+	if full() {
+		t.Fatal("a statement that found the user changed did not give the failure back")
+	}
+	// A token hash of the wrong length fails the statement: nothing of it
+	// stands, the failure neither.
+	if err := start(u, "short", release); err == nil || errors.Is(err, store.ErrUserChanged) {
+		t.Fatalf("bad token hash: %v, want the statement to fail", err)
+	}
+	if !full() {
+		t.Fatal("a failed statement gave the failure back")
+	}
+	if err := start(u, string(storetest.TokenHash("t3")), nil); err != nil {
+		t.Fatal(err)
+	}
+	if !full() {
+		t.Fatal("a session opened with no release gave a failure back")
 	}
 }

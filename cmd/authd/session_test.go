@@ -32,7 +32,7 @@ func TestSessionCommands(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, err := db.StartSessionFrom(ctx, u, from, storetest.TokenHash(tok), time.Hour, 24*time.Hour, false)
+		g, err := db.StartSessionFrom(ctx, u, from, storetest.TokenHash(tok), time.Hour, 24*time.Hour, false, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
