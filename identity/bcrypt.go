@@ -2,7 +2,6 @@ package identity
 
 import (
 	"context"
-	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,9 +21,9 @@ import (
 //     that finds the queue full is shed at once (Busy: over HTTP, 503 +
 //     Retry-After, decided before the body is read), so a flood costs the
 //     server almost nothing beyond its ceiling;
-//   - each compare runs on an OS thread of its own at a lower scheduling
-//     priority (nice), so that authd's threads serving refresh, verify
-//     and health run ahead of it whenever they have work. (Only within
+//   - each compare runs on an OS thread kept for compares (workers.go) at
+//     a lower scheduling priority (nice), so that authd's threads serving
+//     refresh, verify and health run ahead of it whenever they have work. (Only within
 //     the process: the kernel's autogroups and cgroups share CPU between
 //     processes whatever a thread's nice value, which is why one CPU is
 //     left to PostgreSQL and the rest while they have work.) A nice value
@@ -38,10 +37,11 @@ import (
 // more Ps than slots for the rest of its work not to queue behind bcrypt;
 // `authd serve` adds the wide slots to GOMAXPROCS.
 type bcryptGate struct {
-	slots *slots
-	wait  time.Duration
-	prio  *priority
-	m     *metrics
+	slots   *slots
+	wait    time.Duration
+	prio    *priority
+	workers *workers
+	m       *metrics
 }
 
 // DefaultBcryptSlots is the number of concurrent bcrypt compares for procs
@@ -90,7 +90,7 @@ func DefaultLoginQueue(slots int, compare time.Duration) int {
 }
 
 func newBcryptGate(narrow, wide, queue int, wait time.Duration, nice int, m *metrics) *bcryptGate {
-	g := &bcryptGate{slots: newSlots(narrow, wide, queue, widenAfter), wait: wait, prio: newPriority(nice), m: m}
+	g := &bcryptGate{slots: newSlots(narrow, wide, queue, widenAfter), wait: wait, prio: newPriority(nice), workers: newWorkers(workerLinger, wide), m: m}
 	// The gate's own counters, read at scrape time: no second copy to
 	// keep in step.
 	m.registry.MustRegister(
@@ -138,18 +138,13 @@ func (g *bcryptGate) runIn(ctx context.Context, p *place, f func()) error {
 		return Timeout(nil)
 	}
 	done := make(chan struct{})
-	go func() {
-		defer g.slots.release()
+	nice := g.prio.nice()
+	g.workers.run(nice, func() {
 		defer close(done)
-		// A thread of its own, never unlocked: when this goroutine ends
-		// the thread ends with it, so its lower priority never carries
-		// over to other work.
-		runtime.LockOSThread()
-		nameThread(bcryptThreadName)
-		if cpu := g.prio.run(f, g.slots.quietSince); cpu > 0 {
+		if cpu := g.prio.run(nice, f, g.slots.quietSince); cpu > 0 {
 			g.m.bcryptCPU.Add(cpu.Seconds())
 		}
-	}()
+	}, g.slots.release)
 	select {
 	case <-done:
 		return nil

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -53,8 +54,10 @@ func niceOf(t *testing.T, stat string) int {
 }
 
 // TestBcryptRunsOnALowerPriorityThread: while a compare runs, one thread
-// of the process has the configured nice value; when it is done, none
-// has — the lowered priority never leaks to other work.
+// of the process has the configured nice value; the next compare runs on
+// the same thread, kept for it; when none comes within the linger, the
+// thread ends and none has the value — the lowered priority never leaks
+// to other work.
 func TestBcryptRunsOnALowerPriorityThread(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Fatalf("thread priorities are a Linux feature; this test runs on Linux (GOOS %s)", runtime.GOOS)
@@ -79,8 +82,10 @@ func TestBcryptRunsOnALowerPriorityThread(t *testing.T) {
 	}
 	release, seen := make(chan struct{}), make(chan int, 1)
 	done := make(chan error, 1)
+	var tid int
 	go func() {
 		done <- g.run(context.Background(), func() {
+			tid = syscall.Gettid()
 			seen <- niceOf(t, "/proc/thread-self/stat")
 			<-release
 		})
@@ -95,8 +100,16 @@ func TestBcryptRunsOnALowerPriorityThread(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	// The thread exits with its goroutine, just after run returns.
-	deadline := time.Now().Add(5 * time.Second)
+	// The next compare goes to the same thread, which waited for it.
+	var next, nextNice int
+	if err := g.run(context.Background(), func() { next, nextNice = syscall.Gettid(), niceOf(t, "/proc/thread-self/stat") }); err != nil {
+		t.Fatal(err)
+	}
+	if next != tid || nextNice != nice {
+		t.Errorf("the next compare ran on thread %d at nice %d, want the kept thread %d at %d", next, nextNice, tid, nice)
+	}
+	// With no compare within the linger, the thread ends.
+	deadline := time.Now().Add(workerLinger + 5*time.Second)
 	for count(false) != 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("a thread at nice %d outlived its compare", nice)
@@ -144,10 +157,11 @@ func TestBcryptGateDeadline(t *testing.T) {
 			t.Fatalf("with the slot taken and no queue: got %q, want %q", got, busy)
 		}
 		close(release)
-		synctest.Wait() // the compare's goroutine has freed the slot and ended
+		synctest.Wait() // the compare's thread has freed the slot
 		if got := gateMessage(t, g.run(context.Background(), func() {})); got != "ok" {
 			t.Fatalf("after the compare ended: got %q, want the slot", got)
 		}
+		outlastWorkers() // the gate's idle threads end
 	})
 }
 
@@ -208,6 +222,7 @@ func TestBcryptGateQueue(t *testing.T) {
 		if got := gateMessage(t, g.run(context.Background(), func() {})); got != "ok" {
 			t.Errorf("with the slot free: got %q", got)
 		}
+		outlastWorkers() // the gate's idle threads end
 	})
 }
 
@@ -227,4 +242,12 @@ func TestDefaultLoginQueue(t *testing.T) {
 			t.Errorf("DefaultLoginQueue(%d, %s) = %d, want %d", tt.slots, tt.compare, got, tt.want)
 		}
 	}
+}
+
+// outlastWorkers waits, in a synctest bubble, until the gate's idle
+// threads have lingered their time and ended: a bubble must not end with
+// one of them waiting.
+func outlastWorkers() {
+	time.Sleep(workerLinger)
+	synctest.Wait()
 }

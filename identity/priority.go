@@ -13,8 +13,8 @@ import (
 // neighbour in the same scheduling group, a nice-10 thread gets about a
 // tenth of a CPU, and a busy neighbour would turn into a login outage.
 // Unprivileged, a thread's nice value only goes up, so the choice is made
-// for each compare on a fresh thread (bcryptGate.run), never undone on
-// one.
+// for each compare, which runs on a thread of that value (workers), never
+// undone on one.
 type priority struct {
 	configured int
 	starved    atomic.Bool
@@ -38,14 +38,13 @@ func (p *priority) nice() int {
 	return p.configured
 }
 
-// run runs f on the calling thread, locked to it, at p.nice(), and learns
-// from the CPU f got — if alone(start) says that nothing of authd's own
-// that bcrypt is meant to yield to ran meanwhile: a compare that waited
-// for refreshes and verifies was not starved, it was doing its job. It
-// returns the CPU f used, -1 if unknown.
-func (p *priority) run(f func(), alone func(since time.Time) bool) time.Duration {
-	nice := p.nice()
-	lowerThreadPriority(nice)
+// run runs f on the calling thread, which is locked to it at nice (a value
+// p.nice() gave), and learns from the CPU f got — if alone(start) says
+// that nothing of authd's own that bcrypt is meant to yield to ran
+// meanwhile: a compare that waited for refreshes and verifies was not
+// starved, it was doing its job. It returns the CPU f used, -1 if
+// unknown.
+func (p *priority) run(nice int, f func(), alone func(since time.Time) bool) time.Duration {
 	start, cpu0 := time.Now(), threadCPU()
 	f()
 	cpu := time.Duration(-1)

@@ -115,6 +115,7 @@ func TestSlotsWidenWhileNothingUrgent(t *testing.T) {
 		if n := s.busy.Load() + s.waiting.Load(); n != 0 {
 			t.Errorf("%d compares still counted", n)
 		}
+		outlastWorkers() // the gate's idle threads end
 	})
 }
 
@@ -147,6 +148,7 @@ func TestShedLoginWhenFull(t *testing.T) {
 			t.Fatal("shed with the queue emptied")
 		}
 		b.finish(t)
+		outlastWorkers() // the gate's idle threads end
 	})
 }
 
@@ -214,6 +216,7 @@ func TestAdmitKeepsPlaces(t *testing.T) {
 		if _, ok := s.admit(); !ok {
 			t.Fatal("refused with the gate empty")
 		}
+		outlastWorkers() // the gate's idle threads end
 	})
 }
 
