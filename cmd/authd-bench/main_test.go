@@ -66,6 +66,9 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: %q; want requests, a rate, p50, p99, CPU per request (authd's where a server ran) and no errors", name, row)
 		}
 	}
+	if !regexp.MustCompile(`- login: \d+\.\d/s, \d+\.\d % of the bcrypt ceiling of \d+\.\d/s measured next`).MatchString(out) {
+		t.Error("no line says what share of the bcrypt ceiling logins reached")
+	}
 	for _, name := range []string{"login", "logout", "bare", "verify-cookie", "verify-apikey"} {
 		if strings.Contains(out, "| "+name+" (ES256)") {
 			t.Errorf("%s runs on the primary server only, but there is an ES256 row", name)

@@ -210,7 +210,8 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 		if err := closedLoop(ctx, &result{}, o.concurrency, loginWarmup(o.duration), login); err != nil {
 			return err
 		}
-		if _, err := run("login", login); err != nil {
+		logins, err := run("login", login)
+		if err != nil {
 			return err
 		}
 		// What login could reach here if bcrypt were all it did.
@@ -223,6 +224,7 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 		}); err != nil {
 			return err
 		}
+		rn.notes = append(rn.notes, fmt.Sprintf("login: %.1f/s, %.1f %% of the bcrypt ceiling of %.1f/s measured next", logins.rate(), 100*logins.rate()/rn.bcrypt.rate(), rn.bcrypt.rate()))
 		// The same beside busy neighbours: CPU-bound processes at nice 0
 		// in this session, so in authd's scheduling group.
 		if err := withNeighbours(busyNeighbours, func() error {
