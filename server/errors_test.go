@@ -216,6 +216,36 @@ func TestDeadlineIsA503(t *testing.T) {
 	}
 }
 
+// TestRefreshDeadlineIsA503: a refresh whose rotation waits on the
+// database past the request's deadline (its token's row locked) is told
+// to retry at the deadline, whoever writes the rotation; once the lock is
+// gone the same token still refreshes.
+func TestRefreshDeadlineIsA503(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withRequestTimeout(300*time.Millisecond))
+	refresh := refreshValue(t, e.login())
+	tx, err := e.db.Pool().Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	if _, err := tx.Exec(context.Background(), `select 1 from auth.refresh_token where token_hash = $1 for update`, token.HashRefresh(refresh)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := e.refreshWith(refresh)
+	wantStatus(t, r, http.StatusServiceUnavailable)
+	wantBody(t, r, `{"code":"PT503","details":null,"hint":null,"message":"Request timed out"}`)
+	// Loose: the deadline is 300 ms; the rotation's own bound is 10 s.
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("answered after %s, want at the 300 ms deadline", d)
+	}
+	if err := tx.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, e.refreshWith(refresh), http.StatusNoContent)
+}
+
 // TestClientGoneIsNotAFailure: a client that hangs up while its request
 // waits on the database is counted as 499 (nginx's "client closed
 // request"), not a 500, and nothing is logged as an error.
