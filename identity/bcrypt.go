@@ -23,15 +23,15 @@ import (
 //     server almost nothing beyond its ceiling;
 //   - each compare runs on an OS thread kept for compares (workers.go) at
 //     a lower scheduling priority (nice), so that authd's threads serving
-//     refresh, verify and health run ahead of it whenever they have work. (Only within
-//     the process: the kernel's autogroups and cgroups share CPU between
-//     processes whatever a thread's nice value, which is why one CPU is
-//     left to PostgreSQL and the rest while they have work.) A nice value
-//     is no share, though: against a CPU-bound neighbour at nice 0 in the
-//     same group, a thread at nice 10 gets a tenth of a CPU, and a login
-//     would take seconds. So the gate watches how much of the CPU its
-//     compares get (priority.go) and runs them at the normal priority
-//     while they are starved.
+//     refresh, verify and health run ahead of it whenever they have work.
+//     (Only within the process: the kernel's autogroups and cgroups share
+//     CPU between processes whatever a thread's nice value, which is why
+//     one CPU is left to PostgreSQL and the rest while they have work.) A
+//     nice value is no share, though: against a CPU-bound neighbour at
+//     nice 0 in the same group, a thread at nice 10 gets a tenth of a CPU,
+//     and a login would take seconds. So the gate watches how much of the
+//     CPU its compares get (priority.go) and runs them at the normal
+//     priority while they are starved.
 //
 // Because a compare holds one of Go's Ps while it runs, the process needs
 // more Ps than slots for the rest of its work not to queue behind bcrypt;
