@@ -22,6 +22,12 @@ import (
 // (identity's tests have no storetest.Main: the database is migrated here.)
 func newTestCore(t *testing.T, cost int) (*Core, *store.DB) {
 	t.Helper()
+	return newTestCoreWith(t, Config{BcryptCost: cost, BcryptSlots: 1})
+}
+
+// newTestCoreWith is newTestCore with cfg.
+func newTestCoreWith(t *testing.T, cfg Config) (*Core, *store.DB) {
+	t.Helper()
 	db := storetest.Open(t, storetest.NewEmptyURL(t))
 	ctx := context.Background()
 	p, err := db.Migrator()
@@ -39,7 +45,7 @@ func newTestCore(t *testing.T, cost int) (*Core, *store.DB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(Config{BcryptCost: cost, BcryptSlots: 1}, db, iss, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := New(cfg, db, iss, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

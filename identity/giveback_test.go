@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -18,12 +16,7 @@ import (
 // is given back: a storm of real users behind one address must not lock
 // a username out without a single wrong password.
 func TestShedLoginCountsNoFailure(t *testing.T) {
-	base, db := newTestCore(t, 4)
-	c, err := New(Config{BcryptCost: 4, BcryptSlots: 1, LoginQueue: 1, LoginFailuresPerUser: 3, LoginQueueWait: time.Minute},
-		db, base.tokens, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, db := newTestCoreWith(t, Config{BcryptCost: 4, BcryptSlots: 1, LoginQueue: 1, LoginFailuresPerUser: 3, LoginQueueWait: time.Minute})
 	storetest.AddUser(t, db, "gina", "pw-of-gina-0")
 	entered, release := make(chan struct{}, 4), make(chan struct{})
 	c.compare = func(hash, password string) bool {
@@ -61,12 +54,7 @@ func TestShedLoginCountsNoFailure(t *testing.T) {
 // its database work, and all but one were then shed at the gate: under a
 // flood of logins, more PostgreSQL work than the logins that got through.
 func TestFloodIsShedBeforeTheDatabase(t *testing.T) {
-	base, db := newTestCore(t, 4)
-	c, err := New(Config{BcryptCost: 4, BcryptSlots: 1, LoginQueue: 1, LoginFailuresPerUser: 100, LoginQueueWait: time.Minute},
-		db, base.tokens, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, db := newTestCoreWith(t, Config{BcryptCost: 4, BcryptSlots: 1, LoginQueue: 1, LoginFailuresPerUser: 100, LoginQueueWait: time.Minute})
 	entered, release := make(chan struct{}, 64), make(chan struct{})
 	c.compare = func(hash, password string) bool {
 		entered <- struct{}{}
@@ -140,12 +128,7 @@ func waitQueued(t *testing.T, c *Core, n int64, who string) {
 // back (not again here: two failures counted stay one); a statement that
 // failed did not, and LogIn gives it back itself.
 func TestLogInHandsTheFailureToTheSession(t *testing.T) {
-	base, db := newTestCore(t, 4)
-	c, err := New(Config{BcryptCost: 4, BcryptSlots: 1, LoginFailuresPerUser: 2},
-		db, base.tokens, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, db := newTestCoreWith(t, Config{BcryptCost: 4, BcryptSlots: 1, LoginFailuresPerUser: 2})
 	storetest.AddUser(t, db, "lena", "pw-of-lena")
 	ctx := context.Background()
 	open := func(change bool) func(store.User, *store.LoginRelease) error {

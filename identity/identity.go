@@ -510,10 +510,15 @@ type reservation struct {
 
 // giveBack takes both counts back.
 func (r *reservation) giveBack() {
+	r.giveBackClient()
+	r.giveBackUser()
+}
+
+// giveBackClient takes the client's count back.
+func (r *reservation) giveBackClient() {
 	if r.byClient != nil {
 		r.byClient.CancelAt(r.now)
 	}
-	r.giveBackUser()
 }
 
 // giveBackUser takes the username's count back, in a statement of its
@@ -531,9 +536,7 @@ func (r *reservation) giveBackUser() {
 // handOver takes the client's count back, and hands the username's to
 // the statement that opens the session (nil if there is none to give).
 func (r *reservation) handOver() *store.LoginRelease {
-	if r.byClient != nil {
-		r.byClient.CancelAt(r.now)
-	}
+	r.giveBackClient()
 	if r.byUser == nil {
 		return nil
 	}

@@ -23,26 +23,26 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 			return err
 		}
 		ctx := r.Context()
-		refresh, refreshHash, err := token.NewRefresh()
-		if err != nil {
-			return errInternal(err)
-		}
-		from := loginClient(c)
 		var (
 			u          store.User
 			g          store.Grant
+			refresh    string
 			mfaPending bool
 		)
 		// The password checked, the session is opened, and the failure
 		// reserved for the attempt given back, in one statement.
 		err = s.ident.LogIn(ctx, args["user_"], args["pass"], c.RealIP(), func(checked store.User, release *store.LoginRelease) error {
 			u = checked
+			var refreshHash []byte
+			var err error
+			if refresh, refreshHash, err = token.NewRefresh(); err != nil {
+				return err
+			}
 			// A user with a second factor gets a session that waits for
 			// it (aal1, short-lived) until /rpc/mfa_verify steps it up.
 			var lifetime time.Duration
 			lifetime, mfaPending = s.ident.LoginSessionLifetime(u, s.cfg.SessionLifetime)
-			var err error
-			g, err = s.db.StartSessionFrom(ctx, u, from, refreshHash, s.cfg.RefreshTTL, lifetime, mfaPending, release)
+			g, err = s.db.StartSessionFrom(ctx, u, loginClient(c), refreshHash, s.cfg.RefreshTTL, lifetime, mfaPending, release)
 			return err
 		})
 		if err != nil {
