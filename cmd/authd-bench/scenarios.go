@@ -34,6 +34,26 @@ func (r *result) n() int64 { lat, _, _ := r.lat.Get(); return int64(len(lat)) }
 
 func (r *result) rate() float64 { return float64(r.n()) / max(r.elapsed.Seconds(), 1e-9) }
 
+// machineCPU is the machine's CPU time by state, all CPUs (/proc/stat).
+func machineCPU() (cpuTimes, error) {
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return cpuTimes{}, err
+	}
+	st, err := fs.Stat()
+	return cpuTimes(st.CPUTotal), err
+}
+
+type cpuTimes procfs.CPUStat
+
+// idle is the time no task ran, waiting for I/O included.
+func (c cpuTimes) idle() float64 { return c.Idle + c.Iowait }
+
+// all is every state's time: the CPUs' wall time (guest time is in user).
+func (c cpuTimes) all() float64 {
+	return c.User + c.Nice + c.System + c.IRQ + c.SoftIRQ + c.Steal + c.idle()
+}
+
 // errStop ends a worker's loop without counting the iteration.
 var errStop = errors.New("stop")
 
@@ -228,10 +248,12 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 			return err
 		}
 		m0, merr := c.Metrics(ctx)
+		cpu0, cerr := machineCPU()
 		logins, err := run("login", login)
 		if err != nil {
 			return err
 		}
+		cpu1, cerr1 := machineCPU()
 		m1, merr1 := c.Metrics(ctx)
 		if rn.bcrypt, err = ceiling("after"); err != nil {
 			return err
@@ -243,6 +265,10 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 		const bcryptCPU = "authd_bcrypt_cpu_seconds_total"
 		if b1, ok := m1[bcryptCPU]; ok && merr == nil && merr1 == nil {
 			note += fmt.Sprintf("; compares had %.1f %% of the %d CPUs' time in the login row", 100*(b1-m0[bcryptCPU])/(float64(runtime.NumCPU())*logins.elapsed.Seconds()), runtime.NumCPU())
+		}
+		if cerr == nil && cerr1 == nil {
+			all := cpu1.all() - cpu0.all()
+			note += fmt.Sprintf(", %.1f %% was idle, %.1f %% stolen by the hypervisor", 100*(cpu1.idle()-cpu0.idle())/all, 100*(cpu1.Steal-cpu0.Steal)/all)
 		}
 		rn.notes = append(rn.notes, note)
 		// The same beside busy neighbours: CPU-bound processes at nice 0
