@@ -66,7 +66,7 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: %q; want requests, a rate, p50, p99, CPU per request (authd's where a server ran) and no errors", name, row)
 		}
 	}
-	if !regexp.MustCompile(`- login: \d+\.\d/s, \d+\.\d % of the bcrypt ceiling of \d+\.\d/s, the mean of \d+\.\d/s measured before and \d+\.\d/s after; compares had \d+\.\d % of the \d+ CPUs' time in the login row, \d+\.\d % was idle, \d+\.\d % stolen by the hypervisor\n`).MatchString(out) {
+	if !regexp.MustCompile(`- login: \d+\.\d/s, \d+\.\d % of the bcrypt ceiling of \d+\.\d/s, the mean of \d+\.\d/s measured before and \d+\.\d/s after; of the \d+ CPUs' time in the login row, compares had \d+\.\d %, \d+\.\d % was idle, \d+\.\d % stolen by the hypervisor\n`).MatchString(out) {
 		t.Error("no line says what share of the bcrypt ceiling logins reached, and of the CPUs' time compares had")
 	}
 	for _, name := range []string{"login", "logout", "bare", "verify-cookie", "verify-apikey"} {

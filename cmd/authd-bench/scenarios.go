@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -260,15 +261,22 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 		}
 		mean := (before.rate() + rn.bcrypt.rate()) / 2
 		note := fmt.Sprintf("login: %.1f/s, %.1f %% of the bcrypt ceiling of %.1f/s, the mean of %.1f/s measured before and %.1f/s after", logins.rate(), 100*logins.rate()/mean, mean, before.rate(), rn.bcrypt.rate())
-		// Drift-free: the share of the machine's CPU time that went to
-		// compares in the login row, both measured in that window.
+		// Drift-free: how the CPUs' time went in the login row itself —
+		// to compares (authd's counter), to nothing, to the hypervisor.
+		var shares []string
+		wall := float64(runtime.NumCPU()) * logins.elapsed.Seconds()
+		if cerr == nil && cerr1 == nil {
+			wall = cpu1.all() - cpu0.all()
+		}
 		const bcryptCPU = "authd_bcrypt_cpu_seconds_total"
 		if b1, ok := m1[bcryptCPU]; ok && merr == nil && merr1 == nil {
-			note += fmt.Sprintf("; compares had %.1f %% of the %d CPUs' time in the login row", 100*(b1-m0[bcryptCPU])/(float64(runtime.NumCPU())*logins.elapsed.Seconds()), runtime.NumCPU())
+			shares = append(shares, fmt.Sprintf("compares had %.1f %%", 100*(b1-m0[bcryptCPU])/wall))
 		}
 		if cerr == nil && cerr1 == nil {
-			all := cpu1.all() - cpu0.all()
-			note += fmt.Sprintf(", %.1f %% was idle, %.1f %% stolen by the hypervisor", 100*(cpu1.idle()-cpu0.idle())/all, 100*(cpu1.Steal-cpu0.Steal)/all)
+			shares = append(shares, fmt.Sprintf("%.1f %% was idle", 100*(cpu1.idle()-cpu0.idle())/wall), fmt.Sprintf("%.1f %% stolen by the hypervisor", 100*(cpu1.Steal-cpu0.Steal)/wall))
+		}
+		if len(shares) > 0 {
+			note += fmt.Sprintf("; of the %d CPUs' time in the login row, %s", runtime.NumCPU(), strings.Join(shares, ", "))
 		}
 		rn.notes = append(rn.notes, note)
 		// The same beside busy neighbours: CPU-bound processes at nice 0
