@@ -56,13 +56,11 @@ test: test-deps
 	server=$${AUTHD_TEST_DATABASE_URL%%\?*}; echo "tests create their databases on $${server##*@}"; \
 	$(GO) test -race -count=1 ./...
 
-# fuzz: run each fuzz target for FUZZTIME (not part of test; the seed
-# corpora in testdata/fuzz run in every `make test`).
+# fuzz: run each fuzz target of the module for FUZZTIME, one after
+# another (not part of test; the seed corpora in testdata/fuzz run in
+# every `make test`). scripts/fuzz.sh finds the targets.
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeArgs$$' -fuzztime $(FUZZTIME) ./server
-	$(GO) test -run '^$$' -fuzz '^FuzzHeaders$$' -fuzztime $(FUZZTIME) ./server
-	$(GO) test -run '^$$' -fuzz '^FuzzPresentedAccess$$' -fuzztime $(FUZZTIME) ./server
-	$(GO) test -run '^$$' -fuzz '^FuzzParseAPIKey$$' -fuzztime $(FUZZTIME) ./token
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 bench:
 	$(GO) run ./cmd/authd-bench -duration $(BENCH_DURATION)
