@@ -658,3 +658,31 @@ func TestReserveProcs(t *testing.T) {
 		t.Errorf("with GOMAXPROCS set, GOMAXPROCS changed from %d to %d", before, got)
 	}
 }
+
+// Every setting authd knows (the names `authd serve` does not warn about)
+// is described in the README or a page of docs/: an operator who reads a
+// name in a warning, a compose file or the code finds what it does. A
+// name documented with its file form, `NAME(_FILE)`, counts for both.
+func TestEverySettingIsDocumented(t *testing.T) {
+	pages, err := filepath.Glob("../../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	for _, p := range append(pages, "../../README.md") {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text.Write(b)
+	}
+	docs := text.String()
+	for _, name := range knownVars() {
+		base, isFile := strings.CutSuffix(name, "_FILE")
+		if strings.Contains(docs, "`"+name+"`") || strings.Contains(docs, name+"=") ||
+			(isFile && strings.Contains(docs, base+"(_FILE)")) {
+			continue
+		}
+		t.Errorf("%s is a setting authd knows, but neither the README nor docs/ says what it does", name)
+	}
+}
