@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -40,6 +42,17 @@ func TestMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("metrics lack %s", want)
+		}
+	}
+	// Every series of authd's own is in docs/operating.md's table, where
+	// an operator looks up what a name on a dashboard means.
+	doc, err := os.ReadFile("../docs/operating.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`(?m)^# TYPE (authd_\w+) `).FindAllStringSubmatch(r.body, -1) {
+		if !strings.Contains(string(doc), "`"+m[1]) {
+			t.Errorf("%s is served on /metrics but docs/operating.md does not describe it", m[1])
 		}
 	}
 	// Labels never carry who or what.
