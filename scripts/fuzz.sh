@@ -5,7 +5,7 @@
 #
 # The targets are found, not listed by hand: every Fuzz function in a
 # _test.go file is fuzzed, so a target added to any package is fuzzed
-# with the rest (a hand-kept list once ran 4 of 9; readme_test.go checks
+# with the rest (a hand-kept list once ran 4 of 9; docs_test.go checks
 # this list against the Go parser's). The inputs a run
 # finds interesting stay in Go's cache; copy a crasher that
 # testdata/fuzz/<FuzzName>/ records into the seed corpus with its fix, and
