@@ -11,7 +11,7 @@ import (
 var RefreshSQL = map[string]struct {
 	SQL    string
 	Params int
-}{"rotate": {rotateSQL, 4}, "check": {refreshCheckSQL, 2}}
+}{"rotate": {rotateSQL, 3}, "rotate contested": {rotateContestedSQL, 3}, "check": {refreshCheckSQL, 2}}
 
 // Rotation is one refresh for CommitRotations: the hashes of the token
 // presented and of its child, and the child's life.

@@ -130,7 +130,7 @@ func (db *DB) commitRotations(batch []*rotation) {
 	slices.SortFunc(batch, func(a, b *rotation) int { return bytes.Compare(a.oldHash, b.oldHash) })
 	b := &pgx.Batch{}
 	for _, r := range batch {
-		b.Queue(rotateSQL, r.oldHash, r.newHash, r.ttl.Seconds(), false)
+		b.Queue(rotateSQL, r.oldHash, r.newHash, r.ttl.Seconds())
 	}
 	br := db.p().SendBatch(ctx, b)
 	var failed error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -33,10 +34,9 @@ func TestRefreshUsesTokenIndex(t *testing.T) {
 	storeTokens(t, db, tokens)
 
 	for name, s := range store.RefreshSQL {
-		// rotate: a live token's hash, the new hash, the TTL in seconds
-		// and the happy path (not contested); check: the hash and the
-		// grace in seconds.
-		args := []any{growthHash(perSession - 1), growthHash(tokens), 3600.0, false}
+		// rotate (either): a live token's hash, the new hash, the TTL in
+		// seconds; check: the hash and the grace in seconds.
+		args := []any{growthHash(perSession - 1), growthHash(tokens), 3600.0}
 		if name == "check" {
 			args = []any{growthHash(perSession - 1), 10.0}
 		}
@@ -60,7 +60,10 @@ func TestRefreshUsesTokenIndex(t *testing.T) {
 			t.Errorf("%s: no scan of refresh_token in its plan", name)
 		}
 		for _, s := range scans {
-			if s != "Index Scan using refresh_token_token_hash_key" {
+			// The contested rotation also reads the token's siblings,
+			// by their session.
+			if s != "Index Scan using refresh_token_token_hash_key" &&
+				(name != "rotate contested" || s != "Index Scan using refresh_token_session_idx") {
 				t.Errorf("%s reads refresh_token by %s, want Index Scan using refresh_token_token_hash_key", name, s)
 			}
 		}
@@ -228,7 +231,7 @@ func TestRoleCheckIsInlined(t *testing.T) {
 	db := storetest.NewDB(t)
 	ctx := context.Background()
 	for name, s := range store.RefreshSQL {
-		args := []any{storetest.TokenHash("a"), storetest.TokenHash("b"), 3600.0, false}
+		args := []any{storetest.TokenHash("a"), storetest.TokenHash("b"), 3600.0}
 		if name == "check" {
 			args = []any{storetest.TokenHash("a"), 10.0}
 		}
@@ -245,5 +248,61 @@ func TestRoleCheckIsInlined(t *testing.T) {
 		if strings.Contains(plan, "role_refusal(") || !strings.Contains(plan, "pg_has_role") {
 			t.Errorf("%s: the role check is not inlined into the plan:\n%s", name, plan)
 		}
+	}
+}
+
+// TestRotatePlanIsKept: refresh's happy path is planned once per
+// connection and its plan kept (pg_prepared_statements counts the
+// executions that ran the generic plan), whatever the tables hold. When
+// one statement served both paths through a switch parameter, sessions
+// holding dozens of unspent tokens made the kept plan look dearer than
+// planning anew, and PostgreSQL planned the statement at every refresh:
+// four to five times the backend's CPU.
+func TestRotatePlanIsKept(t *testing.T) {
+	t.Parallel()
+	db := storetest.NewDB(t)
+	ctx := context.Background()
+	storetest.AddUser(t, db, "alice", "pw")
+	// 200 sessions of 60 unspent tokens, and the statistics that say so.
+	if _, err := db.Pool().Exec(ctx, `
+		insert into auth.session (id, username, expires_at)
+		select gen_random_uuid(), 'alice', now() + interval '1 day' from generate_series(1, 200);
+		insert into auth.refresh_token (token_hash, session_id, expires_at)
+		select sha256(convert_to(s.id::text || n, 'UTF8')), s.id, now() + interval '1 day'
+		  from auth.session s, generate_series(1, 60) n;
+		analyze auth.session, auth.refresh_token`); err != nil {
+		t.Fatal(err)
+	}
+	var session uuid.UUID
+	if err := db.Pool().QueryRow(ctx, "select id from auth.session limit 1").Scan(&session); err != nil {
+		t.Fatal(err)
+	}
+	cur := storetest.TokenHash("start")
+	if _, err := db.Pool().Exec(ctx, "insert into auth.refresh_token (token_hash, session_id, expires_at) values ($1, $2, now() + interval '1 day')", cur, session); err != nil {
+		t.Fatal(err)
+	}
+
+	conn, err := db.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	sql := store.RefreshSQL["rotate"].SQL
+	const n = 20
+	for i := range n {
+		next := storetest.TokenHash(fmt.Sprint("next", i))
+		if tag, err := conn.Exec(ctx, sql, cur, next, 3600.0); err != nil || tag.RowsAffected() != 1 {
+			t.Fatalf("rotation %d: %q, %v; want 1 row", i, tag, err)
+		}
+		cur = next
+	}
+	var generic, custom int64
+	if err := conn.QueryRow(ctx, "select generic_plans, custom_plans from pg_prepared_statements where statement = $1", sql).Scan(&generic, &custom); err != nil {
+		t.Fatalf("the rotate statement among the connection's prepared statements: %v", err)
+	}
+	// PostgreSQL plans the first five executions for their parameters,
+	// then compares.
+	if custom > 5 || generic < n-5 {
+		t.Errorf("%d rotations on one connection: %d with the kept plan, %d planned anew; want at least %d kept", n, generic, custom, n-5)
 	}
 }

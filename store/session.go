@@ -174,13 +174,39 @@ func (db *DB) Refresh(ctx context.Context, oldHash, newHash []byte, ttl, grace t
 	return db.refreshSlowPath(ctx, oldHash, newHash, ttl, grace, true)
 }
 
-// rotateSQL spends the token with hash $1 if it is live, inserts its
-// child with hash $2, valid for $3 seconds or until the session ends, and
-// returns the grant. With $4 false (the happy path) it refuses a contested
-// token, which needs its session locked first; with $4 true
-// (rotateContested, lock held) it also supersedes every other live token
-// of the session: the token's siblings from a refresh race.
-const rotateSQL = `
+// rotateSQL spends the token with hash $1 if it is live and not
+// contested, inserts its child with hash $2, valid for $3 seconds or until
+// the session ends, and returns the grant: refresh's happy path, one
+// statement. rotateContestedSQL is the same for a contested token, under
+// its session's lock (rotateContested): it also supersedes every other
+// live token of the session, the token's siblings from a refresh race.
+//
+// They are two statements, not one with a switch parameter, so that
+// PostgreSQL keeps the happy path's plan. With a switch, a generic plan
+// has to cost the superseding update that a custom plan for "not
+// contested" prunes; once a session holds a few dozen tokens that update
+// looks dearer than planning, and PostgreSQL planned the statement again
+// at every refresh — 1.28 ms of backend CPU a rotation instead of 0.27 ms,
+// measured on tables of 186,000 tokens in 2,000 sessions.
+var (
+	rotateSQL          = rotateStatement(false)
+	rotateContestedSQL = rotateStatement(true)
+)
+
+func rotateStatement(contested bool) string {
+	notContested, superseded := "and not t.contested", ""
+	if contested {
+		notContested = ""
+		superseded = `, superseded as (
+		    update auth.refresh_token o
+		       set revoked_at = now(), revoked_reason = 'superseded'
+		      from spent
+		     where o.session_id = spent.session_id
+		       and o.id <> spent.id
+		       and o.revoked_at is null
+		)`
+	}
+	return `
 		with spent as (
 		    update auth.refresh_token t
 		       set revoked_at = now(), revoked_reason = 'rotated'
@@ -189,7 +215,7 @@ const rotateSQL = `
 		      join pg_roles r on r.rolname = u.role
 		     where t.token_hash = $1
 		       and t.revoked_at is null
-		       and (not t.contested or $4)
+		       ` + notContested + `
 		       and t.expires_at > now()
 		       and s.id = t.session_id
 		       and s.revoked_at is null
@@ -198,15 +224,7 @@ const rotateSQL = `
 		       and not exists (select from auth.role_refusals(u.role))
 		    returning t.id, t.session_id, s.expires_at as session_expires_at, u.username, u.role,
 		              s.aal, s.amr, s.mfa_pending
-		), superseded as (
-		    update auth.refresh_token o
-		       set revoked_at = now(), revoked_reason = 'superseded'
-		      from spent
-		     where $4
-		       and o.session_id = spent.session_id
-		       and o.id <> spent.id
-		       and o.revoked_at is null
-		), child as (
+		)` + superseded + `, child as (
 		    insert into auth.refresh_token (token_hash, session_id, parent_id, expires_at)
 		    select $2, spent.session_id, spent.id,
 		           least(now() + make_interval(secs => $3), spent.session_expires_at)
@@ -216,18 +234,24 @@ const rotateSQL = `
 		select spent.username, spent.role, spent.session_id, child.expires_at, now(),
 		       spent.aal, spent.amr, spent.mfa_pending
 		  from spent, child`
+}
 
 // queryRower is a pool or a transaction.
 type queryRower interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// rotate runs rotateSQL. Concurrent refreshes of one token all try to
-// update the same row; the row lock makes them queue, and each waiter
-// re-checks "revoked_at is null" (and "not contested") after the winner
-// commits, so exactly one of them gets a row back — on one authd or many.
+// rotate runs rotateSQL, or rotateContestedSQL if contested. Concurrent
+// refreshes of one token all try to update the same row; the row lock
+// makes them queue, and each waiter re-checks "revoked_at is null" (and
+// "not contested") after the winner commits, so exactly one of them gets
+// a row back — on one authd or many.
 func (db *DB) rotate(ctx context.Context, q queryRower, oldHash, newHash []byte, ttl time.Duration, contested bool) (Grant, error) {
-	return scanRotation(q.QueryRow(ctx, rotateSQL, oldHash, newHash, ttl.Seconds(), contested))
+	sql := rotateSQL
+	if contested {
+		sql = rotateContestedSQL
+	}
+	return scanRotation(q.QueryRow(ctx, sql, oldHash, newHash, ttl.Seconds()))
 }
 
 // scanRotation reads rotateSQL's row: pgx.ErrNoRows as it is (the token

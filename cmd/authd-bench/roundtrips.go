@@ -236,7 +236,7 @@ func (rn *runner) countRoundTrips(ctx context.Context) (string, error) {
 }
 
 // refreshTTL is AUTHD_REFRESH_TTL's default in seconds: the statement's
-// third argument. The fourth, false, is the happy path (store.rotateSQL).
+// third argument (store.rotateSQL, the happy path).
 const refreshTTL = 30 * 24 * 3600
 
 // ceiling runs the refresh statement alone on -concurrency connections,
@@ -262,7 +262,7 @@ func (rn *runner) ceiling(ctx context.Context, sql string, async bool) error {
 	conns, cur := make([]*pgx.Conn, n), make([][]byte, n)
 	rotate := func(ctx context.Context, w int) error {
 		_, next, _ := token.NewRefresh() // crypto/rand does not fail
-		if tag, err := conns[w].Exec(ctx, sql, cur[w], next, float64(refreshTTL), false); err != nil || tag.RowsAffected() != 1 {
+		if tag, err := conns[w].Exec(ctx, sql, cur[w], next, float64(refreshTTL)); err != nil || tag.RowsAffected() != 1 {
 			return fmt.Errorf("rotate: %q, %v; want 1 row", tag, err)
 		}
 		cur[w] = next
