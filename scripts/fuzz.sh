@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Runs every fuzz target of the module for real, one after another, each
 # for FUZZTIME (default 1m): `make fuzz FUZZTIME=10m`.
-#   scripts/fuzz.sh --list   prints the targets, "package FuzzName" a line
+#   scripts/fuzz.sh --list   prints the targets, "./dir FuzzName" a line
 #
 # The targets are found, not listed by hand: every Fuzz function in a
 # _test.go file is fuzzed, so a target added to any package is fuzzed
 # with the rest (a hand-kept list once ran 4 of 9; docs_test.go checks
-# this list against the Go parser's). The inputs a run
-# finds interesting stay in Go's cache; copy a crasher that
-# testdata/fuzz/<FuzzName>/ records into the seed corpus with its fix, and
-# every `make test` replays it.
+# this list against the Go parser's). The inputs a run finds interesting
+# stay in Go's cache; a crasher is written to the package's
+# testdata/fuzz/<FuzzName>/: commit it with its fix, and every
+# `make test` replays it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 go=${GO:-go}

@@ -264,15 +264,16 @@ func (rn *runner) runAlg(ctx context.Context, a *alg) (err error) {
 		// Drift-free: how the CPUs' time went in the login row itself —
 		// to compares (authd's counter), to nothing, to the hypervisor.
 		var shares []string
+		procStat := cerr == nil && cerr1 == nil
 		wall := float64(runtime.NumCPU()) * logins.elapsed.Seconds()
-		if cerr == nil && cerr1 == nil {
+		if procStat {
 			wall = cpu1.all() - cpu0.all()
 		}
 		const bcryptCPU = "authd_bcrypt_cpu_seconds_total"
 		if b1, ok := m1[bcryptCPU]; ok && merr == nil && merr1 == nil {
 			shares = append(shares, fmt.Sprintf("compares had %.1f %%", 100*(b1-m0[bcryptCPU])/wall))
 		}
-		if cerr == nil && cerr1 == nil {
+		if procStat {
 			shares = append(shares, fmt.Sprintf("%.1f %% was idle", 100*(cpu1.idle()-cpu0.idle())/wall), fmt.Sprintf("%.1f %% stolen by the hypervisor", 100*(cpu1.Steal-cpu0.Steal)/wall))
 		}
 		if len(shares) > 0 {
