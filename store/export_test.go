@@ -13,6 +13,10 @@ var RefreshSQL = map[string]struct {
 	Params int
 }{"rotate": {rotateSQL, 3}, "rotate contested": {rotateContestedSQL, 3}, "check": {refreshCheckSQL, 2}}
 
+// ReserveSQL is the statement of the login and reset throttles'
+// reservations: $1 the key, $2 the limit, $3 the drain per second, $4 now.
+const ReserveSQL = reserveSQL
+
 // Rotation is one refresh for CommitRotations: the hashes of the token
 // presented and of its child, and the child's life.
 type Rotation struct {

@@ -43,12 +43,44 @@ func (db *DB) ReserveResetRequest(ctx context.Context, username string, t LoginT
 
 // reserve adds one to the bucket of key at now, unless that would exceed
 // t.Limit; then it says how long until one would fit.
+//
+// Its commit does not wait for the flush to disk (synchronous_commit off
+// for its own transaction only: reserveSQL). The count is visible to
+// every other transaction at once, as with any commit, so the limit holds
+// exactly; what a crash of PostgreSQL can lose is the counts of the last
+// moments (wal_writer_delay, 200 ms by default, times three at most),
+// and only those of failed attempts: the statement that opens a
+// successful login's session commits durably, and with it all the WAL
+// before it. A guesser gains at most a guess or two per database crash,
+// and never learns more than the throttle already says. In exchange a
+// login waits for one flush instead of two: on a machine whose CPUs are
+// busy with compares, a flush cost the reservation 300 µs of PostgreSQL's
+// CPU and 20 ms of wall time (docs/performance.md).
 func (db *DB) reserve(ctx context.Context, key []byte, t LoginThrottle, now time.Time) (wait time.Duration, err error) {
 	var (
 		reserved bool
 		current  float64
 	)
-	err = db.p().QueryRow(ctx, `
+	err = db.p().QueryRow(ctx, reserveSQL, key, t.Limit, t.PerSecond, now).Scan(&reserved, &current)
+	if err != nil {
+		return 0, err
+	}
+	if reserved {
+		return 0, nil
+	}
+	// Until the bucket has drained to Limit - 1. current is as of the
+	// statement's snapshot, which may predate the reservations that
+	// filled the bucket: never say 0 (go ahead) for a refusal.
+	wait = time.Duration((current + 1 - t.Limit) / t.PerSecond * float64(time.Second))
+	return max(wait, time.Millisecond), nil
+}
+
+// reserveSQL is reserve's statement: $1 the key, $2 the limit, $3 the
+// drain per second, $4 now. set_config(…, true) lasts until the end of
+// the statement's transaction, which is the statement itself (also behind
+// a transaction-mode pooler): the connection goes back to the pool with
+// synchronous_commit as it was.
+const reserveSQL = `
 		with cur as (
 		    select greatest(failures - greatest(extract(epoch from $4::timestamptz - at), 0) * $3, 0) as n
 		      from auth.login_throttle where key = $1
@@ -62,20 +94,8 @@ func (db *DB) reserve(ctx context.Context, key []byte, t LoginThrottle, now time
 		     where greatest(t.failures - greatest(extract(epoch from $4 - t.at), 0) * $3, 0) + 1 <= $2
 		    returning 1
 		)
-		select exists (select from up), coalesce((select n from cur), 0)`,
-		key, t.Limit, t.PerSecond, now).Scan(&reserved, &current)
-	if err != nil {
-		return 0, err
-	}
-	if reserved {
-		return 0, nil
-	}
-	// Until the bucket has drained to Limit - 1. current is as of the
-	// statement's snapshot, which may predate the reservations that
-	// filled the bucket: never say 0 (go ahead) for a refusal.
-	wait = time.Duration((current + 1 - t.Limit) / t.PerSecond * float64(time.Second))
-	return max(wait, time.Millisecond), nil
-}
+		select exists (select from up), coalesce((select n from cur), 0)
+		  from set_config('synchronous_commit', 'off', true)`
 
 // ReleaseLoginFailure returns the failure ReserveLoginFailure counted for
 // username: the login it was reserved for succeeded. A login that opens a

@@ -3,10 +3,13 @@ package store_test
 import (
 	"context"
 	"errors"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"authd/store"
 	"authd/store/storetest"
@@ -111,6 +114,69 @@ func TestReserveResetRequest(t *testing.T) {
 	}
 	if d, err := db.ReserveResetRequest(ctx, "bob", th, now); err != nil || d != 0 {
 		t.Errorf("another user: wait %s, %v; want 0", d, err)
+	}
+}
+
+// TestReservationDoesNotWaitForTheFlush: a reservation commits with
+// synchronous_commit off, for its own transaction only — the connection
+// goes back to the pool with the setting it had, so no other statement
+// (a rotation, a session) loses its durable commit.
+func TestReservationDoesNotWaitForTheFlush(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(storetest.NewURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("pool_max_conns", "1") // every statement below on one connection
+	u.RawQuery = q.Encode()
+	db := storetest.Open(t, u.String())
+	ctx := context.Background()
+	setting := func(q interface {
+		QueryRow(context.Context, string, ...any) pgx.Row
+	}) string {
+		t.Helper()
+		var v string
+		if err := q.QueryRow(ctx, "show synchronous_commit").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if v := setting(db.Pool()); v != "on" {
+		t.Fatalf("synchronous_commit before = %q; want the server's default, on", v)
+	}
+
+	tx, err := db.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var (
+		reserved bool
+		current  float64
+	)
+	if err := tx.QueryRow(ctx, store.ReserveSQL, storetest.TokenHash("alice"), 10.0, 1.0, time.Now()).Scan(&reserved, &current); err != nil {
+		t.Fatal(err)
+	}
+	if !reserved {
+		t.Fatal("the first reservation was refused")
+	}
+	if v := setting(tx); v != "off" {
+		t.Errorf("synchronous_commit in the reservation's transaction = %q; want off", v)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	th := store.LoginThrottle{Limit: 1, PerSecond: 1.0 / 60}
+	if d, err := db.ReserveLoginFailure(ctx, "alice", th, time.Now()); err != nil || d != 0 {
+		t.Fatalf("reserve: wait %s, %v; want 0", d, err)
+	}
+	if d, err := db.ReserveLoginFailure(ctx, "alice", th, time.Now()); err != nil || d == 0 {
+		t.Fatalf("a second reservation over a limit of 1: wait %s, %v; want a wait: the first one counts at once", d, err)
+	}
+	if v := setting(db.Pool()); v != "on" {
+		t.Errorf("synchronous_commit on the pool's connection after reservations = %q; want on", v)
 	}
 }
 
