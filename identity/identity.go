@@ -378,22 +378,14 @@ func (c *Core) checkPassword(ctx context.Context, username, password, client str
 	// reservations are given back when the password was right, or no
 	// password was checked (the login was shed, the client left, the
 	// database failed) — only a compare that failed may count.
-	r, err = c.reserve(ctx, username, client, c.cfg.Now())
+	// The user is read in the same round trip as the reservation. A name
+	// no user can have (see WellFormed) is an unknown user, without asking
+	// the database: PostgreSQL would refuse a NUL or invalid UTF-8 with an
+	// error (a 500, logged with the client's text), and the answer must
+	// not tell such a name from any other unknown one.
+	r, u, found, err := c.reserveAndLoad(ctx, username, client, c.cfg.Now(), WellFormed(username, MaxUsernameLen))
 	if err != nil {
 		return store.User{}, nil, err
-	}
-	// A name no user can have (see WellFormed) is an unknown user, without
-	// asking the database: PostgreSQL would refuse a NUL or invalid UTF-8
-	// with an error (a 500, logged with the client's text), and the answer
-	// must not tell such a name from any other unknown one.
-	found := false
-	if WellFormed(username, MaxUsernameLen) {
-		u, err = c.db.User(ctx, username)
-		found = err == nil
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			r.giveBack()
-			return store.User{}, nil, Failure(err)
-		}
 	}
 	// Compare against a dummy hash for an unknown user, so that the
 	// answer takes as long as for a wrong password.
@@ -478,22 +470,31 @@ func (c *Core) reserveFailure(ctx context.Context, username, client string, now 
 
 // reserve is reserveFailure, with the reservation itself.
 func (c *Core) reserve(ctx context.Context, username, client string, now time.Time) (*reservation, error) {
+	r, _, _, err := c.reserveAndLoad(ctx, username, client, now, false)
+	return r, err
+}
+
+// reserveAndLoad is reserve, and with load also reads the user (found:
+// there is one) — in the reservation's own statement when the username
+// has a limit: a login's first and only round trip before its compare.
+// Its errors are *Error; on one nothing is reserved.
+func (c *Core) reserveAndLoad(ctx context.Context, username, client string, now time.Time, load bool) (r *reservation, u store.User, found bool, err error) {
 	clean := c.failuresByClient.clean(client, now)
 	byClient, d := c.failuresByClient.reserve(client, now)
 	if d > 0 {
-		return nil, errTooManyLogins(d)
+		return nil, store.User{}, false, errTooManyLogins(d)
 	}
-	byUser, d, err := c.reserveUserFailure(ctx, username, clean, now)
+	byUser, u, found, d, err := c.reserveUserFailure(ctx, username, clean, now, load)
 	if err != nil || d > 0 {
 		if byClient != nil {
 			byClient.CancelAt(now) // no attempt was made
 		}
 		if err != nil {
-			return nil, Failure(err)
+			return nil, store.User{}, false, Failure(err)
 		}
-		return nil, errTooManyLogins(d)
+		return nil, store.User{}, false, errTooManyLogins(d)
 	}
-	return &reservation{c: c, ctx: ctx, username: username, now: now, byClient: byClient, byUser: byUser}, nil
+	return &reservation{c: c, ctx: ctx, username: username, now: now, byClient: byClient, byUser: byUser}, u, found, nil
 }
 
 // reservation is an attempt's failure, counted in advance for its client
@@ -544,26 +545,38 @@ func (r *reservation) handOver() *store.LoginRelease {
 }
 
 // reserveUserFailure counts a failure of username in advance in the
-// database, shared by every authd instance (nil throttle: no limit). The
-// limit is LoginFailuresPerUser a window for clients that failed lately,
-// and twice that for a client that has not (clean): a guesser who locked
-// a username out from a few addresses does not lock out its owner logging
-// in from elsewhere, unless the guesser also spends as many fresh
-// addresses. Either way the lockout drains at the limit's rate.
-func (c *Core) reserveUserFailure(ctx context.Context, username string, clean bool, now time.Time) (*store.LoginThrottle, time.Duration, error) {
+// database, shared by every authd instance (nil throttle: no limit), and
+// with load reads the user in the same statement (found: there is one).
+// The limit is LoginFailuresPerUser a window for clients that failed
+// lately, and twice that for a client that has not (clean): a guesser who
+// locked a username out from a few addresses does not lock out its owner
+// logging in from elsewhere, unless the guesser also spends as many fresh
+// addresses. Either way the lockout drains at the limit's rate. When the
+// database fails, nothing was counted.
+func (c *Core) reserveUserFailure(ctx context.Context, username string, clean bool, now time.Time, load bool) (_ *store.LoginThrottle, u store.User, found bool, wait time.Duration, err error) {
 	n := c.cfg.LoginFailuresPerUser
 	if n <= 0 {
-		return nil, 0, nil
+		if load {
+			u, err = c.db.User(ctx, username)
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, store.User{}, false, 0, nil
+			}
+		}
+		return nil, u, err == nil && load, 0, err
 	}
 	t := store.LoginThrottle{Limit: float64(n), PerSecond: float64(n) / c.cfg.LoginFailureWindow.Seconds()}
 	if clean {
 		t.Limit *= 2
 	}
-	d, err := c.db.ReserveLoginFailure(ctx, username, t, now)
-	if err != nil || d > 0 {
-		return nil, d, err
+	if load {
+		wait, u, found, err = c.db.ReserveLoginFailureAndLoadUser(ctx, username, t, now)
+	} else {
+		wait, err = c.db.ReserveLoginFailure(ctx, username, t, now)
 	}
-	return &t, 0, nil
+	if err != nil || wait > 0 {
+		return nil, store.User{}, false, wait, err
+	}
+	return &t, u, found, 0, nil
 }
 
 // upgradeHash re-hashes a password stored below the configured cost (such

@@ -17,6 +17,10 @@ var RefreshSQL = map[string]struct {
 // reservations: $1 the key, $2 the limit, $3 the drain per second, $4 now.
 const ReserveSQL = reserveSQL
 
+// ReserveAndUserSQL is ReserveLoginFailureAndLoadUser's statement: $1 to
+// $4 as ReserveSQL's, $5 the username.
+const ReserveAndUserSQL = reserveAndUserSQL
+
 // Rotation is one refresh for CommitRotations: the hashes of the token
 // presented and of its child, and the child's life.
 type Rotation struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -146,37 +147,89 @@ func TestReservationDoesNotWaitForTheFlush(t *testing.T) {
 		t.Fatalf("synchronous_commit before = %q; want the server's default, on", v)
 	}
 
-	tx, err := db.Pool().Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	var (
-		reserved bool
-		current  float64
-	)
-	if err := tx.QueryRow(ctx, store.ReserveSQL, storetest.TokenHash("alice"), 10.0, 1.0, time.Now()).Scan(&reserved, &current); err != nil {
-		t.Fatal(err)
-	}
-	if !reserved {
-		t.Fatal("the first reservation was refused")
-	}
-	if v := setting(tx); v != "off" {
-		t.Errorf("synchronous_commit in the reservation's transaction = %q; want off", v)
-	}
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
+	for name, stmt := range map[string]struct {
+		sql  string
+		args []any
+	}{
+		"reservation":               {store.ReserveSQL, []any{storetest.TokenHash("alice"), 10.0, 1.0, time.Now()}},
+		"reservation and user read": {store.ReserveAndUserSQL, []any{storetest.TokenHash("alice"), 10.0, 1.0, time.Now(), "alice"}},
+	} {
+		tx, err := db.Pool().Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := tx.Query(ctx, stmt.sql, stmt.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows.Next()
+		if v := rows.RawValues(); len(v) == 0 || string(v[0]) != "\x01" && string(v[0]) != "t" {
+			t.Errorf("%s: first row %q; want one whose first column, reserved, is true", name, v)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if v := setting(tx); v != "off" {
+			t.Errorf("synchronous_commit in the %s's transaction = %q; want off", name, v)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	th := store.LoginThrottle{Limit: 1, PerSecond: 1.0 / 60}
 	if d, err := db.ReserveLoginFailure(ctx, "alice", th, time.Now()); err != nil || d != 0 {
 		t.Fatalf("reserve: wait %s, %v; want 0", d, err)
 	}
-	if d, err := db.ReserveLoginFailure(ctx, "alice", th, time.Now()); err != nil || d == 0 {
+	if d, _, _, err := db.ReserveLoginFailureAndLoadUser(ctx, "alice", th, time.Now()); err != nil || d == 0 {
 		t.Fatalf("a second reservation over a limit of 1: wait %s, %v; want a wait: the first one counts at once", d, err)
 	}
 	if v := setting(db.Pool()); v != "on" {
 		t.Errorf("synchronous_commit on the pool's connection after reservations = %q; want on", v)
+	}
+}
+
+// TestReserveLoginFailureAndLoadUser: a login's first statement counts
+// its failure as ReserveLoginFailure does and reads its user as User does
+// — also when the count is refused, and for a user that does not exist.
+func TestReserveLoginFailureAndLoadUser(t *testing.T) {
+	t.Parallel()
+	db := storetest.NewDB(t)
+	ctx := context.Background()
+	storetest.AddUser(t, db, "alice", "correct horse")
+	want, err := db.User(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	th := store.LoginThrottle{Limit: 2, PerSecond: 2.0 / 60}
+	for i := range 3 {
+		d, u, found, err := db.ReserveLoginFailureAndLoadUser(ctx, "alice", th, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !found || !reflect.DeepEqual(u, want) {
+			t.Errorf("attempt %d: user %+v, found %v; want %+v, as User reads it", i+1, u, found, want)
+		}
+		switch {
+		case i < 2 && d != 0:
+			t.Errorf("attempt %d of a limit of 2: wait %s; want 0", i+1, d)
+		case i == 2 && (d < 25*time.Second || d > 30*time.Second):
+			t.Errorf("attempt 3 of a limit of 2: wait %s; want about 30s (one failure drains in 30 s)", d)
+		}
+	}
+	// The count is the one ReserveLoginFailure keeps.
+	if d, err := db.ReserveLoginFailure(ctx, "alice", th, now); err != nil || d == 0 {
+		t.Errorf("ReserveLoginFailure after the limit: wait %s, %v; want a wait", d, err)
+	}
+
+	d, u, found, err := db.ReserveLoginFailureAndLoadUser(ctx, "nobody", th, now)
+	if err != nil || d != 0 || found || !reflect.DeepEqual(u, store.User{}) {
+		t.Errorf("unknown user: wait %s, user %+v, found %v, %v; want 0, none", d, u, found, err)
+	}
+	if d, err := db.ReserveLoginFailure(ctx, "nobody", store.LoginThrottle{Limit: 1, PerSecond: 1.0 / 60}, now); err != nil || d == 0 {
+		t.Errorf("an unknown user's failure was not counted: wait %s, %v", d, err)
 	}
 }
 
