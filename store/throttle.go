@@ -48,11 +48,12 @@ func (db *DB) ReserveResetRequest(ctx context.Context, username string, t LoginT
 // for its own transaction only: reserveSQL). The count is visible to
 // every other transaction at once, as with any commit, so the limit holds
 // exactly; what a crash of PostgreSQL can lose is the counts of the last
-// moments (wal_writer_delay, 200 ms by default, times three at most),
-// and only those of failed attempts: the statement that opens a
-// successful login's session commits durably, and with it all the WAL
-// before it. A guesser gains at most a guess or two per database crash,
-// and never learns more than the throttle already says. In exchange a
+// moments, and only those of failed attempts: any durable commit flushes
+// all the WAL before it — the statement that opens a successful login's
+// session, a refresh, the audit batch recording the failures (every
+// 100 ms) — and PostgreSQL flushes on its own within three times
+// wal_writer_delay. A guesser whose burst a crash happens to follow gains
+// at most the guesses of those moments, a limit's worth. In exchange a
 // login waits for one flush instead of two: on a machine whose CPUs are
 // busy with compares, a flush cost the reservation 300 µs of PostgreSQL's
 // CPU and 20 ms of wall time (docs/performance.md).
