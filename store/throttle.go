@@ -97,7 +97,7 @@ func (db *DB) ReserveLoginFailureAndLoadUser(ctx context.Context, username strin
 	err = db.p().QueryRow(ctx, reserveAndUserSQL, usernameKey(username), t.Limit, t.PerSecond, now, username).Scan(
 		&reserved, &current, &name, &hash, &role, &u.RoleExists, &u.RoleRefusal, &created, &updated, &u.DisabledAt, &u.MFA)
 	if err != nil {
-		return 0, User{}, false, wrapf(err, "reserve a login attempt and load user %q", username)
+		return 0, User{}, false, wrapf(err, "reserve a login attempt and load its user")
 	}
 	if name == nil {
 		return reservedWait(reserved, current, t), User{}, false, nil

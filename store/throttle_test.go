@@ -162,9 +162,12 @@ func TestReservationDoesNotWaitForTheFlush(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows.Next()
-		if v := rows.RawValues(); len(v) == 0 || string(v[0]) != "\x01" && string(v[0]) != "t" {
-			t.Errorf("%s: first row %q; want one whose first column, reserved, is true", name, v)
+		var first []any
+		if rows.Next() {
+			first, err = rows.Values()
+		}
+		if err != nil || len(first) == 0 || first[0] != true {
+			t.Errorf("%s: row %v, %v; want one whose first column, reserved, is true", name, first, err)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -215,7 +218,7 @@ func TestReserveLoginFailureAndLoadUser(t *testing.T) {
 		switch {
 		case i < 2 && d != 0:
 			t.Errorf("attempt %d of a limit of 2: wait %s; want 0", i+1, d)
-		case i == 2 && (d < 25*time.Second || d > 30*time.Second):
+		case i == 2 && (d < 25*time.Second || d > 31*time.Second):
 			t.Errorf("attempt 3 of a limit of 2: wait %s; want about 30s (one failure drains in 30 s)", d)
 		}
 	}
