@@ -378,6 +378,7 @@ func (c *Core) checkPassword(ctx context.Context, username, password, client str
 	// reservations are given back when the password was right, or no
 	// password was checked (the login was shed, the client left, the
 	// database failed) — only a compare that failed may count.
+	//
 	// The user is read in the same round trip as the reservation. A name
 	// no user can have (see WellFormed) is an unknown user, without asking
 	// the database: PostgreSQL would refuse a NUL or invalid UTF-8 with an
@@ -556,13 +557,14 @@ func (r *reservation) handOver() *store.LoginRelease {
 func (c *Core) reserveUserFailure(ctx context.Context, username string, clean bool, now time.Time, load bool) (_ *store.LoginThrottle, u store.User, found bool, wait time.Duration, err error) {
 	n := c.cfg.LoginFailuresPerUser
 	if n <= 0 {
-		if load {
-			u, err = c.db.User(ctx, username)
-			if errors.Is(err, store.ErrNotFound) {
-				return nil, store.User{}, false, 0, nil
-			}
+		if !load {
+			return nil, store.User{}, false, 0, nil
 		}
-		return nil, u, err == nil && load, 0, err
+		u, err = c.db.User(ctx, username)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, store.User{}, false, 0, nil
+		}
+		return nil, u, err == nil, 0, err
 	}
 	t := store.LoginThrottle{Limit: float64(n), PerSecond: float64(n) / c.cfg.LoginFailureWindow.Seconds()}
 	if clean {
