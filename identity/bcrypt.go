@@ -137,14 +137,21 @@ func (g *bcryptGate) runIn(ctx context.Context, p *place, f func()) error {
 		g.slots.release()
 		return Timeout(nil)
 	}
+	// done waits for the slot's release, not only for f: a client that
+	// posts again as soon as it is answered must not find its own
+	// finished compare still holding the slot (and be shed at the door
+	// for a queue it alone filled). The release follows f by the worker's
+	// park, a few microseconds.
 	done := make(chan struct{})
 	nice := g.prio.nice()
 	g.workers.run(nice, func() {
-		defer close(done)
 		if cpu := g.prio.run(nice, f, g.slots.quietSince); cpu > 0 {
 			g.m.bcryptCPU.Add(cpu.Seconds())
 		}
-	}, g.slots.release)
+	}, func() {
+		g.slots.release()
+		close(done)
+	})
 	select {
 	case <-done:
 		return nil

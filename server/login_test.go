@@ -406,6 +406,23 @@ func TestLoginStormIsShedFast(t *testing.T) {
 	}
 }
 
+// TestAnsweredLoginHoldsNoSlot: a login that has been answered holds no
+// bcrypt slot, so a client that logs in again as soon as it is answered
+// never meets its own finished compare at the gate (with one slot and one
+// place in the queue, that would have it shed). The slot is freed by the
+// compare's thread after the compare; the answer waits for that.
+func TestAnsweredLoginHoldsNoSlot(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withLoginQueue(1, 1), withLoginQueueWait(time.Minute), withRequestTimeout(2*time.Minute))
+	for i := range 5 {
+		r := e.post("/rpc/login", jsonHeader(), loginBody("nobody-here", "wrong password"))
+		wantStatus(t, r, http.StatusUnauthorized)
+		if got := e.metric("authd_bcrypt_running"); got != 0 {
+			t.Fatalf("login %d answered with %v compares still running, want 0", i, got)
+		}
+	}
+}
+
 // TestLoginQueueFullIsShedAtOnce: once LoginQueue logins wait for the
 // bcrypt slots, one more is shed with 503 at once — not after the
 // (here very long) bounded wait — while the queued ones are all served.
