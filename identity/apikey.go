@@ -190,15 +190,16 @@ func (c *Core) admitKey(ctx context.Context, k store.APIKey, e *keyState, now ti
 }
 
 // touchAPIKey records that a key passed; last_used_at is written in the
-// background, at most once per recheck per key, off the request path.
+// background, at most once per recheck per key, off the request path
+// (Wait waits for it).
 func (c *Core) touchAPIKey(id string) {
-	go func() {
+	c.touches.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := c.db.TouchAPIKeys(ctx, []string{id}); err != nil {
 			c.log.Warn("record api key use", "key_id", id, "err", err)
 		}
-	}()
+	})
 }
 
 func errInvalidAPIKey(message string) *Error {

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -151,7 +152,17 @@ type Core struct {
 	users *Cache[string, userEntry]
 
 	metrics *metrics
+
+	// touches are the writes of API keys' last use in flight (touchAPIKey),
+	// off the request path; Wait waits for them.
+	touches sync.WaitGroup
 }
+
+// Wait waits for the background writes that requests left behind (an API
+// key's last use) to end, each within seconds. Call it once no request
+// can reach c any more, before the database closes: a write that outlived
+// it would fail on a closed pool, and the use it records would be lost.
+func (c *Core) Wait() { c.touches.Wait() }
 
 // New returns the identity rules on db and tokens, with their metrics on
 // cfg.Metrics. It hashes a dummy password, which also measures the compare

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"reflect"
 	"regexp"
 	"strings"
@@ -638,4 +639,27 @@ func TestAPIKeyMigrationDownUp(t *testing.T) {
 	checkSchema(t, url, true)
 	keyFrom(t, mustRun(t, env, "", "apikey", "create", "--plan", newPlan(t, url, role, 60, "")))
 	mustRun(t, env, "pw-of-alice\n", "user", "passwd", "alice")
+}
+
+// TestServeRecordsKeyUseOnStop: the last use of an API key, written in
+// the background after its request was answered, is in the database
+// once serve has stopped — serve waits for that write before it closes
+// its pool, rather than losing it with a warning.
+func TestServeRecordsKeyUseOnStop(t *testing.T) {
+	t.Parallel()
+	url := storetest.NewURL(t)
+	plain, id := keyFrom(t, mustRun(t, baseEnv(url), "", "apikey", "create", "--plan", newPlan(t, url, storetest.NewRole(t), 600, "")))
+	srv := startServer(t, url, nil)
+	if got := verifyKey(t, srv.base, plain); got != http.StatusOK {
+		t.Fatalf("/auth/verify with the API key: got %d, want 200", got)
+	}
+	logs := srv.stop(t)
+	var used bool
+	queryRow(t, url, `select last_used_at is not null from auth.api_key where id = $1`, []any{id}, &used)
+	if !used {
+		t.Error("after stop: the key's last use is not recorded")
+	}
+	if strings.Contains(logs, "record api key use") {
+		t.Errorf("serve's log has a failed write of the key's use:\n%s", logs)
+	}
 }

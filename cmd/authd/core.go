@@ -28,8 +28,9 @@ type core struct {
 	ident  *identity.Core
 	// goJob runs job in the background until close.
 	goJob func(job func(context.Context))
-	// close stops the background jobs, waits for them to return, and
-	// then closes the database, so that no job fails on a closed pool.
+	// close stops the background jobs, waits for them and for the
+	// writes requests left behind (identity.Core.Wait) to return, and
+	// then closes the database, so that none fails on a closed pool.
 	close func()
 }
 
@@ -89,7 +90,14 @@ func openCore(ctx context.Context, cfg config, p process, reg *prometheus.Regist
 	c := &core{
 		db:    db,
 		goJob: func(job func(context.Context)) { jobs.Go(func() { job(jctx) }) },
-		close: func() { cancel(); jobs.Wait(); db.Close() },
+	}
+	c.close = func() {
+		cancel()
+		jobs.Wait()
+		if c.ident != nil { // nil when build failed before it
+			c.ident.Wait()
+		}
+		db.Close()
 	}
 	if err := c.build(ctx, cfg, p, reg, log); err != nil {
 		c.close()
