@@ -193,6 +193,24 @@ var (
 	rotateContestedSQL = rotateStatement(true)
 )
 
+// keyedLookups joins the token t to its session s and user u, each read
+// by its key for the one row it is given: a lateral subquery with a limit
+// is planned on its own, never merged into the join, so PostgreSQL cannot
+// start from the sessions. Joined plainly, with no statistics yet (a new
+// database, autovacuum off, after a restore or pg_upgrade) it took every
+// session whose "revoked_at is null" it guessed to be 1 in 200, and ran
+// the per-user role check for each: on the 2-CPU machine of
+// docs/performance.md a refresh cost 5.9 ms of PostgreSQL's CPU with 560
+// sessions (0.24 ms with the lookups keyed), and would grow with every
+// session stored.
+const keyedLookups = `
+		      cross join lateral (
+		          select s.expires_at, s.revoked_at, s.username, s.aal, s.amr, s.mfa_pending
+		            from auth.session s where s.id = t.session_id limit 1) s
+		      cross join lateral (
+		          select u.username, u.role, u.disabled_at
+		            from auth.user u where u.username = s.username limit 1) u`
+
 func rotateStatement(contested bool) string {
 	notContested, superseded := "and not t.contested", ""
 	if contested {
@@ -207,23 +225,28 @@ func rotateStatement(contested bool) string {
 		)`
 	}
 	return `
-		with spent as (
-		    update auth.refresh_token t
-		       set revoked_at = now(), revoked_reason = 'rotated'
-		      from auth.session s
-		      join auth.user u on u.username = s.username
-		      join pg_roles r on r.rolname = u.role
+		with live as materialized (
+		    select t.id, t.session_id, s.expires_at as session_expires_at, u.username, u.role,
+		           s.aal, s.amr, s.mfa_pending
+		      from auth.refresh_token t` + keyedLookups + `
 		     where t.token_hash = $1
 		       and t.revoked_at is null
 		       ` + notContested + `
 		       and t.expires_at > now()
-		       and s.id = t.session_id
 		       and s.revoked_at is null
 		       and s.expires_at > now()
 		       and u.disabled_at is null
+		       and exists (select from pg_roles r where r.rolname = u.role)
 		       and not exists (select from auth.role_refusals(u.role))
-		    returning t.id, t.session_id, s.expires_at as session_expires_at, u.username, u.role,
-		              s.aal, s.amr, s.mfa_pending
+		), spent as (
+		    update auth.refresh_token t
+		       set revoked_at = now(), revoked_reason = 'rotated'
+		      from live
+		     where t.id = live.id
+		       and t.revoked_at is null
+		       ` + notContested + `
+		    returning t.id, t.session_id, live.session_expires_at, live.username, live.role,
+		              live.aal, live.amr, live.mfa_pending
 		)` + superseded + `, child as (
 		    insert into auth.refresh_token (token_hash, session_id, parent_id, expires_at)
 		    select $2, spent.session_id, spent.id,
@@ -276,7 +299,7 @@ func scanRotation(row pgx.Row) (Grant, error) {
 // token with hash $1 whatever its state, with its session and user; if it
 // is a replay (spent by rotation more than $2 seconds ago, or superseded),
 // revoke its session.
-const refreshCheckSQL = `
+var refreshCheckSQL = `
 		with found as (
 		    select t.id, t.session_id, t.revoked_at, t.revoked_reason, t.contested,
 		           t.expires_at > now() and s.revoked_at is null and s.expires_at > now()
@@ -284,9 +307,7 @@ const refreshCheckSQL = `
 		           u.username, u.role, s.aal, s.amr, s.mfa_pending,
 		           exists (select 1 from pg_roles r where r.rolname = u.role) as role_exists,
 		           (select reason from auth.role_refusals(u.role)) as role_refusal
-		      from auth.refresh_token t
-		      join auth.session s on s.id = t.session_id
-		      join auth.user u on u.username = s.username
+		      from auth.refresh_token t` + keyedLookups + `
 		     where t.token_hash = $1
 		), replay as (
 		    update auth.session s
