@@ -201,7 +201,7 @@ var (
 // session whose "revoked_at is null" it guessed to be 1 in 200, and ran
 // the per-user role check for each: on the 2-CPU machine of
 // docs/performance.md a refresh cost 5.9 ms of PostgreSQL's CPU with 560
-// sessions (0.24 ms with the lookups keyed), and would grow with every
+// sessions (0.27 ms with the lookups keyed), and would grow with every
 // session stored.
 const keyedLookups = `
 		      cross join lateral (
