@@ -299,7 +299,7 @@ func scanRotation(row pgx.Row) (Grant, error) {
 // token with hash $1 whatever its state, with its session and user; if it
 // is a replay (spent by rotation more than $2 seconds ago, or superseded),
 // revoke its session.
-var refreshCheckSQL = `
+const refreshCheckSQL = `
 		with found as (
 		    select t.id, t.session_id, t.revoked_at, t.revoked_reason, t.contested,
 		           t.expires_at > now() and s.revoked_at is null and s.expires_at > now()
