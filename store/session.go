@@ -239,24 +239,24 @@ func rotateStatement(contested bool) string {
 		       and exists (select from pg_roles r where r.rolname = u.role)
 		       and not exists (select from auth.role_refusals(u.role))
 		), spent as (
+		    -- The id as a value, not a join: joined, the token could be
+		    -- looked for by scanning the table (as above, for the sessions).
 		    update auth.refresh_token t
 		       set revoked_at = now(), revoked_reason = 'rotated'
-		      from live
-		     where t.id = live.id
+		     where t.id = (select id from live)
 		       and t.revoked_at is null
 		       ` + notContested + `
-		    returning t.id, t.session_id, live.session_expires_at, live.username, live.role,
-		              live.aal, live.amr, live.mfa_pending
+		    returning t.id, t.session_id
 		)` + superseded + `, child as (
 		    insert into auth.refresh_token (token_hash, session_id, parent_id, expires_at)
 		    select $2, spent.session_id, spent.id,
-		           least(now() + make_interval(secs => $3), spent.session_expires_at)
-		      from spent
+		           least(now() + make_interval(secs => $3), live.session_expires_at)
+		      from spent, live
 		    returning expires_at
 		)
-		select spent.username, spent.role, spent.session_id, child.expires_at, now(),
-		       spent.aal, spent.amr, spent.mfa_pending
-		  from spent, child`
+		select live.username, live.role, spent.session_id, child.expires_at, now(),
+		       live.aal, live.amr, live.mfa_pending
+		  from spent, live, child`
 }
 
 // queryRower is a pool or a transaction.
