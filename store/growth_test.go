@@ -35,28 +35,16 @@ func TestRefreshUsesTokenIndex(t *testing.T) {
 	storeTokens(t, db, tokens)
 
 	for name, s := range store.RefreshSQL {
-		// rotate (either): a live token's hash, the new hash, the TTL in
-		// seconds; check: the hash and the grace in seconds.
-		args := []any{growthHash(perSession - 1), growthHash(tokens), 3600.0}
-		if name == "check" {
-			args = []any{growthHash(perSession - 1), 10.0}
-		}
-		args = args[:s.Params]
 		var plan []struct{ Plan planNode }
-		if err := db.Pool().QueryRow(ctx, "explain (format json) "+s.SQL, args...).Scan(&plan); err != nil {
+		if err := db.Pool().QueryRow(ctx, "explain (format json) "+s.SQL, refreshArgs(name, s.Params, growthHash(perSession-1), growthHash(tokens))...).Scan(&plan); err != nil {
 			t.Fatalf("%s: explain: %v", name, err)
 		}
 		var scans []string
-		var walk func(n planNode)
-		walk = func(n planNode) {
+		plan[0].Plan.walk(func(n planNode) {
 			if n.Relation == "refresh_token" && n.Type != "ModifyTable" {
 				scans = append(scans, n.Type+" using "+n.Index)
 			}
-			for _, c := range n.Plans {
-				walk(c)
-			}
-		}
-		walk(plan[0].Plan)
+		})
 		if len(scans) == 0 {
 			t.Errorf("%s: no scan of refresh_token in its plan", name)
 		}
@@ -80,6 +68,24 @@ type planNode struct {
 	Index    string     `json:"Index Name"`
 	Loops    float64    `json:"Actual Loops"`
 	Plans    []planNode `json:"Plans"`
+}
+
+// walk calls f on n and every node below it.
+func (n planNode) walk(f func(planNode)) {
+	f(n)
+	for _, c := range n.Plans {
+		c.walk(f)
+	}
+}
+
+// refreshArgs are the arguments of the refresh statement name, of params
+// parameters: a rotation's (either) the live token's hash, the new hash
+// and the TTL in seconds; the check's the hash and the grace in seconds.
+func refreshArgs(name string, params int, hash, next []byte) []any {
+	if name == "check" {
+		return []any{hash, 10.0}
+	}
+	return []any{hash, next, 3600.0}[:params]
 }
 
 // growthPerSession is how many tokens storeTokens puts in a session: three
@@ -235,12 +241,7 @@ func TestRoleCheckIsInlined(t *testing.T) {
 	db := storetest.NewDB(t)
 	ctx := context.Background()
 	for name, s := range store.RefreshSQL {
-		args := []any{storetest.TokenHash("a"), storetest.TokenHash("b"), 3600.0}
-		if name == "check" {
-			args = []any{storetest.TokenHash("a"), 10.0}
-		}
-		args = args[:s.Params]
-		rows, err := db.Pool().Query(ctx, "explain (verbose) "+s.SQL, args...)
+		rows, err := db.Pool().Query(ctx, "explain (verbose) "+s.SQL, refreshArgs(name, s.Params, storetest.TokenHash("a"), storetest.TokenHash("b"))...)
 		if err != nil {
 			t.Fatalf("%s: explain: %v", name, err)
 		}
@@ -351,11 +352,7 @@ func TestRefreshReadsByKeyWithoutStatistics(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, s := range store.RefreshSQL {
-		args := []any{live, storetest.TokenHash("next"), 3600.0}
-		if name == "check" {
-			args = []any{live, 10.0}
-		}
-		args = args[:s.Params]
+		args := refreshArgs(name, s.Params, live, storetest.TokenHash("next"))
 		for _, mode := range []string{"force_generic_plan", "force_custom_plan"} {
 			var plan []struct{ Plan planNode }
 			err := pgx.BeginFunc(ctx, db.Pool(), func(tx pgx.Tx) error {
@@ -370,8 +367,7 @@ func TestRefreshReadsByKeyWithoutStatistics(t *testing.T) {
 			if !errors.Is(err, errRollback) {
 				t.Fatalf("%s, %s: explain analyze: %v", name, mode, err)
 			}
-			var walk func(n planNode)
-			walk = func(n planNode) {
+			plan[0].Plan.walk(func(n planNode) {
 				if (n.Relation == "session" || n.Relation == "user") && n.Type != "ModifyTable" {
 					if !strings.HasPrefix(n.Type, "Index") || n.Loops > 1 {
 						t.Errorf("%s, %s: reads %s by %s %s %v times, want once by its key", name, mode, n.Relation, n.Type, n.Index, n.Loops)
@@ -386,11 +382,7 @@ func TestRefreshReadsByKeyWithoutStatistics(t *testing.T) {
 				if n.Relation == "pg_authid" && n.Loops > 1 {
 					t.Errorf("%s, %s: scans pg_authid %v times: the role check ran for more than the token's user", name, mode, n.Loops)
 				}
-				for _, c := range n.Plans {
-					walk(c)
-				}
-			}
-			walk(plan[0].Plan)
+			})
 		}
 	}
 }
