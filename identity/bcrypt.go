@@ -104,6 +104,9 @@ func newBcryptGate(narrow, wide, queue int, wait time.Duration, nice int, m *met
 			Name: "authd_bcrypt_slots_max", Help: "Concurrent bcrypt compares allowed while logins are all there is to do.",
 		}, func() float64 { return float64(g.slots.wide) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authd_bcrypt_slots_now", Help: "Concurrent bcrypt compares allowed now: authd_bcrypt_slots while a latency-sensitive request is in flight or ended within the last 100 ms, else authd_bcrypt_slots_max.",
+		}, func() float64 { return float64(g.slots.limit()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "authd_bcrypt_running", Help: "bcrypt compares running.",
 		}, func() float64 { return float64(g.slots.busy.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

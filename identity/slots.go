@@ -45,7 +45,8 @@ func newSlots(narrow, wide, queue int, quiet time.Duration) *slots {
 	return &slots{narrow: narrow, wide: max(narrow, wide), queue: queue, quiet: quiet}
 }
 
-// limit is how many compares may run now. Under mu.
+// limit is how many compares may run now. It reads atomics only: the
+// gate calls it under mu, the authd_bcrypt_slots_now gauge without.
 func (s *slots) limit() int {
 	if s.urgent.Load() > 0 || time.Now().UnixNano()-s.lastUrgent.Load() < int64(s.quiet) {
 		return s.narrow

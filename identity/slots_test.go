@@ -300,3 +300,43 @@ func TestQuietSince(t *testing.T) {
 		}
 	})
 }
+
+// TestSlotsNowGauge: authd_bcrypt_slots_now says which slots apply: the
+// wide ones with nothing latency-sensitive about, the narrow ones while a
+// request is in flight and for widenAfter after it.
+func TestSlotsNowGauge(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		g := newBcryptGate(1, 2, 10, time.Hour, 0, newMetrics(reg, time.Now))
+		now := func() float64 {
+			t.Helper()
+			fams, err := reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range fams {
+				if f.GetName() == "authd_bcrypt_slots_now" {
+					return f.GetMetric()[0].GetGauge().GetValue()
+				}
+			}
+			t.Fatal("no authd_bcrypt_slots_now")
+			return 0
+		}
+		if n := now(); n != 2 {
+			t.Errorf("nothing urgent: %v slots now, want the wide 2", n)
+		}
+		g.slots.enter()
+		if n := now(); n != 1 {
+			t.Errorf("a refresh in flight: %v slots now, want the narrow 1", n)
+		}
+		g.slots.exit()
+		time.Sleep(widenAfter - time.Nanosecond)
+		if n := now(); n != 1 {
+			t.Errorf("just under %s after the refresh: %v slots now, want 1", widenAfter, n)
+		}
+		time.Sleep(time.Nanosecond)
+		if n := now(); n != 2 {
+			t.Errorf("%s after the refresh: %v slots now, want 2", widenAfter, n)
+		}
+	})
+}

@@ -110,6 +110,12 @@ func withLoginQueue(slots, queue int) option {
 	return func(_ *server.Config, c *identity.Config, _ *envOpts) { c.BcryptSlots, c.LoginQueue = slots, queue }
 }
 
+// withBcryptCPUs counts cpus CPUs for the default slots (narrow: one
+// fewer, wide: all), whatever this machine has.
+func withBcryptCPUs(cpus int) option {
+	return func(_ *server.Config, c *identity.Config, _ *envOpts) { c.BcryptCPUs = cpus }
+}
+
 func withAudience(aud string) option {
 	return func(_ *server.Config, _ *identity.Config, o *envOpts) { o.audience = aud }
 }

@@ -62,3 +62,32 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestScrapeKeepsSlotsWide: a scrape of /metrics on the API listener is
+// not latency-sensitive: it does not narrow the bcrypt slots that logins
+// alone may widen to. Were it, the scrape's own request, in flight while
+// the gauge is read, would read them narrow (identity's tests check the
+// gauge narrows for a latency-sensitive request).
+func TestScrapeKeepsSlotsWide(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withBcryptCPUs(3))
+	for range 3 {
+		r := do(t, nil, http.MethodGet, e.srv.URL+"/metrics", nil, "")
+		wantStatus(t, r, http.StatusOK)
+		for _, want := range []string{"authd_bcrypt_slots 2\n", "authd_bcrypt_slots_max 3\n", "authd_bcrypt_slots_now 3\n"} {
+			if !strings.Contains(r.body, want) {
+				t.Fatalf("a scrape read %q: want %q (a scrape alone must not narrow the slots)", metricLine(r.body, "authd_bcrypt_slots_now"), want)
+			}
+		}
+	}
+}
+
+// metricLine is the line of body that starts with name and a space.
+func metricLine(body, name string) string {
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, name+" ") {
+			return l
+		}
+	}
+	return ""
+}

@@ -47,7 +47,7 @@ func (s *Server) routes(e *echo.Echo) {
 	getOrHead(e, "/auth/health", handleHealthz()) // the seed's nginx gateway path
 	getOrHead(e, "/readyz", s.handleReadyz())
 	if !s.cfg.MetricsApart {
-		getOrHead(e, "/metrics", s.metrics.handler())
+		getOrHead(e, metricsPath, s.metrics.handler())
 	}
 }
 
@@ -55,7 +55,7 @@ func (s *Server) routes(e *echo.Echo) {
 // (AUTHD_METRICS_ADDR): what Prometheus and probes ask, and nothing a
 // client needs.
 func (s *Server) operatorRoutes(e *echo.Echo) {
-	getOrHead(e, "/metrics", s.metrics.handler())
+	getOrHead(e, metricsPath, s.metrics.handler())
 	getOrHead(e, "/healthz", handleHealthz())
 	getOrHead(e, "/readyz", s.handleReadyz())
 }
