@@ -153,6 +153,15 @@ func errTooManyLogins(wait time.Duration) *Error {
 	}
 }
 
+// errTooManyLoginsFrom refuses a login from an address past its share
+// (Config.LoginsPerIP), whatever its password.
+func errTooManyLoginsFrom(wait time.Duration) *Error {
+	return &Error{
+		Kind: Throttled, Code: "PT429", Message: "Too many logins from this address; try again later",
+		RetryAfter: retryAfter(wait),
+	}
+}
+
 func errTooManySignups(wait time.Duration) *Error {
 	return &Error{
 		Kind: Throttled, Code: "PT429", Message: "Too many sign-ups from this address; try again later",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -168,4 +169,81 @@ func TestLogInHandsTheFailureToTheSession(t *testing.T) {
 	// Still one failure counted: one more fits, and then none.
 	wrong(Unauthorized, "second")
 	wrong(Throttled, "third")
+}
+
+// TestLoginsPerAddress: an address gets its share of logins whatever
+// their outcome — a right password too — and then 429 with the wait,
+// which ThrottleLogin (the door's look) tells without counting; another
+// address is not affected; a login shed before its compare gives its
+// count back.
+func TestLoginsPerAddress(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	c, db := newTestCoreWith(t, Config{BcryptCost: 4, BcryptSlots: 1, LoginQueue: 1, LoginQueueWait: time.Minute, LoginsPerIP: 60, Now: clock})
+	storetest.AddUser(t, db, "hana", "pw-of-hana-0")
+	ctx := context.Background()
+	for i := range 10 { // a sixth of a minute's 60 at once
+		if _, err := c.CheckPassword(ctx, "hana", "pw-of-hana-0", "192.0.2.7"); err != nil {
+			t.Fatalf("login %d of 10: %v", i+1, err)
+		}
+	}
+	if e := c.ThrottleLogin("192.0.2.8"); e != nil {
+		t.Errorf("another address: ThrottleLogin %v, want nil", e)
+	}
+	for range 2 {
+		e := c.ThrottleLogin("192.0.2.7")
+		if e == nil || e.Kind != Throttled || e.Code != "PT429" || e.RetryAfter != 1 || e.Message != "Too many logins from this address; try again later" {
+			t.Fatalf("ThrottleLogin after 10: %+v, want PT429 with Retry-After 1", e)
+		}
+	}
+	var e *Error
+	for _, pw := range []string{"pw-of-hana-0", "wrong"} {
+		if _, err := c.CheckPassword(ctx, "hana", pw, "192.0.2.7"); !errors.As(err, &e) || e.Kind != Throttled || e.RetryAfter != 1 {
+			t.Errorf("the eleventh login (%s password): %v, want throttled, Retry-After 1", map[bool]string{true: "right", false: "wrong"}[pw != "wrong"], err)
+		}
+	}
+	if _, err := c.CheckPassword(ctx, "hana", "pw-of-hana-0", "192.0.2.8"); err != nil {
+		t.Errorf("another address: %v", err)
+	}
+	mu.Lock()
+	now = now.Add(time.Second)
+	mu.Unlock()
+	if _, err := c.CheckPassword(ctx, "hana", "pw-of-hana-0", "192.0.2.7"); err != nil {
+		t.Errorf("a second later: %v, want one more login", err)
+	}
+	if _, err := c.CheckPassword(ctx, "hana", "pw-of-hana-0", "192.0.2.7"); !errors.As(err, &e) || e.Kind != Throttled {
+		t.Errorf("and then: %v, want throttled", err)
+	}
+
+	// Shed: the slot held, the queue of one taken, a third login from
+	// an address with one login left is shed, and keeps that login.
+	entered, release := make(chan struct{}, 4), make(chan struct{})
+	c.compare = func(hash, password string) bool {
+		entered <- struct{}{}
+		<-release
+		return store.CheckPassword(hash, password)
+	}
+	errs := make(chan error, 2)
+	go func() { _, err := c.CheckPassword(ctx, "hana", "pw-of-hana-0", "192.0.2.9"); errs <- err }()
+	<-entered
+	go func() { _, err := c.CheckPassword(ctx, "hana", "pw-of-hana-0", "192.0.2.10"); errs <- err }()
+	waitQueued(t, c, 1, "the second login")
+	for range 10 {
+		if _, err := c.CheckPassword(ctx, "hana", "pw-of-hana-0", "192.0.2.11"); !errors.As(err, &e) || e.Kind != Busy {
+			t.Fatalf("a login with the queue full: %v, want shed (Busy)", err)
+		}
+	}
+	close(release)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.compare = store.CheckPassword
+	for i := range 10 {
+		if _, err := c.CheckPassword(ctx, "hana", "pw-of-hana-0", "192.0.2.11"); err != nil {
+			t.Fatalf("login %d after 10 shed: %v, want the address's 10 still there", i+1, err)
+		}
+	}
 }

@@ -54,6 +54,12 @@ type Config struct {
 	// LoginFailureWindow is the period those failures are counted over
 	// (their buckets refill over it); 0 means a minute.
 	LoginFailureWindow time.Duration
+	// LoginsPerIP are the logins allowed a minute from one client
+	// address whatever their outcome, ten seconds' worth of them at once
+	// at most (loginBurstShare): a bound on the bcrypt work one address
+	// is given, not on guessing (the failure limits are). 0 means no
+	// limit.
+	LoginsPerIP int
 	// APIKeyTokenTTL is the life of the JWTs minted for API keys; 0 means
 	// DefaultAPIKeyTokenTTL.
 	APIKeyTokenTTL time.Duration
@@ -114,8 +120,16 @@ type Config struct {
 // The defaults of Config, which authd's configuration shares.
 const (
 	DefaultLoginQueueWait = 2 * time.Second
+	DefaultLoginsPerIP    = 60
 	DefaultAPIKeyTokenTTL = 5 * time.Minute
 )
+
+// loginBurstShare: of a minute's logins from one address, a sixth (ten
+// seconds' worth) may come at once. Users behind one address pressing
+// "log in" together are let through; one client with a right password
+// cannot keep a CPU busy with compares: at the default, 10 compares at
+// once (under a second of one CPU at cost 10), then one a second.
+const loginBurstShare = 6
 
 // Core applies the identity rules. One Core serves every door of a
 // process, so that a user is throttled, and a key limited, alike over
@@ -141,6 +155,9 @@ type Core struct {
 	// process; the per-username limit is shared by every instance through
 	// the database (store.ReserveLoginFailure).
 	failuresByClient *clientLimiter
+	// loginsByClient limits logins of any outcome per client address in
+	// this process: the bcrypt work is this process's.
+	loginsByClient *clientLimiter
 	// signupsByClient limits sign-ups per client address in this process.
 	signupsByClient *clientLimiter
 	// resetsByClient limits password reset requests per client address.
@@ -230,6 +247,7 @@ func New(cfg Config, db *store.DB, tokens *token.Issuer, log *slog.Logger) (*Cor
 		dummyHash: dummy, dummyCost: dummyCost, compare: store.CheckPassword,
 		bcrypt:           newBcryptGate(narrow, wide, cfg.LoginQueue, cfg.LoginQueueWait, cfg.BcryptNice, m),
 		failuresByClient: newClientLimiter(cfg.LoginFailuresPerIP, cfg.LoginFailureWindow, cfg.Now),
+		loginsByClient:   newBurstLimiter(cfg.LoginsPerIP, time.Minute, cfg.LoginsPerIP/loginBurstShare, cfg.Now),
 		signupsByClient:  newClientLimiter(cfg.SignupsPerIP, cfg.SignupWindow, cfg.Now),
 		resetsByClient:   newClientLimiter(cfg.ResetsPerIP, cfg.ResetWindow, cfg.Now),
 		keys:             newKeyCache(cfg.Now),
@@ -377,6 +395,21 @@ func (c *Core) LogIn(ctx context.Context, username, password, client string, ope
 // should, and the reservation is nil.
 func (c *Core) checkPassword(ctx context.Context, username, password, client string) (u store.User, r *reservation, err error) {
 	defer func() { c.metrics.loginResult(err) }()
+	// One address gets no more than its share of the bcrypt work,
+	// however right its passwords: counted before anything else, and
+	// given back if no password was checked (shed, the client left, the
+	// database failed).
+	now := c.cfg.Now()
+	byAddr, d := c.loginsByClient.reserve(client, now)
+	if d > 0 {
+		return store.User{}, nil, errTooManyLoginsFrom(d)
+	}
+	compared := false
+	defer func() {
+		if !compared && byAddr != nil {
+			byAddr.CancelAt(now)
+		}
+	}()
 	// A full queue sheds the login before it costs anything: no
 	// throttle to reserve, no user to look up. A login let in has its
 	// place at the gate kept while it does its database work.
@@ -395,7 +428,7 @@ func (c *Core) checkPassword(ctx context.Context, username, password, client str
 	// the database: PostgreSQL would refuse a NUL or invalid UTF-8 with an
 	// error (a 500, logged with the client's text), and the answer must
 	// not tell such a name from any other unknown one.
-	r, u, found, err := c.reserveAndLoad(ctx, username, client, c.cfg.Now(), WellFormed(username, MaxUsernameLen))
+	r, u, found, err := c.reserveAndLoad(ctx, username, client, now, WellFormed(username, MaxUsernameLen))
 	if err != nil {
 		return store.User{}, nil, err
 	}
@@ -415,6 +448,7 @@ func (c *Core) checkPassword(ctx context.Context, username, password, client str
 		r.giveBack() // shed or abandoned before its compare
 		return store.User{}, nil, err
 	}
+	compared = true
 	// A disabled user is refused exactly as a wrong password is, after
 	// the same bcrypt work: the answer does not say the account exists.
 	switch {

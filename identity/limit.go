@@ -23,16 +23,23 @@ type clientLimiter struct {
 // maxClients bounds the client buckets: about 200 bytes each.
 const maxClients = 100_000
 
-// newClientLimiter allows n failures per client per window; n <= 0 means
-// no limit (nil limiter).
+// newClientLimiter allows n events per client per window, all at once at
+// most; n <= 0 means no limit (nil limiter).
 func newClientLimiter(n int, window time.Duration, now func() time.Time) *clientLimiter {
+	return newBurstLimiter(n, window, n, now)
+}
+
+// newBurstLimiter allows n events per client per window, burst of them at
+// once at most; n <= 0 means no limit (nil limiter).
+func newBurstLimiter(n int, window time.Duration, burst int, now func() time.Time) *clientLimiter {
 	if n <= 0 {
 		return nil
 	}
+	burst = max(1, burst)
 	return &clientLimiter{
 		limit:   rate.Limit(float64(n) / window.Seconds()),
-		burst:   n,
-		refill:  window,
+		burst:   burst,
+		refill:  time.Duration(float64(window) * float64(burst) / float64(n)),
 		buckets: NewCache[string, *rate.Limiter](maxClients, now),
 	}
 }
@@ -67,6 +74,23 @@ func (l *clientLimiter) reserve(client string, now time.Time) (*rate.Reservation
 	// Kept until it has had time to refill from this failure on.
 	l.buckets.Put(client, b, now.Add(l.refill))
 	return r, 0
+}
+
+// wait is how long client must wait before it has an event left, without
+// counting one: 0 if it has one now.
+func (l *clientLimiter) wait(client string, now time.Time) time.Duration {
+	if l == nil {
+		return 0
+	}
+	b, ok := l.buckets.Get(client)
+	if !ok {
+		return 0
+	}
+	tokens := b.TokensAt(now)
+	if tokens >= 1 {
+		return 0
+	}
+	return time.Duration((1 - tokens) / float64(l.limit) * float64(time.Second))
 }
 
 // retryAfter is a Retry-After value: whole seconds, at least 1.

@@ -78,3 +78,47 @@ func TestClientLimiterOff(t *testing.T) {
 		t.Error("no limit, so nothing known of the client: clean")
 	}
 }
+
+// TestBurstLimiter: 60 a minute with 10 at once: the eleventh waits a
+// second, as wait says without counting one; the bucket is kept until it
+// has refilled (10 s), no longer.
+func TestBurstLimiter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newBurstLimiter(60, time.Minute, 10, nil)
+		if l.refill != 10*time.Second {
+			t.Errorf("kept %s after an event, want the 10 s a full bucket takes to refill", l.refill)
+		}
+		if d := l.wait("a", time.Now()); d != 0 {
+			t.Errorf("a client never seen: wait %s, want none", d)
+		}
+		for i := range 10 {
+			if _, d := l.reserve("a", time.Now()); d != 0 {
+				t.Fatalf("event %d of a burst of 10: wait %s, want none", i+1, d)
+			}
+		}
+		for range 3 { // looking counts nothing
+			if d := l.wait("a", time.Now()); d != time.Second {
+				t.Errorf("after 10 at once: wait says %s, want 1s", d)
+			}
+		}
+		if _, d := l.reserve("a", time.Now()); d != time.Second {
+			t.Errorf("the eleventh: wait %s, want 1s", d)
+		}
+		if d := l.wait("b", time.Now()); d != 0 {
+			t.Errorf("another client: wait %s, want none", d)
+		}
+		time.Sleep(time.Second)
+		if d := l.wait("a", time.Now()); d != 0 {
+			t.Errorf("a second later: wait %s, want none", d)
+		}
+		if _, d := l.reserve("a", time.Now()); d != 0 {
+			t.Errorf("a second later: reserve waits %s, want none", d)
+		}
+		if d := l.wait("a", time.Now()); d != time.Second {
+			t.Errorf("the refilled one used: wait %s, want 1s", d)
+		}
+		if newBurstLimiter(0, time.Minute, 10, nil).wait("a", time.Now()) != 0 {
+			t.Error("no limit: a wait")
+		}
+	})
+}

@@ -110,6 +110,11 @@ func withLoginQueue(slots, queue int) option {
 	return func(_ *server.Config, c *identity.Config, _ *envOpts) { c.BcryptSlots, c.LoginQueue = slots, queue }
 }
 
+// withLoginsPerIP sets the logins a minute one client address gets.
+func withLoginsPerIP(n int) option {
+	return func(_ *server.Config, c *identity.Config, _ *envOpts) { c.LoginsPerIP = n }
+}
+
 // withBcryptCPUs counts cpus CPUs for the default slots (narrow: one
 // fewer, wide: all), whatever this machine has.
 func withBcryptCPUs(cpus int) option {

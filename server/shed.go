@@ -28,18 +28,25 @@ import (
 // all the work authd does for the flood, so it must cost next to nothing:
 // the rest of the CPU is refresh's and verify's.
 //
+// A login from a client address that has used its share of logins
+// (identity.Config.LoginsPerIP, whatever their outcome) is refused the
+// same way, 429 with the wait in Retry-After: a flood from one address
+// with a right password would otherwise keep a CPU busy with compares,
+// one after another, for as long as it lasts. The address's count itself
+// is taken by the password check, for every door; the door only looks.
+//
 // Cheap is not enough against a client on the same machine (or paying for
 // its own CPU by the request): a client that posts again as soon as it is
 // answered takes, together with authd's answers, as much CPU as it is
 // given — the cheaper the answer, the more it posts. So a login shed
-// from a client address that was shed less than the hold (Retry-After,
-// 1 s) ago is held for the hold before its answer: a polite client, which
+// (or throttled) from a client address that was refused at the door less
+// than the hold (1 s) ago is held for the hold before its answer: a polite client, which
 // waits out Retry-After, is never held; one that ignores it gets one
 // answer a second per connection. A hold costs a timer and a parked
 // goroutine; at most maxHeld are held at once (beyond that, answered at
 // once), and the addresses are remembered in a bounded map.
 
-// shedLogEvery is how often a run of shed logins is logged.
+// shedLogEvery is how often a run of the door's refusals is logged.
 const shedLogEvery = 10 * time.Second
 
 // loginPath is the route the shed path answers, for POST only.
@@ -49,26 +56,39 @@ const loginPath = "/rpc/login"
 // the operator listener takes it (Config.MetricsApart).
 const metricsPath = "/metrics"
 
-// shedder answers logins shed at the door.
+// shedder answers the logins refused at the door: shed (the bcrypt queue
+// is full) or throttled (their client address has used its share of
+// logins, identity.Config.LoginsPerIP).
 type shedder struct {
-	body   []byte
-	header http.Header // copied into each answer: the values are shared, never changed
-	// page and pageHeader answer a browser's plain form post (a sign-in
-	// without JavaScript) in words, as form.go answers its refusals.
-	page       []byte
-	pageHeader http.Header
+	busy, throttled *refusal
 
-	requests prometheus.Counter
 	latency  prometheus.Observer
 	held     prometheus.Counter
 	now      func() time.Time
 	log      *slog.Logger
 	clientIP echo.IPExtractor
-	// pending is how many were shed since the last line; lastLog is
-	// when that line was written (UnixNano), 0 for never.
+	holds    *shedHolds
+}
+
+// refusal is one of the door's answers, rendered once: JSON, and a page
+// in words for a browser's plain form post (a sign-in without
+// JavaScript), as form.go answers its refusals. Retry-After is the
+// answer's own.
+type refusal struct {
+	status     int
+	body       []byte
+	header     http.Header // copied into each answer: the values are shared, never changed
+	page       []byte
+	pageHeader http.Header
+
+	requests prometheus.Counter
+	// logMsg is the line a run of these refusals is logged with; pending
+	// is how many were refused since the last line; lastLog is when that
+	// line was written (UnixNano), 0 for never.
+	logMsg  string
+	count   string // the line's attribute with the number refused
 	pending atomic.Int64
 	lastLog atomic.Int64
-	holds   *shedHolds
 }
 
 // maxHeld bounds the shed answers held at once, and maxHeldAddrs the
@@ -141,19 +161,27 @@ func (h *shedHolds) wait(r *http.Request) bool {
 }
 
 func newShedder(m *metrics, now func() time.Time, log *slog.Logger, clientIP echo.IPExtractor) *shedder {
-	e := fromIdentity(identity.ErrBusy())
-	b, _ := json.Marshal(body{Code: e.Code, Details: e.Details, Hint: e.Hint, Message: e.Message})
+	return &shedder{
+		busy:      newRefusal(identity.ErrBusy(), m, "logins shed: the bcrypt queue is full", "shed"),
+		throttled: newRefusal(identity.ErrTooManyLoginsFrom(), m, "logins refused: too many from one address", "refused"),
+		now:       now, log: log, clientIP: clientIP,
+		latency: m.latency.WithLabelValues(loginPath),
+		held:    m.shedHeld,
+	}
+}
+
+// newRefusal renders e's answer, for JSON and for a form's page.
+func newRefusal(e *identity.Error, m *metrics, logMsg, count string) *refusal {
+	ans := fromIdentity(e)
+	b, _ := json.Marshal(body{Code: ans.Code, Details: ans.Details, Hint: ans.Hint, Message: ans.Message})
 	h := http.Header{
 		"Content-Type":   {jsonType},
 		"Cache-Control":  {"no-store"},
 		"Content-Length": {strconv.Itoa(len(b))},
 	}
-	for k, v := range e.Header {
-		h[k] = v
-	}
 	var page bytes.Buffer
 	if err := formTemplate.Execute(&page, formPage{
-		Title: string(formSignIn) + " failed", Message: e.Message, Code: e.Code, Back: "/",
+		Title: string(formSignIn) + " failed", Message: ans.Message, Code: ans.Code, Back: "/",
 	}); err != nil {
 		panic(err) // a constant page: only a broken template fails
 	}
@@ -165,70 +193,98 @@ func newShedder(m *metrics, now func() time.Time, log *slog.Logger, clientIP ech
 		"X-Content-Type-Options":  {"nosniff"},
 		"Referrer-Policy":         {"same-origin"},
 	}
-	for k, v := range e.Header {
-		ph[k] = v
+	for k, v := range ans.Header {
+		if k != "Retry-After" {
+			h[k], ph[k] = v, v
+		}
 	}
-	return &shedder{
-		body: b, header: h, page: page.Bytes(), pageHeader: ph, now: now, log: log, clientIP: clientIP,
-		requests: m.requests.WithLabelValues(loginPath, http.MethodPost, strconv.Itoa(e.Status)),
-		latency:  m.latency.WithLabelValues(loginPath),
-		held:     m.shedHeld,
+	return &refusal{
+		status: ans.Status, body: b, header: h, page: page.Bytes(), pageHeader: ph,
+		requests: m.requests.WithLabelValues(loginPath, http.MethodPost, strconv.Itoa(ans.Status)),
+		logMsg:   logMsg, count: count,
 	}
 }
 
-// door is h behind the shed path: a POST /rpc/login that ShedLogin
-// refuses is answered here, everything else passes to h.
+// door is h behind the shed path: a POST /rpc/login from an address past
+// its share of logins (Core.ThrottleLogin), or that ShedLogin refuses, is
+// answered here; everything else passes to h.
 func (s *Server) door(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && r.URL.Path == loginPath && s.ident.ShedLogin() {
-			s.shed.answer(w, r)
-			return
+		if r.Method == http.MethodPost && r.URL.Path == loginPath {
+			addr := s.shed.clientIP(r)
+			if e := s.ident.ThrottleLogin(addr); e != nil {
+				s.shed.answer(w, r, addr, s.shed.throttled, e.RetryAfter)
+				return
+			}
+			if s.ident.ShedLogin() {
+				s.shed.answer(w, r, addr, s.shed.busy, 1)
+				return
+			}
 		}
 		h.ServeHTTP(w, r)
 	})
 }
 
-// answer writes the pre-rendered 503, counts it and maybe logs it; held
-// first if its client was shed lately (shedHolds).
-func (d *shedder) answer(w http.ResponseWriter, r *http.Request) {
+// answer writes the pre-rendered refusal a, counts it and maybe logs it;
+// held first if its client addr was refused lately (shedHolds).
+func (d *shedder) answer(w http.ResponseWriter, r *http.Request, addr string, a *refusal, retryAfter int) {
 	start := d.now()
-	if d.holds.shed(d.clientIP(r), start) {
+	if d.holds.shed(addr, start) {
 		d.held.Inc()
 		if !d.holds.wait(r) {
 			return // the client left: nobody to answer
 		}
 	}
-	body, header := d.body, d.header
+	body, header := a.body, a.header
 	if formNavigation(r.Header) {
-		body, header = d.page, d.pageHeader
+		body, header = a.page, a.pageHeader
 	}
 	h := w.Header()
 	for k, v := range header {
 		h[k] = v
 	}
-	w.WriteHeader(http.StatusServiceUnavailable)
+	h["Retry-After"] = retryAfters(retryAfter)
+	w.WriteHeader(a.status)
 	_, _ = w.Write(body)
-	d.requests.Inc()
+	a.requests.Inc()
 	d.latency.Observe(d.now().Sub(start).Seconds())
-	d.sampleLog(r, start)
+	d.sampleLog(r, addr, a, start)
 }
 
-// sampleLog logs the first shed login, and then one line per shedLogEvery
-// at most while logins keep being shed, with how many were shed since the
-// line before: a flood of a million makes a line every ten seconds, not a
-// million lines.
-func (d *shedder) sampleLog(r *http.Request, now time.Time) {
-	d.pending.Add(1)
-	last := d.lastLog.Load()
+// retryAfterValues are Retry-After header values, shared by every answer
+// (never changed): the door's answers mostly ask for 1 to 10 s (one login
+// of the default share refills within a second); longer waits are made
+// on the spot (retryAfters).
+var retryAfterValues = func() (v [11][]string) {
+	for i := range v {
+		v[i] = []string{strconv.Itoa(i)}
+	}
+	return v
+}()
+
+func retryAfters(n int) []string {
+	if n >= 0 && n < len(retryAfterValues) {
+		return retryAfterValues[n]
+	}
+	return []string{strconv.Itoa(n)}
+}
+
+// sampleLog logs the first refusal of a kind, and then one line per
+// shedLogEvery at most while they go on, with how many there were since
+// the line before: a flood of a million makes a line every ten seconds,
+// not a million lines.
+func (d *shedder) sampleLog(r *http.Request, addr string, a *refusal, now time.Time) {
+	a.pending.Add(1)
+	last := a.lastLog.Load()
 	if last != 0 && now.UnixNano()-last < int64(shedLogEvery) {
 		return
 	}
-	if !d.lastLog.CompareAndSwap(last, now.UnixNano()) {
-		return // another shed is writing the line
+	if !a.lastLog.CompareAndSwap(last, now.UnixNano()) {
+		return // another refusal is writing the line
 	}
 	// The client of the line's own request: one of many, an example.
-	d.log.LogAttrs(r.Context(), slog.LevelWarn, "logins shed: the bcrypt queue is full",
-		slog.Int64("shed", d.pending.Swap(0)), slog.String("remote_ip", d.clientIP(r)))
+	d.log.LogAttrs(r.Context(), slog.LevelWarn, a.logMsg,
+		slog.Int64(a.count, a.pending.Swap(0)), slog.String("remote_ip", addr))
 }
 
 // urgent marks every request but those that do bcrypt work as

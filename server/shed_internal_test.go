@@ -37,7 +37,7 @@ func TestShedAnswerAndSampledLog(t *testing.T) {
 	for i := range burst {
 		w := httptest.NewRecorder()
 		r := httptest.NewRequest(http.MethodPost, loginPath, strings.NewReader(`{"user_":"u","pass":"p"}`))
-		d.answer(w, r)
+		d.answer(w, r, d.clientIP(r), d.busy, 1)
 		if i > 0 {
 			continue
 		}
@@ -69,7 +69,7 @@ func TestShedAnswerAndSampledLog(t *testing.T) {
 	r := httptest.NewRequest(http.MethodPost, loginPath, strings.NewReader("user_=u&pass=p"))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	r.Header.Set("Sec-Fetch-Mode", "navigate")
-	d.answer(w, r)
+	d.answer(w, r, d.clientIP(r), d.busy, 1)
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Content-Type") != "text/html; charset=UTF-8" ||
 		w.Header().Get("Retry-After") != "1" || w.Header().Get("Content-Security-Policy") != formPageCSP ||
 		!strings.Contains(w.Body.String(), "Too many logins at once; try again shortly") || strings.Contains(w.Body.String(), `"code"`) {
@@ -79,7 +79,7 @@ func TestShedAnswerAndSampledLog(t *testing.T) {
 		t.Errorf("form page Content-Length %s, body %d bytes", w.Header().Get("Content-Length"), w.Body.Len())
 	}
 	var c dto.Metric
-	if err := d.requests.(prometheus.Counter).Write(&c); err != nil || c.GetCounter().GetValue() != burst+1 {
+	if err := d.busy.requests.(prometheus.Counter).Write(&c); err != nil || c.GetCounter().GetValue() != burst+1 {
 		t.Errorf("authd_http_requests_total{route=%q,method=POST,status=503} = %v (%v), want %d", loginPath, c.GetCounter().GetValue(), err, burst)
 	}
 	lines := shedLines(t, &logs)
@@ -92,7 +92,8 @@ func TestShedAnswerAndSampledLog(t *testing.T) {
 	mu.Lock()
 	now = now.Add(shedLogEvery)
 	mu.Unlock()
-	d.answer(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, loginPath, nil))
+	r = httptest.NewRequest(http.MethodPost, loginPath, nil)
+	d.answer(httptest.NewRecorder(), r, d.clientIP(r), d.busy, 1)
 	if lines := shedLines(t, &logs); len(lines) != 2 || lines[1]["shed"] != float64(burst+1) {
 		t.Errorf("after %s: logged %v, want a second line with shed=%d", shedLogEvery, lines, burst+1)
 	}
@@ -135,7 +136,7 @@ func TestShedHold(t *testing.T) {
 			r := httptest.NewRequestWithContext(ctx, http.MethodPost, loginPath, strings.NewReader(`{}`))
 			r.RemoteAddr = addr + ":40000"
 			start := time.Now()
-			d.answer(w, r)
+			d.answer(w, r, d.clientIP(r), d.busy, 1)
 			return time.Since(start), w.Code
 		}
 		ctx := context.Background()
@@ -200,5 +201,42 @@ func TestShedHoldsAreBounded(t *testing.T) {
 	}
 	if newShedHolds(0).shed("192.0.2.1", now) {
 		t.Error("held with no hold configured")
+	}
+}
+
+// TestThrottledAnswer: the door's answer to a login from an address past
+// its share is 429 in PostgREST's shape with the wait it is given in
+// Retry-After (a form's post gets the page in words), counted under 429,
+// and logged once for a run with how many were refused and an address.
+func TestThrottledAnswer(t *testing.T) {
+	var logs bytes.Buffer
+	m := shedMetrics()
+	d := newShedder(m, time.Now, slog.New(slog.NewJSONHandler(&logs, nil)), echo.ExtractIPDirect())
+	for _, wait := range []int{1, 7, 90} {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodPost, loginPath, strings.NewReader(`{"user_":"u","pass":"p"}`))
+		d.answer(w, r, d.clientIP(r), d.throttled, wait)
+		const body = `{"code":"PT429","details":null,"hint":null,"message":"Too many logins from this address; try again later"}`
+		if w.Code != http.StatusTooManyRequests || w.Body.String() != body || w.Header().Get("Retry-After") != strconv.Itoa(wait) ||
+			w.Header().Get("Content-Length") != strconv.Itoa(len(body)) || w.Header().Get("Cache-Control") != "no-store" {
+			t.Errorf("got %d %v %s, want 429 %s with Retry-After %d", w.Code, w.Header(), w.Body, body, wait)
+		}
+	}
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodPost, loginPath, strings.NewReader("user_=u&pass=p"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("Sec-Fetch-Mode", "navigate")
+	d.answer(w, r, d.clientIP(r), d.throttled, 3)
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Content-Type") != "text/html; charset=UTF-8" || w.Header().Get("Retry-After") != "3" ||
+		!strings.Contains(w.Body.String(), "Too many logins from this address; try again later") {
+		t.Errorf("form navigation: got %d %v\n%s\nwant 429, an HTML page with the message and Retry-After", w.Code, w.Header(), w.Body)
+	}
+	var c dto.Metric
+	if err := d.throttled.requests.(prometheus.Counter).Write(&c); err != nil || c.GetCounter().GetValue() != 4 {
+		t.Errorf("authd_http_requests_total{status=429} = %v (%v), want 4", c.GetCounter().GetValue(), err)
+	}
+	lines := shedLines(t, &logs)
+	if len(lines) != 1 || lines[0]["msg"] != "logins refused: too many from one address" || lines[0]["refused"] != 1.0 || lines[0]["remote_ip"] != "192.0.2.1" {
+		t.Errorf("logged %v, want one line for the first refusal", lines)
 	}
 }

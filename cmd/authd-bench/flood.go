@@ -29,8 +29,10 @@ import (
 // shed costs authd and how much refresh keeps of its quiet throughput.
 //
 // The flood comes first from this machine's one address, as a single
-// attacker's would: authd holds its refusals (AUTHD_LOGIN_SHED_HOLD), one
-// a second per connection. Then each login claims an address of its own
+// attacker's would: past the address's share of logins
+// (AUTHD_LOGINS_PER_IP) they are answered 429 at the door, with no
+// compare, and authd holds its refusals (AUTHD_LOGIN_SHED_HOLD), one a
+// second per connection. Then each login claims an address of its own
 // in X-Forwarded-For (authd believes loopback peers, as it does a gateway
 // on the same host), as a flood spread over a botnet's addresses would:
 // nothing is held, and the flood alone window measures what a shed costs.
@@ -42,8 +44,8 @@ const (
 // floodWindow is one window of the flood scenario.
 type floodWindow struct {
 	name    string
-	refresh result // refresh's latencies and the window's CPU
-	logins  [3]atomic.Int64
+	refresh result          // refresh's latencies and the window's CPU
+	logins  [4]atomic.Int64 // answered 204, 503, 429, anything else
 	// client is the flood process's CPU.
 	client time.Duration
 	// notBcrypt is authd's CPU but its bcrypt compares'; -1 if unknown.
@@ -104,8 +106,8 @@ func (rn *runner) flood(ctx context.Context, addr string, probe *cpuProbe) error
 				return errors.Join(err, fmt.Errorf("the flood: %w", werr))
 			}
 			w.client = child.ProcessState.UserTime() + child.ProcessState.SystemTime()
-			var n [3]int64
-			if _, serr := fmt.Sscan(out.String(), &n[0], &n[1], &n[2]); serr != nil {
+			var n [4]int64
+			if _, serr := fmt.Sscan(out.String(), &n[0], &n[1], &n[2], &n[3]); serr != nil {
 				return errors.Join(err, fmt.Errorf("the flood's counts %q: %w", out.String(), serr))
 			}
 			for k := range n {
@@ -128,23 +130,23 @@ func (rn *runner) flood(ctx context.Context, addr string, probe *cpuProbe) error
 				w.held = int64(n - before[held])
 			}
 		}
-		h.Logf("flood: %s window: authd CPU %s, of which outside bcrypt threads %s; %d refreshes, logins %d 204, %d 503", name, w.refresh.cpu[0], w.notBcrypt, w.refresh.n(), w.logins[0].Load(), w.logins[1].Load())
+		h.Logf("flood: %s window: authd CPU %s, of which outside bcrypt threads %s; %d refreshes, logins %d 204, %d 503, %d 429", name, w.refresh.cpu[0], w.notBcrypt, w.refresh.n(), w.logins[0].Load(), w.logins[1].Load(), w.logins[2].Load())
 	}
 	return nil
 }
 
 // writeFlood reports the flood scenario.
 func (rn *runner) writeFlood(w io.Writer) (failed int64) {
-	fmt.Fprintf(w, "\n### Hostile login flood\n\n%d clients post logins as fast as they are answered, ignoring Retry-After, for %s, from a process of their own on this machine, beside %d refresh clients (closed loop); first the refresh clients alone, then the flood from this machine's address (authd holds its refusals, AUTHD_LOGIN_SHED_HOLD), then from a new address each login (X-Forwarded-For: never held), last that flood alone. Refusals held: answers authd held for AUTHD_LOGIN_SHED_HOLD (a client's refusals counted as it posts, not as answered). authd CPU/shed, in the flood alone: authd's CPU (/proc, 10 ms ticks) less its bcrypt compares' (authd_bcrypt_cpu_seconds_total; – for an authd without it), over the logins shed (the few logins answered 204 are in it too); DB CPU/shed: its PostgreSQL backends' CPU over the same.\n\n",
+	fmt.Fprintf(w, "\n### Hostile login flood\n\n%d clients post logins as fast as they are answered, ignoring Retry-After, for %s, from a process of their own on this machine, beside %d refresh clients (closed loop); first the refresh clients alone, then the flood from this machine's address (past its share of logins, AUTHD_LOGINS_PER_IP, answered 429; authd holds its refusals, AUTHD_LOGIN_SHED_HOLD), then from a new address each login (X-Forwarded-For: never held), last that flood alone. Refusals held: answers authd held for AUTHD_LOGIN_SHED_HOLD (a client's refusals counted as it posts, not as answered). authd CPU/shed, in the flood alone: authd's CPU (/proc, 10 ms ticks) less its bcrypt compares' (authd_bcrypt_cpu_seconds_total; – for an authd without it), over the logins shed (the few logins answered 204 are in it too); DB CPU/shed: its PostgreSQL backends' CPU over the same.\n\n",
 		floodClients, rn.o.duration, floodRefreshers)
-	row := loadtest.Table(w, "window", "refresh/s", "of quiet", "refresh p50", "refresh p99", "logins 204", "logins 503", "refusals held", "logins other", "authd CPU", "authd CPU/shed", "DB CPU/shed", "flood client CPU/login", "errors")
+	row := loadtest.Table(w, "window", "refresh/s", "of quiet", "refresh p50", "refresh p99", "logins 204", "logins 503", "logins 429", "refusals held", "logins other", "authd CPU", "authd CPU/shed", "DB CPU/shed", "flood client CPU/login", "errors")
 	quiet := rn.floods[0]
 	for _, win := range rn.floods {
 		if win == nil {
 			return failed
 		}
 		lat, errs, samples := win.refresh.lat.Get()
-		failed += errs + win.logins[2].Load()
+		failed += errs + win.logins[3].Load()
 		for _, s := range samples {
 			rn.notes = append(rn.notes, "flood "+win.name+": "+s)
 		}
@@ -166,8 +168,8 @@ func (rn *runner) writeFlood(w io.Writer) (failed int64) {
 		if win.held >= 0 {
 			held = strconv.FormatInt(win.held, 10)
 		}
-		row(win.name, rate, ofQuiet, p50, p99, win.logins[0].Load(), win.logins[1].Load(), held, win.logins[2].Load(),
-			fmt.Sprintf("%.2f s", win.refresh.cpu[0].Seconds()), perShed, dbPerShed, perReq(win.client, win.logins[0].Load()+win.logins[1].Load()+win.logins[2].Load()), errs)
+		row(win.name, rate, ofQuiet, p50, p99, win.logins[0].Load(), win.logins[1].Load(), win.logins[2].Load(), held, win.logins[3].Load(),
+			fmt.Sprintf("%.2f s", win.refresh.cpu[0].Seconds()), perShed, dbPerShed, perReq(win.client, win.logins[0].Load()+win.logins[1].Load()+win.logins[2].Load()+win.logins[3].Load()), errs)
 	}
 	return failed
 }
@@ -178,7 +180,7 @@ func (rn *runner) writeFlood(w io.Writer) (failed int64) {
 const floodEnv = "AUTHD_BENCH_FLOOD"
 
 // floodChild is the flood process: floodClients clients posting logins
-// without back-off for the duration, then the counts of 204, 503 and
+// without back-off for the duration, then the counts of 204, 503, 429 and
 // anything else on stdout.
 func floodChild() error {
 	var addr, d, users string
@@ -195,7 +197,7 @@ func floodChild() error {
 	defer flood.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
-	var n [3]atomic.Int64
+	var n [4]atomic.Int64
 	// Addresses from a random place in 10/8: not those of an earlier
 	// flood, which authd would still hold.
 	var next atomic.Int64
@@ -208,7 +210,7 @@ func floodChild() error {
 				req := loadtest.LoginRequest(names[int(i)%len(names)])
 				req.Want = 0
 				if spread {
-					fromAddress(&req, i)
+					loadtest.FromAddress(&req, loadtest.Address(i))
 				}
 				status, _, _, err := flood.Do(ctx, req)
 				switch {
@@ -216,20 +218,15 @@ func floodChild() error {
 					n[0].Add(1)
 				case err == nil && status == http.StatusServiceUnavailable:
 					n[1].Add(1)
-				case ctx.Err() == nil:
+				case err == nil && status == http.StatusTooManyRequests:
 					n[2].Add(1)
+				case ctx.Err() == nil:
+					n[3].Add(1)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	_, err = fmt.Println(n[0].Load(), n[1].Load(), n[2].Load())
+	_, err = fmt.Println(n[0].Load(), n[1].Load(), n[2].Load(), n[3].Load())
 	return err
-}
-
-// fromAddress makes r claim the i-th address of 10/8 in X-Forwarded-For,
-// which authd believes from a loopback peer (as from a gateway on the
-// same host): a client of its own, as each of many users' is.
-func fromAddress(r *loadtest.Request, i int64) {
-	r.Header, r.Value = "X-Forwarded-For", fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
 }

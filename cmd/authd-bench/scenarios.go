@@ -446,7 +446,7 @@ func (rn *runner) storm(ctx context.Context, addr string) error {
 				req.Want = 0
 				// Many users, each from an address of its own: none is
 				// held for ignoring Retry-After (as the flood's are).
-				fromAddress(&req, i)
+				loadtest.FromAddress(&req, loadtest.Address(i))
 				t0 := time.Now()
 				status, hdr, _, err := flood.Do(ctx, req)
 				d := time.Since(t0)

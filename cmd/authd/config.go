@@ -59,7 +59,10 @@ type config struct {
 	// Failed logins allowed per minute per username and per client address.
 	LoginFailuresPerUser int
 	LoginFailuresPerIP   int
-	APIKeyTokenTTL       time.Duration
+	// LoginsPerIP is AUTHD_LOGINS_PER_IP: logins a minute from one client
+	// address, whatever their outcome (identity.Config.LoginsPerIP).
+	LoginsPerIP    int
+	APIKeyTokenTTL time.Duration
 	// CacheRecheck bounds how long a cached API key row or a role's NATS
 	// permissions are used without a re-read, when no change
 	// notification arrives (store.Listen).
@@ -366,6 +369,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ShutdownGracePeriod:  e.duration("AUTHD_SHUTDOWN_GRACE", 10*time.Second),
 		LoginFailuresPerUser: e.count("AUTHD_LOGIN_FAILURES_PER_USER", 10),
 		LoginFailuresPerIP:   e.count("AUTHD_LOGIN_FAILURES_PER_IP", 60),
+		LoginsPerIP:          e.count("AUTHD_LOGINS_PER_IP", identity.DefaultLoginsPerIP),
 		APIKeyTokenTTL:       e.duration("AUTHD_APIKEY_TOKEN_TTL", identity.DefaultAPIKeyTokenTTL),
 		LoginQueueWait:       e.duration("AUTHD_LOGIN_QUEUE_WAIT", identity.DefaultLoginQueueWait),
 		LoginShedHold:        e.duration("AUTHD_LOGIN_SHED_HOLD", time.Second),
@@ -701,7 +705,7 @@ func knownVars() []string {
 		"AUTHD_SIGNING_KEYS_DIR", "AUTHD_JWT_ISS", "AUTHD_JWT_AUD", "AUTHD_JWT_ROLE_PATH",
 		"AUTHD_BCRYPT_COST", "AUTHD_BCRYPT_SLOTS", "AUTHD_BCRYPT_NICE", "AUTHD_LOGIN_QUEUE", "AUTHD_LOGIN_QUEUE_WAIT",
 		"AUTHD_LOGIN_SHED_HOLD",
-		"AUTHD_LOGIN_FAILURES_PER_USER", "AUTHD_LOGIN_FAILURES_PER_IP", "AUTHD_TRUSTED_PROXIES", "AUTHD_APIKEY_TOKEN_TTL", "AUTHD_CACHE_RECHECK",
+		"AUTHD_LOGIN_FAILURES_PER_USER", "AUTHD_LOGIN_FAILURES_PER_IP", "AUTHD_LOGINS_PER_IP", "AUTHD_TRUSTED_PROXIES", "AUTHD_APIKEY_TOKEN_TTL", "AUTHD_CACHE_RECHECK",
 		"AUTHD_DB_POOLER", "AUTHD_DB_DIRECT_URL",
 		"AUTHD_COOKIE_SECURE", "AUTHD_COOKIE_SAMESITE", "AUTHD_REFRESH_COOKIE_SAMESITE", "AUTHD_COOKIE_DOMAIN",
 		"AUTHD_COOKIE_HOST_PREFIX", "AUTHD_ALLOWED_ORIGINS",

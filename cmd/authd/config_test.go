@@ -493,6 +493,17 @@ func TestConfigLoginLimits(t *testing.T) {
 	if c.LoginFailuresPerUser != 5 || c.LoginFailuresPerIP != 0 {
 		t.Errorf("got %d per user, %d per IP; want 5 and 0", c.LoginFailuresPerUser, c.LoginFailuresPerIP)
 	}
+	if c.LoginsPerIP != 60 {
+		t.Errorf("AUTHD_LOGINS_PER_IP unset: %d, want the default 60", c.LoginsPerIP)
+	}
+	c, err = loadConfig(getenv(map[string]string{"JWT_SECRET": secret32, "AUTHD_LOGINS_PER_IP": "0"}))
+	if err != nil || c.LoginsPerIP != 0 {
+		t.Errorf("AUTHD_LOGINS_PER_IP=0: %d (%v), want 0 (no limit)", c.LoginsPerIP, err)
+	}
+	_, err = loadConfig(getenv(map[string]string{"JWT_SECRET": secret32, "AUTHD_LOGINS_PER_IP": "many"}))
+	if err == nil || !strings.Contains(err.Error(), "AUTHD_LOGINS_PER_IP") {
+		t.Errorf("got %v, want an error naming AUTHD_LOGINS_PER_IP", err)
+	}
 	_, err = loadConfig(getenv(map[string]string{"JWT_SECRET": secret32, "AUTHD_APIKEY_TOKEN_TTL": "10s"}))
 	if err == nil || !strings.Contains(err.Error(), "AUTHD_APIKEY_TOKEN_TTL") {
 		t.Errorf("got %v, want an error naming AUTHD_APIKEY_TOKEN_TTL", err)

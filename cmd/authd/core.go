@@ -210,6 +210,7 @@ func (c *core) build(ctx context.Context, cfg config, p process, reg *prometheus
 		Metrics:              reg,
 		LoginFailuresPerUser: cfg.LoginFailuresPerUser,
 		LoginFailuresPerIP:   cfg.LoginFailuresPerIP,
+		LoginsPerIP:          cfg.LoginsPerIP,
 		APIKeyTokenTTL:       cfg.APIKeyTokenTTL,
 		CacheRecheck:         cfg.CacheRecheck,
 		LoginQueueWait:       cfg.LoginQueueWait,

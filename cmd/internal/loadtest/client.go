@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,15 +25,31 @@ const RefreshPath = "/rpc/refresh_token"
 type Client struct {
 	Base string // http://host:port
 	HTTP *http.Client
+	// addrs numbers the client addresses Login claims; it starts at a
+	// random place in 10/8, so that two clients seldom claim the same.
+	addrs atomic.Int64
 }
 
 // NewClient keeps up to idle keep-alive connections to addr, so that a
 // steady load reuses them rather than dialling.
 func NewClient(addr string, idle int) *Client {
-	return &Client{Base: "http://" + addr, HTTP: &http.Client{
+	c := &Client{Base: "http://" + addr, HTTP: &http.Client{
 		Transport: &http.Transport{MaxIdleConns: idle, MaxIdleConnsPerHost: idle, DisableCompression: true},
 		Timeout:   30 * time.Second,
 	}}
+	c.addrs.Store(rand.Int64N(1 << 24))
+	return c
+}
+
+// Address is the i-th address of 10/8 (i modulo 2^24).
+func Address(i int64) string {
+	return fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+}
+
+// FromAddress makes r claim addr in X-Forwarded-For, which authd believes
+// from a loopback peer (as from a gateway on the same host).
+func FromAddress(r *Request, addr string) {
+	r.Header, r.Value = "X-Forwarded-For", addr
 }
 
 // Close closes the idle connections.
@@ -80,9 +98,14 @@ func LoginRequest(user string) Request {
 	return Request{Method: http.MethodPost, Path: "/rpc/login", Body: body, Want: http.StatusNoContent}
 }
 
-// Login logs user in; a 204 must set both session cookies.
+// Login logs user in from an address of its own (FromAddress), as each
+// of a deployment's many users is: authd gives one address only so many
+// logins a minute (AUTHD_LOGINS_PER_IP), and the clients of a load test
+// all share this machine's. A 204 must set both session cookies.
 func (c *Client) Login(ctx context.Context, user string) (Session, error) {
-	return c.session(ctx, LoginRequest(user), "login")
+	r := LoginRequest(user)
+	FromAddress(&r, Address(c.addrs.Add(1)))
+	return c.session(ctx, r, "login")
 }
 
 // Refresh spends a refresh token and returns the rotated session.
