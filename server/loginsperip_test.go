@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestLoginsPerAddress: a client address that has used its share of
@@ -13,7 +14,10 @@ import (
 // it); another address, named by a trusted gateway, still logs in.
 func TestLoginsPerAddress(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, withLoginsPerIP(6)) // one every 10 s, one at once
+	// One every 10 s, one at once; the clock stands still, so the wait
+	// is exactly 10 s however slow the machine.
+	clock := newClock()
+	e := newEnv(t, withLoginsPerIP(6), withClock(clock))
 	from := func(ip string) http.Header {
 		h := jsonHeader()
 		h.Set("X-Forwarded-For", ip)
@@ -35,11 +39,13 @@ func TestLoginsPerAddress(t *testing.T) {
 		}
 	}
 	wantStatus(t, e.post("/rpc/login", from("203.0.113.6"), loginBody(testUser, testPassword)), http.StatusNoContent)
+	clock.advance(10 * time.Second) // the address's next login
+	wantStatus(t, e.post("/rpc/login", from("203.0.113.5"), loginBody(testUser, testPassword)), http.StatusNoContent)
 
 	m := do(t, nil, http.MethodGet, e.srv.URL+"/metrics", nil, "").body
 	for _, want := range []string{
 		`authd_logins_total{result="throttled"} 2`,
-		`authd_logins_total{result="succeeded"} 2`,
+		`authd_logins_total{result="succeeded"} 3`,
 		`authd_http_requests_total{method="POST",route="/rpc/login",status="429"} 2`,
 	} {
 		if !strings.Contains(m, want) {
