@@ -107,14 +107,16 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("flood table, %s: %q; want refreshes and no errors", row[0], row)
 		}
 	}
-	// From one address, past its share of logins, they are answered 429
-	// and the refusals held (answered a second later, maybe after this
-	// short window); from many, logins are shed, none is held and none is
-	// past its address's share. Columns: 6 logins 503, 7 logins 429,
-	// 8 refusals held, 11 authd CPU/shed.
-	if flood[7] == "0" || flood[8] == "0" || flood[8] == "–" || spread[6] == "0" || spread[7] != "0" || spread[8] != "0" ||
+	// From one address the refusals are held (answered a second later,
+	// maybe after this short window) — 429s once the address has had its
+	// share of logins, or 503s while the queue is full: on a busy machine
+	// a short window's compares may never let the flood in; from many
+	// addresses, logins are shed, none is held and none is past its
+	// address's share. Columns: 6 logins 503, 7 logins 429, 8 refusals
+	// held, 11 authd CPU/shed.
+	if flood[8] == "0" || flood[8] == "–" || spread[6] == "0" || spread[7] != "0" || spread[8] != "0" ||
 		alone[6] == "0" || alone[7] != "0" || alone[8] != "0" || alone[len(alone)-1] != "0" || !strings.HasSuffix(alone[11], " µs") {
-		t.Errorf("flood table: %q, %q, %q; want 429s and refusals held in the flood from one address, logins shed, no 429 and none held from many, authd's CPU per shed in the flood alone, no errors", flood, spread, alone)
+		t.Errorf("flood table: %q, %q, %q; want refusals held in the flood from one address, logins shed, no 429 and none held from many, authd's CPU per shed in the flood alone, no errors", flood, spread, alone)
 	}
 
 	// Round trips (cells: request, requests, total, per request,
