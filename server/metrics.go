@@ -49,7 +49,7 @@ func newMetrics(reg *prometheus.Registry, db *store.DB, now func() time.Time) *m
 			Name: "authd_refresh_reuse_detected_total", Help: "Spent refresh tokens presented after the grace window; each revoked a session.",
 		}),
 		shedHeld: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "authd_login_shed_held_total", Help: "Logins shed at the door whose answer was held (AUTHD_LOGIN_SHED_HOLD): their client address had been shed less than the hold before.",
+			Name: "authd_login_shed_held_total", Help: "Logins refused at the door (shed, or past their address's share) whose answer was held (AUTHD_LOGIN_SHED_HOLD): their client address had been refused there less than the hold before.",
 		}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.refreshReuse, m.shedHeld,
