@@ -38,11 +38,11 @@ import (
 // Cheap is not enough against a client on the same machine (or paying for
 // its own CPU by the request): a client that posts again as soon as it is
 // answered takes, together with authd's answers, as much CPU as it is
-// given — the cheaper the answer, the more it posts. So a login shed
-// (or throttled) from a client address that was refused at the door less
-// than the hold (1 s) ago is held for the hold before its answer: a polite client, which
-// waits out Retry-After, is never held; one that ignores it gets one
-// answer a second per connection. A hold costs a timer and a parked
+// given — the cheaper the answer, the more it posts. So a login shed (or
+// throttled) from a client address that was refused at the door less
+// than the hold (1 s) ago is held for the hold before its answer: a
+// polite client, which waits out Retry-After, is never held; one that
+// ignores it gets one answer a second per connection. A hold costs a timer and a parked
 // goroutine; at most maxHeld are held at once (beyond that, answered at
 // once), and the addresses are remembered in a bounded map.
 
