@@ -162,6 +162,10 @@ func errTooManyLoginsFrom(wait time.Duration) *Error {
 	}
 }
 
+// ErrTooManyLoginsFrom is the answer ThrottleLogin gives, with a
+// Retry-After of 1 s: what a door renders ahead of time.
+func ErrTooManyLoginsFrom() *Error { return errTooManyLoginsFrom(time.Second) }
+
 func errTooManySignups(wait time.Duration) *Error {
 	return &Error{
 		Kind: Throttled, Code: "PT429", Message: "Too many sign-ups from this address; try again later",

@@ -389,6 +389,21 @@ func (c *Core) LogIn(ctx context.Context, username, password, client string, ope
 	return nil
 }
 
+// ThrottleLogin is the door's early look at the per-address login limit
+// (Config.LoginsPerIP): the refusal due to a login from client arriving
+// now, nil if the address has a login left. It counts nothing against
+// the address (the password check does, as it must for every door) but
+// counts the refusal (authd_logins_total{result="throttled"}), so that a
+// door can answer it before it reads the request.
+func (c *Core) ThrottleLogin(client string) *Error {
+	d := c.loginsByClient.wait(client, c.cfg.Now())
+	if d <= 0 {
+		return nil
+	}
+	c.metrics.logins.WithLabelValues("throttled").Inc()
+	return errTooManyLoginsFrom(d)
+}
+
 // checkPassword is the check of CheckPassword and LogIn. When the
 // password is right it returns the attempt's reservation, which the
 // caller gives back; on any other outcome it has given back what it

@@ -242,24 +242,5 @@ func (c *Core) ShedLogin() bool {
 	return true
 }
 
-// ThrottleLogin is the door's early look at the per-address login limit
-// (Config.LoginsPerIP): the refusal due to a login from client arriving
-// now, nil if the address has a login left. It counts nothing against
-// the address (the password check does, as it must for every door) but
-// counts the refusal (authd_logins_total{result="throttled"}), so that a
-// door can answer it before it reads the request.
-func (c *Core) ThrottleLogin(client string) *Error {
-	d := c.loginsByClient.wait(client, c.cfg.Now())
-	if d <= 0 {
-		return nil
-	}
-	c.metrics.logins.WithLabelValues("throttled").Inc()
-	return errTooManyLoginsFrom(d)
-}
-
 // ErrBusy is the answer to a login shed by ShedLogin.
 func ErrBusy() *Error { return errBusy() }
-
-// ErrTooManyLoginsFrom is the answer ThrottleLogin gives, with a
-// Retry-After of 1 s: what a door renders ahead of time.
-func ErrTooManyLoginsFrom() *Error { return errTooManyLoginsFrom(time.Second) }

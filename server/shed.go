@@ -42,9 +42,10 @@ import (
 // throttled) from a client address that was refused at the door less
 // than the hold (1 s) ago is held for the hold before its answer: a
 // polite client, which waits out Retry-After, is never held; one that
-// ignores it gets one answer a second per connection. A hold costs a timer and a parked
-// goroutine; at most maxHeld are held at once (beyond that, answered at
-// once), and the addresses are remembered in a bounded map.
+// ignores it gets one answer a second per connection. A hold costs a
+// timer and a parked goroutine; at most maxHeld are held at once (beyond
+// that, answered at once), and the addresses are remembered in a bounded
+// map.
 
 // shedLogEvery is how often a run of the door's refusals is logged.
 const shedLogEvery = 10 * time.Second
@@ -243,30 +244,12 @@ func (d *shedder) answer(w http.ResponseWriter, r *http.Request, addr string, a 
 	for k, v := range header {
 		h[k] = v
 	}
-	h["Retry-After"] = retryAfters(retryAfter)
+	h["Retry-After"] = []string{strconv.Itoa(retryAfter)}
 	w.WriteHeader(a.status)
 	_, _ = w.Write(body)
 	a.requests.Inc()
 	d.latency.Observe(d.now().Sub(start).Seconds())
 	d.sampleLog(r, addr, a, start)
-}
-
-// retryAfterValues are Retry-After header values, shared by every answer
-// (never changed): the door's answers mostly ask for 1 to 10 s (one login
-// of the default share refills within a second); longer waits are made
-// on the spot (retryAfters).
-var retryAfterValues = func() (v [11][]string) {
-	for i := range v {
-		v[i] = []string{strconv.Itoa(i)}
-	}
-	return v
-}()
-
-func retryAfters(n int) []string {
-	if n >= 0 && n < len(retryAfterValues) {
-		return retryAfterValues[n]
-	}
-	return []string{strconv.Itoa(n)}
 }
 
 // sampleLog logs the first refusal of a kind, and then one line per
