@@ -53,6 +53,7 @@ type floodWindow struct {
 	// held is how many refusals authd held (authd_login_shed_held_total);
 	// -1 if unknown.
 	held int64
+	disk flushes
 }
 
 // flood runs the quiet window and the flood window on the server at addr.
@@ -80,6 +81,7 @@ func (rn *runner) flood(ctx context.Context, addr string, probe *cpuProbe) error
 		rn.floods[i] = w
 		w.notBcrypt, w.held = -1, -1
 		before, merr := c.Metrics(ctx)
+		stopProbe := rn.disk.start()
 		err := probe.measure(ctx, &w.refresh, func() error {
 			var child *exec.Cmd
 			var out bytes.Buffer
@@ -115,7 +117,9 @@ func (rn *runner) flood(ctx context.Context, addr string, probe *cpuProbe) error
 			}
 			return err
 		})
-		if err != nil {
+		var perr error
+		w.disk, perr = stopProbe()
+		if err := errors.Join(err, perr); err != nil {
 			return fmt.Errorf("flood: %w", err)
 		}
 		// authd's CPU but bcrypt's: an authd from before the counter
@@ -137,9 +141,9 @@ func (rn *runner) flood(ctx context.Context, addr string, probe *cpuProbe) error
 
 // writeFlood reports the flood scenario.
 func (rn *runner) writeFlood(w io.Writer) (failed int64) {
-	fmt.Fprintf(w, "\n### Hostile login flood\n\n%d clients post logins as fast as they are answered, ignoring Retry-After, for %s, from a process of their own on this machine, beside %d refresh clients (closed loop); first the refresh clients alone, then the flood from this machine's address (past its share of logins, AUTHD_LOGINS_PER_IP, answered 429; authd holds its refusals, AUTHD_LOGIN_SHED_HOLD), then from a new address each login (X-Forwarded-For: never held), last that flood alone. Refusals held: answers authd held for AUTHD_LOGIN_SHED_HOLD (a client's refusals counted as it posts, not as answered). authd CPU/shed, in the flood alone: authd's CPU (/proc, 10 ms ticks) less its bcrypt compares' (authd_bcrypt_cpu_seconds_total; – for an authd without it), over the logins shed (the few logins answered 204 are in it too); DB CPU/shed: its PostgreSQL backends' CPU over the same.\n\n",
+	fmt.Fprintf(w, "\n### Hostile login flood\n\n%d clients post logins as fast as they are answered, ignoring Retry-After, for %s, from a process of their own on this machine, beside %d refresh clients (closed loop); first the refresh clients alone, then the flood from this machine's address (past its share of logins, AUTHD_LOGINS_PER_IP, answered 429; authd holds its refusals, AUTHD_LOGIN_SHED_HOLD), then from a new address each login (X-Forwarded-For: never held), last that flood alone. Refusals held: answers authd held for AUTHD_LOGIN_SHED_HOLD (a client's refusals counted as it posts, not as answered). authd CPU/shed, in the flood alone: authd's CPU (/proc, 10 ms ticks) less its bcrypt compares' (authd_bcrypt_cpu_seconds_total; – for an authd without it), over the logins shed (the few logins answered 204 are in it too); DB CPU/shed: its PostgreSQL backends' CPU over the same. Disk flush max: as under the storm.\n\n",
 		floodClients, rn.o.duration, floodRefreshers)
-	row := loadtest.Table(w, "window", "refresh/s", "of quiet", "refresh p50", "refresh p99", "logins 204", "logins 503", "logins 429", "refusals held", "logins other", "authd CPU", "authd CPU/shed", "DB CPU/shed", "flood client CPU/login", "errors")
+	row := loadtest.Table(w, "window", "refresh/s", "of quiet", "refresh p50", "refresh p99", "disk flush max", "logins 204", "logins 503", "logins 429", "refusals held", "logins other", "authd CPU", "authd CPU/shed", "DB CPU/shed", "flood client CPU/login", "errors")
 	quiet := rn.floods[0]
 	for _, win := range rn.floods {
 		if win == nil {
@@ -168,7 +172,7 @@ func (rn *runner) writeFlood(w io.Writer) (failed int64) {
 		if win.held >= 0 {
 			held = strconv.FormatInt(win.held, 10)
 		}
-		row(win.name, rate, ofQuiet, p50, p99, win.logins[0].Load(), win.logins[1].Load(), win.logins[2].Load(), held, win.logins[3].Load(),
+		row(win.name, rate, ofQuiet, p50, p99, win.disk, win.logins[0].Load(), win.logins[1].Load(), win.logins[2].Load(), held, win.logins[3].Load(),
 			fmt.Sprintf("%.2f s", win.refresh.cpu[0].Seconds()), perShed, dbPerShed, perReq(win.client, win.logins[0].Load()+win.logins[1].Load()+win.logins[2].Load()+win.logins[3].Load()), errs)
 	}
 	return failed

@@ -110,7 +110,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer h.Close()
-	rn := &runner{o: o, h: h}
+	rn := &runner{o: o, h: h, disk: newDiskProbe(ctx, h.Pool, h.Tmp)}
 	if err := h.Pool.QueryRow(ctx, "show server_version").Scan(&rn.pgVersion); err != nil {
 		return err
 	}
@@ -148,7 +148,8 @@ type runner struct {
 	algs                             []*alg    // the primary first
 	results                          []*result // the main table
 	bcrypt                           *result
-	ceilingRate, bcryptMS, loginRate float64 // the storm's: logins/s; one compare's CPU; offered/s
+	ceilingRate, bcryptMS, loginRate float64    // the storm's: logins/s; one compare's CPU; offered/s
+	disk                             *diskProbe // the storm's and the flood's windows time the disk's flushes
 	windows                          [2]*stormWindow
 	floods                           [4]*floodWindow
 	roundTrips                       []rtRow
@@ -306,7 +307,7 @@ func (rn *runner) writeStorm(w io.Writer) (failed int64) {
 	o := rn.o
 	fmt.Fprintf(w, "\n### Login storm\n\nLogins open-loop, each from an address of its own (X-Forwarded-For), at %g× the bcrypt ceiling (%.1f/s: %d CPUs over one compare's CPU; %.0f/s offered) for %s, while refresh (%g/s), GET /auth/verify with one cached Bearer token (%g/s) and GET /healthz (%g/s) are paced; first the same %s without the flood. AUTHD_LOGIN_QUEUE_WAIT=%s.\n\n",
 		stormFactor, rn.ceilingRate, runtime.GOMAXPROCS(0), rn.loginRate, o.duration, o.stormRates[0], o.stormRates[1], o.stormRates[2], o.duration, o.queueWait)
-	row := loadtest.Table(w, "window", "logins sent", "204", "503 shed", "logins done/s", "refresh p50", "refresh p99", "verify p50", "verify p99", "healthz p99", "errors")
+	row := loadtest.Table(w, "window", "logins sent", "204", "503 shed", "logins done/s", "refresh p50", "refresh p99", "verify p50", "verify p99", "healthz p99", "disk flush max", "errors")
 	var lat [2][6][]time.Duration // quiet, storm: refresh, verify, healthz, 204, 503, other
 	for i, win := range rn.windows {
 		var errs int64
@@ -321,13 +322,14 @@ func (rn *runner) writeStorm(w io.Writer) (failed int64) {
 		if i == 0 {
 			logins = []any{"–", "–", "–", "–"}
 		}
-		row(append(append([]any{win.name}, logins...), loadtest.PMS(l[0], .5), loadtest.PMS(l[0], .99), loadtest.PMS(l[1], .5), loadtest.PMS(l[1], .99), loadtest.PMS(l[2], .99), errs)...)
+		row(append(append([]any{win.name}, logins...), loadtest.PMS(l[0], .5), loadtest.PMS(l[0], .99), loadtest.PMS(l[1], .5), loadtest.PMS(l[1], .99), loadtest.PMS(l[2], .99), win.disk, errs)...)
 	}
 	st := lat[1]
 	bound := o.queueWait + time.Duration(rn.bcryptMS*1e6)
 	worst := loadtest.Percentile(slices.Concat(st[3], st[4], st[5]), 1)
 	fmt.Fprintf(w, "\n- the longest a login waited for its answer: %s (bound: AUTHD_LOGIN_QUEUE_WAIT %s + one compare, %.1f ms = %s: %s). 503s: p50 %s, max %s; 204s: p50 %s, p99 %s, max %s\n",
 		loadtest.MS(worst), o.queueWait, rn.bcryptMS, loadtest.MS(bound), map[bool]string{true: "met", false: "NOT met"}[worst <= bound], loadtest.PMS(st[4], .5), loadtest.PMS(st[4], 1), loadtest.PMS(st[3], .5), loadtest.PMS(st[3], .99), loadtest.PMS(st[3], 1))
+	fmt.Fprintf(w, "- %s\n", rn.disk.note())
 	for _, win := range rn.windows {
 		if n := win.dropped.Load(); n > 0 {
 			fmt.Fprintf(w, "- %s: %d slots not sent, too many in flight or no free session\n", win.name, n)

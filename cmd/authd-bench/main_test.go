@@ -112,11 +112,30 @@ func TestSmoke(t *testing.T) {
 	// share of logins, or 503s while the queue is full: on a busy machine
 	// a short window's compares may never let the flood in; from many
 	// addresses, logins are shed, none is held and none is past its
-	// address's share. Columns: 6 logins 503, 7 logins 429, 8 refusals
-	// held, 11 authd CPU/shed.
-	if flood[8] == "0" || flood[8] == "–" || spread[6] == "0" || spread[7] != "0" || spread[8] != "0" ||
-		alone[6] == "0" || alone[7] != "0" || alone[8] != "0" || alone[len(alone)-1] != "0" || !strings.HasSuffix(alone[11], " µs") {
+	// address's share. Columns: 7 logins 503, 8 logins 429, 9 refusals
+	// held, 12 authd CPU/shed.
+	if flood[9] == "0" || flood[9] == "–" || spread[7] == "0" || spread[8] != "0" || spread[9] != "0" ||
+		alone[7] == "0" || alone[8] != "0" || alone[9] != "0" || alone[len(alone)-1] != "0" || !strings.HasSuffix(alone[12], " µs") {
 		t.Errorf("flood table: %q, %q, %q; want refusals held in the flood from one address, logins shed, no 429 and none held from many, authd's CPU per shed in the flood alone, no errors", flood, spread, alone)
+	}
+
+	// The disk's flushes, timed in every storm and flood window when the
+	// report says where, else "–" in each.
+	cells := []string{tableRow(t, main, "quiet")[10], tableRow(t, main, "storm")[10]}
+	for _, row := range [][]string{quiet, flood, spread, alone} {
+		cells = append(cells, row[5])
+	}
+	timed := regexp.MustCompile(`- disk flush: the longest of the bench's own durable writes .* in \S+, on the filesystem of PostgreSQL's WAL \((\S+)\)`).FindStringSubmatch(out)
+	untimed := strings.Contains(out, "- disk flush: not timed: ")
+	flushCell := regexp.MustCompile(`^\d+\.\d ms \(\d+ over 10ms\)$`)
+	for _, c := range cells {
+		if timed != nil && !flushCell.MatchString(c) || timed == nil && c != "–" {
+			t.Errorf("disk flush cells %q: want the longest flush and the slow ones where the report says it timed them, – where it says it did not", cells)
+			break
+		}
+	}
+	if (timed != nil) == untimed {
+		t.Error("the report says neither where it timed the disk's flushes nor why it did not")
 	}
 
 	// Round trips (cells: request, requests, total, per request,

@@ -372,7 +372,8 @@ type stormWindow struct {
 	name    string
 	elapsed time.Duration
 	lat     [6]loadtest.Latencies // refresh, verify, healthz; logins answered 204, 503, anything else
-	dropped atomic.Int64          // slots not sent: too many in flight, or no free session
+	disk    flushes
+	dropped atomic.Int64 // slots not sent: too many in flight, or no free session
 }
 
 func (rn *runner) storm(ctx context.Context, addr string) error {
@@ -411,6 +412,7 @@ func (rn *runner) storm(ctx context.Context, addr string) error {
 		w := &stormWindow{name: name}
 		rn.windows[i] = w
 		start := time.Now().Add(20 * time.Millisecond)
+		stopProbe := rn.disk.start()
 		var wg sync.WaitGroup
 		pace := func(rate float64, inflight int, fn func(context.Context)) {
 			wg.Go(func() {
@@ -463,7 +465,9 @@ func (rn *runner) storm(ctx context.Context, addr string) error {
 		}
 		wg.Wait()
 		w.elapsed = time.Since(start)
-		if err := ctx.Err(); err != nil {
+		var err error
+		w.disk, err = stopProbe()
+		if err := errors.Join(err, ctx.Err()); err != nil {
 			return fmt.Errorf("storm: %w", err)
 		}
 	}
