@@ -53,6 +53,7 @@ type floodWindow struct {
 	// held is how many refusals authd held (authd_login_shed_held_total);
 	// -1 if unknown.
 	held int64
+	// disk is what the disk probe saw beside the window.
 	disk flushes
 }
 

@@ -372,8 +372,8 @@ type stormWindow struct {
 	name    string
 	elapsed time.Duration
 	lat     [6]loadtest.Latencies // refresh, verify, healthz; logins answered 204, 503, anything else
-	disk    flushes
-	dropped atomic.Int64 // slots not sent: too many in flight, or no free session
+	disk    flushes               // the disk probe's, beside the window
+	dropped atomic.Int64          // slots not sent: too many in flight, or no free session
 }
 
 func (rn *runner) storm(ctx context.Context, addr string) error {
