@@ -135,7 +135,7 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	if (timed != nil) == untimed {
-		t.Error("the report says neither where it timed the disk's flushes nor why it did not")
+		t.Error("the report must say either where it timed the disk's flushes or why it did not")
 	}
 
 	// Round trips (cells: request, requests, total, per request,
