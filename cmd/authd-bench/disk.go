@@ -98,11 +98,7 @@ func (p *diskProbe) start() (stop func() (flushes, error)) {
 	return func() (flushes, error) {
 		close(done)
 		wg.Wait()
-		err := errors.Join(file.Close(), os.Remove(file.Name()))
-		if probeErr != nil {
-			err = errors.Join(probeErr, err)
-		}
-		if err != nil {
+		if err := errors.Join(probeErr, file.Close(), os.Remove(file.Name())); err != nil {
 			return seen, fmt.Errorf("disk probe: %w", err)
 		}
 		return seen, nil

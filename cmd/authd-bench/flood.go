@@ -118,8 +118,8 @@ func (rn *runner) flood(ctx context.Context, addr string, probe *cpuProbe) error
 			}
 			return err
 		})
-		var perr error
-		w.disk, perr = stopProbe()
+		disk, perr := stopProbe()
+		w.disk = disk
 		if err := errors.Join(err, perr); err != nil {
 			return fmt.Errorf("flood: %w", err)
 		}

@@ -465,8 +465,8 @@ func (rn *runner) storm(ctx context.Context, addr string) error {
 		}
 		wg.Wait()
 		w.elapsed = time.Since(start)
-		var err error
-		w.disk, err = stopProbe()
+		disk, err := stopProbe()
+		w.disk = disk
 		if err := errors.Join(err, ctx.Err()); err != nil {
 			return fmt.Errorf("storm: %w", err)
 		}
