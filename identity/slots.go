@@ -28,11 +28,12 @@ type slots struct {
 	urgent     atomic.Int64
 	lastUrgent atomic.Int64
 	// busy and waiting mirror len-s under mu, for lock-free reads (the
-	// metrics, and full() on the shed path).
+	// metrics).
 	busy, waiting atomic.Int64
 	// entering counts the logins let in by admit that have not reached
 	// the gate yet: they are doing their database work (the throttle, the
-	// user), and a place is kept for each.
+	// user), and a place is kept for each. A login leaves it for the
+	// queue or a slot under mu (take).
 	entering atomic.Int64
 
 	mu      sync.Mutex
@@ -56,17 +57,26 @@ func (s *slots) limit() int {
 
 // room is how many more logins the gate has a place for: the queue's
 // free places and the narrow slots nobody holds, less the logins let in
-// and on their way (entering, which callers read first: take counts a
-// login in the queue or a slot before it gives its kept place back, so
-// the sum never shows a place twice). It takes no lock: a caller that
-// reads it a moment early or late only sheds one login more or fewer.
-func (s *slots) room(entering int64) int64 {
-	return int64(s.queue) + max(0, int64(s.narrow)-s.busy.Load()) - s.waiting.Load() - entering
+// and on their way; and entering as it read it. It reads them under mu,
+// where no login moves from one count to the next, so it counts each
+// login once. Read without the lock, a login on its way from its kept
+// place into a slot could be counted in both, and a login that had a
+// place was shed (TestNoLoginCountedTwice; TestLoginQueueFullIsShedAtOnce
+// failed so). The lock is held for a few loads, and only the gate's own
+// takes and releases, a few dozen a second, share it.
+func (s *slots) room() (room, entering int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	entering = s.entering.Load()
+	return int64(s.queue) + max(0, int64(s.narrow)-int64(s.inUse)) - int64(len(s.waiters)) - entering, entering
 }
 
 // full reports whether a login arriving now would be shed at once: the
 // slots taken and the queue full, counting the logins on their way to it.
-func (s *slots) full() bool { return s.room(s.entering.Load()) <= 0 }
+func (s *slots) full() bool {
+	room, _ := s.room()
+	return room <= 0
+}
 
 // A place is kept at the gate for a login let in by admit, from the door
 // until it reaches the gate (take) or gives up (give).
@@ -91,8 +101,10 @@ func (p *place) give() {
 // more PostgreSQL CPU than the logins that got through.
 func (s *slots) admit() (*place, bool) {
 	for {
-		e := s.entering.Load()
-		if s.room(e) <= 0 {
+		// Any move into or out of entering since room read it fails the
+		// swap, and the count is read again.
+		room, e := s.room()
+		if room <= 0 {
 			return nil, false
 		}
 		if s.entering.CompareAndSwap(e, e+1) {

@@ -2,6 +2,8 @@ package identity
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -339,4 +341,63 @@ func TestSlotsNowGauge(t *testing.T) {
 			t.Errorf("%s after the refresh: %v slots now, want 2", widenAfter, n)
 		}
 	})
+}
+
+// TestNoLoginCountedTwice: the door's count of the gate's places (full,
+// admit) reads three counters that logins move between — kept places
+// (entering), the queue (waiting), the slots (busy) — without the lock.
+// A login on its way from one to the next may be missed for a moment
+// (the door lets one more in, which the gate sheds if it must), but never
+// counted twice: that would shed a login that had a place. Here two
+// logins go round and round a gate with three places (one slot, a queue
+// of two), so at least one place is free at every moment, and the door
+// must never report the gate full.
+func TestNoLoginCountedTwice(t *testing.T) {
+	s := newSlots(1, 1, 2, time.Hour)
+	const rounds = 50000
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var sawFull atomic.Int64
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if s.full() {
+				sawFull.Add(1)
+			}
+		}
+	}()
+	shedAtGate := make(chan int, 2)
+	for range 2 {
+		wg.Go(func() {
+			for i := range rounds {
+				p, ok := s.admit()
+				if !ok {
+					shedAtGate <- i
+					return
+				}
+				ok, wait := s.take(p)
+				switch {
+				case wait != nil:
+					<-wait
+				case !ok:
+					shedAtGate <- i
+					return
+				}
+				s.release()
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	close(shedAtGate)
+	for i := range shedAtGate {
+		t.Errorf("a login was refused in round %d with a place free", i)
+	}
+	if n := sawFull.Load(); n > 0 {
+		t.Errorf("the door saw the gate full %d times with at most 2 of its 3 places taken", n)
+	}
 }
