@@ -344,21 +344,20 @@ func TestSlotsNowGauge(t *testing.T) {
 }
 
 // TestNoLoginCountedTwice: the door's count of the gate's places (full,
-// admit) reads three counters that logins move between — kept places
-// (entering), the queue (waiting), the slots (busy) — without the lock.
-// A login on its way from one to the next may be missed for a moment
-// (the door lets one more in, which the gate sheds if it must), but never
-// counted twice: that would shed a login that had a place. Here two
+// admit) adds up what logins move between — kept places (entering), the
+// queue, the slots — and must never count a login twice, which would
+// shed a login that had a place (read without the gate's lock, one on its
+// way from its kept place into a slot was counted in both). Here two
 // logins go round and round a gate with three places (one slot, a queue
 // of two), so at least one place is free at every moment, and the door
 // must never report the gate full.
 func TestNoLoginCountedTwice(t *testing.T) {
 	s := newSlots(1, 1, 2, time.Hour)
 	const rounds = 50000
-	var wg sync.WaitGroup
+	var wg, door sync.WaitGroup
 	stop := make(chan struct{})
 	var sawFull atomic.Int64
-	go func() {
+	door.Go(func() {
 		for {
 			select {
 			case <-stop:
@@ -369,7 +368,7 @@ func TestNoLoginCountedTwice(t *testing.T) {
 				sawFull.Add(1)
 			}
 		}
-	}()
+	})
 	shedAtGate := make(chan int, 2)
 	for range 2 {
 		wg.Go(func() {
@@ -393,6 +392,7 @@ func TestNoLoginCountedTwice(t *testing.T) {
 	}
 	wg.Wait()
 	close(stop)
+	door.Wait()
 	close(shedAtGate)
 	for i := range shedAtGate {
 		t.Errorf("a login was refused in round %d with a place free", i)
