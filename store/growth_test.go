@@ -312,6 +312,58 @@ func TestRotatePlanIsKept(t *testing.T) {
 	}
 }
 
+// TestLoginPlansAreKept: the two statements of a login (the failure
+// reserved with the user read, before the compare; the session opened
+// with the failure given back, after it) are planned once per connection
+// and their plans kept, as refresh's are (TestRotatePlanIsKept). A login's
+// PostgreSQL CPU is its share of the CPUs that bcrypt does not get
+// (docs/performance.md, "Logins and the work beside them"). Planned
+// again at every execution (plan_cache_mode=force_custom_plan, which
+// this test fails), the two cost the backend 1.40–1.45 ms of CPU a login
+// against 0.52–0.62 ms, 2,000 logins one after another on one
+// connection.
+func TestLoginPlansAreKept(t *testing.T) {
+	t.Parallel()
+	db := storetest.NewDBOneConnection(t) // every statement on one connection
+	ctx := context.Background()
+	storetest.AddUser(t, db, "alice", "pw")
+	th := store.LoginThrottle{Limit: 1000, PerSecond: 1}
+	const n = 20
+	for i := range n {
+		wait, u, found, err := db.ReserveLoginFailureAndLoadUser(ctx, "alice", th, time.Now())
+		if err != nil || wait != 0 || !found {
+			t.Fatalf("login %d: reserve and read alice: wait %s, found %v, %v", i, wait, found, err)
+		}
+		release := &store.LoginRelease{Username: "alice", Throttle: th, Now: time.Now()}
+		client := store.LoginClient{Addr: "10.0.0.1", UserAgent: "Go-http-client/1.1"}
+		if _, err := db.StartSessionFrom(ctx, u, client, storetest.TokenHash(fmt.Sprint("login", i)), time.Hour, 24*time.Hour, false, release); err != nil {
+			t.Fatalf("login %d: start a session: %v", i, err)
+		}
+	}
+	rows, err := db.Pool().Query(ctx, "select statement, generic_plans, custom_plans from pg_prepared_statements where generic_plans + custom_plans >= $1", n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type stmt struct {
+		SQL             string
+		Generic, Custom int64
+	}
+	stmts, err := pgx.CollectRows(rows, pgx.RowToStructByPos[stmt])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stmts) != 2 {
+		t.Fatalf("%d logins on one connection: %d statements ran at each, want the login's 2: %v", n, len(stmts), stmts)
+	}
+	for _, s := range stmts {
+		// PostgreSQL plans the first five executions for their
+		// parameters, then compares.
+		if s.Custom > 5 || s.Generic < n-5 {
+			t.Errorf("%d logins on one connection: %d ran the kept plan, %d were planned anew; want at least %d kept, of:\n%s", n, s.Generic, s.Custom, n-5, s.SQL)
+		}
+	}
+}
+
 // TestRefreshReadsByKeyWithoutStatistics: before PostgreSQL has analyzed
 // the tables (a new database, autovacuum off, a restore or pg_upgrade not
 // yet followed by ANALYZE), each statement of a refresh still reads the

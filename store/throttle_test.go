@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"errors"
-	"net/url"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -124,14 +123,7 @@ func TestReserveResetRequest(t *testing.T) {
 // (a rotation, a session) loses its durable commit.
 func TestReservationDoesNotWaitForTheFlush(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(storetest.NewURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("pool_max_conns", "1") // every statement below on one connection
-	u.RawQuery = q.Encode()
-	db := storetest.Open(t, u.String())
+	db := storetest.NewDBOneConnection(t) // every statement below on one connection
 	ctx := context.Background()
 	setting := func(q interface {
 		QueryRow(context.Context, string, ...any) pgx.Row

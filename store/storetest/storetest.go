@@ -189,6 +189,22 @@ func NewDB(t testing.TB) *store.DB {
 	return Open(t, NewURL(t))
 }
 
+// NewDBOneConnection opens a fresh migrated database for t whose pool
+// holds a single connection: every statement of the test runs on it, so
+// the connection's own state (pg_prepared_statements, a setting) is the
+// test's to read.
+func NewDBOneConnection(t testing.TB) *store.DB {
+	t.Helper()
+	u, err := url.Parse(NewURL(t))
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	q := u.Query()
+	q.Set("pool_max_conns", "1")
+	u.RawQuery = q.Encode()
+	return Open(t, u.String())
+}
+
 // Open opens the database at url for t, closing it at cleanup.
 func Open(t testing.TB, url string) *store.DB {
 	t.Helper()
