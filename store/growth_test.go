@@ -353,7 +353,7 @@ func TestLoginPlansAreKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(stmts) != 2 {
-		t.Fatalf("%d logins on one connection: %d statements ran at each, want the login's 2: %v", n, len(stmts), stmts)
+		t.Fatalf("%d logins on one connection: %d statements ran %d times or more, want the login's 2: %v", n, len(stmts), n, stmts)
 	}
 	for _, s := range stmts {
 		// PostgreSQL plans the first five executions for their
