@@ -108,7 +108,7 @@ func newBcryptGate(narrow, wide, queue int, wait time.Duration, nice int, m *met
 		}, func() float64 { return float64(g.slots.limit()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "authd_bcrypt_running", Help: "bcrypt compares running.",
-		}, func() float64 { return float64(g.slots.busy.Load()) }),
+		}, func() float64 { return float64(g.slots.running()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "authd_bcrypt_nice", Help: "Nice value new bcrypt compares run at: AUTHD_BCRYPT_NICE, or 0 while compares are starved of CPU.",
 		}, func() float64 { return float64(g.prio.nice()) }),

@@ -27,9 +27,10 @@ type slots struct {
 	// the core's, which tests move to expire tokens).
 	urgent     atomic.Int64
 	lastUrgent atomic.Int64
-	// busy and waiting mirror len-s under mu, for lock-free reads (the
-	// metrics).
-	busy, waiting atomic.Int64
+	// waiting mirrors len(waiters) under mu, for exit, which every
+	// latency-sensitive request calls and which must not take the lock
+	// when nobody waits, and for the queue's gauge.
+	waiting atomic.Int64
 	// entering counts the logins let in by admit that have not reached
 	// the gate yet: they are doing their database work (the throttle, the
 	// user), and a place is kept for each. A login leaves it for the
@@ -126,7 +127,6 @@ func (s *slots) take(p *place) (ok bool, wait chan struct{}) {
 	defer p.give()
 	if len(s.waiters) == 0 && s.inUse < s.limit() {
 		s.inUse++
-		s.busy.Store(int64(s.inUse))
 		return true, nil
 	}
 	if len(s.waiters) >= s.queue {
@@ -153,6 +153,13 @@ func (s *slots) leave(wait chan struct{}) bool {
 	return true
 }
 
+// running is how many compares hold a slot.
+func (s *slots) running() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inUse
+}
+
 // release frees a slot for the next in line.
 func (s *slots) release() {
 	s.mu.Lock()
@@ -168,7 +175,6 @@ func (s *slots) grant() {
 		s.waiters = slices.Delete(s.waiters, 0, 1)
 		s.inUse++
 	}
-	s.busy.Store(int64(s.inUse))
 	s.waiting.Store(int64(len(s.waiters)))
 	s.armWiden()
 }

@@ -96,7 +96,7 @@ func TestSlotsWidenWhileNothingUrgent(t *testing.T) {
 		if !d.running() {
 			t.Fatalf("%s after the last refresh, the waiting compare did not take the wide slot", widenAfter)
 		}
-		if n := s.busy.Load(); n != 2 {
+		if n := s.running(); n != 2 {
 			t.Errorf("%d compares running, want 2", n)
 		}
 
@@ -114,7 +114,7 @@ func TestSlotsWidenWhileNothingUrgent(t *testing.T) {
 		}
 		s.exit()
 		e.finish(t)
-		if n := s.busy.Load() + s.waiting.Load(); n != 0 {
+		if n := int64(s.running()) + s.waiting.Load(); n != 0 {
 			t.Errorf("%d compares still counted", n)
 		}
 		outlastWorkers() // the gate's idle threads end
